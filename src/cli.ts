@@ -1,0 +1,46 @@
+/**
+ * The `delta-audit` command. Each subcommand lives in src/commands/<name>.ts and exports
+ * `register(program)`; this file only wires them and maps errors to exit codes (DESIGN.md):
+ * 0 pass, 1 policy fail, 2 bad input or usage, 3 backend or internal fault.
+ */
+import { Command, CommanderError } from "commander";
+import { describeError, exitCodeOf, EXIT } from "./errors";
+import { VERSION } from "./version";
+import * as spectrum from "./commands/spectrum";
+import * as truncate from "./commands/truncate";
+import * as logits from "./commands/logits";
+import * as generate from "./commands/generate";
+import * as scan from "./commands/scan";
+import * as serve from "./commands/serve";
+import * as sweep from "./commands/sweep";
+import * as organism from "./commands/organism";
+import * as demo from "./commands/demo";
+
+export function buildProgram(): Command {
+  const program = new Command("delta-audit")
+    .description("Audit fine-tuned language models for hidden behaviours via the spectrum of ΔW")
+    .version(VERSION)
+    .showHelpAfterError()
+    .exitOverride();
+  for (const cmd of [spectrum, truncate, logits, generate, scan, serve, sweep, organism, demo]) cmd.register(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return process.exitCode === undefined ? EXIT.pass : Number(process.exitCode);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version exit 0; every other commander error is a usage error
+      return err.exitCode === 0 ? EXIT.pass : EXIT.input;
+    }
+    process.stderr.write(`delta-audit: ${describeError(err)}\n`);
+    if (process.env.DELTA_AUDIT_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    return exitCodeOf(err);
+  }
+}
+
+const code = await main(process.argv);
+process.exitCode = code;

@@ -1,0 +1,65 @@
+/**
+ * Progress for long work: a redrawn bar on a TTY, periodic plain lines otherwise (CI logs).
+ * Everything goes to stderr so stdout stays machine-readable (logits JSON, tables).
+ */
+
+/** Plain-line mode prints at most this often, so CI logs stay short. */
+const PLAIN_INTERVAL_MS = 5_000;
+const BAR_WIDTH = 28;
+
+export interface Progress {
+  /** advance by n units (default 1) */
+  tick(n?: number, detail?: string): void;
+  /** finish: final line with the elapsed time */
+  done(detail?: string): void;
+}
+
+export interface ProgressOptions {
+  stream?: NodeJS.WritableStream & { isTTY?: boolean };
+  /** suppress all output (tests, --quiet) */
+  quiet?: boolean;
+  now?: () => number;
+}
+
+/** A progress reporter for `total` units of work labelled `label`. */
+export function progress(label: string, total: number, opts: ProgressOptions = {}): Progress {
+  const stream = opts.stream ?? process.stderr;
+  const now = opts.now ?? Date.now;
+  const quiet = opts.quiet ?? process.env.DELTA_AUDIT_QUIET === "1";
+  const tty = Boolean(stream.isTTY);
+  const start = now();
+  let count = 0;
+  let lastPrint = start;
+
+  const fmt = (detail?: string) => {
+    const pct = total > 0 ? Math.min(100, Math.floor((100 * count) / total)) : 100;
+    const secs = ((now() - start) / 1000).toFixed(1);
+    const tail = detail ? ` ${detail}` : "";
+    if (!tty) return `${label}: ${count}/${total} (${pct}%) ${secs}s${tail}`;
+    const filled = Math.round((BAR_WIDTH * pct) / 100);
+    return `${label} [${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ${count}/${total} ${secs}s${tail}`;
+  };
+
+  return {
+    tick(n = 1, detail) {
+      count += n;
+      if (quiet) return;
+      const t = now();
+      if (tty) stream.write(`\r\x1b[2K${fmt(detail)}`);
+      else if (t - lastPrint >= PLAIN_INTERVAL_MS) {
+        stream.write(`${fmt(detail)}\n`);
+        lastPrint = t;
+      }
+    },
+    done(detail) {
+      if (quiet) return;
+      stream.write(tty ? `\r\x1b[2K${fmt(detail)}\n` : `${fmt(detail)}\n`);
+    },
+  };
+}
+
+/** A plain log line on stderr (respects DELTA_AUDIT_QUIET). */
+export function log(message: string): void {
+  if (process.env.DELTA_AUDIT_QUIET === "1") return;
+  process.stderr.write(`${message}\n`);
+}
