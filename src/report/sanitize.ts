@@ -1,0 +1,74 @@
+/**
+ * Model-generated text is untrusted: it goes into PR comments, check runs and job summaries.
+ * These functions make it inert in GitHub-flavoured markdown: no @-mentions or #refs that
+ * notify, no raw HTML, no links or images, no headings, tables or fences that escape.
+ */
+
+/** Marker appended when text is cut. */
+export const CUT_MARKER = " …[truncated]";
+
+/** Default cap for one excerpt of model output in a report. */
+export const DEFAULT_EXCERPT_CHARS = 600;
+
+const ZWSP = "\u200b";
+
+/** Remove control and bidi-override characters that can hide or reorder text. */
+function stripControls(s: string): string {
+  // keep \n and \t; drop C0/C1 controls, bidi overrides/isolates, BOM
+  return s.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\ufeff]/g, "");
+}
+
+/** Cut to at most `max` characters (code points), appending CUT_MARKER when cut. */
+export function cut(text: string, max: number): string {
+  const chars = Array.from(text);
+  if (chars.length <= max) return text;
+  const keep = Math.max(0, max - CUT_MARKER.length);
+  return chars.slice(0, keep).join("") + CUT_MARKER;
+}
+
+const MD_SPECIAL = /[\\`*_{}\[\]()<>#+\-!|~=]/g;
+
+/**
+ * Inline-safe text: one line, every markdown metacharacter escaped, HTML entities encoded,
+ * mentions and references broken with a zero-width space so GitHub does not link them.
+ */
+export function neutraliseInline(text: string, max = DEFAULT_EXCERPT_CHARS): string {
+  let s = stripControls(String(text)).replace(/\s+/g, " ").trim();
+  s = cut(s, max);
+  s = s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+  // escape markdown punctuation (but not the '&' of entities we just produced)
+  s = s.replace(MD_SPECIAL, (c) => `\\${c}`);
+  // @user, @org/team, #123, GH-123: break the autolink with a zero-width space
+  s = s.replace(/@/g, `@${ZWSP}`).replace(/#(?=\d)/g, `#${ZWSP}`);
+  // bare URLs and domains are autolinked by GitHub: break the scheme and the dots
+  s = s.replace(/\b([a-z][a-z0-9+.-]*):\/\//gi, `$1:${ZWSP}//`).replace(/\bwww\./gi, `www${ZWSP}.`);
+  return s;
+}
+
+/**
+ * Block-safe text for a fenced code block: returns the whole block, with a fence longer
+ * than any backtick run inside so the text cannot close it. Inside a fence GitHub renders
+ * nothing (no HTML, no mentions, no links), so only controls and length need handling.
+ */
+export function fencedBlock(text: string, max = DEFAULT_EXCERPT_CHARS): string {
+  const s = cut(stripControls(String(text)), max);
+  let longest = 0;
+  for (const m of s.matchAll(/`+/g)) longest = Math.max(longest, m[0].length);
+  // also guard against tilde fences
+  const fence = "`".repeat(Math.max(3, longest + 1));
+  return `${fence}text\n${s.replace(/\r\n?/g, "\n")}\n${fence}`;
+}
+
+/** Cut a whole markdown document to `max` characters at a line boundary, with a visible note. */
+export function cutDocument(markdown: string, max: number, note = "\n\n_…report truncated to fit GitHub's size limit; see the full report artifact._\n"): string {
+  if (markdown.length <= max) return markdown;
+  const budget = Math.max(0, max - note.length);
+  let end = markdown.lastIndexOf("\n", budget);
+  if (end < budget / 2) end = budget;
+  let head = markdown.slice(0, end);
+  // do not leave a fence open: count fence lines and close if odd
+  const fences = head.match(/^(`{3,}|~{3,})/gm) ?? [];
+  if (fences.length % 2 === 1) head += `\n${fences[fences.length - 1]}`;
+  const out = head + note;
+  return out.length <= max ? out : out.slice(0, max);
+}
