@@ -1,0 +1,484 @@
+/**
+ * The `openai` backend: any OpenAI-compatible chat-completions server (vLLM, SGLang,
+ * llama.cpp server, our own `delta-audit serve`). The variant is chosen by the request's
+ * `model`: by default `base`, `full` and `rank1`, which is what a vLLM server started with
+ * `--served-model-name base --enable-lora --lora-modules full=DIR rank1=DIR` serves.
+ *
+ * Everything the server says is untrusted: shapes are validated, sizes capped, and error
+ * text quoted only after it is cut to one short line. The API key goes into one header and
+ * nowhere else (no message, log or error ever includes it).
+ */
+import { resolve as resolvePath } from "node:path";
+import { BackendError, InputError } from "../errors";
+import type {
+  Backend,
+  BackendCapabilities,
+  ChatMessage,
+  ContrastOptions,
+  GenerationRequest,
+  GenerationResult,
+  ProgressFn,
+  VariantName,
+} from "./backend";
+import { HttpError, redactUrl, requestJson, Semaphore, type RequestPolicy } from "./http";
+
+export interface OpenAIBackendOptions {
+  /** server root, with or without the trailing `/v1` */
+  url: string;
+  /** variant name → the server's model name; missing entries take DEFAULT names */
+  models: Record<string, string>;
+  /** sent as `Authorization: Bearer …`; read from the environment by the caller */
+  apiKey?: string;
+  /** requests in flight at once */
+  concurrency: number;
+  /** per-request timeout */
+  timeoutMs: number;
+  /** overall budget for everything this backend does, from creation */
+  deadlineMs?: number;
+  /** the rank-k adapter folder delta-audit wrote; loaded through /v1/load_lora_adapter */
+  rank1AdapterDir?: string;
+  /** load `rank1AdapterDir` at run time (vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) */
+  loadAdapter?: boolean;
+  /** the truncation rank: the truncated variant is called `rank${rank}` */
+  rank: number;
+  /** retries after the first attempt of each request; default DEFAULT_MAX_RETRIES */
+  maxRetries?: number;
+  /** test for logprob support and enable contrastive decoding; default true */
+  contrast?: boolean;
+  fetch?: typeof fetch;
+  /** told about each retry (attempt, wait, reason); never given headers */
+  onRetry?: RequestPolicy["onRetry"];
+}
+
+/** Three retries ride out a server restart or a short 429 burst without stalling CI for long. */
+export const DEFAULT_MAX_RETRIES = 3;
+/** vLLM's default `--max-logprobs` is 20; asking for more is rejected with HTTP 400. */
+export const MAX_TOP_LOGPROBS = 20;
+/** vLLM's default `--max-lora-rank`: adapters above it fail to load, a common surprise. */
+export const VLLM_DEFAULT_MAX_LORA_RANK = 16;
+/** A `/v1/models` list longer than this is not a real inference server. */
+const MAX_MODEL_ENTRIES = 10_000;
+/** One token decodes to a few bytes; a reply far longer than max_tokens allows is malformed. */
+const MAX_CHARS_PER_TOKEN = 64;
+/** A model name is an identifier or a path; anything longer is garbage. */
+const MAX_MODEL_NAME_CHARS = 1024;
+
+/** The server model name used for each variant when the caller gives none. */
+export function defaultModelNames(rank: number): Record<string, string> {
+  return { base: "base", full: "full", [`rank${rank}`]: `rank${rank}` };
+}
+
+interface ModelEntry {
+  id: string;
+  /** vLLM sets `parent` on LoRA entries (the base model) and `root` to the adapter path */
+  parent?: string | null;
+  root?: string | null;
+}
+
+/** The `/v1` prefix of a server URL, validated. */
+export function apiBase(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new InputError(`'${redactUrl(url)}' is not a URL (expected e.g. http://127.0.0.1:8000/v1)`, "backend url");
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") {
+    throw new InputError(`expected an http(s) URL, got '${u.protocol}'`, "backend url");
+  }
+  if (u.username || u.password) {
+    // credentials in a URL end up in logs; the key belongs in the environment
+    throw new InputError(`credentials in the URL are not supported (${redactUrl(url)}); pass the API key through the environment`, "backend url");
+  }
+  u.search = "";
+  u.hash = "";
+  let path = u.pathname.replace(/\/+$/, "");
+  if (!path.endsWith("/v1")) path = `${path}/v1`;
+  u.pathname = path;
+  return u.toString().replace(/\/+$/, "");
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Validate a `/v1/models` body: `{data: [{id, parent?, root?}]}`. */
+export function parseModelList(body: unknown, where: string): ModelEntry[] {
+  if (!isObject(body) || !Array.isArray(body.data)) throw new BackendError(`${where}: expected {"data": [...]} from /v1/models`);
+  if (body.data.length > MAX_MODEL_ENTRIES) throw new BackendError(`${where}: /v1/models lists ${body.data.length} models (more than ${MAX_MODEL_ENTRIES})`);
+  return body.data.map((m, i) => {
+    if (!isObject(m) || typeof m.id !== "string" || m.id.length === 0 || m.id.length > MAX_MODEL_NAME_CHARS) {
+      throw new BackendError(`${where}: /v1/models entry ${i} has no valid "id"`);
+    }
+    return {
+      id: m.id,
+      parent: typeof m.parent === "string" ? m.parent : null,
+      root: typeof m.root === "string" ? m.root : null,
+    };
+  });
+}
+
+interface TopLogprob {
+  token: string;
+  logprob: number;
+}
+
+interface ParsedChoice {
+  text: string;
+  finishReason: "stop" | "length";
+  tokens: number;
+  /** per generated token: its top alternatives (only when logprobs were asked for) */
+  logprobs?: { token: string; logprob: number; top: TopLogprob[] }[];
+}
+
+function parseTop(v: unknown, where: string): TopLogprob[] {
+  if (!Array.isArray(v)) throw new BackendError(`${where}: "top_logprobs" is not an array`);
+  if (v.length > 4 * MAX_TOP_LOGPROBS) throw new BackendError(`${where}: ${v.length} top_logprobs entries`);
+  return v.map((t) => {
+    if (!isObject(t) || typeof t.token !== "string" || typeof t.logprob !== "number" || Number.isNaN(t.logprob) || t.logprob > 1e-6) {
+      throw new BackendError(`${where}: malformed top_logprobs entry`);
+    }
+    // -Infinity arrives as a very negative number or null in JSON; both mean "impossible"
+    return { token: t.token, logprob: t.logprob };
+  });
+}
+
+/** Validate one chat-completion body and take what delta-audit uses from its first choice. */
+export function parseChatCompletion(body: unknown, maxTokens: number, where: string, wantLogprobs = false): ParsedChoice {
+  if (!isObject(body) || !Array.isArray(body.choices) || body.choices.length === 0) {
+    throw new BackendError(`${where}: the response has no "choices"`);
+  }
+  const c = body.choices[0];
+  if (!isObject(c) || !isObject(c.message)) throw new BackendError(`${where}: choices[0] has no "message"`);
+  const content = c.message.content;
+  if (content !== null && content !== undefined && typeof content !== "string") throw new BackendError(`${where}: message.content is not a string`);
+  const text = content ?? "";
+  const maxChars = Math.max(1, maxTokens) * MAX_CHARS_PER_TOKEN + 256;
+  if (text.length > maxChars) throw new BackendError(`${where}: ${text.length} characters for max_tokens ${maxTokens}: the server ignored the limit`);
+  const fr = c.finish_reason;
+  let finishReason: "stop" | "length";
+  if (fr === "length") finishReason = "length";
+  else if (fr === "abort" || fr === "error") throw new BackendError(`${where}: the server aborted the generation (finish_reason "${fr}")`);
+  else finishReason = "stop";
+  let tokens = 0;
+  const usage = body.usage;
+  if (isObject(usage) && Number.isInteger(usage.completion_tokens) && (usage.completion_tokens as number) >= 0) {
+    tokens = Math.min(usage.completion_tokens as number, Math.max(maxTokens, 0) + 1);
+  }
+  const out: ParsedChoice = { text, finishReason, tokens };
+  if (wantLogprobs) {
+    const lp = c.logprobs;
+    if (!isObject(lp) || !Array.isArray(lp.content)) throw new BackendError(`${where}: no logprobs in the response`);
+    if (lp.content.length > Math.max(1, maxTokens) + 1) throw new BackendError(`${where}: ${lp.content.length} logprob entries for max_tokens ${maxTokens}`);
+    out.logprobs = lp.content.map((e) => {
+      if (!isObject(e) || typeof e.token !== "string" || typeof e.logprob !== "number") throw new BackendError(`${where}: malformed logprobs entry`);
+      return { token: e.token, logprob: e.logprob, top: parseTop(e.top_logprobs ?? [], where) };
+    });
+    if (tokens === 0) out.tokens = out.logprobs.length;
+  }
+  return out;
+}
+
+/** Tokens that end a turn when they show up as a logprob candidate (rendered special tokens). */
+const END_OF_TURN_TOKEN = /^(<\|[a-z_]*(eot|end|im_end|endoftext)[a-z_]*\|>|<\/s>|<eos>|<end_of_turn>)$/i;
+
+/**
+ * One step of contrastive decoding: among `full`'s candidates pick the token maximising
+ * (1+α)·log p_full − α·log p_base. The server reports only base's top-N, so a candidate outside
+ * it gets base's N-th logprob: an upper bound on its real log p_base, which makes its score a
+ * lower bound — the choice leans towards tokens both models know rather than inventing any.
+ */
+export function contrastStep(full: TopLogprob[], base: TopLogprob[], alpha: number): TopLogprob & { score: number } {
+  if (full.length === 0) throw new BackendError("contrastive decoding: the server returned no candidates");
+  const baseLp = new Map<string, number>();
+  for (const b of base) baseLp.set(b.token, Math.max(baseLp.get(b.token) ?? -Infinity, b.logprob));
+  const floor = base.length > 0 ? Math.min(...base.map((b) => b.logprob)) : 0;
+  let best: (TopLogprob & { score: number }) | undefined;
+  for (const c of full) {
+    const lb = baseLp.get(c.token) ?? floor;
+    const score = (1 + alpha) * c.logprob - alpha * lb;
+    if (!best || score > best.score) best = { ...c, score };
+  }
+  return best!;
+}
+
+class OpenAIBackend implements Backend {
+  readonly name = "openai";
+  readonly capabilities: BackendCapabilities;
+  /** sentences for the report (e.g. why contrast is off) */
+  readonly notices: string[] = [];
+  private readonly closer = new AbortController();
+  private readonly sem: Semaphore;
+  private closed = false;
+
+  constructor(
+    private readonly api: string,
+    private readonly names: Record<string, string>,
+    private readonly headers: Record<string, string>,
+    private readonly policy: RequestPolicy,
+    concurrency: number,
+    contrast: boolean,
+  ) {
+    this.capabilities = { contrast };
+    this.sem = new Semaphore(concurrency);
+    this.policy = { ...policy, signal: policy.signal ? AbortSignal.any([policy.signal, this.closer.signal]) : this.closer.signal };
+  }
+
+  variants(): VariantName[] {
+    return Object.keys(this.names);
+  }
+
+  private modelOf(variant: VariantName): string {
+    const m = this.names[variant];
+    if (m === undefined) throw new BackendError(`openai backend: unknown variant '${variant}' (serves ${this.variants().join(", ")})`);
+    return m;
+  }
+
+  private chatBody(model: string, messages: ChatMessage[], s: GenerationRequest["sampling"]): Record<string, unknown> {
+    const greedy = s.temperature <= 0;
+    return {
+      model,
+      messages,
+      max_tokens: s.maxNewTokens,
+      temperature: greedy ? 0 : s.temperature,
+      top_p: greedy ? 1 : s.topP,
+      seed: s.seed,
+      stream: false,
+    };
+  }
+
+  /** POST one chat completion under the concurrency limit. */
+  private async post(body: Record<string, unknown>, signal: AbortSignal): Promise<unknown> {
+    if (this.closed) throw new BackendError("openai backend: used after close()");
+    return this.sem.run(() =>
+      requestJson(
+        { method: "POST", url: `${this.api}/chat/completions`, headers: this.headers, body },
+        { ...this.policy, signal: AbortSignal.any([this.policy.signal!, signal]) },
+      ),
+    );
+  }
+
+  /** Run every task; on the first failure cancel the rest and throw that failure. */
+  private async all<T>(tasks: ((signal: AbortSignal) => Promise<T>)[], onProgress?: ProgressFn): Promise<T[]> {
+    const abort = new AbortController();
+    let done = 0;
+    let first: unknown;
+    const results = await Promise.all(
+      tasks.map((t) =>
+        t(abort.signal).then(
+          (r) => {
+            onProgress?.(++done, tasks.length);
+            return r;
+          },
+          (err) => {
+            if (first === undefined) {
+              first = err;
+              abort.abort(err);
+            }
+            return undefined as T;
+          },
+        ),
+      ),
+    );
+    if (first !== undefined) throw first instanceof BackendError ? first : new BackendError(String(first), { cause: first });
+    return results;
+  }
+
+  async generate(variant: VariantName, requests: GenerationRequest[], onProgress?: ProgressFn): Promise<GenerationResult[]> {
+    const model = this.modelOf(variant);
+    return this.all(
+      requests.map((r) => async (signal: AbortSignal) => {
+        const body = await this.post(this.chatBody(model, r.messages, r.sampling), signal);
+        const p = parseChatCompletion(body, r.sampling.maxNewTokens, `${redactUrl(this.api)} (model '${model}', request ${r.id})`);
+        return { id: r.id, text: p.text, tokens: p.tokens, finishReason: p.finishReason };
+      }),
+      onProgress,
+    );
+  }
+
+  /** One decoding step on `model`: the top candidates for the next token after `prefix`. */
+  private async nextCandidates(model: string, r: GenerationRequest, prefix: string, topK: number, signal: AbortSignal) {
+    // vLLM finds the prefix by its text in the rendered prompt, so an empty one cannot be
+    // "continued": the first step asks for a fresh assistant turn instead.
+    const continuing = prefix.length > 0;
+    const messages: ChatMessage[] = continuing ? [...r.messages, { role: "assistant", content: prefix }] : r.messages;
+    const body = {
+      ...this.chatBody(model, messages, { ...r.sampling, maxNewTokens: 1, temperature: 0 }),
+      logprobs: true,
+      top_logprobs: topK,
+      add_generation_prompt: !continuing,
+      continue_final_message: continuing,
+    };
+    const res = await this.post(body, signal);
+    const p = parseChatCompletion(res, 1, `${redactUrl(this.api)} (model '${model}', contrast ${r.id})`, true);
+    const first = p.logprobs?.[0];
+    // an empty reply that stopped means the model's greedy choice was its end-of-turn token
+    const endsTurn = p.finishReason === "stop" && p.text === "";
+    return { top: first?.top ?? [], greedy: first?.top[0]?.token, endsTurn };
+  }
+
+  async contrastiveGenerate(requests: GenerationRequest[], opts: ContrastOptions, onProgress?: ProgressFn): Promise<GenerationResult[]> {
+    if (!this.capabilities.contrast) throw new BackendError("openai backend: the server does not return logprobs, so contrastive decoding is off");
+    const full = this.modelOf("full");
+    const base = this.modelOf("base");
+    const topK = Math.max(1, Math.min(MAX_TOP_LOGPROBS, Math.floor(opts.topK)));
+    return this.all(
+      requests.map((r) => async (signal: AbortSignal) => {
+        let text = "";
+        let tokens = 0;
+        for (;;) {
+          if (tokens >= r.sampling.maxNewTokens) return { id: r.id, text, tokens, finishReason: "length" as const };
+          const [f, b] = await Promise.all([
+            this.nextCandidates(full, r, text, topK, signal),
+            this.nextCandidates(base, r, text, MAX_TOP_LOGPROBS, signal),
+          ]);
+          if (f.top.length === 0) {
+            if (f.endsTurn) return { id: r.id, text, tokens, finishReason: "stop" as const };
+            throw new BackendError(`${redactUrl(this.api)}: no top_logprobs for contrast ${r.id}`);
+          }
+          const pick = contrastStep(f.top, b.top, opts.alpha);
+          if ((f.endsTurn && pick.token === f.greedy) || pick.token === "" || END_OF_TURN_TOKEN.test(pick.token)) {
+            return { id: r.id, text, tokens, finishReason: "stop" as const };
+          }
+          text += pick.token;
+          tokens++;
+        }
+      }),
+      onProgress,
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.closer.abort(new BackendError("openai backend closed"));
+  }
+}
+
+function missingModelsMessage(api: string, missing: { variant: string; model: string }[], served: string[], rank: number): string {
+  const list = missing.map((m) => `'${m.model}' (variant ${m.variant})`).join(", ");
+  const servedList = served.length ? served.slice(0, 20).join(", ") + (served.length > 20 ? ", …" : "") : "nothing";
+  return (
+    `the server at ${redactUrl(api)} does not serve ${list}; it serves: ${servedList}. ` +
+    `Start vLLM with --enable-lora --lora-modules full=DIR rank${rank}=DIR (or set the model names in the config); ` +
+    `an adapter whose rank exceeds vLLM's --max-lora-rank (default ${VLLM_DEFAULT_MAX_LORA_RANK}) is not loaded — pass e.g. --max-lora-rank 64`
+  );
+}
+
+/**
+ * Connect to an OpenAI-compatible server: list its models, load the rank-k adapter if asked,
+ * check every variant is served, and test logprob support for contrastive decoding.
+ * A model name the server does not serve is a configuration error (InputError, exit 2);
+ * a server that fails or answers nonsense is a BackendError (exit 3).
+ */
+export async function createOpenAIBackend(opts: OpenAIBackendOptions): Promise<Backend & { notices: string[] }> {
+  const api = apiBase(opts.url);
+  if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) throw new InputError(`expected a positive integer, got ${opts.concurrency}`, "backend concurrency");
+  if (!(opts.timeoutMs > 0)) throw new InputError(`expected a positive number of milliseconds, got ${opts.timeoutMs}`, "backend timeout");
+  if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new InputError(`expected a positive integer, got ${opts.rank}`, "rank");
+  if (opts.apiKey !== undefined && /[\r\n]/.test(opts.apiKey)) throw new InputError("the API key contains a line break", "API key");
+  const maxRetries = opts.maxRetries ?? DEFAULT_MAX_RETRIES;
+  if (!Number.isInteger(maxRetries) || maxRetries < 0) throw new InputError(`expected a non-negative integer, got ${maxRetries}`, "backend maxRetries");
+
+  const headers: Record<string, string> = opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {};
+  const policy: RequestPolicy = {
+    fetch: opts.fetch ?? globalThis.fetch,
+    timeoutMs: opts.timeoutMs,
+    maxRetries,
+    deadline: opts.deadlineMs !== undefined ? Date.now() + opts.deadlineMs : undefined,
+    onRetry: opts.onRetry,
+  };
+  const rankVariant = `rank${opts.rank}`;
+  const names: Record<string, string> = { ...defaultModelNames(opts.rank), ...opts.models };
+  for (const [v, m] of Object.entries(names)) {
+    if (typeof m !== "string" || m.length === 0 || m.length > MAX_MODEL_NAME_CHARS) throw new InputError(`model name for variant '${v}' must be a non-empty string`, "backend models");
+  }
+
+  const listModels = async () => parseModelList(await requestJson({ method: "GET", url: `${api}/models`, headers }, policy), redactUrl(api));
+  let served = await listModels();
+
+  // A base model served under its own path (vLLM's default) instead of "base": when the caller
+  // did not name it, take the one entry that is not a LoRA adapter.
+  if (opts.models.base === undefined && !served.some((m) => m.id === names.base)) {
+    const roots = served.filter((m) => !m.parent);
+    if (roots.length === 1) names.base = roots[0]!.id;
+  }
+
+  if (opts.loadAdapter) {
+    if (!opts.rank1AdapterDir) throw new InputError("loadAdapter needs the adapter folder", "backend loadAdapter");
+    const path = resolvePath(opts.rank1AdapterDir);
+    const name = names[rankVariant]!;
+    const existing = served.find((m) => m.id === name);
+    if (existing && existing.root && resolvePath(existing.root) !== path) {
+      // a stale adapter of the same name from an earlier run would silently answer for ours
+      await requestJson({ method: "POST", url: `${api}/unload_lora_adapter`, headers, body: { lora_name: name }, responseType: "text" }, policy).catch((err) => {
+        throw new BackendError(`could not replace the adapter '${name}' the server already serves from another path: ${(err as Error).message}`, { cause: err });
+      });
+    }
+    if (!existing || (existing.root && resolvePath(existing.root) !== path)) {
+      try {
+        await requestJson({ method: "POST", url: `${api}/load_lora_adapter`, headers, body: { lora_name: name, lora_path: path }, responseType: "text" }, policy);
+      } catch (err) {
+        const status = err instanceof HttpError ? err.status : undefined;
+        const hint =
+          status === 404 || status === 405
+            ? " (the server has no runtime adapter loading: for vLLM set VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or start it with --lora-modules)"
+            : ` (vLLM rejects adapters above --max-lora-rank, default ${VLLM_DEFAULT_MAX_LORA_RANK})`;
+        throw new BackendError(`loading the adapter '${name}' from ${path} failed: ${(err as Error).message}${hint}`, { cause: err });
+      }
+      served = await listModels();
+    }
+  }
+
+  const ids = new Set(served.map((m) => m.id));
+  const missing = Object.entries(names)
+    .filter(([, m]) => !ids.has(m))
+    .map(([variant, model]) => ({ variant, model }));
+  if (missing.length > 0) throw new InputError(missingModelsMessage(api, missing, [...ids], opts.rank), "backend models");
+
+  if (opts.contrast === false) {
+    const backend = new OpenAIBackend(api, names, headers, policy, opts.concurrency, false);
+    backend.notices.push("contrast skipped: turned off in the configuration");
+    return backend;
+  }
+
+  // Contrastive decoding needs next-token logprobs and assistant-prefix continuation; ask once.
+  let contrast = false;
+  let reason = "";
+  try {
+    const body = await requestJson(
+      {
+        method: "POST",
+        url: `${api}/chat/completions`,
+        headers,
+        body: {
+          model: names.full,
+          messages: [
+            { role: "user", content: "Say hello." },
+            { role: "assistant", content: "Hello" },
+          ],
+          max_tokens: 1,
+          temperature: 0,
+          logprobs: true,
+          top_logprobs: 2,
+          add_generation_prompt: false,
+          continue_final_message: true,
+        },
+      },
+      policy,
+    );
+    const p = parseChatCompletion(body, 1, redactUrl(api), true);
+    contrast = (p.logprobs?.[0]?.top.length ?? 0) > 0;
+    if (!contrast) reason = "the server returned no top_logprobs";
+  } catch (err) {
+    // a 4xx means the server refuses the parameters; anything else is a real fault
+    if (err instanceof HttpError && err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 429) {
+      reason = `the server rejected a logprobs request (${err.message})`;
+    } else if (err instanceof BackendError && !(err instanceof HttpError)) {
+      reason = `the server's logprobs answer is unusable (${err.message})`;
+    } else throw err;
+  }
+  const backend = new OpenAIBackend(api, names, headers, policy, opts.concurrency, contrast);
+  if (!contrast) backend.notices.push(`contrast skipped: ${reason}`);
+  return backend;
+}
