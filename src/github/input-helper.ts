@@ -1,0 +1,140 @@
+/**
+ * Reads every Action input once, validates it, applies defaults and returns one typed
+ * settings object (the actions/checkout pattern). Nothing else reads INPUT_* variables.
+ */
+import * as core from "@actions/core";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { InputError } from "../errors";
+
+export type FailOn = "high" | "medium" | "low" | "never";
+
+export interface ActionSettings {
+  /** local checkpoint folder or Hub id (`org/name[@rev]`); "" = each adapter's base_model_name_or_path */
+  base: string;
+  /** adapter folder paths or globs, one per line */
+  adapterPatterns: string[];
+  /** full fine-tune checkpoint folder paths or globs, one per line */
+  finetunedPatterns: string[];
+  /** audit only subjects whose files the pull request changed (default: true on pull requests) */
+  changedOnly: boolean;
+  /** policy config file; undefined = none (default `.github/delta-audit.yml` when it exists) */
+  configPath?: string;
+  backend: "embedded" | "openai";
+  inferenceUrl?: string;
+  device: "cpu" | "cuda";
+  /** overrides the config's fail-on; undefined = the config's (or the scan default) */
+  failOn?: FailOn;
+  /** post / update the sticky PR comment */
+  comment: boolean;
+  /** check run name; also keys the sticky comment's marker */
+  checkName: string;
+  /** absolute folder the reports go to */
+  outputDir: string;
+  githubToken: string;
+}
+
+/** Default config location, used only when the file exists. */
+export const DEFAULT_CONFIG_PATH = ".github/delta-audit.yml";
+export const DEFAULT_CHECK_NAME = "delta-audit";
+export const DEFAULT_OUTPUT_DIR = "delta-audit-report";
+/** Check-run names show in the PR UI and key our comment marker: keep them short and printable. */
+const MAX_CHECK_NAME_CHARS = 100;
+
+const BACKENDS = ["embedded", "openai"] as const;
+const DEVICES = ["cpu", "cuda"] as const;
+const FAIL_ON = ["high", "medium", "low", "never"] as const;
+
+/**
+ * Read an input. A JavaScript action gets `INPUT_<NAME>` with the hyphens kept; our composite
+ * action passes `INPUT_<NAME_WITH_UNDERSCORES>` because env names with hyphens are awkward in
+ * shells. Both are accepted.
+ */
+export function readInput(name: string, env: NodeJS.ProcessEnv = process.env): string {
+  const direct = env[`INPUT_${name.replace(/ /g, "_").toUpperCase()}`];
+  if (direct !== undefined && direct.trim() !== "") return direct.trim();
+  return (env[`INPUT_${name.replace(/[ -]/g, "_").toUpperCase()}`] ?? "").trim();
+}
+
+function lines(value: string): string[] {
+  return value
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
+}
+
+/** YAML 1.2 core-schema booleans, as @actions/core accepts them. */
+export function parseBoolean(name: string, value: string, dflt: boolean): boolean {
+  if (value === "") return dflt;
+  if (["true", "True", "TRUE"].includes(value)) return true;
+  if (["false", "False", "FALSE"].includes(value)) return false;
+  throw new InputError(`Invalid value '${value}'. Expected true or false`, `input '${name}'`);
+}
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if ((allowed as readonly string[]).includes(value)) return value as T;
+  throw new InputError(`Invalid value '${value}'. Expected one of: ${allowed.join(", ")}`, `input '${name}'`);
+}
+
+/**
+ * Every input → ActionSettings. `workspace` is where relative paths resolve (GITHUB_WORKSPACE);
+ * `isPullRequest` decides the changed-only default.
+ */
+export function getSettings(opts: { env?: NodeJS.ProcessEnv; workspace: string; isPullRequest: boolean }): ActionSettings {
+  const env = opts.env ?? process.env;
+  const get = (n: string) => readInput(n, env);
+
+  const adapterPatterns = lines(get("adapter"));
+  const finetunedPatterns = lines(get("finetuned"));
+  if (adapterPatterns.length === 0 && finetunedPatterns.length === 0) {
+    throw new InputError("Set 'adapter' or 'finetuned' to the folders (or globs, one per line) to audit", "inputs");
+  }
+
+  let configPath: string | undefined = get("config") || undefined;
+  if (configPath) {
+    configPath = resolve(opts.workspace, configPath);
+    if (!existsSync(configPath)) throw new InputError(`config file '${get("config")}' does not exist`, "input 'config'");
+  } else if (existsSync(resolve(opts.workspace, DEFAULT_CONFIG_PATH))) {
+    configPath = resolve(opts.workspace, DEFAULT_CONFIG_PATH);
+  }
+
+  const backend = oneOf("backend", get("backend") || "embedded", BACKENDS);
+  const inferenceUrl = get("inference-url") || undefined;
+  if (inferenceUrl !== undefined) {
+    let ok = false;
+    try {
+      ok = ["http:", "https:"].includes(new URL(inferenceUrl).protocol);
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new InputError(`Invalid URL '${inferenceUrl}'. Expected http(s)://host[:port][/v1]`, "input 'inference-url'");
+  }
+  if (backend === "openai" && !inferenceUrl) {
+    throw new InputError("backend 'openai' needs 'inference-url' (an OpenAI-compatible server)", "input 'inference-url'");
+  }
+
+  const failOnRaw = get("fail-on");
+  const checkName = get("check-name") || DEFAULT_CHECK_NAME;
+  if (checkName.length > MAX_CHECK_NAME_CHARS || /[\u0000-\u001f<>]/.test(checkName)) {
+    throw new InputError(`Invalid check name '${checkName}'. Expected printable text of at most ${MAX_CHECK_NAME_CHARS} characters without < or >`, "input 'check-name'");
+  }
+
+  const settings: ActionSettings = {
+    base: get("base"),
+    adapterPatterns,
+    finetunedPatterns,
+    changedOnly: parseBoolean("changed-only", get("changed-only"), opts.isPullRequest),
+    configPath,
+    backend,
+    inferenceUrl,
+    device: oneOf("device", get("device") || "cpu", DEVICES),
+    failOn: failOnRaw ? oneOf("fail-on", failOnRaw, FAIL_ON) : undefined,
+    comment: parseBoolean("comment", get("comment"), true),
+    checkName,
+    outputDir: resolve(opts.workspace, get("output-dir") || DEFAULT_OUTPUT_DIR),
+    githubToken: get("github-token"),
+  };
+  if (settings.githubToken) core.setSecret(settings.githubToken);
+  core.debug(`settings: ${JSON.stringify({ ...settings, githubToken: settings.githubToken ? "***" : "" })}`);
+  return settings;
+}

@@ -1,0 +1,296 @@
+/**
+ * Renders audit results for GitHub: the sticky PR comment, the check run's summary and text,
+ * the job summary and the check-run annotations, from handlebars templates in templates/.
+ *
+ * Everything that came from a model or from the pull request (model text, module names,
+ * folder names, finding titles) is untrusted and goes through report/sanitize.ts; templates
+ * use triple-stash only on values produced by those helpers. Each body is sized to its
+ * GitHub limit here, where the limit bites, with a visible truncation note.
+ */
+import Handlebars from "handlebars";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Conclusion, Report, Severity } from "../report/types";
+import { cut, cutDocument, fencedBlock, neutraliseInline } from "../report/sanitize";
+import type { AuditSubject } from "./subjects";
+import type { AnnotationLevel, CheckAnnotation, CheckConclusion, CheckOutput } from "./github-helper";
+
+/** GitHub rejects issue comments longer than 65,536 characters. */
+export const MAX_COMMENT_CHARS = 65_536;
+/** Check-run output.summary and output.text are each limited to 65,535 characters. */
+export const MAX_CHECK_OUTPUT_CHARS = 65_535;
+/** The job summary is limited to 1 MiB per step; stay well under it in bytes. */
+export const MAX_JOB_SUMMARY_BYTES = 1_000_000;
+/** Check-run titles longer than this are cut by the UI anyway. */
+const MAX_TITLE_CHARS = 200;
+/** Annotation messages: plain text, long enough for a finding and its first excerpts. */
+const MAX_ANNOTATION_MESSAGE_CHARS = 2_000;
+/** Findings listed per subject in the comment and check summary; the rest stay in report.json. */
+const MAX_FINDINGS_LISTED = 20;
+/** Evidence excerpts per finding in the comment. */
+const MAX_EVIDENCE_LISTED = 3;
+/** One excerpt of model text in the comment / check summary. */
+const EXCERPT_CHARS = 280;
+/** One response excerpt in the check-run text. */
+const TRANSCRIPT_CHARS = 400;
+/** Room kept for the frame (marker, header, table, footer) before sections are sized. */
+const FRAME_RESERVE_CHARS = 6_000;
+
+const TRUNCATION_NOTE = "\n\n_…truncated to fit GitHub's size limit; the full report is in the workflow's report artifact (report.json, report.md)._\n";
+
+export const SEVERITY_ORDER: Record<Severity, number> = Object.freeze({ info: 0, low: 1, medium: 2, high: 3 });
+const ICON: Record<Conclusion, string> = Object.freeze({ pass: "✅", fail: "❌", neutral: "⚪" });
+const CHECK_CONCLUSION: Record<Conclusion, CheckConclusion> = Object.freeze({ pass: "success", fail: "failure", neutral: "neutral" });
+const ANNOTATION_LEVEL: Record<Severity, AnnotationLevel> = Object.freeze({ high: "failure", medium: "warning", low: "notice", info: "notice" });
+
+/** One audited subject's outcome. `report` is absent when the scan could not even start. */
+export interface SubjectResult {
+  subject: AuditSubject;
+  base: string;
+  outDir: string;
+  conclusion: Conclusion;
+  report?: Report;
+  /** why the run stopped early (input or backend error) */
+  error?: string;
+}
+
+export interface RenderMeta {
+  checkName: string;
+  version: string;
+  /** the threshold used to count findings for the outputs */
+  failOn: Severity | "never";
+  runUrl?: string;
+  /** shown when the token could not write to the PR */
+  readOnlyNote?: string;
+}
+
+export function checkConclusion(c: Conclusion): CheckConclusion {
+  return CHECK_CONCLUSION[c];
+}
+
+/** fail if any subject failed; else neutral if any was neutral or none was audited; else pass. */
+export function overallConclusion(results: SubjectResult[]): Conclusion {
+  if (results.some((r) => r.conclusion === "fail")) return "fail";
+  if (results.length === 0 || results.some((r) => r.conclusion === "neutral")) return "neutral";
+  return "pass";
+}
+
+/** Findings at or above the threshold (`never` counts high ones, so the output still says something). */
+export function countFindings(results: SubjectResult[], failOn: Severity | "never"): number {
+  const min = SEVERITY_ORDER[failOn === "never" ? "high" : failOn];
+  let n = 0;
+  for (const r of results) for (const f of r.report?.findings ?? []) if (SEVERITY_ORDER[f.severity] >= min) n++;
+  return n;
+}
+
+/** The hidden marker that finds our sticky comment again; one per check name. */
+export function commentMarker(checkName: string): string {
+  return `<!-- delta-audit:sticky-comment:${encodeURIComponent(checkName)} -->`;
+}
+
+// ---------------------------------------------------------------- templates
+
+let cachedTemplatesDir: string | undefined;
+
+/**
+ * templates/ sits at the package root: two levels above src/github/ in the source tree and
+ * one level above dist/ in the bundle. Walk up from this module until it is found.
+ */
+export function templatesDir(): string {
+  if (cachedTemplatesDir) return cachedTemplatesDir;
+  const override = process.env.DELTA_AUDIT_TEMPLATES;
+  if (override && existsSync(join(override, "comment.md.hbs"))) return (cachedTemplatesDir = override);
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, "templates");
+    if (existsSync(join(candidate, "comment.md.hbs"))) return (cachedTemplatesDir = candidate);
+    dir = dirname(dir);
+  }
+  throw new Error("templates/comment.md.hbs not found next to the delta-audit installation");
+}
+
+const hb = Handlebars.create();
+hb.registerHelper("inline", (v: unknown) => neutraliseInline(Array.isArray(v) ? v.join(", ") : String(v ?? ""), EXCERPT_CHARS));
+hb.registerHelper("code", (v: unknown) => inlineCode(String(v ?? "")));
+hb.registerHelper("fence", (v: unknown) => fencedBlock(String(v ?? ""), TRANSCRIPT_CHARS));
+const compiled = new Map<string, HandlebarsTemplateDelegate>();
+
+function template(name: string): HandlebarsTemplateDelegate {
+  let t = compiled.get(name);
+  if (!t) {
+    t = hb.compile(readFileSync(join(templatesDir(), name), "utf8"), { noEscape: true, strict: false });
+    compiled.set(name, t);
+  }
+  return t;
+}
+
+/** Inline code that cannot be closed early or carry markup: controls and newlines dropped, backticks fenced around. */
+function inlineCode(s: string): string {
+  const clean = cut(s.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\ufeff]/g, " "), EXCERPT_CHARS);
+  let longest = 0;
+  for (const m of clean.matchAll(/`+/g)) longest = Math.max(longest, m[0].length);
+  const fence = "`".repeat(longest + 1);
+  const pad = clean.startsWith("`") || clean.endsWith("`") ? " " : "";
+  // a table cell ends at an unescaped '|', even inside backticks
+  return `${fence}${pad}${clean.replace(/\|/g, "\\|")}${pad}${fence}`;
+}
+
+// ---------------------------------------------------------------- view models
+
+function fmt(x: number | undefined): string {
+  return typeof x === "number" && Number.isFinite(x) ? x.toFixed(2) : "–";
+}
+
+function subjectRow(r: SubjectResult, failOn: Severity | "never") {
+  const summary = r.report?.spectrum?.summary;
+  return {
+    rel: r.subject.rel,
+    kind: r.subject.kind,
+    conclusion: r.conclusion,
+    icon: ICON[r.conclusion],
+    findingsAtOrAbove: countFindings([r], failOn),
+    modules: summary?.modules ?? 0,
+    median: fmt(summary?.stableRank?.median),
+  };
+}
+
+function sectionView(r: SubjectResult, headingLevel: number, findingsLimit: number) {
+  const report = r.report;
+  const byType = Object.entries(report?.spectrum?.summary?.byType ?? {})
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([type, v]) => ({ type, modules: v.modules, p10: fmt(v.stableRank?.p10), median: fmt(v.stableRank?.median), p90: fmt(v.stableRank?.p90) }));
+  const findings = [...(report?.findings ?? [])].sort((a, b) => SEVERITY_ORDER[b.severity] - SEVERITY_ORDER[a.severity] || b.confidence - a.confidence);
+  return {
+    heading: "#".repeat(headingLevel),
+    icon: ICON[r.conclusion],
+    rel: r.subject.rel,
+    conclusion: r.conclusion,
+    base: r.base,
+    digest: (report?.subject?.digest ?? "").slice(0, 12) || "–",
+    backend: report?.elicitation?.backend,
+    error: r.error ?? report?.error,
+    reasons: report?.verdict?.reasons ?? [],
+    byType,
+    findings: findings.slice(0, findingsLimit).map((f) => ({
+      severity: f.severity,
+      title: f.title,
+      confidence: fmt(f.confidence),
+      source: f.source,
+      terms: f.terms.slice(0, 8),
+      evidence: f.evidence.slice(0, MAX_EVIDENCE_LISTED),
+    })),
+    findingsOmitted: Math.max(0, findings.length - findingsLimit),
+  };
+}
+
+/** One subject's section, cut to `maxChars`; lists fewer findings before cutting text. */
+export function renderSection(r: SubjectResult, maxChars: number, headingLevel = 3): string {
+  let limit = MAX_FINDINGS_LISTED;
+  let md = template("subject-section.md.hbs")(sectionView(r, headingLevel, limit));
+  while (md.length > maxChars && limit > 1) {
+    limit = Math.floor(limit / 2);
+    md = template("subject-section.md.hbs")(sectionView(r, headingLevel, limit));
+  }
+  return cutDocument(md.trimEnd(), maxChars, TRUNCATION_NOTE);
+}
+
+function headline(results: SubjectResult[], overall: Conclusion, failOn: Severity | "never"): string {
+  if (results.length === 0) return "Nothing to audit: no adapter or checkpoint matched (or none changed in this pull request).";
+  const n = countFindings(results, failOn);
+  const subjects = `${results.length} subject${results.length === 1 ? "" : "s"} audited`;
+  const threshold = failOn === "never" ? "high" : failOn;
+  if (overall === "fail") return `${subjects}; ${n} finding${n === 1 ? "" : "s"} at or above ${threshold} severity.`;
+  if (overall === "neutral") return `${subjects}; at least one audit could not reach a verdict.`;
+  return `${subjects}; no finding reached the fail-on threshold.`;
+}
+
+function sectionBudget(total: number, frame: number, n: number): number {
+  return Math.max(500, Math.floor((total - frame - FRAME_RESERVE_CHARS) / Math.max(1, n)));
+}
+
+/** The sticky PR comment: marker first (so truncation can never drop it), ≤ 65,536 chars. */
+export function renderComment(results: SubjectResult[], meta: RenderMeta): string {
+  const overall = overallConclusion(results);
+  const view = (sections: string[]) => ({
+    marker: commentMarker(meta.checkName),
+    icon: ICON[overall],
+    title: `${meta.checkName}: ${overall}`,
+    headline: headline(results, overall, meta.failOn),
+    subjects: results.map((r) => subjectRow(r, meta.failOn)),
+    sections,
+    readOnlyNote: meta.readOnlyNote,
+    version: meta.version,
+    runUrl: meta.runUrl,
+  });
+  const frame = template("comment.md.hbs")(view([])).length;
+  const budget = sectionBudget(MAX_COMMENT_CHARS, frame, results.length);
+  const body = template("comment.md.hbs")(view(results.map((r) => renderSection(r, budget, 3))));
+  return cutDocument(body, MAX_COMMENT_CHARS, TRUNCATION_NOTE);
+}
+
+/** Check-run output: summary = verdicts, stable-rank tables, findings; text = per-probe excerpts. */
+export function renderCheckOutput(results: SubjectResult[], meta: RenderMeta): CheckOutput {
+  const overall = overallConclusion(results);
+  const view = (sections: string[]) => ({
+    icon: ICON[overall],
+    headline: headline(results, overall, meta.failOn),
+    subjects: results.map((r) => subjectRow(r, meta.failOn)),
+    sections,
+  });
+  const frame = template("check-summary.md.hbs")(view([])).length;
+  const budget = sectionBudget(MAX_CHECK_OUTPUT_CHARS, frame, results.length);
+  const summary = cutDocument(template("check-summary.md.hbs")(view(results.map((r) => renderSection(r, budget, 3)))), MAX_CHECK_OUTPUT_CHARS, TRUNCATION_NOTE);
+
+  const textView = {
+    subjects: results.map((r) => ({
+      rel: r.subject.rel,
+      probes: (r.report?.elicitation?.probes ?? []).map((p) => ({
+        id: p.id,
+        kind: p.kind,
+        prompt: p.prompt,
+        responses: Object.entries(p.responses ?? {}).map(([variant, texts]) => ({ variant, text: (texts ?? [])[0] ?? "" })),
+      })),
+    })),
+  };
+  const text = cutDocument(template("check-text.md.hbs")(textView), MAX_CHECK_OUTPUT_CHARS, TRUNCATION_NOTE);
+  const title = cut(`${meta.checkName}: ${overall} — ${headline(results, overall, meta.failOn)}`, MAX_TITLE_CHARS);
+  return { title, summary, text };
+}
+
+/** The job summary: the comment's content without the marker, sized to the step limit. */
+export function renderJobSummary(results: SubjectResult[], meta: RenderMeta): string {
+  const md = renderComment(results, meta).replace(commentMarker(meta.checkName), "").trimStart();
+  if (Buffer.byteLength(md, "utf8") <= MAX_JOB_SUMMARY_BYTES) return md;
+  // 4 bytes per character is the UTF-8 worst case
+  return cutDocument(md, Math.floor(MAX_JOB_SUMMARY_BYTES / 4), TRUNCATION_NOTE);
+}
+
+/** Plain text for annotation messages (not markdown): controls removed, whitespace collapsed, cut. */
+function plain(s: string, max: number): string {
+  return cut(String(s).replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\ufeff]/g, " ").replace(/\s+/g, " ").trim(), max);
+}
+
+/**
+ * One annotation per subject with its verdict, and one per finding at its severity's level,
+ * all on line 1 of the subject's adapter_config.json / config.json.
+ */
+export function buildAnnotations(results: SubjectResult[]): CheckAnnotation[] {
+  const out: CheckAnnotation[] = [];
+  for (const r of results) {
+    const at = { path: r.subject.configFile, start_line: 1, end_line: 1 };
+    const level: AnnotationLevel = r.conclusion === "fail" ? "failure" : r.conclusion === "neutral" ? "warning" : "notice";
+    const reasons = r.error ? [r.error] : (r.report?.verdict?.reasons ?? []);
+    out.push({ ...at, annotation_level: level, title: plain(`delta-audit: ${r.conclusion}`, MAX_TITLE_CHARS), message: plain(reasons.join("; ") || r.conclusion, MAX_ANNOTATION_MESSAGE_CHARS) });
+    for (const f of r.report?.findings ?? []) {
+      const evidence = f.evidence.slice(0, MAX_EVIDENCE_LISTED).map((e) => `[${e.probeId} / ${e.variant}] ${e.excerpt}`).join(" | ");
+      out.push({
+        ...at,
+        annotation_level: ANNOTATION_LEVEL[f.severity],
+        title: plain(`${f.severity}: ${f.title}`, MAX_TITLE_CHARS),
+        message: plain(`${f.description ?? f.title} (confidence ${fmt(f.confidence)}, ${f.source}). ${evidence}`, MAX_ANNOTATION_MESSAGE_CHARS),
+      });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,288 @@
+/**
+ * The Action's work, given settings and context: find subjects, open the check run, scan
+ * each subject, then publish (check run, sticky comment, job summary, report files).
+ * External effects arrive as parameters (scan, Hub resolver, GitHub helper) so tests can
+ * drive it; src/action.ts wires the real ones.
+ */
+import * as core from "@actions/core";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { join, relative, resolve, sep } from "node:path";
+import { describeError, InputError } from "../errors";
+import type { Conclusion } from "../report/types";
+import type { ActionSettings } from "./input-helper";
+import type { GitHubContext } from "./context";
+import { GitHubHelper, isPermissionError } from "./github-helper";
+import { filterChanged, findSubjects, type AuditSubject } from "./subjects";
+import {
+  buildAnnotations,
+  checkConclusion,
+  commentMarker,
+  countFindings,
+  overallConclusion,
+  renderCheckOutput,
+  renderComment,
+  renderJobSummary,
+  type RenderMeta,
+  type SubjectResult,
+} from "./render";
+import type { Report } from "../report/types";
+import { looksLikeHubId, type ResolvedModel } from "../io/hub";
+
+/** The scan stage's entry (src/scan.ts `runScan`), as the Action calls it. */
+export type ScanFn = (opts: {
+  base: string;
+  adapter?: string;
+  finetuned?: string;
+  configPath?: string;
+  backend?: "embedded" | "openai";
+  inferenceUrl?: string;
+  device?: "cpu" | "cuda";
+  failOn?: "high" | "medium" | "low" | "never";
+  outDir: string;
+}) => Promise<{ report: Report; outDir: string; exitCode: number }>;
+
+export interface ActionDeps {
+  scan: ScanFn;
+  resolveHub: (spec: string) => Promise<ResolvedModel>;
+  github: GitHubHelper;
+  version: string;
+}
+
+export interface ActionResult {
+  conclusion: Conclusion;
+  findings: number;
+  reportDir: string;
+  badge: string;
+  results: SubjectResult[];
+  /** the token could not write (fork PR): nothing was published on GitHub */
+  readOnly: boolean;
+}
+
+/** Logged when a read-only token (fork PR) stops us publishing: the documented two-workflow fix. */
+export const FORK_HELP = [
+  "This pull request's token is read-only (a fork, or the workflow lacks `permissions: checks: write, pull-requests: write`).",
+  "The audit ran and its report is in the output folder and the job summary, but no check run or PR comment could be published.",
+  "To publish for fork pull requests, upload the output folder with actions/upload-artifact in this workflow, and add a second",
+  "workflow `on: workflow_run` (types: [completed]) that downloads the artifact and posts comment.md / check-run.json with its",
+  "own write token — without checking out or running the fork's code. See docs/action.md, 'Fork pull requests'.",
+].join("\n");
+
+async function writeAtomic(path: string, content: string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, content);
+  await rename(tmp, path);
+}
+
+function slug(rel: string, taken: Set<string>): string {
+  let s = rel === "." ? "root" : rel.replace(/[^A-Za-z0-9._-]+/g, "_").replace(/^\.+/, "_");
+  const base = s;
+  for (let i = 2; taken.has(s); i++) s = `${base}-${i}`;
+  taken.add(s);
+  return s;
+}
+
+/** base_model_name_or_path of an adapter, used only when it is a Hub id (local paths from a PR are not trusted). */
+function baseFromAdapter(subject: AuditSubject): string | undefined {
+  try {
+    const cfg = JSON.parse(readFileSync(join(subject.dir, "adapter_config.json"), "utf8"));
+    const b = cfg?.base_model_name_or_path;
+    return typeof b === "string" && b.trim() ? b.trim() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isDir(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+export async function runAction(settings: ActionSettings, ctx: GitHubContext, deps: ActionDeps): Promise<ActionResult> {
+  const { github } = deps;
+  await mkdir(settings.outputDir, { recursive: true });
+
+  // ---- subjects
+  let subjects = [...findSubjects(ctx.workspace, "adapter", settings.adapterPatterns), ...findSubjects(ctx.workspace, "finetuned", settings.finetunedPatterns)];
+  core.info(`delta-audit: ${subjects.length} subject(s) match the inputs`);
+  if (settings.changedOnly) {
+    if (ctx.pullNumber === undefined) {
+      core.info("changed-only: not a pull request event, auditing every matched subject");
+    } else {
+      try {
+        const changed = await github.listPullRequestFiles(ctx.pullNumber);
+        const configRel = settings.configPath ? relative(ctx.workspace, settings.configPath).split(sep).join("/") : undefined;
+        subjects = filterChanged(subjects, changed, configRel);
+        core.info(`changed-only: ${changed.length} changed file(s) in PR #${ctx.pullNumber}; ${subjects.length} subject(s) to audit`);
+      } catch (err) {
+        core.warning(`changed-only: could not list the pull request's files (${describeError(err)}); auditing every matched subject`);
+      }
+    }
+  }
+
+  // ---- check run: in_progress first, so the PR shows the audit is running
+  let readOnly = false;
+  let checkRunId: number | undefined;
+  const onWriteError = (what: string, err: unknown) => {
+    if (isPermissionError(err)) {
+      if (!readOnly) core.warning(`${what}: ${describeError(err)}\n${FORK_HELP}`);
+      readOnly = true;
+    } else {
+      core.warning(`${what} failed: ${describeError(err)}`);
+    }
+  };
+  try {
+    const names = subjects.map((s) => s.rel).join(", ") || "nothing to audit";
+    checkRunId = await github.createCheckRun(settings.checkName, ctx.headSha, { title: "Auditing…", summary: `Auditing ${subjects.length} subject(s): ${names}`.slice(0, 60_000) }, ctx.runUrl);
+  } catch (err) {
+    onWriteError("creating the check run", err);
+  }
+
+  // ---- scan each subject
+  const results: SubjectResult[] = [];
+  const taken = new Set<string>();
+  const hubCache = new Map<string, string>();
+  for (const subject of subjects) {
+    const outDir = join(settings.outputDir, slug(subject.rel, taken));
+    const result = await core.group(`delta-audit: ${subject.rel}`, () => auditOne(subject, outDir, settings, ctx, deps, hubCache));
+    results.push(result);
+    core.info(`${subject.rel}: ${result.conclusion}${result.error ? ` (${result.error})` : ""}`);
+  }
+
+  // ---- publish
+  const overall = overallConclusion(results);
+  const failOn = settings.failOn ?? results.find((r) => r.report)?.report?.verdict.failOn ?? "high";
+  const findings = countFindings(results, failOn);
+  const meta: RenderMeta = { checkName: settings.checkName, version: deps.version, failOn, runUrl: ctx.runUrl };
+  const output = renderCheckOutput(results, meta);
+  const annotations = buildAnnotations(results);
+
+  if (checkRunId !== undefined) {
+    try {
+      await github.completeCheckRun(checkRunId, checkConclusion(overall), output, annotations);
+    } catch (err) {
+      onWriteError("completing the check run", err);
+    }
+  }
+
+  let comment = renderComment(results, meta);
+  if (settings.comment && ctx.pullNumber !== undefined && !readOnly) {
+    try {
+      const existing = await github.findComment(ctx.pullNumber, commentMarker(settings.checkName));
+      if (existing) {
+        await github.updateComment(existing.id, comment);
+        core.info(`updated the sticky comment ${existing.id} on PR #${ctx.pullNumber}`);
+      } else if (results.length > 0) {
+        const id = await github.createComment(ctx.pullNumber, comment);
+        core.info(`created the sticky comment ${id} on PR #${ctx.pullNumber}`);
+      } else {
+        core.info("nothing audited and no earlier comment: not commenting");
+      }
+    } catch (err) {
+      onWriteError("posting the PR comment", err);
+    }
+  }
+  if (readOnly) {
+    meta.readOnlyNote = "This run could not publish to the pull request (read-only token); see the workflow log for the workflow_run pattern.";
+    comment = renderComment(results, meta);
+    core.notice("delta-audit could not publish a check run or comment (read-only token). The report is in the job summary and the output folder.");
+  }
+
+  // ---- files for people and for a workflow_run publisher
+  const badgePath = join(settings.outputDir, "badge.json");
+  await writeAtomic(badgePath, `${JSON.stringify(badge(overall, findings), null, 2)}\n`);
+  await writeAtomic(join(settings.outputDir, "comment.md"), comment);
+  await writeAtomic(
+    join(settings.outputDir, "check-run.json"),
+    `${JSON.stringify({ name: settings.checkName, head_sha: ctx.headSha, status: "completed", conclusion: checkConclusion(overall), output: { ...output, annotations: annotations.slice(0, 50) } }, null, 2)}\n`,
+  );
+  await writeAtomic(
+    join(settings.outputDir, "summary.json"),
+    `${JSON.stringify(
+      {
+        conclusion: overall,
+        findings,
+        failOn,
+        pullRequest: ctx.pullNumber ?? null,
+        headSha: ctx.headSha,
+        subjects: results.map((r) => ({ path: r.subject.rel, kind: r.subject.kind, base: r.base, conclusion: r.conclusion, reportDir: relative(settings.outputDir, r.outDir), error: r.error ?? null })),
+      },
+      null,
+      2,
+    )}\n`,
+  );
+
+  try {
+    await core.summary.addRaw(renderJobSummary(results, meta), true).write();
+  } catch (err) {
+    core.warning(`writing the job summary failed: ${describeError(err)}`);
+  }
+
+  return { conclusion: overall, findings, reportDir: settings.outputDir, badge: badgePath, results, readOnly };
+}
+
+/** Shields endpoint badge for the whole run. */
+export function badge(conclusion: Conclusion, findings: number): { schemaVersion: 1; label: string; message: string; color: string } {
+  const message = conclusion === "fail" ? `fail (${findings} finding${findings === 1 ? "" : "s"})` : conclusion;
+  const color = conclusion === "pass" ? "brightgreen" : conclusion === "fail" ? "red" : "lightgrey";
+  return { schemaVersion: 1, label: "delta-audit", message, color };
+}
+
+async function resolveBase(subject: AuditSubject, settings: ActionSettings, ctx: GitHubContext, deps: ActionDeps, cache: Map<string, string>): Promise<string> {
+  let spec = settings.base;
+  if (spec) {
+    const local = resolve(ctx.workspace, spec);
+    if (isDir(local)) return local;
+    if (!looksLikeHubId(spec)) throw new InputError(`'${spec}' is neither a folder nor a Hub model id ({org}/{name}[@{revision}])`, "input 'base'");
+  } else {
+    if (subject.kind !== "adapter") throw new InputError(`set 'base' to audit the full checkpoint ${subject.rel}`, "input 'base'");
+    const fromConfig = baseFromAdapter(subject);
+    if (!fromConfig) throw new InputError("'base' is empty and base_model_name_or_path is not set", subject.configFile);
+    if (!looksLikeHubId(fromConfig)) {
+      throw new InputError(`base_model_name_or_path '${fromConfig}' is not a Hub model id; set the 'base' input to a local folder`, subject.configFile);
+    }
+    spec = fromConfig;
+  }
+  let dir = cache.get(spec);
+  if (!dir) {
+    core.info(`resolving ${spec} from the Hugging Face Hub`);
+    dir = (await deps.resolveHub(spec)).dir;
+    cache.set(spec, dir);
+  }
+  return dir;
+}
+
+async function auditOne(
+  subject: AuditSubject,
+  outDir: string,
+  settings: ActionSettings,
+  ctx: GitHubContext,
+  deps: ActionDeps,
+  hubCache: Map<string, string>,
+): Promise<SubjectResult> {
+  let base = settings.base || baseFromAdapter(subject) || "";
+  try {
+    const baseDir = await resolveBase(subject, settings, ctx, deps, hubCache);
+    const { report, exitCode } = await deps.scan({
+      base: baseDir,
+      ...(subject.kind === "adapter" ? { adapter: subject.dir } : { finetuned: subject.dir }),
+      configPath: settings.configPath,
+      backend: settings.backend,
+      inferenceUrl: settings.inferenceUrl,
+      device: settings.device,
+      failOn: settings.failOn,
+      outDir,
+    });
+    const conclusion = report.verdict?.conclusion ?? "neutral";
+    if (exitCode === 3) core.warning(`${subject.rel}: the backend failed; the verdict is ${conclusion}${report.error ? `: ${report.error}` : ""}`);
+    return { subject, base, outDir, conclusion, report, error: report.error };
+  } catch (err) {
+    const message = describeError(err);
+    if (existsSync(outDir) === false) await mkdir(outDir, { recursive: true });
+    core.error(`${subject.rel}: ${message}`, { file: subject.configFile, startLine: 1 });
+    return { subject, base, outDir, conclusion: "neutral", error: message };
+  }
+}

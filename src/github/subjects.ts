@@ -1,0 +1,162 @@
+/**
+ * Which adapters and checkpoints to audit: expand the `adapter` / `finetuned` patterns
+ * (paths or globs, one per line, `!pattern` excludes) in the workspace, then, with
+ * `changed-only`, keep those whose files the pull request touched.
+ */
+import { readdirSync, statSync, type Dirent } from "node:fs";
+import { basename, dirname, join, relative, resolve, sep } from "node:path";
+import { InputError } from "../errors";
+
+export interface AuditSubject {
+  kind: "adapter" | "finetuned";
+  /** absolute folder */
+  dir: string;
+  /** folder relative to the workspace, with forward slashes (what the PR file list uses) */
+  rel: string;
+  /** the file annotations point at, relative to the workspace */
+  configFile: string;
+}
+
+/** Folders a `**` never descends into: dependency trees and VCS metadata are never subjects. */
+const SKIP_DIRS = new Set([".git", "node_modules", ".venv", "__pycache__"]);
+/** A runaway `**` over a huge tree stops here instead of hanging the job. */
+export const MAX_GLOB_VISITS = 100_000;
+
+const ADAPTER_MARKERS = new Set(["adapter_config.json", "adapter_model.safetensors"]);
+const FINETUNED_MARKERS = new Set(["config.json", "model.safetensors", "model.safetensors.index.json"]);
+
+function hasMagic(p: string): boolean {
+  return /[*?[]/.test(p);
+}
+
+/** One path segment of a glob → RegExp (`*`, `?`, `[...]`; dotfiles only when the segment starts with '.'). */
+function segmentRegExp(seg: string): RegExp {
+  let re = "";
+  for (let i = 0; i < seg.length; i++) {
+    const c = seg[i]!;
+    if (c === "*") re += "[^/]*";
+    else if (c === "?") re += "[^/]";
+    else if (c === "[") {
+      const close = seg.indexOf("]", i + 1);
+      if (close < 0) re += "\\[";
+      else {
+        const body = seg.slice(i + 1, close).replace(/^!/, "^").replace(/\\/g, "\\\\");
+        re += `[${body}]`;
+        i = close;
+      }
+    } else re += c.replace(/[.+^${}()|\\]/g, "\\$&");
+  }
+  return new RegExp(`^${seg.startsWith(".") ? "" : "(?!\\.)"}${re}$`);
+}
+
+/** Expand one glob (relative to `root`) to the absolute paths it matches, files and folders. */
+export function expandGlob(root: string, pattern: string): string[] {
+  const segs = pattern.replace(/\\/g, "/").split("/").filter((s) => s !== "" && s !== ".");
+  const out = new Set<string>();
+  let visits = 0;
+  const list = (dir: string): Dirent[] => {
+    if (++visits > MAX_GLOB_VISITS) throw new InputError(`pattern '${pattern}' visits more than ${MAX_GLOB_VISITS} folders; make it narrower`, "input 'adapter'");
+    try {
+      return readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return [];
+    }
+  };
+  const walk = (dir: string, i: number): void => {
+    if (i === segs.length) {
+      out.add(dir);
+      return;
+    }
+    const seg = segs[i]!;
+    if (seg === "**") {
+      walk(dir, i + 1);
+      for (const e of list(dir)) {
+        if (e.isDirectory() && !SKIP_DIRS.has(e.name) && !e.name.startsWith(".")) walk(join(dir, e.name), i);
+      }
+      return;
+    }
+    if (!hasMagic(seg)) {
+      const next = join(dir, seg);
+      try {
+        statSync(next);
+        walk(next, i + 1);
+      } catch {
+        /* no match */
+      }
+      return;
+    }
+    const re = segmentRegExp(seg);
+    for (const e of list(dir)) {
+      if (!re.test(e.name)) continue;
+      if (i + 1 < segs.length && !e.isDirectory()) continue;
+      walk(join(dir, e.name), i + 1);
+    }
+  };
+  walk(resolve(root), 0);
+  return [...out].sort();
+}
+
+function isDir(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function isFile(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function toRel(root: string, p: string): string {
+  return relative(root, p).split(sep).join("/") || ".";
+}
+
+/**
+ * Expand `patterns` of one kind into subjects. A literal path that is not a subject is an
+ * input error (a typo should not pass silently); a glob simply skips non-matching folders.
+ */
+export function findSubjects(root: string, kind: AuditSubject["kind"], patterns: string[]): AuditSubject[] {
+  const markers = kind === "adapter" ? ADAPTER_MARKERS : FINETUNED_MARKERS;
+  const configName = kind === "adapter" ? "adapter_config.json" : "config.json";
+  const dirs = new Set<string>();
+  const excluded = new Set<string>();
+  for (const raw of patterns) {
+    const negate = raw.startsWith("!");
+    const pattern = negate ? raw.slice(1) : raw;
+    const matches = hasMagic(pattern) ? expandGlob(root, pattern) : [resolve(root, pattern)];
+    for (const m of matches) {
+      const dir = isFile(m) && markers.has(basename(m)) ? dirname(m) : m;
+      const ok = isDir(dir) && isFile(join(dir, configName));
+      if (!ok) {
+        if (!hasMagic(pattern) && !negate) {
+          throw new InputError(`'${pattern}' is not a ${kind === "adapter" ? "PEFT adapter folder (no adapter_config.json)" : "checkpoint folder (no config.json)"}`, `input '${kind}'`);
+        }
+        continue;
+      }
+      const rel = toRel(root, dir);
+      if (rel.startsWith("../")) throw new InputError(`'${pattern}' points outside the workspace`, `input '${kind}'`);
+      (negate ? excluded : dirs).add(dir);
+    }
+  }
+  return [...dirs]
+    .filter((d) => !excluded.has(d))
+    .sort()
+    .map((dir) => {
+      const rel = toRel(root, dir);
+      return { kind, dir, rel, configFile: rel === "." ? configName : `${rel}/${configName}` };
+    });
+}
+
+/**
+ * Keep the subjects the pull request touched: any changed file inside the subject's folder.
+ * A change to the policy config re-audits everything, since every verdict may change.
+ */
+export function filterChanged(subjects: AuditSubject[], changedFiles: string[], configRel?: string): AuditSubject[] {
+  if (configRel && changedFiles.includes(configRel)) return subjects;
+  return subjects.filter((s) => s.rel === "." ? changedFiles.length > 0 : changedFiles.some((f) => f.startsWith(`${s.rel}/`)));
+}
