@@ -1,0 +1,188 @@
+/**
+ * SVD of a factored update ΔW = s·B·A (B [out, r], A [r, in]) without forming ΔW:
+ * B = Q_B·R_B and Aᵀ = Q_A·R_A (factor-basis.ts), so ΔW = Q_B·(s·R_B·R_Aᵀ)·Q_Aᵀ and the
+ * singular values are those of the small core s·R_B·R_Aᵀ, decomposed in float64 by ml-matrix.
+ * Singular vectors are never formed unless asked for, and then only the top k, as
+ * U = B·leftCoef and V = Aᵀ·rightCoef (tall products in ORT, or JavaScript in the sync path).
+ */
+import { matmul } from "./kernels";
+import { factorBasis, factorBasisSync, type FactorBasis, type GramPrecision } from "./factor-basis";
+import { smallSvd } from "./small-svd";
+
+/** Core singular values below this fraction of |s|·‖B‖₂·‖A‖₂ are zero (float64 rounding). */
+export const CORE_RANK_RTOL = 1e-12;
+
+/** The factors of ΔW = scale·B·A; a LoraModule satisfies this. */
+export interface Factors {
+  rank: number;
+  scale: number;
+  outFeatures: number;
+  inFeatures: number;
+  /** [rank, in] row-major */
+  A: Float32Array;
+  /** [out, rank] row-major */
+  B: Float32Array;
+}
+
+export interface FactoredSvd {
+  /** all r singular values of ΔW, descending; zeros past the numerical rank */
+  sigma: Float64Array;
+  /** numerical rank of ΔW (≤ r): how many singular triples leftCoef/rightCoef hold */
+  p: number;
+  r: number;
+  /** [r, p] row-major: U = B·leftCoef */
+  leftCoef: Float64Array;
+  /** [r, p] row-major: V = Aᵀ·rightCoef */
+  rightCoef: Float64Array;
+  /** the Gram precision each factor needed (factor-basis.ts) */
+  precision: { B: "float32" | "float64"; A: "float32" | "float64" };
+}
+
+export interface FactoredSvdOptions {
+  precision?: GramPrecision;
+}
+
+function checkFactors(f: Factors): void {
+  const { rank: r, outFeatures: out, inFeatures: inf } = f;
+  if (f.B.length !== out * r) throw new Error(`factored SVD: B has ${f.B.length} values, expected ${out}×${r}`);
+  if (f.A.length !== r * inf) throw new Error(`factored SVD: A has ${f.A.length} values, expected ${r}×${inf}`);
+}
+
+/** Core SVD from the two bases: everything here is r×r float64 work. */
+function coreSvd(f: Factors, bB: FactorBasis, bA: FactorBasis): FactoredSvd {
+  const r = f.rank;
+  const kB = bB.rank;
+  const kA = bA.rank;
+  const sigma = new Float64Array(r);
+  const precision = { B: bB.precision, A: bA.precision };
+  if (kB === 0 || kA === 0 || f.scale === 0) {
+    return { sigma, p: 0, r, leftCoef: new Float64Array(0), rightCoef: new Float64Array(0), precision };
+  }
+  // M = s·R_B·R_Aᵀ  [kB, kA]
+  const M = new Float64Array(kB * kA);
+  for (let i = 0; i < kB; i++) {
+    for (let j = 0; j < kA; j++) {
+      let acc = 0;
+      for (let t = 0; t < r; t++) acc += bB.R[i * r + t]! * bA.R[j * r + t]!;
+      M[i * kA + j] = f.scale * acc;
+    }
+  }
+  const svd = smallSvd(M, kB, kA);
+  // The core is float64 from exact-rank factors, so a singular value this far below
+  // |s|·‖B‖·‖A‖ is rounding of an exact zero (e.g. a factor column paired with a zero row).
+  const floor = CORE_RANK_RTOL * Math.abs(f.scale) * bB.sigma[0]! * bA.sigma[0]!;
+  let p = 0;
+  while (p < svd.p && svd.s[p]! > floor) p++;
+  // Fix each triple's sign (ΔW is unchanged by flipping u and v together) so results are
+  // reproducible: the largest-magnitude entry of each core left vector is positive.
+  const sp = svd.p;
+  for (let j = 0; j < p; j++) {
+    let best = 0;
+    for (let i = 0; i < kB; i++) if (Math.abs(svd.U[i * sp + j]!) > Math.abs(best)) best = svd.U[i * sp + j]!;
+    if (best < 0) {
+      for (let i = 0; i < kB; i++) svd.U[i * sp + j] = -svd.U[i * sp + j]!;
+      for (let i = 0; i < kA; i++) svd.V[i * sp + j] = -svd.V[i * sp + j]!;
+    }
+  }
+  for (let j = 0; j < p; j++) sigma[j] = svd.s[j]!;
+  const leftCoef = new Float64Array(r * p);
+  const rightCoef = new Float64Array(r * p);
+  for (let i = 0; i < r; i++) {
+    for (let j = 0; j < p; j++) {
+      let l = 0;
+      for (let t = 0; t < kB; t++) l += bB.coef[i * kB + t]! * svd.U[t * sp + j]!;
+      leftCoef[i * p + j] = l;
+      let rr = 0;
+      for (let t = 0; t < kA; t++) rr += bA.coef[i * kA + t]! * svd.V[t * sp + j]!;
+      rightCoef[i * p + j] = rr;
+    }
+  }
+  return { sigma, p, r, leftCoef, rightCoef, precision };
+}
+
+/** Singular values (and the coefficients of the vectors) of scale·B·A, Grams in ORT. */
+export async function factoredSvd(f: Factors, opts: FactoredSvdOptions = {}): Promise<FactoredSvd> {
+  checkFactors(f);
+  const bB = await factorBasis({ data: f.B, rows: f.outFeatures, cols: f.rank }, "tall", opts.precision);
+  const bA = await factorBasis({ data: f.A, rows: f.rank, cols: f.inFeatures }, "wide", opts.precision);
+  return coreSvd(f, bB, bA);
+}
+
+/** The same in plain JavaScript float64, for synchronous callers and small modules. */
+export function factoredSvdSync(f: Factors): FactoredSvd {
+  checkFactors(f);
+  const bB = factorBasisSync({ data: f.B, rows: f.outFeatures, cols: f.rank }, "tall");
+  const bA = factorBasisSync({ data: f.A, rows: f.rank, cols: f.inFeatures }, "wide");
+  return coreSvd(f, bB, bA);
+}
+
+/** How the singular values are folded into the returned vectors. */
+export type SigmaSplit = "none" | "sqrt";
+
+/** Top-k vectors: U [out, k] and Vᵀ [k, in], optionally with √σ folded into each side. */
+export interface TopVectors {
+  k: number;
+  U: Float32Array;
+  Vt: Float32Array;
+}
+
+/** The r×k coefficient blocks (float32, ready for the tall products), with weights folded in. */
+function coefBlocks(svd: FactoredSvd, k: number, split: SigmaSplit): { left: Float32Array; rightT: Float32Array } {
+  const { r, p } = svd;
+  const left = new Float32Array(r * k);
+  const rightT = new Float32Array(k * r);
+  for (let j = 0; j < Math.min(k, p); j++) {
+    const w = split === "sqrt" ? Math.sqrt(svd.sigma[j]!) : 1;
+    for (let i = 0; i < r; i++) {
+      left[i * k + j] = svd.leftCoef[i * p + j]! * w;
+      rightT[j * r + i] = svd.rightCoef[i * p + j]! * w;
+    }
+  }
+  return { left, rightT };
+}
+
+function checkK(k: number, r: number): void {
+  if (!Number.isInteger(k) || k < 1) throw new Error(`singular vectors: k must be a positive integer, got ${k}`);
+  if (k > r) throw new Error(`singular vectors: k = ${k} exceeds the factor rank ${r}`);
+}
+
+/**
+ * U = B·leftCoef and Vᵀ = rightCoefᵀ·A for the top k triples (ORT). Triples past the
+ * numerical rank come back as zero columns. With split "sqrt", U·Vᵀ is the best rank-k
+ * approximation of ΔW (Eckart–Young), with √σ on each side.
+ */
+export async function topVectors(f: Factors, svd: FactoredSvd, k: number, split: SigmaSplit = "none"): Promise<TopVectors> {
+  checkK(k, f.rank);
+  const { left, rightT } = coefBlocks(svd, k, split);
+  const U = await matmul({ data: f.B, rows: f.outFeatures, cols: f.rank }, { data: left, rows: f.rank, cols: k });
+  const Vt = await matmul({ data: rightT, rows: k, cols: f.rank }, { data: f.A, rows: f.rank, cols: f.inFeatures });
+  return { k, U: U.data, Vt: Vt.data };
+}
+
+/** topVectors in plain JavaScript (float64 accumulation). */
+export function topVectorsSync(f: Factors, svd: FactoredSvd, k: number, split: SigmaSplit = "none"): TopVectors {
+  checkK(k, f.rank);
+  const { left, rightT } = coefBlocks(svd, k, split);
+  const r = f.rank;
+  const U = new Float32Array(f.outFeatures * k);
+  for (let o = 0; o < f.outFeatures; o++) {
+    for (let j = 0; j < k; j++) {
+      let acc = 0;
+      for (let t = 0; t < r; t++) acc += f.B[o * r + t]! * left[t * k + j]!;
+      U[o * k + j] = acc;
+    }
+  }
+  const Vt = new Float32Array(k * f.inFeatures);
+  const acc = new Float64Array(f.inFeatures);
+  for (let j = 0; j < k; j++) {
+    acc.fill(0);
+    for (let t = 0; t < r; t++) {
+      const c = rightT[j * r + t]!;
+      if (c === 0) continue;
+      const off = t * f.inFeatures;
+      for (let c2 = 0; c2 < f.inFeatures; c2++) acc[c2]! += c * f.A[off + c2]!;
+    }
+    Vt.set(acc, j * f.inFeatures);
+  }
+  return { k, U, Vt };
+}

@@ -1,0 +1,189 @@
+/**
+ * ORT-backed dense kernels: matmul, Gram (XᵀX), products with a transposed operand, batched
+ * products. The heavy, tall products of the spectrum and truncation code run here, in ONNX
+ * Runtime's GEMM, not in JavaScript loops.
+ *
+ * Each kernel is a one-node graph with symbolic dims, so one session serves every shape and
+ * sessions are cached per graph pattern (op + attributes + dtype) for the life of the process.
+ */
+import { createSession, ort } from "./ort";
+import { OnnxType, type OnnxNode, type OnnxTypeCode } from "./onnx-proto";
+
+/** Opset of the kernel graphs: Gemm with optional C (11+) and MatMul batching are stable there. */
+const KERNEL_OPSET = 17;
+
+type Precision = "float32" | "float64";
+type Pattern = "matmul" | "gemm" | "gram" | "gram64";
+
+interface Kernel {
+  session: ort.InferenceSession;
+}
+
+const cache = new Map<string, Promise<Kernel>>();
+
+function onnxType(p: Precision): OnnxTypeCode {
+  return p === "float64" ? OnnxType.DOUBLE : OnnxType.FLOAT;
+}
+
+async function buildKernel(pattern: Pattern, transA: boolean, transB: boolean, precision: Precision, batched: boolean): Promise<Kernel> {
+  const t = onnxType(precision);
+  let node: OnnxNode;
+  let inputs: { name: string; type: OnnxTypeCode; shape: string[] }[];
+  if (pattern === "matmul") {
+    const lead = batched ? ["b"] : [];
+    node = { op: "MatMul", inputs: ["X", "Y"], outputs: ["Z"] };
+    inputs = [
+      { name: "X", type: t, shape: [...lead, "m", "k"] },
+      { name: "Y", type: t, shape: [...lead, "k", "n"] },
+    ];
+  } else if (pattern === "gram") {
+    // Gemm reads X transposed in place (no copy of the tall operand)
+    node = { op: "Gemm", inputs: ["X", "X"], outputs: ["Z"], attrs: { transA: 1 } };
+    inputs = [{ name: "X", type: t, shape: ["m", "n"] }];
+  } else if (pattern === "gram64") {
+    // float32 in, float64 out: products of float32 values are exact in float64, so the Gram
+    // carries no accumulation error worth speaking of (see gram64 below)
+    const cast: OnnxNode = { op: "Cast", inputs: ["X"], outputs: ["X64"], attrs: { to: OnnxType.DOUBLE } };
+    const g: OnnxNode = {
+      op: "Gemm",
+      inputs: ["X64", "X64"],
+      outputs: ["Z"],
+      attrs: { transA: transA ? 1 : 0, transB: transB ? 1 : 0 },
+    };
+    const session = await createSession({
+      graph: {
+        name: "kernel_gram64",
+        nodes: [cast, g],
+        inputs: [{ name: "X", type: OnnxType.FLOAT, shape: ["m", "n"] }],
+        outputs: [{ name: "Z", type: OnnxType.DOUBLE }],
+      },
+      opsets: { "": KERNEL_OPSET },
+    });
+    return { session };
+  } else {
+    node = { op: "Gemm", inputs: ["X", "Y"], outputs: ["Z"], attrs: { transA: transA ? 1 : 0, transB: transB ? 1 : 0 } };
+    inputs = [
+      { name: "X", type: t, shape: transA ? ["k", "m"] : ["m", "k"] },
+      { name: "Y", type: t, shape: transB ? ["n", "k"] : ["k", "n"] },
+    ];
+  }
+  const session = await createSession({
+    graph: { name: `kernel_${pattern}`, nodes: [node], inputs, outputs: [{ name: "Z", type: t }] },
+    opsets: { "": KERNEL_OPSET },
+  });
+  return { session };
+}
+
+function kernel(pattern: Pattern, transA = false, transB = false, precision: Precision = "float32", batched = false): Promise<Kernel> {
+  const key = `${pattern}:${transA ? 1 : 0}${transB ? 1 : 0}:${precision}:${batched ? "b" : ""}`;
+  let k = cache.get(key);
+  if (!k) {
+    k = buildKernel(pattern, transA, transB, precision, batched);
+    // a failed build must not poison the cache
+    k.catch(() => cache.delete(key));
+    cache.set(key, k);
+  }
+  return k;
+}
+
+type FloatArray = Float32Array | Float64Array;
+
+function tensor(data: FloatArray, dims: number[]): ort.Tensor {
+  return data instanceof Float64Array ? new ort.Tensor("float64", data, dims) : new ort.Tensor("float32", data, dims);
+}
+
+function precisionOf(a: FloatArray, b?: FloatArray): Precision {
+  const p: Precision = a instanceof Float64Array ? "float64" : "float32";
+  if (b && (b instanceof Float64Array ? "float64" : "float32") !== p) throw new Error("kernel operands must share one precision");
+  return p;
+}
+
+function checkLength(what: string, data: FloatArray, rows: number, cols: number): void {
+  if (data.length !== rows * cols) throw new Error(`${what}: expected ${rows}×${cols} = ${rows * cols} values, got ${data.length}`);
+}
+
+async function runKernel<T extends FloatArray>(k: Kernel, feeds: Record<string, ort.Tensor>): Promise<T> {
+  const out = await k.session.run(feeds);
+  return out.Z!.data as T;
+}
+
+/** A row-major matrix handed to the kernels. */
+export interface Mat<T extends FloatArray = Float32Array> {
+  data: T;
+  rows: number;
+  cols: number;
+}
+
+/** X·Y for X [m,k], Y [k,n] (torch.matmul). */
+export async function matmul<T extends FloatArray>(x: Mat<T>, y: Mat<T>): Promise<Mat<T>> {
+  if (x.cols !== y.rows) throw new Error(`matmul: inner dims differ (${x.rows}×${x.cols} · ${y.rows}×${y.cols})`);
+  checkLength("matmul X", x.data, x.rows, x.cols);
+  checkLength("matmul Y", y.data, y.rows, y.cols);
+  const k = await kernel("matmul", false, false, precisionOf(x.data, y.data));
+  const data = await runKernel<T>(k, { X: tensor(x.data, [x.rows, x.cols]), Y: tensor(y.data, [y.rows, y.cols]) });
+  return { data, rows: x.rows, cols: y.cols };
+}
+
+/**
+ * op(X)·op(Y) where op transposes when asked (torch.addmm / BLAS gemm semantics):
+ * the transposed operand is read in place by ORT's GEMM, never copied here.
+ */
+export async function gemm<T extends FloatArray>(x: Mat<T>, y: Mat<T>, opts: { transA?: boolean; transB?: boolean } = {}): Promise<Mat<T>> {
+  const ta = opts.transA ?? false;
+  const tb = opts.transB ?? false;
+  checkLength("gemm X", x.data, x.rows, x.cols);
+  checkLength("gemm Y", y.data, y.rows, y.cols);
+  const [m, kx] = ta ? [x.cols, x.rows] : [x.rows, x.cols];
+  const [ky, n] = tb ? [y.cols, y.rows] : [y.rows, y.cols];
+  if (kx !== ky) throw new Error(`gemm: inner dims differ (${m}×${kx} · ${ky}×${n})`);
+  const k = await kernel("gemm", ta, tb, precisionOf(x.data, y.data));
+  const data = await runKernel<T>(k, { X: tensor(x.data, [x.rows, x.cols]), Y: tensor(y.data, [y.rows, y.cols]) });
+  return { data, rows: m, cols: n };
+}
+
+/** Gram matrix XᵀX [n,n] of X [m,n]. */
+export async function gram<T extends FloatArray>(x: Mat<T>): Promise<Mat<T>> {
+  checkLength("gram X", x.data, x.rows, x.cols);
+  const k = await kernel("gram", true, false, precisionOf(x.data));
+  const data = await runKernel<T>(k, { X: tensor(x.data, [x.rows, x.cols]) });
+  return { data, rows: x.cols, cols: x.cols };
+}
+
+/**
+ * Gram matrix of a float32 matrix, accumulated in float64: XᵀX [n,n] (side "cols") or XXᵀ
+ * [m,m] (side "rows"). Squaring a matrix squares its condition number, so a float32 Gram
+ * would lose the small singular values; in float64 the Gram of float32 data is accurate to
+ * ~1e-16·‖X‖², which keeps singular values accurate to ~1e-8·σ₁.
+ */
+export async function gram64(x: Mat<Float32Array>, side: "cols" | "rows" = "cols"): Promise<Mat<Float64Array>> {
+  checkLength("gram64 X", x.data, x.rows, x.cols);
+  const k = side === "cols" ? await kernel("gram64", true, false) : await kernel("gram64", false, true);
+  const data = await runKernel<Float64Array>(k, { X: tensor(x.data, [x.rows, x.cols]) });
+  const n = side === "cols" ? x.cols : x.rows;
+  return { data, rows: n, cols: n };
+}
+
+/** Batched X[i]·Y[i] for X [b,m,k], Y [b,k,n], all row-major and contiguous (torch.bmm). */
+export async function bmm<T extends FloatArray>(
+  x: T,
+  y: T,
+  dims: { batch: number; m: number; k: number; n: number },
+): Promise<T> {
+  const { batch, m, k: inner, n } = dims;
+  if (x.length !== batch * m * inner || y.length !== batch * inner * n) throw new Error("bmm: operand lengths do not match the dims");
+  const k = await kernel("matmul", false, false, precisionOf(x, y), true);
+  return runKernel<T>(k, { X: tensor(x, [batch, m, inner]), Y: tensor(y, [batch, inner, n]) });
+}
+
+/** Drop every cached session (tests, or before process exit in long-lived hosts). */
+export async function releaseKernels(): Promise<void> {
+  const all = [...cache.values()];
+  cache.clear();
+  for (const k of all) {
+    try {
+      await (await k).session.release();
+    } catch {
+      // a session that failed to build has nothing to release
+    }
+  }
+}

@@ -1,0 +1,109 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { factoredSvd, factoredSvdSync, topVectors, topVectorsSync, type Factors } from "../../src/linalg/factored-svd";
+import { releaseKernels } from "../../src/linalg/kernels";
+import { bestRankK, denseDelta, diffFrob, frob, lcg, orthoError, product, randomF32, referenceSvd, transpose } from "./reference";
+
+/** The issue's accuracy target for singular values. */
+const SIGMA_RTOL = 1e-4;
+/** float32 vectors: orthonormal to ~1e-6. */
+const ORTHO_TOL = 1e-5;
+
+function factors(out: number, r: number, inf: number, scale: number, seed: number): Factors {
+  const next = lcg(seed);
+  return { rank: r, scale, outFeatures: out, inFeatures: inf, B: randomF32(out * r, next), A: randomF32(r * inf, next) };
+}
+
+function dense(f: Factors) {
+  return denseDelta(f.B, f.A, f.outFeatures, f.rank, f.inFeatures, f.scale);
+}
+
+function expectSigma(got: Float64Array, want: number[], r: number) {
+  const s1 = want[0]!;
+  for (let i = 0; i < r; i++) {
+    const w = want[i] ?? 0;
+    // relative to each value where it is well above rounding, and never worse than 1e-6·σ₁
+    expect(Math.abs(got[i]! - w)).toBeLessThanOrEqual(Math.max(SIGMA_RTOL * w, 1e-6 * s1));
+  }
+}
+
+describe("factored SVD of s·B·A", () => {
+  afterAll(releaseKernels);
+
+  for (const [out, r, inf, scale] of [
+    [40, 6, 30, 2],
+    [9, 4, 70, 0.5],
+    [3, 5, 8, -1.5], // out < r: the product has rank ≤ 3; negative scale
+    [64, 16, 48, 1 / Math.sqrt(16)],
+  ] as const) {
+    it(`matches the dense SVD for out=${out} r=${r} in=${inf} scale=${scale}`, async () => {
+      const f = factors(out, r, inf, scale, out * 131 + r);
+      const ref = referenceSvd(dense(f), out, inf);
+      for (const svd of [await factoredSvd(f), factoredSvdSync(f)]) {
+        expect(svd.sigma.length).toBe(r);
+        expectSigma(svd.sigma, ref.s, r);
+        expect(svd.p).toBe(Math.min(out, r, inf));
+      }
+    });
+  }
+
+  it("gives orthonormal singular vectors and the dense best rank-k approximation", async () => {
+    const f = factors(50, 8, 36, 1.25, 99);
+    const D = dense(f);
+    const ref = referenceSvd(D, 50, 36);
+    const svd = await factoredSvd(f);
+    for (const k of [1, 3, 8]) {
+      for (const tv of [await topVectors(f, svd, k), topVectorsSync(f, factoredSvdSync(f), k)]) {
+        expect(orthoError(tv.U, 50, k)).toBeLessThan(ORTHO_TOL);
+        expect(orthoError(transpose(tv.Vt, k, 36), 36, k)).toBeLessThan(ORTHO_TOL);
+      }
+      const split = await topVectors(f, svd, k, "sqrt");
+      const approx = product(split.U, split.Vt, 50, k, 36);
+      const best = bestRankK(ref, k, 50, 36);
+      expect(diffFrob(approx, best)).toBeLessThan(1e-5 * frob(D));
+      // Eckart–Young: the error is the energy of the dropped singular values
+      const tail = Math.sqrt(ref.s.slice(k).reduce((a, s) => a + s * s, 0));
+      expect(Math.abs(diffFrob(approx, D) - tail)).toBeLessThan(1e-5 * frob(D));
+    }
+  });
+
+  it("handles rank-deficient factors (repeated and zero columns) via the float64 Gram", async () => {
+    const f = factors(30, 6, 25, 1, 5);
+    // B: column 3 = column 1; A: row 5 zero
+    for (let o = 0; o < 30; o++) f.B[o * 6 + 3] = f.B[o * 6 + 1]!;
+    f.A.fill(0, 5 * 25, 6 * 25);
+    const D = dense(f);
+    const ref = referenceSvd(D, 30, 25);
+    for (const svd of [await factoredSvd(f), factoredSvdSync(f)]) {
+      expectSigma(svd.sigma, ref.s, 6);
+      expect(svd.p).toBe(4);
+      expect(svd.sigma[4]).toBe(0);
+      expect(svd.sigma[5]).toBe(0);
+    }
+    const svd = await factoredSvd(f);
+    expect(svd.precision).toEqual({ B: "float64", A: "float64" });
+    const tv = await topVectors(f, svd, 6, "sqrt");
+    // columns past the rank are zero, and the product is still ΔW itself
+    expect(diffFrob(product(tv.U, tv.Vt, 30, 6, 25), D)).toBeLessThan(1e-5 * frob(D));
+    const plain = await topVectors(f, svd, 4);
+    expect(orthoError(plain.U, 30, 4)).toBeLessThan(ORTHO_TOL);
+  });
+
+  it("keeps small singular values accurate for an ill-conditioned factor (float64 path)", async () => {
+    const f = factors(80, 5, 60, 1, 11);
+    const colScale = [1, 1e-1, 1e-2, 1e-3, 1e-4];
+    for (let o = 0; o < 80; o++) for (let t = 0; t < 5; t++) f.B[o * 5 + t] = f.B[o * 5 + t]! * colScale[t]!;
+    const ref = referenceSvd(dense(f), 80, 60);
+    const svd = await factoredSvd(f);
+    expect(svd.precision.B).toBe("float64");
+    expect(svd.precision.A).toBe("float32");
+    for (let i = 0; i < 5; i++) expect(Math.abs(svd.sigma[i]! - ref.s[i]!)).toBeLessThanOrEqual(SIGMA_RTOL * ref.s[i]!);
+  });
+
+  it("returns zeros for a zero update", async () => {
+    const f = factors(10, 3, 12, 1, 3);
+    f.B.fill(0);
+    const svd = await factoredSvd(f);
+    expect(Array.from(svd.sigma)).toEqual([0, 0, 0]);
+    expect(svd.p).toBe(0);
+  });
+});
