@@ -155,13 +155,13 @@ export function referenceLogits(input: ReferenceInput, ids: number[]): Float64Ar
       const qn = opt(`${p}.self_attn.q_norm.weight`);
       const kn = opt(`${p}.self_attn.k_norm.weight`);
       for (let h = 0; h < nH; h++) {
-        let head = q.slice(h * D, (h + 1) * D);
+        let head: Float64Array = q.slice(h * D, (h + 1) * D);
         if (qn) head = rmsNorm(head, qn, eps);
         rope(head, t);
         qh.push(head);
       }
       for (let h = 0; h < nKV; h++) {
-        let head = k.slice(h * D, (h + 1) * D);
+        let head: Float64Array = k.slice(h * D, (h + 1) * D);
         if (kn) head = rmsNorm(head, kn, eps);
         rope(head, t);
         kh.push(head);
