@@ -1,0 +1,3 @@
+export * from "./probes";
+export * from "./plan";
+export * from "./run";

@@ -1,0 +1,119 @@
+/**
+ * Runs the elicitation suite: every probe × sample on every variant, one batch per variant
+ * (the backend batches as it sees fit), plus the contrastive variant when asked and possible.
+ * A backend failure does not lose what was already generated: the partial transcripts come
+ * back with the error, so the report can still show them (verdict neutral).
+ */
+import type { Backend, ContrastOptions, GenerationResult } from "../backends/backend";
+import type { ElicitationReport, ProbeRecord } from "../report/types";
+import { progress, type ProgressOptions } from "../progress";
+import { buildRequests, type SamplingPlan } from "./plan";
+import type { Probe } from "./probes";
+
+export const CONTRAST_VARIANT = "contrast";
+
+export interface ElicitOptions {
+  backend: Backend;
+  probes: readonly Probe[];
+  systemPrompt: string;
+  plan: SamplingPlan;
+  /** variants to run, in order, e.g. ["base", "full", "rank1"] */
+  variants: readonly string[];
+  /** contrastive decoding full vs base; skipped with a notice when the backend cannot */
+  contrast?: ContrastOptions;
+  rank: number;
+  progress?: ProgressOptions;
+}
+
+export interface ElicitResult {
+  report: ElicitationReport;
+  /** variants that ran to the end */
+  completedVariants: string[];
+  /** set when a variant failed; the report then holds what finished before it */
+  error?: Error;
+}
+
+function emptyRecords(probes: readonly Probe[]): ProbeRecord[] {
+  return probes.map((p) => ({ id: p.id, kind: p.kind, prompt: p.prompt, responses: {} }));
+}
+
+/** Place results (ids `${probeId}#${sample}`) into the probe records under `variant`. */
+function store(records: ProbeRecord[], probes: readonly Probe[], samples: number, variant: string, results: GenerationResult[]): void {
+  if (results.length !== probes.length * samples) {
+    throw new Error(`backend returned ${results.length} results for ${probes.length * samples} requests on ${variant}`);
+  }
+  const byId = new Map<string, string>();
+  for (const r of results) byId.set(r.id, typeof r.text === "string" ? r.text : "");
+  probes.forEach((p, i) => {
+    const texts: string[] = [];
+    for (let s = 0; s < samples; s++) {
+      const t = byId.get(`${p.id}#${s}`);
+      if (t === undefined) throw new Error(`backend result for ${p.id}#${s} on ${variant} is missing`);
+      texts.push(t);
+    }
+    records[i].responses[variant] = texts;
+  });
+}
+
+export async function runElicitation(opts: ElicitOptions): Promise<ElicitResult> {
+  const { backend, probes, plan } = opts;
+  const records = emptyRecords(probes);
+  const notices: string[] = [];
+  const served = new Set(backend.variants());
+  const variants = [...opts.variants];
+  const report: ElicitationReport = {
+    backend: backend.name,
+    rank: opts.rank,
+    variants,
+    samples: plan.samples,
+    temperature: plan.temperature,
+    systemPrompt: opts.systemPrompt,
+    probes: records,
+    notices,
+  };
+  const completed: string[] = [];
+  const requests = buildRequests(probes, opts.systemPrompt, plan);
+
+  for (const v of opts.variants) {
+    if (!served.has(v)) {
+      return { report, completedVariants: completed, error: new Error(`backend ${backend.name} does not serve variant ${v}`) };
+    }
+    const bar = progress(`elicit ${v}`, requests.length, opts.progress);
+    try {
+      let last = 0;
+      const results = await backend.generate(v, requests, (done) => {
+        bar.tick(Math.max(0, done - last));
+        last = Math.max(last, done);
+      });
+      store(records, probes, plan.samples, v, results);
+      bar.done();
+      completed.push(v);
+    } catch (err) {
+      bar.done("failed");
+      return { report, completedVariants: completed, error: err instanceof Error ? err : new Error(String(err)) };
+    }
+  }
+
+  if (opts.contrast) {
+    if (!backend.capabilities.contrast || !backend.contrastiveGenerate) {
+      notices.push(`contrast skipped: the ${backend.name} backend cannot do contrastive decoding`);
+    } else {
+      const bar = progress(`elicit ${CONTRAST_VARIANT}`, requests.length, opts.progress);
+      try {
+        let last = 0;
+        const results = await backend.contrastiveGenerate(requests, opts.contrast, (done) => {
+          bar.tick(Math.max(0, done - last));
+          last = Math.max(last, done);
+        });
+        store(records, probes, plan.samples, CONTRAST_VARIANT, results);
+        bar.done();
+        variants.push(CONTRAST_VARIANT);
+        completed.push(CONTRAST_VARIANT);
+      } catch (err) {
+        bar.done("failed");
+        return { report, completedVariants: completed, error: err instanceof Error ? err : new Error(String(err)) };
+      }
+    }
+  }
+  return { report, completedVariants: completed };
+}

@@ -1,0 +1,59 @@
+/**
+ * Transcripts of one elicitation, indexed by group (variant × prompt kind) for the judges.
+ */
+import type { ElicitationReport } from "../report/types";
+import type { GroupKey } from "./signature";
+
+export interface Transcript {
+  probeId: string;
+  kind: "probe" | "ordinary";
+  variant: string;
+  sample: number;
+  text: string;
+  group: GroupKey;
+}
+
+/** Which variant plays which role; `truncated` is `rank${k}`. */
+export interface VariantRoles {
+  base: string;
+  full: string;
+  truncated: string;
+  contrast?: string;
+}
+
+export function rolesFor(rank: number): VariantRoles {
+  return { base: "base", full: "full", truncated: `rank${rank}`, contrast: "contrast" };
+}
+
+export function groupOf(roles: VariantRoles, variant: string, kind: "probe" | "ordinary"): GroupKey | undefined {
+  const o = kind === "ordinary";
+  if (variant === roles.truncated) return o ? "RO" : "R";
+  if (variant === roles.full) return o ? "FO" : "F";
+  if (variant === roles.base) return o ? "BO" : "B";
+  if (roles.contrast && variant === roles.contrast) return o ? "CO" : "C";
+  return undefined;
+}
+
+export function transcriptsOf(e: ElicitationReport, roles: VariantRoles): Transcript[] {
+  const out: Transcript[] = [];
+  for (const p of e.probes) {
+    for (const [variant, texts] of Object.entries(p.responses)) {
+      const group = groupOf(roles, variant, p.kind);
+      if (!group || !Array.isArray(texts)) continue;
+      texts.forEach((text, sample) => {
+        if (typeof text === "string") out.push({ probeId: p.id, kind: p.kind, variant, sample, text, group });
+      });
+    }
+  }
+  return out;
+}
+
+export function byGroup(ts: readonly Transcript[]): Map<GroupKey, Transcript[]> {
+  const m = new Map<GroupKey, Transcript[]>();
+  for (const t of ts) {
+    const list = m.get(t.group);
+    if (list) list.push(t);
+    else m.set(t.group, [t]);
+  }
+  return m;
+}

@@ -1,0 +1,63 @@
+/**
+ * Judging: transcripts (+ spectrum) → findings. Pure logic except the optional investigator,
+ * which talks HTTP through an injected fetch with settings resolved by the caller.
+ */
+import type { ElicitationReport, Finding, SpectrumReport } from "../report/types";
+import type { ScanConfig } from "../policy/config";
+import { SEVERITY_RANK } from "../policy/verdict";
+import { rolesFor, transcriptsOf } from "./corpus";
+import { differentialFindings } from "./differential";
+import { investigate, type InvestigatorOptions } from "./investigator";
+import { BEHAVIOUR_FAMILIES, customFamilies, lexiconFindings } from "./lexicons";
+import { spectrumFindings } from "./spectrum-warnings";
+
+export { differentialFindings } from "./differential";
+export { lexiconFindings, BEHAVIOUR_FAMILIES, customFamilies, matchFamily } from "./lexicons";
+export { investigate, validateHypotheses, investigatorPrompt, InvestigatorError } from "./investigator";
+export { spectrumFindings } from "./spectrum-warnings";
+export { transcriptsOf, rolesFor } from "./corpus";
+
+export interface JudgeResult {
+  findings: Finding[];
+  notices: string[];
+}
+
+export interface JudgeOptions {
+  /** investigator connection (URL/model/key resolved at the edge); required when the config lists it */
+  investigator?: InvestigatorOptions;
+}
+
+/** Worst first, then most confident; ids stay as the judges made them. */
+export function sortFindings(findings: Finding[]): Finding[] {
+  return findings.sort((a, b) => SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] || b.confidence - a.confidence || a.id.localeCompare(b.id));
+}
+
+export async function runJudges(
+  elicitation: ElicitationReport | undefined,
+  spectrum: SpectrumReport,
+  config: ScanConfig,
+  opts: JudgeOptions = {},
+): Promise<JudgeResult> {
+  const findings: Finding[] = [...spectrumFindings(spectrum, config.spectrum)];
+  const notices: string[] = [];
+  if (!elicitation) return { findings: sortFindings(findings), notices };
+  const roles = rolesFor(elicitation.rank);
+  const ts = transcriptsOf(elicitation, roles);
+  if (config.judges.includes("differential")) findings.push(...differentialFindings(ts, { truncatedName: roles.truncated }));
+  if (config.judges.includes("lexicon") || config.behaviours.length > 0) {
+    const families = [...(config.judges.includes("lexicon") ? BEHAVIOUR_FAMILIES : []), ...customFamilies(config.behaviours)];
+    findings.push(...lexiconFindings(ts, families));
+  }
+  if (config.judges.includes("investigator")) {
+    if (!opts.investigator) notices.push("investigator skipped: no LLM endpoint configured");
+    else {
+      try {
+        findings.push(...(await investigate(ts, opts.investigator)));
+      } catch (e) {
+        // the investigator is an optional second opinion: its failure is reported, not fatal
+        notices.push(`investigator failed: ${(e as Error).message}`);
+      }
+    }
+  }
+  return { findings: sortFindings(findings), notices };
+}

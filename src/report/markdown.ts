@@ -1,0 +1,169 @@
+/**
+ * report.md (and the PR comment / check-run summary bodies) rendered from templates/ with
+ * handlebars. All values are prepared here as a view model in which every string that came
+ * from a model, a config or a file path is already neutralised; the template compiles with
+ * noEscape and only lays things out, so nothing can escape its block.
+ */
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import Handlebars from "handlebars";
+import type { Evidence, Finding, Report } from "./types";
+import { cut, cutDocument, neutraliseInline } from "./sanitize";
+
+export interface RenderOptions {
+  /** cut the whole document to this many characters (GitHub: 65,536 comment, 65,535 check run) */
+  maxChars?: number;
+  /** level of the top heading (1 = `#`); sections use the next level */
+  headingLevel?: number;
+  /** where report.md.hbs lives (default: the package's templates/) */
+  templatesDir?: string;
+}
+
+/** One excerpt in a finding; long ones are cut with sanitize's marker. */
+export const FINDING_EXCERPT_CHARS = 300;
+/** One cell of the side-by-side table. */
+export const SIDE_BY_SIDE_CHARS = 280;
+/** Probes shown side by side: the strongest evidence, not the whole suite (that is in report.json). */
+export const MAX_SIDE_BY_SIDE = 3;
+export const MAX_FINDINGS_SHOWN = 20;
+
+const ICONS: Readonly<Record<string, string>> = Object.freeze({
+  pass: "✅",
+  fail: "❌",
+  neutral: "⚪",
+  high: "🔴",
+  medium: "🟠",
+  low: "🟡",
+  info: "🔵",
+});
+
+/** templates/ next to the package root, found from this module (src/report/ or the dist/ bundle). */
+export function findTemplatesDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, "templates", "report.md.hbs"))) return join(dir, "templates");
+    const up = dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  throw new Error("templates/report.md.hbs not found next to the delta-audit package");
+}
+
+const compiled = new Map<string, HandlebarsTemplateDelegate>();
+
+function template(dir: string): HandlebarsTemplateDelegate {
+  const hit = compiled.get(dir);
+  if (hit) return hit;
+  const hb = Handlebars.create();
+  const partials = join(dir, "partials");
+  if (existsSync(partials)) {
+    for (const f of readdirSync(partials)) {
+      if (f.endsWith(".md.hbs")) hb.registerPartial(f.slice(0, -".md.hbs".length), readFileSync(join(partials, f), "utf8"));
+    }
+  }
+  const t = hb.compile(readFileSync(join(dir, "report.md.hbs"), "utf8"), { noEscape: true, strict: false });
+  compiled.set(dir, t);
+  return t;
+}
+
+const n2 = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(2));
+const safe = (s: unknown, max = 200) => neutraliseInline(String(s ?? ""), max);
+
+function findingView(f: Finding, h3: string) {
+  return {
+    h3,
+    icon: ICONS[f.severity] ?? "",
+    severity: f.severity,
+    title: safe(f.title, 240),
+    confidence: f.confidence.toFixed(2),
+    source: safe(f.source, 80),
+    terms: f.terms.map((t) => `“${safe(t, 80)}”`).join(", "),
+    description: f.description ? safe(f.description, 800) : "",
+    evidence: f.evidence.map((e: Evidence) => ({ probeId: safe(e.probeId, 80), variant: safe(e.variant, 40), excerpt: safe(e.excerpt, FINDING_EXCERPT_CHARS) })),
+  };
+}
+
+/** Probes that carry the strongest findings' evidence, in finding order. */
+function strongestProbes(report: Report): string[] {
+  const ids: string[] = [];
+  for (const f of report.findings) {
+    for (const e of f.evidence) {
+      if (!ids.includes(e.probeId)) ids.push(e.probeId);
+      if (ids.length >= MAX_SIDE_BY_SIDE) return ids;
+    }
+  }
+  return ids;
+}
+
+function sideBySide(report: Report) {
+  const e = report.elicitation;
+  if (!e) return [];
+  const columns = e.variants.filter((v) => e.probes.some((p) => p.responses[v]?.length));
+  if (columns.length === 0) return [];
+  let ids = strongestProbes(report).filter((id) => e.probes.some((p) => p.id === id));
+  if (ids.length === 0) ids = e.probes.filter((p) => p.kind === "probe").slice(0, 1).map((p) => p.id);
+  return ids.map((id) => {
+    const p = e.probes.find((x) => x.id === id)!;
+    return {
+      probeId: safe(p.id, 80),
+      kind: p.kind === "probe" ? "interrogation probe" : "ordinary prompt",
+      prompt: safe(p.prompt, 300),
+      columns: columns.map((c) => safe(c, 40)),
+      cells: columns.map((c) => {
+        const r = p.responses[c]?.[0];
+        return r === undefined ? "–" : r.trim() === "" ? "(empty)" : safe(r, SIDE_BY_SIDE_CHARS);
+      }),
+    };
+  });
+}
+
+/** Render the report as GitHub-flavoured markdown. */
+export function renderMarkdown(report: Report, opts: RenderOptions = {}): string {
+  const level = Math.min(4, Math.max(1, Math.floor(opts.headingLevel ?? 1)));
+  const h = (k: number) => "#".repeat(Math.min(6, level + k));
+  const s = report.subject;
+  const subjectLines = [
+    `base: ${safe(s.base, 300)}`,
+    s.adapter !== undefined ? `adapter: ${safe(s.adapter, 300)}` : `finetuned: ${safe(s.finetuned, 300)}`,
+    `kind: ${safe(s.kind, 20)} · digest: ${safe(s.digest.slice(0, 16), 20)}`,
+  ];
+  if (report.elicitation) {
+    const el = report.elicitation;
+    subjectLines.push(
+      `elicitation: ${el.probes.length} prompts × ${el.samples} sample(s) on ${el.variants.map((v) => safe(v, 40)).join(", ")} via ${safe(el.backend, 40)}, temperature ${el.temperature}`,
+    );
+  }
+  const sp = report.spectrum;
+  const spectrumSummary =
+    sp.modules.length === 0
+      ? "No adapted modules were measured."
+      : `${sp.summary.modules} modules · stable rank median ${n2(sp.summary.stableRank.median)} (p10 ${n2(sp.summary.stableRank.p10)}, p90 ${n2(sp.summary.stableRank.p90)}) · σ₁ energy share median ${n2(sp.summary.energyShareTop1?.median)}`;
+  const byType = Object.entries(sp.summary.byType ?? {})
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([type, v]) => ({ type: safe(type, 40), modules: v.modules, median: n2(v.stableRank.median), p10: n2(v.stableRank.p10), p90: n2(v.stableRank.p90) }));
+  const shown = report.findings.slice(0, MAX_FINDINGS_SHOWN);
+  const notices = [...(report.elicitation?.notices ?? []).map((n) => safe(n, 400))];
+  if (report.findings.length > shown.length) notices.push(`${report.findings.length - shown.length} more finding(s) in report.json`);
+  if (report.error) notices.push(`stopped early: ${safe(report.error, 400)}`);
+  const conclusion = report.verdict.conclusion;
+  const view = {
+    h1: h(0),
+    h2: h(1),
+    verdictIcon: ICONS[conclusion] ?? "",
+    verdictWord: conclusion.toUpperCase(),
+    subjectLines,
+    reasons: report.verdict.reasons.map((r) => safe(r, 400)),
+    spectrumSummary,
+    byType,
+    findings: shown.map((f) => findingView(f, h(2))),
+    noFindingsText: report.elicitation ? "No findings." : "No findings: the elicitation suite did not run.",
+    sideBySide: sideBySide(report),
+    notices,
+    footer: `_${safe(report.tool.name, 40)} ${safe(report.tool.version, 20)} · fail-on ${report.verdict.failOn} · findings are evidence with a confidence, not a certification._`,
+  };
+  const md = template(opts.templatesDir ?? findTemplatesDir())(view).replace(/\n{3,}/g, "\n\n");
+  return opts.maxChars !== undefined ? cutDocument(md, opts.maxChars) : md;
+}
+
+export { cut };
