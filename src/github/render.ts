@@ -13,6 +13,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Conclusion, Report, Severity } from "../report/types";
 import { cut, cutDocument, fencedBlock, neutraliseInline } from "../report/sanitize";
+import { renderMarkdown } from "../report/markdown";
 import type { AuditSubject } from "./subjects";
 import type { AnnotationLevel, CheckAnnotation, CheckConclusion, CheckOutput } from "./github-helper";
 
@@ -184,8 +185,17 @@ function sectionView(r: SubjectResult, headingLevel: number, findingsLimit: numb
   };
 }
 
-/** One subject's section, cut to `maxChars`; lists fewer findings before cutting text. */
+/**
+ * One subject's section, cut to `maxChars`: a heading naming the subject, then the report
+ * rendered by report/markdown.ts one level down. A subject without a report (the scan could
+ * not start) gets the compact section template, which shows the error.
+ */
 export function renderSection(r: SubjectResult, maxChars: number, headingLevel = 3): string {
+  if (r.report) {
+    const head = `${"#".repeat(headingLevel)} ${ICON[r.conclusion]} ${inlineCode(r.subject.rel)} (base ${inlineCode(r.base)})\n\n`;
+    const body = renderMarkdown(r.report, { headingLevel: headingLevel + 1, maxChars: Math.max(200, maxChars - head.length) });
+    return cutDocument(`${head}${body.trimEnd()}`, maxChars, TRUNCATION_NOTE);
+  }
   let limit = MAX_FINDINGS_LISTED;
   let md = template("subject-section.md.hbs")(sectionView(r, headingLevel, limit));
   while (md.length > maxChars && limit > 1) {

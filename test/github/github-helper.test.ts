@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createOctokit } from "../../src/github/octokit-client";
 import { GitHubHelper, isPermissionError, MAX_ANNOTATIONS_PER_REQUEST, type CheckAnnotation } from "../../src/github/github-helper";
-import { startFakeGitHub, type FakeGitHub } from "./fake-github";
+import { startFakeGitHub, type FakeComment, type FakeGitHub } from "./fake-github";
 
 let gh: FakeGitHub | undefined;
 afterEach(async () => {
@@ -42,9 +42,9 @@ describe("GitHubHelper against a local GitHub-like server", () => {
 
   it("finds the sticky comment by marker on a later page, ignoring people's comments that quote it", async () => {
     const marker = "<!-- delta-audit:sticky-comment:x -->";
-    const comments = Array.from({ length: 130 }, (_, i) => ({ id: i + 1, body: `chatter ${i}`, user: { login: "dev", type: "User" as const } }));
+    const comments: FakeComment[] = Array.from({ length: 130 }, (_, i) => ({ id: i + 1, body: `chatter ${i}`, user: { login: "dev", type: "User" } }));
     comments[10]!.body = `someone pasted ${marker}`;
-    comments[120] = { id: 121, body: `${marker}\nreport`, user: { login: "github-actions[bot]", type: "Bot" as const } };
+    comments[120] = { id: 121, body: `${marker}\nreport`, user: { login: "github-actions[bot]", type: "Bot" } };
     gh = await startFakeGitHub({ comments });
     const helper = new GitHubHelper(createOctokit("t", gh.url), ref);
     expect(await helper.findComment(3, marker)).toEqual({ id: 121 });

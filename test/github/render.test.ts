@@ -101,7 +101,7 @@ describe("renderComment", () => {
     expect(md.startsWith(commentMarker("delta-audit"))).toBe(true);
     // one section per subject survives
     for (let i = 0; i < 6; i++) expect(md).toContain(`adapters/a${i}`);
-    expect(md).toMatch(/more in the report|truncated/);
+    expect(md).toMatch(/more finding|truncated/);
     const out = renderCheckOutput(results, meta);
     expect(out.summary.length).toBeLessThanOrEqual(MAX_CHECK_OUTPUT_CHARS);
     expect(out.text!.length).toBeLessThanOrEqual(MAX_CHECK_OUTPUT_CHARS);
