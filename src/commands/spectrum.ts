@@ -1,13 +1,110 @@
+/**
+ * `delta-audit spectrum [--base DIR] --adapter DIR | --base DIR --finetuned DIR [--json FILE] [--top-k K]`
+ *
+ * Prints the per-type stable-rank summary and the largest updates; with --json writes
+ * `{"spectrum": …}` (the `spectrum` part of report.json) atomically.
+ */
 import type { Command } from "commander";
-import { BackendError } from "../errors";
+import { open, rename, rm } from "node:fs/promises";
+import { dirname, basename, join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { InputError } from "../errors";
+import { openCheckpoint } from "../io/checkpoint";
+import { openAdapter } from "../io/peft";
+import type { Checkpoint, LoraAdapter } from "../io/types";
+import { adapterSpectrum, DEFAULT_TOP_K, fullSpectrum } from "../delta/spectrum";
+import { DEFAULT_TABLE_MODULES, formatSpectrum } from "../delta/table";
+import type { SpectrumReport } from "../report/types";
 
-/** Placeholder: `delta-audit spectrum` is not built yet. */
+/** Largest --top-k accepted: each value costs a pass-pair over ΔW, and the report keeps ≤ 64. */
+const MAX_TOP_K = 64;
+
+export interface SpectrumArgs {
+  base?: string;
+  adapter?: string;
+  finetuned?: string;
+  json?: string;
+  topK?: string;
+  show?: string;
+}
+
+export function parsePositiveInt(value: string | undefined, flag: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value.trim())) throw new InputError(`expected a positive integer, got '${value}'`, flag);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new InputError(`expected an integer from 1 to ${max}, got '${value}'`, flag);
+  return n;
+}
+
+/** Which subject the flags name: a LoRA adapter (base optional) or a full fine-tune (base required). */
+export function subjectOf(args: { base?: string; adapter?: string; finetuned?: string }): { kind: "lora"; adapter: string; base?: string } | { kind: "full"; base: string; finetuned: string } {
+  if (args.adapter && args.finetuned) throw new InputError("give either --adapter or --finetuned, not both", "--finetuned");
+  if (args.adapter) return { kind: "lora", adapter: args.adapter, base: args.base };
+  if (args.finetuned) {
+    if (!args.base) throw new InputError("a full fine-tune needs the base model it was trained from", "--base");
+    return { kind: "full", base: args.base, finetuned: args.finetuned };
+  }
+  throw new InputError("nothing to measure: give --adapter DIR, or --base DIR --finetuned DIR", "--adapter");
+}
+
+/** Write a file atomically: a temp file in the same folder, then rename. */
+export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
+  let fh;
+  try {
+    fh = await open(tmp, "wx");
+  } catch (err) {
+    throw new InputError(`cannot write here (${(err as NodeJS.ErrnoException).code ?? "error"})`, path);
+  }
+  try {
+    await fh.writeFile(text);
+    await fh.close();
+    fh = undefined;
+    await rename(tmp, path);
+  } catch (err) {
+    await fh?.close().catch(() => undefined);
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Measure the spectrum the flags describe, closing every file it opened. */
+export async function measureSpectrum(args: SpectrumArgs): Promise<SpectrumReport> {
+  const subject = subjectOf(args);
+  const topK = parsePositiveInt(args.topK, "--top-k", DEFAULT_TOP_K, MAX_TOP_K);
+  const opened: Array<Checkpoint | LoraAdapter> = [];
+  try {
+    if (subject.kind === "lora") {
+      const base = subject.base ? await openCheckpoint(subject.base) : undefined;
+      if (base) opened.push(base);
+      const adapter = await openAdapter(subject.adapter, { base });
+      opened.push(adapter);
+      return await adapterSpectrum(adapter);
+    }
+    const base = await openCheckpoint(subject.base);
+    opened.push(base);
+    const ft = await openCheckpoint(subject.finetuned);
+    opened.push(ft);
+    return await fullSpectrum(base, ft, { topK });
+  } finally {
+    await Promise.all(opened.map((o) => o.close().catch(() => undefined)));
+  }
+}
+
 export function register(program: Command): void {
   program
     .command("spectrum")
-    .description("(not yet implemented)")
-    .allowUnknownOption()
-    .action(() => {
-      throw new BackendError("'spectrum' is not implemented yet");
+    .description("singular values, stable rank and effective rank of every fine-tuning update ΔW")
+    .option("--base <dir>", "base model folder (optional for a LoRA adapter: checks module shapes)")
+    .option("--adapter <dir>", "PEFT LoRA adapter folder")
+    .option("--finetuned <dir>", "fully fine-tuned model folder (needs --base)")
+    .option("--json <file>", "write {\"spectrum\": …} (the report.json part) to this file")
+    .option("--top-k <k>", `singular values per module of a full fine-tune (default ${DEFAULT_TOP_K})`)
+    .option("--show <n>", `modules listed in the table (default ${DEFAULT_TABLE_MODULES})`)
+    .action(async (args: SpectrumArgs) => {
+      const show = parsePositiveInt(args.show, "--show", DEFAULT_TABLE_MODULES);
+      const report = await measureSpectrum(args);
+      if (args.json) await writeFileAtomic(args.json, `${JSON.stringify({ spectrum: report }, null, 2)}\n`);
+      process.stdout.write(formatSpectrum(report, show));
     });
 }

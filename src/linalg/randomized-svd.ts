@@ -41,7 +41,16 @@ export interface TopKResult {
   converged: boolean;
   /** max over the top k of ‖A·vᵢ − σᵢ·uᵢ‖ / σ₁ at exit */
   residual: number;
+  /**
+   * The numerical rank of A, when the sketch reveals it: fewer Ritz values above
+   * max(m, n)·ε_f32·σ₁ (numpy.linalg.matrix_rank's tolerance for float32) than the sketch
+   * has columns means the sketch spans A's whole range. Undefined when A may have more.
+   */
+  rank?: number;
 }
+
+/** float32 machine epsilon, for the numerical-rank tolerance. */
+const F32_EPS = 2 ** -23;
 
 /** Gram XᵀX of a tall float64 [rows, c] matrix. */
 function gramJs(x: Float64Array, rows: number, c: number): Float64Array {
@@ -115,6 +124,7 @@ export async function topKSvd(a: Mat<Float32Array>, k: number, opts: TopKOptions
   let residual = Infinity;
   let iterations = 0;
   let converged = false;
+  let rank: number | undefined;
 
   while (iterations < maxIter) {
     iterations++;
@@ -124,6 +134,7 @@ export async function topKSvd(a: Mat<Float32Array>, k: number, opts: TopKOptions
       sigma.fill(0);
       residual = 0;
       converged = true;
+      rank = 0;
       break;
     }
     // Zt = Qᵀ·A  [c, n]  (one pass)
@@ -174,11 +185,14 @@ export async function topKSvd(a: Mat<Float32Array>, k: number, opts: TopKOptions
       for (let t = 0; t < m; t++) U[t * k + j] = Ur[t * c + j]!;
       for (let t = 0; t < n; t++) V[t * k + j] = Vr[t * d + j]!;
     }
+    const rankTol = Math.max(m, n) * F32_EPS * s1;
+    const significant = S.filter((x) => x > rankTol).length;
+    rank = significant < c ? significant : undefined;
     if (residual <= tol || d < Math.min(kk, c)) {
       // d < k: A has rank d, the Ritz triples are exact
       converged = true;
       break;
     }
   }
-  return { sigma, U, V, k, iterations, converged, residual };
+  return { sigma, U, V, k, iterations, converged, residual, rank };
 }

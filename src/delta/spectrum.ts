@@ -1,0 +1,236 @@
+/**
+ * Spectra of fine-tuning updates, streamed module by module:
+ * - adapterSpectrum: LoRA ΔW = s·B·A from its factors (never materialised), all r values;
+ * - fullSpectrum: dense ΔW = W_ft − W_base of every decoder linear, exact Frobenius norm and
+ *   top-k singular values by randomized subspace iteration, plus the other changed tensors.
+ */
+import { InputError } from "../errors";
+import { linearModuleNames, moduleType } from "../io/checkpoint";
+import type { Checkpoint, LoraAdapter, LoraModule, TensorSource } from "../io/types";
+import { progress } from "../progress";
+import type { GramPrecision } from "../linalg/factor-basis";
+import { factoredSvd } from "../linalg/factored-svd";
+import { topKSvd, type TopKResult } from "../linalg/randomized-svd";
+import type { ModuleSpectrum, OtherChange, SpectrumReport } from "../report/types";
+import { moduleSpectrum, summarise } from "./stats";
+
+export { summarise } from "./stats";
+
+/** Singular values computed per dense module by default (the issue's k = 8). */
+export const DEFAULT_TOP_K = 8;
+/** Dense deltas are formed from row blocks of about this size, so peak memory is ΔW plus two blocks. */
+const ROW_BLOCK_BYTES = 16 * 1024 * 1024;
+
+/** Called after each module (or tensor) with the count done, the total and what was just done. */
+export type ProgressFn = (done: number, total: number, name: string) => void;
+
+export interface AdapterSpectrumOptions {
+  onProgress?: ProgressFn;
+  /** no default progress bar (when onProgress is absent) */
+  quiet?: boolean;
+  precision?: GramPrecision;
+}
+
+export interface FullSpectrumOptions {
+  topK?: number;
+  onProgress?: ProgressFn;
+  quiet?: boolean;
+  /** called when a module's top-k iteration stops without meeting its tolerance */
+  onWarning?: (message: string) => void;
+}
+
+function defaultProgress(label: string, total: number, quiet?: boolean): { fn: ProgressFn; done: () => void } {
+  const bar = progress(label, total, { quiet });
+  return { fn: (_d, _t, name) => bar.tick(1, name), done: () => bar.done() };
+}
+
+/**
+ * Iterate `items`, starting the read of item i+1 before item i is processed, so the disk (or
+ * page-cache copy) and ONNX Runtime work overlap.
+ */
+export async function* prefetched<T, R>(items: readonly T[], read: (item: T) => Promise<R>): AsyncGenerator<[T, R]> {
+  let next: Promise<R> | undefined = items.length > 0 ? read(items[0]!) : undefined;
+  try {
+    for (let i = 0; i < items.length; i++) {
+      const current = next!;
+      next = i + 1 < items.length ? read(items[i + 1]!) : undefined;
+      // a prefetch that fails while we are still busy must not be an unhandled rejection
+      next?.catch(() => undefined);
+      yield [items[i]!, await current];
+    }
+  } finally {
+    next = undefined;
+  }
+}
+
+/** The ModuleSpectrum of one LoRA module (exact: all r singular values). */
+export async function loraModuleSpectrum(m: LoraModule, precision?: GramPrecision): Promise<ModuleSpectrum> {
+  const svd = await factoredSvd(m, { precision });
+  let f2 = 0;
+  for (const s of svd.sigma) f2 += s * s;
+  const { type, layer } = moduleType(m.name);
+  return moduleSpectrum({
+    name: m.name,
+    shape: [m.outFeatures, m.inFeatures],
+    rank: m.rank,
+    sigma: svd.sigma,
+    frobenius: Math.sqrt(f2),
+    totalValues: Math.min(m.outFeatures, m.inFeatures),
+    type,
+    layer,
+  });
+}
+
+/** Spectrum of every module of a LoRA adapter, one module in memory at a time (plus one prefetched). */
+export async function adapterSpectrum(adapter: LoraAdapter, opts: AdapterSpectrumOptions = {}): Promise<SpectrumReport> {
+  const names = adapter.moduleNames();
+  const bar = opts.onProgress ? undefined : defaultProgress("spectrum", names.length, opts.quiet);
+  const report = opts.onProgress ?? bar!.fn;
+  const modules: ModuleSpectrum[] = [];
+  for await (const [name, m] of prefetched(names, (n) => adapter.readModule(n))) {
+    modules.push(await loraModuleSpectrum(m, opts.precision));
+    report(modules.length, names.length, name);
+  }
+  bar?.done();
+  return { modules, summary: summarise(modules) };
+}
+
+/** A source that can read a slice of rows (io's SafetensorsFile and checkpoints can). */
+type RowSource = TensorSource & { readRows?: (name: string, rowStart: number, rowCount: number) => Promise<Float32Array> };
+
+function rowsPerBlock(shape: number[]): { rows: number; perRow: number } {
+  const rows = shape.length === 0 ? 1 : shape[0]!;
+  const perRow = shape.slice(1).reduce((a, b) => a * b, 1);
+  return { rows, perRow: Math.max(perRow, 1) };
+}
+
+/**
+ * Stream two same-shaped tensors in row blocks: `visit(baseBlock, ftBlock, firstElement)`.
+ * Falls back to whole-tensor reads when a source cannot read rows.
+ */
+async function forEachBlock(
+  base: RowSource,
+  ft: RowSource,
+  name: string,
+  shape: number[],
+  visit: (b: Float32Array, f: Float32Array, offset: number) => void,
+): Promise<void> {
+  const { rows, perRow } = rowsPerBlock(shape);
+  if (!base.readRows || !ft.readRows || shape.length === 0) {
+    const [b, f] = await Promise.all([base.read(name), ft.read(name)]);
+    visit(b, f, 0);
+    return;
+  }
+  const block = Math.max(1, Math.floor(ROW_BLOCK_BYTES / 4 / perRow));
+  const readPair = (start: number) => {
+    const n = Math.min(block, rows - start);
+    return Promise.all([base.readRows!(name, start, n), ft.readRows!(name, start, n)]);
+  };
+  const starts: number[] = [];
+  for (let s = 0; s < rows; s += block) starts.push(s);
+  for await (const [start, [b, f]] of prefetched(starts, readPair)) visit(b, f, start * perRow);
+}
+
+/** Names and shapes of the two checkpoints must agree tensor for tensor. */
+function checkPairing(base: Checkpoint, ft: Checkpoint): string[] {
+  const baseNames = new Set(base.names());
+  const ftNames = ft.names();
+  for (const n of ftNames) {
+    if (!baseNames.has(n)) throw new InputError(`has tensor ${JSON.stringify(n)} that the base checkpoint ${base.dir} lacks`, ft.dir);
+    const a = base.info(n)!.shape;
+    const b = ft.info(n)!.shape;
+    if (a.length !== b.length || a.some((d, i) => d !== b[i])) {
+      throw new InputError(`tensor ${JSON.stringify(n)} has shape ${JSON.stringify(b)} but the base has ${JSON.stringify(a)}`, ft.dir);
+    }
+  }
+  const ftSet = new Set(ftNames);
+  for (const n of baseNames) {
+    if (!ftSet.has(n)) throw new InputError(`lacks tensor ${JSON.stringify(n)} of the base checkpoint ${base.dir}`, ft.dir);
+  }
+  return ftNames;
+}
+
+/** The dense ΔW of one linear module and its exact Frobenius norm (float64 accumulation). */
+export async function denseDelta(base: Checkpoint, ft: Checkpoint, module: string): Promise<{ delta: Float32Array; rows: number; cols: number; frobenius: number }> {
+  const name = `${module}.weight`;
+  const shape = ft.info(name)?.shape;
+  if (!shape || shape.length !== 2) throw new InputError(`has no 2-D tensor ${JSON.stringify(name)}`, ft.dir);
+  const [rows, cols] = shape as [number, number];
+  const delta = new Float32Array(rows * cols);
+  let f2 = 0;
+  await forEachBlock(base as RowSource, ft as RowSource, name, shape, (b, f, off) => {
+    for (let i = 0; i < b.length; i++) {
+      const d = f[i]! - b[i]!;
+      delta[off + i] = d;
+      f2 += d * d;
+    }
+  });
+  if (!Number.isFinite(f2)) throw new InputError(`tensor ${JSON.stringify(name)} differs from the base by a non-finite amount (NaN or Inf weights)`, ft.dir);
+  return { delta, rows, cols, frobenius: Math.sqrt(f2) };
+}
+
+/** Top-k of a dense delta, with the all-zero case answered without iterating. */
+export async function denseTopK(delta: Float32Array, rows: number, cols: number, frobenius: number, k: number): Promise<TopKResult> {
+  if (frobenius === 0) {
+    return { sigma: new Float64Array(k), U: new Float32Array(rows * k), V: new Float32Array(cols * k), k, iterations: 0, converged: true, residual: 0, rank: 0 };
+  }
+  return topKSvd({ data: delta, rows, cols }, k);
+}
+
+/** Spectrum of a full fine-tune against its base, streaming tensor pairs. */
+export async function fullSpectrum(base: Checkpoint, finetuned: Checkpoint, opts: FullSpectrumOptions = {}): Promise<SpectrumReport> {
+  const k = opts.topK ?? DEFAULT_TOP_K;
+  if (!Number.isInteger(k) || k < 1) throw new InputError(`expected a positive integer, got ${k}`, "--top-k");
+  const all = checkPairing(base, finetuned);
+  const linear = new Set(linearModuleNames(finetuned).map((m) => `${m}.weight`));
+  if (linear.size === 0) throw new InputError("has no linear modules under model.layers.N (is it a decoder checkpoint?)", finetuned.dir);
+  const bar = opts.onProgress ? undefined : defaultProgress("spectrum", all.length, opts.quiet);
+  const report = opts.onProgress ?? bar!.fn;
+  const modules: ModuleSpectrum[] = [];
+  const otherChanges: OtherChange[] = [];
+  let done = 0;
+  for (const name of all) {
+    if (linear.has(name)) {
+      const module = name.slice(0, -".weight".length);
+      const { delta, rows, cols, frobenius } = await denseDelta(base, finetuned, module);
+      const kk = Math.min(k, rows, cols);
+      const top = await denseTopK(delta, rows, cols, frobenius, kk);
+      if (!top.converged) {
+        const msg = `${module}: top-${kk} iteration stopped after ${top.iterations} iterations with residual ${top.residual.toExponential(1)}·σ₁`;
+        (opts.onWarning ?? ((m: string) => process.stderr.write(`warning: ${m}\n`)))(msg);
+      }
+      const { type, layer } = moduleType(module);
+      // the numerical rank when the sketch revealed it (a low-rank ΔW), else full
+      const rank = top.rank ?? Math.min(rows, cols);
+      modules.push(
+        moduleSpectrum({ name: module, shape: [rows, cols], rank, sigma: top.sigma, frobenius, totalValues: Math.min(rows, cols), type, layer }),
+      );
+    } else {
+      const change = await tensorChange(base, finetuned, name);
+      if (change) otherChanges.push(change);
+    }
+    report(++done, all.length, name);
+  }
+  bar?.done();
+  return { modules, summary: summarise(modules), otherChanges };
+}
+
+/** ‖ΔT‖_F and ‖ΔT‖_F/‖T_base‖_F of a non-linear tensor, or undefined when unchanged. */
+async function tensorChange(base: Checkpoint, ft: Checkpoint, name: string): Promise<OtherChange | undefined> {
+  const shape = ft.info(name)!.shape;
+  let d2 = 0;
+  let b2 = 0;
+  await forEachBlock(base as RowSource, ft as RowSource, name, shape, (b, f) => {
+    for (let i = 0; i < b.length; i++) {
+      const d = f[i]! - b[i]!;
+      d2 += d * d;
+      b2 += b[i]! * b[i]!;
+    }
+  });
+  if (!Number.isFinite(d2)) throw new InputError(`tensor ${JSON.stringify(name)} differs from the base by a non-finite amount (NaN or Inf weights)`, ft.dir);
+  if (d2 === 0) return undefined;
+  const frobenius = Math.sqrt(d2);
+  // a tensor that is zero in the base (a bias initialised to 0) changed by 100% of itself
+  const relative = b2 > 0 ? frobenius / Math.sqrt(b2) : 1;
+  return { name, shape: [...shape], frobenius, relative };
+}

@@ -1,0 +1,73 @@
+/**
+ * The readable table `delta-audit spectrum` prints: a summary per module type, then the
+ * modules with the largest updates.
+ */
+import type { ModuleSpectrum, SpectrumReport } from "../report/types";
+
+/** Modules listed under "largest updates" by default. */
+export const DEFAULT_TABLE_MODULES = 10;
+const TYPE_ORDER = ["q", "k", "v", "o", "gate", "up", "down", "other"];
+
+function num(x: number, digits = 3): string {
+  if (x === 0) return "0";
+  const a = Math.abs(x);
+  return a >= 1e4 || a < 1e-3 ? x.toExponential(digits - 1) : x.toPrecision(digits);
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+  return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+export function formatSpectrum(report: SpectrumReport, show = DEFAULT_TABLE_MODULES): string {
+  const s = report.summary;
+  const out: string[] = [];
+  out.push(
+    `${s.modules} changed module(s); stable rank median ${num(s.stableRank.median)} (p10 ${num(s.stableRank.p10)}, p90 ${num(s.stableRank.p90)}); ` +
+      `σ₁ energy share median ${num(s.energyShareTop1.median)}`,
+  );
+  out.push("");
+  const types = Object.keys(s.byType).sort((a, b) => (TYPE_ORDER.indexOf(a) + 99) % 99 - (TYPE_ORDER.indexOf(b) + 99) % 99 || a.localeCompare(b));
+  out.push(
+    table(
+      ["type", "modules", "stable rank p10", "median", "p90"],
+      types.map((t) => {
+        const g = s.byType[t]!;
+        return [t, String(g.modules), num(g.stableRank.p10), num(g.stableRank.median), num(g.stableRank.p90)];
+      }),
+    ),
+  );
+  const top = [...report.modules].sort((a, b) => b.frobenius - a.frobenius).slice(0, show);
+  if (top.length > 0) {
+    out.push("");
+    out.push(`largest updates (by ‖ΔW‖_F):`);
+    out.push(
+      table(
+        ["module", "shape", "rank", "‖ΔW‖_F", "σ₁", "stable rank", "eff. rank", "σ₁² share"],
+        top.map((m: ModuleSpectrum) => [
+          m.name,
+          `${m.shape[0]}×${m.shape[1]}`,
+          String(m.rank),
+          num(m.frobenius),
+          num(m.spectralNorm),
+          num(m.stableRank),
+          num(m.effectiveRank),
+          num(m.energyShareTop1),
+        ]),
+      ),
+    );
+  }
+  const other = report.otherChanges ?? [];
+  if (other.length > 0) {
+    out.push("");
+    out.push("other changed tensors:");
+    out.push(
+      table(
+        ["tensor", "shape", "‖ΔT‖_F", "relative"],
+        [...other].sort((a, b) => b.relative - a.relative).map((c) => [c.name, c.shape.join("×"), num(c.frobenius), num(c.relative)]),
+      ),
+    );
+  }
+  return `${out.join("\n")}\n`;
+}

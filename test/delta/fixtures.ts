@@ -1,0 +1,102 @@
+/**
+ * Real files in temp folders for the delta tests: PEFT adapters written by hand (config JSON +
+ * safetensors with PEFT's key names) and small HF checkpoint pairs.
+ */
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { writeSafetensors } from "../../src/io/safetensors";
+import { lcg, randomF32 } from "../linalg/reference";
+
+export function tempDir(tag: string): string {
+  return mkdtempSync(join(tmpdir(), `delta-audit-${tag}-`));
+}
+
+export interface FixtureModule {
+  name: string;
+  out: number;
+  inf: number;
+  r: number;
+  A: Float32Array;
+  B: Float32Array;
+}
+
+/** Llama-style module names. */
+export const Q0 = "model.layers.0.self_attn.q_proj";
+export const V0 = "model.layers.0.self_attn.v_proj";
+export const DOWN1 = "model.layers.1.mlp.down_proj";
+
+export function makeModules(specs: Array<[string, number, number, number]>, seed: number): FixtureModule[] {
+  const next = lcg(seed);
+  return specs.map(([name, out, inf, r]) => ({ name, out, inf, r, A: randomF32(r * inf, next), B: randomF32(out * r, next) }));
+}
+
+/** Write an adapter folder; `config` is merged over a plain LoRA config. */
+export async function writeAdapterDir(dir: string, modules: FixtureModule[], config: Record<string, unknown>): Promise<string> {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, "adapter_config.json"),
+    JSON.stringify({ peft_type: "LORA", task_type: "CAUSAL_LM", target_modules: ["q_proj", "v_proj", "down_proj"], ...config }),
+  );
+  const tensors = modules.flatMap((m) => [
+    { name: `base_model.model.${m.name}.lora_A.weight`, dtype: "F32" as const, shape: [m.r, m.inf], data: m.A },
+    { name: `base_model.model.${m.name}.lora_B.weight`, dtype: "F32" as const, shape: [m.out, m.r], data: m.B },
+  ]);
+  await writeSafetensors(join(dir, "adapter_model.safetensors"), tensors);
+  return dir;
+}
+
+export interface Tensor {
+  name: string;
+  shape: number[];
+  data: Float32Array;
+}
+
+export async function writeCheckpointDir(dir: string, tensors: Tensor[]): Promise<string> {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "config.json"), JSON.stringify({ model_type: "llama", _name_or_path: "test/base" }));
+  await writeSafetensors(
+    join(dir, "model.safetensors"),
+    tensors.map((t) => ({ name: t.name, dtype: "F32" as const, shape: t.shape, data: t.data })),
+  );
+  return dir;
+}
+
+/**
+ * A base checkpoint and a full fine-tune of it: three decoder linears changed by a low-rank
+ * part plus small noise, one linear unchanged, a norm and the embedding changed, lm_head not.
+ */
+export function fullPair(seed: number, noise = 0.001): { base: Tensor[]; ft: Tensor[]; linear: string[] } {
+  const next = lcg(seed);
+  const shapes: Array<[string, number[]]> = [
+    ["model.embed_tokens.weight", [50, 16]],
+    [`${Q0}.weight`, [24, 16]],
+    ["model.layers.0.self_attn.k_proj.weight", [8, 16]],
+    [`${V0}.weight`, [8, 16]],
+    ["model.layers.0.input_layernorm.weight", [16]],
+    [`${DOWN1}.weight`, [16, 40]],
+    ["lm_head.weight", [50, 16]],
+  ];
+  const base: Tensor[] = [];
+  const ft: Tensor[] = [];
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const b = randomF32(n, next);
+    const f = Float32Array.from(b);
+    if (name.endsWith("_proj.weight") && !name.includes("k_proj")) {
+      const [out, inf] = shape as [number, number];
+      // a rank-3 update with distinct strengths, plus noise
+      for (const s of [3, 1.5, 0.7]) {
+        const u = Array.from({ length: out }, next);
+        const v = Array.from({ length: inf }, next);
+        for (let i = 0; i < out; i++) for (let j = 0; j < inf; j++) f[i * inf + j]! += s * u[i]! * v[j]!;
+      }
+      for (let i = 0; i < n; i++) f[i]! += noise * next();
+    } else if (name.includes("layernorm") || name.includes("embed")) {
+      for (let i = 0; i < n; i++) f[i]! += 0.01 * next();
+    }
+    base.push({ name, shape, data: b });
+    ft.push({ name, shape, data: f });
+  }
+  return { base, ft, linear: [Q0, "model.layers.0.self_attn.k_proj", V0, DOWN1] };
+}
