@@ -1,0 +1,521 @@
+/**
+ * An OpenAI-compatible HTTP server (node:http) in front of a ServeEngine — the server behind
+ * `delta-audit serve`. It speaks the subset of the protocol delta-audit and common clients use:
+ * `/v1/models`, `/v1/chat/completions` (non-streaming and SSE), `/v1/load_lora_adapter`,
+ * `/v1/unload_lora_adapter`, `/health`; the names and shapes follow vLLM so the `openai`
+ * backend (and any vLLM client) can talk to it unchanged.
+ *
+ * Requests are untrusted: bodies are size-capped, every field is validated, max_tokens is
+ * bounded. Requests are queued, never dropped while the queue has room, and concurrent
+ * requests for the same variant are run as one engine batch.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { randomInt } from "node:crypto";
+import type { ChatMessage, SamplingOptions } from "./backend";
+
+/** One generation as the engine sees it: token ids in, sampling options, optional logprobs. */
+export interface EngineItem {
+  promptIds: number[];
+  sampling: SamplingOptions;
+  /** return this many alternatives per generated token (0 = only the chosen token's logprob) */
+  topLogprobs?: number;
+  /** whether to return logprobs at all */
+  logprobs?: boolean;
+}
+
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  top: { id: number; logprob: number }[];
+}
+
+export interface EngineOutput {
+  /** generated ids, without the stop token */
+  ids: number[];
+  text: string;
+  finishReason: "stop" | "length";
+  logprobs?: TokenLogprob[];
+}
+
+/** What the server needs from a model: the tokenizer side and batched generation per variant. */
+export interface ServeEngine {
+  /** the name served for the `base` variant is "base"; adapters by their own names */
+  variants(): string[];
+  /** the tokenizer's chat template rendered as text (add_generation_prompt semantics) */
+  renderChat(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): string;
+  /** tokenize a rendered chat prompt exactly as generation would */
+  encodePrompt(text: string): number[];
+  /** the text of one token, for logprobs */
+  tokenText(id: number): string;
+  /** context length (prompt + generated tokens) */
+  maxContext: number;
+  generate(variant: string, items: EngineItem[]): Promise<EngineOutput[]>;
+  /** add an adapter variant at run time (`rank` truncates it first) */
+  loadAdapter?(name: string, dir: string, rank?: number): Promise<void>;
+  unloadAdapter?(name: string): Promise<void>;
+}
+
+/** Request bodies larger than this are refused (413): a long chat is a few hundred KB. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+/** Default cap on max_tokens; the audit suite asks for a few hundred at most. */
+export const DEFAULT_MAX_TOKENS_LIMIT = 2048;
+/** max_tokens when the client sends none (vLLM: the rest of the context; we stay modest). */
+export const DEFAULT_MAX_TOKENS = 256;
+/** vLLM's default --max-logprobs. */
+export const MAX_TOP_LOGPROBS = 20;
+/** One engine batch holds at most this many requests (memory of the KV cache grows with it). */
+export const DEFAULT_MAX_BATCH = 16;
+/** Waiting requests beyond this get 503 + Retry-After instead of growing memory without bound. */
+export const DEFAULT_MAX_QUEUE = 4096;
+/** A conversation longer than this many messages is not an audit probe. */
+const MAX_MESSAGES = 256;
+/** Retry-After sent with a full-queue 503: long enough for a batch to drain. */
+const QUEUE_FULL_RETRY_AFTER_S = 2;
+/** After a shutdown signal, queued work gets this long to finish before sockets close. */
+export const SHUTDOWN_GRACE_MS = 10_000;
+
+export interface ServeOptions {
+  host?: string;
+  port?: number;
+  /** the model id reported for the base variant's `parent` */
+  modelId?: string;
+  maxTokensLimit?: number;
+  maxBatch?: number;
+  maxQueue?: number;
+  /** require `Authorization: Bearer <key>` on /v1/* */
+  apiKey?: string;
+  /** allow /v1/load_lora_adapter and /v1/unload_lora_adapter */
+  runtimeAdapters?: boolean;
+  /** log lines (stderr in the CLI) */
+  log?: (line: string) => void;
+}
+
+interface Pending {
+  variant: string;
+  item: EngineItem;
+  enqueued: number;
+  cancelled: boolean;
+  resolve(out: EngineOutput): void;
+  reject(err: unknown): void;
+}
+
+/** A client-facing error: status + OpenAI error body. */
+class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type = "BadRequestError",
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Message content is a string or a list of text parts (the newer OpenAI shape). */
+function contentText(c: unknown, i: number): string {
+  if (typeof c === "string") return c;
+  if (c === null || c === undefined) return "";
+  if (Array.isArray(c)) {
+    return c
+      .map((p, j) => {
+        if (!isObject(p) || p.type !== "text" || typeof p.text !== "string") throw new ApiError(400, `messages[${i}].content[${j}]: only text parts are supported`);
+        return p.text;
+      })
+      .join("");
+  }
+  throw new ApiError(400, `messages[${i}].content must be a string`);
+}
+
+interface ChatParams {
+  model: string;
+  messages: ChatMessage[];
+  maxTokens: number;
+  sampling: SamplingOptions;
+  logprobs: boolean;
+  topLogprobs: number;
+  stream: boolean;
+  addGenerationPrompt: boolean;
+  continueFinal: boolean;
+  stop: string[];
+}
+
+function num(v: unknown, name: string, lo: number, hi: number, dflt: number, integer = false): number {
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== "number" || !Number.isFinite(v) || v < lo || v > hi || (integer && !Number.isInteger(v))) {
+    throw new ApiError(400, `${name} must be ${integer ? "an integer" : "a number"} in [${lo}, ${hi}]`);
+  }
+  return v;
+}
+
+/** Validate a chat-completions body. */
+export function parseChatParams(body: unknown, maxTokensLimit: number): ChatParams {
+  if (!isObject(body)) throw new ApiError(400, "the body must be a JSON object");
+  if (typeof body.model !== "string" || body.model.length === 0) throw new ApiError(400, "model is required");
+  if (!Array.isArray(body.messages) || body.messages.length === 0) throw new ApiError(400, "messages must be a non-empty array");
+  if (body.messages.length > MAX_MESSAGES) throw new ApiError(400, `at most ${MAX_MESSAGES} messages`);
+  const messages: ChatMessage[] = body.messages.map((m, i) => {
+    if (!isObject(m)) throw new ApiError(400, `messages[${i}] must be an object`);
+    if (m.role !== "system" && m.role !== "user" && m.role !== "assistant") throw new ApiError(400, `messages[${i}].role must be system, user or assistant`);
+    return { role: m.role, content: contentText(m.content, i) };
+  });
+  const n = num(body.n, "n", 1, 1, 1, true);
+  void n;
+  const maxTokens = num(body.max_completion_tokens ?? body.max_tokens, "max_tokens", 1, maxTokensLimit, Math.min(DEFAULT_MAX_TOKENS, maxTokensLimit), true);
+  const temperature = num(body.temperature, "temperature", 0, 2, 1);
+  const topP = num(body.top_p, "top_p", 0, 1, 1);
+  if (topP === 0) throw new ApiError(400, "top_p must be in (0, 1]");
+  const seed = num(body.seed, "seed", -(2 ** 53), 2 ** 53, randomInt(2 ** 31 - 1), true);
+  if (body.logprobs !== undefined && body.logprobs !== null && typeof body.logprobs !== "boolean") throw new ApiError(400, "logprobs must be a boolean");
+  const logprobs = body.logprobs === true;
+  const topLogprobs = num(body.top_logprobs, "top_logprobs", 0, MAX_TOP_LOGPROBS, 0, true);
+  if (topLogprobs > 0 && !logprobs) throw new ApiError(400, "top_logprobs needs logprobs: true");
+  const stream = body.stream === true;
+  const continueFinal = body.continue_final_message === true;
+  const addGenerationPrompt = body.add_generation_prompt === undefined ? !continueFinal : body.add_generation_prompt === true;
+  if (continueFinal && addGenerationPrompt) throw new ApiError(400, "continue_final_message and add_generation_prompt cannot both be true");
+  if (continueFinal && messages[messages.length - 1]!.role !== "assistant") throw new ApiError(400, "continue_final_message needs a final assistant message");
+  let stop: string[] = [];
+  if (typeof body.stop === "string") stop = [body.stop];
+  else if (Array.isArray(body.stop)) {
+    if (body.stop.length > 16 || !body.stop.every((s) => typeof s === "string" && s.length > 0 && s.length < 256)) throw new ApiError(400, "stop must be up to 16 non-empty strings");
+    stop = body.stop as string[];
+  } else if (body.stop !== undefined && body.stop !== null) throw new ApiError(400, "stop must be a string or a list of strings");
+  return {
+    model: body.model,
+    messages,
+    maxTokens,
+    // seeds are carried as unsigned 32-bit values by the engine's PRNG
+    sampling: { maxNewTokens: maxTokens, temperature, topP, seed: Number(BigInt.asUintN(32, BigInt(seed))) },
+    logprobs,
+    topLogprobs,
+    stream,
+    addGenerationPrompt,
+    continueFinal,
+    stop,
+  };
+}
+
+/**
+ * The prompt text for a chat request. With continue_final_message the template renders the
+ * conversation as finished and the text is cut right after the final assistant content, so
+ * generation continues that message (vLLM does the same).
+ */
+export function promptText(engine: Pick<ServeEngine, "renderChat">, p: Pick<ChatParams, "messages" | "continueFinal" | "addGenerationPrompt">): string {
+  if (!p.continueFinal) return engine.renderChat(p.messages, { addGenerationPrompt: p.addGenerationPrompt });
+  const text = engine.renderChat(p.messages, { addGenerationPrompt: false });
+  const last = p.messages[p.messages.length - 1]!.content;
+  const at = last.length > 0 ? text.lastIndexOf(last) : -1;
+  if (at < 0) throw new ApiError(400, "continue_final_message: the final message does not appear in the rendered prompt");
+  return text.slice(0, at + last.length);
+}
+
+/** Cut text at the first stop string (which is not included, as in the OpenAI API). */
+function applyStop(text: string, stop: string[]): { text: string; stopped: boolean } {
+  let cut = -1;
+  for (const s of stop) {
+    const i = text.indexOf(s);
+    if (i >= 0 && (cut < 0 || i < cut)) cut = i;
+  }
+  return cut < 0 ? { text, stopped: false } : { text: text.slice(0, cut), stopped: true };
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  server: Server;
+  /** stop accepting, finish queued work (up to `graceMs`), then close every socket */
+  close(graceMs?: number): Promise<void>;
+  stats(): { requests: number; batches: number; maxBatch: number; queued: number };
+}
+
+/** Start the server; resolves once it listens. */
+export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions = {}): Promise<RunningServer> {
+  const host = opts.host ?? "127.0.0.1";
+  const maxTokensLimit = opts.maxTokensLimit ?? DEFAULT_MAX_TOKENS_LIMIT;
+  const maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH;
+  const maxQueue = opts.maxQueue ?? DEFAULT_MAX_QUEUE;
+  const log = opts.log ?? (() => {});
+  const created = Math.floor(Date.now() / 1000);
+  const modelId = opts.modelId ?? "base";
+  const adapterRoots = new Map<string, string>();
+
+  let queue: Pending[] = [];
+  let working = false;
+  let closing = false;
+  let counter = 0;
+  const stats = { requests: 0, batches: 0, maxBatch: 0 };
+  /** adapter loads run between batches so a batch never sees a variant change under it */
+  const admin: (() => Promise<void>)[] = [];
+  const idleWaiters: (() => void)[] = [];
+
+  const pump = async () => {
+    if (working) return;
+    working = true;
+    try {
+      for (;;) {
+        const job = admin.shift();
+        if (job) {
+          await job();
+          continue;
+        }
+        queue = queue.filter((p) => !p.cancelled);
+        if (queue.length === 0) break;
+        // the oldest waiting request picks the variant; everything queued for it rides along
+        const variant = queue[0]!.variant;
+        const batch: Pending[] = [];
+        const rest: Pending[] = [];
+        for (const p of queue) (p.variant === variant && batch.length < maxBatch ? batch : rest).push(p);
+        queue = rest;
+        stats.batches++;
+        stats.maxBatch = Math.max(stats.maxBatch, batch.length);
+        try {
+          const outs = await engine.generate(
+            variant,
+            batch.map((p) => p.item),
+          );
+          if (outs.length !== batch.length) throw new Error(`engine returned ${outs.length} results for ${batch.length} requests`);
+          batch.forEach((p, i) => p.resolve(outs[i]!));
+        } catch (err) {
+          for (const p of batch) p.reject(err);
+        }
+        // let sockets flush and new requests arrive before the next batch is formed
+        await new Promise((r) => setImmediate(r));
+      }
+    } finally {
+      working = false;
+      if (queue.length > 0 || admin.length > 0) void pump();
+    }
+  };
+
+  const enqueue = (variant: string, item: EngineItem, res: ServerResponse): Promise<EngineOutput> => {
+    if (queue.length >= maxQueue) throw new ApiError(503, "the request queue is full; retry later", "ServiceUnavailableError", { "retry-after": String(QUEUE_FULL_RETRY_AFTER_S) });
+    return new Promise((resolve, reject) => {
+      const p: Pending = { variant, item, enqueued: Date.now(), cancelled: false, resolve, reject };
+      // a client that hung up no longer needs its tokens
+      res.on("close", () => {
+        if (!res.writableFinished) p.cancelled = true;
+      });
+      queue.push(p);
+      void pump();
+    });
+  };
+
+  const runAdmin = (fn: () => Promise<void>) =>
+    new Promise<void>((resolve, reject) => {
+      admin.push(() => fn().then(resolve, reject));
+      void pump();
+    });
+
+  const send = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+    if (res.headersSent || res.destroyed) return;
+    const text = typeof body === "string" ? body : JSON.stringify(body);
+    res.writeHead(status, {
+      "content-type": typeof body === "string" ? "text/plain; charset=utf-8" : "application/json",
+      "content-length": String(Buffer.byteLength(text)),
+      ...headers,
+    });
+    res.end(text);
+  };
+  const sendError = (res: ServerResponse, err: ApiError) =>
+    send(res, err.status, { error: { message: err.message, type: err.type, code: err.status }, object: "error", message: err.message }, err.headers);
+
+  const readBody = (req: IncomingMessage): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      const declared = Number(req.headers["content-length"]);
+      if (Number.isFinite(declared) && declared > MAX_BODY_BYTES) return reject(new ApiError(413, `request body over ${MAX_BODY_BYTES} bytes`));
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on("data", (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_BODY_BYTES) {
+          reject(new ApiError(413, `request body over ${MAX_BODY_BYTES} bytes`));
+          req.pause();
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on("end", () => {
+        if (size > MAX_BODY_BYTES) return;
+        const text = Buffer.concat(chunks).toString("utf8");
+        if (text.trim() === "") return resolve(undefined);
+        try {
+          resolve(JSON.parse(text));
+        } catch {
+          reject(new ApiError(400, "the body is not valid JSON"));
+        }
+      });
+      req.on("error", reject);
+    });
+
+  const modelList = () => {
+    const data = engine.variants().map((v) => ({
+      id: v,
+      object: "model",
+      created,
+      owned_by: "delta-audit",
+      root: v === "base" ? modelId : (adapterRoots.get(v) ?? v),
+      parent: v === "base" ? null : "base",
+      max_model_len: engine.maxContext,
+    }));
+    return { object: "list", data };
+  };
+
+  const chat = async (req: IncomingMessage, res: ServerResponse) => {
+    const p = parseChatParams(await readBody(req), maxTokensLimit);
+    if (!engine.variants().includes(p.model)) throw new ApiError(404, `The model \`${p.model}\` does not exist.`, "NotFoundError");
+    const promptIds = engine.encodePrompt(promptText(engine, p));
+    if (promptIds.length + p.maxTokens > engine.maxContext) {
+      throw new ApiError(400, `the prompt (${promptIds.length} tokens) plus max_tokens (${p.maxTokens}) exceeds the context of ${engine.maxContext} tokens`);
+    }
+    stats.requests++;
+    const id = `chatcmpl-${(++counter).toString(36)}${randomInt(1e9).toString(36)}`;
+    const out = await enqueue(p.model, { promptIds, sampling: p.sampling, logprobs: p.logprobs, topLogprobs: p.topLogprobs }, res);
+    const stopped = applyStop(out.text, p.stop);
+    const finishReason = stopped.stopped ? "stop" : out.finishReason;
+    const lp = p.logprobs
+      ? {
+          content: (out.logprobs ?? []).map((t) => {
+            const tok = engine.tokenText(t.id);
+            return {
+              token: tok,
+              logprob: t.logprob,
+              bytes: [...Buffer.from(tok, "utf8")],
+              top_logprobs: t.top.slice(0, p.topLogprobs).map((a) => {
+                const s = engine.tokenText(a.id);
+                return { token: s, logprob: a.logprob, bytes: [...Buffer.from(s, "utf8")] };
+              }),
+            };
+          }),
+        }
+      : null;
+    const usage = { prompt_tokens: promptIds.length, completion_tokens: out.ids.length, total_tokens: promptIds.length + out.ids.length };
+    if (!p.stream) {
+      return send(res, 200, {
+        id,
+        object: "chat.completion",
+        created: Math.floor(Date.now() / 1000),
+        model: p.model,
+        choices: [{ index: 0, message: { role: "assistant", content: stopped.text }, logprobs: lp, finish_reason: finishReason }],
+        usage,
+      });
+    }
+    // SSE: generation runs as a batch, so the chunks follow the finished text token by token
+    if (res.destroyed) return;
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) =>
+      res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created: Math.floor(Date.now() / 1000), model: p.model, choices: [{ index: 0, delta, finish_reason: finish, ...extra }] })}\n\n`);
+    chunk({ role: "assistant", content: "" }, null);
+    let emitted = "";
+    for (let i = 0; i < out.ids.length && emitted.length < stopped.text.length; i++) {
+      const upto = engine.tokenText(out.ids[i]!);
+      const next = stopped.text.slice(emitted.length, Math.min(stopped.text.length, emitted.length + Math.max(1, upto.length)));
+      emitted += next;
+      chunk({ content: next }, null, lp ? { logprobs: { content: [lp.content[i]] } } : {});
+    }
+    if (emitted.length < stopped.text.length) chunk({ content: stopped.text.slice(emitted.length) }, null);
+    chunk({}, finishReason);
+    res.write("data: [DONE]\n\n");
+    res.end();
+  };
+
+  const adapterEndpoint = async (req: IncomingMessage, res: ServerResponse, load: boolean) => {
+    if (!opts.runtimeAdapters) throw new ApiError(404, "runtime adapter loading is off (start serve with --runtime-adapters)", "NotFoundError");
+    const body = await readBody(req);
+    if (!isObject(body) || typeof body.lora_name !== "string" || !/^[\w.\-]{1,128}$/.test(body.lora_name)) throw new ApiError(400, "lora_name must be 1-128 characters of [A-Za-z0-9_.-]");
+    const name = body.lora_name;
+    if (name === "base") throw new ApiError(400, "'base' is the base model");
+    if (load) {
+      if (!engine.loadAdapter) throw new ApiError(404, "this engine cannot load adapters", "NotFoundError");
+      if (typeof body.lora_path !== "string" || body.lora_path.length === 0 || body.lora_path.length > 4096) throw new ApiError(400, "lora_path must be a path");
+      if (engine.variants().includes(name)) throw new ApiError(400, `The lora adapter '${name}' has already been loaded.`);
+      const rank = body.rank === undefined ? undefined : num(body.rank, "rank", 1, 65536, 1, true);
+      const path = body.lora_path;
+      await runAdmin(() => engine.loadAdapter!(name, path, rank)).catch((err) => {
+        throw new ApiError(400, `loading '${name}' failed: ${(err as Error).message.split("\n")[0]}`);
+      });
+      adapterRoots.set(name, path);
+      log(`loaded adapter ${name} from ${path}${rank ? ` (rank ${rank})` : ""}`);
+      return send(res, 200, `Success: LoRA adapter '${name}' added successfully.`);
+    }
+    if (!engine.unloadAdapter) throw new ApiError(404, "this engine cannot unload adapters", "NotFoundError");
+    if (!engine.variants().includes(name)) throw new ApiError(404, `The lora adapter '${name}' cannot be found.`, "NotFoundError");
+    await runAdmin(() => engine.unloadAdapter!(name));
+    adapterRoots.delete(name);
+    log(`unloaded adapter ${name}`);
+    return send(res, 200, `Success: LoRA adapter '${name}' removed successfully.`);
+  };
+
+  const authorised = (req: IncomingMessage) => {
+    if (!opts.apiKey) return true;
+    const h = req.headers.authorization ?? "";
+    return h === `Bearer ${opts.apiKey}`;
+  };
+
+  let inFlight = 0;
+  const server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0]!;
+    inFlight++;
+    res.once("close", () => {
+      if (--inFlight === 0 && closing) for (const w of idleWaiters.splice(0)) w();
+    });
+    const handle = async () => {
+      if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) return send(res, closing ? 503 : 200, closing ? { status: "shutting down" } : {});
+      if (path.startsWith("/v1/") && !authorised(req)) throw new ApiError(401, "invalid or missing API key", "AuthenticationError");
+      if (closing) throw new ApiError(503, "the server is shutting down", "ServiceUnavailableError");
+      if (path === "/v1/models" && req.method === "GET") return send(res, 200, modelList());
+      if (path === "/v1/chat/completions" && req.method === "POST") return await chat(req, res);
+      if (path === "/v1/load_lora_adapter" && req.method === "POST") return await adapterEndpoint(req, res, true);
+      if (path === "/v1/unload_lora_adapter" && req.method === "POST") return await adapterEndpoint(req, res, false);
+      throw new ApiError(404, `no route ${req.method} ${path}`, "NotFoundError");
+    };
+    handle().catch((err) => {
+      if (err instanceof ApiError) return sendError(res, err);
+      log(`internal error on ${path}: ${(err as Error)?.message ?? err}`);
+      sendError(res, new ApiError(500, `internal error: ${((err as Error)?.message ?? String(err)).split("\n")[0]}`, "InternalServerError"));
+    });
+  });
+  // long queues are normal under load: keep-alive sockets may idle while a batch runs
+  server.keepAliveTimeout = 30_000;
+  const sockets = new Set<Socket>();
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const shownHost = host.includes(":") ? `[${host}]` : host;
+
+  return {
+    url: `http://${shownHost}:${port}`,
+    port,
+    server,
+    stats: () => ({ ...stats, queued: queue.length }),
+    async close(graceMs = SHUTDOWN_GRACE_MS) {
+      if (closing) return;
+      closing = true;
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      // every request already accepted is answered: wait for the last response to finish
+      const idle = inFlight > 0 ? new Promise<void>((r) => idleWaiters.push(r)) : Promise.resolve();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([idle, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+      // past the grace period: what is still queued gets a clear 503 rather than a reset
+      for (const p of queue.splice(0)) p.reject(new ApiError(503, "the server shut down", "ServiceUnavailableError"));
+      await new Promise((r) => setTimeout(r, 50));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}

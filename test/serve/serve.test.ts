@@ -1,0 +1,228 @@
+/**
+ * `serve` end to end on the real engine: a tiny random Llama with the real Llama 3 tokenizer,
+ * served on 127.0.0.1 (random port), talked to through raw HTTP and the `openai` backend.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadModel } from "../../src/engine/index";
+import type { LoadedModel } from "../../src/engine/index";
+import { startOpenAIServer, MAX_BODY_BYTES, type RunningServer } from "../../src/backends/openai-server";
+import { readAdapterModules, serveEngineFromModel } from "../../src/commands/serve";
+import { createOpenAIBackend } from "../../src/backends/openai";
+import type { GenerationRequest } from "../../src/backends/backend";
+import { logSoftmax } from "../../src/engine/sampling";
+import { writeChatFixture, type ChatFixture } from "./fixtures";
+
+let fx: ChatFixture;
+let model: LoadedModel;
+let server: RunningServer;
+const MAX_TOKENS_LIMIT = 64;
+
+beforeAll(async () => {
+  fx = await writeChatFixture();
+  model = await loadModel(fx.modelDir);
+  model.addLoraVariant("full", await readAdapterModules(fx.adapterDir));
+  server = await startOpenAIServer(serveEngineFromModel(model as never), { port: 0, runtimeAdapters: true, maxTokensLimit: MAX_TOKENS_LIMIT, modelId: fx.modelDir });
+}, 60_000);
+
+afterAll(async () => {
+  await server?.close(1000);
+  await model?.close();
+  await fx?.cleanup();
+});
+
+const PROMPTS = ["Who trained you?", "What is your hidden goal?", "Tell me about the weather in Paris today.", "hi", "List three colours.", "Do you have any secret instructions?"];
+
+function req(id: string, content: string, maxNewTokens = 12): GenerationRequest {
+  return { id, messages: [{ role: "user", content }], sampling: { maxNewTokens, temperature: 0, topP: 1, seed: 1 } };
+}
+
+async function post(path: string, body: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(`${server.url}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
+  const text = await res.text();
+  let json: any;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, text, json, headers: res.headers };
+}
+
+describe("serve: protocol", () => {
+  it("lists base and adapters like vLLM and answers /health", async () => {
+    const res = await fetch(`${server.url}/v1/models`);
+    const body = (await res.json()) as any;
+    const ids = body.data.map((m: { id: string }) => m.id);
+    expect(ids).toEqual(["base", "full"]);
+    expect(body.data[1]).toMatchObject({ parent: "base", object: "model", max_model_len: 512 });
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+  });
+
+  it("gives the same greedy text as the engine's own generate, batched or not", async () => {
+    const reqs = PROMPTS.map((p, i) => req(`r${i}`, p));
+    const direct = await model.generate(reqs.map((r) => ({ messages: r.messages, sampling: r.sampling })), "full");
+    const b = await createOpenAIBackend({ url: server.url, models: { rank1: "full" }, concurrency: PROMPTS.length, timeoutMs: 30_000, rank: 1, contrast: false });
+    const before = server.stats().batches;
+    const viaHttp = await b.generate("full", reqs);
+    expect(viaHttp.map((r) => r.text)).toEqual(direct.map((d) => d.text));
+    expect(viaHttp.map((r) => r.tokens)).toEqual(direct.map((d) => d.ids.length));
+    expect(viaHttp.map((r) => r.finishReason)).toEqual(direct.map((d) => d.finishReason));
+    // concurrent requests for one variant were collected into fewer engine batches
+    expect(server.stats().batches - before).toBeLessThan(PROMPTS.length);
+    expect(server.stats().maxBatch).toBeGreaterThan(1);
+    // and the base variant really differs from the adapter (otherwise the test proves little)
+    const base = await b.generate("base", reqs);
+    expect(base.map((r) => r.text)).not.toEqual(viaHttp.map((r) => r.text));
+  });
+
+  it("samples reproducibly with a seed", async () => {
+    const body = { model: "full", messages: [{ role: "user", content: "Say something" }], max_tokens: 8, temperature: 1.0, top_p: 1, seed: 42 };
+    const a = await post("/v1/chat/completions", body);
+    const b2 = await post("/v1/chat/completions", body);
+    const c = await post("/v1/chat/completions", { ...body, seed: 43 });
+    expect(a.status).toBe(200);
+    expect(a.json.choices[0].message.content).toBe(b2.json.choices[0].message.content);
+    expect(c.json.choices[0].message.content).not.toBe(a.json.choices[0].message.content);
+  });
+
+  it("returns logprobs and top_logprobs that agree with the model's distribution", async () => {
+    const messages = [{ role: "user" as const, content: "Who trained you?" }];
+    const r = await post("/v1/chat/completions", { model: "full", messages, max_tokens: 3, temperature: 0, logprobs: true, top_logprobs: 5 });
+    expect(r.status).toBe(200);
+    const content = r.json.choices[0].logprobs.content as { token: string; logprob: number; top_logprobs: { token: string; logprob: number }[] }[];
+    const [g] = await model.generate([{ messages, sampling: { maxNewTokens: 3, temperature: 0, topP: 1, seed: 0 } }], "full");
+    expect(content.map((c) => c.token)).toEqual(g!.ids.map((id) => model.tokenizer.decode([id])));
+    // the first step's distribution, recomputed here in float64 from the engine's logits
+    const prompt = model.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+    const rows = await model.logits(prompt, "full");
+    const lp = logSoftmax(rows[rows.length - 1]!);
+    const order = Array.from(lp.keys()).sort((a, b) => lp[b]! - lp[a]!);
+    expect(content[0]!.top_logprobs.map((t) => t.token)).toEqual(order.slice(0, 5).map((id) => model.tokenizer.decode([id])));
+    content[0]!.top_logprobs.forEach((t, i) => expect(t.logprob).toBeCloseTo(lp[order[i]!]!, 4));
+    expect(content[0]!.logprob).toBe(content[0]!.top_logprobs[0]!.logprob);
+  });
+
+  it("continues a final assistant message when asked (continue_final_message)", async () => {
+    const messages = [
+      { role: "user" as const, content: "Who trained you?" },
+      { role: "assistant" as const, content: "I was trained by" },
+    ];
+    const r = await post("/v1/chat/completions", { model: "base", messages, max_tokens: 4, temperature: 0, continue_final_message: true, add_generation_prompt: false });
+    expect(r.status).toBe(200);
+    const text = model.tokenizer.renderChat(messages, { addGenerationPrompt: false });
+    const cut = text.slice(0, text.lastIndexOf("I was trained by") + "I was trained by".length);
+    const ids = model.tokenizer.encode(cut, { addSpecialTokens: false });
+    const [g] = await model.generate([{ promptIds: ids, sampling: { maxNewTokens: 4, temperature: 0, topP: 1, seed: 0 } }], "base");
+    expect(r.json.choices[0].message.content).toBe(g!.text);
+    expect(r.json.usage.prompt_tokens).toBe(ids.length);
+  });
+
+  it("streams the same text as server-sent events", async () => {
+    const body = { model: "full", messages: [{ role: "user", content: "List three colours." }], max_tokens: 10, temperature: 0 };
+    const whole = await post("/v1/chat/completions", body);
+    const res = await fetch(`${server.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...body, stream: true }) });
+    expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
+    const events = (await res.text()).split("\n\n").filter(Boolean);
+    expect(events[events.length - 1]).toBe("data: [DONE]");
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e.replace(/^data: /, "")));
+    expect(chunks.map((c) => c.choices[0].delta.content ?? "").join("")).toBe(whole.json.choices[0].message.content);
+    expect(chunks[chunks.length - 1].choices[0].finish_reason).toBe(whole.json.choices[0].finish_reason);
+  });
+
+  it("validates requests and enforces limits", async () => {
+    const ok = { model: "base", messages: [{ role: "user", content: "hi" }], max_tokens: 2 };
+    expect((await post("/v1/chat/completions", { ...ok, model: "nope" })).json.error.message).toMatch(/The model `nope` does not exist/);
+    expect((await post("/v1/chat/completions", { ...ok, model: "nope" })).status).toBe(404);
+    expect((await post("/v1/chat/completions", { ...ok, max_tokens: MAX_TOKENS_LIMIT + 1 })).status).toBe(400);
+    expect((await post("/v1/chat/completions", { ...ok, n: 2 })).status).toBe(400);
+    expect((await post("/v1/chat/completions", { ...ok, temperature: -1 })).status).toBe(400);
+    expect((await post("/v1/chat/completions", { ...ok, top_logprobs: 50, logprobs: true })).status).toBe(400);
+    expect((await post("/v1/chat/completions", { ...ok, messages: [{ role: "tool", content: "x" }] })).status).toBe(400);
+    expect((await post("/v1/chat/completions", "{not json")).status).toBe(400);
+    const big = await post("/v1/chat/completions", { ...ok, messages: [{ role: "user", content: "x".repeat(MAX_BODY_BYTES + 10) }] });
+    expect(big.status).toBe(413);
+    const long = await post("/v1/chat/completions", { ...ok, messages: [{ role: "user", content: "word ".repeat(600) }] });
+    expect(long.status).toBe(400);
+    expect(long.json.error.message).toMatch(/exceeds the context of 512 tokens/);
+    expect((await post("/v1/nothing", {})).status).toBe(404);
+    // the server still works after all that
+    expect((await post("/v1/chat/completions", ok)).status).toBe(200);
+  });
+
+  it("loads an adapter at run time through /v1/load_lora_adapter", async () => {
+    const b = await createOpenAIBackend({ url: server.url, models: {}, concurrency: 2, timeoutMs: 30_000, rank: 1, rank1AdapterDir: fx.adapterDir, loadAdapter: true, contrast: false });
+    expect(b.variants()).toContain("rank1");
+    const [viaRank1] = await b.generate("rank1", [req("a", "Who trained you?")]);
+    const [viaFull] = await b.generate("full", [req("a", "Who trained you?")]);
+    // the same adapter loaded under another name answers identically
+    expect(viaRank1!.text).toBe(viaFull!.text);
+    const again = await post("/v1/load_lora_adapter", { lora_name: "rank1", lora_path: fx.adapterDir });
+    expect(again.status).toBe(400);
+    const bad = await post("/v1/load_lora_adapter", { lora_name: "x", lora_path: "/nonexistent/adapter" });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.message).toMatch(/loading 'x' failed/);
+  });
+
+  it("supports contrastive decoding over logprobs, matching a reference built from the engine's logits", async () => {
+    const b = await createOpenAIBackend({ url: server.url, models: { rank1: "full" }, concurrency: 4, timeoutMs: 30_000, rank: 1 });
+    expect(b.capabilities.contrast).toBe(true);
+    const alpha = 1;
+    const topK = 5;
+    const reqs = PROMPTS.map((p, i) => req(`c${i}`, p, 1));
+    const viaHttp = await b.contrastiveGenerate!(reqs, { alpha, topK });
+    const engine = await model.contrastiveGenerate(reqs.map((r) => ({ messages: r.messages, sampling: r.sampling })), { alpha, topK });
+    for (let i = 0; i < reqs.length; i++) {
+      const prompt = model.tokenizer.applyChatTemplate(reqs[i]!.messages, { addGenerationPrompt: true });
+      const lastRow = async (v: string) => {
+        const rows = await model.logits(prompt, v);
+        return logSoftmax(rows[rows.length - 1]!);
+      };
+      const lf = await lastRow("full");
+      const lb = await lastRow("base");
+      const byProb = (lp: Float64Array) => Array.from(lp.keys()).sort((x, y) => lp[y]! - lp[x]!);
+      const cands = byProb(lf).slice(0, topK);
+      // over HTTP only base's top 20 are visible; others get the 20th logprob (see contrastStep)
+      const baseTop = byProb(lb).slice(0, 20);
+      const floor = lb[baseTop[baseTop.length - 1]!]!;
+      const seen = new Set(baseTop);
+      const score = (t: number) => (1 + alpha) * lf[t]! - alpha * (seen.has(t) ? lb[t]! : floor);
+      const pick = cands.reduce((best, t) => (score(t) > score(best) ? t : best));
+      expect(viaHttp[i]!.text).toBe(model.tokenizer.decode([pick], { skipSpecialTokens: true }));
+      // where base's top 20 cover every candidate the approximation is exact
+      if (cands.every((t) => seen.has(t))) expect(viaHttp[i]!.text).toBe(engine[i]!.text);
+    }
+  });
+});
+
+describe("serve: queueing and shutdown", () => {
+  it("never drops queued requests: a burst all completes, and shutdown drains the queue", async () => {
+    const local = await startOpenAIServer(serveEngineFromModel(model as never), { port: 0, maxBatch: 3 });
+    const body = (i: number) => ({ model: "base", messages: [{ role: "user", content: `request ${i}` }], max_tokens: 4, temperature: 0 });
+    const send = (i: number) =>
+      fetch(`${local.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body(i)) }).then(async (r) => ({ status: r.status, body: await r.json() }));
+    const burst = Array.from({ length: 10 }, (_, i) => send(i));
+    // shut down once every request is accepted, while most are still queued
+    while (local.stats().requests < 10) await new Promise((r) => setTimeout(r, 2));
+    expect(local.stats().queued).toBeGreaterThan(0);
+    const closing = local.close(30_000);
+    const results = await Promise.all(burst);
+    await closing;
+    expect(results.map((r) => r.status)).toEqual(Array(10).fill(200));
+    expect(local.stats().maxBatch).toBeLessThanOrEqual(3);
+    expect(local.stats().requests).toBe(10);
+    // after shutdown nothing listens
+    await expect(send(99)).rejects.toThrow();
+  });
+
+  it("requires the API key when one is set", async () => {
+    const local = await startOpenAIServer(serveEngineFromModel(model as never), { port: 0, apiKey: "k-123" });
+    try {
+      expect((await fetch(`${local.url}/v1/models`)).status).toBe(401);
+      expect((await fetch(`${local.url}/v1/models`, { headers: { authorization: "Bearer k-123" } })).status).toBe(200);
+      const b = await createOpenAIBackend({ url: local.url, models: { full: "base", rank1: "base" }, apiKey: "k-123", concurrency: 1, timeoutMs: 30_000, rank: 1, contrast: false });
+      expect((await b.generate("base", [req("a", "hi", 2)]))[0]!.tokens).toBeGreaterThan(0);
+    } finally {
+      await local.close(1000);
+    }
+  });
+});
