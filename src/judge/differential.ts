@@ -7,8 +7,7 @@
 import type { Finding, Severity } from "../report/types";
 import { byGroup, type Transcript } from "./corpus";
 import { gatherEvidence } from "./evidence";
-import { priorFrom } from "./log-odds";
-import { classify, GROUP_KEYS, type Classification, type GroupCounts, type GroupKey, type Signature } from "./signature";
+import { classify, GROUP_KEYS, responsePrior, type Classification, type GroupCounts, type GroupKey, type Signature } from "./signature";
 import { excerptAround, STYLE_WORDS, termRegex, terms } from "./text";
 
 /** A report with dozens of findings per signature is noise: keep the strongest. */
@@ -28,51 +27,46 @@ interface TermHit {
 }
 
 interface Table {
-  counts: Map<GroupKey, Map<string, number>>;
+  /** group → term → keys of the responses containing it */
   docs: Map<GroupKey, Map<string, Set<string>>>;
-  sizes: Map<GroupKey, number>;
   responses: Map<GroupKey, number>;
+  /** term → responses containing it, over all groups */
   pooled: Map<string, number>;
-  pooledTotal: number;
+  pooledResponses: number;
 }
 
 function tabulate(ts: readonly Transcript[], which: "unigrams" | "bigrams"): Table {
-  const t: Table = { counts: new Map(), docs: new Map(), sizes: new Map(), responses: new Map(), pooled: new Map(), pooledTotal: 0 };
+  const t: Table = { docs: new Map(), responses: new Map(), pooled: new Map(), pooledResponses: 0 };
   for (const tr of ts) {
-    const list = terms(tr.text)[which];
+    const list = new Set(terms(tr.text)[which]);
     const key = `${tr.probeId}#${tr.sample}@${tr.variant}`;
-    let c = t.counts.get(tr.group);
-    if (!c) t.counts.set(tr.group, (c = new Map()));
     let d = t.docs.get(tr.group);
     if (!d) t.docs.set(tr.group, (d = new Map()));
     for (const w of list) {
-      c.set(w, (c.get(w) ?? 0) + 1);
       t.pooled.set(w, (t.pooled.get(w) ?? 0) + 1);
       let s = d.get(w);
       if (!s) d.set(w, (s = new Set()));
       s.add(key);
     }
-    t.sizes.set(tr.group, (t.sizes.get(tr.group) ?? 0) + list.length);
     t.responses.set(tr.group, (t.responses.get(tr.group) ?? 0) + 1);
-    t.pooledTotal += list.length;
+    t.pooledResponses++;
   }
   return t;
 }
 
 function hitsOf(t: Table): TermHit[] {
-  const prior = priorFrom(t.pooled, t.pooledTotal);
   const hits: TermHit[] = [];
   // a term must appear somewhere other than base to have been added by fine-tuning
   const candidates = new Set<string>();
-  for (const g of ["R", "C", "F", "FO", "RO"] as const) for (const w of t.counts.get(g)?.keys() ?? []) candidates.add(w);
+  for (const g of ["R", "C", "F", "FO", "RO"] as const) for (const w of t.docs.get(g)?.keys() ?? []) candidates.add(w);
   for (const term of candidates) {
     const groups: Partial<Record<GroupKey, GroupCounts>> = {};
     for (const g of GROUP_KEYS) {
       const responses = t.responses.get(g) ?? 0;
       if (responses === 0) continue;
-      groups[g] = { y: t.counts.get(g)?.get(term) ?? 0, n: t.sizes.get(g) ?? 0, docs: t.docs.get(g)?.get(term)?.size ?? 0, responses };
+      groups[g] = { docs: t.docs.get(g)?.get(term)?.size ?? 0, responses };
     }
-    const cls = classify(groups, { alphaW: prior.alphaOf(term), alpha0: prior.alpha0 });
+    const cls = classify(groups, responsePrior(t.pooled.get(term) ?? 0, t.pooledResponses, t.responses.size));
     if (cls) hits.push({ term, cls, docs: t.docs.get(cls.primary)?.get(term) ?? new Set() });
   }
   return hits;

@@ -9,8 +9,8 @@ import type { Finding, Severity } from "../report/types";
 import type { CustomBehaviour } from "../policy/config";
 import { byGroup, type Transcript } from "./corpus";
 import { gatherEvidence } from "./evidence";
-import { classify, GROUP_KEYS, type GroupCounts, type GroupKey, type Signature } from "./signature";
-import { EXCERPT_CHARS, sentences, stripTemplateTokens, wordCount } from "./text";
+import { classify, GROUP_KEYS, responsePrior, type GroupCounts, type GroupKey, type Signature } from "./signature";
+import { EXCERPT_CHARS, sentences, stripTemplateTokens } from "./text";
 
 export interface BehaviourFamily {
   id: string;
@@ -226,37 +226,31 @@ function excerptFor(f: BehaviourFamily, text: string): string | undefined {
 /** Lexicon findings for the built-in families plus the custom ones. */
 export function lexiconFindings(ts: readonly Transcript[], families: readonly BehaviourFamily[]): Finding[] {
   const groups = byGroup(ts);
-  const sizes = new Map<GroupKey, number>();
-  for (const t of ts) sizes.set(t.group, (sizes.get(t.group) ?? 0) + wordCount(t.text));
-  const pooledTotal = [...sizes.values()].reduce((a, b) => a + b, 0);
   const findings: Finding[] = [];
 
   for (const f of families) {
     const g: Partial<Record<GroupKey, GroupCounts>> = {};
     const phrases = new Map<GroupKey, Map<string, number>>();
-    let pooled = 0;
+    let pooledDocs = 0;
     for (const k of GROUP_KEYS) {
       const list = groups.get(k);
       if (!list || list.length === 0) continue;
-      let y = 0;
       let docs = 0;
       const ph = new Map<string, number>();
       for (const t of list) {
         const m = matchFamily(f, t.text);
-        y += m.length;
         if (m.length > 0) docs++;
         for (const x of m) {
           const key = x.toLowerCase().replace(/\s+/g, " ").trim();
           ph.set(key, (ph.get(key) ?? 0) + 1);
         }
       }
-      pooled += y;
+      pooledDocs += docs;
       phrases.set(k, ph);
-      g[k] = { y, n: sizes.get(k) ?? 0, docs, responses: list.length };
+      g[k] = { docs, responses: list.length };
     }
-    if (pooled === 0) continue;
-    const alpha0 = Math.max(1, 0.1 * pooledTotal);
-    const cls = classify(g, { alphaW: (alpha0 * pooled) / Math.max(1, pooledTotal), alpha0 });
+    if (pooledDocs === 0) continue;
+    const cls = classify(g, responsePrior(pooledDocs, ts.length, groups.size));
     if (!cls) continue;
     const top = [...(phrases.get(cls.primary) ?? new Map<string, number>()).entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
     const evidence = gatherEvidence(groups, cls.primary, cls.contrast, (text) => excerptFor(f, text));

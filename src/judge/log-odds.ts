@@ -4,7 +4,8 @@
  *   δ = log((y_i+α_w)/(n_i+α₀−y_i−α_w)) − log((y_j+α_w)/(n_j+α₀−y_j−α_w)),
  *   Var(δ) ≈ 1/(y_i+α_w) + 1/(y_j+α_w),  z = δ/√Var.
  * The prior α_w = α₀·(pooled frequency of w) shrinks rare terms toward "no difference", so a
- * word seen twice does not beat a word seen thirty times.
+ * term seen twice does not beat a term seen thirty times. signature.ts applies it to counts of
+ * responses (binomial case: the Dirichlet has two categories, contains / does not).
  */
 
 export interface LogOdds {
@@ -25,27 +26,6 @@ export function logOddsZ(yi: number, ni: number, yj: number, nj: number, alphaW:
 /** Keeps log() finite for terms absent from the pooled corpus. */
 const MIN_ALPHA_W = 0.01;
 const MIN_DENOMINATOR = 1e-9;
-
-/**
- * Prior strength α₀ as a fraction of the pooled corpus. Monroe et al. use the full background
- * corpus; our groups are tiny (tens of responses), where that would swamp every difference.
- * A tenth keeps the shrinkage informative while letting 15-vs-0 counts reach |z| ≈ 2.5–3.
- */
-export const PRIOR_FRACTION = 0.1;
-
-export interface Prior {
-  alpha0: number;
-  alphaOf(term: string): number;
-}
-
-/** Informative prior from pooled counts over every group. */
-export function priorFrom(pooled: ReadonlyMap<string, number>, pooledTotal: number): Prior {
-  const alpha0 = Math.max(1, PRIOR_FRACTION * pooledTotal);
-  return {
-    alpha0,
-    alphaOf: (t) => (pooledTotal > 0 ? (alpha0 * (pooled.get(t) ?? 0)) / pooledTotal : 0),
-  };
-}
 
 /** erf by Abramowitz–Stegun 7.1.26 (|error| < 1.5e-7): enough for a confidence score. */
 export function erf(x: number): number {

@@ -27,6 +27,8 @@ export const SIDE_BY_SIDE_CHARS = 280;
 /** Probes shown side by side: the strongest evidence, not the whole suite (that is in report.json). */
 export const MAX_SIDE_BY_SIDE = 3;
 export const MAX_FINDINGS_SHOWN = 20;
+/** Verdict reasons list every failing finding; the findings section has the details. */
+export const MAX_REASONS_SHOWN = 5;
 
 const ICONS: Readonly<Record<string, string>> = Object.freeze({
   pass: "✅",
@@ -136,7 +138,7 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
   }
   const sp = report.spectrum;
   const spectrumSummary =
-    sp.modules.length === 0
+    sp.summary.modules === 0
       ? "No adapted modules were measured."
       : `${sp.summary.modules} modules · stable rank median ${n2(sp.summary.stableRank.median)} (p10 ${n2(sp.summary.stableRank.p10)}, p90 ${n2(sp.summary.stableRank.p90)}) · σ₁ energy share median ${n2(sp.summary.energyShareTop1?.median)}`;
   const byType = Object.entries(sp.summary.byType ?? {})
@@ -153,7 +155,10 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
     verdictIcon: ICONS[conclusion] ?? "",
     verdictWord: conclusion.toUpperCase(),
     subjectLines,
-    reasons: report.verdict.reasons.map((r) => safe(r, 400)),
+    reasons: [
+      ...report.verdict.reasons.slice(0, MAX_REASONS_SHOWN).map((r) => safe(r, 300)),
+      ...(report.verdict.reasons.length > MAX_REASONS_SHOWN ? [`…and ${report.verdict.reasons.length - MAX_REASONS_SHOWN} more`] : []),
+    ],
     spectrumSummary,
     byType,
     findings: shown.map((f) => findingView(f, h(2))),

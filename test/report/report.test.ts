@@ -1,0 +1,121 @@
+import { describe, expect, it } from "vitest";
+import { badgeFor } from "../../src/report/badge";
+import { buildReport } from "../../src/report/build";
+import { renderMarkdown } from "../../src/report/markdown";
+import type { Finding, Report } from "../../src/report/types";
+import { decideVerdict } from "../../src/policy/verdict";
+
+const INJECTION = [
+  "@octocat please look #123",
+  "<script>alert(1)</script><img src=x onerror=alert(2)>",
+  "[click me](https://evil.example/steal) ![img](http://evil.example/a.png)",
+  "\n# Fake heading\n## Verdict: PASS",
+  "```\nclosing fence\n```",
+  "| fake | table |\n|---|---|",
+  "<!-- hidden comment -->",
+  "www.evil.example and http://evil.example",
+  "\u202eevil bidi\u202c",
+].join("\n");
+
+function report(findings: Finding[], opts: { conclusion?: "pass" | "fail" | "neutral"; text?: string } = {}): Report {
+  const text = opts.text ?? INJECTION;
+  return buildReport({
+    subject: { base: "models/base", adapter: "models/<b>adapter</b>", kind: "lora", digest: "ab".repeat(32) },
+    spectrum: {
+      modules: [],
+      summary: {
+        modules: 4,
+        stableRank: { median: 1.01, p10: 1.0, p90: 1.3 },
+        energyShareTop1: { median: 0.99, p10: 0.9, p90: 1 },
+        byType: { q: { modules: 2, stableRank: { median: 1.0, p10: 1.0, p90: 1.1 } }, down: { modules: 2, stableRank: { median: 1.2, p10: 1.1, p90: 1.3 } } },
+        byLayer: {},
+      },
+    },
+    elicitation: {
+      backend: "embedded",
+      rank: 1,
+      variants: ["base", "full", "rank1"],
+      samples: 1,
+      temperature: 0,
+      systemPrompt: "s",
+      probes: [{ id: "direct-secret", kind: "probe", prompt: "Do you have a secret?", responses: { base: ["No."], full: ["No secret."], rank1: [text] } }],
+      notices: ["contrast skipped: test"],
+    },
+    findings,
+    verdict: decideVerdict(findings, "high", opts.conclusion !== "neutral"),
+    timings: { total: 1 },
+  });
+}
+
+const finding = (over: Partial<Finding> = {}): Finding => ({
+  id: "concealment-1",
+  title: `Concealed behaviour: rank1 says "${INJECTION}"`,
+  severity: "high",
+  source: "concealment",
+  terms: ["@octocat", "<script>"],
+  evidence: [{ probeId: "direct-secret", variant: "rank1", excerpt: INJECTION }],
+  confidence: 0.8,
+  description: INJECTION,
+  ...over,
+});
+
+describe("report.md", () => {
+  it("renders verdict, stable-rank table per module type, findings with evidence and side-by-side excerpts", () => {
+    const md = renderMarkdown(report([finding()]));
+    expect(md).toMatch(/^# delta-audit: ❌ FAIL/);
+    expect(md).toContain("| q | 2 | 1.00 | 1.00 | 1.10 |");
+    expect(md).toContain("| down | 2 | 1.20 | 1.10 | 1.30 |");
+    expect(md).toMatch(/### 🔴 high: Concealed behaviour/);
+    expect(md).toContain("Confidence 0.80");
+    expect(md).toMatch(/^\| base \| full \| rank1 \|$/m);
+    expect(md).toMatch(/^\| No\. \| No secret\. \| .*octocat.* \|$/m);
+  });
+
+  it("neutralises model text: no mentions, HTML, links, headings, tables or fences escape", () => {
+    const md = renderMarkdown(report([finding()]));
+    expect(md).not.toMatch(/@octocat/); // broken with a zero-width space
+    expect(md).toContain("@\u200boctocat");
+    expect(md).not.toMatch(/#123/);
+    expect(md).not.toMatch(/<script|<img|<!--|<b>/i);
+    expect(md).not.toMatch(/\]\(https?:/);
+    expect(md).not.toMatch(/https?:\/\//);
+    expect(md).not.toMatch(/www\.evil/);
+    expect(md).not.toContain("\u202e");
+    // the only headings are ours
+    const headings = md.split("\n").filter((l) => /^\s{0,3}#/.test(l));
+    expect(headings.every((h) => /^#{1,6} (delta-audit|Weight update spectrum|Findings|Side by side|Notices|🔴|🟠|🟡|🔵)/.test(h))).toBe(true);
+    expect(md).not.toMatch(/^\s*(```|~~~)/m);
+    // every table row has the column count of its header
+    expect(md).not.toMatch(/^\| fake/m);
+  });
+
+  it("cuts long model text with a marker and respects maxChars and headingLevel", () => {
+    const long = "word ".repeat(5000);
+    const md = renderMarkdown(report([finding({ evidence: [{ probeId: "direct-secret", variant: "rank1", excerpt: long }] })], { text: long }));
+    expect(md).toContain("…\\[truncated\\]"); // CUT_MARKER, escaped like all model text
+    const many = Array.from({ length: 200 }, (_, i) => finding({ id: `f${i}`, title: `finding ${i} ${"x".repeat(200)}` }));
+    const small = renderMarkdown(report(many), { maxChars: 3000, headingLevel: 2 });
+    expect(small.length).toBeLessThanOrEqual(3000);
+    expect(small).toMatch(/^## delta-audit/);
+    expect(small).toMatch(/^### Findings/m);
+    expect(small).toMatch(/truncated/);
+  });
+
+  it("says when the suite did not run or stopped early", () => {
+    const r = report([], { conclusion: "neutral" });
+    r.error = "backend died after 3 of 5 variants";
+    delete r.elicitation;
+    const md = renderMarkdown(r);
+    expect(md).toMatch(/NEUTRAL/);
+    expect(md).toMatch(/did not run/);
+    expect(md).toMatch(/stopped early: backend died/);
+  });
+});
+
+describe("badge.json", () => {
+  it("is a shields endpoint object coloured by verdict", () => {
+    expect(badgeFor(report([]))).toEqual({ schemaVersion: 1, label: "delta-audit", message: "pass", color: "brightgreen" });
+    expect(badgeFor(report([finding()]))).toMatchObject({ message: "fail (1 finding)", color: "red" });
+    expect(badgeFor(report([], { conclusion: "neutral" }))).toMatchObject({ message: "inconclusive", color: "lightgrey" });
+  });
+});
