@@ -30,6 +30,15 @@ export interface GenerateResult {
 
 export type GenerateProgress = (done: number, total: number) => void;
 
+/**
+ * Step-wise decoding of a batch on one variant (KV-cached): `logits` holds each row's
+ * next-token logits; `next(tokens)` appends one token per row and returns the new logits.
+ */
+export interface DecodeStream {
+  readonly logits: Float32Array[];
+  next(tokens: number[]): Promise<Float32Array[]>;
+}
+
 export interface LoadedModel {
   readonly config: ModelConfig;
   readonly tokenizer: TextTokenizer;
@@ -39,6 +48,8 @@ export interface LoadedModel {
   logits(ids: number[], variant?: string): Promise<Float32Array[]>;
   generate(requests: GenerateRequest[], variant: string, onProgress?: GenerateProgress): Promise<GenerateResult[]>;
   contrastiveGenerate(requests: GenerateRequest[], opts: ContrastOptions & { full?: string; base?: string }, onProgress?: GenerateProgress): Promise<GenerateResult[]>;
+  /** start step-wise decoding of prompts (token ids, left-padded internally) on a variant */
+  openStream(prompts: number[][], variant?: string): Promise<DecodeStream>;
   close(): Promise<void>;
 }
 
@@ -328,7 +339,28 @@ export class DecoderModel implements LoadedModel {
     const st = this.newState(1);
     const flat = await this.step(v, st, [ids], ids.map((_, i) => i));
     const V = this.config.vocabSize;
-    return ids.map((_, i) => flat.slice(i * V, (i + 1) * V));
+    return ids.map((_, i) => flat.subarray(i * V, (i + 1) * V));
+  }
+
+  async openStream(prompts: number[][], variant = "base"): Promise<DecodeStream> {
+    const v = this.variant(variant);
+    if (prompts.length === 0 || prompts.some((p) => p.length === 0)) throw new InputError("openStream needs non-empty prompts");
+    prompts.forEach((p) => this.checkIds(p, "prompt"));
+    const V = this.config.vocabSize;
+    const S = Math.max(...prompts.map((p) => p.length));
+    const st = this.newState(prompts.length);
+    const split = (flat: Float32Array) => prompts.map((_, b) => flat.slice(b * V, (b + 1) * V));
+    const first = await this.step(v, st, prompts.map((p) => [...new Array<null>(S - p.length).fill(null), ...p]), prompts.map((_, b) => b * S + S - 1));
+    const stream = {
+      logits: split(first),
+      next: async (tokens: number[]) => {
+        if (tokens.length !== prompts.length) throw new InputError(`expected ${prompts.length} tokens, got ${tokens.length}`);
+        this.checkIds(tokens, "token");
+        stream.logits = split(await this.step(v, st, tokens.map((t) => [t]), tokens.map((_, b) => b)));
+        return stream.logits;
+      },
+    };
+    return stream;
   }
 
   private promptIds(r: GenerateRequest): number[] {

@@ -44,24 +44,48 @@ export interface ReadContext {
   where: string;
 }
 
-async function readShaped(ctx: ReadContext, name: string, shape: number[]): Promise<Float32Array> {
+function checkShape(ctx: ReadContext, name: string, shape: number[]): void {
   const info = ctx.src.info(name);
   if (!info) throw new InputError(`missing tensor '${name}'`, ctx.where);
   if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
     throw new InputError(`tensor '${name}' has shape [${info.shape.join(",")}], expected [${shape.join(",")}]`, ctx.where);
   }
+}
+
+async function readShaped(ctx: ReadContext, name: string, shape: number[]): Promise<Float32Array> {
+  checkShape(ctx, name, shape);
   return ctx.src.read(name);
 }
 
-/** Fuse several Linear weights ([out_i, in] each) into one transposed [in, Σout_i]. */
+/** Rows decoded per chunk when a reader can stream rows: bounds the float32 staging copy to ~32 MB. */
+const STREAM_CHUNK_BYTES = 32 << 20;
+
+type RowReader = { readRows(name: string, rowStart: number, rowCount: number): Promise<Float32Array> };
+const canReadRows = (src: unknown): src is RowReader => typeof (src as Partial<RowReader>).readRows === "function";
+
+/**
+ * Fuse several Linear weights ([out_i, in] each) into one transposed [in, Σout_i]. Readers
+ * that can stream rows (io/ checkpoints) are read in chunks, so loading a large matrix (a
+ * 150k-row embedding) never holds a second full float32 copy of it.
+ */
 async function fusedTransposed(ctx: ReadContext, names: string[], outs: number[], inF: number): Promise<Float32Array> {
   const total = outs.reduce((a, b) => a + b, 0);
   const dst = new Float32Array(inF * total);
   let off = 0;
   for (let i = 0; i < names.length; i++) {
-    const w = await readShaped(ctx, names[i]!, [outs[i]!, inF]);
-    transposeInto(w, outs[i]!, inF, dst, total, off);
-    off += outs[i]!;
+    const name = names[i]!;
+    const rows = outs[i]!;
+    if (canReadRows(ctx.src)) {
+      checkShape(ctx, name, [rows, inF]);
+      const chunk = Math.max(1, Math.floor(STREAM_CHUNK_BYTES / (4 * inF)));
+      for (let r0 = 0; r0 < rows; r0 += chunk) {
+        const n = Math.min(chunk, rows - r0);
+        transposeInto(await ctx.src.readRows(name, r0, n), n, inF, dst, total, off + r0);
+      }
+    } else {
+      transposeInto(await readShaped(ctx, name, [rows, inF]), rows, inF, dst, total, off);
+    }
+    off += rows;
   }
   return dst;
 }
