@@ -2,6 +2,9 @@
  * The one module that loads ONNX Runtime and decides where sessions run.
  * Everything else asks here for a session; nobody else imports onnxruntime-node.
  */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { InputError } from "../errors";
 import { encodeModel, type OnnxModel } from "./onnx-proto";
@@ -19,12 +22,26 @@ export interface SessionOptions {
 
 let cudaChecked: boolean | undefined;
 
-/** Whether the installed onnxruntime-node build can run the CUDA execution provider. */
+/** The CUDA execution provider's library as onnxruntime-node's CUDA 12 install places it. */
+const CUDA_PROVIDER_LIBRARY: Readonly<Record<string, string>> = Object.freeze({
+  linux: "libonnxruntime_providers_cuda.so",
+  win32: "onnxruntime_providers_cuda.dll",
+});
+
+/**
+ * Whether the installed onnxruntime-node build can run the CUDA execution provider.
+ * ORT's listSupportedBackends() names cuda (bundled: false) even on the CPU-only build, so we
+ * look for the CUDA provider library next to the native binding instead.
+ */
 export function cudaAvailable(): boolean {
   if (cudaChecked !== undefined) return cudaChecked;
+  cudaChecked = false;
   try {
-    const backends = (ort as unknown as { listSupportedBackends?: () => { name: string }[] }).listSupportedBackends?.() ?? [];
-    cudaChecked = backends.some((b) => b.name === "cuda");
+    const lib = CUDA_PROVIDER_LIBRARY[process.platform];
+    if (lib) {
+      const pkgDir = dirname(createRequire(import.meta.url).resolve("onnxruntime-node/package.json"));
+      cudaChecked = existsSync(join(pkgDir, "bin", "napi-v6", process.platform, process.arch, lib));
+    }
   } catch {
     cudaChecked = false;
   }
