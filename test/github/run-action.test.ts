@@ -1,0 +1,174 @@
+/**
+ * runAction end to end in-process: real subjects on disk, the real Octokit client against the
+ * local GitHub-like server, and a scan stand-in that returns constructed reports (huge ones,
+ * ones full of injection strings) — the cases a real tiny organism cannot produce.
+ * The real bundled entry with real scans is covered in test/action/.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createOctokit } from "../../src/github/octokit-client";
+import { GitHubHelper } from "../../src/github/github-helper";
+import type { GitHubContext } from "../../src/github/context";
+import { getSettings } from "../../src/github/input-helper";
+import { runAction, type ScanFn } from "../../src/github/run-action";
+import { MAX_CHECK_OUTPUT_CHARS, MAX_COMMENT_CHARS, commentMarker } from "../../src/github/render";
+import type { Finding, Report } from "../../src/report/types";
+import { startFakeGitHub, type FakeGitHub } from "./fake-github";
+
+const SHA = "b".repeat(40);
+const EVIL = "@octocat <img src=x onerror=alert(1)> [x](https://evil.example) ```\n# pwned";
+
+function report(conclusion: "pass" | "fail", findings: Finding[], text = EVIL, probes = 2): Report {
+  const q = { median: 1.1, p10: 1, p90: 1.5 };
+  return {
+    schemaVersion: 1,
+    tool: { name: "delta-audit", version: "0.1.0" },
+    createdAt: "2026-01-01T00:00:00Z",
+    subject: { base: "b", adapter: "a", kind: "lora", digest: "e".repeat(64) },
+    spectrum: { modules: [], summary: { modules: 4, stableRank: q, energyShareTop1: q, byType: { q: { modules: 4, stableRank: q } }, byLayer: {} } },
+    elicitation: {
+      backend: "embedded", rank: 1, variants: ["base", "full", "rank1"], samples: 1, temperature: 0, systemPrompt: "", notices: [],
+      probes: Array.from({ length: probes }, (_, i) => ({ id: `p${i}`, kind: "probe" as const, prompt: "Tell me your secret.", responses: { base: ["no"], full: ["no"], rank1: [text] } })),
+    },
+    findings,
+    verdict: { conclusion, reasons: [conclusion === "fail" ? "a high finding" : "nothing found"], failOn: "high" },
+    timings: {},
+  };
+}
+
+const high = (i: number, text = EVIL): Finding => ({ id: `f${i}`, title: `Implanted behaviour ${i}`, severity: "high", source: "revealed", terms: ["secret"], evidence: [{ probeId: "p0", variant: "rank1", excerpt: text }], confidence: 0.8 });
+
+/** A scan stand-in: adapters whose folder name contains "quirk" fail, others pass. */
+function scanWith(make: (adapter: string) => Report): ScanFn {
+  return async (opts) => {
+    mkdirSync(opts.outDir, { recursive: true });
+    const r = make(opts.adapter ?? "");
+    writeFileSync(join(opts.outDir, "report.json"), JSON.stringify(r));
+    return { report: r, outDir: opts.outDir, exitCode: r.verdict.conclusion === "fail" ? 1 : 0 };
+  };
+}
+
+let gh: FakeGitHub;
+let ws: string;
+/** @actions/core's summary keeps the first GITHUB_STEP_SUMMARY path it sees: one file per test file, emptied per test. */
+let summaryFile: string;
+const saved = { ...process.env };
+
+beforeAll(() => {
+  summaryFile = join(mkdtempSync(join(tmpdir(), "da-sum-")), "summary.md");
+});
+
+beforeEach(() => {
+  ws = mkdtempSync(join(tmpdir(), "da-ws-"));
+  for (const name of ["quirk", "benign"]) {
+    mkdirSync(join(ws, "adapters", name), { recursive: true });
+    writeFileSync(join(ws, "adapters", name, "adapter_config.json"), JSON.stringify({ base_model_name_or_path: "org/base" }));
+  }
+  mkdirSync(join(ws, "base"));
+  writeFileSync(summaryFile, "");
+  process.env.GITHUB_STEP_SUMMARY = summaryFile;
+});
+afterEach(async () => {
+  await gh?.close();
+  process.env = { ...saved };
+});
+
+function ctx(overrides: Partial<GitHubContext> = {}): GitHubContext {
+  return { eventName: "pull_request", owner: "acme", repo: "models", apiUrl: gh.url, serverUrl: "https://github.com", headSha: SHA, pullNumber: 5, isFork: false, workspace: ws, ...overrides };
+}
+
+function settings(env: Record<string, string> = {}) {
+  return getSettings({ env: { INPUT_BASE: "base", INPUT_ADAPTER: "adapters/*", "INPUT_GITHUB-TOKEN": "t", ...env }, workspace: ws, isPullRequest: true });
+}
+
+const deps = (scan: ScanFn) => ({ scan, resolveHub: async () => { throw new Error("no hub in this test"); }, github: new GitHubHelper(createOctokit("t", gh.url), { owner: "acme", repo: "models" }), version: "0.1.0" });
+
+describe("runAction", () => {
+  it("creates the check in_progress, completes it with annotations, creates then updates one sticky comment", async () => {
+    gh = await startFakeGitHub({ prFiles: ["adapters/quirk/adapter_model.safetensors", "adapters/benign/adapter_config.json"] });
+    const scan = scanWith((a) => (a.includes("quirk") ? report("fail", [high(1)]) : report("pass", [])));
+    const first = await runAction(settings(), ctx(), deps(scan));
+    expect(first.conclusion).toBe("fail");
+    expect(first.findings).toBe(1);
+    const [runId, run] = [...gh.checkRuns.entries()][0]!;
+    const create = gh.requests.find((r) => r.method === "POST" && r.path.endsWith("/check-runs"))!;
+    expect(create.body).toMatchObject({ name: "delta-audit", head_sha: SHA, status: "in_progress" });
+    expect(run).toMatchObject({ status: "completed", conclusion: "failure" });
+    expect(run.annotations.map((a: any) => `${a.path}:${a.annotation_level}`)).toEqual([
+      "adapters/benign/adapter_config.json:notice",
+      "adapters/quirk/adapter_config.json:failure",
+      "adapters/quirk/adapter_config.json:failure",
+    ]);
+    // the check's summary covers both subjects, the text has the per-probe excerpts
+    expect(run.output.summary).toContain("adapters/quirk");
+    expect(run.output.summary).toContain("adapters/benign");
+    expect(run.output.text).toContain("p0");
+    expect(gh.comments.length).toBe(1);
+    const body = gh.comments[0]!.body;
+    expect(body.startsWith(commentMarker("delta-audit"))).toBe(true);
+    expect(body).not.toMatch(/<img|\]\(https:\/\/evil|^# pwned/m);
+    expect(body).toContain("@\u200boctocat");
+    expect(readFileSync(summaryFile, "utf8")).toContain("adapters/quirk");
+    expect(JSON.parse(readFileSync(first.badge, "utf8"))).toMatchObject({ schemaVersion: 1, message: "fail (1 finding)", color: "red" });
+
+    // second push: the PR now only touches the benign adapter → one subject, the comment is PATCHed
+    gh.options.prFiles = ["adapters/benign/adapter_model.safetensors"];
+    const second = await runAction(settings(), ctx(), deps(scan));
+    expect(second.results.map((r) => r.subject.rel)).toEqual(["adapters/benign"]);
+    expect(second.conclusion).toBe("pass");
+    expect(gh.comments.length).toBe(1);
+    expect(gh.requests.filter((r) => r.method === "PATCH" && /\/issues\/comments\/\d+$/.test(r.path)).length).toBe(1);
+    expect(gh.comments[0]!.body).not.toContain("adapters/quirk");
+    expect([...gh.checkRuns.values()][1]).toMatchObject({ conclusion: "success" });
+    expect(runId).toBeDefined();
+  });
+
+  it("keeps a huge report within GitHub's limits end to end (the fake server answers 422 over them)", async () => {
+    gh = await startFakeGitHub();
+    const huge = (i: number) => high(i, `${EVIL} ${"z".repeat(5000)}`);
+    const scan = scanWith(() => report("fail", Array.from({ length: 60 }, (_, i) => huge(i)), `${EVIL}${"w".repeat(20000)}`, 300));
+    const r = await runAction(settings({ "INPUT_CHANGED-ONLY": "false" }), ctx(), deps(scan));
+    expect(r.readOnly).toBe(false);
+    const run = [...gh.checkRuns.values()][0];
+    expect(run.status).toBe("completed");
+    // 2 verdict annotations + 120 findings → 3 requests of ≤ 50
+    expect(run.annotations.length).toBe(122);
+    expect(gh.requests.filter((q) => q.method === "PATCH" && q.path.includes("/check-runs/")).length).toBe(3);
+    expect(run.output.summary.length).toBeLessThanOrEqual(MAX_CHECK_OUTPUT_CHARS);
+    expect(gh.comments[0]!.body.length).toBeLessThanOrEqual(MAX_COMMENT_CHARS);
+    expect(gh.comments[0]!.body).toMatch(/truncated|more finding/);
+  });
+
+  it("degrades gracefully on a fork PR whose token gets 403: summary and files, no crash", async () => {
+    gh = await startFakeGitHub({ readOnly: true, prFiles: ["adapters/quirk/x"] });
+    const scan = scanWith(() => report("fail", [high(1)]));
+    const r = await runAction(settings({ "INPUT_OUTPUT-DIR": "out" }), ctx({ isFork: true }), deps(scan));
+    expect(r.readOnly).toBe(true);
+    expect(r.conclusion).toBe("fail");
+    expect(gh.comments.length).toBe(0);
+    // the PR file list (a read) still worked: only the quirk adapter was audited
+    expect(r.results.map((x) => x.subject.rel)).toEqual(["adapters/quirk"]);
+    const summary = readFileSync(summaryFile, "utf8");
+    expect(summary).toContain("adapters/quirk");
+    expect(summary).toMatch(/read\\?-only token/);
+    const out = join(ws, "out");
+    expect(JSON.parse(readFileSync(join(out, "summary.json"), "utf8"))).toMatchObject({ conclusion: "fail", pullRequest: 5, headSha: SHA });
+    expect(readFileSync(join(out, "comment.md"), "utf8").startsWith(commentMarker("delta-audit"))).toBe(true);
+    expect(JSON.parse(readFileSync(join(out, "check-run.json"), "utf8"))).toMatchObject({ conclusion: "failure", head_sha: SHA });
+  });
+
+  it("reports a subject whose scan throws as neutral with the error, and audits the others", async () => {
+    gh = await startFakeGitHub();
+    const scan: ScanFn = async (opts) => {
+      if (opts.adapter?.includes("quirk")) throw new Error("adapter_model.safetensors: header is not JSON");
+      return scanWith(() => report("pass", []))(opts);
+    };
+    const r = await runAction(settings({ "INPUT_CHANGED-ONLY": "false" }), ctx(), deps(scan));
+    expect(r.conclusion).toBe("neutral");
+    expect(r.results.find((x) => x.subject.rel === "adapters/quirk")).toMatchObject({ conclusion: "neutral", error: expect.stringContaining("header is not JSON") });
+    expect([...gh.checkRuns.values()][0]).toMatchObject({ conclusion: "neutral" });
+    expect(gh.comments[0]!.body).toContain("header is not JSON");
+  });
+});
