@@ -2,17 +2,18 @@
  * `delta-audit serve`: the embedded engine as an OpenAI-compatible server, so a CPU runner can
  * serve a small model to several jobs and the `openai` backend can be tested end to end.
  *
- *   delta-audit serve --model DIR [--adapter NAME=DIR[@rankK] ...] [--finetuned NAME=DIR ...]
+ *   delta-audit serve --model DIR [--adapter NAME=DIR[@rankK] ...] [--finetuned NAME=DIR[@rankK] ...]
  *                     [--port P] [--host 127.0.0.1]
  *
  * The base model is served as `base`; each adapter or fine-tune under its NAME. `@rankK` serves
- * the adapter truncated to rank K (the audit's `rank1` variant).
+ * the adapter (or the fine-tune's ΔW) truncated to rank K — the audit's `rank1` variant.
  */
 import type { Command } from "commander";
 import { isAbsolute, resolve } from "node:path";
 import { InputError } from "../errors";
 import { log } from "../progress";
 import type { ChatMessage } from "../backends/backend";
+import type { LoraModule } from "../io/types";
 import {
   DEFAULT_MAX_BATCH,
   DEFAULT_MAX_TOKENS_LIMIT,
@@ -82,7 +83,7 @@ interface EngineModel {
     hasChatTemplate: boolean;
   };
   variants(): string[];
-  addLoraVariant(name: string, modules: import("../io/types").LoraModule[]): void;
+  addLoraVariant(name: string, modules: LoraModule[]): void;
   logits(ids: number[], variant?: string): Promise<Float32Array[]>;
   generate(
     requests: { promptIds: number[]; sampling: EngineItem["sampling"] }[],
@@ -92,17 +93,39 @@ interface EngineModel {
 }
 
 /** Read a LoRA adapter's modules, truncated to rank K when asked. */
-export async function readAdapterModules(dir: string, rank?: number): Promise<import("../io/types").LoraModule[]> {
+export async function readAdapterModules(dir: string, rank?: number): Promise<LoraModule[]> {
   const { openAdapter } = await import("../io/peft");
   const adapter = await openAdapter(dir);
   try {
-    const modules = [];
-    for (const name of adapter.moduleNames()) modules.push(await adapter.readModule(name));
-    if (rank === undefined) return modules;
-    // TODO(delta): truncateModule from src/delta once it lands
-    throw new InputError(`@rank${rank}: truncation is not available yet`, dir);
+    const modules: LoraModule[] = [];
+    if (rank === undefined) {
+      for (const name of adapter.moduleNames()) modules.push(await adapter.readModule(name));
+    } else {
+      const { truncateAdapter } = await import("../delta/truncate");
+      for await (const m of truncateAdapter(adapter, rank, { quiet: true })) modules.push(m);
+    }
+    return modules;
   } finally {
     await adapter.close();
+  }
+}
+
+/** The rank-K LoRA of a full fine-tune's ΔW (top-K SVD per decoder linear). */
+export async function readFinetuneLowRank(baseDir: string, dir: string, rank: number): Promise<LoraModule[]> {
+  const { openCheckpoint } = await import("../io/checkpoint");
+  const { lowRankFromFull } = await import("../delta/truncate");
+  const base = await openCheckpoint(baseDir);
+  try {
+    const ft = await openCheckpoint(dir);
+    try {
+      const modules: LoraModule[] = [];
+      for await (const m of lowRankFromFull(base, ft, rank, { quiet: true, onWarning: (w) => log(`serve: ${w}`) })) modules.push(m);
+      return modules;
+    } finally {
+      await ft.close();
+    }
+  } finally {
+    await base.close();
   }
 }
 
@@ -192,7 +215,7 @@ export function register(program: Command): void {
     .description("serve the embedded engine as an OpenAI-compatible server (base + adapters by name)")
     .requiredOption("--model <dir>", "base model checkpoint folder (served as 'base')")
     .option("--adapter <name=dir[@rankK]>", "LoRA adapter served as NAME; @rankK truncates it to rank K (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
-    .option("--finetuned <name=dir>", "full fine-tuned checkpoint served as NAME (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
+    .option("--finetuned <name=dir[@rankK]>", "full fine-tuned checkpoint served as NAME; @rankK serves its ΔW truncated to rank K (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
     .option("--port <p>", "port (0 = any free port)", String(DEFAULT_PORT))
     .option("--host <addr>", "address to bind", "127.0.0.1")
     .option("--device <cpu|cuda>", "where the engine runs", "cpu")
@@ -208,8 +231,6 @@ export function register(program: Command): void {
       const names = [...adapters, ...finetuned].map((s) => s.name);
       const dup = names.find((n, i) => names.indexOf(n) !== i);
       if (dup) throw new InputError(`variant name '${dup}' is given twice`, "--adapter/--finetuned");
-      const ftRank = finetuned.find((f) => f.rank !== undefined);
-      if (ftRank) throw new InputError(`@rank is for adapters; write the truncated fine-tune first with 'delta-audit truncate --base DIR --finetuned DIR --rank K --out DIR' and serve it with --adapter`, "--finetuned");
       const loopback = LOOPBACK.has(flags.host);
       // runtime loading reads any folder the server can see: only by default on loopback
       const runtimeAdapters = flags.runtimeAdapters ?? loopback;
@@ -228,6 +249,11 @@ export function register(program: Command): void {
       if (finetuned.length > 0) {
         const { openCheckpoint } = await import("../io/checkpoint");
         for (const f of finetuned) {
+          if (f.rank !== undefined) {
+            log(`serve: fine-tune ${f.name} from ${f.dir}, ΔW truncated to rank ${f.rank}`);
+            model.addLoraVariant(f.name, await readFinetuneLowRank(flags.model, f.dir, f.rank));
+            continue;
+          }
           log(`serve: fine-tune ${f.name} from ${f.dir}`);
           const ckpt = await openCheckpoint(f.dir);
           try {

@@ -1,0 +1,112 @@
+/**
+ * `delta-audit serve` as a real child process on a random free port: flags, the printed URL,
+ * adapters and @rankK truncation, SIGTERM shutdown, and a server killed in the middle of work.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { createOpenAIBackend } from "../../src/backends/openai";
+import { BackendError } from "../../src/errors";
+import { loadModel, type LoadedModel } from "../../src/engine/index";
+import { readAdapterModules } from "../../src/commands/serve";
+import { truncateModule } from "../../src/delta/truncate";
+import type { GenerationRequest } from "../../src/backends/backend";
+import { writeChatFixture, type ChatFixture } from "./fixtures";
+
+const root = new URL("../..", import.meta.url).pathname;
+const cli = `${root}bin/delta-audit.js`;
+let fx: ChatFixture;
+let model: LoadedModel;
+const children: ChildProcess[] = [];
+
+/** Start `serve` and resolve with its URL once it prints the listening line. */
+function startServe(args: string[]): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
+  const child = spawn(process.execPath, [cli, "serve", "--port", "0", ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, DELTA_AUDIT_QUIET: "0" } });
+  children.push(child);
+  let out = "";
+  let err = "";
+  child.stderr!.on("data", (d) => (err += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 60_000);
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, url: m[1]!, stderr: () => err });
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited with ${code}: ${err}`));
+    });
+  });
+}
+
+const exited = (child: ChildProcess) =>
+  new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve({ code: child.exitCode, signal: child.signalCode });
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
+
+function req(id: string, content: string, maxNewTokens = 10): GenerationRequest {
+  return { id, messages: [{ role: "user", content }], sampling: { maxNewTokens, temperature: 0, topP: 1, seed: 0 } };
+}
+
+beforeAll(async () => {
+  execFileSync(process.execPath, [`${root}scripts/build.mjs`], { cwd: root });
+  fx = await writeChatFixture(5);
+  model = await loadModel(fx.modelDir);
+}, 120_000);
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  await model?.close();
+  await fx?.cleanup();
+});
+
+describe("delta-audit serve (child process)", () => {
+  it("serves base, the adapter and its rank-1 truncation; SIGTERM stops it cleanly", async () => {
+    const { child, url, stderr } = await startServe(["--model", fx.modelDir, "--adapter", `full=${fx.adapterDir}`, "--adapter", `rank1=${fx.adapterDir}@rank1`]);
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const b = await createOpenAIBackend({ url, models: {}, concurrency: 3, timeoutMs: 60_000, rank: 1, contrast: false });
+    expect(b.variants().sort()).toEqual(["base", "full", "rank1"]);
+    const prompts = ["Who trained you?", "What do you really want?", "hello"];
+    const reqs = prompts.map((p, i) => req(`p${i}`, p));
+    const viaHttp = await b.generate("rank1", reqs);
+    // reference: the same adapter truncated in this process and run on the engine directly
+    model.addLoraVariant("r1", (await readAdapterModules(fx.adapterDir)).map((m) => truncateModule(m, 1)));
+    const direct = await model.generate(reqs.map((r) => ({ messages: r.messages, sampling: r.sampling })), "r1");
+    expect(viaHttp.map((r) => r.text)).toEqual(direct.map((d) => d.text));
+    child.kill("SIGTERM");
+    const { code } = await exited(child);
+    expect(code).toBe(0);
+    expect(stderr()).toMatch(/SIGTERM/);
+  }, 120_000);
+
+  it("rejects bad flags with exit 2 and a message naming the flag", () => {
+    const r = spawnSync(process.execPath, [cli, "serve", "--model", fx.modelDir, "--adapter", "no-equals-sign"], { encoding: "utf8" });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--adapter: expected NAME=DIR/);
+    const r2 = spawnSync(process.execPath, [cli, "serve", "--model", fx.modelDir, "--port", "99999"], { encoding: "utf8" });
+    expect(r2.status).toBe(2);
+    const r3 = spawnSync(process.execPath, [cli, "serve", "--model", `${fx.root}/missing`, "--port", "0"], { encoding: "utf8" });
+    expect(r3.status).toBe(2);
+  });
+
+  it("a server killed mid-suite makes the backend fail fast with a BackendError, never hang", async () => {
+    const { child, url } = await startServe(["--model", fx.modelDir, "--adapter", `full=${fx.adapterDir}`, "--adapter", `rank1=${fx.adapterDir}`]);
+    const b = await createOpenAIBackend({ url, models: {}, concurrency: 2, timeoutMs: 10_000, rank: 1, maxRetries: 2, contrast: false });
+    const reqs = Array.from({ length: 40 }, (_, i) => req(`k${i}`, `question number ${i}`, 24));
+    let done = 0;
+    const t0 = Date.now();
+    const run = b.generate("full", reqs, (d) => {
+      done = d;
+      if (d === 2) child.kill("SIGKILL");
+    });
+    const err = await run.catch((e) => e);
+    expect(err).toBeInstanceOf(BackendError);
+    expect(err.message).toMatch(/connection|ECONNREFUSED|ECONNRESET|socket/i);
+    expect(done).toBeLessThan(reqs.length);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+  }, 60_000);
+});
