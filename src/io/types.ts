@@ -25,6 +25,14 @@ export interface TensorSource {
   info(name: string): TensorInfo | undefined;
   /** decode one tensor to float32 (row-major) with positional reads */
   read(name: string): Promise<Float32Array>;
+  /**
+   * Optional (SafetensorsFile and openCheckpoint() provide it): decode rows
+   * [rowStart, rowStart + rowCount) of the first dimension, to stream tensors too large to hold
+   * in float32 at once.
+   */
+  readRows?(name: string, rowStart: number, rowCount: number): Promise<Float32Array>;
+  /** Optional (SafetensorsFile and openCheckpoint() provide it): the tensor's raw little-endian bytes. */
+  readRaw?(name: string): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -72,6 +80,11 @@ export interface LoraAdapter {
   moduleNames(): string[];
   /** shape and rank without reading the factors */
   moduleInfo(name: string): { rank: number; scale: number; outFeatures: number; inFeatures: number };
-  readModule(name: string): Promise<LoraModule>;
+  /**
+   * Read and decode both factors. Non-finite values are refused (InputError) unless
+   * `checkFinite: false` — for callers that validate downstream instead (a NaN/Inf in A or B
+   * makes the r×r Gram matrices non-finite), since the check costs about as much as the read.
+   */
+  readModule(name: string, opts?: { checkFinite?: boolean }): Promise<LoraModule>;
   close(): Promise<void>;
 }

@@ -276,6 +276,17 @@ describe("openAdapter: refusals", () => {
       ]);
       const ad = await openAdapter(dir);
       await expectInputError(ad.readModule(Q0.name), "non-finite", "index 7");
+      // callers that validate downstream may skip the check
+      expect(Number.isNaN((await ad.readModule(Q0.name, { checkFinite: false })).A[7])).toBe(true);
+      const b = new Float32Array(24);
+      b[23] = -Infinity;
+      await writeSafetensors(join(dir, "adapter_model.safetensors"), [
+        { name: adapterKey(Q0.name, "A"), dtype: "F32", shape: [4, 5], data: new Float32Array(20) },
+        { name: adapterKey(Q0.name, "B"), dtype: "F32", shape: [6, 4], data: b },
+      ]);
+      const ad2 = await openAdapter(dir);
+      await expectInputError(ad2.readModule(Q0.name), "lora_B", "-Infinity", "index 23");
+      await ad2.close();
       await ad.close();
     });
   });
