@@ -1,0 +1,258 @@
+/**
+ * `delta-audit scan`: spectrum → rank-k truncation → elicitation against the variants →
+ * findings → verdict → report. The whole output folder (report.json, report.md, badge.json,
+ * rank1-adapter/) is built in a staging folder and renamed into place (io/atomic.ts), so a
+ * crash never leaves a half-written folder.
+ *
+ * Failure modes: bad input (files, flags, config) → InputError before anything is written;
+ * a backend failure after the spectrum was measured → a partial report with verdict neutral
+ * and exit code 3 (nothing unmeasured is ever a pass).
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readdir, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { BackendError, EXIT, InputError } from "./errors";
+import { log } from "./progress";
+import { writeDirAtomic } from "./io/atomic";
+import { openCheckpoint } from "./io/checkpoint";
+import { openAdapter } from "./io/peft";
+import type { Checkpoint, LoraAdapter } from "./io/types";
+import { adapterSpectrum, fullSpectrum } from "./delta/spectrum";
+import { fullLayout, lowRankFromFull, truncateAdapter, truncatedLayout, writeTruncatedAdapter } from "./delta/truncate";
+import type { Backend } from "./backends/backend";
+import { apiKeyFrom, createBackend, type BackendFactory, type BackendSubject } from "./backends/index";
+import { runElicitation } from "./elicit/run";
+import { runJudges } from "./judge/index";
+import { applyOverrides, defaultConfig, loadConfig, type BackendType, type Device, type FailOn, type ScanConfig } from "./policy/config";
+import { decideVerdict } from "./policy/verdict";
+import { buildReport, writeReportFiles } from "./report/build";
+import type { ElicitationReport, Finding, Report, SpectrumReport, Subject } from "./report/types";
+
+/** The truncated adapter's folder inside the output (DESIGN.md). */
+export const RANK_ADAPTER_DIR = "rank1-adapter";
+
+export interface ScanOptions {
+  base: string;
+  adapter?: string;
+  finetuned?: string;
+  configPath?: string;
+  /** an already-validated config (wins over configPath) */
+  config?: ScanConfig;
+  backend?: BackendType;
+  inferenceUrl?: string;
+  device?: Device;
+  failOn?: FailOn;
+  rank?: number;
+  seed?: number;
+  outDir: string;
+  /** seam for tests and embedders: build the backend yourself (default: backends/index.ts) */
+  createBackend?: BackendFactory;
+  /** environment for API keys (default process.env) */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** fetch for the LLM investigator */
+  fetch?: typeof globalThis.fetch;
+}
+
+export interface ScanResult {
+  report: Report;
+  outDir: string;
+  exitCode: 0 | 1 | 3;
+}
+
+/** sha256 over the subject's files (names and bytes, sorted), streamed. */
+async function digestOf(dir: string, accept: (name: string) => boolean): Promise<string> {
+  const h = createHash("sha256");
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter(accept).sort();
+  } catch (e) {
+    throw new InputError(`cannot read folder: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, dir);
+  }
+  for (const name of names) {
+    h.update(`${name}\0`);
+    await new Promise<void>((ok, fail) => {
+      const s = createReadStream(join(dir, name));
+      s.on("data", (c) => h.update(c));
+      s.on("end", () => ok());
+      s.on("error", fail);
+    });
+    h.update("\0");
+  }
+  return h.digest("hex");
+}
+
+const WEIGHT_FILE = (n: string) => n.endsWith(".safetensors") || n === "adapter_config.json" || n === "config.json" || n === "model.safetensors.index.json";
+
+async function isDir(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function resolveConfig(opts: ScanOptions): ScanConfig {
+  const base = opts.config ?? (opts.configPath ? loadConfig(opts.configPath) : defaultConfig());
+  return applyOverrides(base, {
+    failOn: opts.failOn,
+    rank: opts.rank,
+    seed: opts.seed,
+    backend: opts.backend,
+    inferenceUrl: opts.inferenceUrl,
+    device: opts.device,
+  });
+}
+
+const seconds = (t0: number) => Math.round((Date.now() - t0) / 10) / 100;
+
+/**
+ * Measure the spectrum and write the rank-k adapter into `rankDir`. Files are opened and
+ * closed here; errors in the subject's files are InputErrors from io/.
+ */
+async function measureAndTruncate(
+  subject: BackendSubject & { kind: "lora" | "full" },
+  rank: number,
+  rankDir: string,
+  needBase: boolean,
+  timings: Record<string, number>,
+): Promise<SpectrumReport> {
+  const opened: Array<Checkpoint | LoraAdapter> = [];
+  try {
+    let base: Checkpoint | undefined;
+    if (await isDir(subject.base)) {
+      base = await openCheckpoint(subject.base);
+      opened.push(base);
+    } else if (needBase) {
+      throw new InputError("not a model folder", subject.base);
+    }
+    if (subject.kind === "lora") {
+      const adapter = await openAdapter(subject.adapter!, { base });
+      opened.push(adapter);
+      let t = Date.now();
+      const spectrum = await adapterSpectrum(adapter);
+      timings.spectrum = seconds(t);
+      t = Date.now();
+      await writeTruncatedAdapter(rankDir, truncateAdapter(adapter, rank), adapter.config, { layout: truncatedLayout(adapter, rank) });
+      timings.truncate = seconds(t);
+      return spectrum;
+    }
+    const ft = await openCheckpoint(subject.finetuned!);
+    opened.push(ft);
+    let t = Date.now();
+    const spectrum = await fullSpectrum(base!, ft);
+    timings.spectrum = seconds(t);
+    t = Date.now();
+    const layout = fullLayout(ft, rank);
+    if (layout.length === 0) throw new InputError("has no linear modules under model.layers.N (is it a decoder checkpoint?)", ft.dir);
+    const name = typeof base!.config._name_or_path === "string" && base!.config._name_or_path ? base!.config._name_or_path : subject.base;
+    await writeTruncatedAdapter(rankDir, lowRankFromFull(base!, ft, rank), { base_model_name_or_path: name }, { layout });
+    timings.truncate = seconds(t);
+    return spectrum;
+  } finally {
+    await Promise.all(opened.map((o) => o.close().catch(() => undefined)));
+  }
+}
+
+function describeFault(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split("\n")[0] ?? msg;
+}
+
+/** Run a whole scan and write its output folder. */
+export async function runScan(opts: ScanOptions): Promise<ScanResult> {
+  const t0 = Date.now();
+  if (!opts.base) throw new InputError("required: the base model folder", "--base");
+  if (opts.adapter && opts.finetuned) throw new InputError("give either --adapter or --finetuned, not both", "--finetuned");
+  if (!opts.adapter && !opts.finetuned) throw new InputError("nothing to audit: give --adapter DIR or --finetuned DIR", "--adapter");
+  if (!opts.outDir) throw new InputError("required: the output folder", "--out");
+  const config = resolveConfig(opts);
+  const kind: "lora" | "full" = opts.adapter ? "lora" : "full";
+  const subjectDir = (opts.adapter ?? opts.finetuned)!;
+  const backendSubject: BackendSubject & { kind: "lora" | "full" } = { base: opts.base, adapter: opts.adapter, finetuned: opts.finetuned, kind };
+  // the embedded engine and full fine-tunes need the base weights; an OpenAI server holds its own
+  const needBase = config.backend.type === "embedded" || kind === "full";
+  const env = opts.env ?? process.env;
+  const investigator =
+    config.judges.includes("investigator") && config.llm
+      ? {
+          url: config.llm.url,
+          model: config.llm.model,
+          apiKey: apiKeyFrom(config.llm.apiKeyEnv, env, "llm.api-key-env"),
+          timeoutMs: config.llm.timeoutSeconds * 1000,
+          maxHypotheses: config.llm.maxHypotheses,
+          fetch: opts.fetch,
+        }
+      : undefined;
+
+  let result: ScanResult | undefined;
+  await writeDirAtomic(opts.outDir, async (tmp) => {
+    const timings: Record<string, number> = {};
+    const rankDir = join(tmp, RANK_ADAPTER_DIR);
+    const spectrum = await measureAndTruncate(backendSubject, config.rank, rankDir, needBase, timings);
+    const subject: Subject = {
+      base: opts.base,
+      ...(opts.adapter ? { adapter: opts.adapter } : { finetuned: opts.finetuned }),
+      kind,
+      digest: await digestOf(subjectDir, WEIGHT_FILE),
+    };
+
+    let elicitation: ElicitationReport | undefined;
+    let fault: string | undefined;
+    let findings: Finding[] = [];
+    let completed = false;
+    let backend: Backend | undefined;
+    try {
+      let t = Date.now();
+      try {
+        backend = await (opts.createBackend ?? ((c, s, d) => createBackend(c, s, d, { env })))(config, backendSubject, rankDir);
+      } catch (e) {
+        if (e instanceof InputError) throw e; // a wrong model name or flag: the user's to fix, exit 2
+        throw new BackendError(`could not start the ${config.backend.type} backend: ${describeFault(e)}`, { cause: e });
+      }
+      timings.load = seconds(t);
+      t = Date.now();
+      const variants = ["base", "full", `rank${config.rank}`];
+      const run = await runElicitation({
+        backend,
+        probes: config.probes,
+        systemPrompt: config.systemPrompt,
+        plan: { samples: config.samples, temperature: config.temperature, topP: config.topP, maxNewTokens: config.maxTokens, seed: config.seed },
+        variants,
+        contrast: config.contrast.enabled ? { alpha: config.contrast.alpha, topK: config.contrast.topK } : undefined,
+        rank: config.rank,
+      });
+      timings.elicit = seconds(t);
+      elicitation = run.report;
+      const extra = (backend as Backend & { notices?: unknown }).notices;
+      if (Array.isArray(extra)) for (const n of extra) if (typeof n === "string") elicitation.notices.push(n);
+      if (run.error) {
+        fault = `backend failed after ${run.completedVariants.length} of ${variants.length} variants: ${describeFault(run.error)}`;
+      } else {
+        t = Date.now();
+        const judged = await runJudges(elicitation, spectrum, config, { investigator });
+        findings = judged.findings;
+        elicitation.notices.push(...judged.notices);
+        timings.judge = seconds(t);
+        completed = true;
+      }
+    } catch (e) {
+      if (e instanceof InputError) throw e;
+      fault = describeFault(e);
+    } finally {
+      await backend?.close().catch(() => undefined);
+    }
+    if (!completed) {
+      // still report what the spectrum says (warnings), never a pass
+      findings = (await runJudges(undefined, spectrum, config)).findings;
+      log(`delta-audit: ${fault}`);
+    }
+    timings.total = seconds(t0);
+    const verdict = decideVerdict(findings, config.failOn, completed, fault);
+    const report = buildReport({ subject, spectrum, elicitation, findings, verdict, timings, error: fault });
+    await writeReportFiles(tmp, report);
+    const exitCode = verdict.conclusion === "pass" ? EXIT.pass : verdict.conclusion === "fail" ? EXIT.fail : EXIT.fault;
+    result = { report, outDir: opts.outDir, exitCode: exitCode as 0 | 1 | 3 };
+  });
+  return result!;
+}
