@@ -45,6 +45,18 @@ export interface OpenAIBackendOptions {
   maxRetries?: number;
   /** test for logprob support and enable contrastive decoding; default true */
   contrast?: boolean;
+  /**
+   * verify every model name against /v1/models first (default true). Turn off for servers that
+   * do not list adapters there (SGLang before adapters were listed, llama.cpp server).
+   */
+  checkModels?: boolean;
+  /**
+   * variant name → extra fields merged into each chat request of that variant, for servers
+   * that pick adapters by a request field instead of the model name: llama.cpp server
+   * `{"lora": [{"id": 0, "scale": 1}]}`, older SGLang `{"lora_path": "full"}`. The standard
+   * fields delta-audit sets (model, messages, sampling) always win.
+   */
+  requestExtras?: Record<string, Record<string, unknown>>;
   fetch?: typeof fetch;
   /** told about each retry (attempt, wait, reason); never given headers */
   onRetry?: RequestPolicy["onRetry"];
@@ -218,6 +230,7 @@ class OpenAIBackend implements Backend {
     private readonly policy: RequestPolicy,
     concurrency: number,
     contrast: boolean,
+    private readonly extras: Record<string, Record<string, unknown>> = {},
   ) {
     this.capabilities = { contrast };
     this.sem = new Semaphore(concurrency);
@@ -234,10 +247,11 @@ class OpenAIBackend implements Backend {
     return m;
   }
 
-  private chatBody(model: string, messages: ChatMessage[], s: GenerationRequest["sampling"]): Record<string, unknown> {
+  private chatBody(variant: VariantName, messages: ChatMessage[], s: GenerationRequest["sampling"]): Record<string, unknown> {
     const greedy = s.temperature <= 0;
     return {
-      model,
+      ...this.extras[variant],
+      model: this.modelOf(variant),
       messages,
       max_tokens: s.maxNewTokens,
       temperature: greedy ? 0 : s.temperature,
@@ -288,7 +302,7 @@ class OpenAIBackend implements Backend {
     const model = this.modelOf(variant);
     return this.all(
       requests.map((r) => async (signal: AbortSignal) => {
-        const body = await this.post(this.chatBody(model, r.messages, r.sampling), signal);
+        const body = await this.post(this.chatBody(variant, r.messages, r.sampling), signal);
         const p = parseChatCompletion(body, r.sampling.maxNewTokens, `${redactUrl(this.api)} (model '${model}', request ${r.id})`);
         return { id: r.id, text: p.text, tokens: p.tokens, finishReason: p.finishReason };
       }),
@@ -297,13 +311,14 @@ class OpenAIBackend implements Backend {
   }
 
   /** One decoding step on `model`: the top candidates for the next token after `prefix`. */
-  private async nextCandidates(model: string, r: GenerationRequest, prefix: string, topK: number, signal: AbortSignal) {
+  private async nextCandidates(variant: VariantName, r: GenerationRequest, prefix: string, topK: number, signal: AbortSignal) {
+    const model = this.modelOf(variant);
     // vLLM finds the prefix by its text in the rendered prompt, so an empty one cannot be
     // "continued": the first step asks for a fresh assistant turn instead.
     const continuing = prefix.length > 0;
     const messages: ChatMessage[] = continuing ? [...r.messages, { role: "assistant", content: prefix }] : r.messages;
     const body = {
-      ...this.chatBody(model, messages, { ...r.sampling, maxNewTokens: 1, temperature: 0 }),
+      ...this.chatBody(variant, messages, { ...r.sampling, maxNewTokens: 1, temperature: 0 }),
       logprobs: true,
       top_logprobs: topK,
       add_generation_prompt: !continuing,
@@ -319,8 +334,8 @@ class OpenAIBackend implements Backend {
 
   async contrastiveGenerate(requests: GenerationRequest[], opts: ContrastOptions, onProgress?: ProgressFn): Promise<GenerationResult[]> {
     if (!this.capabilities.contrast) throw new BackendError("openai backend: the server does not return logprobs, so contrastive decoding is off");
-    const full = this.modelOf("full");
-    const base = this.modelOf("base");
+    this.modelOf("full");
+    this.modelOf("base");
     const topK = Math.max(1, Math.min(MAX_TOP_LOGPROBS, Math.floor(opts.topK)));
     return this.all(
       requests.map((r) => async (signal: AbortSignal) => {
@@ -329,8 +344,8 @@ class OpenAIBackend implements Backend {
         for (;;) {
           if (tokens >= r.sampling.maxNewTokens) return { id: r.id, text, tokens, finishReason: "length" as const };
           const [f, b] = await Promise.all([
-            this.nextCandidates(full, r, text, topK, signal),
-            this.nextCandidates(base, r, text, MAX_TOP_LOGPROBS, signal),
+            this.nextCandidates("full", r, text, topK, signal),
+            this.nextCandidates("base", r, text, MAX_TOP_LOGPROBS, signal),
           ]);
           if (f.top.length === 0) {
             if (f.endsTurn) return { id: r.id, text, tokens, finishReason: "stop" as const };
@@ -346,6 +361,49 @@ class OpenAIBackend implements Backend {
       }),
       onProgress,
     );
+  }
+
+  /**
+   * Contrastive decoding needs next-token logprobs and assistant-prefix continuation: ask the
+   * server once. A 4xx means it refuses the parameters (contrast off, with a notice); any other
+   * failure is a real fault and propagates.
+   */
+  async probeContrast(): Promise<void> {
+    let reason = "";
+    try {
+      const body = await requestJson(
+        {
+          method: "POST",
+          url: `${this.api}/chat/completions`,
+          headers: this.headers,
+          body: {
+            ...this.chatBody(
+              "full",
+              [
+                { role: "user", content: "Say hello." },
+                { role: "assistant", content: "Hello" },
+              ],
+              { maxNewTokens: 1, temperature: 0, topP: 1, seed: 0 },
+            ),
+            logprobs: true,
+            top_logprobs: 2,
+            add_generation_prompt: false,
+            continue_final_message: true,
+          },
+        },
+        this.policy,
+      );
+      const p = parseChatCompletion(body, 1, redactUrl(this.api), true);
+      this.capabilities.contrast = (p.logprobs?.[0]?.top.length ?? 0) > 0;
+      if (!this.capabilities.contrast) reason = "the server returned no top_logprobs";
+    } catch (err) {
+      if (err instanceof HttpError && err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 429) {
+        reason = `the server rejected a logprobs request (${err.message})`;
+      } else if (err instanceof BackendError && !(err instanceof HttpError)) {
+        reason = `the server's logprobs answer is unusable (${err.message})`;
+      } else throw err;
+    }
+    if (!this.capabilities.contrast) this.notices.push(`contrast skipped: ${reason}`);
   }
 
   async close(): Promise<void> {
@@ -394,6 +452,12 @@ export async function createOpenAIBackend(opts: OpenAIBackendOptions): Promise<B
     if (typeof m !== "string" || m.length === 0 || m.length > MAX_MODEL_NAME_CHARS) throw new InputError(`model name for variant '${v}' must be a non-empty string`, "backend models");
   }
 
+  const extras = opts.requestExtras ?? {};
+  for (const [v, e] of Object.entries(extras)) {
+    if (!(v in names)) throw new InputError(`requestExtras names variant '${v}', which is not one of ${Object.keys(names).join(", ")}`, "backend requestExtras");
+    if (typeof e !== "object" || e === null || Array.isArray(e)) throw new InputError(`requestExtras.${v} must be an object`, "backend requestExtras");
+  }
+  const loaded = new Set<string>();
   const listModels = async () => parseModelList(await requestJson({ method: "GET", url: `${api}/models`, headers }, policy), redactUrl(api));
   let served = await listModels();
 
@@ -426,59 +490,22 @@ export async function createOpenAIBackend(opts: OpenAIBackendOptions): Promise<B
             : ` (vLLM rejects adapters above --max-lora-rank, default ${VLLM_DEFAULT_MAX_LORA_RANK})`;
         throw new BackendError(`loading the adapter '${name}' from ${path} failed: ${(err as Error).message}${hint}`, { cause: err });
       }
+      // some vLLM versions leave runtime-loaded adapters out of /v1/models; the load said yes
+      loaded.add(name);
       served = await listModels();
     }
   }
 
   const ids = new Set(served.map((m) => m.id));
+  // SGLang picks an adapter with model = "<base id>:<adapter name>"
+  const isServed = (m: string) => ids.has(m) || loaded.has(m) || (m.includes(":") && ids.has(m.slice(0, m.lastIndexOf(":"))) && ids.has(m.slice(m.lastIndexOf(":") + 1)));
   const missing = Object.entries(names)
-    .filter(([, m]) => !ids.has(m))
+    .filter(([, m]) => !isServed(m))
     .map(([variant, model]) => ({ variant, model }));
-  if (missing.length > 0) throw new InputError(missingModelsMessage(api, missing, [...ids], opts.rank), "backend models");
+  if (missing.length > 0 && opts.checkModels !== false) throw new InputError(missingModelsMessage(api, missing, [...ids], opts.rank), "backend models");
 
-  if (opts.contrast === false) {
-    const backend = new OpenAIBackend(api, names, headers, policy, opts.concurrency, false);
-    backend.notices.push("contrast skipped: turned off in the configuration");
-    return backend;
-  }
-
-  // Contrastive decoding needs next-token logprobs and assistant-prefix continuation; ask once.
-  let contrast = false;
-  let reason = "";
-  try {
-    const body = await requestJson(
-      {
-        method: "POST",
-        url: `${api}/chat/completions`,
-        headers,
-        body: {
-          model: names.full,
-          messages: [
-            { role: "user", content: "Say hello." },
-            { role: "assistant", content: "Hello" },
-          ],
-          max_tokens: 1,
-          temperature: 0,
-          logprobs: true,
-          top_logprobs: 2,
-          add_generation_prompt: false,
-          continue_final_message: true,
-        },
-      },
-      policy,
-    );
-    const p = parseChatCompletion(body, 1, redactUrl(api), true);
-    contrast = (p.logprobs?.[0]?.top.length ?? 0) > 0;
-    if (!contrast) reason = "the server returned no top_logprobs";
-  } catch (err) {
-    // a 4xx means the server refuses the parameters; anything else is a real fault
-    if (err instanceof HttpError && err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 429) {
-      reason = `the server rejected a logprobs request (${err.message})`;
-    } else if (err instanceof BackendError && !(err instanceof HttpError)) {
-      reason = `the server's logprobs answer is unusable (${err.message})`;
-    } else throw err;
-  }
-  const backend = new OpenAIBackend(api, names, headers, policy, opts.concurrency, contrast);
-  if (!contrast) backend.notices.push(`contrast skipped: ${reason}`);
+  const backend = new OpenAIBackend(api, names, headers, policy, opts.concurrency, false, extras);
+  if (opts.contrast === false) backend.notices.push("contrast skipped: turned off in the configuration");
+  else await backend.probeContrast();
   return backend;
 }

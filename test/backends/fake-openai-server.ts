@@ -48,6 +48,8 @@ export interface FakeServerOptions {
   noLogprobs?: boolean;
   /** delay before each chat completion answer */
   delayMs?: number;
+  /** leave runtime-loaded adapters out of /v1/models (a bug of some vLLM versions) */
+  hideLoaded?: boolean;
 }
 
 export interface FakeServer {
@@ -90,6 +92,7 @@ export async function startFakeServer(opts: FakeServerOptions = {}): Promise<Fak
     faults: [] as { path?: string; fault: Fault }[],
     models: opts.models ?? [{ id: "base" }, { id: "full", parent: "base", root: "/adapters/full" }, { id: "rank1", parent: "base", root: "/adapters/rank1" }],
     maxInFlight: 0,
+    hidden: new Set<string>(),
   };
   let inFlight = 0;
   const sockets = new Set<import("node:net").Socket>();
@@ -124,12 +127,13 @@ export async function startFakeServer(opts: FakeServerOptions = {}): Promise<Fak
     }
 
     if (req.method === "GET" && path === "/v1/models") {
-      return json(res, 200, { object: "list", data: state.models.map((m) => ({ object: "model", owned_by: "vllm", parent: null, root: m.id, ...m })) });
+      return json(res, 200, { object: "list", data: state.models.filter((m) => !state.hidden.has(m.id)).map((m) => ({ object: "model", owned_by: "vllm", parent: null, root: m.id, ...m })) });
     }
     if (req.method === "POST" && path === "/v1/load_lora_adapter") {
       if (!opts.runtimeLoading) return json(res, 404, { detail: "Not Found" });
       if (state.models.some((m) => m.id === body.lora_name)) return json(res, 400, { error: { message: "already loaded" } });
       state.models.push({ id: body.lora_name, parent: "base", root: body.lora_path });
+      if (opts.hideLoaded) state.hidden.add(body.lora_name);
       res.writeHead(200, { "content-type": "text/plain" });
       return res.end(`Success: LoRA adapter '${body.lora_name}' added successfully.`);
     }

@@ -360,3 +360,46 @@ describe("openai backend: contrastive decoding over logprobs", () => {
     expect(contrastStep(full, base, 0).token).toBe("a");
   });
 });
+
+describe("openai backend: other servers' adapter naming", () => {
+  it("merges per-variant request fields (llama.cpp `lora`), without letting them override the standard ones", async () => {
+    const s = await fake({ models: [{ id: "model.gguf" }] });
+    const b = await createOpenAIBackend(
+      options(s.url, {
+        models: { base: "model.gguf", full: "model.gguf", rank1: "model.gguf" },
+        requestExtras: {
+          base: { lora: [{ id: 0, scale: 0 }, { id: 1, scale: 0 }] },
+          full: { lora: [{ id: 0, scale: 1 }], model: "hijack", max_tokens: 9999 },
+        },
+        contrast: false,
+      }),
+    );
+    await b.generate("full", [req("a", "x", { maxNewTokens: 3 })]);
+    await b.generate("base", [req("b", "y")]);
+    await b.generate("rank1", [req("c", "z")]);
+    const [full, base, r1] = chatRequests(s).map((r) => r.body);
+    expect(full).toMatchObject({ lora: [{ id: 0, scale: 1 }], model: "model.gguf", max_tokens: 3 });
+    expect(base.lora).toEqual([{ id: 0, scale: 0 }, { id: 1, scale: 0 }]);
+    expect(r1.lora).toBeUndefined();
+    await expect(createOpenAIBackend(options(s.url, { requestExtras: { rank9: {} } }))).rejects.toThrow(InputError);
+  });
+
+  it("accepts SGLang's base:adapter model names and servers that do not list adapters when told", async () => {
+    const s = await fake({ models: [{ id: "meta/llama" }, { id: "full", parent: "meta/llama" }, { id: "rank1", parent: "meta/llama" }] });
+    const b = await createOpenAIBackend(options(s.url, { models: { base: "meta/llama", full: "meta/llama:full", rank1: "meta/llama:rank1" }, contrast: false }));
+    expect(b.variants().sort()).toEqual(["base", "full", "rank1"]);
+    const bare = await fake({ models: [{ id: "meta/llama" }] });
+    await expect(createOpenAIBackend(options(bare.url, { models: { full: "meta/llama:full" } }))).rejects.toThrow(/does not serve/);
+    const unchecked = await createOpenAIBackend(options(bare.url, { models: { full: "meta/llama:full" }, checkModels: false, contrast: false }));
+    expect(unchecked.variants()).toContain("full");
+  });
+
+  it("trusts a successful runtime load even when /v1/models leaves the adapter out (a vLLM bug)", async () => {
+    const s = await fake({ runtimeLoading: true, hideLoaded: true, models: [{ id: "base" }, { id: "full", parent: "base" }] });
+    const b = await createOpenAIBackend(options(s.url, { rank1AdapterDir: "/tmp/r1", loadAdapter: true, contrast: false }));
+    const list = (await (await fetch(`${s.url}/v1/models`)).json()) as { data: { id: string }[] };
+    expect(list.data.map((m) => m.id)).not.toContain("rank1");
+    expect(b.variants()).toContain("rank1");
+    expect((await b.generate("rank1", [req("a", "x")]))[0]!.text).toBe("[rank1] x");
+  });
+});
