@@ -134,14 +134,15 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   const config = await readJsonFile(configPath);
   if (!isPlainObject(config)) throw new InputError("is not a JSON object", configPath);
 
-  const indexPath = join(dir, INDEX_FILE);
-  if (await exists(indexPath)) return openSharded(dir, config, indexPath);
+  // a single file wins over an index when both exist, as in transformers' loader
   const single = join(dir, SINGLE_FILE);
   if (await exists(single)) {
     const f = await SafetensorsFile.open(single);
     const where = new Map(f.names().map((n) => [n, f] as const));
     return new ShardedCheckpoint(dir, config, [f], where, f.names());
   }
+  const indexPath = join(dir, INDEX_FILE);
+  if (await exists(indexPath)) return openSharded(dir, config, indexPath);
 
   const entries = await readdir(dir);
   const shards = entries.filter((e) => e.endsWith(".safetensors"));

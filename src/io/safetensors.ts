@@ -372,7 +372,13 @@ export class SafetensorsFile implements TensorSource {
 
   private async readElements(info: TensorInfo, first: number, count: number): Promise<Float32Array> {
     const size = DTYPE_BYTES[info.dtype];
-    const out = new Float32Array(count);
+    let out: Float32Array;
+    try {
+      out = new Float32Array(count);
+    } catch (err) {
+      if (!(err instanceof RangeError)) throw err;
+      throw new Error(`${this.path}: tensor ${info.name} has ${count} elements, too many to decode at once; read it in row blocks (readRows)`);
+    }
     const start = info.offset + first * size;
     if (info.dtype === "F32" && LITTLE_ENDIAN) {
       // read straight into the result: no intermediate copy
@@ -501,7 +507,10 @@ export class SafetensorsWriter {
     return this.specs[this.index]?.name;
   }
 
-  /** Append `data` (all or the next part of tensor `name`'s elements, row-major). Tensors come in header order. */
+  /**
+   * Append `data` (all or the next part of tensor `name`'s elements, row-major). Tensors come in
+   * header order. F32 data is written from `data` itself: don't modify it until the promise resolves.
+   */
   async write(name: string, data: Float32Array): Promise<void> {
     if (this.state !== "open") throw new Error(`${this.path}: write after ${this.state}`);
     try {

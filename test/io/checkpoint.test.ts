@@ -102,6 +102,18 @@ describe("openCheckpoint", () => {
     });
   });
 
+  it("prefers model.safetensors over an index when both exist (as transformers does)", async () => {
+    await withTempDir(async (dir) => {
+      const tensors = tinyLlama(6);
+      await writeJson(join(dir, "config.json"), CONFIG);
+      await writeSafetensors(join(dir, "model.safetensors"), tensors);
+      await writeJson(join(dir, "model.safetensors.index.json"), { weight_map: { x: "gone.safetensors" } });
+      const ckpt = await openCheckpoint(dir);
+      expect(ckpt.names()).toHaveLength(tensors.length);
+      await ckpt.close();
+    });
+  });
+
   it("propagates malformed shards as SafetensorsError", async () => {
     await withTempDir(async (dir) => {
       await writeJson(join(dir, "config.json"), CONFIG);

@@ -255,6 +255,21 @@ describe("SafetensorsFile.open on broken files", () => {
       check(bytes);
     }
     await withTempDir(async (dir) => {
+      // mutated and cut copies of a valid file, through the real reader
+      for (let iter = 0; iter < 150; iter++) {
+        let bytes = valid.slice();
+        const at = Math.floor(rand() * bytes.length);
+        bytes[at] = Math.floor(rand() * 256);
+        if (rand() < 0.3) bytes = bytes.subarray(0, Math.floor(rand() * bytes.length));
+        const result = await openBytes(dir, bytes).then(
+          async (f) => {
+            for (const n of f.names()) await f.read(n);
+            await f.close();
+          },
+          (e) => e,
+        );
+        if (result !== undefined) expect(result).toBeInstanceOf(SafetensorsError);
+      }
       for (let iter = 0; iter < 60; iter++) {
         const len = Math.floor(rand() * 300);
         const bytes = new Uint8Array(len);
