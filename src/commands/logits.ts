@@ -1,13 +1,97 @@
+/**
+ * `delta-audit logits --model DIR [--adapter DIR | --finetuned DIR] [--rank K] --ids 1,2,3 [--device cpu|cuda]`
+ * prints exactly `{"ids":[...],"logits":[[...],...]}`: one float32 row of vocabulary logits per
+ * input position, no chat template, no BOS added. This is the conformance hook (DESIGN.md):
+ * keep the output format exact.
+ */
 import type { Command } from "commander";
-import { BackendError } from "../errors";
+import { InputError } from "../errors";
+import { parseDevice, type Device } from "../linalg/ort";
+import { loadSubject, variantForRank } from "../engine/variants";
+import type { LoadedModel } from "../engine/model";
 
-/** Placeholder: `delta-audit logits` is not built yet. */
+/** Flags shared by `logits` and `generate` that pick the subject and its variant. */
+export interface SubjectArgs {
+  model?: string;
+  adapter?: string;
+  finetuned?: string;
+  rank?: string;
+  device?: string;
+  threads?: string;
+}
+
+/** Ranks beyond this are not a truncation anyone needs. */
+const MAX_RANK = 4096;
+
+export function parseIntFlag(value: string | undefined, flag: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  const v = value.trim();
+  if (!/^-?\d+$/.test(v)) throw new InputError(`expected an integer, got '${value}'`, flag);
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new InputError(`expected an integer from ${min} to ${max}, got '${value}'`, flag);
+  return n;
+}
+
+export function parseNumberFlag(value: string | undefined, flag: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value.trim());
+  if (value.trim() === "" || !Number.isFinite(n) || n < min || n > max) throw new InputError(`expected a number from ${min} to ${max}, got '${value}'`, flag);
+  return n;
+}
+
+/** Load the subject the flags name; the variant is rank<K> with --rank, full with a fine-tune, else base. */
+export async function openSubject(args: SubjectArgs): Promise<{ model: LoadedModel; variant: string }> {
+  if (!args.model) throw new InputError("required: the base model folder", "--model");
+  const device: Device = parseDevice(args.device);
+  const rank = args.rank === undefined ? undefined : parseIntFlag(args.rank, "--rank", 1, 1, MAX_RANK);
+  const threads = args.threads === undefined ? undefined : parseIntFlag(args.threads, "--threads", 0, 1, 1024);
+  const model = await loadSubject({ model: args.model, adapter: args.adapter, finetuned: args.finetuned, rank, device, threads });
+  const variant = rank !== undefined ? variantForRank(rank) : args.adapter || args.finetuned ? "full" : "base";
+  return { model, variant };
+}
+
+/** "1,2,3" → [1,2,3]; anything else is a usage error naming --ids. */
+export function parseIds(text: string | undefined): number[] {
+  if (text === undefined) throw new InputError("required: comma-separated token ids, e.g. --ids 1,2,3", "--ids");
+  const parts = text.split(",").map((p) => p.trim());
+  if (parts.length === 0 || parts.some((p) => !/^\d+$/.test(p))) throw new InputError(`expected comma-separated non-negative integers, got '${text}'`, "--ids");
+  const ids = parts.map(Number);
+  if (ids.some((n) => !Number.isSafeInteger(n))) throw new InputError(`token id out of range in '${text}'`, "--ids");
+  return ids;
+}
+
+/** The exact stdout of `logits`: numbers print as the float32 values' shortest decimal form. */
+export function formatLogits(ids: number[], rows: Float32Array[]): string {
+  const parts = rows.map((r) => `[${Array.prototype.join.call(r, ",")}]`);
+  return `{"ids":[${ids.join(",")}],"logits":[${parts.join(",")}]}`;
+}
+
+export async function runLogits(args: SubjectArgs & { ids?: string }): Promise<string> {
+  const ids = parseIds(args.ids);
+  const { model, variant } = await openSubject(args);
+  try {
+    const rows = await model.logits(ids, variant);
+    for (const r of rows) {
+      for (const v of r) if (!Number.isFinite(v)) throw new InputError("the model produced non-finite logits (broken weights?)", args.model);
+    }
+    return formatLogits(ids, rows);
+  } finally {
+    await model.close();
+  }
+}
+
 export function register(program: Command): void {
   program
     .command("logits")
-    .description("(not yet implemented)")
-    .allowUnknownOption()
-    .action(() => {
-      throw new BackendError("'logits' is not implemented yet");
+    .description("print the logits of every position of --ids as JSON (conformance hook)")
+    .option("--model <dir>", "base model folder (config.json + safetensors)")
+    .option("--adapter <dir>", "PEFT LoRA adapter: use base + adapter")
+    .option("--finetuned <dir>", "fully fine-tuned checkpoint: use it")
+    .option("--rank <k>", "use base + the rank-K truncation of the fine-tune's ΔW")
+    .option("--ids <ids>", "comma-separated token ids (no BOS is added)")
+    .option("--device <device>", "cpu or cuda", "cpu")
+    .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
+    .action(async (args: SubjectArgs & { ids?: string }) => {
+      process.stdout.write(`${await runLogits(args)}\n`);
     });
 }

@@ -146,6 +146,7 @@ export class DecoderModel implements LoadedModel {
       if (m.rank < 1 || m.A.length !== m.rank * inF || m.B.length !== outF * m.rank) {
         throw new InputError(`LoRA module '${m.name}' has factors of the wrong size for rank ${m.rank}`);
       }
+      if (!m.A.every(Number.isFinite) || !m.B.every(Number.isFinite)) throw new InputError(`LoRA module '${m.name}' has non-finite values`);
       const at = new Float32Array(inF * m.rank);
       for (let r = 0; r < m.rank; r++) for (let i = 0; i < inF; i++) at[i * m.rank + r] = m.A[r * inF + i]!;
       const bt = new Float32Array(m.rank * outF);

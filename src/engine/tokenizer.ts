@@ -77,7 +77,9 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   const cfg = await readJson(join(dir, "config.json"), false);
   let tok: Tokenizer;
   try {
-    tok = new Tokenizer(tj!, tc);
+    // The Rust `tokenizers` crate treats absent components as null; tokenizers.js wants the keys.
+    const full = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...tj };
+    tok = new Tokenizer(full, tc);
   } catch (err) {
     throw new InputError(`unsupported or malformed tokenizer: ${(err as Error).message}`, tjPath);
   }

@@ -1,0 +1,81 @@
+/**
+ * The audited subject as one loaded model with its variants: `base`, `full` (base + the whole
+ * fine-tune) and `rank<k>` (base + the rank-k truncation of ΔW). LoRA variants are side paths
+ * over the shared base weights; a full fine-tune keeps only its changed tensors.
+ */
+import { InputError } from "../errors";
+import { openCheckpoint } from "../io/checkpoint";
+import { openAdapter } from "../io/peft";
+import type { LoraModule } from "../io/types";
+import { lowRankFromFull, truncateAdapter } from "../delta/truncate";
+import type { Device } from "../linalg/ort";
+import { loadModel, type LoadedModel } from "./index";
+
+export interface SubjectOptions {
+  /** base model folder */
+  model: string;
+  /** PEFT adapter folder (LoRA fine-tune) */
+  adapter?: string;
+  /** fine-tuned checkpoint folder (full fine-tune) */
+  finetuned?: string;
+  /** also set up `rank${rank}` */
+  rank?: number;
+  device?: Device;
+  threads?: number;
+  quiet?: boolean;
+}
+
+export const variantForRank = (k: number) => `rank${k}`;
+
+async function collect(it: AsyncIterable<LoraModule>): Promise<LoraModule[]> {
+  const out: LoraModule[] = [];
+  for await (const m of it) out.push(m);
+  return out;
+}
+
+/** Load the base model and register the subject's variants. */
+export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
+  if (opts.adapter && opts.finetuned) throw new InputError("give either --adapter or --finetuned, not both");
+  if (opts.rank !== undefined && (!Number.isSafeInteger(opts.rank) || opts.rank < 1)) {
+    throw new InputError(`expected a positive integer, got ${opts.rank}`, "--rank");
+  }
+  if (opts.rank !== undefined && !opts.adapter && !opts.finetuned) {
+    throw new InputError("--rank needs --adapter or --finetuned (it truncates the fine-tune's ΔW)", "--rank");
+  }
+  const model = await loadModel(opts.model, { device: opts.device, threads: opts.threads });
+  try {
+    if (opts.adapter) {
+      const base = await openCheckpoint(opts.model);
+      const adapter = await openAdapter(opts.adapter, { base }).finally(() => base.close());
+      try {
+        const modules: LoraModule[] = [];
+        for (const name of adapter.moduleNames()) modules.push(await adapter.readModule(name));
+        model.addLoraVariant("full", modules);
+        if (opts.rank !== undefined) {
+          model.addLoraVariant(variantForRank(opts.rank), await collect(truncateAdapter(adapter, opts.rank, { quiet: opts.quiet })));
+        }
+      } finally {
+        await adapter.close();
+      }
+    } else if (opts.finetuned) {
+      const ft = await openCheckpoint(opts.finetuned);
+      try {
+        await model.addCheckpointVariant("full", ft);
+        if (opts.rank !== undefined) {
+          const base = await openCheckpoint(opts.model);
+          try {
+            model.addLoraVariant(variantForRank(opts.rank), await collect(lowRankFromFull(base, ft, opts.rank, { quiet: opts.quiet })));
+          } finally {
+            await base.close();
+          }
+        }
+      } finally {
+        await ft.close();
+      }
+    }
+  } catch (err) {
+    await model.close();
+    throw err;
+  }
+  return model;
+}
