@@ -391,6 +391,9 @@ export function buildAdapterConfig(config: Partial<AdapterConfig>, layout: reado
     modules_to_save: null,
     task_type: "CAUSAL_LM",
     ...config,
+    // we write only LoRA factors: no trained biases or fully saved modules may be promised to loaders
+    bias: "none",
+    modules_to_save: null,
     peft_type: "LORA",
     r,
     lora_alpha: alpha,
@@ -401,6 +404,7 @@ export function buildAdapterConfig(config: Partial<AdapterConfig>, layout: reado
     alpha_pattern: alphaPattern,
   };
   delete out.use_dora;
+  delete out.lora_bias;
   // Pattern keys are regexes to PEFT; make sure each module resolves to exactly its own values
   const rp = new PeftPattern(rankPattern, "rank_pattern");
   const ap = new PeftPattern(alphaPattern, "alpha_pattern");

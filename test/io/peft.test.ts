@@ -337,7 +337,7 @@ describe("writeAdapter", () => {
     await withTempDir(async (dir) => {
       const out = join(dir, "adapter");
       const modules = makeModules(21, SPECS);
-      await writeAdapter(out, { base_model_name_or_path: "meta-llama/Llama-3.2-1B" }, modules);
+      await writeAdapter(out, { base_model_name_or_path: "meta-llama/Llama-3.2-1B", modules_to_save: ["lm_head"], bias: "all", use_dora: false, rank_pattern: { x: 9 } }, modules);
       await expectSameDeltas(out, modules, 1e-12);
       const cfg = JSON.parse(await readFile(join(out, "adapter_config.json"), "utf8"));
       expect(cfg.peft_type).toBe("LORA");
@@ -345,6 +345,7 @@ describe("writeAdapter", () => {
       expect(cfg.r).toBe(4);
       expect(cfg.base_model_name_or_path).toBe("meta-llama/Llama-3.2-1B");
       expect(cfg.target_modules).toEqual(["down_proj", "q_proj", "v_proj"]);
+      expect([cfg.modules_to_save, cfg.bias, cfg.use_dora, cfg.rank_pattern.x]).toEqual([null, "none", undefined, undefined]);
       expect(Object.keys(cfg.rank_pattern).sort()).toEqual(["model.layers.1.self_attn.q_proj", "model.layers.11.mlp.down_proj"]);
       expect((await readdir(dir)).sort()).toEqual(["adapter"]);
       expect((await readdir(out)).sort()).toEqual(["adapter_config.json", "adapter_model.safetensors"]);
