@@ -382,13 +382,11 @@ export function buildAdapterConfig(config: Partial<AdapterConfig>, layout: reado
   const leaves = [...new Set(layout.map((m) => m.name.slice(m.name.lastIndexOf(".") + 1)))].sort();
   const out: AdapterConfig = {
     base_model_name_or_path: null,
-    bias: "none",
     inference_mode: true,
     init_lora_weights: true,
     layers_pattern: null,
     layers_to_transform: null,
     lora_dropout: 0,
-    modules_to_save: null,
     task_type: "CAUSAL_LM",
     ...config,
     // we write only LoRA factors: no trained biases or fully saved modules may be promised to loaders
