@@ -167,7 +167,7 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
     notices,
     footer: `_${safe(report.tool.name, 40)} ${safe(report.tool.version, 20)} · fail-on ${report.verdict.failOn} · findings are evidence with a confidence, not a certification._`,
   };
-  const md = template(opts.templatesDir ?? findTemplatesDir())(view).replace(/\n{3,}/g, "\n\n");
+  const md = `${template(opts.templatesDir ?? findTemplatesDir())(view).replace(/\n{3,}/g, "\n\n").trimEnd()}\n`;
   return opts.maxChars !== undefined ? cutDocument(md, opts.maxChars) : md;
 }
 
