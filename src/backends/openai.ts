@@ -447,7 +447,8 @@ export async function createOpenAIBackend(opts: OpenAIBackendOptions): Promise<B
     onRetry: opts.onRetry,
   };
   const rankVariant = `rank${opts.rank}`;
-  const names: Record<string, string> = { ...defaultModelNames(opts.rank), ...opts.models };
+  const given = Object.fromEntries(Object.entries(opts.models ?? {}).filter(([, m]) => m !== undefined && m !== null));
+  const names: Record<string, string> = { ...defaultModelNames(opts.rank), ...given };
   for (const [v, m] of Object.entries(names)) {
     if (typeof m !== "string" || m.length === 0 || m.length > MAX_MODEL_NAME_CHARS) throw new InputError(`model name for variant '${v}' must be a non-empty string`, "backend models");
   }
@@ -463,7 +464,7 @@ export async function createOpenAIBackend(opts: OpenAIBackendOptions): Promise<B
 
   // A base model served under its own path (vLLM's default) instead of "base": when the caller
   // did not name it, take the one entry that is not a LoRA adapter.
-  if (opts.models.base === undefined && !served.some((m) => m.id === names.base)) {
+  if (given.base === undefined && !served.some((m) => m.id === names.base)) {
     const roots = served.filter((m) => !m.parent);
     if (roots.length === 1) names.base = roots[0]!.id;
   }
