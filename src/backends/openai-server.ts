@@ -70,8 +70,8 @@ export const DEFAULT_MAX_BATCH = 16;
 export const DEFAULT_MAX_QUEUE = 4096;
 /** A conversation longer than this many messages is not an audit probe. */
 const MAX_MESSAGES = 256;
-/** Retry-After sent with a full-queue 503: long enough for a batch to drain. */
-const QUEUE_FULL_RETRY_AFTER_S = 2;
+/** Retry-After sent with a full-queue 503: about one batch on a small model. */
+const QUEUE_FULL_RETRY_AFTER_S = 1;
 /** After a shutdown signal, queued work gets this long to finish before sockets close. */
 export const SHUTDOWN_GRACE_MS = 10_000;
 

@@ -214,6 +214,48 @@ describe("serve: queueing and shutdown", () => {
     await expect(send(99)).rejects.toThrow();
   });
 
+  it("answers a full queue with 503 + Retry-After, and the openai backend's retries still get every answer", async () => {
+    const local = await startOpenAIServer(serveEngineFromModel(model as never), { port: 0, maxBatch: 1, maxQueue: 2 });
+    try {
+      const raw = await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          fetch(`${local.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "base", messages: [{ role: "user", content: `q${i}` }], max_tokens: 2, temperature: 0 }) }),
+        ),
+      );
+      const full = raw.filter((r) => r.status === 503);
+      expect(full.length).toBeGreaterThan(0);
+      expect(full[0]!.headers.get("retry-after")).toBe("1");
+      expect(raw.filter((r) => r.status === 200).length + full.length).toBe(6);
+      const b = await createOpenAIBackend({ url: local.url, models: { full: "base", rank1: "base" }, concurrency: 6, timeoutMs: 30_000, rank: 1, maxRetries: 6, contrast: false });
+      const out = await b.generate("base", Array.from({ length: 6 }, (_, i) => req(`q${i}`, `question ${i}`, 2)));
+      expect(out.every((o) => o.tokens > 0 || o.finishReason === "stop")).toBe(true);
+      expect(out.map((o) => o.id)).toEqual(Array.from({ length: 6 }, (_, i) => `q${i}`));
+    } finally {
+      await local.close(1000);
+    }
+  });
+
+  it("skips queued requests whose client hung up", async () => {
+    const local = await startOpenAIServer(serveEngineFromModel(model as never), { port: 0, maxBatch: 1 });
+    try {
+      const body = (i: number) => JSON.stringify({ model: "base", messages: [{ role: "user", content: `x${i}` }], max_tokens: 8, temperature: 0 });
+      const keep = fetch(`${local.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: body(0) });
+      const ctl = new AbortController();
+      const gone = Array.from({ length: 4 }, (_, i) =>
+        fetch(`${local.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: body(i + 1), signal: ctl.signal }).catch(() => "aborted"),
+      );
+      while (local.stats().requests < 5) await new Promise((r) => setTimeout(r, 2));
+      ctl.abort();
+      expect(await Promise.all(gone)).toEqual(Array(4).fill("aborted"));
+      expect((await keep).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 50));
+      // the first request ran; the abandoned ones never reached the engine
+      expect(local.stats().batches).toBeLessThan(5);
+    } finally {
+      await local.close(1000);
+    }
+  });
+
   it("requires the API key when one is set", async () => {
     const local = await startOpenAIServer(serveEngineFromModel(model as never), { port: 0, apiKey: "k-123" });
     try {
