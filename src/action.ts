@@ -1,3 +1,37 @@
-/** GitHub Action entry (bundled to dist/action.js). Not built yet. */
-process.stderr.write("delta-audit action: not implemented yet\n");
-process.exitCode = 3;
+/**
+ * GitHub Action entry (bundled to dist/action.js; action.yml runs it after installing the
+ * native onnxruntime-node next to it). Only wiring: settings → work → outputs, and one
+ * try/catch that fails the step. The step fails exactly when the verdict is `fail`, or when
+ * the Action itself cannot run (bad inputs).
+ */
+import * as core from "@actions/core";
+import { describeError } from "./errors";
+import { readContext } from "./github/context";
+import { getSettings } from "./github/input-helper";
+import { createOctokit } from "./github/octokit-client";
+import { GitHubHelper } from "./github/github-helper";
+import { runAction } from "./github/run-action";
+import { resolveHubModel } from "./io/hub";
+import { runScan } from "./scan";
+import { VERSION } from "./version";
+
+async function main(): Promise<void> {
+  try {
+    const ctx = readContext();
+    const settings = getSettings({ workspace: ctx.workspace, isPullRequest: ctx.pullNumber !== undefined });
+    const github = new GitHubHelper(createOctokit(settings.githubToken, ctx.apiUrl), { owner: ctx.owner, repo: ctx.repo });
+    const result = await runAction(settings, ctx, { scan: runScan, resolveHub: (spec) => resolveHubModel(spec), github, version: VERSION });
+    core.setOutput("conclusion", result.conclusion);
+    core.setOutput("findings", String(result.findings));
+    core.setOutput("report-dir", result.reportDir);
+    core.setOutput("badge", result.badge);
+    if (result.conclusion === "fail") {
+      core.setFailed(`delta-audit: verdict fail (${result.findings} finding(s) at or above the fail-on severity); see the check run, PR comment or ${result.reportDir}`);
+    }
+  } catch (err) {
+    core.setFailed(`delta-audit: ${describeError(err)}`);
+    if (process.env.DELTA_AUDIT_DEBUG && err instanceof Error) core.debug(String(err.stack));
+  }
+}
+
+await main();
