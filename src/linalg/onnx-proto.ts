@@ -52,8 +52,14 @@ export interface OnnxTensor {
   name: string;
   type: OnnxTypeCode;
   dims: readonly number[];
-  /** raw little-endian bytes, as TensorProto.raw_data */
+  /** raw little-endian bytes, as TensorProto.raw_data (ignored when `external` is set) */
   data: Uint8Array;
+  /**
+   * Keep the bytes out of the protobuf (which cannot exceed 2 GB): they live in an external
+   * data file — on disk next to the model, or supplied in memory through ORT's
+   * SessionOptions.externalData under the same `location`.
+   */
+  external?: { location: string; offset?: number; length?: number };
 }
 
 export interface OnnxGraph {
@@ -139,12 +145,26 @@ class PbWriter {
   }
 }
 
-// TensorProto: dims=1, data_type=2, name=8, raw_data=9
+// TensorProto: dims=1, data_type=2, name=8, raw_data=9, external_data=13, data_location=14
+// (StringStringEntryProto: key=1, value=2; DataLocation EXTERNAL=1)
 function writeTensor(w: PbWriter, t: OnnxTensor): void {
   for (const d of t.dims) w.int(1, d);
   w.int(2, t.type);
   w.string(8, t.name);
-  w.bytes(9, t.data);
+  if (!t.external) {
+    w.bytes(9, t.data);
+    return;
+  }
+  const entries: [string, string][] = [["location", t.external.location]];
+  if (t.external.offset !== undefined) entries.push(["offset", String(t.external.offset)]);
+  if (t.external.length !== undefined) entries.push(["length", String(t.external.length)]);
+  for (const [k, v] of entries) {
+    w.message(13, (e) => {
+      e.string(1, k);
+      e.string(2, v);
+    });
+  }
+  w.int(14, 1);
 }
 
 // ValueInfoProto: name=1, type=2; TypeProto.tensor_type=1; Tensor: elem_type=1, shape=2;

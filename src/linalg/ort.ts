@@ -18,6 +18,8 @@ export interface SessionOptions {
   device?: Device;
   /** intra-op threads; default: ORT's choice (all cores) */
   threads?: number;
+  /** in-memory external data files for initializers stored with `external` (onnx-proto) */
+  externalData?: { path: string; data: Uint8Array }[];
 }
 
 let cudaChecked: boolean | undefined;
@@ -74,5 +76,6 @@ export async function createSession(model: OnnxModel | Uint8Array, opts: Session
     logSeverityLevel: 3,
   };
   if (opts.threads) so.intraOpNumThreads = opts.threads;
+  if (opts.externalData) (so as { externalData?: unknown }).externalData = opts.externalData;
   return ort.InferenceSession.create(bytes, so);
 }
