@@ -9,7 +9,7 @@ import { linearModuleNames, moduleType } from "../io/checkpoint";
 import type { Checkpoint, LoraAdapter, LoraModule, TensorSource } from "../io/types";
 import { progress } from "../progress";
 import type { GramPrecision } from "../linalg/factor-basis";
-import { factoredSvd } from "../linalg/factored-svd";
+import { factoredSingularValues } from "../linalg/factored-svd";
 import { topKSvd, type TopKResult } from "../linalg/randomized-svd";
 import type { ModuleSpectrum, OtherChange, SpectrumReport } from "../report/types";
 import { moduleSpectrum, summarise } from "./stats";
@@ -65,15 +65,15 @@ export async function* prefetched<T, R>(items: readonly T[], read: (item: T) => 
 
 /** The ModuleSpectrum of one LoRA module (exact: all r singular values). */
 export async function loraModuleSpectrum(m: LoraModule, precision?: GramPrecision): Promise<ModuleSpectrum> {
-  const svd = await factoredSvd(m, { precision });
+  const { sigma } = await factoredSingularValues(m, { precision });
   let f2 = 0;
-  for (const s of svd.sigma) f2 += s * s;
+  for (const s of sigma) f2 += s * s;
   const { type, layer } = moduleType(m.name);
   return moduleSpectrum({
     name: m.name,
     shape: [m.outFeatures, m.inFeatures],
     rank: m.rank,
-    sigma: svd.sigma,
+    sigma,
     frobenius: Math.sqrt(f2),
     totalValues: Math.min(m.outFeatures, m.inFeatures),
     type,

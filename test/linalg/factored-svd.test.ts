@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { factoredSvd, factoredSvdSync, topVectors, topVectorsSync, type Factors } from "../../src/linalg/factored-svd";
+import { factoredSingularValues, factoredSvd, factoredSvdSync, topVectors, topVectorsSync, type Factors } from "../../src/linalg/factored-svd";
 import { releaseKernels } from "../../src/linalg/kernels";
 import { bestRankK, denseDelta, diffFrob, frob, lcg, orthoError, product, randomF32, referenceSvd, transpose } from "./reference";
 
@@ -43,6 +43,10 @@ describe("factored SVD of s·B·A", () => {
         expectSigma(svd.sigma, ref.s, r);
         expect(svd.p).toBe(Math.min(out, r, inf));
       }
+      const fast = await factoredSingularValues(f);
+      expectSigma(fast.sigma, ref.s, r);
+      // a product of rank < r has zero singular values: only the rank-revealing path gets them
+      expect(fast.path).toBe(Math.min(out, inf) < r ? "rank-revealing" : "float32");
     });
   }
 
@@ -81,6 +85,9 @@ describe("factored SVD of s·B·A", () => {
     }
     const svd = await factoredSvd(f);
     expect(svd.precision).toEqual({ B: "float64", A: "float64" });
+    const fast = await factoredSingularValues(f);
+    expect(fast.path).toBe("rank-revealing");
+    expectSigma(fast.sigma, ref.s, 6);
     const tv = await topVectors(f, svd, 6, "sqrt");
     // columns past the rank are zero, and the product is still ΔW itself
     expect(diffFrob(product(tv.U, tv.Vt, 30, 6, 25), D)).toBeLessThan(1e-5 * frob(D));
@@ -96,7 +103,11 @@ describe("factored SVD of s·B·A", () => {
     const svd = await factoredSvd(f);
     expect(svd.precision.B).toBe("float64");
     expect(svd.precision.A).toBe("float32");
-    for (let i = 0; i < 5; i++) expect(Math.abs(svd.sigma[i]! - ref.s[i]!)).toBeLessThanOrEqual(SIGMA_RTOL * ref.s[i]!);
+    const fast = await factoredSingularValues(f);
+    expect(fast.path).toBe("float64");
+    for (const sig of [svd.sigma, fast.sigma]) {
+      for (let i = 0; i < 5; i++) expect(Math.abs(sig[i]! - ref.s[i]!)).toBeLessThanOrEqual(SIGMA_RTOL * ref.s[i]!);
+    }
   });
 
   it("returns zeros for a zero update", async () => {
@@ -104,6 +115,7 @@ describe("factored SVD of s·B·A", () => {
     f.B.fill(0);
     const svd = await factoredSvd(f);
     expect(Array.from(svd.sigma)).toEqual([0, 0, 0]);
+    expect(Array.from((await factoredSingularValues(f)).sigma)).toEqual([0, 0, 0]);
     expect(svd.p).toBe(0);
   });
 });

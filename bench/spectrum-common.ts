@@ -1,0 +1,73 @@
+/**
+ * Helpers shared by the spectrum benches: cached fixture folders, phases run in child processes
+ * (so each phase's peak RSS is its own), and the I/O floor.
+ */
+import { spawnSync } from "node:child_process";
+import { open } from "node:fs/promises";
+
+export const QUICK = process.env.BENCH_QUICK === "1";
+
+/** Bytes per positional read of the I/O floor: large enough that syscall cost vanishes. */
+const FLOOR_CHUNK_BYTES = 16 * 1024 * 1024;
+
+/** Read every byte of the files once, sequentially (the I/O floor). Returns seconds. */
+export async function readFloor(paths: string[]): Promise<{ seconds: number; bytes: number }> {
+  const buf = new Uint8Array(FLOOR_CHUNK_BYTES);
+  let bytes = 0;
+  const t0 = performance.now();
+  for (const p of paths) {
+    const fh = await open(p, "r");
+    try {
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.byteLength, null);
+        if (bytesRead === 0) break;
+        bytes += bytesRead;
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+  return { seconds: (performance.now() - t0) / 1000, bytes };
+}
+
+export interface PhaseResult {
+  seconds: number;
+  peakRssBytes: number;
+  [key: string]: unknown;
+}
+
+/** Run `script --phase name ...args` in a fresh Node process and parse its last stdout line as JSON. */
+export function runPhase(script: string, phase: string, args: string[] = []): PhaseResult {
+  const r = spawnSync(process.execPath, ["--expose-gc", "--import", "tsx", script, "--phase", phase, ...args], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, DELTA_AUDIT_QUIET: "1" },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (r.status !== 0) throw new Error(`phase ${phase} failed (exit ${r.status}): ${r.stdout.slice(-2000)}`);
+  const last = r.stdout.trim().split("\n").pop() ?? "";
+  return JSON.parse(last) as PhaseResult;
+}
+
+/** Print a phase result from inside the child: one JSON line with the peak RSS added. */
+export function reportPhase(result: Record<string, unknown>): void {
+  const peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  process.stdout.write(`${JSON.stringify({ ...result, peakRssBytes })}\n`);
+}
+
+export const gb = (b: number) => (b / 1e9).toFixed(2);
+export const secs = (s: number) => `${s.toFixed(2)} s`;
+export const verdict = (ok: boolean) => (ok ? "ok" : "MISSES TARGET");
+
+/** A fast uniform generator in [-1, 1) for bulk fixture data (xorshift32; quality is not the point). */
+export function fillUniform(out: Float32Array, seed: number, scale: number): number {
+  let s = seed >>> 0 || 1;
+  const k = scale / 2147483648;
+  for (let i = 0; i < out.length; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    out[i] = (s | 0) * k;
+  }
+  return s;
+}
