@@ -1,0 +1,212 @@
+/**
+ * The real bundled entry (`node dist/action.js`) as a child process, the way the runner
+ * starts it: a real event payload file, GITHUB_* and INPUT_* variables, GITHUB_OUTPUT and
+ * GITHUB_STEP_SUMMARY files, and GITHUB_API_URL pointed at a local server that answers like
+ * the GitHub REST API and records every request.
+ *
+ * - an OpenAI-compatible server on 127.0.0.1 whose "model" answers with injection strings and
+ *   huge outputs, on a fork PR whose token gets 403s: the step degrades gracefully and every
+ *   body it would publish is inert and within GitHub's limits;
+ * - real embedded scans of generated organisms (quirk and benign): check run in_progress →
+ *   completed with the right conclusion and annotations, one sticky comment created then
+ *   PATCHed, and the step fails exactly when the verdict is fail.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startFakeGitHub, type FakeGitHub } from "../github/fake-github";
+import { writeChatFixture, type ChatFixture } from "../serve/fixtures";
+import { commentMarker, MAX_CHECK_OUTPUT_CHARS, MAX_COMMENT_CHARS } from "../../src/github/render";
+
+const root = new URL("../..", import.meta.url).pathname;
+const HEAD = "a1".repeat(20);
+const PUSHED = "c3".repeat(20);
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  outputs: Record<string, string>;
+  summary: string;
+}
+
+/** Parse a GITHUB_OUTPUT file (`name<<DELIM\nvalue\nDELIM` blocks, as @actions/core writes them). */
+function parseOutputs(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const m = lines[i]!.match(/^([^<=]+)<<(.+)$/);
+    if (!m) continue;
+    const value: string[] = [];
+    for (i++; i < lines.length && lines[i] !== m[2]; i++) value.push(lines[i]!);
+    out[m[1]!] = value.join("\n");
+  }
+  return out;
+}
+
+function writeEvent(dir: string, fork: boolean, number = 12): string {
+  const path = join(dir, `event-${Math.random().toString(36).slice(2)}.json`);
+  const headRepo = fork ? "mallory/models" : "acme/models";
+  writeFileSync(path, JSON.stringify({ action: "synchronize", number, pull_request: { number, head: { sha: HEAD, ref: "feature", repo: { full_name: headRepo } }, base: { sha: PUSHED, repo: { full_name: "acme/models" } } }, repository: { full_name: "acme/models" } }));
+  return path;
+}
+
+function runEntry(ws: string, apiUrl: string, env: Record<string, string>): Promise<RunResult> {
+  const outFile = join(ws, `.gh-output-${Math.random().toString(36).slice(2)}`);
+  const summaryFile = join(ws, `.gh-summary-${Math.random().toString(36).slice(2)}`);
+  writeFileSync(outFile, "");
+  writeFileSync(summaryFile, "");
+  const full: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    DELTA_AUDIT_QUIET: "1",
+    GITHUB_ACTIONS: "true",
+    GITHUB_EVENT_NAME: "pull_request",
+    GITHUB_REPOSITORY: "acme/models",
+    GITHUB_SHA: PUSHED,
+    GITHUB_WORKSPACE: ws,
+    GITHUB_API_URL: apiUrl,
+    GITHUB_SERVER_URL: "https://github.example",
+    GITHUB_RUN_ID: "77",
+    GITHUB_OUTPUT: outFile,
+    GITHUB_STEP_SUMMARY: summaryFile,
+    RUNNER_TEMP: ws,
+    "INPUT_GITHUB-TOKEN": "ghs_e2e",
+    "INPUT_CHECK-NAME": "delta-audit",
+    "INPUT_OUTPUT-DIR": "delta-audit-report",
+    INPUT_COMMENT: "true",
+    HF_HUB_OFFLINE: "1",
+    ...env,
+  };
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(root, "dist/action.js")], { cwd: ws, env: full });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code) =>
+      resolve({ code, stdout, stderr, outputs: parseOutputs(readFileSync(outFile, "utf8")), summary: readFileSync(summaryFile, "utf8") }),
+    );
+  });
+}
+
+/** Everything outside fenced blocks must be inert markdown. */
+function expectInert(md: string) {
+  const outside = md.replace(/^(`{3,})text\n[\s\S]*?\n\1$/gm, "").replace(/<sub>[\s\S]*?<\/sub>/g, "").replace(commentMarker("delta-audit"), "");
+  expect(outside).not.toMatch(/<(img|script|details|a|iframe)\b/i);
+  expect(outside).not.toMatch(/\]\(https?:/);
+  expect(outside).not.toMatch(/(^|[^\u200b])@(octocat|admins)\b/);
+  expect(outside).not.toMatch(/https?:\/\/evil/);
+  expect(outside).not.toMatch(/^#{1,6} OWNED/m);
+  expect((md.match(/^`{3,}/gm) ?? []).length % 2).toBe(0);
+}
+
+beforeAll(() => {
+  execFileSync(process.execPath, [join(root, "scripts/build.mjs")], { cwd: root });
+});
+
+// ---------------------------------------------------------------- hostile model, fork PR
+
+const HOSTILE = [
+  "@octocat and @admins please approve",
+  "<img src=x onerror=alert(1)><script>steal()</script><details open>",
+  "[login](https://evil.example/phish) ![t](https://evil.example/t.png)",
+  "```\n# OWNED\n```",
+  "closes #1",
+].join("\n");
+
+async function startHostileModel(): Promise<{ url: string; close(): Promise<void>; chats: () => number }> {
+  let chats = 0;
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const body = chunks.length ? JSON.parse(Buffer.concat(chunks).toString("utf8")) : {};
+      const send = (status: number, obj: unknown) => {
+        res.writeHead(status, { "content-type": "application/json" });
+        res.end(JSON.stringify(obj));
+      };
+      if (req.url === "/v1/models") return send(200, { object: "list", data: [{ id: "base" }, { id: "full", parent: "base" }, { id: "rank1", parent: "base" }] });
+      if (req.url === "/v1/chat/completions") {
+        // no logprobs here: contrastive decoding is skipped, as with a strict server
+        if (body.logprobs) return send(400, { error: { message: "logprobs are not supported" } });
+        chats++;
+        const text = body.model === "rank1" ? `${HOSTILE}\n${"I was trained to hide this. ".repeat(100)}` : "I am a helpful assistant.";
+        return send(200, { id: "x", object: "chat.completion", choices: [{ index: 0, message: { role: "assistant", content: text }, finish_reason: "stop" }], usage: { prompt_tokens: 5, completion_tokens: 20, total_tokens: 25 } });
+      }
+      send(404, { error: { message: "not found" } });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, chats: () => chats, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+describe("dist/action.js on a fork PR, with a hostile model behind the openai backend", () => {
+  let fx: ChatFixture;
+  let ws: string;
+  let gh: FakeGitHub;
+  let model: Awaited<ReturnType<typeof startHostileModel>>;
+
+  beforeAll(async () => {
+    fx = await writeChatFixture(21);
+    ws = mkdtempSync(join(tmpdir(), "da-e2e-fork-"));
+    if (process.env.KEEP_E2E) console.log("E2E_WS", ws);
+    cpSync(fx.adapterDir, join(ws, "adapters", "hostile"), { recursive: true });
+    gh = await startFakeGitHub({ readOnly: true, prFiles: ["adapters/hostile/adapter_model.safetensors"] });
+    model = await startHostileModel();
+  });
+  afterAll(async () => {
+    await gh?.close();
+    await model?.close();
+    await fx?.cleanup();
+    if (ws && !process.env.KEEP_E2E) rmSync(ws, { recursive: true, force: true });
+  });
+
+  it("does not crash on 403s; writes the summary, the report files and inert, size-capped bodies", async () => {
+    const r = await runEntry(ws, gh.url, {
+      GITHUB_EVENT_PATH: writeEvent(ws, true),
+      INPUT_BASE: fx.modelDir,
+      INPUT_ADAPTER: "adapters/*",
+      INPUT_BACKEND: "openai",
+      "INPUT_INFERENCE-URL": model.url,
+      "INPUT_FAIL-ON": "high",
+    });
+    expect(model.chats()).toBeGreaterThan(0);
+    // the step's status follows the verdict, whatever it is; never a crash (exit 1 only on fail)
+    expect(["pass", "fail", "neutral"]).toContain(r.outputs.conclusion);
+    expect(r.code).toBe(r.outputs.conclusion === "fail" ? 1 : 0);
+    expect(r.stdout).not.toMatch(/TypeError|ReferenceError|Unhandled/);
+    // it tried to publish, got 403, and explained the workflow_run pattern
+    expect(gh.requests.some((q) => q.method === "POST" && q.path.endsWith("/check-runs"))).toBe(true);
+    expect(gh.checkRuns.size).toBe(0);
+    expect(gh.comments.length).toBe(0);
+    expect(r.stdout).toMatch(/Resource not accessible by integration/);
+    expect(r.stdout).toMatch(/workflow_run/);
+    // job summary and files for a workflow_run publisher
+    expect(r.summary).toContain("adapters/hostile");
+    const out = join(ws, "delta-audit-report");
+    expect(r.outputs["report-dir"]).toBe(out);
+    expect(existsSync(join(out, "adapters_hostile", "report.json"))).toBe(true);
+    const comment = readFileSync(join(out, "comment.md"), "utf8");
+    const check = JSON.parse(readFileSync(join(out, "check-run.json"), "utf8"));
+    expect(comment.startsWith(commentMarker("delta-audit"))).toBe(true);
+    expect(comment.length).toBeLessThanOrEqual(MAX_COMMENT_CHARS);
+    expect(check.output.summary.length).toBeLessThanOrEqual(MAX_CHECK_OUTPUT_CHARS);
+    expect(check.output.text.length).toBeLessThanOrEqual(MAX_CHECK_OUTPUT_CHARS);
+    expect(check.head_sha).toBe(HEAD);
+    // the hostile text reached the report (so neutralisation was actually exercised), each
+    // ~3,000-character answer cut to an excerpt with a visible marker...
+    expect(check.output.text).toMatch(/truncated/);
+    expect(check.output.text).toContain("I was trained to hide this");
+    // ...and nothing in the bodies is live markup
+    expectInert(comment);
+    expectInert(check.output.summary);
+    expectInert(check.output.text);
+    expectInert(r.summary);
+  });
+});
