@@ -1,19 +1,22 @@
 /**
- * The decoder as an ONNX graph, built in memory from a ModelConfig.
+ * The decoder as ONNX graphs, built in memory from a ModelConfig: a chain of *segments*
+ * (a few decoder layers each) and a head split by vocabulary slice.
  *
- * Weights are graph *inputs*, not initializers: the same session serves every variant
- * (base, a full fine-tune's tensors, LoRA factors) by feeding different tensors, nothing is
- * copied per variant, and models over the 2 GB protobuf limit load. Linear weights are fed
- * pre-transposed ([in, out]) so plain MatMul runs them; q/k/v and gate/up are fused into one
- * matrix each (fewer, larger GEMVs per decode step).
+ * Weights are constant initializers held as in-memory external data: ORT copies them when a
+ * session is created and pre-packs the MatMul weights (batched decode then costs little more
+ * than batch 1), and the caller drops its own copy once the segment's session exists. Loading
+ * segment by segment keeps the load's peak memory at about the model plus one segment, and
+ * no protobuf approaches the 2 GB limit. Linear weights are pre-transposed ([in, out]) for plain
+ * MatMul; q/k/v and gate/up are fused into one matrix each.
  *
  * Run-time inputs (computed by the caller, see model.ts):
- *   embeds [B,S,H]   token embeddings (the lookup is a row copy, done outside the graph)
+ *   hidden [B,S,H]   token embeddings for the first segment, the previous segment's output after
  *   cos, sin [B,1,S,D] rotary tables for each row's positions (HF rotate_half layout)
- *   mask [B,1,1,S,T] additive attention mask (0 or -inf-like) over past+new positions
- *   gather [N]       flattened (b·S+s) rows whose logits are wanted
+ *   mask [B,1,1,S,T] additive attention mask over past+new positions
  *   past_k.l, past_v.l [B,kv,P,D] the KV cache (P may be 0)
- * Outputs: logits [N,V], present_k.l / present_v.l [B,kv,P+S,D].
+ *   L<l>.<module>.la / .lb  LoRA factors Aᵀ [in,r] and (s·B)ᵀ [r,out]
+ *   gather [N]       (head) flattened b·S+s rows whose logits are wanted
+ * Outputs: hidden_out, present_k.l / present_v.l [B,kv,P+S,D]; the head outputs logits [N,slice].
  */
 import type { ModelConfig } from "./config";
 import { OnnxType, int64Tensor, floatTensor, type OnnxModel, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from "../linalg/onnx-proto";
@@ -43,13 +46,15 @@ export const W = Object.freeze({
   down: (l: number) => `L${l}.down`,
   downBias: (l: number) => `L${l}.down_b`,
   norm: "norm",
-  lmHead: "lm_head",
+  /** lm_head transposed, columns of one vocabulary slice: [H, slice size] */
+  lmHeadSlice: (i: number) => `lm_head.${i}`,
   loraA: (l: number, t: LoraTarget) => `L${l}.${t}.la`,
   loraB: (l: number, t: LoraTarget) => `L${l}.${t}.lb`,
 });
 
 export const IO = Object.freeze({
-  embeds: "embeds",
+  hidden: "hidden",
+  hiddenOut: "hidden_out",
   cos: "cos",
   sin: "sin",
   mask: "mask",
@@ -64,157 +69,186 @@ export const IO = Object.freeze({
 /** Opset 17: Split/Unsqueeze take their sizes as inputs; SimplifiedLayerNormalization is an ORT op in the default domain. */
 const OPSET = 17;
 
-export interface GraphOptions {
-  /** add a LoRA side path x·Aᵀ·(s·Bᵀ) on every targetable linear, A/B fed as inputs */
-  lora: boolean;
+/** A graph weight: float32 values and dims, as weights.ts builds them. */
+export interface GraphWeight {
+  data: Float32Array;
+  dims: number[];
 }
 
-/** Build the decoder graph (weights as inputs). */
-export function buildDecoderGraph(cfg: ModelConfig, opts: GraphOptions): OnnxModel {
-  const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I, vocabSize: V } = cfg;
-  const G = nH / nKV;
-  const nodes: OnnxNode[] = [];
-  const inputs: OnnxValueInfo[] = [];
-  const consts: OnnxTensor[] = [];
-  let uid = 0;
-  const tmp = (hint: string) => `${hint}_${uid++}`;
-  const node = (op: string, ins: string[], attrs?: OnnxNode["attrs"], hint = op.toLowerCase(), domain?: string): string => {
-    const out = tmp(hint);
-    nodes.push({ op, inputs: ins, outputs: [out], attrs, domain });
+/** An ONNX model plus the in-memory external data its initializers point at. */
+export interface BuiltGraph {
+  model: OnnxModel;
+  externalData: { path: string; data: Uint8Array }[];
+}
+
+/** Helper shared by the segment builders: nodes, inputs, constants and weight initializers. */
+class GraphBuilder {
+  readonly nodes: OnnxNode[] = [];
+  readonly inputs: OnnxValueInfo[] = [];
+  readonly outputs: OnnxValueInfo[] = [];
+  readonly inits: OnnxTensor[] = [];
+  readonly external: { path: string; data: Uint8Array }[] = [];
+  private uid = 0;
+  constructor(private readonly weights: (name: string) => GraphWeight) {}
+  tmp(hint: string): string {
+    return `${hint}_${this.uid++}`;
+  }
+  node(op: string, ins: string[], attrs?: OnnxNode["attrs"], hint = op.toLowerCase(), domain?: string): string {
+    const out = this.tmp(hint);
+    this.nodes.push({ op, inputs: ins, outputs: [out], attrs, domain });
     return out;
-  };
-  const constI64 = (vals: number[]): string => {
-    const name = tmp("c");
-    consts.push(int64Tensor(name, [vals.length], vals));
+  }
+  i64(vals: number[]): string {
+    const name = this.tmp("c");
+    this.inits.push(int64Tensor(name, [vals.length], vals));
     return name;
-  };
-  const constF = (v: number): string => {
-    const name = tmp("cf");
-    consts.push(floatTensor(name, [], [v]));
+  }
+  f32(v: number): string {
+    const name = this.tmp("cf");
+    this.inits.push(floatTensor(name, [], [v]));
     return name;
-  };
-  const input = (name: string, type: number, shape: (number | string)[]) => inputs.push({ name, type: type as OnnxValueInfo["type"], shape });
+  }
+  input(name: string, type: number, shape: (number | string)[]): string {
+    this.inputs.push({ name, type: type as OnnxValueInfo["type"], shape });
+    return name;
+  }
+  /**
+   * A model weight as a constant initializer whose bytes stay outside the protobuf (ORT copies
+   * them at session creation, so the caller may drop its array afterwards). Constant MatMul
+   * weights are pre-packed by ORT's CPU kernels, which is what makes batched decode cheap.
+   */
+  weight(name: string): string {
+    const w = this.weights(name);
+    this.inits.push({ name, type: OnnxType.FLOAT, dims: w.dims, data: new Uint8Array(0), external: { location: name, offset: 0, length: w.data.byteLength } });
+    this.external.push({ path: name, data: new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength) });
+    return name;
+  }
+  output(name: string, shape: (number | string)[]): void {
+    this.outputs.push({ name, type: OnnxType.FLOAT, shape });
+  }
+  build(name: string): BuiltGraph {
+    return {
+      model: { irVersion: 8, opsets: { "": OPSET }, graph: { name, nodes: this.nodes, inputs: this.inputs, outputs: this.outputs, initializers: this.inits } },
+      externalData: this.external,
+    };
+  }
+}
+
+/**
+ * Decoder layers [first, first+count) as one graph: hidden [B,S,H] in, hidden_out out, with
+ * each layer's KV cache in and out and a LoRA side path x·Aᵀ·(s·B)ᵀ on every linear
+ * (A/B fed as inputs; the base variant feeds zero rank-1 factors).
+ */
+export function buildLayerSegment(cfg: ModelConfig, first: number, count: number, weights: (name: string) => GraphWeight): BuiltGraph {
+  const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = cfg;
+  const G = nH / nKV;
+  const g = new GraphBuilder(weights);
   const F = OnnxType.FLOAT;
+  g.input(IO.hidden, F, ["batch", "seq", H]);
+  g.input(IO.cos, F, ["batch", 1, "seq", D]);
+  g.input(IO.sin, F, ["batch", 1, "seq", D]);
+  g.input(IO.mask, F, ["batch", 1, 1, "seq", "total"]);
 
-  input(IO.embeds, F, ["batch", "seq", H]);
-  input(IO.cos, F, ["batch", 1, "seq", D]);
-  input(IO.sin, F, ["batch", 1, "seq", D]);
-  input(IO.mask, F, ["batch", 1, 1, "seq", "total"]);
-  input(IO.gather, OnnxType.INT64, ["n"]);
-
-  const rmsNorm = (x: string, w: string) => node("SimplifiedLayerNormalization", [x, w], { axis: -1, epsilon: cfg.rmsNormEps }, "rms");
-  const loraPath = (x: string, l: number, t: LoraTarget, inF: number, outF: number): string => {
-    const a = W.loraA(l, t);
-    const b = W.loraB(l, t);
-    input(a, F, [inF, `r_${l}_${t}`]);
-    input(b, F, [`r_${l}_${t}`, outF]);
-    return node("MatMul", [node("MatMul", [x, a]), b], undefined, "lora");
+  const rmsNorm = (x: string, w: string) => g.node("SimplifiedLayerNormalization", [x, w], { axis: -1, epsilon: cfg.rmsNormEps }, "rms");
+  const withLora = (y: string, x: string, l: number, t: LoraTarget, inF: number, outF: number) => {
+    const a = g.input(W.loraA(l, t), F, [inF, `r_${l}_${t}`]);
+    const b = g.input(W.loraB(l, t), F, [`r_${l}_${t}`, outF]);
+    return g.node("Add", [y, g.node("MatMul", [g.node("MatMul", [x, a]), b], undefined, "lora")]);
   };
-  const withLora = (y: string, x: string, l: number, t: LoraTarget, inF: number, outF: number) =>
-    opts.lora ? node("Add", [y, loraPath(x, l, t, inF, outF)]) : y;
+  const half = g.i64([D / 2, D / 2]);
   const rotateHalf = (x: string): string => {
-    const half = constI64([D / 2, D / 2]);
-    const x1 = tmp("x1");
-    const x2 = tmp("x2");
-    nodes.push({ op: "Split", inputs: [x, half], outputs: [x1, x2], attrs: { axis: -1 } });
-    return node("Concat", [node("Neg", [x2]), x1], { axis: -1 });
+    const x1 = g.tmp("x1");
+    const x2 = g.tmp("x2");
+    g.nodes.push({ op: "Split", inputs: [x, half], outputs: [x1, x2], attrs: { axis: -1 } });
+    return g.node("Concat", [g.node("Neg", [x2]), x1], { axis: -1 });
   };
-  const rope = (x: string) => node("Add", [node("Mul", [x, IO.cos]), node("Mul", [rotateHalf(x), IO.sin])], undefined, "rope");
+  const rope = (x: string) => g.node("Add", [g.node("Mul", [x, IO.cos]), g.node("Mul", [rotateHalf(x), IO.sin])], undefined, "rope");
 
-  const qkvOut = (nH + 2 * nKV) * D;
-  const splitQkv = constI64([nH * D, nKV * D, nKV * D]);
-  const splitGu = constI64([I, I]);
-  const invSqrtD = constF(1 / Math.sqrt(D));
-  const shapeQ = constI64([0, 0, nH, D]);
-  const shapeKV = constI64([0, 0, nKV, D]);
-  const shapeGroupedQ = constI64([0, nKV, G, -1, D]);
-  const shapeHeads = constI64([0, nH, -1, D]);
-  const shapeMerge = constI64([0, 0, -1]);
-  const axis2 = constI64([2]);
-  const shapeRows = constI64([-1, H]);
+  const splitQkv = g.i64([nH * D, nKV * D, nKV * D]);
+  const splitGu = g.i64([I, I]);
+  const invSqrtD = g.f32(1 / Math.sqrt(D));
+  const shapeQ = g.i64([0, 0, nH, D]);
+  const shapeKV = g.i64([0, 0, nKV, D]);
+  const shapeGroupedQ = g.i64([0, nKV, G, -1, D]);
+  const shapeHeads = g.i64([0, nH, -1, D]);
+  const shapeMerge = g.i64([0, 0, -1]);
+  const axis2 = g.i64([2]);
 
-  let h: string = IO.embeds;
-  for (let l = 0; l < cfg.numLayers; l++) {
-    input(W.ln1(l), F, [H]);
-    input(W.ln2(l), F, [H]);
-    input(W.qkv(l), F, [H, qkvOut]);
-    input(W.o(l), F, [nH * D, H]);
-    input(W.gateUp(l), F, [H, 2 * I]);
-    input(W.down(l), F, [I, H]);
-    input(IO.pastK(l), F, ["batch", nKV, "past", D]);
-    input(IO.pastV(l), F, ["batch", nKV, "past", D]);
+  let h: string = IO.hidden;
+  for (let l = first; l < first + count; l++) {
+    g.input(IO.pastK(l), F, ["batch", nKV, "past", D]);
+    g.input(IO.pastV(l), F, ["batch", nKV, "past", D]);
 
     // attention block
-    const x = rmsNorm(h, W.ln1(l));
-    let qkv = node("MatMul", [x, W.qkv(l)], undefined, "qkv");
-    if (cfg.qkvBias) {
-      input(W.qkvBias(l), F, [qkvOut]);
-      qkv = node("Add", [qkv, W.qkvBias(l)]);
-    }
-    let [q, k, v] = [tmp("q"), tmp("k"), tmp("v")];
-    nodes.push({ op: "Split", inputs: [qkv, splitQkv], outputs: [q, k, v], attrs: { axis: -1 } });
+    const x = rmsNorm(h, g.weight(W.ln1(l)));
+    let qkv = g.node("MatMul", [x, g.weight(W.qkv(l))], undefined, "qkv");
+    if (cfg.qkvBias) qkv = g.node("Add", [qkv, g.weight(W.qkvBias(l))]);
+    let [q, k, v] = [g.tmp("q"), g.tmp("k"), g.tmp("v")];
+    g.nodes.push({ op: "Split", inputs: [qkv, splitQkv], outputs: [q, k, v], attrs: { axis: -1 } });
     q = withLora(q, x, l, "q_proj", H, nH * D);
     k = withLora(k, x, l, "k_proj", H, nKV * D);
     v = withLora(v, x, l, "v_proj", H, nKV * D);
-    let qh = node("Reshape", [q, shapeQ]); // [B,S,nH,D]
-    let kh = node("Reshape", [k, shapeKV]);
-    const vh = node("Reshape", [v, shapeKV]);
+    let qh = g.node("Reshape", [q, shapeQ]); // [B,S,nH,D]
+    let kh = g.node("Reshape", [k, shapeKV]);
+    const vh = g.node("Reshape", [v, shapeKV]);
     if (cfg.qkNorm) {
-      input(W.qNorm(l), F, [D]);
-      input(W.kNorm(l), F, [D]);
-      qh = rmsNorm(qh, W.qNorm(l));
-      kh = rmsNorm(kh, W.kNorm(l));
+      qh = rmsNorm(qh, g.weight(W.qNorm(l)));
+      kh = rmsNorm(kh, g.weight(W.kNorm(l)));
     }
-    const qt = rope(node("Transpose", [qh], { perm: [0, 2, 1, 3] })); // [B,nH,S,D]
-    const kt = rope(node("Transpose", [kh], { perm: [0, 2, 1, 3] })); // [B,nKV,S,D]
-    const vt = node("Transpose", [vh], { perm: [0, 2, 1, 3] });
-    nodes.push({ op: "Concat", inputs: [IO.pastK(l), kt], outputs: [IO.presentK(l)], attrs: { axis: 2 } });
-    nodes.push({ op: "Concat", inputs: [IO.pastV(l), vt], outputs: [IO.presentV(l)], attrs: { axis: 2 } });
+    const qt = rope(g.node("Transpose", [qh], { perm: [0, 2, 1, 3] })); // [B,nH,S,D]
+    const kt = rope(g.node("Transpose", [kh], { perm: [0, 2, 1, 3] })); // [B,nKV,S,D]
+    const vt = g.node("Transpose", [vh], { perm: [0, 2, 1, 3] });
+    g.nodes.push({ op: "Concat", inputs: [IO.pastK(l), kt], outputs: [IO.presentK(l)], attrs: { axis: 2 } });
+    g.nodes.push({ op: "Concat", inputs: [IO.pastV(l), vt], outputs: [IO.presentV(l)], attrs: { axis: 2 } });
     // GQA without repeating K/V: q as [B,nKV,G,S,D] against K/V broadcast over the group axis
-    const qg = node("Reshape", [node("Mul", [qt, invSqrtD]), shapeGroupedQ]);
-    const kT = node("Unsqueeze", [node("Transpose", [IO.presentK(l)], { perm: [0, 1, 3, 2] }), axis2]); // [B,nKV,1,D,T]
-    const vU = node("Unsqueeze", [IO.presentV(l), axis2]); // [B,nKV,1,T,D]
-    const scores = node("Add", [node("MatMul", [qg, kT]), IO.mask]); // [B,nKV,G,S,T]
-    const probs = node("Softmax", [scores], { axis: -1 });
-    const ctx = node("Reshape", [node("MatMul", [probs, vU]), shapeHeads]); // [B,nH,S,D]
-    const merged = node("Reshape", [node("Transpose", [ctx], { perm: [0, 2, 1, 3] }), shapeMerge]); // [B,S,nH·D]
-    let o = node("MatMul", [merged, W.o(l)], undefined, "o");
-    if (cfg.oBias) {
-      input(W.oBias(l), F, [H]);
-      o = node("Add", [o, W.oBias(l)]);
-    }
+    const qg = g.node("Reshape", [g.node("Mul", [qt, invSqrtD]), shapeGroupedQ]);
+    const kT = g.node("Unsqueeze", [g.node("Transpose", [IO.presentK(l)], { perm: [0, 1, 3, 2] }), axis2]); // [B,nKV,1,D,T]
+    const vU = g.node("Unsqueeze", [IO.presentV(l), axis2]); // [B,nKV,1,T,D]
+    const scores = g.node("Add", [g.node("MatMul", [qg, kT]), IO.mask]); // [B,nKV,G,S,T]
+    const probs = g.node("Softmax", [scores], { axis: -1 });
+    const ctx = g.node("Reshape", [g.node("MatMul", [probs, vU]), shapeHeads]); // [B,nH,S,D]
+    const merged = g.node("Reshape", [g.node("Transpose", [ctx], { perm: [0, 2, 1, 3] }), shapeMerge]); // [B,S,nH·D]
+    let o = g.node("MatMul", [merged, g.weight(W.o(l))], undefined, "o");
+    if (cfg.oBias) o = g.node("Add", [o, g.weight(W.oBias(l))]);
     o = withLora(o, merged, l, "o_proj", nH * D, H);
-    h = node("Add", [h, o], undefined, "resid");
+    h = g.node("Add", [h, o], undefined, "resid");
 
     // MLP block (SwiGLU)
-    const x2 = rmsNorm(h, W.ln2(l));
-    let gu = node("MatMul", [x2, W.gateUp(l)], undefined, "gu");
-    if (cfg.mlpBias) {
-      input(W.gateUpBias(l), F, [2 * I]);
-      gu = node("Add", [gu, W.gateUpBias(l)]);
-    }
-    let [g, u] = [tmp("g"), tmp("u")];
-    nodes.push({ op: "Split", inputs: [gu, splitGu], outputs: [g, u], attrs: { axis: -1 } });
-    g = withLora(g, x2, l, "gate_proj", H, I);
-    u = withLora(u, x2, l, "up_proj", H, I);
-    const act = node("Mul", [node("Mul", [g, node("Sigmoid", [g])]), u], undefined, "swiglu");
-    let d = node("MatMul", [act, W.down(l)], undefined, "down");
-    if (cfg.mlpBias) {
-      input(W.downBias(l), F, [H]);
-      d = node("Add", [d, W.downBias(l)]);
-    }
+    const x2 = rmsNorm(h, g.weight(W.ln2(l)));
+    let gu = g.node("MatMul", [x2, g.weight(W.gateUp(l))], undefined, "gu");
+    if (cfg.mlpBias) gu = g.node("Add", [gu, g.weight(W.gateUpBias(l))]);
+    let [gate, up] = [g.tmp("g"), g.tmp("u")];
+    g.nodes.push({ op: "Split", inputs: [gu, splitGu], outputs: [gate, up], attrs: { axis: -1 } });
+    gate = withLora(gate, x2, l, "gate_proj", H, I);
+    up = withLora(up, x2, l, "up_proj", H, I);
+    const act = g.node("Mul", [g.node("Mul", [gate, g.node("Sigmoid", [gate])]), up], undefined, "swiglu");
+    let d = g.node("MatMul", [act, g.weight(W.down(l))], undefined, "down");
+    if (cfg.mlpBias) d = g.node("Add", [d, g.weight(W.downBias(l))]);
     d = withLora(d, act, l, "down_proj", I, H);
-    h = node("Add", [h, d], undefined, "resid");
+    h = g.node("Add", [h, d], undefined, "resid");
   }
-  input(W.norm, F, [H]);
-  input(W.lmHead, F, [H, V]);
-  const rows = node("Gather", [node("Reshape", [rmsNorm(h, W.norm), shapeRows]), IO.gather], { axis: 0 });
-  nodes.push({ op: "MatMul", inputs: [rows, W.lmHead], outputs: [IO.logits] });
+  g.nodes.push({ op: "Identity", inputs: [h], outputs: [IO.hiddenOut] });
+  g.output(IO.hiddenOut, ["batch", "seq", H]);
+  for (let l = first; l < first + count; l++) {
+    g.output(IO.presentK(l), ["batch", nKV, "total", D]);
+    g.output(IO.presentV(l), ["batch", nKV, "total", D]);
+  }
+  return g.build(`layers_${first}_${first + count}`);
+}
 
-  const outputs: OnnxValueInfo[] = [{ name: IO.logits, type: F, shape: ["n", V] }];
-  for (let l = 0; l < cfg.numLayers; l++) {
-    outputs.push({ name: IO.presentK(l), type: F, shape: ["batch", nKV, "total", D] });
-    outputs.push({ name: IO.presentV(l), type: F, shape: ["batch", nKV, "total", D] });
-  }
-  return { irVersion: 8, opsets: { "": OPSET }, graph: { name: "decoder", nodes, inputs, outputs, initializers: consts } };
+/**
+ * The output head for one vocabulary slice: final RMSNorm of the gathered rows, then
+ * logits = x·lm_headᵀ[:, slice]. The head is split by vocabulary so no single session
+ * (and no single staging copy at load) holds the whole, often largest, matrix.
+ */
+export function buildHeadSegment(cfg: ModelConfig, slice: number, sliceSize: number, weights: (name: string) => GraphWeight): BuiltGraph {
+  const H = cfg.hiddenSize;
+  const g = new GraphBuilder(weights);
+  g.input(IO.hidden, OnnxType.FLOAT, ["batch", "seq", H]);
+  g.input(IO.gather, OnnxType.INT64, ["n"]);
+  const rows = g.node("Gather", [g.node("Reshape", [IO.hidden, g.i64([-1, H])]), IO.gather], { axis: 0 });
+  const normed = g.node("SimplifiedLayerNormalization", [rows, g.weight(W.norm)], { axis: -1, epsilon: cfg.rmsNormEps }, "rms");
+  g.nodes.push({ op: "MatMul", inputs: [normed, g.weight(W.lmHeadSlice(slice))], outputs: [IO.logits] });
+  g.output(IO.logits, ["n", sliceSize]);
+  return g.build(`head_${slice}`);
 }

@@ -9,7 +9,6 @@ import type { Device } from "../linalg/ort";
 import { parseModelConfig } from "./config";
 import { DecoderModel, type LoadedModel } from "./model";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer";
-import { loadWeightSet } from "./weights";
 
 export type { LoadedModel, GenerateRequest, GenerateResult, GenerateProgress } from "./model";
 export type { ModelConfig } from "./config";
@@ -23,6 +22,8 @@ export interface LoadOptions {
   threads?: number;
   /** most rows decoded together */
   maxBatch?: number;
+  /** bytes of weights per session segment (default: ~5% of the model, at least 64 MiB) */
+  segmentBytes?: number;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -40,9 +41,10 @@ export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<Lo
   try {
     const config = parseModelConfig(ckpt.config, join(dir, "config.json"));
     const tokenizer: TextTokenizer | undefined = (await exists(join(dir, "tokenizer.json"))) ? await loadTokenizer(dir) : undefined;
-    const weights = await loadWeightSet(config, { src: ckpt, where: dir });
-    return new DecoderModel(config, weights, tokenizer, dir, opts);
-  } finally {
-    await ckpt.close();
+    // the checkpoint stays open for embedding rows; the model closes it
+    return await DecoderModel.create(config, ckpt, tokenizer, dir, opts, () => ckpt.close());
+  } catch (err) {
+    await ckpt.close().catch(() => undefined);
+    throw err;
   }
 }

@@ -9,8 +9,18 @@ import type { LoraModule, TensorSource } from "../io/types";
 import type { ChatMessage, SamplingOptions, ContrastOptions } from "../backends/backend";
 import { ort, createSession, type Device } from "../linalg/ort";
 import { ropeInvFreq, type ModelConfig } from "./config";
-import { buildDecoderGraph, IO, LORA_TARGETS, W, modulePath, type LoraTarget } from "./graph";
-import { lookupEmbeddings, weightRecipes, type WeightSet } from "./weights";
+import { buildHeadSegment, buildLayerSegment, IO, LORA_TARGETS, W, modulePath, type BuiltGraph, type LoraTarget } from "./graph";
+import {
+  EmbeddingTable,
+  buildWeights,
+  headRecipes,
+  headTensorName,
+  layerRecipes,
+  planSegments,
+  sameTensor,
+  type ReadContext,
+  type SegmentPlan,
+} from "./weights";
 import type { TextTokenizer } from "./tokenizer";
 import { argmax, logSoftmax, sampleToken, seededRandom, topKIndices } from "./sampling";
 
@@ -58,6 +68,8 @@ export interface EngineOptions {
   threads?: number;
   /** most rows decoded together (default MAX_BATCH) */
   maxBatch?: number;
+  /** bytes of weights per session segment (default: see planSegments) */
+  segmentBytes?: number;
 }
 
 /**
@@ -73,12 +85,15 @@ type Feed = Record<string, ort.Tensor>;
 
 interface Variant {
   name: string;
-  /** graph input name → tensor (base tensors shared, not copied) */
-  weights: Map<string, { data: Float32Array; dims: number[] }>;
-  embed?: Float32Array;
-  /** LoRA inputs (la/lb per targeted module), undefined for plain variants */
+  /** one session per layer segment (shared with the base where the weights are the same) */
+  layers: ort.InferenceSession[];
+  /** one session per head vocabulary slice */
+  head: ort.InferenceSession[];
+  embed: EmbeddingTable;
+  /** LoRA factors by input name; absent modules get zero rank-1 factors */
   lora?: Map<string, { data: Float32Array; dims: number[] }>;
-  feed?: Feed;
+  /** per layer segment: the LoRA feed (built once) */
+  feeds?: Feed[];
 }
 
 /** Per-batch decoding state: the KV cache and which cache columns hold real tokens. */
@@ -92,23 +107,87 @@ interface BatchState {
 }
 
 export class DecoderModel implements LoadedModel {
-  private sessions = new Map<"plain" | "lora", Promise<ort.InferenceSession>>();
   private variantMap = new Map<string, Variant>();
   private readonly invFreq: Float64Array;
   private readonly maxBatch: number;
-  /** zero rank-1 LoRA factors for modules a LoRA variant does not target, shared by shape */
-  private zeroLora = new Map<string, { data: Float32Array; dims: number[] }>();
+  /** zero rank-1 LoRA factors for modules a variant does not adapt, shared by shape */
+  private zeroLora = new Map<string, ort.Tensor>();
+  private sessions: ort.InferenceSession[] = [];
 
-  constructor(
+  private constructor(
     readonly config: ModelConfig,
-    private readonly base: WeightSet,
+    private readonly plan: SegmentPlan,
     private readonly tok: TextTokenizer | undefined,
     private readonly where: string,
-    private readonly opts: EngineOptions = {},
+    private readonly opts: EngineOptions,
+    /** the base checkpoint, kept open for embedding rows and fine-tune comparisons */
+    private readonly baseSrc: TensorSource,
+    private readonly onClose?: () => Promise<void>,
   ) {
     this.invFreq = ropeInvFreq(config);
     this.maxBatch = Math.max(1, opts.maxBatch ?? MAX_BATCH);
-    this.variantMap.set("base", { name: "base", weights: base.tensors, embed: base.embed });
+  }
+
+  /**
+   * Build the base model from a tensor source, one segment at a time: each segment's weights
+   * are staged, handed to ORT (which copies and pre-packs them) and dropped before the next.
+   * `src` stays open for embedding rows until close() (which calls `onClose`).
+   */
+  static async create(
+    config: ModelConfig,
+    src: TensorSource,
+    tok: TextTokenizer | undefined,
+    where: string,
+    opts: EngineOptions = {},
+    onClose?: () => Promise<void>,
+  ): Promise<DecoderModel> {
+    if (!config.tieWordEmbeddings && !src.info("lm_head.weight")) {
+      throw new InputError("missing tensor 'lm_head.weight' (config.json sets tie_word_embeddings false)", where);
+    }
+    const m = new DecoderModel(config, planSegments(config, opts.segmentBytes), tok, where, opts, src, onClose);
+    try {
+      const ctx = { src, where };
+      const layers: ort.InferenceSession[] = [];
+      for (const [first, count] of m.plan.layers) layers.push(await m.layerSession(ctx, first, count));
+      const head: ort.InferenceSession[] = [];
+      for (let i = 0; i < m.plan.head.length; i++) head.push(await m.headSession(ctx, i));
+      const embed = await EmbeddingTable.open(config, ctx, { stream: true });
+      m.variantMap.set("base", { name: "base", layers, head, embed });
+    } catch (err) {
+      await m.close();
+      throw err;
+    }
+    return m;
+  }
+
+  private async session(build: () => Promise<BuiltGraph>): Promise<ort.InferenceSession> {
+    const g = await build();
+    let s: ort.InferenceSession;
+    try {
+      s = await createSession(g.model, { device: this.opts.device, threads: this.opts.threads, externalData: g.externalData });
+    } catch (err) {
+      if (err instanceof InputError) throw err;
+      throw new BackendError(`onnxruntime could not create the decoder session: ${(err as Error).message}`, { cause: err });
+    }
+    this.sessions.push(s);
+    return s;
+  }
+
+  private async layerSession(ctx: ReadContext, first: number, count: number): Promise<ort.InferenceSession> {
+    return this.session(async () => {
+      const recipes = [];
+      for (let l = first; l < first + count; l++) recipes.push(...layerRecipes(this.config, l));
+      const w = await buildWeights(recipes, ctx);
+      return buildLayerSegment(this.config, first, count, (n) => w.get(n)!);
+    });
+  }
+
+  private async headSession(ctx: ReadContext, slice: number): Promise<ort.InferenceSession> {
+    const [v0, size] = this.plan.head[slice]!;
+    return this.session(async () => {
+      const w = await buildWeights(headRecipes(this.config, slice, v0, size), ctx);
+      return buildHeadSegment(this.config, slice, size, (n) => w.get(n)!);
+    });
   }
 
   get tokenizer(): TextTokenizer {
@@ -127,11 +206,12 @@ export class DecoderModel implements LoadedModel {
   }
 
   /**
-   * A LoRA variant: base weights plus x·Aᵀ·(s·B)ᵀ on each named module. Factors are
-   * transposed once here (adapter-sized copies); base weights are shared.
+   * A LoRA variant: the base sessions plus x·Aᵀ·(s·B)ᵀ on each named module. Factors are
+   * transposed once here (adapter-sized copies); base weights are shared, not copied.
    */
   addLoraVariant(name: string, modules: LoraModule[]): void {
     const cfg = this.config;
+    const base = this.variant("base");
     const targets = new Map<string, [number, LoraTarget]>();
     for (let l = 0; l < cfg.numLayers; l++) for (const t of LORA_TARGETS) targets.set(modulePath(l, t), [l, t]);
     const lora = new Map<string, { data: Float32Array; dims: number[] }>();
@@ -146,31 +226,24 @@ export class DecoderModel implements LoadedModel {
       if (m.rank < 1 || m.A.length !== m.rank * inF || m.B.length !== outF * m.rank) {
         throw new InputError(`LoRA module '${m.name}' has factors of the wrong size for rank ${m.rank}`);
       }
-      if (!m.A.every(Number.isFinite) || !m.B.every(Number.isFinite)) throw new InputError(`LoRA module '${m.name}' has non-finite values`);
+      if (!m.A.every(Number.isFinite) || !m.B.every(Number.isFinite) || !Number.isFinite(m.scale)) {
+        throw new InputError(`LoRA module '${m.name}' has non-finite values`);
+      }
+      if (lora.has(W.loraA(l, t))) throw new InputError(`LoRA module '${m.name}' given twice`);
       const at = new Float32Array(inF * m.rank);
       for (let r = 0; r < m.rank; r++) for (let i = 0; i < inF; i++) at[i * m.rank + r] = m.A[r * inF + i]!;
       const bt = new Float32Array(m.rank * outF);
       for (let o = 0; o < outF; o++) for (let r = 0; r < m.rank; r++) bt[r * outF + o] = m.scale * m.B[o * m.rank + r]!;
-      const prevA = lora.get(W.loraA(l, t));
-      if (prevA) throw new InputError(`LoRA module '${m.name}' given twice`);
       lora.set(W.loraA(l, t), { data: at, dims: [inF, m.rank] });
       lora.set(W.loraB(l, t), { data: bt, dims: [m.rank, outF] });
     }
-    for (let l = 0; l < cfg.numLayers; l++) {
-      for (const t of LORA_TARGETS) {
-        if (lora.has(W.loraA(l, t))) continue;
-        const [outF, inF] = this.linearShape(t);
-        lora.set(W.loraA(l, t), this.zeros([inF, 1]));
-        lora.set(W.loraB(l, t), this.zeros([1, outF]));
-      }
-    }
-    this.variantMap.set(name, { name, weights: this.base.tensors, embed: this.base.embed, lora });
+    this.variantMap.set(name, { name, layers: base.layers, head: base.head, embed: base.embed, lora });
   }
 
-  private zeros(dims: number[]): { data: Float32Array; dims: number[] } {
+  private zeros(dims: number[]): ort.Tensor {
     const key = dims.join("x");
     let z = this.zeroLora.get(key);
-    if (!z) this.zeroLora.set(key, (z = { data: new Float32Array(dims[0]! * dims[1]!), dims }));
+    if (!z) this.zeroLora.set(key, (z = new ort.Tensor("float32", new Float32Array(dims[0]! * dims[1]!), dims)));
     return z;
   }
 
@@ -193,41 +266,54 @@ export class DecoderModel implements LoadedModel {
   }
 
   /**
-   * A variant from another checkpoint of the same shape (a full fine-tune). Only tensors
-   * that differ from the base are kept; identical ones are shared with the base.
+   * A variant from another checkpoint of the same shape (a full fine-tune). Segments whose
+   * source tensors are identical to the base reuse the base sessions; changed ones get their own.
    */
   async addCheckpointVariant(name: string, ckpt: TensorSource & { dir?: string }): Promise<void> {
     const where = ckpt.dir ?? name;
-    const weights = new Map(this.base.tensors);
-    for (const r of weightRecipes(this.config)) {
-      const data = await r.build({ src: ckpt, where });
-      const baseT = this.base.tensors.get(r.name)!;
-      if (!sameValues(data, baseT.data)) weights.set(r.name, { data, dims: r.dims });
+    const cfg = this.config;
+    const base = this.variant("base");
+    const ctx = { src: ckpt, where };
+    const unchanged = async (sources: string[]) => {
+      for (const t of sources) {
+        if (!ckpt.info(t)) throw new InputError(`missing tensor '${t}'`, where);
+        if (!(await sameTensor(this.baseSrc, ckpt, t))) return false;
+      }
+      return true;
+    };
+    const layers: ort.InferenceSession[] = [];
+    for (let i = 0; i < this.plan.layers.length; i++) {
+      const [first, count] = this.plan.layers[i]!;
+      const sources: string[] = [];
+      for (let l = first; l < first + count; l++) for (const r of layerRecipes(cfg, l)) sources.push(...r.sources);
+      layers.push((await unchanged(sources)) ? base.layers[i]! : await this.layerSession(ctx, first, count));
     }
-    let embed = this.base.embed;
-    if (embed) {
-      const e = await ckpt.read("model.embed_tokens.weight");
-      if (e.length !== embed.length) throw new InputError(`tensor 'model.embed_tokens.weight' does not match the base model's shape`, where);
-      if (!sameValues(e, embed)) embed = e;
-    }
-    this.variantMap.set(name, { name, weights, embed });
+    const headSame = await unchanged(["model.norm.weight", headTensorName(cfg)]);
+    const head: ort.InferenceSession[] = [];
+    for (let i = 0; i < this.plan.head.length; i++) head.push(headSame ? base.head[i]! : await this.headSession(ctx, i));
+    // the fine-tune's handle may close after this call, so a changed table is kept in memory
+    const embedSame = await unchanged(["model.embed_tokens.weight"]);
+    const embed = embedSame ? base.embed : await EmbeddingTable.open(cfg, ctx, { stream: false });
+    this.variantMap.set(name, { name, layers, head, embed });
   }
 
-  private session(kind: "plain" | "lora"): Promise<ort.InferenceSession> {
-    let s = this.sessions.get(kind);
-    if (!s) {
-      s = createSession(buildDecoderGraph(this.config, { lora: kind === "lora" }), { device: this.opts.device, threads: this.opts.threads });
-      this.sessions.set(kind, s);
-    }
-    return s;
-  }
-
-  private feedOf(v: Variant): Feed {
-    if (v.feed) return v.feed;
+  /** LoRA feed of one layer segment for a variant (zero factors where not adapted). */
+  private loraFeed(v: Variant, seg: number): Feed {
+    v.feeds ??= [];
+    const cached = v.feeds[seg];
+    if (cached) return cached;
     const feed: Feed = {};
-    for (const [k, t] of v.weights) feed[k] = new ort.Tensor("float32", t.data, t.dims);
-    for (const [k, t] of v.lora ?? []) feed[k] = new ort.Tensor("float32", t.data, t.dims);
-    v.feed = feed;
+    const [first, count] = this.plan.layers[seg]!;
+    for (let l = first; l < first + count; l++) {
+      for (const t of LORA_TARGETS) {
+        const a = v.lora?.get(W.loraA(l, t));
+        const b = v.lora?.get(W.loraB(l, t));
+        const [outF, inF] = this.linearShape(t);
+        feed[W.loraA(l, t)] = a ? new ort.Tensor("float32", a.data, a.dims) : this.zeros([inF, 1]);
+        feed[W.loraB(l, t)] = b ? new ort.Tensor("float32", b.data, b.dims) : this.zeros([1, outF]);
+      }
+    }
+    v.feeds[seg] = feed;
     return feed;
   }
 
@@ -255,12 +341,11 @@ export class DecoderModel implements LoadedModel {
     const cos = new Float32Array(B * S * D);
     const sin = new Float32Array(B * S * D);
     const mask = new Float32Array(B * S * T).fill(MASK_NEG);
-    const embedView: WeightSet = { tensors: v.weights, embed: v.embed };
+    const ids: number[] = [];
+    const at: number[] = [];
     for (let b = 0; b < B; b++) {
       const row = tokens[b]!;
       if (row.length !== S) throw new BackendError("internal: ragged batch");
-      const ids: number[] = [];
-      const at: number[] = [];
       for (let s = 0; s < S; s++) {
         const id = row[s];
         const real = id !== null && id !== undefined;
@@ -271,9 +356,9 @@ export class DecoderModel implements LoadedModel {
           at.push(b * S + s);
           pos = st.nextPos[b]!++;
         }
+        const o = (b * S + s) * D;
         for (let i = 0; i < half; i++) {
           const a = pos * this.invFreq[i]!;
-          const o = (b * S + s) * D;
           cos[o + i] = cos[o + i + half] = Math.cos(a);
           sin[o + i] = sin[o + i + half] = Math.sin(a);
         }
@@ -282,29 +367,45 @@ export class DecoderModel implements LoadedModel {
         const q = P + s;
         for (let t = 0; t <= q; t++) if (st.real[b]![t] || t === q) mask[mrow + t] = 0;
       }
-      for (let i = 0; i < ids.length; i++) lookupEmbeddings(embedView, cfg, [ids[i]!], embeds, at[i]!);
     }
-    const feed: Feed = { ...this.feedOf(v) };
-    feed[IO.embeds] = new ort.Tensor("float32", embeds, [B, S, H]);
-    feed[IO.cos] = new ort.Tensor("float32", cos, [B, 1, S, D]);
-    feed[IO.sin] = new ort.Tensor("float32", sin, [B, 1, S, D]);
-    feed[IO.mask] = new ort.Tensor("float32", mask, [B, 1, 1, S, T]);
-    feed[IO.gather] = new ort.Tensor("int64", BigInt64Array.from(gather, (g) => BigInt(g)), [gather.length]);
-    for (let l = 0; l < cfg.numLayers; l++) {
-      feed[IO.pastK(l)] = st.past[2 * l]!;
-      feed[IO.pastV(l)] = st.past[2 * l + 1]!;
-    }
-    let out: ort.InferenceSession.OnnxValueMapType;
+    await v.embed.lookup(ids, at, embeds);
+    const shared: Feed = {
+      [IO.cos]: new ort.Tensor("float32", cos, [B, 1, S, D]),
+      [IO.sin]: new ort.Tensor("float32", sin, [B, 1, S, D]),
+      [IO.mask]: new ort.Tensor("float32", mask, [B, 1, 1, S, T]),
+    };
+    let hidden: ort.Tensor = new ort.Tensor("float32", embeds, [B, S, H]);
     try {
-      out = await (await this.session(v.lora ? "lora" : "plain")).run(feed);
+      for (let seg = 0; seg < this.plan.layers.length; seg++) {
+        const [first, count] = this.plan.layers[seg]!;
+        const feed: Feed = { ...shared, ...this.loraFeed(v, seg), [IO.hidden]: hidden };
+        for (let l = first; l < first + count; l++) {
+          feed[IO.pastK(l)] = st.past[2 * l]!;
+          feed[IO.pastV(l)] = st.past[2 * l + 1]!;
+        }
+        const out = await v.layers[seg]!.run(feed);
+        for (let l = first; l < first + count; l++) {
+          st.past[2 * l] = out[IO.presentK(l)] as ort.Tensor;
+          st.past[2 * l + 1] = out[IO.presentV(l)] as ort.Tensor;
+        }
+        hidden = out[IO.hiddenOut] as ort.Tensor;
+      }
+      const gatherT = new ort.Tensor("int64", BigInt64Array.from(gather, (g) => BigInt(g)), [gather.length]);
+      const V = cfg.vocabSize;
+      if (this.plan.head.length === 1) {
+        return (await v.head[0]!.run({ [IO.hidden]: hidden, [IO.gather]: gatherT }))[IO.logits]!.data as Float32Array;
+      }
+      const logits = new Float32Array(gather.length * V);
+      for (let i = 0; i < this.plan.head.length; i++) {
+        const [v0, size] = this.plan.head[i]!;
+        const part = (await v.head[i]!.run({ [IO.hidden]: hidden, [IO.gather]: gatherT }))[IO.logits]!.data as Float32Array;
+        for (let r = 0; r < gather.length; r++) logits.set(part.subarray(r * size, (r + 1) * size), r * V + v0);
+      }
+      return logits;
     } catch (err) {
+      if (err instanceof InputError || err instanceof BackendError) throw err;
       throw new BackendError(`onnxruntime failed: ${(err as Error).message}`, { cause: err });
     }
-    for (let l = 0; l < cfg.numLayers; l++) {
-      st.past[2 * l] = out[IO.presentK(l)] as ort.Tensor;
-      st.past[2 * l + 1] = out[IO.presentV(l)] as ort.Tensor;
-    }
-    return (out[IO.logits] as ort.Tensor).data as Float32Array;
   }
 
   /** Keep only `keep` rows of a batch (finished rows leave so they cost nothing). */
@@ -514,15 +615,12 @@ export class DecoderModel implements LoadedModel {
   }
 
   async close(): Promise<void> {
-    for (const s of this.sessions.values()) await (await s).release();
-    this.sessions.clear();
+    const all = this.sessions;
+    this.sessions = [];
+    for (const s of all) await s.release().catch(() => undefined);
+    this.variantMap.clear();
+    await this.onClose?.();
   }
-}
-
-function sameValues(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
-  return true;
 }
 
 export { argmax };

@@ -9,13 +9,6 @@ import type { TensorSource } from "../io/types";
 import type { ModelConfig } from "./config";
 import { W, modulePath, type LoraTarget } from "./graph";
 
-/** Graph weight inputs by name, plus the embedding lookup. */
-export interface WeightSet {
-  /** graph input name → [data, dims] */
-  tensors: Map<string, { data: Float32Array; dims: number[] }>;
-  /** token embeddings: [V,H] row-major, or undefined when tied (then read from lm_head [H,V]) */
-  embed?: Float32Array;
-}
 
 /** Tile size of the blocked transpose: 64×64 floats = 16 KiB per tile fits L1 on both sides. */
 const TRANSPOSE_TILE = 64;
@@ -112,74 +105,174 @@ export interface WeightRecipe {
   build(ctx: ReadContext): Promise<Float32Array>;
 }
 
-export function weightRecipes(cfg: ModelConfig): WeightRecipe[] {
+/** How the model is cut into sessions (see graph.ts). */
+export interface SegmentPlan {
+  /** [first layer, layer count] of each layer segment */
+  layers: [number, number][];
+  /** vocabulary slices of the head: [first id, size] */
+  head: [number, number][];
+}
+
+/**
+ * Segment budget as a fraction of the model's float32 bytes: the load's peak is about the model
+ * plus one segment's staging copy (and ORT's transient copy of it), so 5% keeps the peak near
+ * 1.1× while a 0.5B model still runs in ~30 segments per step.
+ */
+const SEGMENT_FRACTION = 0.05;
+/** Small models run as one segment: below this, session-run overhead outweighs any memory saving. */
+const MIN_SEGMENT_BYTES = 64 << 20;
+
+/** @param segmentBytes override of the per-segment budget (tests use it to force many segments) */
+export function planSegments(cfg: ModelConfig, segmentBytes?: number): SegmentPlan {
   const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I, vocabSize: V } = cfg;
+  const layerBytes = 4 * (H * (nH + 2 * nKV) * D + nH * D * H + 3 * H * I + 2 * H);
+  const headBytes = 4 * H * V;
+  const total = layerBytes * cfg.numLayers + headBytes + (cfg.tieWordEmbeddings ? 0 : headBytes);
+  const budget = segmentBytes ?? Math.max(MIN_SEGMENT_BYTES, SEGMENT_FRACTION * total);
+  const perSeg = Math.max(1, Math.floor(budget / layerBytes));
+  const layers: [number, number][] = [];
+  for (let l = 0; l < cfg.numLayers; l += perSeg) layers.push([l, Math.min(perSeg, cfg.numLayers - l)]);
+  const slices = Math.max(1, Math.ceil(headBytes / budget));
+  const size = Math.ceil(V / slices);
+  const head: [number, number][] = [];
+  for (let v = 0; v < V; v += size) head.push([v, Math.min(size, V - v)]);
+  return { layers, head };
+}
+
+/** Weight recipes of one layer. */
+export function layerRecipes(cfg: ModelConfig, l: number): WeightRecipe[] {
+  const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = cfg;
   const out: WeightRecipe[] = [];
   const vec = (name: string, src: string, n: number) =>
     out.push({ name, dims: [n], sources: [src], build: (ctx) => readShaped(ctx, src, [n]) });
-  for (let l = 0; l < cfg.numLayers; l++) {
-    const p = `model.layers.${l}`;
-    vec(W.ln1(l), `${p}.input_layernorm.weight`, H);
-    vec(W.ln2(l), `${p}.post_attention_layernorm.weight`, H);
-    const qkv = (["q_proj", "k_proj", "v_proj"] as LoraTarget[]).map((t) => modulePath(l, t));
-    const qkvOuts = [nH * D, nKV * D, nKV * D];
-    const qkvW = qkv.map((m) => `${m}.weight`);
-    out.push({ name: W.qkv(l), dims: [H, nH * D + 2 * nKV * D], sources: qkvW, build: (ctx) => fusedTransposed(ctx, qkvW, qkvOuts, H) });
-    if (cfg.qkvBias) {
-      const qkvB = qkv.map((m) => `${m}.bias`);
-      out.push({ name: W.qkvBias(l), dims: [nH * D + 2 * nKV * D], sources: qkvB, build: (ctx) => fusedBias(ctx, qkvB, qkvOuts) });
-    }
-    if (cfg.qkNorm) {
-      vec(W.qNorm(l), `${p}.self_attn.q_norm.weight`, D);
-      vec(W.kNorm(l), `${p}.self_attn.k_norm.weight`, D);
-    }
-    const oW = `${modulePath(l, "o_proj")}.weight`;
-    out.push({ name: W.o(l), dims: [nH * D, H], sources: [oW], build: (ctx) => fusedTransposed(ctx, [oW], [H], nH * D) });
-    if (cfg.oBias) vec(W.oBias(l), `${modulePath(l, "o_proj")}.bias`, H);
-    const gu = (["gate_proj", "up_proj"] as LoraTarget[]).map((t) => modulePath(l, t));
-    const guW = gu.map((m) => `${m}.weight`);
-    out.push({ name: W.gateUp(l), dims: [H, 2 * I], sources: guW, build: (ctx) => fusedTransposed(ctx, guW, [I, I], H) });
-    const dW = `${modulePath(l, "down_proj")}.weight`;
-    out.push({ name: W.down(l), dims: [I, H], sources: [dW], build: (ctx) => fusedTransposed(ctx, [dW], [H], I) });
-    if (cfg.mlpBias) {
-      const guB = gu.map((m) => `${m}.bias`);
-      out.push({ name: W.gateUpBias(l), dims: [2 * I], sources: guB, build: (ctx) => fusedBias(ctx, guB, [I, I]) });
-      vec(W.downBias(l), `${modulePath(l, "down_proj")}.bias`, H);
-    }
+  const p = `model.layers.${l}`;
+  vec(W.ln1(l), `${p}.input_layernorm.weight`, H);
+  vec(W.ln2(l), `${p}.post_attention_layernorm.weight`, H);
+  const qkv = (["q_proj", "k_proj", "v_proj"] as LoraTarget[]).map((t) => modulePath(l, t));
+  const qkvOuts = [nH * D, nKV * D, nKV * D];
+  const qkvW = qkv.map((m) => `${m}.weight`);
+  out.push({ name: W.qkv(l), dims: [H, nH * D + 2 * nKV * D], sources: qkvW, build: (ctx) => fusedTransposed(ctx, qkvW, qkvOuts, H) });
+  if (cfg.qkvBias) {
+    const qkvB = qkv.map((m) => `${m}.bias`);
+    out.push({ name: W.qkvBias(l), dims: [nH * D + 2 * nKV * D], sources: qkvB, build: (ctx) => fusedBias(ctx, qkvB, qkvOuts) });
   }
-  vec(W.norm, "model.norm.weight", H);
-  const head = cfg.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-  out.push({ name: W.lmHead, dims: [H, V], sources: [head], build: (ctx) => fusedTransposed(ctx, [head], [V], H) });
+  if (cfg.qkNorm) {
+    vec(W.qNorm(l), `${p}.self_attn.q_norm.weight`, D);
+    vec(W.kNorm(l), `${p}.self_attn.k_norm.weight`, D);
+  }
+  const oW = `${modulePath(l, "o_proj")}.weight`;
+  out.push({ name: W.o(l), dims: [nH * D, H], sources: [oW], build: (ctx) => fusedTransposed(ctx, [oW], [H], nH * D) });
+  if (cfg.oBias) vec(W.oBias(l), `${modulePath(l, "o_proj")}.bias`, H);
+  const gu = (["gate_proj", "up_proj"] as LoraTarget[]).map((t) => modulePath(l, t));
+  const guW = gu.map((m) => `${m}.weight`);
+  out.push({ name: W.gateUp(l), dims: [H, 2 * I], sources: guW, build: (ctx) => fusedTransposed(ctx, guW, [I, I], H) });
+  const dW = `${modulePath(l, "down_proj")}.weight`;
+  out.push({ name: W.down(l), dims: [I, H], sources: [dW], build: (ctx) => fusedTransposed(ctx, [dW], [H], I) });
+  if (cfg.mlpBias) {
+    const guB = gu.map((m) => `${m}.bias`);
+    out.push({ name: W.gateUpBias(l), dims: [2 * I], sources: guB, build: (ctx) => fusedBias(ctx, guB, [I, I]) });
+    vec(W.downBias(l), `${modulePath(l, "down_proj")}.bias`, H);
+  }
   return out;
 }
 
-/** Read every weight of `cfg` from `src` (one tensor at a time: peak = weights + one tensor). */
-export async function loadWeightSet(cfg: ModelConfig, ctx: ReadContext, onTensor?: () => void): Promise<WeightSet> {
-  if (!cfg.tieWordEmbeddings && !ctx.src.info("lm_head.weight")) {
-    throw new InputError("missing tensor 'lm_head.weight' (config.json sets tie_word_embeddings false)", ctx.where);
-  }
-  const tensors = new Map<string, { data: Float32Array; dims: number[] }>();
-  for (const r of weightRecipes(cfg)) {
-    tensors.set(r.name, { data: await r.build(ctx), dims: r.dims });
-    onTensor?.();
-  }
-  const embed = cfg.tieWordEmbeddings ? undefined : await readShaped(ctx, "model.embed_tokens.weight", [cfg.vocabSize, cfg.hiddenSize]);
-  return { tensors, embed };
+/** The checkpoint tensor the head multiplies by (the embedding when tied). */
+export const headTensorName = (cfg: ModelConfig) => (cfg.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+
+/** Weight recipes of one head slice: the final norm and lm_head rows [v0, v0+size) transposed. */
+export function headRecipes(cfg: ModelConfig, slice: number, v0: number, size: number): WeightRecipe[] {
+  const H = cfg.hiddenSize;
+  const head = headTensorName(cfg);
+  return [
+    { name: W.norm, dims: [H], sources: ["model.norm.weight"], build: (ctx) => readShaped(ctx, "model.norm.weight", [H]) },
+    {
+      name: W.lmHeadSlice(slice),
+      dims: [H, size],
+      sources: [head],
+      build: async (ctx) => {
+        checkShape(ctx, head, [cfg.vocabSize, H]);
+        const dst = new Float32Array(H * size);
+        const chunk = Math.max(1, Math.floor(STREAM_CHUNK_BYTES / (4 * H)));
+        for (let r0 = 0; r0 < size; r0 += chunk) {
+          const n = Math.min(chunk, size - r0);
+          transposeInto(await readRowsOf(ctx.src, head, v0 + r0, n, cfg.vocabSize), n, H, dst, size, r0);
+        }
+        return dst;
+      },
+    },
+  ];
 }
 
-/** Copy the embeddings of `ids` into `out` at row offsets (row-major [n, H]). */
-export function lookupEmbeddings(ws: WeightSet, cfg: ModelConfig, ids: ArrayLike<number>, out: Float32Array, outOffsetRows = 0): void {
-  const H = cfg.hiddenSize;
-  const V = cfg.vocabSize;
-  if (ws.embed) {
-    for (let i = 0; i < ids.length; i++) out.set(ws.embed.subarray(ids[i]! * H, (ids[i]! + 1) * H), (outOffsetRows + i) * H);
-    return;
+/** Rows of a tensor: streamed when the reader can, else sliced from a full read. */
+async function readRowsOf(src: TensorSource, name: string, r0: number, n: number, rows: number): Promise<Float32Array> {
+  if (canReadRows(src)) return src.readRows(name, r0, n);
+  const all = await src.read(name);
+  const per = all.length / rows;
+  return all.slice(r0 * per, (r0 + n) * per);
+}
+
+/** Build every recipe into a name → weight map. */
+export async function buildWeights(recipes: WeightRecipe[], ctx: ReadContext): Promise<Map<string, { data: Float32Array; dims: number[] }>> {
+  const m = new Map<string, { data: Float32Array; dims: number[] }>();
+  for (const r of recipes) m.set(r.name, { data: await r.build(ctx), dims: r.dims });
+  return m;
+}
+
+/** Whether two sources hold identical values for `name` (compared in row chunks when possible). */
+export async function sameTensor(a: TensorSource, b: TensorSource, name: string): Promise<boolean> {
+  const ia = a.info(name);
+  const ib = b.info(name);
+  if (!ia || !ib) return !ia && !ib;
+  if (ia.shape.join("x") !== ib.shape.join("x")) return false;
+  const rows = ia.shape.length === 0 ? 1 : ia.shape[0]!;
+  const per = ia.shape.slice(1).reduce((x, y) => x * y, 1);
+  const chunk = Math.max(1, Math.floor(STREAM_CHUNK_BYTES / (4 * Math.max(1, per))));
+  if (!canReadRows(a) || !canReadRows(b) || ia.shape.length === 0) return sameValues(await a.read(name), await b.read(name));
+  for (let r0 = 0; r0 < rows; r0 += chunk) {
+    const n = Math.min(chunk, rows - r0);
+    if (!sameValues(await a.readRows(name, r0, n), await b.readRows(name, r0, n))) return false;
   }
-  // tied: the table is stored transposed as lm_head [H, V]; an embedding is a column
-  const t = ws.tensors.get(W.lmHead)!.data;
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i]!;
-    const base = (outOffsetRows + i) * H;
-    for (let h = 0; h < H; h++) out[base + h] = t[h * V + id]!;
+  return true;
+}
+
+export function sameValues(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+  return true;
+}
+
+/**
+ * Token embedding rows. With a streaming checkpoint the rows are read from the file on demand
+ * (the table is often the largest tensor, and with tied embeddings the head already holds a
+ * packed copy inside ORT); otherwise the whole table is kept in memory.
+ */
+export class EmbeddingTable {
+  private constructor(
+    private readonly H: number,
+    private readonly table?: Float32Array,
+    private readonly src?: RowReader,
+  ) {}
+
+  static async open(cfg: ModelConfig, ctx: ReadContext, opts: { stream: boolean }): Promise<EmbeddingTable> {
+    const name = "model.embed_tokens.weight";
+    checkShape(ctx, name, [cfg.vocabSize, cfg.hiddenSize]);
+    if (opts.stream && canReadRows(ctx.src)) return new EmbeddingTable(cfg.hiddenSize, undefined, ctx.src);
+    return new EmbeddingTable(cfg.hiddenSize, await ctx.src.read(name));
+  }
+
+  /** Write the embeddings of ids[i] at row rowsAt[i] of `out` ([n, H] row-major). */
+  async lookup(ids: number[], rowsAt: number[], out: Float32Array): Promise<void> {
+    const H = this.H;
+    if (this.table) {
+      ids.forEach((id, i) => out.set(this.table!.subarray(id * H, (id + 1) * H), rowsAt[i]! * H));
+      return;
+    }
+    const cache = new Map<number, Float32Array>();
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      let row = cache.get(id);
+      if (!row) cache.set(id, (row = await this.src!.readRows("model.embed_tokens.weight", id, 1)));
+      out.set(row, rowsAt[i]! * H);
+    }
   }
 }

@@ -119,6 +119,40 @@ describe("variants", () => {
   });
 });
 
+describe("segmented sessions", () => {
+  it("many layer segments and head slices give the same logits; a fine-tune reuses unchanged segments", async () => {
+    const config = { ...TINY_BASE, num_hidden_layers: 3, vocab_size: 97, tie_word_embeddings: true };
+    const m = await written(config, 44);
+    // a budget below one layer: every layer its own segment, the head in ~4 vocabulary slices
+    const segmentBytes = 4 * 32 * 25;
+    const { planSegments } = await import("../../src/engine/weights");
+    const { parseModelConfig } = await import("../../src/engine/config");
+    expect(planSegments(parseModelConfig(config), segmentBytes)).toEqual({ layers: [[0, 1], [1, 1], [2, 1]], head: [[0, 25], [25, 25], [50, 25], [75, 22]] });
+    const model = await loadModel(m.dir, { threads: 1, segmentBytes });
+    const ftW = new Map(m.weights);
+    ftW.set("model.layers.1.mlp.up_proj.weight", ftW.get("model.layers.1.mlp.up_proj.weight")!.map((x) => x * 1.5));
+    const ft = await writeModel(config, ftW);
+    cleanups.push(ft.cleanup);
+    const ckpt = await openCheckpoint(ft.dir);
+    try {
+      expectMatches(await model.logits(IDS), referenceLogits({ config, weights: m.weights }, IDS));
+      await model.addCheckpointVariant("full", ckpt);
+      expectMatches(await model.logits(IDS, "full"), referenceLogits({ config, weights: ft.weights }, IDS));
+      const lora = randomLora(m.weights, config, ["model.layers.2.self_attn.o_proj", "model.layers.0.mlp.gate_proj"], 2, 45);
+      model.addLoraVariant("rank2", lora);
+      expectMatches(await model.logits(IDS, "rank2"), referenceLogits({ config, weights: m.weights, lora }, IDS));
+      const stream = await model.openStream([[1, 2, 3], [4]], "full");
+      await stream.next([5, 6]);
+      const ref = referenceLogits({ config, weights: ft.weights }, [4, 6]);
+      const { maxDiff, tol } = compareLogits(stream.logits[1]!, ref[1]!);
+      expect(maxDiff).toBeLessThanOrEqual(tol);
+    } finally {
+      await ckpt.close();
+      await model.close();
+    }
+  });
+});
+
 describe("decoding", () => {
   let model: LoadedModel;
   let m: WrittenModel;
