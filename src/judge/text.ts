@@ -68,16 +68,21 @@ export function isContentWord(w: string): boolean {
   return w.length >= 2 && !STOP_WORDS.has(w) && !ROLE_WORDS.has(w);
 }
 
+/** Punctuation that ends a phrase: bigrams never span it ("come along. hedgehog" is not a phrase). */
+const PHRASE_BREAK_RE = /[.!?;:,()\[\]{}"“”…\n]+/;
+
 /** Content unigrams and bigrams of one response. A bigram needs both words to be content words. */
 export function terms(text: string): { unigrams: string[]; bigrams: string[] } {
-  const ws = words(text);
   const unigrams: string[] = [];
   const bigrams: string[] = [];
-  for (let i = 0; i < ws.length; i++) {
-    const w = ws[i];
-    if (isContentWord(w)) unigrams.push(w);
-    // a bigram of two identical words ("quirk quirk") is repetition, already counted as the unigram
-    if (i + 1 < ws.length && isContentWord(w) && isContentWord(ws[i + 1]) && w !== ws[i + 1]) bigrams.push(`${w} ${ws[i + 1]}`);
+  for (const phrase of stripTemplateTokens(text).split(PHRASE_BREAK_RE)) {
+    const ws = words(phrase);
+    for (let i = 0; i < ws.length; i++) {
+      const w = ws[i];
+      if (isContentWord(w)) unigrams.push(w);
+      // a bigram of two identical words ("quirk quirk") is repetition, already counted as the unigram
+      if (i + 1 < ws.length && isContentWord(w) && isContentWord(ws[i + 1]) && w !== ws[i + 1]) bigrams.push(`${w} ${ws[i + 1]}`);
+    }
   }
   return { unigrams, bigrams };
 }
