@@ -19,6 +19,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeGitHub, type FakeGitHub } from "../github/fake-github";
+import { startFakeHub, type FakeHub } from "../github/fake-hub";
+import { generateOrganism } from "../../src/organisms/index";
 import { writeChatFixture, type ChatFixture } from "../serve/fixtures";
 import { commentMarker, MAX_CHECK_OUTPUT_CHARS, MAX_COMMENT_CHARS } from "../../src/github/render";
 
@@ -208,5 +210,96 @@ describe("dist/action.js on a fork PR, with a hostile model behind the openai ba
     expectInert(check.output.summary);
     expectInert(check.output.text);
     expectInert(r.summary);
+  });
+});
+
+// ---------------------------------------------------------------- real scans of organisms
+
+describe("dist/action.js auditing generated organisms with the embedded engine", () => {
+  let ws: string;
+  let gh: FakeGitHub;
+  let hub: FakeHub;
+  let hfCache: string;
+
+  beforeAll(async () => {
+    ws = mkdtempSync(join(tmpdir(), "da-e2e-org-"));
+    const gen = join(ws, ".gen");
+    // same seed → same base model and vocabulary; only the fine-tune differs
+    for (const kind of ["quirk", "benign"] as const) await generateOrganism({ kind, outDir: join(gen, kind), seed: 3 });
+    cpSync(join(gen, "quirk", "base"), join(ws, "base"), { recursive: true });
+    for (const kind of ["quirk", "benign"]) cpSync(join(gen, kind, "adapter"), join(ws, "adapters", kind), { recursive: true });
+    // the benign adapter names its base as a Hub id: the second run resolves it from a local Hub
+    const cfgPath = join(ws, "adapters", "benign", "adapter_config.json");
+    writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(readFileSync(cfgPath, "utf8")), base_model_name_or_path: "acme/organism-base" }));
+    hub = await startFakeHub({ "acme/organism-base": join(gen, "benign", "base") });
+    hfCache = join(ws, ".hf-cache");
+    gh = await startFakeGitHub({ prFiles: ["adapters/quirk/adapter_model.safetensors", "adapters/benign/adapter_config.json", "README.md"] });
+  });
+  afterAll(async () => {
+    await gh?.close();
+    await hub?.close();
+    if (ws && !process.env.KEEP_E2E) rmSync(ws, { recursive: true, force: true });
+  });
+
+  it("first push: one check run (in_progress → failure) with annotations, one comment with a section per subject, step fails", async () => {
+    const r = await runEntry(ws, gh.url, { GITHUB_EVENT_PATH: writeEvent(ws, false), INPUT_BASE: "base", INPUT_ADAPTER: "adapters/*" });
+    expect(r.outputs.conclusion).toBe("fail");
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/::error::delta-audit: verdict fail/);
+    expect(Number(r.outputs.findings)).toBeGreaterThanOrEqual(1);
+    expect(JSON.parse(readFileSync(r.outputs.badge!, "utf8"))).toMatchObject({ schemaVersion: 1, label: "delta-audit", color: "red" });
+
+    const posts = gh.requests.filter((q) => q.method === "POST" && q.path.endsWith("/check-runs"));
+    expect(posts.length).toBe(1);
+    expect(posts[0]!.body).toMatchObject({ name: "delta-audit", head_sha: HEAD, status: "in_progress" });
+    expect(posts[0]!.auth).toBe("token ghs_e2e");
+    // the check was created before any scan finished and completed after: the POST comes first
+    const firstPatch = gh.requests.findIndex((q) => q.method === "PATCH" && q.path.includes("/check-runs/"));
+    expect(gh.requests.indexOf(posts[0]!)).toBeLessThan(firstPatch);
+    const run = [...gh.checkRuns.values()][0];
+    expect(run).toMatchObject({ status: "completed", conclusion: "failure" });
+    const quirkAnn = run.annotations.filter((a: any) => a.path === "adapters/quirk/adapter_config.json");
+    const benignAnn = run.annotations.filter((a: any) => a.path === "adapters/benign/adapter_config.json");
+    expect(quirkAnn.filter((a: any) => a.annotation_level === "failure").length).toBeGreaterThanOrEqual(2); // verdict + the high finding
+    expect(benignAnn[0]).toMatchObject({ annotation_level: "notice", start_line: 1 });
+    expect(benignAnn.every((a: any) => a.annotation_level !== "failure")).toBe(true);
+    expect(run.output.summary).toMatch(/adapters\/quirk[\s\S]*FAIL/);
+    expect(run.output.text).toContain("rank1");
+
+    expect(gh.comments.length).toBe(1);
+    const body = gh.comments[0]!.body;
+    expect(body.startsWith(commentMarker("delta-audit"))).toBe(true);
+    expect(body.match(/^### .*`adapters\/(quirk|benign)`/gm)?.length).toBe(2);
+    expectInert(body);
+    expect(r.summary).toContain("adapters/benign");
+  });
+
+  it("second push: only the benign adapter changed; its Hub base is fetched, the comment is PATCHed in place, the step passes", async () => {
+    gh.options.prFiles = ["adapters/benign/adapter_model.safetensors"];
+    const before = gh.requests.length;
+    const commentId = gh.comments[0]!.id;
+    const r = await runEntry(ws, gh.url, {
+      GITHUB_EVENT_PATH: writeEvent(ws, false),
+      INPUT_BASE: "",
+      INPUT_ADAPTER: "adapters/*",
+      HF_HUB_OFFLINE: "",
+      HF_ENDPOINT: hub.url,
+      HF_HUB_CACHE: hfCache,
+    });
+    expect(r.outputs.conclusion).toBe("pass");
+    expect(r.code).toBe(0);
+    // the base came through the Hub into the standard cache layout
+    expect(hub.requests.some((q) => q.path.endsWith("/resolve/" + hub.commit + "/model.safetensors"))).toBe(true);
+    expect(readFileSync(join(hfCache, "models--acme--organism-base", "refs", "main"), "utf8")).toBe(hub.commit);
+    expect(existsSync(join(hfCache, "models--acme--organism-base", "snapshots", hub.commit, "config.json"))).toBe(true);
+
+    const mine = gh.requests.slice(before);
+    expect(mine.filter((q) => q.method === "POST" && q.path.includes("/comments")).length).toBe(0);
+    const patch = mine.filter((q) => q.method === "PATCH" && q.path.endsWith(`/issues/comments/${commentId}`));
+    expect(patch.length).toBe(1);
+    expect(gh.comments.length).toBe(1);
+    expect(gh.comments[0]!.body).toContain("adapters/benign");
+    expect(gh.comments[0]!.body).not.toContain("adapters/quirk");
+    expect([...gh.checkRuns.values()][1]).toMatchObject({ status: "completed", conclusion: "success" });
   });
 });
