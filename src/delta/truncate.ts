@@ -7,8 +7,8 @@ import { InputError } from "../errors";
 import { linearModuleNames } from "../io/checkpoint";
 import { writeAdapter, type LoraModuleLayout } from "../io/peft";
 import type { AdapterConfig, Checkpoint, DType, LoraAdapter, LoraModule } from "../io/types";
-import { factoredSvd, factoredSvdSync, topVectors, topVectorsSync, type TopVectors } from "../linalg/factored-svd";
-import { denseDelta, denseTopK, prefetched, type ProgressFn } from "./spectrum";
+import { factoredSvdSync, factoredTruncation, topVectorsSync, type TopVectors } from "../linalg/factored-svd";
+import { denseDelta, denseTopK, mapOrdered, MODULES_IN_FLIGHT, type ProgressFn } from "./spectrum";
 import { progress } from "../progress";
 
 function checkRank(k: number, where = "--rank"): void {
@@ -38,8 +38,7 @@ export function truncateModule(m: LoraModule, k: number): LoraModule {
 /** truncateModule with the tall products in ONNX Runtime: the fast path for large adapters. */
 export async function truncateModuleAsync(m: LoraModule, k: number): Promise<LoraModule> {
   checkRank(k, "rank");
-  const svd = await factoredSvd(m);
-  return toModule(m, k, await topVectors(m, svd, Math.min(k, m.rank), "sqrt"));
+  return toModule(m, k, await factoredTruncation(m, Math.min(k, m.rank)));
 }
 
 export interface TruncateOptions {
@@ -55,15 +54,16 @@ function bar(label: string, total: number, opts: TruncateOptions) {
 
 /**
  * Every module of an adapter truncated to rank k, streamed in the adapter's module order (an
- * AsyncIterable: one module is read and truncated at a time, the next one prefetched).
+ * AsyncIterable: a few modules are read and truncated at a time, see MODULES_IN_FLIGHT).
  */
 export async function* truncateAdapter(adapter: LoraAdapter, k: number, opts: TruncateOptions = {}): AsyncGenerator<LoraModule> {
   checkRank(k);
   const names = adapter.moduleNames();
   const p = bar("truncate", names.length, opts);
   let done = 0;
-  for await (const [name, m] of prefetched(names, (n) => adapter.readModule(n))) {
-    yield await truncateModuleAsync(m, k);
+  const one = async (n: string) => truncateModuleAsync(await adapter.readModule(n), k);
+  for await (const [name, m] of mapOrdered(names, MODULES_IN_FLIGHT, one)) {
+    yield m;
     p.tick(++done, name);
   }
   p.done();

@@ -7,7 +7,7 @@
  */
 import { gemm, gram, gram64, matmul } from "./kernels";
 import { factorBasis, factorBasisSync, type FactorBasis, type GramPrecision } from "./factor-basis";
-import { smallSvd } from "./small-svd";
+import { smallSvd, symmetricEigen } from "./small-svd";
 import { cholesky } from "./cholesky";
 import { symmetricEigenvalues } from "./symmetric-eigenvalues";
 
@@ -217,13 +217,21 @@ function normBound(G: Float64Array, n: number): number {
   return best;
 }
 
+/** The Cholesky-reduced core: G_B = L·Lᵀ and C = s²·Lᵀ·G_A·L (symmetric, r×r). */
+interface GramCore {
+  L: Float64Array;
+  C: Float64Array;
+  /** eigenvalues of C = σ(s·B·A)², descending */
+  lambda: Float64Array;
+}
+
 /**
  * σ(s·B·A)² are the eigenvalues of s²·G_B·G_A, and with G_B = L·Lᵀ those of the symmetric
  * s²·Lᵀ·G_A·L: one Cholesky and one symmetric eigenvalue problem of size r. Returns undefined
  * when G_B is not positive definite or when the Gram errors (relErr·‖G‖) could move some σᵢ by
  * more than the target: then a more careful path is needed.
  */
-function sigmaFromGrams(GB: Float64Array, GA: Float64Array, r: number, scale: number, errB: number, errA: number): Float64Array | undefined {
+function gramCore(GB: Float64Array, GA: Float64Array, r: number, scale: number, errB: number, errA: number): GramCore | undefined {
   const L = cholesky(GB, r);
   if (!L) return undefined;
   // T = G_A·L, then C = Lᵀ·T (both r×r; L is lower-triangular)
@@ -247,12 +255,30 @@ function sigmaFromGrams(GB: Float64Array, GA: Float64Array, r: number, scale: nu
   }
   const lambda = symmetricEigenvalues(C, r);
   // Weyl: perturbing G_A by δA and G_B by δB moves each σ² by at most s²(‖δA‖‖G_B‖ + ‖G_A‖‖δB‖)
-  const nA = normBound(GA, r);
-  const nB = normBound(GB, r);
-  const perturbation = s2 * nA * nB * (errA + errB);
+  const perturbation = s2 * normBound(GA, r) * normBound(GB, r) * (errA + errB);
   const smallest = lambda[r - 1]!;
   if (!(smallest > 0) || perturbation > FAST_PATH_SIGMA2_RTOL * smallest) return undefined;
-  return Float64Array.from(lambda, (l) => Math.sqrt(l));
+  return { L, C, lambda };
+}
+
+/** The Grams in float32 (when the bound accepts them) or float64, reduced to a core; undefined when neither will do. */
+async function coreOf(f: Factors, precision: GramPrecision): Promise<{ core: GramCore; path: "float32" | "float64" } | undefined> {
+  const r = f.rank;
+  const B = { data: f.B, rows: f.outFeatures, cols: r };
+  const A = { data: f.A, rows: r, cols: f.inFeatures };
+  if (precision !== "float64") {
+    const GB = Float64Array.from((await gram(B)).data);
+    const GA = Float64Array.from((await gemm(A, A, { transB: true })).data);
+    const core = gramCore(GB, GA, r, f.scale, F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.outFeatures), F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.inFeatures));
+    if (core) return { core, path: "float32" };
+  }
+  if (precision !== "float32") {
+    const GB = (await gram64(B, "cols")).data;
+    const GA = (await gram64(A, "rows")).data;
+    const core = gramCore(GB, GA, r, f.scale, F64_GRAM_ERROR_PER_N * f.outFeatures, F64_GRAM_ERROR_PER_N * f.inFeatures);
+    if (core) return { core, path: "float64" };
+  }
+  return undefined;
 }
 
 /**
@@ -263,21 +289,143 @@ function sigmaFromGrams(GB: Float64Array, GA: Float64Array, r: number, scale: nu
  */
 export async function factoredSingularValues(f: Factors, opts: FactoredSvdOptions = {}): Promise<{ sigma: Float64Array; path: "float32" | "float64" | "rank-revealing" }> {
   checkFactors(f);
-  const r = f.rank;
-  const B = { data: f.B, rows: f.outFeatures, cols: r };
-  const A = { data: f.A, rows: r, cols: f.inFeatures };
-  const precision = opts.precision ?? "auto";
-  if (precision !== "float64") {
-    const GB = Float64Array.from((await gram(B)).data);
-    const GA = Float64Array.from((await gemm(A, A, { transB: true })).data);
-    const sigma = sigmaFromGrams(GB, GA, r, f.scale, F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.outFeatures), F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.inFeatures));
-    if (sigma) return { sigma, path: "float32" };
-  }
-  if (precision !== "float32") {
-    const GB = (await gram64(B, "cols")).data;
-    const GA = (await gram64(A, "rows")).data;
-    const sigma = sigmaFromGrams(GB, GA, r, f.scale, F64_GRAM_ERROR_PER_N * f.outFeatures, F64_GRAM_ERROR_PER_N * f.inFeatures);
-    if (sigma) return { sigma, path: "float64" };
-  }
+  const fast = await coreOf(f, opts.precision ?? "auto");
+  if (fast) return { sigma: Float64Array.from(fast.core.lambda, (l) => Math.sqrt(l)), path: fast.path };
   return { sigma: (await factoredSvd(f, { precision: "float64" })).sigma, path: "rank-revealing" };
+}
+
+/** Above this k, top eigenvectors come from a full eigen-decomposition instead of inverse iteration. */
+const INVERSE_ITERATION_MAX_K = 8;
+/** Inverse-iteration solves per vector: the shift is an eigenvalue to ~ε, so one or two suffice. */
+const INVERSE_ITERATIONS = 3;
+
+/** LU with partial pivoting of an r×r matrix, in place; returns the pivot order. */
+function luFactor(M: Float64Array, n: number): Int32Array {
+  const piv = new Int32Array(n);
+  for (let k = 0; k < n; k++) {
+    let p = k;
+    for (let i = k + 1; i < n; i++) if (Math.abs(M[i * n + k]!) > Math.abs(M[p * n + k]!)) p = i;
+    piv[k] = p;
+    if (p !== k) for (let j = 0; j < n; j++) [M[k * n + j], M[p * n + j]] = [M[p * n + j]!, M[k * n + j]!];
+    const d = M[k * n + k]!;
+    if (d === 0) continue;
+    for (let i = k + 1; i < n; i++) {
+      const l = (M[i * n + k]! /= d);
+      if (l !== 0) for (let j = k + 1; j < n; j++) M[i * n + j]! -= l * M[k * n + j]!;
+    }
+  }
+  return piv;
+}
+
+function luSolve(M: Float64Array, piv: Int32Array, n: number, b: Float64Array, tiny: number): void {
+  for (let k = 0; k < n; k++) {
+    const p = piv[k]!;
+    if (p !== k) [b[k], b[p]] = [b[p]!, b[k]!];
+    for (let i = k + 1; i < n; i++) b[i]! -= M[i * n + k]! * b[k]!;
+  }
+  for (let i = n - 1; i >= 0; i--) {
+    let s = b[i]!;
+    for (let j = i + 1; j < n; j++) s -= M[i * n + j]! * b[j]!;
+    // an exactly singular pivot (the shift hit the eigenvalue) is nudged: the solve then
+    // returns a huge multiple of the eigenvector, which is what inverse iteration wants
+    const d = M[i * n + i]! || tiny;
+    b[i] = s / d;
+  }
+}
+
+/** Top-k eigenvectors [r, k] of the symmetric C with known eigenvalues (descending). */
+function topEigenvectors(C: Float64Array, lambda: Float64Array, r: number, k: number): Float64Array {
+  const W = new Float64Array(r * k);
+  if (k > INVERSE_ITERATION_MAX_K) {
+    const { vectors } = symmetricEigen(C, r);
+    for (let i = 0; i < r; i++) for (let j = 0; j < k; j++) W[i * k + j] = vectors[i * r + j]!;
+    return W;
+  }
+  const tiny = Number.EPSILON * Math.max(lambda[0]!, Number.MIN_VALUE);
+  const x = new Float64Array(r);
+  for (let j = 0; j < k; j++) {
+    const M = Float64Array.from(C);
+    for (let i = 0; i < r; i++) M[i * r + i]! -= lambda[j]!;
+    const piv = luFactor(M, r);
+    // a deterministic start, different for each j, with weight on every coordinate
+    let seed = 0x2545f491 ^ (j * 0x9e3779b9);
+    for (let i = 0; i < r; i++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) | 0;
+      x[i] = 1 + ((seed >>> 8) & 0xffff) / 65536;
+    }
+    const orthonormalise = () => {
+      // orthogonal to the vectors already found, before and after each solve: within a cluster
+      // of equal eigenvalues the solve scales every cluster direction alike, so a start
+      // orthogonal to the earlier vectors stays orthogonal to them
+      for (let pass = 0; pass < 2; pass++) {
+        for (let q = 0; q < j; q++) {
+          let dot = 0;
+          for (let i = 0; i < r; i++) dot += x[i]! * W[i * k + q]!;
+          for (let i = 0; i < r; i++) x[i]! -= dot * W[i * k + q]!;
+        }
+      }
+      let nrm = 0;
+      for (let i = 0; i < r; i++) nrm += x[i]! * x[i]!;
+      nrm = Math.sqrt(nrm);
+      for (let i = 0; i < r; i++) x[i] = x[i]! / nrm;
+    };
+    orthonormalise();
+    for (let it = 0; it < INVERSE_ITERATIONS; it++) {
+      luSolve(M, piv, r, x, tiny);
+      orthonormalise();
+    }
+    // sign convention as in coreSvd: the largest-magnitude entry is positive
+    let best = 0;
+    for (let i = 0; i < r; i++) if (Math.abs(x[i]!) > Math.abs(best)) best = x[i]!;
+    const sign = best < 0 ? -1 : 1;
+    for (let i = 0; i < r; i++) W[i * k + j] = sign * x[i]!;
+  }
+  return W;
+}
+
+/**
+ * The best rank-k approximation of scale·B·A as factors U [out, k] and Vᵀ [k, in] with √σ
+ * folded into each (U·Vᵀ ≈ ΔW_k), plus the top-k σ. Fast path: with G_B = L·Lᵀ and
+ * C = s²·Lᵀ·G_A·L = W·Λ·Wᵀ, the left vectors are B·L⁻ᵀ·W and the right ones s·Aᵀ·L·W·Λ^{-1/2},
+ * so U = B·(L⁻ᵀ·W_k·Σ_k^{1/2}) and Vᵀ = (s·Σ_k^{-1/2}·W_kᵀ·Lᵀ)·A: two tall products in ORT.
+ * Falls back to the rank-revealing factoredSvd for rank-deficient or badly conditioned factors.
+ */
+export async function factoredTruncation(f: Factors, k: number, opts: FactoredSvdOptions = {}): Promise<TopVectors & { sigma: Float64Array; path: "float32" | "float64" | "rank-revealing" }> {
+  checkFactors(f);
+  checkK(k, f.rank);
+  const r = f.rank;
+  const fast = await coreOf(f, opts.precision ?? "auto");
+  if (!fast) {
+    const svd = await factoredSvd(f, { precision: "float64" });
+    const tv = await topVectors(f, svd, k, "sqrt");
+    return { ...tv, sigma: svd.sigma.slice(0, k), path: "rank-revealing" };
+  }
+  const { L, C, lambda } = fast.core;
+  const W = topEigenvectors(C, lambda, r, k);
+  const sigma = Float64Array.from(lambda.subarray(0, k), (l) => Math.sqrt(l));
+  // P = L⁻ᵀ·W_k·Σ^{1/2}: back substitution with the upper-triangular Lᵀ, column by column
+  const P = new Float32Array(r * k);
+  const col = new Float64Array(r);
+  for (let j = 0; j < k; j++) {
+    const w = Math.sqrt(sigma[j]!);
+    for (let i = r - 1; i >= 0; i--) {
+      let acc = W[i * k + j]! * w;
+      for (let t = i + 1; t < r; t++) acc -= L[t * r + i]! * col[t]!;
+      col[i] = acc / L[i * r + i]!;
+    }
+    for (let i = 0; i < r; i++) P[i * k + j] = col[i]!;
+  }
+  // Qᵀ = s·Σ^{-1/2}·W_kᵀ·Lᵀ  [k, r]:  Qᵀ[j, t] = s/√σ_j · Σ_i W[i, j]·L[t, i]
+  const Qt = new Float32Array(k * r);
+  for (let j = 0; j < k; j++) {
+    const w = f.scale / Math.sqrt(sigma[j]!);
+    for (let t = 0; t < r; t++) {
+      let acc = 0;
+      for (let i = 0; i <= t; i++) acc += W[i * k + j]! * L[t * r + i]!;
+      Qt[j * r + t] = w * acc;
+    }
+  }
+  const U = await matmul({ data: f.B, rows: f.outFeatures, cols: r }, { data: P, rows: r, cols: k });
+  const Vt = await matmul({ data: Qt, rows: k, cols: r }, { data: f.A, rows: r, cols: f.inFeatures });
+  return { k, U: U.data, Vt: Vt.data, sigma, path: fast.path };
 }

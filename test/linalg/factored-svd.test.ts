@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { factoredSingularValues, factoredSvd, factoredSvdSync, topVectors, topVectorsSync, type Factors } from "../../src/linalg/factored-svd";
+import { factoredSingularValues, factoredTruncation, factoredSvd, factoredSvdSync, topVectors, topVectorsSync, type Factors } from "../../src/linalg/factored-svd";
 import { releaseKernels } from "../../src/linalg/kernels";
 import { bestRankK, denseDelta, diffFrob, frob, lcg, orthoError, product, randomF32, referenceSvd, transpose } from "./reference";
 
@@ -107,6 +107,45 @@ describe("factored SVD of s·B·A", () => {
     expect(fast.path).toBe("float64");
     for (const sig of [svd.sigma, fast.sigma]) {
       for (let i = 0; i < 5; i++) expect(Math.abs(sig[i]! - ref.s[i]!)).toBeLessThanOrEqual(SIGMA_RTOL * ref.s[i]!);
+    }
+  });
+
+  it("factoredTruncation gives the dense best rank-k on every path, including repeated σ", async () => {
+    const well = factors(50, 12, 36, 0.8, 41);
+    const ill = factors(60, 5, 40, 1, 42);
+    [1, 1e-1, 1e-2, 1e-3, 1e-4].forEach((c, t) => {
+      for (let o = 0; o < 60; o++) ill.B[o * 5 + t] = ill.B[o * 5 + t]! * c;
+    });
+    const deficient = factors(30, 6, 25, 1, 43);
+    for (let o = 0; o < 30; o++) deficient.B[o * 6 + 3] = deficient.B[o * 6 + 1]!;
+    // repeated singular values: B has orthogonal columns of norms 2, 2, 2, 1 and A orthonormal rows
+    const rep: Factors = { rank: 4, scale: 1, outFeatures: 8, inFeatures: 6, B: new Float32Array(32), A: new Float32Array(24) };
+    [2, 2, 2, 1].forEach((v, t) => {
+      rep.B[(2 * t) * 4 + t] = v;
+      rep.A[t * 6 + t + 1] = 1;
+    });
+    const cases: Array<[Factors, string, number[]]> = [
+      [well, "float32", [1, 3, 8, 12]],
+      [ill, "float64", [1, 2, 5]],
+      [deficient, "rank-revealing", [1, 4]],
+      [rep, "float32", [1, 2, 3]],
+    ];
+    for (const [f, path, ks] of cases) {
+      const D = dense(f);
+      const ref = referenceSvd(D, f.outFeatures, f.inFeatures);
+      for (const k of ks) {
+        const t = await factoredTruncation(f, k);
+        expect(t.path).toBe(path);
+        const approx = product(t.U, t.Vt, f.outFeatures, k, f.inFeatures);
+        const tail = Math.sqrt(ref.s.slice(k).reduce((a, s) => a + s * s, 0));
+        // Eckart–Young: the error of a best rank-k approximation is the dropped energy
+        expect(Math.abs(diffFrob(approx, D) - tail)).toBeLessThan(1e-5 * frob(D));
+        if (ref.s[k - 1]! - (ref.s[k] ?? 0) > 1e-3 * ref.s[0]!) {
+          // unique best approximation when σ_k > σ_{k+1}
+          expect(diffFrob(approx, bestRankK(ref, k, f.outFeatures, f.inFeatures))).toBeLessThan(1e-5 * frob(D));
+        }
+        for (let j = 0; j < k; j++) expect(Math.abs(t.sigma[j]! - ref.s[j]!)).toBeLessThanOrEqual(SIGMA_RTOL * ref.s[0]!);
+      }
     }
   });
 
