@@ -28,6 +28,8 @@ export interface FakeGitHubOptions {
   comments?: FakeComment[];
   /** URL prefix, like GitHub Enterprise Server's /api/v3 */
   prefix?: string;
+  /** answer this many requests with 502 Bad Gateway first (transient server trouble) */
+  failFirst?: number;
 }
 
 export interface FakeGitHub {
@@ -79,6 +81,10 @@ export async function startFakeGitHub(options: FakeGitHubOptions = {}): Promise<
     let path = u.pathname;
     const body = raw ? JSON.parse(raw) : undefined;
     requests.push({ method: req.method ?? "", path, query: u.searchParams, body, auth: req.headers.authorization });
+    if ((options.failFirst ?? 0) > 0) {
+      options.failFirst!--;
+      return send(res, 502, { message: "Server Error" });
+    }
     if (!path.startsWith(prefix)) return send(res, 404, { message: "Not Found" });
     path = path.slice(prefix.length);
     const write = req.method !== "GET";

@@ -51,6 +51,14 @@ describe("GitHubHelper against a local GitHub-like server", () => {
     expect(await helper.findComment(3, "<!-- nope -->")).toBeUndefined();
   });
 
+  it("retries a transient 502 instead of failing the audit", async () => {
+    gh = await startFakeGitHub({ failFirst: 1 });
+    const helper = new GitHubHelper(createOctokit("t", gh.url), ref);
+    const id = await helper.createCheckRun("delta-audit", "c".repeat(40), { title: "t", summary: "s" });
+    expect(gh.checkRuns.has(id)).toBe(true);
+    expect(gh.requests.filter((r) => r.method === "POST").length).toBe(2);
+  });
+
   it("reports a read-only token's 403 as a permission error", async () => {
     gh = await startFakeGitHub({ readOnly: true });
     const helper = new GitHubHelper(createOctokit("t", gh.url), ref);
