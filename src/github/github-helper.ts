@@ -99,13 +99,28 @@ export class GitHubHelper {
   }
 
   /**
-   * The first comment written by a bot whose body contains `marker`, across all pages.
-   * Only bot comments count: anyone can paste the marker into their own comment, and we must
-   * not overwrite a person's words with a report.
+   * The login behind a personal access token (GET /user). An Actions or App installation
+   * token may not call it (403): then undefined, and only bot comments are ours.
+   */
+  async viewerLogin(): Promise<string | undefined> {
+    try {
+      const { data } = await this.octokit.rest.users.getAuthenticated();
+      return typeof data.login === "string" ? data.login : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The first comment written by us (a bot — the Actions token — or the token's own user)
+   * whose body contains `marker`, across all pages. Anyone can paste the marker into their
+   * own comment: we must not write our report into a comment someone else can edit.
    */
   async findComment(issueNumber: number, marker: string): Promise<{ id: number } | undefined> {
+    const viewer = await this.viewerLogin();
     for await (const page of this.octokit.paginate.iterator(this.octokit.rest.issues.listComments, { ...this.ref, issue_number: issueNumber, per_page: COMMENTS_PER_PAGE })) {
-      const hit = page.data.find((c) => c.user?.type === "Bot" && typeof c.body === "string" && c.body.includes(marker));
+      const ours = (c: (typeof page.data)[number]) => (viewer ? c.user?.login === viewer : c.user?.type === "Bot");
+      const hit = page.data.find((c) => ours(c) && typeof c.body === "string" && c.body.includes(marker));
       if (hit) return { id: hit.id };
     }
     return undefined;

@@ -92,6 +92,11 @@ export async function startFakeGitHub(options: FakeGitHubOptions = {}): Promise<
       return send(res, 403, { message: "Resource not accessible by integration", documentation_url: "https://docs.github.com/rest" });
     }
     let m: RegExpMatchArray | null;
+    // GET /user answers for personal access tokens only; Actions tokens get 403, as on GitHub
+    if (req.method === "GET" && path === "/user") {
+      const pat = req.headers.authorization?.match(/^token (ghp_\w+)$/);
+      return pat ? send(res, 200, { login: `user-${pat[1]}`, type: "User" }) : send(res, 403, { message: "Resource not accessible by integration" });
+    }
     if (req.method === "POST" && (m = path.match(/^\/repos\/[^/]+\/[^/]+\/check-runs$/))) {
       const err = validateOutput(body?.output);
       if (err) return send(res, 422, { message: err });
@@ -117,7 +122,9 @@ export async function startFakeGitHub(options: FakeGitHubOptions = {}): Promise<
     }
     if (req.method === "POST" && (m = path.match(/^\/repos\/[^/]+\/[^/]+\/issues\/\d+\/comments$/))) {
       if (typeof body?.body !== "string" || body.body.length > LIMIT_BODY) return send(res, 422, { message: "Body is too long (maximum is 65536 characters)" });
-      const c: FakeComment = { id: nextId++, body: body.body, user: { login: "github-actions[bot]", type: "Bot" } };
+      const pat = req.headers.authorization?.match(/^token (ghp_\w+)$/);
+      const user: FakeComment["user"] = pat ? { login: `user-${pat[1]}`, type: "User" } : { login: "github-actions[bot]", type: "Bot" };
+      const c: FakeComment = { id: nextId++, body: body.body, user };
       comments.push(c);
       return send(res, 201, c);
     }

@@ -51,6 +51,20 @@ describe("GitHubHelper against a local GitHub-like server", () => {
     expect(await helper.findComment(3, "<!-- nope -->")).toBeUndefined();
   });
 
+  it("with a personal access token, finds the comment that token's user wrote (not a bot, not someone else)", async () => {
+    const marker = "<!-- delta-audit:sticky-comment:x -->";
+    gh = await startFakeGitHub({
+      comments: [
+        { id: 1, body: `${marker} forged`, user: { login: "mallory", type: "User" } },
+        { id: 2, body: `${marker} other app`, user: { login: "some-app[bot]", type: "Bot" } },
+        { id: 3, body: `${marker} ours`, user: { login: "user-ghp_abc", type: "User" } },
+      ],
+    });
+    expect(await new GitHubHelper(createOctokit("ghp_abc", gh.url), ref).findComment(3, marker)).toEqual({ id: 3 });
+    // an Actions token cannot ask who it is: bot comments only
+    expect(await new GitHubHelper(createOctokit("ghs_x", gh.url), ref).findComment(3, marker)).toEqual({ id: 2 });
+  });
+
   it("retries a transient 502 instead of failing the audit", async () => {
     gh = await startFakeGitHub({ failFirst: 1 });
     const helper = new GitHubHelper(createOctokit("t", gh.url), ref);
