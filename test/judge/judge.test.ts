@@ -136,3 +136,17 @@ describe("behaviour lexicons", () => {
     expect(sortFindings([...findings].reverse())).toEqual(findings);
   });
 });
+
+describe("spectrum warnings", () => {
+  it("turn configured stable-rank and σ₁-share thresholds into findings at the configured severity", async () => {
+    const { spectrumFindings } = await import("../../src/judge/spectrum-warnings");
+    const s: SpectrumReport = {
+      modules: [{ name: "m", shape: [4, 4], rank: 2, sigma: [2, 0.1], frobenius: Math.hypot(2, 0.1), spectralNorm: 2, stableRank: 1.0025, effectiveRank: 1.05, energyShareTop1: 0.9975, type: "q", layer: 0 }],
+      summary: { modules: 1, stableRank: { median: 1.0025, p10: 1.0025, p90: 1.0025 }, energyShareTop1: { median: 0.9975, p10: 0.9975, p90: 0.9975 }, byType: {}, byLayer: {} },
+    };
+    const f = spectrumFindings(s, { stableRankBelow: 1.5, energyTop1Above: 0.9, severity: "medium" });
+    expect(f.map((x) => [x.id, x.severity])).toEqual([["spectrum-stable-rank", "medium"], ["spectrum-energy-top1", "medium"]]);
+    expect(spectrumFindings(s, { stableRankBelow: 1.0, energyTop1Above: 0.999, severity: "info" })).toEqual([]);
+    expect(spectrumFindings(EMPTY_SPECTRUM, { stableRankBelow: 1.5, energyTop1Above: 0.9, severity: "high" })).toEqual([]);
+  });
+});
