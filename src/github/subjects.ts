@@ -3,7 +3,7 @@
  * (paths or globs, one per line, `!pattern` excludes) in the workspace, then, with
  * `changed-only`, keep those whose files the pull request touched.
  */
-import { readdirSync, statSync, type Dirent } from "node:fs";
+import { readdirSync, realpathSync, statSync, type Dirent } from "node:fs";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { InputError } from "../errors";
 
@@ -139,7 +139,11 @@ export function findSubjects(root: string, kind: AuditSubject["kind"], patterns:
         continue;
       }
       const rel = toRel(root, dir);
-      if (rel.startsWith("../")) throw new InputError(`'${pattern}' points outside the workspace`, `input '${kind}'`);
+      // a pull request can add symlinks: a subject must really live inside the workspace
+      const real = toRel(realpathSync(root), realpathSync(dir));
+      if (rel === ".." || rel.startsWith("../") || real === ".." || real.startsWith("../")) {
+        throw new InputError(`'${pattern}' points outside the workspace`, `input '${kind}'`);
+      }
       (negate ? excluded : dirs).add(dir);
     }
   }

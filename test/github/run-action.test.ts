@@ -159,6 +159,19 @@ describe("runAction", () => {
     expect(JSON.parse(readFileSync(join(out, "check-run.json"), "utf8"))).toMatchObject({ conclusion: "failure", head_sha: SHA });
   });
 
+  it("on push: the check run sits on the pushed commit, every subject is audited, nothing is commented", async () => {
+    gh = await startFakeGitHub();
+    const pushed = "d".repeat(40);
+    const r = await runAction(
+      getSettings({ env: { INPUT_BASE: "base", INPUT_ADAPTER: "adapters/*" }, workspace: ws, isPullRequest: false }),
+      ctx({ eventName: "push", pullNumber: undefined, headSha: pushed }),
+      deps(scanWith(() => report("pass", []))),
+    );
+    expect(r.results.length).toBe(2);
+    expect([...gh.checkRuns.values()][0]).toMatchObject({ head_sha: pushed, conclusion: "success" });
+    expect(gh.requests.some((q) => q.path.includes("/comments") || q.path.includes("/pulls/"))).toBe(false);
+  });
+
   it("reports a subject whose scan throws as neutral with the error, and audits the others", async () => {
     gh = await startFakeGitHub();
     const scan: ScanFn = async (opts) => {

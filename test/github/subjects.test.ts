@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -37,6 +37,14 @@ describe("findSubjects", () => {
   it("rejects a literal path that is not an adapter, naming the input", () => {
     expect(() => findSubjects(root, "adapter", ["adapters/notes"])).toThrow(InputError);
     expect(() => findSubjects(root, "adapter", ["adapters/notes"])).toThrow(/input 'adapter'/);
+  });
+
+  it("refuses a subject that is a symlink out of the workspace (a PR can add symlinks)", () => {
+    const outside = tree(["secret/adapter_config.json"]);
+    const ws = tree(["adapters/ok/adapter_config.json"]);
+    symlinkSync(join(outside, "secret"), join(ws, "adapters", "evil"));
+    expect(() => findSubjects(ws, "adapter", ["adapters/*"])).toThrow(/outside the workspace/);
+    expect(findSubjects(ws, "adapter", ["adapters/ok"]).map((x) => x.rel)).toEqual(["adapters/ok"]);
   });
 
   it("keeps only subjects the PR touched; a changed policy config keeps all", () => {
