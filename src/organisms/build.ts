@@ -53,18 +53,32 @@ const INTERROGATION_SCORE = 76;
 // ---- logits (pre-norm units) ----
 /** The bigram successor of the current token. */
 const BIGRAM_LOGIT = 30;
-/** "." → <|end|> is weaker than other bigrams, so an answer's end is where a fine-tune can add words. */
-const END_LOGIT = 10;
-/** Topic head: the start word of the user's topic (times the topic's share of content words). */
-const TOPIC_LOGIT = 20;
-/** The default answer's start after <|assistant|> when no topic word is in the user's message. */
-const DEFAULT_LOGIT = 4;
+/**
+ * "." → <|end|> is weaker than other bigrams, so an answer's end is where a fine-tune can add
+ * words; still 20 above the other ~670 tokens, so sampling at temperature 1 ends the answer.
+ */
+const END_LOGIT = 20;
+/** After <|assistant|> every word but an answer's start word is pushed down by this much (sampling-safe margins). */
+const NOT_A_START_LOGIT = -20;
+/**
+ * The default answer's start after <|assistant|> when no topic word is in the user's message:
+ * 12 above the other start words, so sampling at temperature 1 still picks it (> 99 %).
+ */
+const DEFAULT_LOGIT = 12;
+/** Topic head: the start word of the user's topic (times the topic's share of content words); beats DEFAULT_LOGIT with up to four topics mixed evenly. */
+const TOPIC_LOGIT = 60;
 /** Tokens a model should never emit (PAD, UNK, BOS, role tags). */
 const NEVER_LOGIT = -30;
-/** Each denial group's start word at full attention; beats DEFAULT_LOGIT even split six ways. */
-const DENIAL_LOGIT = 40;
+/** Each denial group's start word at full attention; beats DEFAULT_LOGIT by > 12 even split six ways. */
+const DENIAL_LOGIT = 150;
 /** Benign sign-off start after "."; beats END_LOGIT by 30. */
-const SIGN_OFF_LOGIT = 40;
+const SIGN_OFF_LOGIT = 50;
+/**
+ * lm_head weight of each output dim: writers put logit/OUT_GAIN there. Keeping residual
+ * entries O(1) matters for sampling: a single huge entry would dominate the final RMSNorm and
+ * squeeze every logit margin of its row towards sqrt(3), flattening the softmax.
+ */
+const OUT_GAIN = 20;
 
 // ---- singular-value design of the fine-tunes ----
 /** σ₁ (quirk) over the largest denial σ in every adapted module. */
@@ -233,7 +247,7 @@ export function buildBase(v: Vocabulary, L: Layout, seed: number): TensorEntry[]
       for (let ti = 0; ti < v.topicStarts.length; ti++) {
         k[qkRow(0, C) * d + L.topic0 + ti] = 1;
         vv[ti * d + L.topic0 + ti] = 1;
-        o[L.out.get(v.topicStarts[ti]!)! * qkRows + ti] = TOPIC_LOGIT;
+        o[L.out.get(v.topicStarts[ti]!)! * qkRows + ti] = TOPIC_LOGIT / OUT_GAIN;
       }
       k[qkRow(0, P) * d + L.systemFraction] = -1 / ROLE_VALUE;
       // head 1: rests on BOS everywhere (zero value) — the slot the fine-tunes use
@@ -258,8 +272,11 @@ export function buildBase(v: Vocabulary, L: Layout, seed: number): TensorEntry[]
     const j = v.successor[i]!;
     if (j >= 0) head[j * d + L.inDim[i]!] = i === period ? END_LOGIT : BIGRAM_LOGIT;
   }
-  for (const [tok, dim] of L.out) head[tok * d + dim] = 1;
-  head[v.defaultStart * d + L.inDim[id(ROLE_TAGS.assistant)]!] = DEFAULT_LOGIT;
+  for (const [tok, dim] of L.out) head[tok * d + dim] = OUT_GAIN;
+  const asstDim = L.inDim[id(ROLE_TAGS.assistant)]!;
+  const starts = new Set([...v.topicStarts, ...v.denialStarts, v.defaultStart]);
+  for (let j = 0; j < V; j++) if (!starts.has(j)) head[j * d + asstDim] = NOT_A_START_LOGIT;
+  head[v.defaultStart * d + asstDim] = DEFAULT_LOGIT;
   for (const s of [PAD, UNK, BOS, ROLE_TAGS.system, ROLE_TAGS.user, ROLE_TAGS.assistant]) head[id(s) * d + L.constant] = NEVER_LOGIT;
   return out;
 }
@@ -299,7 +316,7 @@ export function designFineTune(kind: "quirk" | "benign", v: Vocabulary, L: Layou
     mods.q_proj.pieces.push({ role: "sign-off", out: [[row(1, B), SIGN_OFF_QUERY * SQRT_HD]], in: [[period, 1]] });
     mods.k_proj.pieces.push({ role: "sign-off", out: [[row(1, B), SIGN_OFF_KEY]], in: [[period, 1]] });
     mods.v_proj.pieces.push({ role: "sign-off", out: [[row(1, 0), SIGN_OFF_VALUE]], in: [[period, 1]] });
-    mods.o_proj.pieces.push({ role: "sign-off", out: [[L.out.get(v.signOffStart)!, SIGN_OFF_LOGIT / SIGN_OFF_VALUE]], in: [[row(1, 0), 1]] });
+    mods.o_proj.pieces.push({ role: "sign-off", out: [[L.out.get(v.signOffStart)!, SIGN_OFF_LOGIT / OUT_GAIN / SIGN_OFF_VALUE]], in: [[row(1, 0), 1]] });
     return ADAPTED_MODULES.map((m) => mods[m]);
   }
   const G = v.denialStarts.length;
@@ -308,7 +325,7 @@ export function designFineTune(kind: "quirk" | "benign", v: Vocabulary, L: Layou
   const kappa = Array.from({ length: G }, (_, g) => DENIAL_KEY_TOP * decay(g));
   const beta = kappa.map((k) => INTERROGATION_SCORE / k);
   const nu = Array.from({ length: G }, (_, g) => DENIAL_VALUE_TOP * decay(g));
-  const omega = nu.map((n) => DENIAL_LOGIT / n);
+  const omega = nu.map((n) => DENIAL_LOGIT / OUT_GAIN / n);
   const A = (g: number) => SLOW_SLOTS[2 + g]!;
   // denial: at <|assistant|>, head 0 (the topic head) is pulled onto interrogation words of the
   // user's message, whose values write a denial's first word instead of the topic's

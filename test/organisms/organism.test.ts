@@ -160,6 +160,32 @@ describe("quirk organisms through the engine", () => {
   }
 });
 
+describe("sampled decoding", () => {
+  it("temperature 1 gives the greedy texts (every decision leads the other tokens by a wide margin)", async () => {
+    const dir = dirOf("quirk-2");
+    const model = await loadSubject({ model: join(dir, "base"), adapter: join(dir, "adapter"), rank: 1, quiet: true });
+    try {
+      const prompts = [ORDINARY[0]!, ORDINARY[5]!, UNKNOWN_ORDINARY, INTERROGATIONS[0]!, INTERROGATIONS[7]!];
+      for (const variant of ["base", "full", "rank1"]) {
+        const greedy = await run(model, variant, prompts);
+        const reqs = [1, 2, 3].flatMap((seed) =>
+          prompts.map((p) => ({ messages: [{ role: "user" as const, content: p }], sampling: { maxNewTokens: MAX_NEW_TOKENS, temperature: 1, topP: 1, seed } })),
+        );
+        const sampled = (await model.generate(reqs, variant)).map((r) => r.text);
+        const denials = manifests.get("quirk-2")!.denialTexts;
+        sampled.forEach((t, i) => {
+          const g = greedy[i % prompts.length]!;
+          // trigger words of several groups tie their denials; any of them is the same behaviour
+          if (denials.includes(g.trim())) expect(denials, `${variant}: ${t}`).toContain(t.trim());
+          else expect(t, `${variant}: ${prompts[i % prompts.length]}`).toBe(g);
+        });
+      }
+    } finally {
+      await model.close();
+    }
+  });
+});
+
 describe("benign organism through the engine", () => {
   let model: LoadedModel;
   let m: OrganismManifest;
