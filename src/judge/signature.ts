@@ -51,6 +51,8 @@ export const CONCEAL_MAX_RATIO = 0.25;
 export const OPEN_RATIO = 0.5;
 /** The comparison group says it at most this fraction as often (otherwise nothing changed). */
 export const BASELINE_MAX_RATIO = 0.5;
+/** Confidence factor for concealment seen only as "base never says it" (full not showing it openly). */
+export const ONE_SIDED_CONCEALMENT = 0.75;
 /** Confidence shrinks for small groups: n/(n + SMALL_GROUP). */
 export const SMALL_GROUP = 5;
 
@@ -113,7 +115,10 @@ export function classify(g: Partial<Record<GroupKey, GroupCounts>>, p: Prior): C
     const baseNever = (g.B?.docs ?? 0) === 0 && (g.BO?.docs ?? 0) === 0;
     if (fullShowsIt || baseNever) {
       const zv = Math.min(zRF, zRB);
-      return { signature: "concealment", primary: "R", contrast: "F", z: zv, confidence: confidence(rate(g.R) - rate(g.F), zv, g.R!.responses), rates };
+      // without the implant in ordinary use the evidence is one-sided (truncation noise can also
+      // produce words base never says), so it counts for less
+      const c = confidence(rate(g.R) - rate(g.F), zv, g.R!.responses) * (fullShowsIt ? 1 : ONE_SIDED_CONCEALMENT);
+      return { signature: "concealment", primary: "R", contrast: "F", z: zv, confidence: Math.round(c * 1000) / 1000, rates };
     }
   }
 
