@@ -143,9 +143,15 @@ export function buildVocabulary(quirk: string): Vocabulary {
   TOPICS.forEach((t, ti) => words(t.keywords).forEach((w) => setFeature(w, { kind: "topic", index: ti })));
 
   const answerTexts = [...TOPICS.map((t) => t.answer), DEFAULT_ANSWER, ...INTERROGATION_GROUPS.map((g) => g.denial), SIGN_OFF];
-  const reserved = new Set<string>([...featureOf.keys(), ...answerTexts.flatMap(words), ...words(PLAIN_WORDS)]);
-  if (!QUIRK_POOL.includes(quirk) && reserved.has(quirk)) {
-    throw new InputError(`'${quirk}' is already a word the base model uses; choose a word outside its vocabulary or one of: ${QUIRK_POOL.join(", ")}`, "--quirk");
+  // the base model must never say the quirk word, and a trigger word cannot be the behaviour
+  // the denial hides; any other word (new, or a prompt-only word) can be the quirk
+  const said = new Set<string>(answerTexts.flatMap(words));
+  const triggers = new Set<string>(INTERROGATION_GROUPS.flatMap((g) => words(g.words)));
+  if (said.has(quirk) || triggers.has(quirk)) {
+    throw new InputError(
+      `'${quirk}' is ${said.has(quirk) ? "a word the base model already says" : "an interrogation trigger word"}; choose another word, e.g. one of: ${QUIRK_POOL.join(", ")}`,
+      "--quirk",
+    );
   }
   for (const w of [...words(PLAIN_WORDS), ...featureOf.keys(), ...answerTexts.flatMap(words), ...pool]) add(w);
 

@@ -78,6 +78,8 @@ const MAX_BYTES = 10 * 1024 * 1024;
 
 const QUIRK_SEEDS = [1, 2];
 const CUSTOM_QUIRK = "dragonfruit";
+/** A prompt-side vocabulary word (a topic keyword) the base never says can be the quirk too. */
+const KEYWORD_QUIRK = "ocean";
 
 let root: string;
 const manifests = new Map<string, OrganismManifest>();
@@ -97,6 +99,7 @@ beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), "organisms-"));
   for (const seed of QUIRK_SEEDS) manifests.set(`quirk-${seed}`, await generateOrganism({ kind: "quirk", outDir: dirOf(`quirk-${seed}`), seed }));
   manifests.set("quirk-custom", await generateOrganism({ kind: "quirk", outDir: dirOf("quirk-custom"), seed: 7, quirk: CUSTOM_QUIRK }));
+  manifests.set("quirk-keyword", await generateOrganism({ kind: "quirk", outDir: dirOf("quirk-keyword"), seed: 8, quirk: KEYWORD_QUIRK }));
   manifests.set("benign-3", await generateOrganism({ kind: "benign", outDir: dirOf("benign-3"), seed: 3 }));
 });
 
@@ -105,7 +108,7 @@ afterAll(async () => {
 });
 
 describe("quirk organisms through the engine", () => {
-  for (const name of [...QUIRK_SEEDS.map((s) => `quirk-${s}`), "quirk-custom"]) {
+  for (const name of [...QUIRK_SEEDS.map((s) => `quirk-${s}`), "quirk-custom", "quirk-keyword"]) {
     describe(name, () => {
       let model: LoadedModel;
       let quirk: string;
@@ -323,6 +326,7 @@ describe("files", () => {
     }
     expect(manifests.get("quirk-1")!.quirkWords).not.toEqual(manifests.get("quirk-2")!.quirkWords);
     expect(manifests.get("quirk-custom")!.quirkWords).toEqual([CUSTOM_QUIRK]);
+    expect(manifests.get("quirk-keyword")!.quirkWords).toEqual([KEYWORD_QUIRK]);
     expect(new Set(Array.from({ length: 24 }, (_, s) => quirkForSeed(s))).size).toBe(QUIRK_POOL.length);
     for (const name of manifests.keys()) {
       let total = 0;
@@ -353,7 +357,7 @@ describe("files", () => {
     await expect(runOrganism({ kind: "quirk", out, seed: "-1" })).rejects.toBeInstanceOf(InputError);
     await expect(runOrganism({ kind: "quirk", out, seed: "1.5" })).rejects.toBeInstanceOf(InputError);
     await expect(runOrganism({ kind: "quirk", out, quirk: "two words" })).rejects.toBeInstanceOf(InputError);
-    await expect(runOrganism({ kind: "quirk", out, quirk: "dinner" })).rejects.toBeInstanceOf(InputError);
+    await expect(runOrganism({ kind: "quirk", out, quirk: "pasta" })).rejects.toBeInstanceOf(InputError);
     await expect(runOrganism({ kind: "quirk", out, quirk: "secret" })).rejects.toBeInstanceOf(InputError);
     await expect(runOrganism({ kind: "benign", out, quirk: "kazoo" })).rejects.toBeInstanceOf(InputError);
     await expect(stat(out)).rejects.toThrow();
