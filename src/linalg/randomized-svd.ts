@@ -155,12 +155,14 @@ export async function topKSvd(a: Mat<Float32Array>, k: number, opts: TopKOptions
     let d = 0;
     while (d < c && S[d]! > s1 * 1e-12) d++;
     // V_ritz = Ztᵀ·W·S⁻¹  [n, d];  U_ritz = Q·W  [m, d]
+    // row i of Zt is contiguous: stream it once per i (a column-wise walk would stride by n)
     const Vr = new Float64Array(n * d);
-    for (let t = 0; t < n; t++) {
+    for (let i = 0; i < c; i++) {
+      const zo = i * n;
       for (let j = 0; j < d; j++) {
-        let acc = 0;
-        for (let i = 0; i < c; i++) acc += Zt[i * n + t]! * W[i * c + j]!;
-        Vr[t * d + j] = acc / S[j]!;
+        const w = W[i * c + j]! / S[j]!;
+        if (w === 0) continue;
+        for (let t = 0; t < n; t++) Vr[t * d + j]! += Zt[zo + t]! * w;
       }
     }
     const Ur = mulJs(Q, m, c, W, c);
