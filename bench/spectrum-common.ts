@@ -71,3 +71,16 @@ export function fillUniform(out: Float32Array, seed: number, scale: number): num
   }
   return s;
 }
+
+/**
+ * Drop the files' pages from the OS page cache (GNU dd `iflag=nocache` = posix_fadvise
+ * DONTNEED on just these files), so a following read comes from the disk. Returns false where
+ * that is not possible; the cold measurements are then skipped.
+ */
+export function evict(paths: string[]): boolean {
+  for (const p of paths) {
+    const r = spawnSync("dd", [`if=${p}`, "iflag=nocache", "count=0"], { stdio: "ignore" });
+    if (r.status !== 0) return false;
+  }
+  return true;
+}
