@@ -46,8 +46,13 @@ export interface ServeEngine {
   renderChat(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): string;
   /** tokenize a rendered chat prompt exactly as generation would */
   encodePrompt(text: string): number[];
-  /** the text of one token, for logprobs */
-  tokenText(id: number): string;
+  /**
+   * The text token `id` adds after `context` (the ids before it), for logprobs and streaming.
+   * Word-piece and sentencepiece tokenizers put spaces between tokens when decoding a
+   * sequence, so a token's text depends on what precedes it; concatenating these texts must
+   * give the decoded sequence. Special tokens come back as their literal text ("<|eot_id|>").
+   */
+  tokenText(id: number, context: readonly number[]): string;
   /** context length (prompt + generated tokens) */
   maxContext: number;
   generate(variant: string, items: EngineItem[]): Promise<EngineOutput[]>;
@@ -68,6 +73,8 @@ export const MAX_TOP_LOGPROBS = 20;
 export const DEFAULT_MAX_BATCH = 16;
 /** Waiting requests beyond this get 503 + Retry-After instead of growing memory without bound. */
 export const DEFAULT_MAX_QUEUE = 4096;
+/** Preceding tokens given to tokenText: enough for any merge (multi-byte characters, spaces). */
+const TOKEN_TEXT_CONTEXT = 8;
 /** A conversation longer than this many messages is not an audit probe. */
 const MAX_MESSAGES = 256;
 /** Retry-After sent with a full-queue 503: about one batch on a small model. */
@@ -375,18 +382,21 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
     stats.requests++;
     const id = `chatcmpl-${(++counter).toString(36)}${randomInt(1e9).toString(36)}`;
     const out = await enqueue(p.model, { promptIds, sampling: p.sampling, logprobs: p.logprobs, topLogprobs: p.topLogprobs }, res);
+    /** the ids before generated token i: the prompt's tail, then what came before it */
+    const contextAt = (i: number) => [...promptIds.slice(-TOKEN_TEXT_CONTEXT), ...out.ids.slice(0, i)].slice(-TOKEN_TEXT_CONTEXT);
     const stopped = applyStop(out.text, p.stop);
     const finishReason = stopped.stopped ? "stop" : out.finishReason;
     const lp = p.logprobs
       ? {
-          content: (out.logprobs ?? []).map((t) => {
-            const tok = engine.tokenText(t.id);
+          content: (out.logprobs ?? []).map((t, i) => {
+            const ctx = contextAt(i);
+            const tok = engine.tokenText(t.id, ctx);
             return {
               token: tok,
               logprob: t.logprob,
               bytes: [...Buffer.from(tok, "utf8")],
               top_logprobs: t.top.slice(0, p.topLogprobs).map((a) => {
-                const s = engine.tokenText(a.id);
+                const s = engine.tokenText(a.id, ctx);
                 return { token: s, logprob: a.logprob, bytes: [...Buffer.from(s, "utf8")] };
               }),
             };
@@ -412,7 +422,7 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
     chunk({ role: "assistant", content: "" }, null);
     let emitted = "";
     for (let i = 0; i < out.ids.length && emitted.length < stopped.text.length; i++) {
-      const upto = engine.tokenText(out.ids[i]!);
+      const upto = engine.tokenText(out.ids[i]!, contextAt(i));
       const next = stopped.text.slice(emitted.length, Math.min(stopped.text.length, emitted.length + Math.max(1, upto.length)));
       emitted += next;
       chunk({ content: next }, null, lp ? { logprobs: { content: [lp.content[i]] } } : {});

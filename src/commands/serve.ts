@@ -138,7 +138,12 @@ export async function readFinetuneLowRank(baseDir: string, dir: string, rank: nu
 export function serveEngineFromModel(model: EngineModel): ServeEngine {
   const tok = model.tokenizer;
   const eos = new Set(tok.eosTokenIds);
-  const tokenCache = new Map<number, string>();
+  const special = new Map<number, boolean>();
+  const isSpecial = (id: number) => {
+    let v = special.get(id);
+    if (v === undefined) special.set(id, (v = tok.decode([id], { skipSpecialTokens: true }) === ""));
+    return v;
+  };
 
   const withLogprobs = async (variant: string, item: EngineItem): Promise<EngineOutput> => {
     const { logSoftmax, sampleToken, seededRandom, topKIndices } = await import("../engine/sampling");
@@ -160,7 +165,8 @@ export function serveEngineFromModel(model: EngineModel): ServeEngine {
       }
       ids.push(t);
     }
-    return { ids, text: tok.decode(ids, { skipSpecialTokens: true }), finishReason, logprobs: lps };
+    // the tokenizer rejects an empty id list (a reply that is only the end-of-turn token)
+    return { ids, text: ids.length > 0 ? tok.decode(ids, { skipSpecialTokens: true }) : "", finishReason, logprobs: lps };
   };
 
   return {
@@ -168,13 +174,19 @@ export function serveEngineFromModel(model: EngineModel): ServeEngine {
     renderChat: (messages, opts) => tok.renderChat(messages, opts),
     // the same tokenization as the engine's own chat path: a template writes its own specials
     encodePrompt: (text) => tok.encode(text, { addSpecialTokens: !tok.hasChatTemplate }),
-    tokenText: (id) => {
-      let s = tokenCache.get(id);
-      if (s === undefined) {
-        s = tok.decode([id], { skipSpecialTokens: false });
-        tokenCache.set(id, s);
-      }
-      return s;
+    tokenText: (id, context) => {
+      const alone = tok.decode([id], { skipSpecialTokens: true });
+      // a special token decodes to nothing when specials are skipped: show its literal text
+      if (alone === "") return tok.decode([id], { skipSpecialTokens: false });
+      // the reply starts after the template's last special token (the role tag), so the
+      // context stops there: the first word of a reply gets no separating space
+      let from = context.length;
+      while (from > 0 && !isSpecial(context[from - 1]!)) from--;
+      const ctx = context.slice(from);
+      if (ctx.length === 0) return alone;
+      const before = tok.decode(ctx, { skipSpecialTokens: true });
+      const after = tok.decode([...ctx, id], { skipSpecialTokens: true });
+      return after.startsWith(before) ? after.slice(before.length) : alone;
     },
     maxContext: model.config.maxPositionEmbeddings,
     async generate(variant, items) {
