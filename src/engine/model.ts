@@ -12,6 +12,7 @@ import { ropeInvFreq, type ModelConfig } from "./config";
 import { buildHeadSegment, buildLayerSegment, IO, LORA_TARGETS, W, modulePath, type BuiltGraph, type LoraTarget } from "./graph";
 import {
   EmbeddingTable,
+  StagingPool,
   buildWeights,
   headRecipes,
   headTensorName,
@@ -146,11 +147,13 @@ export class DecoderModel implements LoadedModel {
     }
     const m = new DecoderModel(config, planSegments(config, opts.segmentBytes), tok, where, opts, src, onClose);
     try {
-      const ctx = { src, where };
-      const layers: ort.InferenceSession[] = [];
-      for (const [first, count] of m.plan.layers) layers.push(await m.layerSession(ctx, first, count));
+      const ctx = { src, where, pool: new StagingPool() };
+      // The head first: creating a session briefly holds ~3 copies of its weights (our staging,
+      // ORT's copy, the pre-packed result), so the largest pieces load while little else is resident.
       const head: ort.InferenceSession[] = [];
       for (let i = 0; i < m.plan.head.length; i++) head.push(await m.headSession(ctx, i));
+      const layers: ort.InferenceSession[] = [];
+      for (const [first, count] of m.plan.layers) layers.push(await m.layerSession(ctx, first, count));
       const embed = await EmbeddingTable.open(config, ctx, { stream: true });
       m.variantMap.set("base", { name: "base", layers, head, embed });
     } catch (err) {
@@ -160,16 +163,25 @@ export class DecoderModel implements LoadedModel {
     return m;
   }
 
-  private async session(build: () => Promise<BuiltGraph>): Promise<ort.InferenceSession> {
+  private async session(build: () => Promise<BuiltGraph>, pool?: StagingPool): Promise<ort.InferenceSession> {
     const g = await build();
     let s: ort.InferenceSession;
     try {
-      s = await createSession(g.model, { device: this.opts.device, threads: this.opts.threads, externalData: g.externalData });
+      // no per-session arena (~30 segment sessions would each keep their peak activations) and
+      // no spinning (the segments run in turn; idle pools must not hold the cores)
+      s = await createSession(g.model, {
+        device: this.opts.device,
+        threads: this.opts.threads,
+        externalData: g.externalData,
+        cpuMemArena: false,
+        spinning: false,
+      });
     } catch (err) {
       if (err instanceof InputError) throw err;
       throw new BackendError(`onnxruntime could not create the decoder session: ${(err as Error).message}`, { cause: err });
     }
     this.sessions.push(s);
+    pool?.recycle(); // ORT has copied the weights
     return s;
   }
 
@@ -179,7 +191,7 @@ export class DecoderModel implements LoadedModel {
       for (let l = first; l < first + count; l++) recipes.push(...layerRecipes(this.config, l));
       const w = await buildWeights(recipes, ctx);
       return buildLayerSegment(this.config, first, count, (n) => w.get(n)!);
-    });
+    }, ctx.pool);
   }
 
   private async headSession(ctx: ReadContext, slice: number): Promise<ort.InferenceSession> {
@@ -187,7 +199,7 @@ export class DecoderModel implements LoadedModel {
     return this.session(async () => {
       const w = await buildWeights(headRecipes(this.config, slice, v0, size), ctx);
       return buildHeadSegment(this.config, slice, size, (n) => w.get(n)!);
-    });
+    }, ctx.pool);
   }
 
   get tokenizer(): TextTokenizer {
@@ -273,7 +285,7 @@ export class DecoderModel implements LoadedModel {
     const where = ckpt.dir ?? name;
     const cfg = this.config;
     const base = this.variant("base");
-    const ctx = { src: ckpt, where };
+    const ctx = { src: ckpt, where, pool: new StagingPool() };
     const unchanged = async (sources: string[]) => {
       for (const t of sources) {
         if (!ckpt.info(t)) throw new InputError(`missing tensor '${t}'`, where);

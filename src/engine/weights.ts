@@ -35,7 +35,35 @@ export interface ReadContext {
   src: TensorSource;
   /** where the tensors come from, for error messages */
   where: string;
+  /** staging buffers (reused across segments so loading leaves no garbage behind) */
+  pool?: StagingPool;
 }
+
+/**
+ * Reusable staging arrays for segment weights. ORT copies initializers when a session is
+ * created, so the next segment (same shapes) can overwrite the same buffers instead of
+ * allocating fresh ones and leaving hundreds of MB for the garbage collector.
+ */
+export class StagingPool {
+  private free = new Map<number, Float32Array[]>();
+  private lent: Float32Array[] = [];
+  take(n: number): Float32Array {
+    const a = this.free.get(n)?.pop() ?? new Float32Array(n);
+    this.lent.push(a);
+    return a;
+  }
+  /** everything lent is free again (call after the session that used it exists) */
+  recycle(): void {
+    for (const a of this.lent) {
+      const list = this.free.get(a.length) ?? [];
+      list.push(a);
+      this.free.set(a.length, list);
+    }
+    this.lent = [];
+  }
+}
+
+const alloc = (ctx: ReadContext, n: number) => (ctx.pool ? ctx.pool.take(n) : new Float32Array(n));
 
 function checkShape(ctx: ReadContext, name: string, shape: number[]): void {
   const info = ctx.src.info(name);
@@ -63,7 +91,7 @@ const canReadRows = (src: unknown): src is RowReader => typeof (src as Partial<R
  */
 async function fusedTransposed(ctx: ReadContext, names: string[], outs: number[], inF: number): Promise<Float32Array> {
   const total = outs.reduce((a, b) => a + b, 0);
-  const dst = new Float32Array(inF * total);
+  const dst = alloc(ctx, inF * total);
   let off = 0;
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
@@ -84,7 +112,7 @@ async function fusedTransposed(ctx: ReadContext, names: string[], outs: number[]
 }
 
 async function fusedBias(ctx: ReadContext, names: string[], outs: number[]): Promise<Float32Array> {
-  const dst = new Float32Array(outs.reduce((a, b) => a + b, 0));
+  const dst = alloc(ctx, outs.reduce((a, b) => a + b, 0));
   let off = 0;
   for (let i = 0; i < names.length; i++) {
     dst.set(await readShaped(ctx, names[i]!, [outs[i]!]), off);
@@ -191,7 +219,7 @@ export function headRecipes(cfg: ModelConfig, slice: number, v0: number, size: n
       sources: [head],
       build: async (ctx) => {
         checkShape(ctx, head, [cfg.vocabSize, H]);
-        const dst = new Float32Array(H * size);
+        const dst = alloc(ctx, H * size);
         const chunk = Math.max(1, Math.floor(STREAM_CHUNK_BYTES / (4 * H)));
         for (let r0 = 0; r0 < size; r0 += chunk) {
           const n = Math.min(chunk, size - r0);

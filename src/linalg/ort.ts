@@ -20,6 +20,14 @@ export interface SessionOptions {
   threads?: number;
   /** in-memory external data files for initializers stored with `external` (onnx-proto) */
   externalData?: { path: string; data: Uint8Array }[];
+  /** ORT's CPU arena (default on); many small sessions each growing an arena waste memory */
+  cpuMemArena?: boolean;
+  /**
+   * Whether idle intra-op threads spin (default on). Sessions run one after another (a model
+   * cut into segments) must not spin: each session has its own pool, and pools left spinning
+   * steal the cores the next session needs.
+   */
+  spinning?: boolean;
 }
 
 let cudaChecked: boolean | undefined;
@@ -77,5 +85,7 @@ export async function createSession(model: OnnxModel | Uint8Array, opts: Session
   };
   if (opts.threads) so.intraOpNumThreads = opts.threads;
   if (opts.externalData) (so as { externalData?: unknown }).externalData = opts.externalData;
+  if (opts.cpuMemArena === false) so.enableCpuMemArena = false;
+  if (opts.spinning === false) so.extra = { session: { intra_op: { allow_spinning: "0" } } };
   return ort.InferenceSession.create(bytes, so);
 }
