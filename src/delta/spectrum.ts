@@ -9,7 +9,7 @@ import { linearModuleNames, moduleType } from "../io/checkpoint";
 import type { Checkpoint, LoraAdapter, LoraModule, TensorSource } from "../io/types";
 import { progress } from "../progress";
 import type { GramPrecision } from "../linalg/factor-basis";
-import { factoredSingularValues } from "../linalg/factored-svd";
+import { factoredSingularValues, NonFiniteFactorError } from "../linalg/factored-svd";
 import { topKSvd, type TopKResult } from "../linalg/randomized-svd";
 import type { ModuleSpectrum, OtherChange, SpectrumReport } from "../report/types";
 import { moduleSpectrum, summarise } from "./stats";
@@ -60,6 +60,27 @@ export async function* prefetched<T, R>(items: readonly T[], read: (item: T) => 
     }
   } finally {
     next = undefined;
+  }
+}
+
+/**
+ * Read a module's factors without io's per-value finiteness scan (a full extra pass over the
+ * bytes): the Gram diagonals checked in linalg catch every NaN/Inf instead (see
+ * NonFiniteFactorError). io's PeftAdapter.readModule takes the option; other LoraAdapter
+ * implementations ignore the extra argument and check as they like.
+ */
+export function readFactors(adapter: LoraAdapter, name: string): Promise<LoraModule> {
+  const read = adapter.readModule as (this: LoraAdapter, n: string, o?: { checkFinite?: boolean }) => Promise<LoraModule>;
+  return read.call(adapter, name, { checkFinite: false });
+}
+
+/** Re-throw a linalg NonFiniteFactorError as the InputError (exit 2) it is, naming the module. */
+export async function withModuleErrors<T>(adapter: LoraAdapter, name: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof NonFiniteFactorError) throw new InputError(`module ${name}: ${err.message}`, adapter.dir);
+    throw err;
   }
 }
 
@@ -115,7 +136,7 @@ export async function adapterSpectrum(adapter: LoraAdapter, opts: AdapterSpectru
   const bar = opts.onProgress ? undefined : defaultProgress("spectrum", names.length, opts.quiet);
   const report = opts.onProgress ?? bar!.fn;
   const modules: ModuleSpectrum[] = [];
-  const one = async (n: string) => loraModuleSpectrum(await adapter.readModule(n), opts.precision);
+  const one = (n: string) => withModuleErrors(adapter, n, async () => loraModuleSpectrum(await readFactors(adapter, n), opts.precision));
   for await (const [name, spectrum] of mapOrdered(names, MODULES_IN_FLIGHT, one)) {
     modules.push(spectrum);
     report(modules.length, names.length, name);

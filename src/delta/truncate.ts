@@ -8,7 +8,7 @@ import { linearModuleNames } from "../io/checkpoint";
 import { writeAdapter, type LoraModuleLayout } from "../io/peft";
 import type { AdapterConfig, Checkpoint, DType, LoraAdapter, LoraModule } from "../io/types";
 import { factoredSvdSync, factoredTruncation, topVectorsSync, type TopVectors } from "../linalg/factored-svd";
-import { denseDelta, denseTopK, mapOrdered, MODULES_IN_FLIGHT, type ProgressFn } from "./spectrum";
+import { denseDelta, denseTopK, mapOrdered, MODULES_IN_FLIGHT, readFactors, withModuleErrors, type ProgressFn } from "./spectrum";
 import { progress } from "../progress";
 
 function checkRank(k: number, where = "--rank"): void {
@@ -61,7 +61,7 @@ export async function* truncateAdapter(adapter: LoraAdapter, k: number, opts: Tr
   const names = adapter.moduleNames();
   const p = bar("truncate", names.length, opts);
   let done = 0;
-  const one = async (n: string) => truncateModuleAsync(await adapter.readModule(n), k);
+  const one = (n: string) => withModuleErrors(adapter, n, async () => truncateModuleAsync(await readFactors(adapter, n), k));
   for await (const [name, m] of mapOrdered(names, MODULES_IN_FLIGHT, one)) {
     yield m;
     p.tick(++done, name);

@@ -261,7 +261,26 @@ function gramCore(GB: Float64Array, GA: Float64Array, r: number, scale: number, 
   return { L, C, lambda };
 }
 
-/** The Grams in float32 (when the bound accepts them) or float64, reduced to a core; undefined when neither will do. */
+/** A factor holds NaN or ±Inf (every such value makes its Gram's diagonal non-finite). */
+export class NonFiniteFactorError extends Error {
+  constructor(readonly factor: "A" | "B") {
+    super(`lora_${factor} holds non-finite values (NaN or Inf)`);
+    this.name = "NonFiniteFactorError";
+  }
+}
+
+function diagonalFinite(G: ArrayLike<number>, r: number): boolean {
+  let acc = 0;
+  for (let i = 0; i < r; i++) acc += G[i * r + i]!;
+  return Number.isFinite(acc);
+}
+
+/**
+ * The Grams in float32 (when the bound accepts them) or float64, reduced to a core; undefined
+ * when neither will do. A float32 Gram that overflowed is retried in float64; a non-finite
+ * float64 Gram means non-finite factors, reported as NonFiniteFactorError, so readers may skip
+ * their own per-value finiteness scan.
+ */
 async function coreOf(f: Factors, precision: GramPrecision): Promise<{ core: GramCore; path: "float32" | "float64" } | undefined> {
   const r = f.rank;
   const B = { data: f.B, rows: f.outFeatures, cols: r };
@@ -269,12 +288,17 @@ async function coreOf(f: Factors, precision: GramPrecision): Promise<{ core: Gra
   if (precision !== "float64") {
     const GB = Float64Array.from((await gram(B)).data);
     const GA = Float64Array.from((await gemm(A, A, { transB: true })).data);
-    const core = gramCore(GB, GA, r, f.scale, F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.outFeatures), F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.inFeatures));
-    if (core) return { core, path: "float32" };
+    if (diagonalFinite(GB, r) && diagonalFinite(GA, r)) {
+      const core = gramCore(GB, GA, r, f.scale, F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.outFeatures), F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.inFeatures));
+      if (core) return { core, path: "float32" };
+    }
   }
-  if (precision !== "float32") {
+  {
     const GB = (await gram64(B, "cols")).data;
     const GA = (await gram64(A, "rows")).data;
+    if (!diagonalFinite(GB, r)) throw new NonFiniteFactorError("B");
+    if (!diagonalFinite(GA, r)) throw new NonFiniteFactorError("A");
+    if (precision === "float32") return undefined;
     const core = gramCore(GB, GA, r, f.scale, F64_GRAM_ERROR_PER_N * f.outFeatures, F64_GRAM_ERROR_PER_N * f.inFeatures);
     if (core) return { core, path: "float64" };
   }

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { factoredSingularValues, factoredTruncation, factoredSvd, factoredSvdSync, topVectors, topVectorsSync, type Factors } from "../../src/linalg/factored-svd";
+import { factoredSingularValues, factoredTruncation, NonFiniteFactorError, factoredSvd, factoredSvdSync, topVectors, topVectorsSync, type Factors } from "../../src/linalg/factored-svd";
 import { releaseKernels } from "../../src/linalg/kernels";
 import { bestRankK, denseDelta, diffFrob, frob, lcg, orthoError, product, randomF32, referenceSvd, transpose } from "./reference";
 
@@ -147,6 +147,22 @@ describe("factored SVD of s·B·A", () => {
         for (let j = 0; j < k; j++) expect(Math.abs(t.sigma[j]! - ref.s[j]!)).toBeLessThanOrEqual(SIGMA_RTOL * ref.s[0]!);
       }
     }
+  });
+
+  it("survives a float32 Gram overflow and reports non-finite factors", async () => {
+    const f = factors(20, 3, 15, 1, 44);
+    const ref = referenceSvd(dense(f), 20, 15);
+    // |x| ≈ 1e20: x² overflows float32 but the float64 Gram is fine
+    const big = { ...f, B: Float32Array.from(f.B, (x) => x * 1e20), scale: 1e-20 };
+    const fast = await factoredSingularValues(big);
+    expect(fast.path).toBe("float64");
+    for (let i = 0; i < 3; i++) expect(Math.abs(fast.sigma[i]! - ref.s[i]!)).toBeLessThanOrEqual(SIGMA_RTOL * ref.s[i]!);
+    const nan = { ...f, A: Float32Array.from(f.A) };
+    nan.A[7] = Number.NaN;
+    await expect(factoredSingularValues(nan)).rejects.toBeInstanceOf(NonFiniteFactorError);
+    const inf = { ...f, B: Float32Array.from(f.B) };
+    inf.B[3] = Number.POSITIVE_INFINITY;
+    await expect(factoredTruncation(inf, 1)).rejects.toThrow(/lora_B holds non-finite/);
   });
 
   it("returns zeros for a zero update", async () => {
