@@ -5,7 +5,7 @@
  * oversampling is float64 JavaScript. Used for dense fine-tuning deltas, where ΔW is already in
  * memory but its full SVD (O(mn·min(m,n))) is out of reach.
  */
-import { gemm, matmul, type Mat } from "./kernels";
+import { gemm, gram64, matmul, type Mat } from "./kernels";
 import { rng } from "./random";
 import { symmetricEigen } from "./small-svd";
 
@@ -138,37 +138,21 @@ export async function topKSvd(a: Mat<Float32Array>, k: number, opts: TopKOptions
       break;
     }
     // Zt = Qᵀ·A  [c, n]  (one pass)
-    const Zt = Float64Array.from((await gemm({ data: Float32Array.from(Q), rows: m, cols: c }, a, { transA: true })).data);
-    // Rayleigh–Ritz: Zt = W·S·Vᵀ through the c×c Gram Zt·Ztᵀ
-    const G = new Float64Array(c * c);
-    for (let i = 0; i < c; i++) {
-      for (let j = i; j < c; j++) {
-        let acc = 0;
-        for (let t = 0; t < n; t++) acc += Zt[i * n + t]! * Zt[j * n + t]!;
-        G[i * c + j] = acc;
-        G[j * c + i] = acc;
-      }
-    }
+    const Zt = await gemm({ data: Float32Array.from(Q), rows: m, cols: c }, a, { transA: true });
+    // Rayleigh–Ritz: Zt = W·S·Vᵀ through the c×c Gram Zt·Ztᵀ (ORT, accumulated in float64)
+    const G = (await gram64(Zt, "rows")).data;
     const { values, vectors: W } = symmetricEigen(G, c);
     const S = Array.from(values, (v) => Math.sqrt(Math.max(v, 0)));
     const s1 = S[0]!;
     let d = 0;
     while (d < c && S[d]! > s1 * 1e-12) d++;
-    // V_ritz = Ztᵀ·W·S⁻¹  [n, d];  U_ritz = Q·W  [m, d]
-    // row i of Zt is contiguous: stream it once per i (a column-wise walk would stride by n)
-    const Vr = new Float64Array(n * d);
-    for (let i = 0; i < c; i++) {
-      const zo = i * n;
-      for (let j = 0; j < d; j++) {
-        const w = W[i * c + j]! / S[j]!;
-        if (w === 0) continue;
-        for (let t = 0; t < n; t++) Vr[t * d + j]! += Zt[zo + t]! * w;
-      }
-    }
+    // V_ritz = Ztᵀ·W·S⁻¹  [n, d] (ORT);  U_ritz = Q·W  [m, d]
+    const WS = new Float32Array(c * d);
+    for (let i = 0; i < c; i++) for (let j = 0; j < d; j++) WS[i * d + j] = W[i * c + j]! / S[j]!;
+    const Vr = (await gemm(Zt, { data: WS, rows: c, cols: d }, { transA: true })).data;
     const Ur = mulJs(Q, m, c, W, c);
     // Y = A·V_ritz  (the second pass: both the residual check and the next power step)
-    const Vr32 = Float32Array.from(Vr);
-    Y = Float64Array.from((await matmul(a, { data: Vr32, rows: n, cols: d })).data);
+    Y = Float64Array.from((await matmul(a, { data: Vr, rows: n, cols: d })).data);
     yCols = d;
     residual = 0;
     for (let j = 0; j < Math.min(kk, d); j++) {
