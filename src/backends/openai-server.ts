@@ -101,7 +101,6 @@ export interface ServeOptions {
 interface Pending {
   variant: string;
   item: EngineItem;
-  enqueued: number;
   cancelled: boolean;
   resolve(out: EngineOutput): void;
   reject(err: unknown): void;
@@ -170,8 +169,8 @@ export function parseChatParams(body: unknown, maxTokensLimit: number): ChatPara
     if (m.role !== "system" && m.role !== "user" && m.role !== "assistant") throw new ApiError(400, `messages[${i}].role must be system, user or assistant`);
     return { role: m.role, content: contentText(m.content, i) };
   });
-  const n = num(body.n, "n", 1, 1, 1, true);
-  void n;
+  // one choice per request: the engine batches across requests instead
+  num(body.n, "n", 1, 1, 1, true);
   const maxTokens = num(body.max_completion_tokens ?? body.max_tokens, "max_tokens", 1, maxTokensLimit, Math.min(DEFAULT_MAX_TOKENS, maxTokensLimit), true);
   const temperature = num(body.temperature, "temperature", 0, 2, 1);
   const topP = num(body.top_p, "top_p", 0, 1, 1);
@@ -302,7 +301,7 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
   const enqueue = (variant: string, item: EngineItem, res: ServerResponse): Promise<EngineOutput> => {
     if (queue.length >= maxQueue) throw new ApiError(503, "the request queue is full; retry later", "ServiceUnavailableError", { "retry-after": String(QUEUE_FULL_RETRY_AFTER_S) });
     return new Promise((resolve, reject) => {
-      const p: Pending = { variant, item, enqueued: Date.now(), cancelled: false, resolve, reject };
+      const p: Pending = { variant, item, cancelled: false, resolve, reject };
       // a client that hung up no longer needs its tokens
       res.on("close", () => {
         if (!res.writableFinished) p.cancelled = true;
