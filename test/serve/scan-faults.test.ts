@@ -111,6 +111,31 @@ describe("scan --backend openai: faults", () => {
     expect(report.elicitation!.probes.some((p) => p.responses.rank1 !== undefined)).toBe(false);
   }, 120_000);
 
+  it("the CLI exits 3 with a neutral report.json when the server is killed after the first variant", async () => {
+    const { child, url } = await startServe(["--model", fx.modelDir, "--adapter", `full=${fx.adapterDir}`, "--adapter", `rank1=${fx.adapterDir}@rank1`]);
+    const cfgPath = join(work, "cli-kill.yml");
+    await writeFile(cfgPath, CONFIG(url));
+    const out = join(work, "cli-killed");
+    const scanChild = spawn(process.execPath, [cli, "scan", "--base", fx.modelDir, "--adapter", fx.adapterDir, "--config", cfgPath, "--out", out], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, DELTA_AUDIT_QUIET: "0" },
+    });
+    children.push(scanChild);
+    let err = "";
+    // the progress line of a finished variant is the cue: kill the server between variants
+    scanChild.stderr!.on("data", (d) => {
+      err += d;
+      if (/elicit base: \d+\/\d+ \(100%\)/.test(err) && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    });
+    const code = await new Promise<number | null>((r) => scanChild.once("exit", (c) => r(c)));
+    expect(code, err).toBe(3);
+    const report = await readReport(out);
+    expect(report.verdict.conclusion).toBe("neutral");
+    // the kill lands between variants: after base (or, on a slow machine, after full as well)
+    expect(report.error).toMatch(/backend failed after [12] of 3 variants/);
+    expect(report.elicitation!.probes.every((p) => p.responses.base?.length === 1)).toBe(true);
+  }, 120_000);
+
   it("a wrong model name stops the CLI with exit 2 and names the missing model", async () => {
     const { child, url } = await startServe(["--model", fx.modelDir, "--adapter", `full=${fx.adapterDir}`, "--adapter", `rank1=${fx.adapterDir}@rank1`]);
     const cfgPath = join(work, "wrong.yml");
