@@ -71,6 +71,8 @@ export interface EngineOptions {
   maxBatch?: number;
   /** bytes of weights per session segment (default: see planSegments) */
   segmentBytes?: number;
+  /** let idle ORT threads spin (default off: segment sessions run in turn) */
+  spinning?: boolean;
 }
 
 /**
@@ -153,6 +155,7 @@ export class DecoderModel implements LoadedModel {
       const head: ort.InferenceSession[] = [];
       for (let i = 0; i < m.plan.head.length; i++) head.push(await m.headSession(ctx, i));
       const layers: ort.InferenceSession[] = [];
+      ctx.pool = new StagingPool(); // the head's (larger) staging buffers are not reused by layers
       for (const [first, count] of m.plan.layers) layers.push(await m.layerSession(ctx, first, count));
       const embed = await EmbeddingTable.open(config, ctx, { stream: true });
       m.variantMap.set("base", { name: "base", layers, head, embed });
@@ -174,7 +177,7 @@ export class DecoderModel implements LoadedModel {
         threads: this.opts.threads,
         externalData: g.externalData,
         cpuMemArena: false,
-        spinning: false,
+        spinning: this.opts.spinning ?? false,
       });
     } catch (err) {
       if (err instanceof InputError) throw err;

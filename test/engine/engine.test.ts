@@ -257,3 +257,25 @@ describe("input validation", () => {
     expect(() => parseModelConfig({ ...TINY_BASE, hidden_act: "gelu" })).toThrow(/hidden_act/);
   });
 });
+
+describe("graph encoding", () => {
+  it("keeps weights out of the protobuf (external data), so > 2 GB models encode", async () => {
+    const { buildLayerSegment, buildHeadSegment } = await import("../../src/engine/graph");
+    const { encodeModel } = await import("../../src/linalg/onnx-proto");
+    const { parseModelConfig } = await import("../../src/engine/config");
+    const cfg = parseModelConfig({ ...TINY_BASE, hidden_size: 256, intermediate_size: 1024, num_attention_heads: 8, num_key_value_heads: 2, vocab_size: 4096 });
+    // weights are never read by the encoder: a shared buffer stands in for each tensor
+    const big = new Float32Array(4 << 20);
+    const weights = (name: string) => {
+      const dims = name.endsWith(".gu") ? [256, 2048] : name.startsWith("lm_head") ? [256, 4096] : [256, 256];
+      return { data: big.subarray(0, dims[0]! * dims[1]!), dims };
+    };
+    const seg = buildLayerSegment(cfg, 0, 2, weights);
+    const bytes = encodeModel(seg.model).length;
+    const external = seg.externalData.reduce((a, e) => a + e.data.byteLength, 0);
+    expect(external).toBeGreaterThan(4 << 20);
+    expect(bytes).toBeLessThan(64 << 10);
+    const head = buildHeadSegment(cfg, 0, 4096, weights);
+    expect(encodeModel(head.model).length).toBeLessThan(16 << 10);
+  });
+});
