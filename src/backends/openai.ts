@@ -21,6 +21,8 @@ import type {
   VariantName,
 } from "./backend";
 import { HttpError, redactUrl, requestJson, Semaphore, type RequestPolicy } from "./http";
+// pure functions (no ONNX Runtime): the same token choice as the embedded engine
+import { argmax, sampleToken, seededRandom } from "../engine/sampling";
 
 export interface OpenAIBackendOptions {
   /** server root, with or without the trailing `/v1` */
@@ -195,23 +197,24 @@ export function parseChatCompletion(body: unknown, maxTokens: number, where: str
 const END_OF_TURN_TOKEN = /^(<\|[a-z_]*(eot|end|im_end|endoftext)[a-z_]*\|>|<\/s>|<eos>|<end_of_turn>)$/i;
 
 /**
- * One step of contrastive decoding: among `full`'s candidates pick the token maximising
- * (1+α)·log p_full − α·log p_base. The server reports only base's top-N, so a candidate outside
- * it gets base's N-th logprob: an upper bound on its real log p_base, which makes its score a
- * lower bound — the choice leans towards tokens both models know rather than inventing any.
+ * Contrastive scores of `full`'s candidates: (1+α)·log p_full − α·log p_base. The server reports
+ * only base's top-N, so a candidate outside it gets base's N-th logprob: an upper bound on its
+ * real log p_base, which makes its score a lower bound — the choice leans towards tokens both
+ * models know rather than inventing any.
  */
-export function contrastStep(full: TopLogprob[], base: TopLogprob[], alpha: number): TopLogprob & { score: number } {
+export function contrastScores(full: TopLogprob[], base: TopLogprob[], alpha: number): number[] {
   if (full.length === 0) throw new BackendError("contrastive decoding: the server returned no candidates");
   const baseLp = new Map<string, number>();
   for (const b of base) baseLp.set(b.token, Math.max(baseLp.get(b.token) ?? -Infinity, b.logprob));
   const floor = base.length > 0 ? Math.min(...base.map((b) => b.logprob)) : 0;
-  let best: (TopLogprob & { score: number }) | undefined;
-  for (const c of full) {
-    const lb = baseLp.get(c.token) ?? floor;
-    const score = (1 + alpha) * c.logprob - alpha * lb;
-    if (!best || score > best.score) best = { ...c, score };
-  }
-  return best!;
+  return full.map((c) => (1 + alpha) * c.logprob - alpha * (baseLp.get(c.token) ?? floor));
+}
+
+/** The greedy contrastive choice: the candidate with the highest score (the first on ties). */
+export function contrastStep(full: TopLogprob[], base: TopLogprob[], alpha: number): TopLogprob & { score: number } {
+  const scores = contrastScores(full, base, alpha);
+  const i = argmax(scores);
+  return { ...full[i]!, score: scores[i]! };
 }
 
 class OpenAIBackend implements Backend {
@@ -341,6 +344,7 @@ class OpenAIBackend implements Backend {
       requests.map((r) => async (signal: AbortSignal) => {
         let text = "";
         let tokens = 0;
+        const rand = seededRandom(r.sampling.seed);
         for (;;) {
           if (tokens >= r.sampling.maxNewTokens) return { id: r.id, text, tokens, finishReason: "length" as const };
           const [f, b] = await Promise.all([
@@ -351,7 +355,9 @@ class OpenAIBackend implements Backend {
             if (f.endsTurn) return { id: r.id, text, tokens, finishReason: "stop" as const };
             throw new BackendError(`${redactUrl(this.api)}: no top_logprobs for contrast ${r.id}`);
           }
-          const pick = contrastStep(f.top, b.top, opts.alpha);
+          // the same choice rule as the embedded engine: greedy at temperature 0, else sampled
+          // from the softmax of the scores (top-p applied) with the request's seeded generator
+          const pick = f.top[sampleToken(contrastScores(f.top, b.top, opts.alpha), r.sampling, rand)]!;
           if ((f.endsTurn && pick.token === f.greedy) || pick.token === "" || END_OF_TURN_TOKEN.test(pick.token)) {
             return { id: r.id, text, tokens, finishReason: "stop" as const };
           }

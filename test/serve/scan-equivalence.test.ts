@@ -51,21 +51,32 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-describe.each<OrganismKind>(["quirk", "benign"])("scan on the %s organism: openai over serve = embedded", (kind) => {
+const CASES: { kind: OrganismKind; sampled: boolean }[] = [
+  { kind: "quirk", sampled: false },
+  { kind: "benign", sampled: false },
+  // sampled: the server uses the request seeds exactly as the embedded engine does
+  { kind: "quirk", sampled: true },
+];
+
+describe.each(CASES)("scan on the $kind organism (sampled: $sampled): openai over serve = embedded", ({ kind, sampled }) => {
   it("gives the same verdict, findings and transcripts", async () => {
-    const dir = join(work, kind);
+    const name = `${kind}${sampled ? "-sampled" : ""}`;
+    const dir = join(work, name);
     await generateOrganism({ kind, outDir: dir, seed: 3 });
+    const sampling = sampled ? "samples: 2\ntemperature: 0.8\n" : "";
+    const embeddedCfg = join(work, `${name}-embedded.yml`);
+    await writeFile(embeddedCfg, sampling || "{}\n");
     const base = join(dir, "base");
     const adapter = join(dir, "adapter");
 
-    const embeddedOut = join(work, `${kind}-embedded`);
-    const e = scan(["--base", base, "--adapter", adapter, "--out", embeddedOut]);
+    const embeddedOut = join(work, `${name}-embedded`);
+    const e = scan(["--base", base, "--adapter", adapter, "--config", embeddedCfg, "--out", embeddedOut]);
     expect([0, 1]).toContain(e.status);
 
     const { child, url } = await startServe(["--model", base, "--adapter", `full=${adapter}`, "--adapter", `rank1=${adapter}@rank1`]);
-    const cfg = join(work, `${kind}.yml`);
-    await writeFile(cfg, `backend:\n  type: openai\n  url: ${url}/v1\n  concurrency: 4\n  timeout-seconds: 60\n`);
-    const openaiOut = join(work, `${kind}-openai`);
+    const cfg = join(work, `${name}.yml`);
+    await writeFile(cfg, `${sampling}backend:\n  type: openai\n  url: ${url}/v1\n  concurrency: 4\n  timeout-seconds: 60\n`);
+    const openaiOut = join(work, `${name}-openai`);
     const o = scan(["--base", base, "--adapter", adapter, "--config", cfg, "--out", openaiOut]);
     child.kill("SIGTERM");
     expect(o.status, o.stderr).toBe(e.status);
@@ -80,6 +91,7 @@ describe.each<OrganismKind>(["quirk", "benign"])("scan on the %s organism: opena
     // contrastive decoding ran over HTTP (logprobs + continue_final_message), not skipped
     expect(ro.elicitation!.variants).toContain("contrast");
     expect(ro.elicitation!.notices.filter((n) => /contrast/.test(n))).toEqual([]);
+    if (sampled) expect(re.elicitation!.samples).toBe(2);
     for (const v of ["base", "full", "rank1", "contrast"]) {
       expect(ro.elicitation!.probes.map((p) => p.responses[v]), v).toEqual(re.elicitation!.probes.map((p) => p.responses[v]));
     }
