@@ -122,6 +122,10 @@ export function parseModelConfig(raw: unknown, file = "config.json"): ModelConfi
     }
   }
 
+  // newer configs list each layer's attention kind; only full attention is implemented
+  if (Array.isArray(c.layer_types) && c.layer_types.some((t) => t !== "full_attention")) {
+    throw new InputError(`unsupported layer_types ${JSON.stringify([...new Set(c.layer_types)])} (only full_attention layers are supported)`, file);
+  }
   let ropeScaling: Llama3RopeScaling | null = null;
   const rs = c.rope_scaling;
   if (rs !== undefined && rs !== null) {

@@ -81,6 +81,13 @@ export interface EngineOptions {
  */
 export const MAX_BATCH = 8;
 
+/**
+ * Prompt tokens per forward pass. The attention scores of a pass are batch × heads × chunk ×
+ * context floats, so a 4k-token prompt in one piece would need gigabytes; 256 keeps a pass's
+ * activations to tens of MB while still amortising the weight reads over many tokens.
+ */
+export const PREFILL_CHUNK = 256;
+
 /** Additive mask value for hidden positions: exp() of it underflows to exactly 0 in float32. */
 const MASK_NEG = -1e30;
 
@@ -405,6 +412,7 @@ export class DecoderModel implements LoadedModel {
         }
         hidden = out[IO.hiddenOut] as ort.Tensor;
       }
+      if (gather.length === 0) return new Float32Array(0);
       const gatherT = new ort.Tensor("int64", BigInt64Array.from(gather, (g) => BigInt(g)), [gather.length]);
       const V = cfg.vocabSize;
       if (this.plan.head.length === 1) {
@@ -446,6 +454,26 @@ export class DecoderModel implements LoadedModel {
     }
   }
 
+  /**
+   * Run left-padded prompts through the model in chunks of PREFILL_CHUNK columns (attention
+   * scores grow with chunk × context, so long prompts must not go in one piece). Returns the
+   * logits of every position of row 0 ("all", for one row) or each row's last position ("last").
+   */
+  private async prefill(v: Variant, st: BatchState, rows: (number | null)[][], mode: "all" | "last"): Promise<Float32Array[]> {
+    const V = this.config.vocabSize;
+    const S = rows[0]!.length;
+    const out: Float32Array[] = [];
+    for (let c0 = 0; c0 < S; c0 += PREFILL_CHUNK) {
+      const chunk = rows.map((r) => r.slice(c0, c0 + PREFILL_CHUNK));
+      const n = chunk[0]!.length;
+      const last = c0 + n >= S;
+      const gather = mode === "all" ? chunk[0]!.map((_, s) => s) : last ? chunk.map((_, b) => b * n + n - 1) : [];
+      const flat = await this.step(v, st, chunk, gather);
+      for (let i = 0; i < gather.length; i++) out.push(flat.subarray(i * V, (i + 1) * V));
+    }
+    return out;
+  }
+
   async logits(ids: number[], variant = "base"): Promise<Float32Array[]> {
     if (ids.length === 0) throw new InputError("no token ids given", "--ids");
     this.checkIds(ids, "--ids");
@@ -454,22 +482,23 @@ export class DecoderModel implements LoadedModel {
     }
     const v = this.variant(variant);
     const st = this.newState(1);
-    const flat = await this.step(v, st, [ids], ids.map((_, i) => i));
-    const V = this.config.vocabSize;
-    return ids.map((_, i) => flat.subarray(i * V, (i + 1) * V));
+    return this.prefill(v, st, [ids], "all");
   }
 
   async openStream(prompts: number[][], variant = "base"): Promise<DecodeStream> {
     const v = this.variant(variant);
     if (prompts.length === 0 || prompts.some((p) => p.length === 0)) throw new InputError("openStream needs non-empty prompts");
     prompts.forEach((p) => this.checkIds(p, "prompt"));
-    const V = this.config.vocabSize;
+    if (prompts.some((p) => p.length > this.config.maxPositionEmbeddings)) {
+      throw new InputError(`a prompt exceeds max_position_embeddings ${this.config.maxPositionEmbeddings}`);
+    }
     const S = Math.max(...prompts.map((p) => p.length));
     const st = this.newState(prompts.length);
+    const V = this.config.vocabSize;
     const split = (flat: Float32Array) => prompts.map((_, b) => flat.slice(b * V, (b + 1) * V));
-    const first = await this.step(v, st, prompts.map((p) => [...new Array<null>(S - p.length).fill(null), ...p]), prompts.map((_, b) => b * S + S - 1));
+    const first = await this.prefill(v, st, prompts.map((p) => [...new Array<null>(S - p.length).fill(null), ...p]), "last");
     const stream = {
-      logits: split(first),
+      logits: first,
       next: async (tokens: number[]) => {
         if (tokens.length !== prompts.length) throw new InputError(`expected ${prompts.length} tokens, got ${tokens.length}`);
         this.checkIds(tokens, "token");
@@ -602,15 +631,15 @@ export class DecoderModel implements LoadedModel {
     });
     if (active.length === 0) return results;
     let states = vs.map(() => this.newState(active.length));
-    let tokens: (number | null)[][] = active.map((k) => [...new Array<null>(S - prompts[k]!.length).fill(null), ...prompts[k]!]);
-    let gather = active.map((_, b) => b * S + S - 1);
+    const padded: (number | null)[][] = active.map((k) => [...new Array<null>(S - prompts[k]!.length).fill(null), ...prompts[k]!]);
+    // per variant, per row: the next-token logits
+    let rowLogits: Float32Array[][] = [];
+    for (let i = 0; i < vs.length; i++) rowLogits.push(await this.prefill(vs[i]!, states[i]!, padded, "last"));
     for (;;) {
-      const logits: Float32Array[] = [];
-      for (let i = 0; i < vs.length; i++) logits.push(await this.step(vs[i]!, states[i]!, tokens, gather));
       const keep: number[] = [];
       const next: number[] = [];
       active.forEach((k, b) => {
-        const rows = logits.map((l) => l.subarray(b * V, (b + 1) * V));
+        const rows = rowLogits.map((l) => l[b]!);
         const t = pick(rows, k);
         if (eos.has(t)) return finish(k, "stop");
         gen[k]!.push(t);
@@ -623,8 +652,13 @@ export class DecoderModel implements LoadedModel {
         states = states.map((s) => this.compact(s, keep));
         active = keep.map((b) => active[b]!);
       }
-      tokens = next.map((t) => [t]);
-      gather = next.map((_, b) => b);
+      const tokens = next.map((t) => [t]);
+      const gather = next.map((_, b) => b);
+      rowLogits = [];
+      for (let i = 0; i < vs.length; i++) {
+        const flat = await this.step(vs[i]!, states[i]!, tokens, gather);
+        rowLogits.push(next.map((_, b) => flat.subarray(b * V, (b + 1) * V)));
+      }
     }
     return results;
   }

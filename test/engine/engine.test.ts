@@ -156,7 +156,7 @@ describe("segmented sessions", () => {
 describe("decoding", () => {
   let model: LoadedModel;
   let m: WrittenModel;
-  const config = { ...TINY_BASE, model_type: "qwen3", head_dim: 8, eos_token_id: 96 };
+  const config = { ...TINY_BASE, model_type: "qwen3", head_dim: 8, eos_token_id: 96, max_position_embeddings: 1024 };
 
   it("KV-cached steps equal full recomputation, with left padding in a batch", async () => {
     m = await written(config, 33);
@@ -174,6 +174,22 @@ describe("decoding", () => {
       next.forEach((t, b) => seqs[b]!.push(t));
       await stream.next(next);
     }
+  });
+
+  it("prompts longer than one prefill chunk (with padding across the chunk boundary)", async () => {
+    const { PREFILL_CHUNK } = await import("../../src/engine/model");
+    const long = Array.from({ length: PREFILL_CHUNK + 37 }, (_, i) => (i * 31 + 7) % 97);
+    const short = long.slice(0, 40);
+    const ref = referenceLogits({ config, weights: m.weights }, long);
+    const all = await model.logits(long);
+    for (const p of [0, PREFILL_CHUNK - 1, PREFILL_CHUNK, long.length - 1]) {
+      const { maxDiff, tol } = compareLogits(all[p]!, ref[p]!);
+      expect(maxDiff, `position ${p}`).toBeLessThanOrEqual(tol);
+    }
+    const stream = await model.openStream([long, short]);
+    expect(compareLogits(stream.logits[0]!, ref.at(-1)!).maxDiff).toBeLessThanOrEqual(compareLogits(stream.logits[0]!, ref.at(-1)!).tol);
+    const refShort = ref[short.length - 1]!; // causal: the prefix's logits are the short prompt's
+    expect(compareLogits(stream.logits[1]!, refShort).maxDiff).toBeLessThanOrEqual(compareLogits(stream.logits[1]!, refShort).tol);
   });
 
   it("batched greedy generation equals one-at-a-time", async () => {
@@ -255,6 +271,10 @@ describe("input validation", () => {
     expect(() => parseModelConfig({ ...TINY_BASE, model_type: "mistral", sliding_window: 16 })).toThrow(/sliding_window/);
     expect(() => parseModelConfig({ ...TINY_BASE, model_type: "gpt2" })).toThrow(/model_type "gpt2"/);
     expect(() => parseModelConfig({ ...TINY_BASE, hidden_act: "gelu" })).toThrow(/hidden_act/);
+    expect(() => parseModelConfig({ ...TINY_BASE, model_type: "qwen3", layer_types: ["full_attention", "sliding_attention"] })).toThrow(/layer_types/);
+    expect(() => parseModelConfig({ ...TINY_BASE, model_type: "qwen2", use_sliding_window: true, sliding_window: 64 })).toThrow(/sliding_window/);
+    // a window at least as long as the context never slides: accepted
+    expect(parseModelConfig({ ...TINY_BASE, model_type: "mistral", sliding_window: 256 }).modelType).toBe("mistral");
   });
 });
 
