@@ -10,6 +10,7 @@
  */
 import { resolve as resolvePath } from "node:path";
 import { BackendError, InputError } from "../errors";
+import { log } from "../progress";
 import type {
   Backend,
   BackendCapabilities,
@@ -450,7 +451,8 @@ export async function createOpenAIBackend(opts: OpenAIBackendOptions): Promise<B
     timeoutMs: opts.timeoutMs,
     maxRetries,
     deadline: opts.deadlineMs !== undefined ? Date.now() + opts.deadlineMs : undefined,
-    onRetry: opts.onRetry,
+    // retries are worth a line in the CI log (the reason never carries headers or the key)
+    onRetry: opts.onRetry ?? ((r) => log(`openai backend: retry ${r.attempt} in ${r.waitMs} ms after: ${r.reason}`)),
   };
   const rankVariant = `rank${opts.rank}`;
   const given = Object.fromEntries(Object.entries(opts.models ?? {}).filter(([, m]) => m !== undefined && m !== null));
