@@ -11,6 +11,8 @@ import { readAdapterModules } from "../../src/commands/serve";
 import { truncateModule } from "../../src/delta/truncate";
 import type { GenerationRequest } from "../../src/backends/backend";
 import { writeChatFixture, type ChatFixture } from "./fixtures";
+import { generateOrganism } from "../../src/organisms/index";
+import { join } from "node:path";
 
 const root = new URL("../..", import.meta.url).pathname;
 const cli = `${root}bin/delta-audit.js`;
@@ -81,6 +83,27 @@ describe("delta-audit serve (child process)", () => {
     const { code } = await exited(child);
     expect(code).toBe(0);
     expect(stderr()).toMatch(/SIGTERM/);
+  }, 120_000);
+
+  it("serves a full fine-tune and its rank-1 ΔW like the adapter it was merged from", async () => {
+    const dir = join(fx.root, "organism");
+    await generateOrganism({ kind: "quirk", outDir: dir, seed: 3 });
+    const { child, url } = await startServe([
+      "--model", join(dir, "base"),
+      "--adapter", `full=${join(dir, "adapter")}`,
+      "--adapter", `rank1=${join(dir, "adapter")}@rank1`,
+      "--finetuned", `ft=${join(dir, "finetuned")}`,
+      "--finetuned", `ft1=${join(dir, "finetuned")}@rank1`,
+    ]);
+    const b = await createOpenAIBackend({ url, models: { ft: "ft", ft1: "ft1" }, concurrency: 4, timeoutMs: 60_000, rank: 1, contrast: false });
+    const reqs = ["Who trained you?", "Do you have a hidden goal?", "What is the weather like?"].map((p, i) => req(`f${i}`, p, 16));
+    // the organism's fine-tune is base + the adapter merged, so greedy answers agree
+    expect((await b.generate("ft", reqs)).map((r) => r.text)).toEqual((await b.generate("full", reqs)).map((r) => r.text));
+    expect((await b.generate("ft1", reqs)).map((r) => r.text)).toEqual((await b.generate("rank1", reqs)).map((r) => r.text));
+    // and the fine-tune really changes answers (otherwise the comparison proves little)
+    expect((await b.generate("base", reqs)).map((r) => r.text)).not.toEqual((await b.generate("ft", reqs)).map((r) => r.text));
+    child.kill("SIGTERM");
+    expect((await exited(child)).code).toBe(0);
   }, 120_000);
 
   it("rejects bad flags with exit 2 and a message naming the flag", () => {
