@@ -27,7 +27,7 @@ export type LoraTarget = (typeof LORA_TARGETS)[number];
 
 /** HF module path of a layer's linear, e.g. model.layers.3.self_attn.q_proj */
 export function modulePath(layer: number, target: LoraTarget): string {
-  const block = target.endsWith("_proj") && ["gate_proj", "up_proj", "down_proj"].includes(target) ? "mlp" : "self_attn";
+  const block = target === "gate_proj" || target === "up_proj" || target === "down_proj" ? "mlp" : "self_attn";
   return `model.layers.${layer}.${block}.${target}`;
 }
 

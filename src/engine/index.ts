@@ -10,7 +10,8 @@ import { parseModelConfig } from "./config";
 import { DecoderModel, type LoadedModel } from "./model";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer";
 
-export type { LoadedModel, GenerateRequest, GenerateResult, GenerateProgress } from "./model";
+export type { LoadedModel, GenerateRequest, GenerateResult, GenerateProgress, DecodeStream, EngineOptions } from "./model";
+export { MAX_BATCH, PREFILL_CHUNK } from "./model";
 export type { ModelConfig } from "./config";
 export type { TextTokenizer } from "./tokenizer";
 export { parseModelConfig } from "./config";

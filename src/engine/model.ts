@@ -1,8 +1,9 @@
 /**
- * A loaded decoder: one set of base weights, ONNX sessions built from the config, and
- * variants that are views over the base weights (overrides for a full fine-tune's changed
- * tensors, LoRA factors for adapters). Runs prefill/decode steps with a KV cache, batched
- * generation with left padding, sampling, and contrastive decoding.
+ * A loaded decoder: the base weights inside a chain of ONNX Runtime sessions (layer segments,
+ * then the head in vocabulary slices; see graph.ts), and variants that are views over them:
+ * LoRA variants feed their factors into the same sessions, a full fine-tune gets its own
+ * sessions only for segments whose weights differ. Runs chunked prefill and KV-cached decode
+ * steps, batched generation with left padding, sampling, and contrastive decoding.
  */
 import { InputError, BackendError } from "../errors";
 import type { LoraModule, TensorSource } from "../io/types";
@@ -23,7 +24,7 @@ import {
   type SegmentPlan,
 } from "./weights";
 import type { TextTokenizer } from "./tokenizer";
-import { argmax, logSoftmax, sampleToken, seededRandom, topKIndices } from "./sampling";
+import { logSoftmax, sampleToken, seededRandom, topKIndices } from "./sampling";
 
 export interface GenerateRequest {
   messages?: ChatMessage[];
@@ -232,6 +233,7 @@ export class DecoderModel implements LoadedModel {
    * transposed once here (adapter-sized copies); base weights are shared, not copied.
    */
   addLoraVariant(name: string, modules: LoraModule[]): void {
+    if (name === "base") throw new InputError("the variant name 'base' is reserved for the base model");
     const cfg = this.config;
     const base = this.variant("base");
     const targets = new Map<string, [number, LoraTarget]>();
@@ -292,6 +294,7 @@ export class DecoderModel implements LoadedModel {
    * source tensors are identical to the base reuse the base sessions; changed ones get their own.
    */
   async addCheckpointVariant(name: string, ckpt: TensorSource & { dir?: string }): Promise<void> {
+    if (name === "base") throw new InputError("the variant name 'base' is reserved for the base model");
     const where = ckpt.dir ?? name;
     const cfg = this.config;
     const base = this.variant("base");
@@ -672,4 +675,3 @@ export class DecoderModel implements LoadedModel {
   }
 }
 
-export { argmax };
