@@ -14,6 +14,7 @@ const FLOOR_CHUNK_BYTES = 16 * 1024 * 1024;
 export async function readFloor(paths: string[]): Promise<{ seconds: number; bytes: number }> {
   const buf = new Uint8Array(FLOOR_CHUNK_BYTES);
   let bytes = 0;
+  startPhaseCpu();
   const t0 = performance.now();
   for (const p of paths) {
     const fh = await open(p, "r");
@@ -33,6 +34,7 @@ export async function readFloor(paths: string[]): Promise<{ seconds: number; byt
 export interface PhaseResult {
   seconds: number;
   peakRssBytes: number;
+  cpuSeconds: number;
   [key: string]: unknown;
 }
 
@@ -49,10 +51,21 @@ export function runPhase(script: string, phase: string, args: string[] = []): Ph
   return JSON.parse(last) as PhaseResult;
 }
 
-/** Print a phase result from inside the child: one JSON line with the peak RSS added. */
+/**
+ * Print a phase result from inside the child: one JSON line with the peak RSS and the CPU
+ * seconds (user + system, all threads) added. On a shared machine wall time depends on what
+ * else runs; CPU time shows the work itself (÷ cores for the wall time it would take alone).
+ */
 export function reportPhase(result: Record<string, unknown>): void {
   const peakRssBytes = process.resourceUsage().maxRSS * 1024;
-  process.stdout.write(`${JSON.stringify({ ...result, peakRssBytes })}\n`);
+  const u = process.cpuUsage(phaseCpuStart);
+  process.stdout.write(`${JSON.stringify({ ...result, peakRssBytes, cpuSeconds: (u.user + u.system) / 1e6 })}\n`);
+}
+
+let phaseCpuStart: NodeJS.CpuUsage | undefined;
+/** Start the CPU clock of a phase (after its imports, like its wall clock). */
+export function startPhaseCpu(): void {
+  phaseCpuStart = process.cpuUsage();
 }
 
 export const gb = (b: number) => (b / 1e9).toFixed(2);

@@ -11,8 +11,9 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
-import { QUICK, evict, fillUniform, gb, readFloor, reportPhase, runPhase, secs, verdict } from "./spectrum-common";
+import { QUICK, evict, startPhaseCpu, fillUniform, gb, readFloor, reportPhase, runPhase, secs, verdict } from "./spectrum-common";
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const [ROWS, COLS] = QUICK ? [1024, 3584] : [4096, 14336];
@@ -66,6 +67,7 @@ async function phase(name: string): Promise<void> {
     const { openCheckpoint } = await import("../src/io/checkpoint");
     const { fullSpectrum } = await import("../src/delta/spectrum");
     const warnings: string[] = [];
+    startPhaseCpu();
     const t0 = performance.now();
     const base = await openCheckpoint(join(ROOT, "base"));
     const ft = await openCheckpoint(join(ROOT, "ft"));
@@ -95,8 +97,9 @@ export async function run(): Promise<{ floorSeconds: number; fullSeconds: number
   const ratio = full.seconds / floor;
   const sigma = full.sigma as number[];
   console.log(`full fine-tune bench (one ${ROWS}×${COLS} F32 pair, ${gb(bytes)} GB both sides)`);
-  console.log(`  I/O floor (both read once)  : ${secs(floor)}  (${gb(bytes / floor)} GB/s; runs ${secs(f1.seconds)}, ${secs(f2.seconds)})`);
-  console.log(`  spectrum top-8              : ${secs(full.seconds)}  peak RSS ${gb(full.peakRssBytes)} GB; σ₁..σ₃ ${sigma.slice(0, 3).map((s) => s.toPrecision(4)).join(", ")}; stable rank ${(full.stableRank as number).toFixed(2)}`);
+  console.log(`  I/O floor (both read once)  : ${secs(floor)}  (${gb(bytes / floor)} GB/s; runs ${secs(f1.seconds)}, ${secs(f2.seconds)}; CPU ${secs(Math.min(f1.cpuSeconds, f2.cpuSeconds))})`);
+  console.log(`  load average at the end     : ${loadavg().map((x) => x.toFixed(1)).join(" ")} on ${cpus().length} cores`);
+  console.log(`  spectrum top-8              : ${secs(full.seconds)}  (CPU ${secs(full.cpuSeconds)})  peak RSS ${gb(full.peakRssBytes)} GB; σ₁..σ₃ ${sigma.slice(0, 3).map((s) => s.toPrecision(4)).join(", ")}; stable rank ${(full.stableRank as number).toFixed(2)}`);
   for (const w of full.warnings as string[]) console.log(`  warning: ${w}`);
   console.log(`  top-8 / I/O floor (hot)     : ${ratio.toFixed(2)}× (target ≤ ${TARGET_OVER_FLOOR}×) ${verdict(ratio <= TARGET_OVER_FLOOR)}`);
   if (cold) {

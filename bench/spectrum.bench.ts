@@ -14,9 +14,10 @@
  */
 import { existsSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Matrix, SingularValueDecomposition } from "ml-matrix";
-import { QUICK, evict, fillUniform, gb, readFloor, reportPhase, runPhase, secs, verdict } from "./spectrum-common";
+import { QUICK, evict, startPhaseCpu, fillUniform, gb, readFloor, reportPhase, runPhase, secs, verdict } from "./spectrum-common";
 
 const SCRIPT = fileURLToPath(import.meta.url);
 
@@ -90,6 +91,7 @@ async function phase(name: string): Promise<void> {
   } else if (name === "spectrum") {
     const { openAdapter } = await import("../src/io/peft");
     const { adapterSpectrum } = await import("../src/delta/spectrum");
+    startPhaseCpu();
     const t0 = performance.now();
     const adapter = await openAdapter(ADAPTER_DIR);
     const report = await adapterSpectrum(adapter, { quiet: true });
@@ -99,6 +101,7 @@ async function phase(name: string): Promise<void> {
   } else if (name === "truncate") {
     const { runTruncate } = await import("../src/commands/truncate");
     rmSync(RANK1_OUT, { recursive: true, force: true });
+    startPhaseCpu();
     const t0 = performance.now();
     await runTruncate({ adapter: ADAPTER_DIR, rank: "1", out: RANK1_OUT });
     const seconds = (performance.now() - t0) / 1000;
@@ -170,9 +173,10 @@ export async function run(): Promise<SpectrumBenchResult> {
   const overFloor = spectrum.seconds / floor;
   const speedup = denseAdapter / spectrum.seconds;
   console.log(`spectrum bench (Llama-3.3-70B-shaped rank-64 F32 adapter: ${shapes.length} modules, ${gb(bytes)} GB)`);
-  console.log(`  (a) I/O floor (read once)   : ${secs(floor)}  (${gb(bytes / floor)} GB/s; runs ${secs(floor1.seconds)}, ${secs(floor2.seconds)})`);
-  console.log(`  (b) spectrum, whole adapter : ${secs(spectrum.seconds)}  peak RSS ${gb(spectrum.peakRssBytes)} GB`);
-  console.log(`  (c) truncate --rank 1       : ${secs(truncate.seconds)}  peak RSS ${gb(truncate.peakRssBytes)} GB`);
+  console.log(`  (a) I/O floor (read once)   : ${secs(floor)}  (${gb(bytes / floor)} GB/s; runs ${secs(floor1.seconds)}, ${secs(floor2.seconds)}; CPU ${secs(Math.min(floor1.cpuSeconds, floor2.cpuSeconds))})`);
+  console.log(`  (b) spectrum, whole adapter : ${secs(spectrum.seconds)}  (CPU ${secs(spectrum.cpuSeconds)})  peak RSS ${gb(spectrum.peakRssBytes)} GB`);
+  console.log(`  (c) truncate --rank 1       : ${secs(truncate.seconds)}  (CPU ${secs(truncate.cpuSeconds)})  peak RSS ${gb(truncate.peakRssBytes)} GB`);
+  console.log(`  load average at the end     : ${loadavg().map((x) => x.toFixed(1)).join(" ")} on ${cpus().length} cores (wall times stretch when others run)`);
   if (cold) {
     console.log(`  cold page cache: I/O floor ${secs(cold.floor.seconds)} (${gb(bytes / cold.floor.seconds)} GB/s), spectrum ${secs(cold.spectrum.seconds)} → ${(cold.spectrum.seconds / cold.floor.seconds).toFixed(2)}× (target ≤ ${TARGETS.overFloor}×) ${verdict(cold.spectrum.seconds / cold.floor.seconds <= TARGETS.overFloor)}`);
   }
