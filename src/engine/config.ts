@@ -29,6 +29,14 @@ export interface ModelConfig {
   ropeTheta: number;
   ropeScaling: Llama3RopeScaling | null;
   maxPositionEmbeddings: number;
+  /**
+   * The longest context the engine runs exactly: max_position_embeddings, or the sliding
+   * window when one is configured (within the window, sliding-window attention is full
+   * attention; beyond it the engine would mis-compute, so it stops there).
+   */
+  maxContext: number;
+  /** the sliding window, when sliding-window attention is configured */
+  slidingWindow: number | null;
   tieWordEmbeddings: boolean;
   /** q/k/v projections carry biases (qwen2 always; others with attention_bias) */
   qkvBias: boolean;
@@ -111,20 +119,23 @@ export function parseModelConfig(raw: unknown, file = "config.json"): ModelConfi
     // transformers computes the same function for any pretraining_tp; accept but nothing to do
   }
   const maxPositionEmbeddings = posInt(c, "max_position_embeddings", file, 4096);
-  // Sliding-window attention only matters once the context exceeds the window; we refuse
-  // configs whose window is active within the model's context rather than mis-compute.
+  // Sliding-window attention only differs from full attention once the context exceeds the
+  // window, so such models run with their context capped at the window (maxContext).
   const slidingActive =
-    mt === "qwen2" || mt === "qwen3" ? c.use_sliding_window === true : c.sliding_window !== undefined && c.sliding_window !== null;
-  if (slidingActive) {
-    const w = c.sliding_window;
-    if (typeof w !== "number" || w < maxPositionEmbeddings) {
-      throw new InputError(`unsupported sliding_window ${JSON.stringify(w)} (sliding-window attention shorter than max_position_embeddings ${maxPositionEmbeddings})`, file);
-    }
+    mt === "qwen2" || mt === "qwen3"
+      ? c.use_sliding_window === true
+      : c.sliding_window !== undefined && c.sliding_window !== null;
+  const layerTypes = Array.isArray(c.layer_types) ? (c.layer_types as unknown[]) : [];
+  if (layerTypes.some((t) => t !== "full_attention" && t !== "sliding_attention")) {
+    throw new InputError(`unsupported layer_types ${JSON.stringify([...new Set(layerTypes)])} (supported: full_attention, sliding_attention)`, file);
   }
-
-  // newer configs list each layer's attention kind; only full attention is implemented
-  if (Array.isArray(c.layer_types) && c.layer_types.some((t) => t !== "full_attention")) {
-    throw new InputError(`unsupported layer_types ${JSON.stringify([...new Set(c.layer_types)])} (only full_attention layers are supported)`, file);
+  let slidingWindow: number | null = null;
+  if (slidingActive || layerTypes.includes("sliding_attention")) {
+    const w = c.sliding_window;
+    if (typeof w !== "number" || !Number.isInteger(w) || w <= 0) {
+      throw new InputError(`sliding-window attention is configured but sliding_window is ${JSON.stringify(w)}`, file);
+    }
+    slidingWindow = w;
   }
   let ropeScaling: Llama3RopeScaling | null = null;
   const rs = c.rope_scaling;
@@ -167,6 +178,8 @@ export function parseModelConfig(raw: unknown, file = "config.json"): ModelConfi
     ropeTheta: posNum(c, "rope_theta", file, 10000),
     ropeScaling,
     maxPositionEmbeddings,
+    maxContext: slidingWindow === null ? maxPositionEmbeddings : Math.min(maxPositionEmbeddings, slidingWindow),
+    slidingWindow,
     // transformers' PretrainedConfig defaults tie_word_embeddings to true
     tieWordEmbeddings: c.tie_word_embeddings === undefined ? true : c.tie_word_embeddings === true,
     qkvBias: mt === "qwen2" || attentionBias,

@@ -477,11 +477,16 @@ export class DecoderModel implements LoadedModel {
     return out;
   }
 
+  private contextReason(): string {
+    const c = this.config;
+    return c.slidingWindow !== null && c.slidingWindow < c.maxPositionEmbeddings ? ` (sliding_window ${c.slidingWindow}: longer contexts are not supported)` : " (max_position_embeddings)";
+  }
+
   async logits(ids: number[], variant = "base"): Promise<Float32Array[]> {
     if (ids.length === 0) throw new InputError("no token ids given", "--ids");
     this.checkIds(ids, "--ids");
-    if (ids.length > this.config.maxPositionEmbeddings) {
-      throw new InputError(`${ids.length} ids exceed max_position_embeddings ${this.config.maxPositionEmbeddings}`, "--ids");
+    if (ids.length > this.config.maxContext) {
+      throw new InputError(`${ids.length} ids exceed the model's context of ${this.config.maxContext} tokens${this.contextReason()}`, "--ids");
     }
     const v = this.variant(variant);
     const st = this.newState(1);
@@ -492,8 +497,8 @@ export class DecoderModel implements LoadedModel {
     const v = this.variant(variant);
     if (prompts.length === 0 || prompts.some((p) => p.length === 0)) throw new InputError("openStream needs non-empty prompts");
     prompts.forEach((p) => this.checkIds(p, "prompt"));
-    if (prompts.some((p) => p.length > this.config.maxPositionEmbeddings)) {
-      throw new InputError(`a prompt exceeds max_position_embeddings ${this.config.maxPositionEmbeddings}`);
+    if (prompts.some((p) => p.length > this.config.maxContext)) {
+      throw new InputError(`a prompt exceeds the model's context of ${this.config.maxContext} tokens${this.contextReason()}`);
     }
     const S = Math.max(...prompts.map((p) => p.length));
     const st = this.newState(prompts.length);
@@ -621,7 +626,7 @@ export class DecoderModel implements LoadedModel {
     const results: GenerateResult[] = new Array(n);
     const S = Math.max(...prompts.map((p) => p.length));
     let active = prompts.map((_, k) => k);
-    const limit = (k: number) => Math.max(0, Math.min(maxNew[k]!, this.config.maxPositionEmbeddings - prompts[k]!.length));
+    const limit = (k: number) => Math.max(0, Math.min(maxNew[k]!, this.config.maxContext - prompts[k]!.length));
     const finish = (k: number, reason: "stop" | "length") => {
       results[k] = { text: this.decodeText(gen[k]!), ids: gen[k]!, finishReason: reason };
       onRowDone();
@@ -666,7 +671,12 @@ export class DecoderModel implements LoadedModel {
     return results;
   }
 
+  private closed = false;
+
+  /** Release every session and the base checkpoint (idempotent). */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     const all = this.sessions;
     this.sessions = [];
     for (const s of all) await s.release().catch(() => undefined);

@@ -264,17 +264,40 @@ describe("input validation", () => {
     const m = await written({ ...TINY_BASE }, 3);
     const model = await loadModel(m.dir, { threads: 1 });
     await expect(model.logits([1, 97])).rejects.toThrow(/97 is outside the vocabulary/);
+    await expect(model.logits(new Array(257).fill(1))).rejects.toThrow(/context of 256 tokens/);
     await model.close();
     const { parseModelConfig } = await import("../../src/engine/config");
     expect(() => parseModelConfig({ ...TINY_BASE, num_local_experts: 8 })).toThrow(/num_local_experts/);
     expect(() => parseModelConfig({ ...TINY_BASE, rope_scaling: { rope_type: "yarn", factor: 4 } })).toThrow(/rope_scaling type "yarn"/);
-    expect(() => parseModelConfig({ ...TINY_BASE, model_type: "mistral", sliding_window: 16 })).toThrow(/sliding_window/);
+    // a sliding window caps the context (within it attention is full), it is never ignored
+    expect(parseModelConfig({ ...TINY_BASE, model_type: "mistral", sliding_window: 16 }).maxContext).toBe(16);
+    expect(() => parseModelConfig({ ...TINY_BASE, model_type: "mistral", sliding_window: "x" })).toThrow(/sliding_window/);
     expect(() => parseModelConfig({ ...TINY_BASE, model_type: "gpt2" })).toThrow(/model_type "gpt2"/);
     expect(() => parseModelConfig({ ...TINY_BASE, hidden_act: "gelu" })).toThrow(/hidden_act/);
-    expect(() => parseModelConfig({ ...TINY_BASE, model_type: "qwen3", layer_types: ["full_attention", "sliding_attention"] })).toThrow(/layer_types/);
-    expect(() => parseModelConfig({ ...TINY_BASE, model_type: "qwen2", use_sliding_window: true, sliding_window: 64 })).toThrow(/sliding_window/);
+    expect(() => parseModelConfig({ ...TINY_BASE, model_type: "qwen3", layer_types: ["full_attention", "chunked_attention"] })).toThrow(/layer_types/);
+    expect(() => parseModelConfig({ ...TINY_BASE, model_type: "qwen3", layer_types: ["sliding_attention"] })).toThrow(/sliding_window is undefined/);
+    expect(parseModelConfig({ ...TINY_BASE, model_type: "qwen2", use_sliding_window: true, sliding_window: 64 }).maxContext).toBe(64);
+    // qwen2 configs carry sliding_window even when use_sliding_window is false: not active
+    expect(parseModelConfig({ ...TINY_BASE, model_type: "qwen2", use_sliding_window: false, sliding_window: 8 }).maxContext).toBe(256);
     // a window at least as long as the context never slides: accepted
     expect(parseModelConfig({ ...TINY_BASE, model_type: "mistral", sliding_window: 256 }).modelType).toBe("mistral");
+  });
+});
+
+describe("sliding window", () => {
+  it("runs within the window and stops at it", async () => {
+    const config = { ...TINY_BASE, model_type: "mistral", sliding_window: 8 };
+    const m = await written(config, 8);
+    const model = await loadModel(m.dir, { threads: 1 });
+    try {
+      const ids = [1, 2, 3, 4, 5, 6, 7, 8];
+      expectMatches(await model.logits(ids), referenceLogits({ config, weights: m.weights }, ids));
+      await expect(model.logits([...ids, 9])).rejects.toThrow(/sliding_window 8/);
+      const [out] = await model.generate([{ promptIds: [1, 2, 3, 4, 5], sampling: { maxNewTokens: 10, temperature: 0, topP: 1, seed: 0 } }], "base");
+      expect(out!.ids.length).toBeLessThanOrEqual(3);
+    } finally {
+      await model.close();
+    }
   });
 });
 
