@@ -21,6 +21,13 @@ interface Kernel {
 
 const cache = new Map<string, Promise<Kernel>>();
 
+/**
+ * ORT's intra-op threads spin while waiting for work by default. Kernel calls are short and
+ * interleaved with reads and JavaScript on the same few cores, so spinning threads only take
+ * CPU from that other work: off unless DELTA_AUDIT_ORT_SPIN=1 (for A/B measurements).
+ */
+const KERNEL_SESSION = Object.freeze({ spinning: process.env.DELTA_AUDIT_ORT_SPIN === "1" });
+
 function onnxType(p: Precision): OnnxTypeCode {
   return p === "float64" ? OnnxType.DOUBLE : OnnxType.FLOAT;
 }
@@ -50,15 +57,18 @@ async function buildKernel(pattern: Pattern, transA: boolean, transB: boolean, p
       outputs: ["Z"],
       attrs: { transA: transA ? 1 : 0, transB: transB ? 1 : 0 },
     };
-    const session = await createSession({
-      graph: {
-        name: "kernel_gram64",
-        nodes: [cast, g],
-        inputs: [{ name: "X", type: OnnxType.FLOAT, shape: ["m", "n"] }],
-        outputs: [{ name: "Z", type: OnnxType.DOUBLE }],
+    const session = await createSession(
+      {
+        graph: {
+          name: "kernel_gram64",
+          nodes: [cast, g],
+          inputs: [{ name: "X", type: OnnxType.FLOAT, shape: ["m", "n"] }],
+          outputs: [{ name: "Z", type: OnnxType.DOUBLE }],
+        },
+        opsets: { "": KERNEL_OPSET },
       },
-      opsets: { "": KERNEL_OPSET },
-    });
+      KERNEL_SESSION,
+    );
     return { session };
   } else {
     node = { op: "Gemm", inputs: ["X", "Y"], outputs: ["Z"], attrs: { transA: transA ? 1 : 0, transB: transB ? 1 : 0 } };
@@ -67,10 +77,10 @@ async function buildKernel(pattern: Pattern, transA: boolean, transB: boolean, p
       { name: "Y", type: t, shape: transB ? ["n", "k"] : ["k", "n"] },
     ];
   }
-  const session = await createSession({
-    graph: { name: `kernel_${pattern}`, nodes: [node], inputs, outputs: [{ name: "Z", type: t }] },
-    opsets: { "": KERNEL_OPSET },
-  });
+  const session = await createSession(
+    { graph: { name: `kernel_${pattern}`, nodes: [node], inputs, outputs: [{ name: "Z", type: t }] }, opsets: { "": KERNEL_OPSET } },
+    KERNEL_SESSION,
+  );
   return { session };
 }
 
