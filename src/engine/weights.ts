@@ -295,12 +295,10 @@ export class EmbeddingTable {
       ids.forEach((id, i) => out.set(this.table!.subarray(id * H, (id + 1) * H), rowsAt[i]! * H));
       return;
     }
-    const cache = new Map<number, Float32Array>();
-    for (let i = 0; i < ids.length; i++) {
-      const id = ids[i]!;
-      let row = cache.get(id);
-      if (!row) cache.set(id, (row = await this.src!.readRows("model.embed_tokens.weight", id, 1)));
-      out.set(row, rowsAt[i]! * H);
-    }
+    // each distinct id once; the reads run concurrently on libuv's file-system pool
+    const unique = [...new Set(ids)];
+    const rows = await Promise.all(unique.map((id) => this.src!.readRows("model.embed_tokens.weight", id, 1)));
+    const byId = new Map(unique.map((id, i) => [id, rows[i]!] as const));
+    for (let i = 0; i < ids.length; i++) out.set(byId.get(ids[i]!)!, rowsAt[i]! * H);
   }
 }
