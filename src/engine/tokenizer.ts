@@ -136,7 +136,8 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   };
   return {
     encode: (text, opts = {}) => tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids,
-    decode: (list, opts = {}) => tok.decode(list, { skip_special_tokens: opts.skipSpecialTokens ?? false }),
+    // the tokenizers library rejects an empty list; a reply whose first token ends the turn is empty text
+    decode: (list, opts = {}) => (list.length === 0 ? "" : tok.decode(list, { skip_special_tokens: opts.skipSpecialTokens ?? false })),
     renderChat,
     applyChatTemplate: (messages, opts) => {
       const text = renderChat(messages, opts);

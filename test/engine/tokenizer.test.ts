@@ -79,6 +79,9 @@ describe("WordPiece word-level tokenizer", () => {
     expect(ids).toEqual([2, 3, 4, 5, 6, 0]);
     expect(t.decode([2, 3, 4, 5, 6])).toBe("hello world the cat sat");
     expect(t.decode([2, 1, 3], { skipSpecialTokens: true })).toBe("hello world");
+    // a reply whose first token is end-of-turn decodes to empty text, not an error
+    expect(t.decode([])).toBe("");
+    expect(t.decode([], { skipSpecialTokens: true })).toBe("");
     expect(t.eosTokenIds).toEqual([1]);
     // no chat template: a plain role-labelled dialogue
     expect(t.hasChatTemplate).toBe(false);
