@@ -44,6 +44,12 @@ export async function createBackend(config: ScanConfig, subject: BackendSubject,
       loadAdapter: b.loadAdapter,
       rank: config.rank,
       contrast: config.contrast.enabled,
+      checkModels: b.checkModels,
+      deadlineMs: b.deadlineSeconds !== undefined ? b.deadlineSeconds * 1000 : undefined,
+      // the config names the truncated variant "rank1" whatever k is; the backend keys it rank<k>
+      requestExtras: Object.fromEntries(
+        Object.entries(b.requestExtras).map(([k, e]) => [k === "rank1" ? `rank${config.rank}` : k, e]),
+      ),
     });
   }
   const { createEmbeddedBackend } = await import("./embedded");

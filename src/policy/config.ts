@@ -54,6 +54,12 @@ export interface BackendSettings {
   timeoutSeconds: number;
   /** load the truncated adapter at run time (POST /v1/load_lora_adapter) */
   loadAdapter: boolean;
+  /** check /v1/models for every variant's name first (servers without that endpoint: false) */
+  checkModels: boolean;
+  /** whole-suite deadline for the server, seconds; undefined = none */
+  deadlineSeconds?: number;
+  /** extra JSON fields per variant sent with every chat request (llama.cpp `lora`, SGLang `lora_path`) */
+  requestExtras: Record<string, Record<string, unknown>>;
   device: Device;
 }
 
@@ -120,6 +126,8 @@ export function defaultConfig(): ScanConfig {
       concurrency: 4,
       timeoutSeconds: 120,
       loadAdapter: false,
+      checkModels: true,
+      requestExtras: {},
       device: "cpu",
     },
   };
@@ -332,7 +340,7 @@ function contrastSection(ctx: Ctx, v: unknown, d: ContrastSettings): ContrastSet
 
 function backendSection(ctx: Ctx, v: unknown, d: BackendSettings): BackendSettings {
   if (typeof v === "string") return { ...d, type: oneOf(ctx, v, "backend", ["embedded", "openai"] as const) };
-  const o = object(ctx, v, "backend", ["type", "url", "models", "api-key-env", "concurrency", "timeout-seconds", "load-adapter", "device"]);
+  const o = object(ctx, v, "backend", ["type", "url", "models", "api-key-env", "concurrency", "timeout-seconds", "load-adapter", "device", "check-models", "deadline-seconds", "request-extras"]);
   const out: BackendSettings = { ...d, models: { ...d.models } };
   if (o.type !== undefined) out.type = oneOf(ctx, o.type, "backend.type", ["embedded", "openai"] as const);
   if (o.url !== undefined) out.url = url(ctx, o.url, "backend.url");
@@ -345,6 +353,16 @@ function backendSection(ctx: Ctx, v: unknown, d: BackendSettings): BackendSettin
   if (o["timeout-seconds"] !== undefined) out.timeoutSeconds = num(ctx, o["timeout-seconds"], "backend.timeout-seconds", 1, 86_400);
   if (o["load-adapter"] !== undefined) out.loadAdapter = bool(ctx, o["load-adapter"], "backend.load-adapter");
   if (o.device !== undefined) out.device = oneOf(ctx, o.device, "backend.device", ["cpu", "cuda"] as const);
+  if (o["check-models"] !== undefined) out.checkModels = bool(ctx, o["check-models"], "backend.check-models");
+  if (o["deadline-seconds"] !== undefined) out.deadlineSeconds = num(ctx, o["deadline-seconds"], "backend.deadline-seconds", 1, 7 * 86_400);
+  if (o["request-extras"] !== undefined) {
+    const r = object(ctx, o["request-extras"], "backend.request-extras", ["base", "full", "rank1"]);
+    out.requestExtras = {};
+    for (const [k, e] of Object.entries(r)) {
+      if (typeof e !== "object" || e === null || Array.isArray(e)) ctx.fail(`backend.request-extras.${k}`, "must be a mapping of request fields");
+      else out.requestExtras[k] = e as Record<string, unknown>;
+    }
+  }
   return out;
 }
 

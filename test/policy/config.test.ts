@@ -72,6 +72,9 @@ backend:
   concurrency: 8
   timeout-seconds: 30
   load-adapter: true
+  check-models: false
+  deadline-seconds: 900
+  request-extras: {rank1: {lora: [{id: 0, scale: 1}]}}
 `,
     );
     const c = loadConfig(join(dir, "delta-audit.yml"));
@@ -88,6 +91,8 @@ backend:
     expect(c.spectrum.stableRankBelow).toBe(1.2);
     expect(c.backend).toMatchObject({ type: "openai", concurrency: 8, loadAdapter: true, apiKeyEnv: "VLLM_KEY" });
     expect(c.backend.models).toEqual({ base: "base", full: "full", rank1: "my-rank1" });
+    expect(c.backend).toMatchObject({ checkModels: false, deadlineSeconds: 900, requestExtras: { rank1: { lora: [{ id: 0, scale: 1 }] } } });
+    expect(defaultConfig().backend).toMatchObject({ checkModels: true, requestExtras: {} });
   });
 
   it("names the key path of unknown keys and bad values", () => {
@@ -99,6 +104,9 @@ backend:
     expect(errorOf("probes: {extra: [{kind: probe}]}").message).toMatch(/probes\.extra\[0\]\.prompt: is required/);
     expect(errorOf("backend: {models: {rank2: x}}").message).toMatch(/backend\.models\.rank2: unknown key/);
     expect(errorOf("backend: {type: openai}").message).toMatch(/backend\.url: is required/);
+    expect(errorOf("backend: {request-extras: {rank2: {}}}").message).toMatch(/backend\.request-extras\.rank2: unknown key/);
+    expect(errorOf("backend: {request-extras: {full: [1]}}").message).toMatch(/backend\.request-extras\.full: must be a mapping/);
+    expect(errorOf("backend: {deadline-seconds: 0}").message).toMatch(/backend\.deadline-seconds/);
     expect(errorOf("behaviours: [{name: x, patterns: ['(unclosed']}]").message).toMatch(/behaviours\[0\]\.patterns\[0\]: not a valid regular expression/);
     expect(errorOf("judges: [investigator]").message).toMatch(/llm: is required/);
     expect(errorOf("llm: {url: 'file:///etc/passwd', model: m}").message).toMatch(/llm\.url: expected an http\(s\) URL/);
