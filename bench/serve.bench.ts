@@ -139,9 +139,11 @@ async function phase(server: RunningServer, clients: number, texts: string[], va
   };
 }
 
-export async function run(opts: ServeBenchOptions = {}): Promise<ServeBenchResult> {
-  const clients = opts.clients ?? DEFAULT_CLIENTS;
-  const requests = opts.requests ?? DEFAULT_REQUESTS;
+/** Measure the load test without printing (tests and other harnesses call this). */
+export async function measure(opts: ServeBenchOptions = {}): Promise<ServeBenchResult> {
+  const quick = process.env.BENCH_QUICK === "1";
+  const clients = opts.clients ?? (quick ? 4 : DEFAULT_CLIENTS);
+  const requests = opts.requests ?? (quick ? 24 : DEFAULT_REQUESTS);
   const maxTokens = opts.maxTokens ?? DEFAULT_MAX_TOKENS;
   const maxMs = opts.maxPhaseMs ?? DEFAULT_MAX_PHASE_MS;
   const org = await prepareOrganism();
@@ -175,8 +177,9 @@ function show(name: string, p: PhaseResult): string {
   );
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const r = await run();
+/** `npm run bench` entry: measure, print the comparison, flag lost or failed requests. */
+export async function run(opts: ServeBenchOptions = {}): Promise<ServeBenchResult> {
+  const r = await measure(opts);
   console.log(`serve load test on ${r.organism}, max_tokens ${r.maxTokens}`);
   console.log(show("batched", r.batched));
   console.log(show("sequential", r.sequential));
@@ -185,4 +188,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     console.error("requests were lost or failed");
     process.exitCode = 1;
   }
+  return r;
 }
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await run();
