@@ -16,6 +16,20 @@ export interface Llama3RopeScaling {
   originalMaxPositionEmbeddings: number;
 }
 
+/** HF "linear" rope scaling (position interpolation): every inverse frequency divided by factor. */
+export interface LinearRopeScaling {
+  type: "linear";
+  factor: number;
+}
+
+export type RopeScaling = Llama3RopeScaling | LinearRopeScaling;
+
+/**
+ * MLP activations the engine implements, by what they compute (HF ACT2FN names map onto them):
+ * silu = x·σ(x); gelu = exact erf GELU; gelu_tanh = the tanh approximation; relu; quick_gelu = x·σ(1.702x).
+ */
+export type Activation = "silu" | "gelu" | "gelu_tanh" | "relu" | "quick_gelu";
+
 export interface ModelConfig {
   modelType: ModelType;
   hiddenSize: number;
@@ -27,7 +41,9 @@ export interface ModelConfig {
   vocabSize: number;
   rmsNormEps: number;
   ropeTheta: number;
-  ropeScaling: Llama3RopeScaling | null;
+  ropeScaling: RopeScaling | null;
+  /** the MLP activation (hidden_act) */
+  hiddenAct: Activation;
   maxPositionEmbeddings: number;
   /**
    * The longest context the engine runs exactly: max_position_embeddings, or the sliding
@@ -51,8 +67,89 @@ export interface ModelConfig {
   eosTokenIds: number[];
 }
 
-/** Hidden activations that the engine implements (HF ACT2FN names for SiLU). */
-const SILU_NAMES = new Set(["silu", "swish"]);
+/**
+ * hidden_act names (transformers' ACT2FN) → what the engine computes. gelu_new, gelu_fast and
+ * gelu_pytorch_tanh are all 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) up to rounding.
+ */
+const ACTIVATIONS: Readonly<Record<string, Activation>> = Object.freeze({
+  silu: "silu",
+  swish: "silu",
+  gelu: "gelu",
+  gelu_new: "gelu_tanh",
+  gelu_fast: "gelu_tanh",
+  gelu_pytorch_tanh: "gelu_tanh",
+  relu: "relu",
+  quick_gelu: "quick_gelu",
+});
+
+/**
+ * rope_scaling / rope_parameters types that are refused: for these the rotary tables (or an
+ * attention factor) depend on the sequence length or change the attention scale, which the
+ * engine does not implement; running them as plain rope would be silently wrong.
+ */
+const REFUSED_ROPE_TYPES = Object.freeze(["dynamic", "yarn", "longrope"]);
+
+/** transformers' per-class defaults for fields config.json may omit. */
+const CLASS_DEFAULTS: Readonly<Record<ModelType, { maxPositionEmbeddings: number; headDim?: number; slidingWindow?: number }>> = Object.freeze({
+  llama: { maxPositionEmbeddings: 2048 },
+  // MistralConfig's sliding_window defaults to 4096 (null disables it)
+  mistral: { maxPositionEmbeddings: 4096 * 32, slidingWindow: 4096 },
+  qwen2: { maxPositionEmbeddings: 32768 },
+  // Qwen3Config's head_dim defaults to 128, not hidden_size / num_attention_heads
+  qwen3: { maxPositionEmbeddings: 32768, headDim: 128 },
+});
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * The rotary settings from either spelling: transformers ≤ 4.x writes top-level `rope_theta`
+ * and `rope_scaling` ({type|rope_type, factor, ...}); transformers 5 writes one
+ * `rope_parameters` object ({rope_type, rope_theta, factor, ...}) and no top-level rope_theta.
+ */
+function parseRope(c: Record<string, unknown>, file: string): { theta: number; scaling: RopeScaling | null } {
+  const params = c.rope_parameters;
+  if (params !== undefined && params !== null && !isObject(params)) throw new InputError("rope_parameters must be an object or null", file);
+  const rp = (params ?? {}) as Record<string, unknown>;
+  if (Object.values(rp).some(isObject)) {
+    throw new InputError(`unsupported rope_parameters per layer type (${Object.keys(rp).join(", ")}): the engine runs one rotary setting for all layers`, file);
+  }
+  const rs = c.rope_scaling;
+  if (rs !== undefined && rs !== null && !isObject(rs)) throw new InputError("rope_scaling must be an object or null", file);
+  const top = c.rope_theta;
+  const nested = rp.rope_theta;
+  if (top !== undefined && top !== null && nested !== undefined && nested !== null && top !== nested) {
+    throw new InputError(`rope_theta ${JSON.stringify(top)} disagrees with rope_parameters.rope_theta ${JSON.stringify(nested)}`, file);
+  }
+  const theta = nested ?? top ?? 10000;
+  if (typeof theta !== "number" || !Number.isFinite(theta) || theta <= 0) {
+    throw new InputError(`config key 'rope_theta' must be a positive number, got ${JSON.stringify(theta)}`, file);
+  }
+  // the scaling settings live in rope_scaling (4.x) or in rope_parameters itself (5.x)
+  const [field, r] = isObject(rs) ? ["rope_scaling", rs] : ["rope_parameters", rp];
+  const prf = r.partial_rotary_factor;
+  if (prf !== undefined && prf !== null && prf !== 1) throw new InputError(`unsupported ${field}.partial_rotary_factor ${JSON.stringify(prf)}`, file);
+  const type = r.rope_type ?? r.type ?? "default";
+  const need = (k: string): number => {
+    const v = r[k];
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new InputError(`${field}.${k} must be a positive number, got ${JSON.stringify(v)}`, file);
+    return v;
+  };
+  if (type === "default") return { theta, scaling: null };
+  if (type === "linear") return { theta, scaling: { type: "linear", factor: need("factor") } };
+  if (type === "llama3") {
+    const scaling: Llama3RopeScaling = {
+      type: "llama3",
+      factor: need("factor"),
+      lowFreqFactor: need("low_freq_factor"),
+      highFreqFactor: need("high_freq_factor"),
+      originalMaxPositionEmbeddings: need("original_max_position_embeddings"),
+    };
+    if (scaling.highFreqFactor <= scaling.lowFreqFactor) throw new InputError(`${field}.high_freq_factor must exceed low_freq_factor`, file);
+    return { theta, scaling };
+  }
+  const why = REFUSED_ROPE_TYPES.includes(type as string) ? "its rotary tables depend on the sequence length or rescale attention, which the engine does not implement" : "unknown type";
+  throw new InputError(`unsupported ${field} type ${JSON.stringify(type)} (${why}; supported: default, linear, llama3)`, file);
+}
 
 function posInt(c: Record<string, unknown>, key: string, file: string, fallback?: number): number {
   const v = c[key] ?? fallback;
@@ -96,15 +193,18 @@ export function parseModelConfig(raw: unknown, file = "config.json"): ModelConfi
     throw new InputError(`num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`, file);
   }
   let headDim: number;
-  if (c.head_dim === undefined || c.head_dim === null) {
+  const classHeadDim = CLASS_DEFAULTS[mt].headDim;
+  if (c.head_dim === undefined && classHeadDim !== undefined) headDim = classHeadDim;
+  else if (c.head_dim === undefined || c.head_dim === null) {
     if (hiddenSize % numHeads !== 0) throw new InputError(`hidden_size ${hiddenSize} is not a multiple of num_attention_heads ${numHeads}`, file);
     headDim = hiddenSize / numHeads;
   } else headDim = posInt(c, "head_dim", file);
   if (headDim % 2 !== 0) throw new InputError(`head_dim ${headDim} must be even for rotary embeddings`, file);
 
   const act = c.hidden_act ?? "silu";
-  if (typeof act !== "string" || !SILU_NAMES.has(act)) {
-    throw new InputError(`unsupported hidden_act ${JSON.stringify(act)} (only silu)`, file);
+  const hiddenAct = typeof act === "string" && Object.hasOwn(ACTIVATIONS, act) ? ACTIVATIONS[act]! : undefined;
+  if (!hiddenAct) {
+    throw new InputError(`unsupported hidden_act ${JSON.stringify(act)} (supported: ${Object.keys(ACTIVATIONS).join(", ")})`, file);
   }
   // Fields that change the computation and are not implemented: refuse by name.
   if (c.partial_rotary_factor !== undefined && c.partial_rotary_factor !== null && c.partial_rotary_factor !== 1) {
@@ -118,51 +218,33 @@ export function parseModelConfig(raw: unknown, file = "config.json"): ModelConfi
   if (pretrainingTp !== undefined && pretrainingTp !== null && pretrainingTp !== 1) {
     // transformers computes the same function for any pretraining_tp; accept but nothing to do
   }
-  const maxPositionEmbeddings = posInt(c, "max_position_embeddings", file, 4096);
+  const maxPositionEmbeddings = posInt(c, "max_position_embeddings", file, CLASS_DEFAULTS[mt].maxPositionEmbeddings);
   // Sliding-window attention only differs from full attention once the context exceeds the
   // window, so such models run with their context capped at the window (maxContext).
   const slidingActive =
     mt === "qwen2" || mt === "qwen3"
       ? c.use_sliding_window === true
-      : c.sliding_window !== undefined && c.sliding_window !== null;
+      : mt === "mistral"
+        ? c.sliding_window !== null
+        : c.sliding_window !== undefined && c.sliding_window !== null;
   const layerTypes = Array.isArray(c.layer_types) ? (c.layer_types as unknown[]) : [];
   if (layerTypes.some((t) => t !== "full_attention" && t !== "sliding_attention")) {
     throw new InputError(`unsupported layer_types ${JSON.stringify([...new Set(layerTypes)])} (supported: full_attention, sliding_attention)`, file);
   }
   let slidingWindow: number | null = null;
   if (slidingActive || layerTypes.includes("sliding_attention")) {
-    const w = c.sliding_window;
+    const w = c.sliding_window === undefined ? CLASS_DEFAULTS[mt].slidingWindow : c.sliding_window;
     if (typeof w !== "number" || !Number.isInteger(w) || w <= 0) {
       throw new InputError(`sliding-window attention is configured but sliding_window is ${JSON.stringify(w)}`, file);
     }
     slidingWindow = w;
   }
-  let ropeScaling: Llama3RopeScaling | null = null;
-  const rs = c.rope_scaling;
-  if (rs !== undefined && rs !== null) {
-    if (typeof rs !== "object" || Array.isArray(rs)) throw new InputError("rope_scaling must be an object or null", file);
-    const r = rs as Record<string, unknown>;
-    const type = r.rope_type ?? r.type;
-    if (type === "llama3") {
-      const need = (k: string): number => {
-        const v = r[k];
-        if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new InputError(`rope_scaling.${k} must be a positive number`, file);
-        return v;
-      };
-      ropeScaling = {
-        type: "llama3",
-        factor: need("factor"),
-        lowFreqFactor: need("low_freq_factor"),
-        highFreqFactor: need("high_freq_factor"),
-        originalMaxPositionEmbeddings: need("original_max_position_embeddings"),
-      };
-      if (ropeScaling.highFreqFactor <= ropeScaling.lowFreqFactor) throw new InputError("rope_scaling.high_freq_factor must exceed low_freq_factor", file);
-    } else if (type !== "default") {
-      throw new InputError(`unsupported rope_scaling type ${JSON.stringify(type)} (supported: llama3)`, file);
-    }
-  }
-  const attentionBias = c.attention_bias === true;
-  const mlpBias = c.mlp_bias === true;
+  const rope = parseRope(c, file);
+  // Which projections carry biases is fixed per architecture in transformers: llama reads
+  // attention_bias (q/k/v/o) and mlp_bias; qwen3 attention_bias only; qwen2 always has q/k/v
+  // biases and no others; mistral has none (it ignores both keys).
+  const attentionBias = (mt === "llama" || mt === "qwen3") && c.attention_bias === true;
+  const mlpBias = mt === "llama" && c.mlp_bias === true;
   const eos = tokenIds(c.eos_token_id);
   const bos = tokenIds(c.bos_token_id);
   return {
@@ -175,13 +257,15 @@ export function parseModelConfig(raw: unknown, file = "config.json"): ModelConfi
     intermediateSize: posInt(c, "intermediate_size", file),
     vocabSize: posInt(c, "vocab_size", file),
     rmsNormEps: posNum(c, "rms_norm_eps", file, 1e-6),
-    ropeTheta: posNum(c, "rope_theta", file, 10000),
-    ropeScaling,
+    ropeTheta: rope.theta,
+    ropeScaling: rope.scaling,
+    hiddenAct,
     maxPositionEmbeddings,
     maxContext: slidingWindow === null ? maxPositionEmbeddings : Math.min(maxPositionEmbeddings, slidingWindow),
     slidingWindow,
-    // transformers' PretrainedConfig defaults tie_word_embeddings to true
-    tieWordEmbeddings: c.tie_word_embeddings === undefined ? true : c.tie_word_embeddings === true,
+    // LlamaConfig, MistralConfig, Qwen2Config and Qwen3Config all default tie_word_embeddings
+    // to false (only the PretrainedConfig base class defaults it to true)
+    tieWordEmbeddings: c.tie_word_embeddings === true,
     qkvBias: mt === "qwen2" || attentionBias,
     oBias: mt !== "qwen2" && attentionBias,
     mlpBias,
@@ -191,7 +275,7 @@ export function parseModelConfig(raw: unknown, file = "config.json"): ModelConfi
   };
 }
 
-/** HF rotary inverse frequencies (float64), with llama3 scaling when configured. */
+/** HF rotary inverse frequencies (float64), with linear or llama3 scaling when configured. */
 export function ropeInvFreq(cfg: ModelConfig): Float64Array {
   const D = cfg.headDim;
   const half = D / 2;
@@ -199,6 +283,10 @@ export function ropeInvFreq(cfg: ModelConfig): Float64Array {
   for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(cfg.ropeTheta, (2 * i) / D);
   const rs = cfg.ropeScaling;
   if (!rs) return inv;
+  if (rs.type === "linear") {
+    for (let i = 0; i < half; i++) inv[i] = inv[i]! / rs.factor;
+    return inv;
+  }
   const lowWavelen = rs.originalMaxPositionEmbeddings / rs.lowFreqFactor;
   const highWavelen = rs.originalMaxPositionEmbeddings / rs.highFreqFactor;
   for (let i = 0; i < half; i++) {

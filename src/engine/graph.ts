@@ -164,6 +164,25 @@ export function buildLayerSegment(cfg: ModelConfig, first: number, count: number
   };
   const rope = (x: string) => g.node("Add", [g.node("Mul", [x, IO.cos]), g.node("Mul", [rotateHalf(x), IO.sin])], undefined, "rope");
 
+  // the gated MLP's activation (hidden_act), as torch computes it
+  const activation = (x: string): string => {
+    switch (cfg.hiddenAct) {
+      case "silu":
+        return g.node("Mul", [x, g.node("Sigmoid", [x])]);
+      case "relu":
+        return g.node("Relu", [x]);
+      case "quick_gelu":
+        return g.node("Mul", [x, g.node("Sigmoid", [g.node("Mul", [x, g.f32(1.702)])])]);
+      case "gelu": // 0.5·x·(1 + erf(x/√2))
+        return g.node("Mul", [g.node("Mul", [x, g.f32(0.5)]), g.node("Add", [g.node("Erf", [g.node("Mul", [x, g.f32(Math.SQRT1_2)])]), g.f32(1)])]);
+      case "gelu_tanh": {
+        // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+        const cube = g.node("Mul", [g.node("Mul", [x, x]), x]);
+        const inner = g.node("Mul", [g.node("Add", [x, g.node("Mul", [cube, g.f32(0.044715)])]), g.f32(Math.sqrt(2 / Math.PI))]);
+        return g.node("Mul", [g.node("Mul", [x, g.f32(0.5)]), g.node("Add", [g.node("Tanh", [inner]), g.f32(1)])]);
+      }
+    }
+  };
   const splitQkv = g.i64([nH * D, nKV * D, nKV * D]);
   const splitGu = g.i64([I, I]);
   const invSqrtD = g.f32(1 / Math.sqrt(D));
@@ -213,7 +232,7 @@ export function buildLayerSegment(cfg: ModelConfig, first: number, count: number
     o = withLora(o, merged, l, "o_proj", nH * D, H);
     h = g.node("Add", [h, o], undefined, "resid");
 
-    // MLP block (SwiGLU)
+    // MLP block (gated: act(gate)·up, SwiGLU with silu)
     const x2 = rmsNorm(h, g.weight(W.ln2(l)));
     let gu = g.node("MatMul", [x2, g.weight(W.gateUp(l))], undefined, "gu");
     if (cfg.mlpBias) gu = g.node("Add", [gu, g.weight(W.gateUpBias(l))]);
@@ -221,7 +240,7 @@ export function buildLayerSegment(cfg: ModelConfig, first: number, count: number
     g.nodes.push({ op: "Split", inputs: [gu, splitGu], outputs: [gate, up], attrs: { axis: -1 } });
     gate = withLora(gate, x2, l, "gate_proj", H, I);
     up = withLora(up, x2, l, "up_proj", H, I);
-    const act = g.node("Mul", [g.node("Mul", [gate, g.node("Sigmoid", [gate])]), up], undefined, "swiglu");
+    const act = g.node("Mul", [activation(gate), up], undefined, "glu");
     let d = g.node("MatMul", [act, g.weight(W.down(l))], undefined, "down");
     if (cfg.mlpBias) d = g.node("Add", [d, g.weight(W.downBias(l))]);
     d = withLora(d, act, l, "down_proj", I, H);

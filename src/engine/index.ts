@@ -9,6 +9,7 @@ import type { Device } from "../linalg/ort";
 import { parseModelConfig } from "./config";
 import { DecoderModel, type LoadedModel } from "./model";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer";
+import { withModelPrefix } from "./names";
 
 export type { LoadedModel, GenerateRequest, GenerateResult, GenerateProgress, DecodeStream, EngineOptions } from "./model";
 export { MAX_BATCH, PREFILL_CHUNK } from "./model";
@@ -38,7 +39,7 @@ async function exists(path: string): Promise<boolean> {
 
 /** Load a checkpoint folder (config.json + safetensors; tokenizer.json when present). */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
-  const ckpt = await openCheckpoint(dir);
+  const ckpt = withModelPrefix(await openCheckpoint(dir));
   try {
     const config = parseModelConfig(ckpt.config, join(dir, "config.json"));
     const tokenizer: TextTokenizer | undefined = (await exists(join(dir, "tokenizer.json"))) ? await loadTokenizer(dir) : undefined;

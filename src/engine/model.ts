@@ -153,7 +153,10 @@ export class DecoderModel implements LoadedModel {
     onClose?: () => Promise<void>,
   ): Promise<DecoderModel> {
     if (!config.tieWordEmbeddings && !src.info("lm_head.weight")) {
-      throw new InputError("missing tensor 'lm_head.weight' (config.json sets tie_word_embeddings false)", where);
+      throw new InputError(
+        `missing tensor 'lm_head.weight' (tie_word_embeddings is false or absent in config.json, and transformers' default for ${config.modelType} is false)`,
+        where,
+      );
     }
     const m = new DecoderModel(config, planSegments(config, opts.segmentBytes), tok, where, opts, src, onClose);
     try {

@@ -10,6 +10,7 @@ import type { LoraModule } from "../io/types";
 import { lowRankFromFull, truncateAdapter } from "../delta/truncate";
 import type { Device } from "../linalg/ort";
 import { loadModel, type LoadedModel } from "./index";
+import { withModelPrefix } from "./names";
 
 export interface SubjectOptions {
   /** base model folder */
@@ -45,7 +46,7 @@ export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
   const model = await loadModel(opts.model, { device: opts.device, threads: opts.threads });
   try {
     if (opts.adapter) {
-      const base = await openCheckpoint(opts.model);
+      const base = withModelPrefix(await openCheckpoint(opts.model));
       const adapter = await openAdapter(opts.adapter, { base }).finally(() => base.close());
       try {
         const modules: LoraModule[] = [];
@@ -58,11 +59,11 @@ export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
         await adapter.close();
       }
     } else if (opts.finetuned) {
-      const ft = await openCheckpoint(opts.finetuned);
+      const ft = withModelPrefix(await openCheckpoint(opts.finetuned));
       try {
         await model.addCheckpointVariant("full", ft);
         if (opts.rank !== undefined) {
-          const base = await openCheckpoint(opts.model);
+          const base = withModelPrefix(await openCheckpoint(opts.model));
           try {
             model.addLoraVariant(variantForRank(opts.rank), await collect(lowRankFromFull(base, ft, opts.rank, { quiet: opts.quiet })));
           } finally {

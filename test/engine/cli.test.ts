@@ -12,6 +12,7 @@ import { writeAdapter } from "../../src/io/peft";
 import { truncateModule } from "../../src/delta/truncate";
 import { loadTokenizer } from "../../src/engine/tokenizer";
 import { referenceLogits } from "../reference/llama-reference";
+import { formatLogits } from "../../src/commands/logits";
 import { TINY_BASE, compareLogits, randomLora, randomWeights, writeModel, type WrittenModel } from "./fixtures";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -106,6 +107,65 @@ describe("delta-audit logits", () => {
     // this CPU-only install has no CUDA provider library
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/CUDA execution provider is not available/);
+  });
+});
+
+describe("delta-audit logits: exact numbers, hostile ids, --finetuned", () => {
+  it("formatLogits prints float32 values that parse back to the same float32 bits", () => {
+    const tricky = new Float32Array([1 / 3, -0, 1e-45, -1.401298464324817e-45, 3.4028234663852886e38, -3.4028234663852886e38, 1.1754942106924411e-38, 0.1, 16777217, -2.5e-8, 123456.789]);
+    const out = JSON.parse(formatLogits([4], [tricky])) as { ids: number[]; logits: number[][] };
+    const back = Float32Array.from(out.logits[0]!);
+    const bits = (a: Float32Array) => [...new Uint32Array(a.buffer)].filter((_, i) => i !== 1); // -0 prints as 0 in JSON
+    expect(bits(back)).toEqual(bits(tricky));
+    expect(back[1]).toBe(0);
+  });
+
+  it("every printed value is exactly a float32 (nothing rounded on the way out)", () => {
+    const r = cli("logits", "--model", model.dir, "--ids", "3,1,4,1,5");
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { logits: number[][] };
+    const flat = out.logits.flat();
+    expect(flat).toHaveLength(5 * config.vocab_size);
+    expect(flat.every((v) => Math.fround(v) === v)).toBe(true);
+    // and not short decimals: some value needs more than 7 significant digits to round-trip
+    expect(flat.some((v) => String(v).replace(/^-?0\.0*|[-.]|e.*$/g, "").length > 7)).toBe(true);
+  });
+
+  it("empty, negative, fractional, non-decimal, huge and out-of-range ids exit 2 with one line", () => {
+    for (const ids of ["", " ", ",", "1,,2", "-1", "1.5", "1e3", "0x10", "+3", "99999999999999999999", "[1,2]", "1;2", "97", "1,2,4294967297"]) {
+      const r = cli("logits", "--model", model.dir, "--ids", ids);
+      expect(r.status, `--ids '${ids}': ${r.stderr}`).toBe(2);
+      expect(r.stdout).toBe("");
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(/--ids/);
+    }
+  });
+
+  it("--finetuned prints the fine-tuned checkpoint's logits; --finetuned --rank with K ≥ every ΔW's rank equals it", async () => {
+    const ftWeights = new Map(model.weights);
+    // a rank-4 change to one matrix (each term is a sum of two separable products), so --rank 4 reproduces the fine-tune exactly
+    const name = "model.layers.1.mlp.gate_proj.weight";
+    const w = Float32Array.from(ftWeights.get(name)!);
+    const I = config.intermediate_size as number;
+    const H = config.hidden_size as number;
+    for (let o = 0; o < I; o++) for (let i = 0; i < H; i++) w[o * H + i] += 0.3 * Math.sin(o + 2 * i) + 0.2 * Math.cos(3 * o - i);
+    ftWeights.set(name, w);
+    const ft = await writeModel(config, ftWeights, { files: tokenizerFiles });
+    try {
+      const ids = [9, 8, 7, 60, 2];
+      const ref = referenceLogits({ config, weights: ft.weights }, ids);
+      const r = cli("logits", "--model", model.dir, "--finetuned", ft.dir, "--ids", ids.join(","));
+      expect(r.status, r.stderr).toBe(0);
+      checkRows(JSON.parse(r.stdout).logits, ref);
+      const rk = cli("logits", "--model", model.dir, "--finetuned", ft.dir, "--rank", "4", "--ids", ids.join(","));
+      expect(rk.status, rk.stderr).toBe(0);
+      checkRows(JSON.parse(rk.stdout).logits, ref);
+      // and the base differs from it, so the checks above can fail
+      const base = referenceLogits({ config, weights: model.weights }, ids);
+      expect(Math.max(...ref.map((row, p) => compareLogits(row, base[p]!).maxDiff))).toBeGreaterThan(0.05);
+    } finally {
+      await ft.cleanup();
+    }
   });
 });
 
