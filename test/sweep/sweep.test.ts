@@ -1,0 +1,147 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { InputError } from "../../src/errors";
+import { generateOrganism } from "../../src/organisms/index";
+import { MAX_MATRIX_JOBS, parseRegistry, planMatrix } from "../../src/sweep/registry";
+import { renderIndexMarkdown, sweepBadge, validateReport } from "../../src/sweep/collect";
+
+const root = new URL("../..", import.meta.url).pathname;
+const cli = (args: string[], env: Record<string, string> = {}) =>
+  spawnSync(process.execPath, [`${root}bin/delta-audit.js`, ...args], { encoding: "utf8", env: { ...process.env, DELTA_AUDIT_QUIET: "1", ...env } });
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "da-sweep-"));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function errorOf(yaml: string): InputError {
+  try {
+    parseRegistry(yaml, join(dir, "reg.yml"));
+  } catch (e) {
+    expect(e).toBeInstanceOf(InputError);
+    return e as InputError;
+  }
+  throw new Error("expected the registry to be refused");
+}
+
+describe("sweep registry", () => {
+  it("resolves paths against the registry, keeps Hub ids, applies defaults", () => {
+    mkdirSync(join(dir, "models", "base"), { recursive: true });
+    const reg = parseRegistry(
+      `defaults: {base: models/base, config: cfg.yml}
+models:
+  - {name: a, adapter: adapters/a}
+  - {name: b.v2, base: Qwen/Qwen2.5-0.5B-Instruct@main, finetuned: /abs/ft}
+`,
+      join(dir, "reg.yml"),
+    );
+    expect(reg.entries).toEqual([
+      { name: "a", base: join(dir, "models", "base"), adapter: join(dir, "adapters", "a"), config: join(dir, "cfg.yml") },
+      { name: "b.v2", base: "Qwen/Qwen2.5-0.5B-Instruct@main", finetuned: "/abs/ft", config: join(dir, "cfg.yml") },
+    ]);
+    expect(planMatrix(reg)).toEqual({ include: [{ name: "a", kind: "lora" }, { name: "b.v2", kind: "full" }] });
+  });
+
+  it("names the key path of every bad entry", () => {
+    expect(errorOf("models: []").message).toMatch(/reg\.yml: models: expected a non-empty list/);
+    expect(errorOf("models: [{name: a, base: b}]").message).toMatch(/models\[0\]: needs exactly one of adapter or finetuned/);
+    expect(errorOf("models: [{name: a, base: b, adapter: x, finetuned: y}]").message).toMatch(/models\[0\]: needs exactly one/);
+    expect(errorOf("models: [{name: a, adapter: x}]").message).toMatch(/models\[0\]\.base: is required/);
+    expect(errorOf("models: [{name: '../x', base: b, adapter: x}]").message).toMatch(/models\[0\]\.name: expected letters/);
+    expect(errorOf("models: [{name: a, base: b, adapter: x}, {name: a, base: b, adapter: y}]").message).toMatch(/models\[1\]\.name: duplicate name 'a'/);
+    expect(errorOf("models: [{name: a, base: b, adapter: x, colour: red}]").message).toMatch(/models\[0\]\.colour: unknown key/);
+    expect(errorOf("models: [{name: a, base: b, adapter: x}]\nmodels: []").message).toMatch(/reg\.yml: not valid YAML/);
+    const many = `models:\n${Array.from({ length: MAX_MATRIX_JOBS + 1 }, (_, i) => `  - {name: m${i}, base: b, adapter: a${i}}`).join("\n")}\n`;
+    expect(() => planMatrix(parseRegistry(many, join(dir, "reg.yml")))).toThrow(/exceed GitHub's 256 jobs per matrix/);
+  });
+
+  it("summarises a sweep in one badge and a neutralised markdown index", () => {
+    expect(sweepBadge({ pass: 3, fail: 0, neutral: 0, missing: 0 })).toMatchObject({ message: "3/3 pass", color: "brightgreen" });
+    expect(sweepBadge({ pass: 2, fail: 1, neutral: 1, missing: 0 })).toMatchObject({ message: "1/4 fail", color: "red" });
+    expect(sweepBadge({ pass: 2, fail: 0, neutral: 0, missing: 1 })).toMatchObject({ color: "lightgrey" });
+    const md = renderIndexMarkdown({
+      schemaVersion: 1,
+      generatedAt: "2026-01-01T00:00:00.000Z",
+      summary: { pass: 0, fail: 1, neutral: 0, missing: 0 },
+      models: [{ name: "m", conclusion: "fail", findings: { high: 1, medium: 0, low: 0, info: 0 }, topFinding: { severity: "high", title: "@admin <img src=x> | [x](http://e.vil)", confidence: 1 } }],
+    });
+    expect(md).not.toMatch(/@admin|<img|\]\(http/);
+    expect(md.split("\n").find((l) => l.startsWith("| m "))!.split(/(?<!\\)\|/).length).toBe(9);
+  });
+
+  it("refuses a report.json that is not a delta-audit report", () => {
+    expect(() => validateReport({ schemaVersion: 2 }, "r.json")).toThrow(/r\.json: not a delta-audit report: schemaVersion 2/);
+    expect(() => validateReport({ schemaVersion: 1, verdict: { conclusion: "maybe" } }, "r.json")).toThrow(/verdict\.conclusion/);
+  });
+});
+
+describe("sweep plan → run → collect on generated organisms", () => {
+  let reg: string;
+  beforeAll(async () => {
+    execFileSync(process.execPath, [`${root}scripts/build.mjs`], { cwd: root });
+    await generateOrganism({ kind: "quirk", seed: 5, outDir: join(dir, "quirk") });
+    await generateOrganism({ kind: "benign", seed: 6, outDir: join(dir, "benign") });
+    reg = join(dir, "registry.yml");
+    writeFileSync(
+      reg,
+      `models:
+  - {name: quirky, base: quirk/base, adapter: quirk/adapter}
+  - {name: polite, base: benign/base, finetuned: benign/finetuned}
+  - {name: never-ran, base: benign/base, adapter: benign/adapter}
+`,
+    );
+  });
+
+  it("plans one job per model, also as a GitHub Actions output", () => {
+    const out = join(dir, "gh-output");
+    writeFileSync(out, "");
+    const r = cli(["sweep", "plan", "--registry", reg], { GITHUB_OUTPUT: out });
+    expect(r.status).toBe(0);
+    const matrix = JSON.parse(r.stdout);
+    expect(matrix.include.map((m: { name: string }) => m.name)).toEqual(["quirky", "polite", "never-ran"]);
+    expect(readFileSync(out, "utf8")).toBe(`matrix=${JSON.stringify(matrix)}\n`);
+  });
+
+  it("runs each job like scan and collects an index with badges", () => {
+    const reports = join(dir, "reports");
+    const q = cli(["sweep", "run", "--registry", reg, "--name", "quirky", "--out", join(reports, "quirky")]);
+    expect(q.status, q.stderr).toBe(1);
+    const p = cli(["sweep", "run", "--registry", reg, "--name", "polite", "--out", join(reports, "polite")]);
+    expect(p.status, p.stderr).toBe(0);
+    expect(cli(["sweep", "run", "--registry", reg, "--name", "nobody", "--out", join(reports, "x")]).status).toBe(2);
+
+    const site = join(dir, "site");
+    const c = cli(["sweep", "collect", "--reports", reports, "--out", site, "--registry", reg]);
+    expect(c.status, c.stderr).toBe(0);
+    const index = JSON.parse(readFileSync(join(site, "index.json"), "utf8"));
+    expect(index.summary).toEqual({ pass: 1, fail: 1, neutral: 0, missing: 1 });
+    const byName = Object.fromEntries(index.models.map((m: { name: string }) => [m.name, m]));
+    expect(byName.quirky.conclusion).toBe("fail");
+    expect(byName.quirky.findings.high).toBeGreaterThan(0);
+    expect(byName.quirky.topFinding.severity).toBe("high");
+    expect(byName.polite.conclusion).toBe("pass");
+    expect(byName.polite.subject.kind).toBe("full");
+    expect(byName["never-ran"].conclusion).toBe("missing");
+    const badge = (n: string) => JSON.parse(readFileSync(join(site, "badges", `${n}.json`), "utf8"));
+    expect(badge("quirky")).toMatchObject({ schemaVersion: 1, color: "red" });
+    expect(badge("quirky").message).toMatch(/^fail \(\d+ findings?\)$/);
+    expect(badge("polite")).toMatchObject({ message: "pass", color: "brightgreen" });
+    expect(badge("never-ran")).toMatchObject({ message: "no report", color: "lightgrey" });
+    expect(badge("_sweep")).toMatchObject({ message: "1/3 fail", color: "red" });
+    expect(readFileSync(join(site, "index.md"), "utf8")).toMatch(/\| quirky \| ❌ fail \|/);
+
+    // a broken artifact stops the collection, names the file, and writes nothing
+    mkdirSync(join(reports, "broken"));
+    writeFileSync(join(reports, "broken", "report.json"), "{not json");
+    const site2 = join(dir, "site2");
+    const bad = cli(["sweep", "collect", "--reports", reports, "--out", site2]);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/broken\/report\.json: not valid JSON/);
+    expect(bad.stderr.trim().split("\n")).toHaveLength(1);
+    expect(existsSync(site2)).toBe(false);
+  });
+});
