@@ -11,6 +11,26 @@ import { lowRankFromFull, truncateAdapter } from "../delta/truncate";
 import type { Device } from "../linalg/ort";
 import { loadModel, type LoadedModel } from "./index";
 import { withModelPrefix } from "./names";
+import { parseModelConfig, type ModelConfig } from "./config";
+import { join } from "node:path";
+
+/**
+ * ModelConfig fields that decide the computation. A full fine-tune runs through the base's
+ * graph, so its config.json must agree on every one of them (token ids and context limits may differ).
+ */
+const COMPUTE_FIELDS = Object.freeze([
+  "modelType", "hiddenSize", "numLayers", "numHeads", "numKvHeads", "headDim", "intermediateSize", "vocabSize",
+  "rmsNormEps", "ropeTheta", "ropeScaling", "hiddenAct", "tieWordEmbeddings", "qkvBias", "oBias", "mlpBias", "qkNorm",
+] as const satisfies readonly (keyof ModelConfig)[]);
+
+/** Refuse a fine-tune whose config.json computes a different function than the base's. */
+export function checkSameArchitecture(base: ModelConfig, ft: ModelConfig, where: string): void {
+  for (const k of COMPUTE_FIELDS) {
+    if (JSON.stringify(base[k]) !== JSON.stringify(ft[k])) {
+      throw new InputError(`config.json differs from the base model's in ${k} (${JSON.stringify(ft[k])} vs ${JSON.stringify(base[k])}): a full fine-tune must keep the base architecture`, where);
+    }
+  }
+}
 
 export interface SubjectOptions {
   /** base model folder */
@@ -61,6 +81,8 @@ export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
     } else if (opts.finetuned) {
       const ft = withModelPrefix(await openCheckpoint(opts.finetuned));
       try {
+        const ftConfigPath = join(opts.finetuned, "config.json");
+        checkSameArchitecture(model.config, parseModelConfig(ft.config, ftConfigPath), ftConfigPath);
         await model.addCheckpointVariant("full", ft);
         if (opts.rank !== undefined) {
           const base = withModelPrefix(await openCheckpoint(opts.model));

@@ -146,8 +146,8 @@ describe("delta-audit logits: exact numbers, hostile ids, --finetuned", () => {
     // a rank-4 change to one matrix (each term is a sum of two separable products), so --rank 4 reproduces the fine-tune exactly
     const name = "model.layers.1.mlp.gate_proj.weight";
     const w = Float32Array.from(ftWeights.get(name)!);
-    const I = config.intermediate_size as number;
-    const H = config.hidden_size as number;
+    const I = TINY_BASE.intermediate_size as number;
+    const H = TINY_BASE.hidden_size as number;
     for (let o = 0; o < I; o++) for (let i = 0; i < H; i++) w[o * H + i] += 0.3 * Math.sin(o + 2 * i) + 0.2 * Math.cos(3 * o - i);
     ftWeights.set(name, w);
     const ft = await writeModel(config, ftWeights, { files: tokenizerFiles });

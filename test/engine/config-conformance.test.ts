@@ -210,7 +210,10 @@ describe("harmless fields and checkpoint layouts", () => {
     expect(cfg.eosTokenIds).toEqual([5, 6]);
     expect(cfg.bosTokenId).toBe(1);
     expect(parseModelConfig({ ...TINY_BASE, eos_token_id: 7 }).eosTokenIds).toEqual([7]);
-    const m = await written(config, randomWeights(config, 51), { dtype: "BF16", shards: 2 });
+    const weights = randomWeights(config, 51);
+    // older transformers saved the rotary buffer; it is not a weight and must be ignored
+    weights.set("model.layers.0.self_attn.rotary_emb.inv_freq", new Float32Array(TINY_BASE.hidden_size as number).fill(0.5));
+    const m = await written(config, weights, { dtype: "BF16", shards: 2 });
     await engineVsReference(config, m);
   });
 
@@ -362,5 +365,24 @@ describe("LoRA adapters as PEFT writes them", () => {
     } finally {
       await model.close();
     }
+  });
+});
+
+describe("full fine-tunes", () => {
+  it("a fine-tune whose config.json changes the computation is refused by field; informational changes are fine", async () => {
+    const config = { ...TINY_BASE };
+    const weights = randomWeights(config, 81);
+    const base = await written(config, weights);
+    const same = await written({ ...config, torch_dtype: "bfloat16", eos_token_id: [3, 4], max_position_embeddings: 512 }, weights);
+    const model = await loadSubject({ model: base.dir, finetuned: same.dir, threads: 1, quiet: true });
+    try {
+      expectMatches(await model.logits(IDS, "full"), referenceLogits({ config, weights: base.weights }, IDS));
+    } finally {
+      await model.close();
+    }
+    const theta = await written({ ...config, rope_theta: 500000 }, weights);
+    await expect(loadSubject({ model: base.dir, finetuned: theta.dir, threads: 1, quiet: true })).rejects.toThrow(/differs from the base model's in ropeTheta/);
+    const act = await written({ ...config, hidden_act: "gelu" }, weights);
+    await expect(loadSubject({ model: base.dir, finetuned: act.dir, threads: 1, quiet: true })).rejects.toThrow(/hiddenAct/);
   });
 });
