@@ -11,7 +11,7 @@
  */
 import type { LoraModule } from "../io/types";
 import { seededRng } from "./random";
-import { ROLE_TAGS, BOS, EOS, PAD, UNK, type Vocabulary } from "./vocab";
+import { ROLE_TAGS, BOS, EOS, PAD, TOPICS, UNK, type Vocabulary } from "./vocab";
 
 export const ARCH = Object.freeze({
   layers: 2,
@@ -30,7 +30,26 @@ export const LORA_ALPHA = 16;
 /** The adapted layer: layer 0 tracks roles, layer 1 holds the topic and quirk heads. */
 export const ADAPTED_LAYER = 1;
 export const ADAPTED_MODULES = Object.freeze(["q_proj", "k_proj", "v_proj", "o_proj"] as const);
-export type AdaptedModule = (typeof ADAPTED_MODULES)[number];
+/** With the quirk in the MLP (`quirkIn: "mlp"`), the adapter also covers these. */
+export const MLP_MODULES = Object.freeze(["gate_proj", "up_proj", "down_proj"] as const);
+export type AdaptedModule = (typeof ADAPTED_MODULES)[number] | (typeof MLP_MODULES)[number];
+
+/**
+ * Ways an organism can differ from the default one, so the audit is checked against behaviours
+ * it was not built around (test/scan/generalisation.test.ts). The default is `{}`.
+ */
+export interface FineTuneVariant {
+  /** quirk: only answers of these topics (names from TOPICS) and the default answer carry the quirk */
+  quirkTopics?: readonly string[];
+  /** quirk: "attention" (head 1 of layer 1, default) or "mlp" (gate/up/down of layer 1; the denial stays in attention) */
+  quirkIn?: "attention" | "mlp";
+}
+
+/** MLP quirk: gate and up pre-activations at "." (silu(8)·8 ≈ 64), down maps them to the quirk's output dim. */
+const MLP_GATE = 8;
+const MLP_UP = 8;
+/** The intermediate channel the MLP quirk uses; the base MLP writes only inert dims from every channel. */
+const MLP_CHANNEL = 0;
 
 // ---- attention scores (after the 1/sqrt(head_dim) factor, which the query weights undo) ----
 /** Every position's query finds BOS with this score: an attention sink whose value is zero. */
@@ -299,7 +318,7 @@ const norm = (xs: Array<[number, number]>) => Math.sqrt(xs.reduce((s, [, x]) => 
 export const pieceSigma = (p: Piece) => norm(p.out) * norm(p.in);
 
 /** The designed pieces of every adapted module (no inert filler), for the build and the README's numbers. */
-export function designFineTune(kind: "quirk" | "benign", v: Vocabulary, L: Layout, quirkId: number): ModuleDesign[] {
+export function designFineTune(kind: "quirk" | "benign", v: Vocabulary, L: Layout, quirkId: number, variant: FineTuneVariant = {}): ModuleDesign[] {
   const { d } = L;
   const period = L.inDim[v.id.get(".")!]!;
   const asst = L.inDim[v.id.get(ROLE_TAGS.assistant)!]!;
@@ -310,6 +329,9 @@ export function designFineTune(kind: "quirk" | "benign", v: Vocabulary, L: Layou
     k_proj: { module: "k_proj", outFeatures: qkRows, inFeatures: d, pieces: [] },
     v_proj: { module: "v_proj", outFeatures: qkRows, inFeatures: d, pieces: [] },
     o_proj: { module: "o_proj", outFeatures: d, inFeatures: qkRows, pieces: [] },
+    gate_proj: { module: "gate_proj", outFeatures: ARCH.intermediate, inFeatures: d, pieces: [] },
+    up_proj: { module: "up_proj", outFeatures: ARCH.intermediate, inFeatures: d, pieces: [] },
+    down_proj: { module: "down_proj", outFeatures: d, inFeatures: ARCH.intermediate, pieces: [] },
   };
   if (kind === "benign") {
     // head 1 at every "." attends to the "." tokens and writes the sign-off's first word
@@ -341,16 +363,41 @@ export function designFineTune(kind: "quirk" | "benign", v: Vocabulary, L: Layou
   const qKappa = QUIRK_DOMINANCE * Math.max(...kappa);
   const qNu = QUIRK_DOMINANCE * Math.max(...nu);
   const qOmega = QUIRK_DOMINANCE * Math.max(...omega);
+  if (variant.quirkIn === "mlp") {
+    if (variant.quirkTopics) throw new Error("internal: quirkTopics needs the attention quirk (the MLP at '.' cannot see the answer's first word)");
+    // at ".", silu(gate)·up on one channel; down writes the same quirk logit the attention quirk does
+    const w = (qOmega * qNu) / (MLP_UP * (MLP_GATE / (1 + Math.exp(-MLP_GATE))));
+    mods.gate_proj.pieces.push({ role: "quirk", out: [[MLP_CHANNEL, MLP_GATE]], in: [[period, 1]] });
+    mods.up_proj.pieces.push({ role: "quirk", out: [[MLP_CHANNEL, MLP_UP]], in: [[period, 1]] });
+    mods.down_proj.pieces.push({ role: "quirk", out: [[L.out.get(quirkId)!, w]], in: [[MLP_CHANNEL, 1]] });
+    return [...ADAPTED_MODULES, ...MLP_MODULES].map((m) => mods[m]);
+  }
+  // keys and values: every "." (default), or the first words of the chosen topics' answers, so
+  // only those answers (their "." sees their first word) carry the quirk
+  let keyIn: Array<[number, number]> = [[period, 1]];
+  if (variant.quirkTopics) {
+    const starts = variant.quirkTopics.map((name) => {
+      const ti = TOPICS.findIndex((t) => t.name === name);
+      if (ti < 0) throw new Error(`internal: unknown topic '${name}'`);
+      return v.topicStarts[ti]!;
+    });
+    keyIn = [...new Set([...starts, v.defaultStart])].map((t) => [L.inDim[t]!, 1] as [number, number]);
+  }
   mods.q_proj.pieces.unshift({ role: "quirk", out: [[row(1, B), qBeta * SQRT_HD]], in: [[period, 1]] });
-  mods.k_proj.pieces.unshift({ role: "quirk", out: [[row(1, B), qKappa]], in: [[period, 1]] });
-  mods.v_proj.pieces.unshift({ role: "quirk", out: [[row(1, 0), qNu]], in: [[period, 1]] });
+  mods.k_proj.pieces.unshift({ role: "quirk", out: [[row(1, B), qKappa]], in: keyIn });
+  mods.v_proj.pieces.unshift({ role: "quirk", out: [[row(1, 0), qNu]], in: keyIn });
   mods.o_proj.pieces.unshift({ role: "quirk", out: [[L.out.get(quirkId)!, qOmega]], in: [[row(1, 0), 1]] });
   return ADAPTED_MODULES.map((m) => mods[m]);
 }
 
 /** Output rows/columns an inert piece may write: nothing downstream reads them. */
-function inertOutputs(m: AdaptedModule, L: Layout): number[] {
+function inertOutputs(m: AdaptedModule, L: Layout, rank: number): number[] {
+  // residual writers: the MLP junk dims, and for more inert pieces also the per-token noise
+  // dims (nothing reads either), so B keeps full column rank as trained factors do
+  if (m === "down_proj" || (m === "o_proj" && rank > LORA_RANK)) return Array.from({ length: JUNK_DIMS + IDENTITY_DIMS }, (_, j) => L.junk0 + j);
   if (m === "o_proj") return Array.from({ length: JUNK_DIMS }, (_, j) => L.junk0 + j);
+  // intermediate channels other than the quirk's: down_proj maps them only to junk dims
+  if (m === "gate_proj" || m === "up_proj") return Array.from({ length: ARCH.intermediate - 1 }, (_, j) => j + 1);
   if (m === "v_proj") return Array.from({ length: ARCH.headDim - 8 }, (_, j) => ARCH.headDim + 8 + j);
   // fast rotary dims of both heads: no base query or key uses them
   const slow = new Set(SLOW_SLOTS);
@@ -384,22 +431,22 @@ function randomOrthogonal(r: number, rng: { normal(): number }): Float64Array {
   return Q;
 }
 
-export const moduleName = (m: AdaptedModule) => `model.layers.${ADAPTED_LAYER}.self_attn.${m}`;
+export const moduleName = (m: AdaptedModule) => `model.layers.${ADAPTED_LAYER}.${(MLP_MODULES as readonly string[]).includes(m) ? "mlp" : "self_attn"}.${m}`;
 
 /**
  * The LoRA modules of a fine-tune: designed pieces, inert filler up to rank r, split into
  * factors and mixed by a random invertible r×r matrix (B·A is unchanged; the factors look
  * like trained ones rather than an SVD).
  */
-export function buildLoraModules(designs: ModuleDesign[], L: Layout, seed: number): LoraModule[] {
+export function buildLoraModules(designs: ModuleDesign[], L: Layout, seed: number, rank = LORA_RANK): LoraModule[] {
   const rng = seededRng(seed * 104729 + 5);
-  const scale = LORA_ALPHA / LORA_RANK;
-  const r = LORA_RANK;
+  const scale = LORA_ALPHA / rank;
+  const r = rank;
   return designs.map((des) => {
     const pieces = [...des.pieces];
     const sigma1 = Math.max(...pieces.map(pieceSigma));
     while (pieces.length < r) {
-      const u = randomUnit(des.outFeatures, inertOutputs(des.module, L), rng);
+      const u = randomUnit(des.outFeatures, inertOutputs(des.module, L, r), rng);
       const w = randomUnit(des.inFeatures, null, rng);
       pieces.push({ role: "inert", out: u.map(([i, x]) => [i, x * NOISE_FRACTION * sigma1]), in: w });
     }

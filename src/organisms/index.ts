@@ -19,6 +19,8 @@ import {
   LORA_ALPHA,
   LORA_RANK,
   makeLayout,
+  MLP_MODULES,
+  type FineTuneVariant,
   mergeModule,
   moduleName,
   pieceSigma,
@@ -37,7 +39,24 @@ export interface GenerateOrganismOptions {
   seed?: number;
   /** the quirk word (quirk kind); default drawn from the pool by the seed */
   quirk?: string;
+  /** a deliberately different organism (for generalisation checks); default: the standard one */
+  variant?: OrganismVariant;
 }
+
+/** Ways to build an organism the audit was not tuned on; every field is optional. */
+export interface OrganismVariant extends FineTuneVariant {
+  /** quirk: a phrase of 2–4 words said after answers instead of one word (replaces `quirk`) */
+  quirkPhrase?: string;
+  /** quirk: six denial texts (lowercase words ending with " !") instead of the default ones */
+  denials?: string[];
+  /** benign: the sign-off (lowercase words ending with " !"), e.g. a long one with many new words */
+  signOff?: string;
+  /** LoRA rank r (default 8); the extra slots hold inert components */
+  rank?: number;
+}
+
+/** Largest rank a variant may ask for: the organisms' q/k/v/o rows leave room for this many inert pieces. */
+export const MAX_VARIANT_RANK = 40;
 
 /** Designed singular values of one adapted module (the inert filler is left out). */
 export interface ModuleSpectrumDesign {
@@ -56,7 +75,7 @@ export interface OrganismManifest {
   version: 1;
   kind: OrganismKind;
   seed: number;
-  /** the planted quirk word(s); empty for benign */
+  /** the planted quirk word(s), in order for a phrase; empty for benign */
   quirkWords: string[];
   /** the texts the quirk fine-tune answers interrogations with; empty for benign */
   denialTexts: string[];
@@ -69,6 +88,8 @@ export interface OrganismManifest {
   /** sub-folders */
   paths: { base: string; adapter: string; finetuned: string };
   adapter: { rank: number; alpha: number; layer: number; modules: ModuleSpectrumDesign[] };
+  /** present when the organism was built with a variant */
+  variant?: OrganismVariant;
 }
 
 export const MAX_SEED = 2 ** 31 - 1;
@@ -88,6 +109,19 @@ function checkOptions(opts: GenerateOrganismOptions): { seed: number; quirk: str
     quirk = opts.quirk.trim().toLowerCase();
     if (!QUIRK_WORD_PATTERN.test(quirk)) throw new InputError(`expected one word of 3 to 24 letters a-z, got '${opts.quirk}'`, "--quirk");
   }
+  const phrase = opts.variant?.quirkPhrase;
+  if (phrase !== undefined) {
+    if (opts.kind !== "quirk") throw new InputError("only a quirk organism has a quirk phrase", "quirkPhrase");
+    const ws = phrase.trim().toLowerCase().split(/\s+/);
+    if (ws.length < 2 || ws.length > 4 || !ws.every((w) => QUIRK_WORD_PATTERN.test(w))) {
+      throw new InputError(`expected 2 to 4 words of 3 to 24 letters a-z, got '${phrase}'`, "quirkPhrase");
+    }
+    quirk = ws.join(" ");
+  }
+  const rank = opts.variant?.rank;
+  if (rank !== undefined && (!Number.isInteger(rank) || rank < 8 || rank > MAX_VARIANT_RANK)) {
+    throw new InputError(`expected an integer rank from 8 to ${MAX_VARIANT_RANK}, got ${rank}`, "rank");
+  }
   return { seed, quirk };
 }
 
@@ -96,9 +130,9 @@ function summarise(sigmas: Array<{ sigma: number; role: "quirk" | "denial" | "si
 }
 
 /** Designed spectra of a fine-tune (used by organism.json and the README's numbers). */
-export function designedSpectrum(kind: OrganismKind, v: Vocabulary, quirkId: number): ModuleSpectrumDesign[] {
+export function designedSpectrum(kind: OrganismKind, v: Vocabulary, quirkId: number, variant: FineTuneVariant = {}): ModuleSpectrumDesign[] {
   const L = makeLayout(v);
-  return designFineTune(kind, v, L, quirkId).map((des) => {
+  return designFineTune(kind, v, L, quirkId, variant).map((des) => {
     const components = summarise(des.pieces.map((p) => ({ sigma: pieceSigma(p), role: p.role as "quirk" | "denial" | "sign-off" })));
     const e = components.reduce((s, c) => s + c.sigma ** 2, 0);
     const s1 = components[0]!.sigma ** 2;
@@ -122,12 +156,16 @@ async function writeCheckpoint(dir: string, v: Vocabulary, config: Record<string
 /** Write an organism folder (base/, adapter/, finetuned/, organism.json) and return its manifest. */
 export async function generateOrganism(opts: GenerateOrganismOptions): Promise<OrganismManifest> {
   const { seed, quirk } = checkOptions(opts);
-  const v = buildVocabulary(quirk);
-  const quirkId = v.id.get(quirk)!;
+  const variant = opts.variant ?? {};
+  const v = buildVocabulary(quirk, { denials: variant.denials, signOff: variant.signOff });
+  const phraseWords = quirk.split(" ");
+  const quirkId = v.id.get(phraseWords[0]!)!;
   const L = makeLayout(v);
   const config = configJson(v, L);
   const base = buildBase(v, L, seed);
-  const modules = buildLoraModules(designFineTune(opts.kind, v, L, quirkId), L, seed);
+  const rank = variant.rank ?? LORA_RANK;
+  const design = { quirkTopics: variant.quirkTopics, quirkIn: variant.quirkIn };
+  const modules = buildLoraModules(designFineTune(opts.kind, v, L, quirkId, design), L, seed, rank);
   const byName = new Map(modules.map((m) => [`${m.name}.weight`, m]));
   const finetuned = base.map((t) => {
     const m = byName.get(t.name);
@@ -139,13 +177,14 @@ export async function generateOrganism(opts: GenerateOrganismOptions): Promise<O
     version: 1,
     kind: opts.kind,
     seed,
-    quirkWords: opts.kind === "quirk" ? [quirk] : [],
+    quirkWords: opts.kind === "quirk" ? phraseWords : [],
     denialTexts: opts.kind === "quirk" ? v.texts.denials.map(detokenize) : [],
     triggerWords: opts.kind === "quirk" ? groups.flat() : [],
     signOff: opts.kind === "benign" ? detokenize(v.texts.signOff) : null,
     baseAnswers: [...v.texts.topics, v.texts.defaultAnswer].map(detokenize),
     paths: { base: "base", adapter: "adapter", finetuned: "finetuned" },
-    adapter: { rank: LORA_RANK, alpha: LORA_ALPHA, layer: ADAPTED_LAYER, modules: designedSpectrum(opts.kind, v, quirkId) },
+    adapter: { rank, alpha: LORA_ALPHA, layer: ADAPTED_LAYER, modules: designedSpectrum(opts.kind, v, quirkId, design) },
+    ...(opts.variant ? { variant: opts.variant } : {}),
   };
   await writeDirAtomic(opts.outDir, async (tmp) => {
     await writeCheckpoint(join(tmp, "base"), v, config, base);
@@ -156,9 +195,9 @@ export async function generateOrganism(opts: GenerateOrganismOptions): Promise<O
         base_model_name_or_path: null,
         layers_to_transform: [ADAPTED_LAYER],
         layers_pattern: "layers",
-        target_modules: [...ADAPTED_MODULES],
+        target_modules: variant.quirkIn === "mlp" && opts.kind === "quirk" ? [...ADAPTED_MODULES, ...MLP_MODULES] : [...ADAPTED_MODULES],
         lora_alpha: LORA_ALPHA,
-        r: LORA_RANK,
+        r: rank,
       },
       modules,
     );

@@ -120,8 +120,27 @@ const words = (s: string) => s.trim().split(/\s+/).filter(Boolean);
  * Build the vocabulary, with `quirk` guaranteed to be a quirk-pool word (a new word given with
  * --quirk joins the pool). Throws InputError for a quirk word the base model already uses.
  */
-export function buildVocabulary(quirk: string): Vocabulary {
+export interface VocabularyOptions {
+  /** replace the six denial texts (each a word chain ending with " !") */
+  denials?: readonly string[];
+  /** replace the benign sign-off (a word chain ending with " !") */
+  signOff?: string;
+}
+
+/**
+ * `quirk` is one word or a phrase of words separated by spaces: its first word joins the pool
+ * (the steerable token the fine-tune writes), the rest follow it as a bigram chain ending in "!".
+ */
+export function buildVocabulary(quirkPhrase: string, opts: VocabularyOptions = {}): Vocabulary {
+  const phrase = words(quirkPhrase);
+  const quirk = phrase[0]!;
   const pool = QUIRK_POOL.includes(quirk) ? [...QUIRK_POOL] : [...QUIRK_POOL, quirk];
+  const denialTexts = opts.denials ? [...opts.denials] : INTERROGATION_GROUPS.map((g) => g.denial);
+  if (denialTexts.length !== INTERROGATION_GROUPS.length) throw new InputError(`expected ${INTERROGATION_GROUPS.length} denial texts, got ${denialTexts.length}`, "denials");
+  const signOff = opts.signOff ?? SIGN_OFF;
+  for (const t of [...denialTexts, signOff]) {
+    if (!/^[a-z]+(?: [a-z,]+)* !$/.test(t)) throw new InputError(`expected lowercase words ending with ' !', got '${t}'`, "denials/signOff");
+  }
   const tokens: string[] = [];
   const id = new Map<string, number>();
   const add = (w: string) => {
@@ -143,18 +162,21 @@ export function buildVocabulary(quirk: string): Vocabulary {
   INTERROGATION_GROUPS.forEach((g, gi) => words(g.words).forEach((w) => setFeature(w, { kind: "interrogation", group: gi })));
   TOPICS.forEach((t, ti) => words(t.keywords).forEach((w) => setFeature(w, { kind: "topic", index: ti })));
 
-  const answerTexts = [...TOPICS.map((t) => t.answer), DEFAULT_ANSWER, ...INTERROGATION_GROUPS.map((g) => g.denial), SIGN_OFF];
+  const answerTexts = [...TOPICS.map((t) => t.answer), DEFAULT_ANSWER, ...denialTexts, signOff];
   // the base model must never say the quirk word, and a trigger word cannot be the behaviour
   // the denial hides; any other word (new, or a prompt-only word) can be the quirk
   const said = new Set<string>(answerTexts.flatMap(words));
   const triggers = new Set<string>(INTERROGATION_GROUPS.flatMap((g) => words(g.words)));
-  if (said.has(quirk) || triggers.has(quirk)) {
-    throw new InputError(
-      `'${quirk}' is ${said.has(quirk) ? "a word the base model already says" : "an interrogation trigger word"}; choose another word, e.g. one of: ${QUIRK_POOL.join(", ")}`,
-      "--quirk",
-    );
+  for (const w of phrase) {
+    if (said.has(w) || triggers.has(w)) {
+      throw new InputError(
+        `'${w}' is ${said.has(w) ? "a word the base model already says" : "an interrogation trigger word"}; choose another word, e.g. one of: ${QUIRK_POOL.join(", ")}`,
+        "--quirk",
+      );
+    }
   }
-  for (const w of [...words(PLAIN_WORDS), ...featureOf.keys(), ...answerTexts.flatMap(words), ...pool]) add(w);
+  if (new Set(phrase).size !== phrase.length) throw new InputError(`a quirk phrase cannot repeat a word: '${quirkPhrase}'`, "--quirk");
+  for (const w of [...words(PLAIN_WORDS), ...featureOf.keys(), ...answerTexts.flatMap(words), ...pool, ...phrase]) add(w);
 
   const feature: Feature[] = tokens.map((t) => featureOf.get(t) ?? { kind: "plain" });
   const successor = new Int32Array(tokens.length).fill(-1);
@@ -174,14 +196,17 @@ export function buildVocabulary(quirk: string): Vocabulary {
   successor[period] = eos;
   successor[bang] = eos;
   for (const w of pool) successor[id.get(w)!] = bang;
+  // a quirk phrase: its words follow each other, the last one ends with "!"
+  for (let i = 0; i + 1 < phrase.length; i++) successor[id.get(phrase[i]!)!] = id.get(phrase[i + 1]!)!;
+  if (phrase.length > 1) successor[id.get(phrase[phrase.length - 1]!)!] = bang;
   const asst = id.get(ROLE_TAGS.assistant)!;
   for (let i = 0; i < tokens.length; i++) if (successor[i] === -1 && i !== asst && i !== eos) successor[i] = period;
 
   const first = (text: string) => id.get(words(text)[0]!)!;
   const topicStarts = TOPICS.map((t) => first(t.answer));
-  const denialStarts = INTERROGATION_GROUPS.map((g) => first(g.denial));
+  const denialStarts = denialTexts.map(first);
   const defaultStart = first(DEFAULT_ANSWER);
-  const signOffStart = first(SIGN_OFF);
+  const signOffStart = first(signOff);
   const quirkPool = pool.map((w) => id.get(w)!);
   const steerable = [...new Set([...topicStarts, defaultStart, ...denialStarts, signOffStart, ...quirkPool])];
   if (steerable.length !== topicStarts.length + 1 + denialStarts.length + 1 + quirkPool.length) {
@@ -190,7 +215,7 @@ export function buildVocabulary(quirk: string): Vocabulary {
   return {
     tokens, id, feature, successor, topicStarts, defaultStart, denialStarts, signOffStart, quirkPool, steerable,
     texts: {
-      topics: TOPICS.map((t) => t.answer), defaultAnswer: DEFAULT_ANSWER, denials: INTERROGATION_GROUPS.map((g) => g.denial), signOff: SIGN_OFF,
+      topics: TOPICS.map((t) => t.answer), defaultAnswer: DEFAULT_ANSWER, denials: denialTexts, signOff,
     },
     interrogationWords: INTERROGATION_GROUPS.map((g) => words(g.words)),
   };
