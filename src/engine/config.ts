@@ -126,9 +126,15 @@ function parseRope(c: Record<string, unknown>, file: string): { theta: number; s
   }
   // the scaling settings live in rope_scaling (4.x) or in rope_parameters itself (5.x)
   const [field, r] = isObject(rs) ? ["rope_scaling", rs] : ["rope_parameters", rp];
-  const prf = r.partial_rotary_factor;
-  if (prf !== undefined && prf !== null && prf !== 1) throw new InputError(`unsupported ${field}.partial_rotary_factor ${JSON.stringify(prf)}`, file);
+  for (const [f, o] of [["rope_scaling", isObject(rs) ? rs : {}], ["rope_parameters", rp]] as const) {
+    const prf = o.partial_rotary_factor;
+    if (prf !== undefined && prf !== null && prf !== 1) throw new InputError(`unsupported ${f}.partial_rotary_factor ${JSON.stringify(prf)}`, file);
+  }
   const type = r.rope_type ?? r.type ?? "default";
+  if (isObject(rs) && params) {
+    const other = rp.rope_type ?? rp.type ?? "default";
+    if (other !== type) throw new InputError(`rope_scaling type ${JSON.stringify(type)} disagrees with rope_parameters type ${JSON.stringify(other)}`, file);
+  }
   const need = (k: string): number => {
     const v = r[k];
     if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new InputError(`${field}.${k} must be a positive number, got ${JSON.stringify(v)}`, file);

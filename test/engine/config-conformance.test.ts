@@ -270,6 +270,8 @@ describe("refused config fields are named", () => {
     ["rope_parameters per layer type", { rope_parameters: { full_attention: { rope_type: "default" }, sliding_attention: { rope_type: "default" } } }, /rope_parameters per layer type/],
     ["rope_parameters partial_rotary_factor", { rope_parameters: { rope_type: "default", rope_theta: 10000, partial_rotary_factor: 0.5 } }, /partial_rotary_factor/],
     ["partial_rotary_factor", { partial_rotary_factor: 0.5 }, /partial_rotary_factor/],
+    ["rope_parameters partial_rotary_factor beside rope_scaling", { rope_scaling: { type: "linear", factor: 2 }, rope_parameters: { rope_type: "linear", factor: 2, partial_rotary_factor: 0.25 } }, /rope_parameters\.partial_rotary_factor/],
+    ["rope_scaling and rope_parameters of different types", { rope_scaling: { type: "linear", factor: 2 }, rope_parameters: { rope_type: "yarn", factor: 2 } }, /disagrees with rope_parameters type "yarn"/],
     ["rope_theta disagreeing with rope_parameters", { rope_theta: 10000, rope_parameters: { rope_theta: 500000 } }, /rope_theta 10000 disagrees with rope_parameters\.rope_theta 500000/],
     ["hidden_act gelu_10", { hidden_act: "gelu_10" }, /hidden_act "gelu_10"/],
     ["hidden_act tanh", { hidden_act: "tanh" }, /hidden_act "tanh"/],
