@@ -348,6 +348,32 @@ describe("LoRA adapters as PEFT writes them", () => {
     }
   });
 
+  it("rank_pattern / alpha_pattern keyed per layer, plain scale alpha/r", async () => {
+    const config = { ...TINY_BASE, model_type: "qwen3", head_dim: 8 };
+    const m = await written(config, randomWeights(config, 63));
+    const r = rng(64);
+    const spec = [
+      { name: "model.layers.0.self_attn.v_proj", r: 3, scale: 7 / 3 }, // rank_pattern + alpha_pattern by layer
+      { name: "model.layers.1.self_attn.v_proj", r: 4, scale: 8 / 4 }, // r / lora_alpha
+      { name: "model.layers.1.self_attn.o_proj", r: 4, scale: 8 / 4 },
+    ];
+    const modules = spec.map((x) => {
+      const [outF, inF] = shapeOf(x.name);
+      return { ...x, outF, inF, A: randomArray(x.r * inF, 1 / Math.sqrt(inF), r), B: randomArray(outF * x.r, 0.7, r) };
+    });
+    const dir = await writePeftAdapter(
+      { r: 4, lora_alpha: 8, target_modules: ["v_proj", "o_proj"], rank_pattern: { "model.layers.0.self_attn.v_proj": 3 }, alpha_pattern: { "layers.0.self_attn.v_proj": 7 } },
+      modules,
+    );
+    const lora: LoraModule[] = modules.map((x) => ({ name: x.name, rank: x.r, scale: x.scale, outFeatures: x.outF, inFeatures: x.inF, A: x.A, B: x.B }));
+    const model = await loadSubject({ model: m.dir, adapter: dir, rank: 1, threads: 1, quiet: true });
+    try {
+      expectMatches(await model.logits(IDS, "full"), referenceLogits({ config, weights: m.weights, lora }, IDS));
+    } finally {
+      await model.close();
+    }
+  });
+
   it("an adapter on a base whose tensors lack the model. prefix", async () => {
     const config = { ...TINY_BASE, tie_word_embeddings: true };
     const weights = randomWeights(config, 71);
