@@ -14,7 +14,7 @@ import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { BackendError, EXIT, InputError } from "./errors";
 import { log } from "./progress";
-import { writeDirAtomic } from "./io/atomic";
+import { checkOutputDir, writeDirAtomic } from "./io/atomic";
 import { openCheckpoint } from "./io/checkpoint";
 import { openAdapter } from "./io/peft";
 import type { Checkpoint, LoraAdapter } from "./io/types";
@@ -26,7 +26,7 @@ import { runElicitation } from "./elicit/run";
 import { runJudges } from "./judge/index";
 import { applyOverrides, defaultConfig, loadConfig, type BackendType, type Device, type FailOn, type ScanConfig } from "./policy/config";
 import { decideVerdict } from "./policy/verdict";
-import { buildReport, writeReportFiles } from "./report/build";
+import { buildReport, REPORT_FILES, writeReportFiles } from "./report/build";
 import type { ElicitationReport, Finding, Report, SpectrumReport, Subject } from "./report/types";
 
 /** The truncated adapter's folder inside the output (DESIGN.md). */
@@ -70,6 +70,9 @@ async function digestOf(dir: string, accept: (name: string) => boolean): Promise
     throw new InputError(`cannot read folder: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, dir);
   }
   for (const name of names) {
+    // stat follows links: a FIFO or a link to /dev/zero named *.safetensors would hash forever
+    const st = await stat(join(dir, name)).catch(() => undefined);
+    if (!st?.isFile()) throw new InputError(`${name} is not a regular file`, dir);
     h.update(`${name}\0`);
     await new Promise<void>((ok, fail) => {
       const s = createReadStream(join(dir, name));
@@ -167,6 +170,8 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
   if (!opts.adapter && !opts.finetuned) throw new InputError("nothing to audit: give --adapter DIR or --finetuned DIR", "--adapter");
   if (!opts.outDir) throw new InputError("required: the output folder", "--out");
   const config = resolveConfig(opts);
+  // refuse a wrong output folder now, not after minutes of work
+  await checkOutputDir(opts.outDir, { inputs: [opts.base, opts.adapter, opts.finetuned, opts.configPath], marker: REPORT_FILES.json });
   const kind: "lora" | "full" = opts.adapter ? "lora" : "full";
   const subjectDir = (opts.adapter ?? opts.finetuned)!;
   const backendSubject: BackendSubject & { kind: "lora" | "full" } = { base: opts.base, adapter: opts.adapter, finetuned: opts.finetuned, kind };

@@ -12,6 +12,7 @@ import { join, resolve } from "node:path";
 import { EXIT, InputError } from "../errors";
 import { log } from "../progress";
 import { generateOrganism, type OrganismKind } from "../organisms/index";
+import { checkOutputDir } from "../io/atomic";
 import { runScan, type ScanResult } from "../scan";
 import { REPORT_FILES } from "../report/build";
 
@@ -48,6 +49,7 @@ function describeResult(c: DemoCase, r: ScanResult, planted: string[]): string {
 export async function runDemo(opts: { out?: string; seed?: number } = {}): Promise<number> {
   const root = resolve(opts.out ?? DEFAULT_DEMO_DIR);
   const seed = opts.seed ?? DEFAULT_DEMO_SEED;
+  await checkOutputDir(root, { flag: "--out" });
   const blocks: string[] = [];
   let code: number = EXIT.pass;
   for (const c of CASES) {

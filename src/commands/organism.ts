@@ -4,6 +4,7 @@
  */
 import type { Command } from "commander";
 import { InputError } from "../errors";
+import { checkOutputDir } from "../io/atomic";
 import { log } from "../progress";
 import { generateOrganism, MAX_SEED, type OrganismKind } from "../organisms/index";
 
@@ -27,6 +28,7 @@ export async function runOrganism(args: OrganismArgs): Promise<void> {
     seed = Number(args.seed);
   }
   const kind: OrganismKind = args.kind;
+  await checkOutputDir(args.out, { marker: "organism.json", flag: "--out" });
   const m = await generateOrganism({ kind, outDir: args.out, seed, quirk: args.quirk });
   log(`wrote ${kind} organism (seed ${m.seed}${m.quirkWords.length ? `, quirk '${m.quirkWords.join("', '")}'` : ""}) to ${args.out}`);
 }

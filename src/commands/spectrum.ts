@@ -5,8 +5,8 @@
  * `{"spectrum": …}` (the `spectrum` part of report.json) atomically.
  */
 import type { Command } from "commander";
-import { open, rename, rm } from "node:fs/promises";
-import { dirname, basename, join } from "node:path";
+import { open, realpath, rename, rm, stat } from "node:fs/promises";
+import { dirname, basename, join, resolve, sep } from "node:path";
 import { randomBytes } from "node:crypto";
 import { InputError } from "../errors";
 import { openCheckpoint } from "../io/checkpoint";
@@ -68,6 +68,49 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
   }
 }
 
+/** How every file `spectrum --json` writes begins: an existing file that does not is someone else's. */
+const JSON_OUTPUT_START = '{\n  "spectrum"';
+
+/**
+ * Check the --json path before measuring: its folder exists, it is not a folder, not inside an
+ * input folder, and an existing file there is an earlier `--json` output (an adapter_config.json
+ * given by mistake must not be overwritten).
+ */
+export async function checkJsonOutput(path: string, inputs: ReadonlyArray<string | undefined>): Promise<void> {
+  const where = `--json ${path}`;
+  let parent: string;
+  try {
+    parent = await realpath(dirname(resolve(path)));
+  } catch {
+    throw new InputError(`the folder ${dirname(path)} does not exist`, where);
+  }
+  const target = join(parent, basename(resolve(path)));
+  for (const input of inputs) {
+    if (!input) continue;
+    const real = await realpath(input).catch(() => resolve(input));
+    if (target === real || target.startsWith(real + sep)) throw new InputError(`is inside the input ${input}; write the JSON somewhere else`, where);
+  }
+  let st;
+  try {
+    st = await stat(target);
+  } catch {
+    return;
+  }
+  if (st.isDirectory()) throw new InputError("is a folder; give a file name", where);
+  if (!st.isFile()) throw new InputError("is not a regular file", where);
+  if (st.size === 0) return;
+  const fh = await open(target, "r");
+  try {
+    const head = Buffer.alloc(JSON_OUTPUT_START.length);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    if (head.subarray(0, bytesRead).toString("utf8") !== JSON_OUTPUT_START) {
+      throw new InputError("exists and is not an earlier spectrum --json output; refusing to overwrite it", where);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Measure the spectrum the flags describe, closing every file it opened. */
 export async function measureSpectrum(args: SpectrumArgs): Promise<SpectrumReport> {
   const subject = subjectOf(args);
@@ -103,6 +146,7 @@ export function register(program: Command): void {
     .option("--show <n>", `modules listed in the table (default ${DEFAULT_TABLE_MODULES})`)
     .action(async (args: SpectrumArgs) => {
       const show = parsePositiveInt(args.show, "--show", DEFAULT_TABLE_MODULES);
+      if (args.json !== undefined) await checkJsonOutput(args.json, [args.base, args.adapter, args.finetuned]);
       const report = await measureSpectrum(args);
       if (args.json) await writeFileAtomic(args.json, `${JSON.stringify({ spectrum: report }, null, 2)}\n`);
       process.stdout.write(formatSpectrum(report, show));

@@ -5,6 +5,8 @@
  */
 import type { Command } from "commander";
 import { InputError } from "../errors";
+import { checkOutputDir } from "../io/atomic";
+import { ADAPTER_CONFIG_FILE } from "../io/peft";
 import { log } from "../progress";
 import { openCheckpoint } from "../io/checkpoint";
 import { openAdapter } from "../io/peft";
@@ -29,6 +31,7 @@ export async function runTruncate(args: TruncateArgs): Promise<void> {
   const k = parsePositiveInt(args.rank, "--rank", 1, MAX_RANK);
   if (!args.out) throw new InputError("required: the folder to write the truncated adapter to", "--out");
   const out = args.out;
+  await checkOutputDir(out, { inputs: [args.base, args.adapter, args.finetuned], marker: ADAPTER_CONFIG_FILE, flag: "--out" });
   const opened: Array<Checkpoint | LoraAdapter> = [];
   try {
     if (subject.kind === "lora") {

@@ -4,8 +4,9 @@
  */
 import * as core from "@actions/core";
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { relative, resolve } from "node:path";
 import { InputError } from "../errors";
+import { linksOutside } from "./subjects";
 
 export type FailOn = "high" | "medium" | "low" | "never";
 
@@ -96,6 +97,10 @@ export function getSettings(opts: { env?: NodeJS.ProcessEnv; workspace: string; 
     if (!existsSync(configPath)) throw new InputError(`config file '${get("config")}' does not exist`, "input 'config'");
   } else if (existsSync(resolve(opts.workspace, DEFAULT_CONFIG_PATH))) {
     configPath = resolve(opts.workspace, DEFAULT_CONFIG_PATH);
+  }
+  // the file at the path comes from the pull request: it may not be a symlink out of the workspace
+  if (configPath && linksOutside(configPath, opts.workspace)) {
+    throw new InputError(`config file '${relative(opts.workspace, configPath)}' is a symlink to outside the workspace; refusing to read it`, "input 'config'");
   }
 
   const backend = oneOf("backend", get("backend") || "embedded", BACKENDS);

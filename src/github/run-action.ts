@@ -13,7 +13,8 @@ import type { Conclusion } from "../report/types";
 import type { ActionSettings } from "./input-helper";
 import type { GitHubContext } from "./context";
 import { GitHubHelper, isPermissionError } from "./github-helper";
-import { filterChanged, findSubjects, type AuditSubject } from "./subjects";
+import { checkSubjectFiles, filterChanged, findSubjects, type AuditSubject } from "./subjects";
+import { readTextFileSync } from "../io/read-text";
 import {
   buildAnnotations,
   checkConclusion,
@@ -82,10 +83,14 @@ function slug(rel: string, taken: Set<string>): string {
   return s;
 }
 
+/** An adapter_config.json is a few hundred bytes; this only stops a hostile one. */
+const MAX_ADAPTER_CONFIG_BYTES = 1_000_000;
+
 /** base_model_name_or_path of an adapter, used only when it is a Hub id (local paths from a PR are not trusted). */
 function baseFromAdapter(subject: AuditSubject): string | undefined {
   try {
-    const cfg = JSON.parse(readFileSync(join(subject.dir, "adapter_config.json"), "utf8"));
+    // bounded and regular files only: this runs before the subject's files are checked
+    const cfg = JSON.parse(readTextFileSync(join(subject.dir, "adapter_config.json"), MAX_ADAPTER_CONFIG_BYTES));
     const b = cfg?.base_model_name_or_path;
     return typeof b === "string" && b.trim() ? b.trim() : undefined;
   } catch {
@@ -263,8 +268,10 @@ async function auditOne(
   deps: ActionDeps,
   hubCache: Map<string, string>,
 ): Promise<SubjectResult> {
-  let base = settings.base || baseFromAdapter(subject) || "";
+  let base = "";
   try {
+    checkSubjectFiles(subject, ctx.workspace);
+    base = settings.base || baseFromAdapter(subject) || "";
     const baseDir = await resolveBase(subject, settings, ctx, deps, hubCache);
     const { report, exitCode } = await deps.scan({
       base: baseDir,

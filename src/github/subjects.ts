@@ -157,6 +157,42 @@ export function findSubjects(root: string, kind: AuditSubject["kind"], patterns:
 }
 
 /**
+ * Whether `path`, lexically inside `root`, resolves (through symlinks a pull request can add)
+ * to somewhere outside it. A missing path does not escape.
+ */
+export function linksOutside(path: string, root: string): boolean {
+  const lexical = relative(resolve(root), resolve(path));
+  if (lexical === ".." || lexical.startsWith(`..${sep}`)) return false; // given outside on purpose
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    return false;
+  }
+  const rel = relative(realpathSync(root), real);
+  return rel === ".." || rel.startsWith(`..${sep}`) || resolve(rel) === rel;
+}
+
+/**
+ * Refuse a subject any of whose files is a symlink out of the workspace: a pull request could
+ * otherwise point adapter_config.json at /proc/self/environ or a runner secret and get bits of
+ * it quoted back in an error, or point a weights file at /dev/zero.
+ */
+export function checkSubjectFiles(subject: AuditSubject, root: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(subject.dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (linksOutside(join(subject.dir, name), root)) {
+      throw new InputError(`${name} is a symlink to outside the workspace; refusing to read it`, subject.rel === "." ? name : `${subject.rel}/${name}`);
+    }
+  }
+}
+
+/**
  * Keep the subjects the pull request touched: any changed file inside the subject's folder.
  * A change to the policy config re-audits everything, since every verdict may change.
  */

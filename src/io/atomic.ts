@@ -2,8 +2,8 @@
  * Whole-folder atomic output: build everything in a temp folder next to the destination,
  * then rename it into place, so a failure never leaves a half-written adapter or report.
  */
-import { lstat, mkdir, readdir, rename, rm } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { lstat, mkdir, readdir, realpath, rename, rm } from "node:fs/promises";
+import { basename, dirname, join, resolve, sep } from "node:path";
 import { randomBytes } from "node:crypto";
 import { InputError } from "../errors";
 
@@ -20,6 +20,73 @@ async function statOrNull(path: string) {
   }
 }
 
+/** The real path of `path`, or of its nearest existing ancestor joined with the rest (for a folder not yet created). */
+async function realOrPlanned(path: string): Promise<string> {
+  const abs = resolve(path);
+  try {
+    return await realpath(abs);
+  } catch {
+    const parent = dirname(abs);
+    if (parent === abs) return abs;
+    return join(await realOrPlanned(parent), basename(abs));
+  }
+}
+
+function within(child: string, parent: string): boolean {
+  return child === parent || child.startsWith(parent.endsWith(sep) ? parent : parent + sep);
+}
+
+export interface OutputCheck {
+  /** the command's input files and folders: the output may not be one of them, nor hold one */
+  inputs?: ReadonlyArray<string | undefined>;
+  /**
+   * A file every earlier output of this command holds (e.g. report.json). An existing,
+   * non-empty folder without it is refused before any work is done, not after.
+   */
+  marker?: string;
+  /** the flag that named the output, quoted in messages (default: the path itself) */
+  flag?: string;
+}
+
+/**
+ * Refuse an output folder before the work starts: the filesystem root, an existing file, one
+ * of the inputs (or a folder holding one — replacing it would delete the input: `truncate
+ * --adapter a --out a` once overwrote the adapter it read), or a non-empty folder that is not
+ * an earlier output of the same command. writeDirAtomic checks again after the work.
+ */
+export async function checkOutputDir(outDir: string, check: OutputCheck = {}): Promise<void> {
+  const where = check.flag ? `${check.flag} ${outDir}` : outDir;
+  const target = await realOrPlanned(outDir);
+  if (dirname(target) === target) throw new InputError("is the filesystem root; choose a new folder for the output", where);
+  for (const input of check.inputs ?? []) {
+    if (!input) continue;
+    const real = await realOrPlanned(input);
+    if (within(real, target)) {
+      throw new InputError(`${real === target ? "is" : "holds"} the input ${input}; writing here would destroy it — choose a new folder`, where);
+    }
+  }
+  let existing;
+  try {
+    existing = await lstat(target);
+  } catch {
+    return;
+  }
+  if (!existing.isDirectory()) throw new InputError("exists and is not a folder", where);
+  if (check.marker) {
+    const entries = await readdir(target).catch(() => [] as string[]);
+    if (entries.length > 0 && !entries.includes(check.marker)) {
+      const shown = entries.slice(0, 3).join(", ") + (entries.length > 3 ? ", …" : "");
+      throw new InputError(`is a folder that is not an earlier ${check.marker} output (holds ${shown}); choose an empty or new folder`, where);
+    }
+  }
+}
+
+function cannotCreate(err: unknown, outDir: string): never {
+  if (err instanceof InputError) throw err;
+  const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  throw new InputError(`cannot create the output folder here (${code})`, outDir);
+}
+
 /**
  * Create `outDir` atomically: `fill(tmpDir)` writes the contents into a fresh temp folder
  * next to `outDir`; when it resolves the folder is renamed into place. On any error the temp
@@ -31,11 +98,16 @@ async function statOrNull(path: string) {
  */
 export async function writeDirAtomic(outDir: string, fill: (tmpDir: string) => Promise<void>): Promise<void> {
   const target = resolve(outDir);
-  const existing = await statOrNull(target);
+  if (dirname(target) === target) throw new InputError("is the filesystem root; choose a new folder for the output", outDir);
+  const existing = await statOrNull(target).catch((err) => cannotCreate(err, outDir));
   if (existing && !existing.isDirectory()) throw new InputError("exists and is not a folder", outDir);
-  await mkdir(dirname(target), { recursive: true });
   const tmp = sibling(target, "tmp");
-  await mkdir(tmp);
+  try {
+    await mkdir(dirname(target), { recursive: true });
+    await mkdir(tmp);
+  } catch (err) {
+    cannotCreate(err, outDir);
+  }
   try {
     await fill(tmp);
     if (existing) {

@@ -3,9 +3,10 @@
  * `model.safetensors.index.json` (`weight_map`: tensor name → shard file). Pickle checkpoints
  * (.bin/.pt/.ckpt/.pth) are refused, never opened: unpickling runs arbitrary code.
  */
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors";
+import { jsonSyntaxError, readTextFile } from "./read-text";
 import { SafetensorsFile } from "./safetensors";
 import type { Checkpoint, TensorInfo } from "./types";
 
@@ -22,28 +23,13 @@ const SAFETENSORS_HINT =
 
 /** Read and parse a JSON file with one-line errors: missing, not a file, too large, not JSON. */
 export async function readJsonFile(path: string, maxBytes = MAX_JSON_BYTES): Promise<unknown> {
-  let size: number;
-  try {
-    const st = await stat(path);
-    if (!st.isFile()) throw new InputError("is not a file", path);
-    size = st.size;
-  } catch (err) {
-    if (err instanceof InputError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new InputError(code === "ENOENT" ? "file not found" : `cannot read (${code ?? (err as Error).message})`, path);
-  }
-  if (size > maxBytes) throw new InputError(`is ${size} bytes, over the ${maxBytes}-byte limit for JSON files`, path);
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    throw new InputError(`cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, path);
-  }
+  let text = await readTextFile(path, maxBytes);
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // tolerate a UTF-8 BOM (some Windows editors add one)
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new InputError(`is not valid JSON (${(err as Error).message.split("\n")[0]})`, path);
+    // never quote the text: a symlink to a secret must not leak into a message
+    throw new InputError(`is not valid JSON (${jsonSyntaxError(err, text)})`, path);
   }
 }
 

@@ -13,6 +13,7 @@
  */
 import { open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
 import { InputError } from "../errors";
 import { readJsonFile } from "./checkpoint";
 import { writeDirAtomic } from "./atomic";
@@ -29,6 +30,32 @@ const PEFT_DEFAULT_ALPHA = 8;
 const MAX_PATTERN_KEY_LENGTH = 512;
 /** A quantified group that is itself quantified, e.g. `(a+)+`: the shape of catastrophic backtracking. */
 const NESTED_QUANTIFIER = /\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]/;
+/**
+ * The RegExp flag of V8's linear-time engine, or undefined where it cannot be enabled.
+ * rank_pattern keys and the module names they are matched against both come from the
+ * adapter's files, so an attacker controls both sides: `(a|aa)*c` against a long run of `a`s
+ * backtracks exponentially and hangs the audit (a nested-quantifier check cannot see it).
+ * The linear engine (no look-around or back-references, which module patterns never need)
+ * matches in time linear in the name. It is behind a V8 flag that only enables the `l` flag.
+ */
+const LINEAR_REGEXP_FLAG: string | undefined = (() => {
+  const works = () => {
+    try {
+      new RegExp("a", "l");
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (works()) return "l";
+  try {
+    setFlagsFromString("--enable-experimental-regexp-engine");
+  } catch {
+    return undefined;
+  }
+  return works() ? "l" : undefined;
+})();
+
 /** Key prefix PEFT adds in front of the model's own module names. */
 const KEY_PREFIX = "base_model.model.";
 /** `<module>.lora_A.weight` or `<module>.lora_A.<adapter name>.weight` (the in-memory form some tools save). */
@@ -52,11 +79,19 @@ export class PeftPattern {
       if (key.length > MAX_PATTERN_KEY_LENGTH) throw new InputError(`key longer than ${MAX_PATTERN_KEY_LENGTH} characters`, where);
       if (NESTED_QUANTIFIER.test(key)) throw new InputError(`key ${JSON.stringify(key)} has nested quantifiers (refused: catastrophic regex backtracking)`, where);
       let re: RegExp;
+      // PEFT: re.match(rf"(.*\.)?({key})$", name) — anchored at the start by re.match
+      const source = `^(?:.*\\.)?(?:${key})$`;
       try {
-        // PEFT: re.match(rf"(.*\.)?({key})$", name) — anchored at the start by re.match
-        re = new RegExp(`^(?:.*\\.)?(?:${key})$`);
+        re = new RegExp(source);
       } catch {
         throw new InputError(`key ${JSON.stringify(key)} is not a valid regular expression`, where);
+      }
+      if (LINEAR_REGEXP_FLAG) {
+        try {
+          re = new RegExp(source, LINEAR_REGEXP_FLAG);
+        } catch {
+          throw new InputError(`key ${JSON.stringify(key)} uses look-around, back-references or a huge repetition count, which cannot be matched in linear time (refused)`, where);
+        }
       }
       this.rules.push({ key, re, value });
     }

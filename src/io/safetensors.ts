@@ -10,6 +10,7 @@
  * memory; ours parses the header, validates every rule below, and then reads one tensor at a
  * time with positional reads, so a multi-GB file never sits in memory at once.
  */
+import { constants } from "node:fs";
 import { open, rename, rm, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -291,7 +292,9 @@ export class SafetensorsFile implements TensorSource {
   static async open(path: string): Promise<SafetensorsFile> {
     let fh: FileHandle;
     try {
-      fh = await open(path, "r");
+      // O_NONBLOCK: opening a FIFO planted as a weights file would otherwise wait forever for
+      // a writer; opened this way it fails the regular-file check below (no effect on files)
+      fh = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       throw new InputError(code === "ENOENT" ? "file not found" : `cannot open (${code ?? (err as Error).message})`, path);

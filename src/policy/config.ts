@@ -4,7 +4,7 @@
  * e.g. `delta-audit.yml: probes.extra[2].kind: expected "probe" or "ordinary", got "x"`.
  * Unknown keys are errors too: a typo must not silently fall back to a default.
  */
-import { readFileSync } from "node:fs";
+import { readTextFileSync } from "../io/read-text";
 import { dirname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { InputError } from "../errors";
@@ -245,9 +245,9 @@ function probesFromFile(ctx: Ctx, v: unknown, path: string): Probe[] {
   const file = resolve(ctx.baseDir, rel);
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readTextFileSync(file, MAX_CONFIG_BYTES);
   } catch (e) {
-    ctx.fail(path, `cannot read probes file ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    ctx.fail(path, `cannot read probes file ${file}: ${(e as Error).message}`);
   }
   let data: unknown;
   try {
@@ -429,13 +429,8 @@ const MAX_CONFIG_BYTES = 1_000_000;
 
 /** Read and validate `delta-audit.yml` (YAML or JSON). */
 export function loadConfig(path: string): ScanConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    throw new InputError(`cannot read config: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, path);
-  }
-  if (text.length > MAX_CONFIG_BYTES) throw new InputError(`config larger than ${MAX_CONFIG_BYTES} bytes`, path);
+  // bounded, regular files only: a FIFO or /dev/zero named as the config must not hang or fill memory
+  const text = readTextFileSync(path, MAX_CONFIG_BYTES);
   return parseConfig(text, path, dirname(resolve(path)));
 }
 

@@ -1,0 +1,98 @@
+/**
+ * Bounded reads of small text files (JSON and YAML configs) that may be hostile: a FIFO or a
+ * symlink to /dev/zero planted where a config is expected must not hang or exhaust memory,
+ * and a parse error must not quote the file's bytes (a config symlinked to /etc/passwd or
+ * /proc/self/environ would otherwise leak its first line into a PR comment).
+ */
+import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { InputError } from "../errors";
+
+/**
+ * Read a regular file as UTF-8, refusing anything else and anything over `maxBytes` — by
+ * reading at most `maxBytes + 1` bytes, so a file that lies about its size (or grows) cannot
+ * force more. `what` names the file in messages.
+ */
+export async function readTextFile(path: string, maxBytes: number, what = path): Promise<string> {
+  let fh;
+  try {
+    // O_NONBLOCK: a FIFO opens at once (and is then refused) instead of waiting for a writer
+    fh = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new InputError(code === "ENOENT" ? "file not found" : code === "EISDIR" ? "is a folder, not a file" : `cannot read (${code ?? (err as Error).message})`, what);
+  }
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw new InputError("is a folder, not a file", what);
+    if (!st.isFile()) throw new InputError("is not a regular file", what);
+    if (st.size > maxBytes) throw new InputError(`is ${st.size} bytes, over the ${maxBytes}-byte limit for this file`, what);
+    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size, 64 * 1024)));
+    let n = 0;
+    for (;;) {
+      if (n === buf.length) {
+        if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
+        break;
+      }
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
+    return buf.subarray(0, n).toString("utf8");
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new InputError(`cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, what);
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+/**
+ * JSON.parse's message without the excerpt of the text V8 puts in it (`Unexpected token 'r',
+ * "root:x:0:0"... is not valid JSON`): keep only where the error is.
+ */
+export function jsonSyntaxError(err: unknown, text?: string): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  const at = /at position (\d+)(?: \(line (\d+) column (\d+)\))?/.exec(msg);
+  if (at) {
+    if (at[2]) return `JSON syntax error at line ${at[2]}, column ${at[3]}`;
+    if (text === undefined) return `JSON syntax error at byte ${at[1]}`;
+    const before = text.slice(0, Number(at[1]));
+    const line = before.split("\n").length;
+    return `JSON syntax error at line ${line}, column ${before.length - before.lastIndexOf("\n")}`;
+  }
+  if (/Unexpected end of JSON input/.test(msg)) return "the JSON ends early";
+  return "JSON syntax error";
+}
+
+/** readTextFile for synchronous callers (config loading): the same refusals and bound. */
+export function readTextFileSync(path: string, maxBytes: number, what = path): string {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new InputError(code === "ENOENT" ? "file not found" : code === "EISDIR" ? "is a folder, not a file" : `cannot read (${code ?? (err as Error).message})`, what);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw new InputError("is a folder, not a file", what);
+    if (!st.isFile()) throw new InputError("is not a regular file", what);
+    if (st.size > maxBytes) throw new InputError(`is ${st.size} bytes, over the ${maxBytes}-byte limit for this file`, what);
+    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size, 64 * 1024)));
+    let n = 0;
+    while (n < buf.length) {
+      const got = readSync(fd, buf, n, buf.length - n, n);
+      if (got === 0) break;
+      n += got;
+    }
+    if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
+    return buf.subarray(0, n).toString("utf8");
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new InputError(`cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, what);
+  } finally {
+    closeSync(fd);
+  }
+}

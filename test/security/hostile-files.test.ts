@@ -1,0 +1,149 @@
+/**
+ * Hostile input files through the real CLI: FIFOs and device files planted where configs and
+ * weights are expected, symlinks to secrets, regexes built to backtrack forever. Each must end
+ * quickly with exit 2 and one line naming the file — never hang, never quote a secret.
+ */
+import { execFileSync } from "node:child_process";
+import { cp, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateOrganism } from "../../src/organisms/index";
+import { PeftPattern } from "../../src/io/peft";
+import { readTextFile, readTextFileSync } from "../../src/io/read-text";
+import { buildCli, cli, oneLineError } from "./helpers";
+
+let dir: string;
+let org: string;
+const posix = process.platform !== "win32";
+
+beforeAll(async () => {
+  buildCli();
+  dir = await mkdtemp(join(tmpdir(), "da-sec-files-"));
+  org = join(dir, "org");
+  await generateOrganism({ kind: "quirk", outDir: org, seed: 5 });
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A copy of the organism's adapter with `name` replaced by what `plant` puts there. */
+async function adapterWith(tag: string, name: string, plant: (path: string) => Promise<void>): Promise<string> {
+  const a = join(dir, tag);
+  await cp(join(org, "adapter"), a, { recursive: true });
+  await rm(join(a, name), { force: true });
+  await plant(join(a, name));
+  return a;
+}
+
+/** One safetensors file (F32, hand-built) and its config: a LoRA pair on a module named `module`. */
+function loraFile(module: string, r: number, inF: number, outF: number): Buffer {
+  const a = Buffer.alloc(r * inF * 4);
+  const b = Buffer.alloc(outF * r * 4);
+  const ka = `base_model.model.${module}.lora_A.weight`;
+  const kb = `base_model.model.${module}.lora_B.weight`;
+  let header = Buffer.from(JSON.stringify({ [ka]: { dtype: "F32", shape: [r, inF], data_offsets: [0, a.length] }, [kb]: { dtype: "F32", shape: [outF, r], data_offsets: [a.length, a.length + b.length] } }));
+  header = Buffer.concat([header, Buffer.alloc((8 - (header.length % 8)) % 8, 0x20)]);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  return Buffer.concat([len, header, a, b]);
+}
+
+describe.runIf(posix)("special files where files are expected", () => {
+  it("a FIFO as adapter_model.safetensors is refused at once (it used to block forever in open)", async () => {
+    const a = await adapterWith("fifo-weights", "adapter_model.safetensors", async (p) => void execFileSync("mkfifo", [p]));
+    const r = await cli(["spectrum", "--adapter", a], { timeoutMs: 15_000 });
+    expect(r.status).toBe(2);
+    expect(oneLineError(r.stderr)).toMatch(/adapter_model\.safetensors: is not a regular file/);
+  });
+
+  it("a FIFO or /dev/zero as the --config is refused, without reading it", async () => {
+    const fifo = join(dir, "fifo.yml");
+    execFileSync("mkfifo", [fifo]);
+    const zero = join(dir, "zero.yml");
+    await symlink("/dev/zero", zero);
+    for (const config of [fifo, zero]) {
+      const out = join(dir, `out-${config.endsWith("fifo.yml") ? "fifo" : "zero"}`);
+      const r = await cli(["scan", "--base", join(org, "base"), "--adapter", join(org, "adapter"), "--config", config, "--out", out], { timeoutMs: 15_000 });
+      expect(r.status, config).toBe(2);
+      expect(oneLineError(r.stderr)).toContain(`${config}: is not a regular file`);
+      expect(existsSync(out)).toBe(false);
+    }
+  });
+
+  it("a *.safetensors symlink to /dev/zero beside the adapter ends the scan with exit 2 and no output (it used to hash forever)", async () => {
+    const a = await adapterWith("zero-extra", "extra.safetensors", (p) => symlink("/dev/zero", p));
+    const out = join(dir, "out-zero-extra");
+    const r = await cli(["scan", "--base", join(org, "base"), "--adapter", a, "--out", out], { timeoutMs: 60_000 });
+    expect(r.status).toBe(2);
+    expect(oneLineError(r.stderr)).toMatch(/extra\.safetensors is not a regular file/);
+    expect(existsSync(out)).toBe(false);
+    expect((await readdir(dir)).filter((e) => e.startsWith(".out-zero-extra"))).toEqual([]);
+  });
+
+  it("readTextFile / readTextFileSync refuse devices and FIFOs and stop at the byte limit", async () => {
+    const fifo = join(dir, "fifo2");
+    execFileSync("mkfifo", [fifo]);
+    await expect(readTextFile(fifo, 1000)).rejects.toThrow(/is not a regular file/);
+    expect(() => readTextFileSync("/dev/zero", 1000)).toThrow(/is not a regular file/);
+    const big = join(dir, "big.json");
+    await writeFile(big, "x".repeat(5000));
+    await expect(readTextFile(big, 4999)).rejects.toThrow(/over the 4999-byte limit/);
+    expect(readTextFileSync(big, 5000)).toHaveLength(5000);
+    await expect(readTextFile(dir, 10)).rejects.toThrow(/is a folder/);
+  });
+});
+
+describe("secrets never reach a message", () => {
+  it("adapter_config.json symlinked to a secret file: the error names the file but quotes none of it", async () => {
+    const secret = join(dir, "secret.env");
+    await writeFile(secret, "GITHUB_TOKEN=ghs_SECRETSECRETSECRET\nAWS_KEY=AKIA\n");
+    const a = await adapterWith("leak", "adapter_config.json", (p) => symlink(secret, p));
+    const r = await cli(["spectrum", "--adapter", a]);
+    expect(r.status).toBe(2);
+    const line = oneLineError(r.stderr);
+    expect(line).toContain("adapter_config.json: is not valid JSON");
+    expect(r.stderr).not.toMatch(/GITHUB|ghs_|SECRET|AKIA/);
+  });
+
+  it("a JSON syntax error deep in a file reports line and column, not the text around it", async () => {
+    const a = await adapterWith("leak2", "adapter_config.json", (p) => writeFile(p, '{"peft_type": "LORA",\n "r": 8, "token": "ghs_SECRETSECRET" oops}'));
+    const r = await cli(["spectrum", "--adapter", a]);
+    expect(r.status).toBe(2);
+    expect(oneLineError(r.stderr)).toMatch(/not valid JSON \(JSON syntax error at line 2, column \d+\)/);
+    expect(r.stderr).not.toMatch(/ghs_|SECRET|oops/);
+  });
+});
+
+describe("rank_pattern regexes from the adapter", () => {
+  it("(a|aa)*c against a long module name of a's finishes in well under a second per match (exponential before)", () => {
+    const p = new PeftPattern({ "(a|aa)*c": 4 }, "adapter_config.json rank_pattern");
+    const t0 = Date.now();
+    expect(p.resolve("a".repeat(60))).toBeUndefined();
+    expect(p.resolve(`model.${"a".repeat(5000)}c`)).toBe(4);
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
+  it("through the CLI: an adapter pairing that pattern with such a module name ends quickly", async () => {
+    const a = join(dir, "redos");
+    await mkdir(a);
+    const module = "a".repeat(48);
+    await writeFile(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: [module], rank_pattern: { "(a|aa)*c": 2 } }));
+    await writeFile(join(a, "adapter_model.safetensors"), loraFile(module, 2, 8, 8));
+    const r = await cli(["spectrum", "--adapter", a], { timeoutMs: 20_000 });
+    expect(r.ms).toBeLessThan(15_000);
+    expect(r.status).toBe(0);
+  });
+
+  it("look-around and back-references (not linear-time) are refused with exit 2 naming the key", async () => {
+    expect(() => new PeftPattern({ "(q)\\1": 2 }, "cfg rank_pattern")).toThrow(/cfg rank_pattern: key "\(q\)\\\\1" .*linear time/);
+    expect(() => new PeftPattern({ "q(?=_proj)": 2 }, "cfg rank_pattern")).toThrow(/linear time/);
+    // ordinary module patterns keep working
+    const p = new PeftPattern({ "layers\\.0\\.self_attn\\.q_proj": 4, "q_proj": 2, ".*\\.v_[a-z]+": 6 }, "cfg");
+    expect(p.resolve("model.layers.0.self_attn.q_proj")).toBe(4);
+    expect(p.resolve("model.layers.1.self_attn.q_proj")).toBe(2);
+    expect(p.resolve("model.layers.1.self_attn.v_proj")).toBe(6);
+    expect(p.resolve("model.layers.1.self_attn.k_proj")).toBeUndefined();
+  });
+});
