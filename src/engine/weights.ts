@@ -91,13 +91,15 @@ const canReadRows = (src: unknown): src is RowReader => typeof (src as Partial<R
  */
 async function fusedTransposed(ctx: ReadContext, names: string[], outs: number[], inF: number): Promise<Float32Array> {
   const total = outs.reduce((a, b) => a + b, 0);
+  // shapes first: a config.json that disagrees with the tensors (or claims absurd sizes) is an
+  // input error, never a giant allocation
+  names.forEach((name, i) => checkShape(ctx, name, [outs[i]!, inF]));
   const dst = alloc(ctx, inF * total);
   let off = 0;
   for (let i = 0; i < names.length; i++) {
     const name = names[i]!;
     const rows = outs[i]!;
     if (canReadRows(ctx.src)) {
-      checkShape(ctx, name, [rows, inF]);
       const chunk = Math.max(1, Math.floor(STREAM_CHUNK_BYTES / (4 * inF)));
       for (let r0 = 0; r0 < rows; r0 += chunk) {
         const n = Math.min(chunk, rows - r0);
@@ -112,6 +114,7 @@ async function fusedTransposed(ctx: ReadContext, names: string[], outs: number[]
 }
 
 async function fusedBias(ctx: ReadContext, names: string[], outs: number[]): Promise<Float32Array> {
+  names.forEach((name, i) => checkShape(ctx, name, [outs[i]!]));
   const dst = alloc(ctx, outs.reduce((a, b) => a + b, 0));
   let off = 0;
   for (let i = 0; i < names.length; i++) {

@@ -414,3 +414,20 @@ describe("full fine-tunes", () => {
     await expect(loadSubject({ model: base.dir, finetuned: act.dir, threads: 1, quiet: true })).rejects.toThrow(/hiddenAct/);
   });
 });
+
+describe("config.json that disagrees with the tensors", () => {
+  it("absurd or mismatched sizes are an input error naming the tensor, before any large allocation", async () => {
+    const weights = randomWeights({ ...TINY_BASE }, 91);
+    for (const [key, value] of [
+      ["intermediate_size", 1e9],
+      ["hidden_size", 1 << 20],
+      ["num_attention_heads", 8],
+      ["vocab_size", 1e12],
+    ] as const) {
+      const config = { ...TINY_BASE, [key]: value };
+      const m = await written(TINY_BASE, weights);
+      await writeFile(join(m.dir, "config.json"), JSON.stringify(config));
+      await expect(loadModel(m.dir, { threads: 1 }), key).rejects.toThrow(/tensor '[^']+' has shape \[[\d,]+\], expected/);
+    }
+  });
+});
