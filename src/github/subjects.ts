@@ -187,7 +187,7 @@ export function checkSubjectFiles(subject: AuditSubject, root: string): void {
   }
   for (const name of names) {
     if (linksOutside(join(subject.dir, name), root)) {
-      throw new InputError(`${name} is a symlink to outside the workspace; refusing to read it`, subject.rel === "." ? name : `${subject.rel}/${name}`);
+      throw new InputError("is a symlink to outside the workspace; refusing to read it", subject.rel === "." ? name : `${subject.rel}/${name}`);
     }
   }
 }

@@ -1,0 +1,91 @@
+/**
+ * A pull request can add symlinks. The Action must not follow one out of the workspace: an
+ * adapter_config.json pointing at a runner secret would be read and bits of it quoted back into
+ * the PR comment; one pointing at /dev/zero would fill memory. runAction in-process with the
+ * real Octokit client against the local GitHub-like server (test/github/fake-github.ts).
+ */
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createOctokit } from "../../src/github/octokit-client";
+import { GitHubHelper } from "../../src/github/github-helper";
+import type { GitHubContext } from "../../src/github/context";
+import { getSettings } from "../../src/github/input-helper";
+import { runAction, type ScanFn } from "../../src/github/run-action";
+import { linksOutside } from "../../src/github/subjects";
+import { startFakeGitHub, type FakeGitHub } from "../github/fake-github";
+
+const SECRET = "ghs_TOPSECRETTOKEN0123456789";
+let gh: FakeGitHub;
+let ws: string;
+let outside: string;
+const saved = { ...process.env };
+
+beforeEach(() => {
+  ws = mkdtempSync(join(tmpdir(), "da-sec-ws-"));
+  outside = mkdtempSync(join(tmpdir(), "da-sec-outside-"));
+  writeFileSync(join(outside, "secret.txt"), `${SECRET}\n`);
+  mkdirSync(join(ws, "base"));
+  process.env.GITHUB_STEP_SUMMARY = join(outside, "summary.md");
+  writeFileSync(process.env.GITHUB_STEP_SUMMARY, "");
+});
+afterEach(async () => {
+  await gh?.close();
+  process.env = { ...saved };
+});
+
+const ctx = (): GitHubContext => ({ eventName: "pull_request", owner: "acme", repo: "models", apiUrl: gh.url, serverUrl: "https://github.com", headSha: "c".repeat(40), pullNumber: 9, isFork: false, workspace: ws });
+const settings = (env: Record<string, string> = {}) =>
+  getSettings({ env: { INPUT_BASE: "base", INPUT_ADAPTER: "adapters/*", "INPUT_GITHUB-TOKEN": "t", "INPUT_CHANGED-ONLY": "false", ...env }, workspace: ws, isPullRequest: true });
+const scanned: string[] = [];
+const scan: ScanFn = async (opts) => {
+  scanned.push(opts.adapter ?? "");
+  throw new Error("the scan must not run on a subject that links outside the workspace");
+};
+const deps = () => ({ scan, resolveHub: async () => { throw new Error("no hub"); }, github: new GitHubHelper(createOctokit("t", gh.url), { owner: "acme", repo: "models" }), version: "0.1.0" });
+
+describe("symlinks out of the workspace", () => {
+  it("an adapter whose adapter_config.json links to a secret is refused (neutral), never scanned, and the secret is nowhere in what is published", async () => {
+    gh = await startFakeGitHub();
+    const a = join(ws, "adapters", "evil");
+    mkdirSync(a, { recursive: true });
+    symlinkSync(join(outside, "secret.txt"), join(a, "adapter_config.json"));
+    writeFileSync(join(a, "adapter_model.safetensors"), "x");
+    scanned.length = 0;
+    const r = await runAction(settings(), ctx(), deps());
+    expect(scanned).toEqual([]);
+    expect(r.conclusion).toBe("neutral");
+    expect(r.results[0]!.error).toMatch(/adapters\/evil\/adapter_config\.json: .*symlink to outside the workspace/);
+    const run = [...gh.checkRuns.values()][0];
+    expect(run.conclusion).toBe("neutral");
+    const published = JSON.stringify({ run, comments: gh.comments, summary: readFileSync(process.env.GITHUB_STEP_SUMMARY!, "utf8"), files: readFileSync(join(r.reportDir, "comment.md"), "utf8") });
+    expect(published).not.toContain("TOPSECRET");
+    expect(JSON.parse(readFileSync(r.badge, "utf8")).message).not.toBe("pass");
+  });
+
+  it("a weights file linked to /dev/zero is refused the same way instead of being read", async () => {
+    gh = await startFakeGitHub();
+    const a = join(ws, "adapters", "zero");
+    mkdirSync(a, { recursive: true });
+    writeFileSync(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", base_model_name_or_path: "org/base" }));
+    symlinkSync("/dev/zero", join(a, "adapter_model.safetensors"));
+    scanned.length = 0;
+    const r = await runAction(settings(), ctx(), deps());
+    expect(scanned).toEqual([]);
+    expect(r.conclusion).toBe("neutral");
+    expect(r.results[0]!.error).toMatch(/zero\/adapter_model\.safetensors: is a symlink to outside the workspace/);
+  });
+
+  it("a config input that is a symlink out of the workspace is an input error; links inside it are fine", () => {
+    mkdirSync(join(ws, ".github"));
+    symlinkSync(join(outside, "secret.txt"), join(ws, ".github", "delta-audit.yml"));
+    expect(() => settings()).toThrow(/config file '.github\/delta-audit.yml' is a symlink to outside the workspace/);
+    writeFileSync(join(ws, "real.yml"), "fail-on: high\n");
+    symlinkSync(join(ws, "real.yml"), join(ws, "link.yml"));
+    expect(settings({ INPUT_CONFIG: "link.yml" }).configPath).toBe(join(ws, "link.yml"));
+    // a path the workflow itself gives outside the workspace is the author's choice, not a PR's link
+    expect(linksOutside(join(outside, "secret.txt"), ws)).toBe(false);
+    expect(linksOutside(join(ws, ".github", "delta-audit.yml"), ws)).toBe(true);
+  });
+});
