@@ -158,6 +158,11 @@ export class DecoderModel implements LoadedModel {
         where,
       );
     }
+    // the layer count bounds the plan below: check the checkpoint has that many before planning
+    const lastLayer = `model.layers.${config.numLayers - 1}.input_layernorm.weight`;
+    if (!src.info(lastLayer)) {
+      throw new InputError(`missing tensor '${lastLayer}' (config.json has num_hidden_layers ${config.numLayers})`, where);
+    }
     const m = new DecoderModel(config, planSegments(config, opts.segmentBytes), tok, where, opts, src, onClose);
     try {
       const ctx = { src, where, pool: new StagingPool() };
