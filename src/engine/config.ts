@@ -2,6 +2,12 @@
  * config.json → a validated ModelConfig for the Llama-family decoders the engine runs
  * (llama, mistral, qwen2, qwen3 with Hugging Face semantics). Fields that would change the
  * computation in a way the engine does not implement are refused by name, never ignored.
+ *
+ * Absent fields take the defaults of transformers' LlamaConfig / MistralConfig / Qwen2Config /
+ * Qwen3Config (not PretrainedConfig's): tie_word_embeddings false, qwen3 head_dim 128, mistral
+ * sliding_window 4096. Both rotary spellings are read: 4.x `rope_theta` + `rope_scaling`, and
+ * 5.x `rope_parameters`. Unknown keys are informational (transformers keeps them as attributes
+ * the modeling code never reads) and are accepted.
  */
 import { InputError } from "../errors";
 
