@@ -218,6 +218,12 @@ describe("harmless fields and checkpoint layouts", () => {
     await engineVsReference(config, m);
   });
 
+  it("multi-query attention (one KV head), one layer, head_dim above hidden/heads", async () => {
+    const config = { ...TINY_BASE, model_type: "qwen2", num_key_value_heads: 1, num_hidden_layers: 1, head_dim: 24 };
+    const m = await written(config, randomWeights(config, 55));
+    await engineVsReference(config, m);
+  });
+
   it("vocab_size larger than any tokenizer: every row has vocab_size logits and the last id is valid", async () => {
     const config = { ...TINY_BASE, vocab_size: 131 };
     const m = await written(config, randomWeights(config, 52));
