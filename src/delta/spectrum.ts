@@ -200,6 +200,36 @@ function checkPairing(base: Checkpoint, ft: Checkpoint): string[] {
   return ftNames;
 }
 
+/**
+ * out[off + i] = f[i] − b[i] for the whole block; returns Σ (f[i] − b[i])² in float64.
+ * A separate function with a local accumulator: summing into a variable captured by the
+ * visiting closure makes V8 box every partial sum (~20 ns per element instead of ~1).
+ */
+function subtractInto(f: Float32Array, b: Float32Array, out: Float32Array, off: number): number {
+  let acc = 0;
+  const n = b.length;
+  for (let i = 0; i < n; i++) {
+    const d = f[i]! - b[i]!;
+    out[off + i] = d;
+    acc += d * d;
+  }
+  return acc;
+}
+
+/** Sums of squares of f − b and of b over a block, in float64 (see subtractInto). */
+function changeSums(f: Float32Array, b: Float32Array): { d2: number; b2: number } {
+  let d2 = 0;
+  let b2 = 0;
+  const n = b.length;
+  for (let i = 0; i < n; i++) {
+    const bi = b[i]!;
+    const d = f[i]! - bi;
+    d2 += d * d;
+    b2 += bi * bi;
+  }
+  return { d2, b2 };
+}
+
 /** The dense ΔW of one linear module and its exact Frobenius norm (float64 accumulation). */
 export async function denseDelta(base: Checkpoint, ft: Checkpoint, module: string): Promise<{ delta: Float32Array; rows: number; cols: number; frobenius: number }> {
   const name = `${module}.weight`;
@@ -209,11 +239,7 @@ export async function denseDelta(base: Checkpoint, ft: Checkpoint, module: strin
   const delta = new Float32Array(rows * cols);
   let f2 = 0;
   await forEachBlock(base as RowSource, ft as RowSource, name, shape, (b, f, off) => {
-    for (let i = 0; i < b.length; i++) {
-      const d = f[i]! - b[i]!;
-      delta[off + i] = d;
-      f2 += d * d;
-    }
+    f2 += subtractInto(f, b, delta, off);
   });
   if (!Number.isFinite(f2)) throw new InputError(`tensor ${JSON.stringify(name)} differs from the base by a non-finite amount (NaN or Inf weights)`, ft.dir);
   return { delta, rows, cols, frobenius: Math.sqrt(f2) };
@@ -271,11 +297,9 @@ async function tensorChange(base: Checkpoint, ft: Checkpoint, name: string): Pro
   let d2 = 0;
   let b2 = 0;
   await forEachBlock(base as RowSource, ft as RowSource, name, shape, (b, f) => {
-    for (let i = 0; i < b.length; i++) {
-      const d = f[i]! - b[i]!;
-      d2 += d * d;
-      b2 += b[i]! * b[i]!;
-    }
+    const s = changeSums(f, b);
+    d2 += s.d2;
+    b2 += s.b2;
   });
   if (!Number.isFinite(d2)) throw new InputError(`tensor ${JSON.stringify(name)} differs from the base by a non-finite amount (NaN or Inf weights)`, ft.dir);
   if (d2 === 0) return undefined;

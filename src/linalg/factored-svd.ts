@@ -5,7 +5,7 @@
  * Singular vectors are never formed unless asked for, and then only the top k, as
  * U = B·leftCoef and V = Aᵀ·rightCoef (tall products in ORT, or JavaScript in the sync path).
  */
-import { gemm, gram, gram64, matmul } from "./kernels";
+import { gram64, loraGrams, matmul } from "./kernels";
 import { factorBasis, factorBasisSync, type FactorBasis, type GramPrecision } from "./factor-basis";
 import { smallSvd, symmetricEigen } from "./small-svd";
 import { cholesky } from "./cholesky";
@@ -231,26 +231,36 @@ interface GramCore {
  * when G_B is not positive definite or when the Gram errors (relErr·‖G‖) could move some σᵢ by
  * more than the target: then a more careful path is needed.
  */
-function gramCore(GB: Float64Array, GA: Float64Array, r: number, scale: number, errB: number, errA: number): GramCore | undefined {
+export function gramCore(GB: Float64Array, GA: Float64Array, r: number, scale: number, errB: number, errA: number): GramCore | undefined {
   const L = cholesky(GB, r);
   if (!L) return undefined;
-  // T = G_A·L, then C = Lᵀ·T (both r×r; L is lower-triangular)
+  // T = G_A·L and C = s²·Lᵀ·T, both accumulated row by row (L is lower-triangular) so every
+  // inner loop runs over contiguous memory; C is formed in its upper triangle and mirrored
   const T = new Float64Array(r * r);
   for (let i = 0; i < r; i++) {
-    for (let j = 0; j < r; j++) {
-      let acc = 0;
-      for (let k = j; k < r; k++) acc += GA[i * r + k]! * L[k * r + j]!;
-      T[i * r + j] = acc;
+    const ti = i * r;
+    for (let k = 0; k < r; k++) {
+      const g = GA[ti + k]!;
+      const lk = k * r;
+      for (let j = 0; j <= k; j++) T[ti + j]! += g * L[lk + j]!;
     }
   }
   const C = new Float64Array(r * r);
+  for (let k = 0; k < r; k++) {
+    const lk = k * r;
+    for (let i = 0; i <= k; i++) {
+      const l = L[lk + i]!;
+      if (l === 0) continue;
+      const ci = i * r;
+      for (let j = i; j < r; j++) C[ci + j]! += l * T[lk + j]!;
+    }
+  }
   const s2 = scale * scale;
   for (let i = 0; i < r; i++) {
     for (let j = i; j < r; j++) {
-      let acc = 0;
-      for (let k = i; k < r; k++) acc += L[k * r + i]! * T[k * r + j]!;
-      C[i * r + j] = s2 * acc;
-      C[j * r + i] = s2 * acc;
+      const c = s2 * C[i * r + j]!;
+      C[i * r + j] = c;
+      C[j * r + i] = c;
     }
   }
   const lambda = symmetricEigenvalues(C, r);
@@ -286,8 +296,9 @@ async function coreOf(f: Factors, precision: GramPrecision): Promise<{ core: Gra
   const B = { data: f.B, rows: f.outFeatures, cols: r };
   const A = { data: f.A, rows: r, cols: f.inFeatures };
   if (precision !== "float64") {
-    const GB = Float64Array.from((await gram(B)).data);
-    const GA = Float64Array.from((await gemm(A, A, { transB: true })).data);
+    const grams = await loraGrams(B, A);
+    const GB = Float64Array.from(grams.GB);
+    const GA = Float64Array.from(grams.GA);
     if (diagonalFinite(GB, r) && diagonalFinite(GA, r)) {
       const core = gramCore(GB, GA, r, f.scale, F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.outFeatures), F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.inFeatures));
       if (core) return { core, path: "float32" };

@@ -26,7 +26,10 @@ const cache = new Map<string, Promise<Kernel>>();
  * interleaved with reads and JavaScript on the same few cores, so spinning threads only take
  * CPU from that other work: off unless DELTA_AUDIT_ORT_SPIN=1 (for A/B measurements).
  */
-const KERNEL_SESSION = Object.freeze({ spinning: process.env.DELTA_AUDIT_ORT_SPIN === "1" });
+const KERNEL_SESSION = Object.freeze({
+  spinning: process.env.DELTA_AUDIT_ORT_SPIN === "1",
+  threads: Number(process.env.DELTA_AUDIT_ORT_THREADS) || undefined,
+});
 
 function onnxType(p: Precision): OnnxTypeCode {
   return p === "float64" ? OnnxType.DOUBLE : OnnxType.FLOAT;
@@ -173,6 +176,88 @@ export async function gram64(x: Mat<Float32Array>, side: "cols" | "rows" = "cols
   return { data, rows: n, cols: n };
 }
 
+/**
+ * A LoRA A factor's Gram A·Aᵀ is computed in row halves (A₁A₁ᵀ, A₁A₂ᵀ, A₂A₂ᵀ, the fourth block
+ * by symmetry) from this rank up: the halves are contiguous rows, so this saves a quarter of
+ * the flops without copying (measured ≈ 15% less CPU per Gram at 64×8192 and 64×28672).
+ * Below it the smaller products lose more to overhead than they save.
+ */
+export const SPLIT_GRAM_MIN_RANK = 16;
+
+let pairKernel: Promise<Kernel> | undefined;
+
+function loraGramKernel(): Promise<Kernel> {
+  if (pairKernel) return pairKernel;
+  const t = OnnxType.FLOAT;
+  // GB = BᵀB (Gemm reads B transposed in place); GA from the two row halves of A
+  const nodes: OnnxNode[] = [
+    { op: "Gemm", inputs: ["B", "B"], outputs: ["GB"], attrs: { transA: 1 } },
+    { op: "Gemm", inputs: ["A1", "A1"], outputs: ["G11"], attrs: { transB: 1 } },
+    { op: "Gemm", inputs: ["A1", "A2"], outputs: ["G12"], attrs: { transB: 1 } },
+    { op: "Gemm", inputs: ["A2", "A2"], outputs: ["G22"], attrs: { transB: 1 } },
+  ];
+  const k = createSession(
+    {
+      graph: {
+        name: "kernel_lora_grams",
+        nodes,
+        inputs: [
+          { name: "B", type: t, shape: ["out", "r"] },
+          { name: "A1", type: t, shape: ["r1", "in"] },
+          { name: "A2", type: t, shape: ["r2", "in"] },
+        ],
+        outputs: ["GB", "G11", "G12", "G22"].map((name) => ({ name, type: t })),
+      },
+      opsets: { "": KERNEL_OPSET },
+    },
+    KERNEL_SESSION,
+  ).then((session) => ({ session }));
+  k.catch(() => {
+    pairKernel = undefined;
+  });
+  pairKernel = k;
+  return k;
+}
+
+/**
+ * Both Grams of a LoRA update in one session run (float32): G_B = BᵀB [r,r] for B [out,r] and
+ * G_A = A·Aᵀ [r,r] for A [r,in] (A's Gram by row halves from SPLIT_GRAM_MIN_RANK up).
+ * One run instead of two halves the per-call overhead, which matters over 560 modules.
+ */
+export async function loraGrams(b: Mat<Float32Array>, a: Mat<Float32Array>): Promise<{ GB: Float32Array; GA: Float32Array }> {
+  checkLength("loraGrams B", b.data, b.rows, b.cols);
+  checkLength("loraGrams A", a.data, a.rows, a.cols);
+  const r = b.cols;
+  if (a.rows !== r) throw new Error(`loraGrams: B has ${r} columns but A has ${a.rows} rows`);
+  if (r < SPLIT_GRAM_MIN_RANK) {
+    const [GB, GA] = await Promise.all([gram(b), gemm(a, a, { transB: true })]);
+    return { GB: GB.data, GA: GA.data };
+  }
+  const r1 = r >> 1;
+  const r2 = r - r1;
+  const n = a.cols;
+  const k = await loraGramKernel();
+  const out = await k.session.run({
+    B: tensor(b.data, [b.rows, r]),
+    A1: tensor(a.data.subarray(0, r1 * n), [r1, n]),
+    A2: tensor(a.data.subarray(r1 * n), [r2, n]),
+  });
+  const G11 = out.G11!.data as Float32Array;
+  const G12 = out.G12!.data as Float32Array;
+  const G22 = out.G22!.data as Float32Array;
+  const GA = new Float32Array(r * r);
+  for (let i = 0; i < r1; i++) {
+    GA.set(G11.subarray(i * r1, (i + 1) * r1), i * r);
+    GA.set(G12.subarray(i * r2, (i + 1) * r2), i * r + r1);
+  }
+  for (let i = 0; i < r2; i++) {
+    const row = (r1 + i) * r;
+    for (let j = 0; j < r1; j++) GA[row + j] = G12[j * r2 + i]!;
+    GA.set(G22.subarray(i * r2, (i + 1) * r2), row + r1);
+  }
+  return { GB: out.GB!.data as Float32Array, GA };
+}
+
 /** Batched X[i]·Y[i] for X [b,m,k], Y [b,k,n], all row-major and contiguous (torch.bmm). */
 export async function bmm<T extends FloatArray>(
   x: T,
@@ -189,6 +274,8 @@ export async function bmm<T extends FloatArray>(
 export async function releaseKernels(): Promise<void> {
   const all = [...cache.values()];
   cache.clear();
+  if (pairKernel) all.push(pairKernel);
+  pairKernel = undefined;
   for (const k of all) {
     try {
       await (await k).session.release();

@@ -8,11 +8,15 @@
 /** QR with the Wilkinson shift needs 2–3 steps per eigenvalue; this cap only stops a pathological loop. */
 const MAX_QR_STEPS_PER_VALUE = 30;
 
-/** Tridiagonal form of a symmetric matrix: diagonal d[n], off-diagonal e[n−1]. */
+/**
+ * Tridiagonal form of a symmetric matrix: diagonal d[n], off-diagonal e[n−1]. Only the lower
+ * triangle is stored and updated (the symmetric matrix–vector product reads each entry once
+ * for both of its positions), which halves the work of the trailing updates.
+ */
 export function tridiagonalise(data: ArrayLike<number>, n: number): { d: Float64Array; e: Float64Array } {
-  // work on the lower triangle of a copy; symmetrise so a Gram's last-bit asymmetry is harmless
+  // lower triangle of a copy; symmetrise so a Gram's last-bit asymmetry is harmless
   const a = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) a[i * n + j] = 0.5 * (data[i * n + j]! + data[j * n + i]!);
+  for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) a[i * n + j] = 0.5 * (data[i * n + j]! + data[j * n + i]!);
   const d = new Float64Array(n);
   const e = new Float64Array(Math.max(n - 1, 0));
   const v = new Float64Array(n);
@@ -34,20 +38,31 @@ export function tridiagonalise(data: ArrayLike<number>, n: number): { d: Float64
     let vv = 0;
     for (let i = k + 1; i < n; i++) vv += v[i]! * v[i]!;
     const beta = 2 / vv;
-    // p = β·A₂₂·v ; K = β/2·vᵀp ; q = p − K·v ; A₂₂ ← A₂₂ − v·qᵀ − q·vᵀ
+    // p = β·A₂₂·v from the lower triangle ; K = β/2·vᵀp ; q = p − K·v ; A₂₂ ← A₂₂ − v·qᵀ − q·vᵀ
+    p.fill(0, k + 1, n);
     for (let i = k + 1; i < n; i++) {
-      let s = 0;
-      for (let j = k + 1; j < n; j++) s += a[i * n + j]! * v[j]!;
-      p[i] = beta * s;
+      const row = i * n;
+      const vi = v[i]!;
+      let s = a[row + i]! * vi;
+      for (let j = k + 1; j < i; j++) {
+        const aij = a[row + j]!;
+        s += aij * v[j]!;
+        p[j]! += aij * vi;
+      }
+      p[i]! += s;
     }
     let vp = 0;
-    for (let i = k + 1; i < n; i++) vp += v[i]! * p[i]!;
+    for (let i = k + 1; i < n; i++) {
+      p[i] = beta * p[i]!;
+      vp += v[i]! * p[i]!;
+    }
     const K = 0.5 * beta * vp;
     for (let i = k + 1; i < n; i++) p[i] = p[i]! - K * v[i]!;
     for (let i = k + 1; i < n; i++) {
+      const row = i * n;
       const vi = v[i]!;
       const qi = p[i]!;
-      for (let j = k + 1; j < n; j++) a[i * n + j] = a[i * n + j]! - vi * p[j]! - qi * v[j]!;
+      for (let j = k + 1; j <= i; j++) a[row + j] = a[row + j]! - vi * p[j]! - qi * v[j]!;
     }
     e[k] = alpha;
   }

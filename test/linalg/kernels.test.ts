@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { bmm, gemm, gram, gram64, matmul, releaseKernels } from "../../src/linalg/kernels";
+import { bmm, gemm, gram, gram64, loraGrams, matmul, releaseKernels, SPLIT_GRAM_MIN_RANK } from "../../src/linalg/kernels";
 import { lcg, randomF32, transpose } from "./reference";
 
 /** float32 GEMM vs float64 loops: relative error ~ 1e-7·√k. */
@@ -56,6 +56,23 @@ describe("ORT kernels", () => {
     const gr = await gram64({ data: x, rows: m, cols: n }, "rows");
     expect([gr.rows, gr.cols]).toEqual([m, m]);
     expectClose(gr.data, ref(x, transpose(x, m, n), m, n, m), 1e-13);
+  });
+
+  it("loraGrams gives BᵀB and A·Aᵀ in one run, split and unsplit, even and odd ranks", async () => {
+    // odd r: unequal halves of A; r below the split threshold: the two-run path
+    for (const [out, r, inf] of [[70, 64, 90], [41, SPLIT_GRAM_MIN_RANK + 1, 23], [12, SPLIT_GRAM_MIN_RANK - 1, 30], [3, 1, 5]] as const) {
+      const b = randomF32(out * r, next);
+      const a = randomF32(r * inf, next);
+      // A with an offset into a larger buffer, as io hands out views: the halves must still line up
+      const padded = new Float32Array(r * inf + 7);
+      padded.set(a, 7);
+      const { GB, GA } = await loraGrams({ data: b, rows: out, cols: r }, { data: padded.subarray(7), rows: r, cols: inf });
+      expectClose(GB, ref(transpose(b, out, r), b, r, out, r), F32_TOL);
+      expectClose(GA, ref(a, transpose(a, r, inf), r, inf, r), F32_TOL);
+      // split: exactly symmetric, the lower block of GA is the mirrored upper block
+      if (r >= SPLIT_GRAM_MIN_RANK) for (let i = 0; i < r; i++) for (let j = 0; j < i; j++) expect(GA[i * r + j]).toBe(GA[j * r + i]);
+    }
+    await expect(loraGrams({ data: new Float32Array(6), rows: 3, cols: 2 }, { data: new Float32Array(9), rows: 3, cols: 3 })).rejects.toThrow(/columns but A has 3 rows/);
   });
 
   it("bmm multiplies each batch", async () => {
