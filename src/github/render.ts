@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Conclusion, Report, Severity } from "../report/types";
-import { cut, cutDocument, fencedBlock, neutraliseInline } from "../report/sanitize";
+import { cut, cutDocument, fencedBlock, HIDDEN_CHARS, neutraliseInline } from "../report/sanitize";
 import { renderMarkdown } from "../report/markdown";
 import type { AuditSubject } from "./subjects";
 import type { AnnotationLevel, CheckAnnotation, CheckConclusion, CheckOutput } from "./github-helper";
@@ -128,7 +128,7 @@ function template(name: string): HandlebarsTemplateDelegate {
 
 /** Inline code that cannot be closed early or carry markup: controls and newlines dropped, backticks fenced around. */
 function inlineCode(s: string): string {
-  const clean = cut(s.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\ufeff]/g, " "), EXCERPT_CHARS);
+  const clean = cut(s.replace(/[\n\t]/g, " ").replace(HIDDEN_CHARS, " "), EXCERPT_CHARS);
   let longest = 0;
   for (const m of clean.matchAll(/`+/g)) longest = Math.max(longest, m[0].length);
   const fence = "`".repeat(longest + 1);
@@ -278,7 +278,7 @@ export function renderJobSummary(results: SubjectResult[], meta: RenderMeta): st
 
 /** Plain text for annotation messages (not markdown): controls removed, whitespace collapsed, cut. */
 function plain(s: string, max: number): string {
-  return cut(String(s).replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\ufeff]/g, " ").replace(/\s+/g, " ").trim(), max);
+  return cut(String(s).replace(HIDDEN_CHARS, " ").replace(/\s+/g, " ").trim(), max);
 }
 
 /**

@@ -12,10 +12,16 @@ export const DEFAULT_EXCERPT_CHARS = 600;
 
 const ZWSP = "\u200b";
 
-/** Remove control and bidi-override characters that can hide or reorder text. */
-function stripControls(s: string): string {
-  // keep \n and \t; drop C0/C1 controls, bidi overrides/isolates, BOM
-  return s.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\ufeff]/g, "");
+/**
+ * Characters that hide or reorder text: C0/C1 controls (not \n, \t), bidi overrides, isolates
+ * and marks, BOM, and Unicode tag characters (U+E0000–E007F) — invisible on GitHub but read
+ * by any LLM that later reads the comment, so a model could smuggle instructions in them.
+ */
+export const HIDDEN_CHARS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]|[\u{e0000}-\u{e007f}]/gu;
+
+/** Remove control, bidi and tag characters that can hide or reorder text. */
+export function stripControls(s: string): string {
+  return s.replace(HIDDEN_CHARS, "");
 }
 
 /** Cut to at most `max` characters (code points), appending CUT_MARKER when cut. */
@@ -26,7 +32,8 @@ export function cut(text: string, max: number): string {
   return chars.slice(0, keep).join("") + CUT_MARKER;
 }
 
-const MD_SPECIAL = /[\\`*_{}\[\]()<>#+\-!|~=]/g;
+/** `$` too: GitHub renders `$…$` as math, which model text could use to draw a fake verdict. */
+const MD_SPECIAL = /[\\`*_{}\[\]()<>#+\-!|~=$]/g;
 
 /**
  * Inline-safe text: one line, every markdown metacharacter escaped, HTML entities encoded,
