@@ -5,7 +5,7 @@
  * oversampling is float64 JavaScript. Used for dense fine-tuning deltas, where ΔW is already in
  * memory but its full SVD (O(mn·min(m,n))) is out of reach.
  */
-import { gemm, gram64, matmul, type Mat } from "./kernels";
+import { gemm, gram, gram64, matmul, type Mat } from "./kernels";
 import { rng } from "./random";
 import { symmetricEigen } from "./small-svd";
 
@@ -58,51 +58,28 @@ export interface TopKResult {
 /** float32 machine epsilon, for the numerical-rank tolerance. */
 const F32_EPS = 2 ** -23;
 
-/** Gram XᵀX of a tall float64 [rows, c] matrix. */
-function gramJs(x: Float64Array, rows: number, c: number): Float64Array {
-  const g = new Float64Array(c * c);
-  for (let t = 0; t < rows; t++) {
-    const o = t * c;
-    for (let i = 0; i < c; i++) {
-      const xi = x[o + i]!;
-      for (let j = i; j < c; j++) g[i * c + j]! += xi * x[o + j]!;
-    }
-  }
-  for (let i = 0; i < c; i++) for (let j = 0; j < i; j++) g[i * c + j] = g[j * c + i]!;
-  return g;
-}
-
-/** X·C for X [rows, c] and C [c, d] (both float64). */
-function mulJs(x: Float64Array, rows: number, c: number, C: Float64Array, d: number): Float64Array {
-  const out = new Float64Array(rows * d);
-  for (let t = 0; t < rows; t++) {
-    for (let i = 0; i < c; i++) {
-      const xi = x[t * c + i]!;
-      if (xi === 0) continue;
-      for (let j = 0; j < d; j++) out[t * d + j]! += xi * C[i * d + j]!;
-    }
-  }
-  return out;
-}
-
 /**
- * Orthonormal basis of the columns of Y [rows, c], by CholeskyQR2 with eigen-based square
- * roots (the second pass restores orthogonality lost to the squared condition number).
+ * Orthonormal basis of the columns of Y [rows, c] (float64), by CholeskyQR2 with eigen-based
+ * square roots (the second pass restores orthogonality lost to the squared condition number).
+ * The tall products (the Gram YᵀY and Y·coef) run in ORT's float64 GEMM: in JavaScript they
+ * were a third of the iteration's time.
  */
-function orthonormalise(y: Float64Array, rows: number, c: number): { Q: Float64Array; cols: number } {
+async function orthonormalise(y: Float64Array, rows: number, c: number): Promise<{ Q: Float64Array; cols: number }> {
   let q = y;
   let cols = c;
   for (let pass = 0; pass < 2; pass++) {
-    const { values, vectors } = symmetricEigen(gramJs(q, rows, cols), cols);
+    const G = (await gram({ data: q, rows, cols })).data;
+    const { values, vectors } = symmetricEigen(G, cols);
     const lmax = Math.max(values[0] ?? 0, 0);
     let keep = 0;
     while (keep < cols && values[keep]! > lmax * SKETCH_RANK_RTOL2 && values[keep]! > 0) keep++;
+    if (keep === 0) return { Q: new Float64Array(0), cols: 0 };
     const coef = new Float64Array(cols * keep);
     for (let j = 0; j < keep; j++) {
       const inv = 1 / Math.sqrt(values[j]!);
       for (let i = 0; i < cols; i++) coef[i * keep + j] = vectors[i * cols + j]! * inv;
     }
-    q = mulJs(q, rows, cols, coef, keep);
+    q = (await matmul({ data: q, rows, cols }, { data: coef, rows: cols, cols: keep })).data;
     cols = keep;
   }
   return { Q: q, cols };
@@ -121,7 +98,8 @@ export async function topKSvd(a: Mat<Float32Array>, k: number, opts: TopKOptions
 
   const omega = new Float32Array(n * l);
   for (let i = 0; i < omega.length; i++) omega[i] = random.normal();
-  let Y = Float64Array.from((await matmul(a, { data: omega, rows: n, cols: l })).data);
+  // new Float64Array(typed array) converts natively; Float64Array.from walks an iterator
+  let Y = new Float64Array((await matmul(a, { data: omega, rows: n, cols: l })).data);
   let yCols = l;
 
   const sigma = new Float64Array(k);
@@ -134,7 +112,7 @@ export async function topKSvd(a: Mat<Float32Array>, k: number, opts: TopKOptions
 
   while (iterations < maxIter) {
     iterations++;
-    const { Q, cols: c } = orthonormalise(Y, m, yCols);
+    const { Q, cols: c } = await orthonormalise(Y, m, yCols);
     if (c === 0) {
       // A is zero: every singular value is 0 and any orthonormal vectors will do
       sigma.fill(0);
@@ -144,7 +122,7 @@ export async function topKSvd(a: Mat<Float32Array>, k: number, opts: TopKOptions
       break;
     }
     // Zt = Qᵀ·A  [c, n]  (one pass)
-    const Zt = await gemm({ data: Float32Array.from(Q), rows: m, cols: c }, a, { transA: true });
+    const Zt = await gemm({ data: new Float32Array(Q), rows: m, cols: c }, a, { transA: true });
     // Rayleigh–Ritz: Zt = W·S·Vᵀ through the c×c Gram Zt·Ztᵀ (ORT, accumulated in float64)
     const G = (await gram64(Zt, "rows")).data;
     const { values, vectors: W } = symmetricEigen(G, c);
@@ -156,9 +134,9 @@ export async function topKSvd(a: Mat<Float32Array>, k: number, opts: TopKOptions
     const WS = new Float32Array(c * d);
     for (let i = 0; i < c; i++) for (let j = 0; j < d; j++) WS[i * d + j] = W[i * c + j]! / S[j]!;
     const Vr = (await gemm(Zt, { data: WS, rows: c, cols: d }, { transA: true })).data;
-    const Ur = mulJs(Q, m, c, W, c);
+    const Ur = (await matmul({ data: Q, rows: m, cols: c }, { data: W, rows: c, cols: c })).data;
     // Y = A·V_ritz  (the second pass: both the residual check and the next power step)
-    Y = Float64Array.from((await matmul(a, { data: Vr, rows: n, cols: d })).data);
+    Y = new Float64Array((await matmul(a, { data: Vr, rows: n, cols: d })).data);
     yCols = d;
     residual = 0;
     for (let j = 0; j < Math.min(kk, d); j++) {
