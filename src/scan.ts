@@ -250,7 +250,8 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
     if (!completed) {
       // still report what the spectrum says (warnings), never a pass
       findings = (await runJudges(undefined, spectrum, config)).findings;
-      log(`delta-audit: ${fault}`);
+      // not log(): a fault is an outcome, not progress, and must show even with DELTA_AUDIT_QUIET
+      process.stderr.write(`delta-audit: ${fault}\n`);
     }
     timings.total = seconds(t0);
     const verdict = decideVerdict(findings, config.failOn, completed, fault);

@@ -220,7 +220,7 @@ async function attempt(req: JsonRequest, policy: RequestPolicy, timeoutMs: numbe
     try {
       text = await readCapped(res, req.maxBytes ?? MAX_RESPONSE_BYTES);
     } catch (err) {
-      if (err instanceof HttpError) throw err;
+      if (err instanceof HttpError) throw new HttpError(`${where}: ${err.message}`, err.status, err.retryable, err.retryAfterMs);
       if (policy.signal?.aborted) throw new HttpError(`${where}: cancelled`, res.status, false);
       if (timeout.signal.aborted) throw new HttpError(`${where}: response body not complete within ${timeoutMs} ms`, res.status, true);
       // the server closed the socket mid-body

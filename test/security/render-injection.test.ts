@@ -85,9 +85,9 @@ describe("untrusted text is inert on every GitHub surface", () => {
   it("the check run's summary and text (transcripts fenced, fences closed), title and annotations", () => {
     const out = renderCheckOutput(results(PAYLOAD), meta);
     expect(problems(out.summary)).toEqual([]);
-    expect(problems(out.text)).toEqual([]);
+    expect(problems(out.text ?? "")).toEqual([]);
     // the raw transcripts are inside fences, where GitHub renders nothing
-    const { fencedLines } = outsideFences(out.text);
+    const { fencedLines } = outsideFences(out.text ?? "");
     expect(fencedLines.join("\n")).toContain("# PAYLOAD-HEADING");
     expect(out.title).not.toMatch(/[\u202a-\u202e\u{e0000}-\u{e007f}]/u);
     for (const a of buildAnnotations(results(PAYLOAD))) {
@@ -107,12 +107,12 @@ describe("untrusted text is inert on every GitHub surface", () => {
     expect(md.length).toBeLessThan(200_000);
     expect(comment.length).toBeLessThanOrEqual(MAX_COMMENT_CHARS);
     expect(check.summary.length).toBeLessThanOrEqual(MAX_CHECK_OUTPUT_CHARS);
-    expect(check.text.length).toBeLessThanOrEqual(MAX_CHECK_OUTPUT_CHARS);
+    expect((check.text ?? "").length).toBeLessThanOrEqual(MAX_CHECK_OUTPUT_CHARS);
     expect(Buffer.byteLength(summary)).toBeLessThanOrEqual(MAX_JOB_SUMMARY_BYTES);
     expect(problems(md)).toEqual([]);
     expect(problems(comment, { markers: 1, allowedTags: COMMENT_TAGS })).toEqual([]);
     expect(problems(check.summary)).toEqual([]);
-    expect(problems(check.text)).toEqual([]);
+    expect(problems(check.text ?? "")).toEqual([]);
     expect(md).toContain("…\\[truncated\\]");
   });
 });
