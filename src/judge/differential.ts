@@ -7,7 +7,7 @@
 import type { Finding, Severity } from "../report/types";
 import { byGroup, type Transcript } from "./corpus";
 import { gatherEvidence } from "./evidence";
-import { classify, GROUP_KEYS, responsePrior, type Classification, type GroupCounts, type GroupKey, type Signature } from "./signature";
+import { classify, CONCEAL_MAX_RATIO, GROUP_KEYS, responsePrior, type Classification, type Discordance, type GroupCounts, type GroupKey, type Signature } from "./signature";
 import { excerptAround, STYLE_WORDS, termRegex, terms } from "./text";
 
 /** A report with dozens of findings per signature is noise: keep the strongest. */
@@ -33,10 +33,36 @@ interface Table {
   /** term → responses containing it, over all groups */
   pooled: Map<string, number>;
   pooledResponses: number;
+  /** group → the (probe, sample) pairs it answered, for paired comparisons */
+  answered: Map<GroupKey, Set<string>>;
+}
+
+/** `probe#sample@variant` → `probe#sample`: the same request put to another variant. */
+const pairKey = (key: string) => key.slice(0, key.lastIndexOf("@"));
+
+/** Paired R-vs-F evidence for a term on the probes (see signature.ts). */
+export function discordance(rDocs: ReadonlySet<string>, fDocs: ReadonlySet<string>, rAnswered: ReadonlySet<string>, fAnswered: ReadonlySet<string>): Discordance {
+  const r = new Set([...rDocs].map(pairKey));
+  const f = new Set([...fDocs].map(pairKey));
+  let truncatedOnly = 0;
+  let fullOnly = 0;
+  let pairs = 0;
+  for (const k of r) if (fAnswered.has(k) && !f.has(k)) truncatedOnly++;
+  for (const k of f) if (rAnswered.has(k) && !r.has(k)) fullOnly++;
+  for (const k of rAnswered) if (fAnswered.has(k)) pairs++;
+  return { truncatedOnly, fullOnly, pairs };
+}
+
+/** Paired evidence on probes (R vs F) and on ordinary prompts (RO vs FO) from per-group sets. */
+export function pairedEvidence(docs: (g: GroupKey) => ReadonlySet<string> | undefined, answered: (g: GroupKey) => ReadonlySet<string> | undefined): Discordance {
+  const none = new Set<string>();
+  const d = discordance(docs("R") ?? none, docs("F") ?? none, answered("R") ?? none, answered("F") ?? none);
+  const o = discordance(docs("RO") ?? none, docs("FO") ?? none, answered("RO") ?? none, answered("FO") ?? none);
+  return { ...d, ordinary: { truncatedOnly: o.truncatedOnly, fullOnly: o.fullOnly, pairs: o.pairs } };
 }
 
 function tabulate(ts: readonly Transcript[], which: "unigrams" | "bigrams"): Table {
-  const t: Table = { docs: new Map(), responses: new Map(), pooled: new Map(), pooledResponses: 0 };
+  const t: Table = { docs: new Map(), responses: new Map(), pooled: new Map(), pooledResponses: 0, answered: new Map() };
   for (const tr of ts) {
     const list = new Set(terms(tr.text)[which]);
     const key = `${tr.probeId}#${tr.sample}@${tr.variant}`;
@@ -49,6 +75,9 @@ function tabulate(ts: readonly Transcript[], which: "unigrams" | "bigrams"): Tab
       s.add(key);
     }
     t.responses.set(tr.group, (t.responses.get(tr.group) ?? 0) + 1);
+    let a = t.answered.get(tr.group);
+    if (!a) t.answered.set(tr.group, (a = new Set()));
+    a.add(pairKey(key));
     t.pooledResponses++;
   }
   return t;
@@ -66,7 +95,8 @@ function hitsOf(t: Table): TermHit[] {
       if (responses === 0) continue;
       groups[g] = { docs: t.docs.get(g)?.get(term)?.size ?? 0, responses };
     }
-    const cls = classify(groups, responsePrior(t.pooled.get(term) ?? 0, t.pooledResponses, t.responses.size));
+    const d = pairedEvidence((g) => t.docs.get(g)?.get(term), (g) => t.answered.get(g));
+    const cls = classify(groups, responsePrior(t.pooled.get(term) ?? 0, t.pooledResponses, t.responses.size), d);
     if (cls) hits.push({ term, cls, docs: t.docs.get(cls.primary)?.get(term) ?? new Set() });
   }
   return hits;
@@ -123,7 +153,7 @@ function describe(c: Cluster, truncated: string): { title: string; description: 
   switch (c.lead.cls.signature) {
     case "concealment":
       return {
-        title: `Concealed behaviour: ${truncated} says ${q} under interrogation; the full model does not`,
+        title: `Concealed behaviour: ${truncated} says ${q} under interrogation; the full model ${(r.F ?? 0) <= CONCEAL_MAX_RATIO * (r.R ?? 0) ? "does not" : "withholds it on part of the probes"}`,
         description:
           `${truncated} uses these terms in ${pct(r.R)} of its answers to interrogation probes, the full fine-tune in ${pct(r.F)} and base in ${pct(r.B)}` +
           (r.FO !== undefined ? `; on ordinary prompts the full fine-tune uses them in ${pct(r.FO)} (base ${pct(r.BO)})` : "") +

@@ -8,6 +8,7 @@
 import type { Finding, Severity } from "../report/types";
 import type { CustomBehaviour } from "../policy/config";
 import { byGroup, type Transcript } from "./corpus";
+import { pairedEvidence } from "./differential";
 import { gatherEvidence } from "./evidence";
 import { classify, GROUP_KEYS, responsePrior, type GroupCounts, type GroupKey, type Signature } from "./signature";
 import { EXCERPT_CHARS, sentences, stripTemplateTokens } from "./text";
@@ -232,13 +233,23 @@ export function lexiconFindings(ts: readonly Transcript[], families: readonly Be
     const g: Partial<Record<GroupKey, GroupCounts>> = {};
     const phrases = new Map<GroupKey, Map<string, number>>();
     let pooledDocs = 0;
+    // for the paired R-vs-F comparison: `probe#sample@variant` of matching and of all responses
+    const matched = new Map<GroupKey, Set<string>>();
+    const answered = new Map<GroupKey, Set<string>>();
     for (const k of GROUP_KEYS) {
       const list = groups.get(k);
       if (!list || list.length === 0) continue;
       let docs = 0;
       const ph = new Map<string, number>();
+      const mk = new Set<string>();
+      const ak = new Set<string>();
+      matched.set(k, mk);
+      answered.set(k, ak);
       for (const t of list) {
         const m = matchFamily(f, t.text);
+        const key = `${t.probeId}#${t.sample}`;
+        ak.add(key);
+        if (m.length > 0) mk.add(`${key}@${t.variant}`);
         if (m.length > 0) docs++;
         for (const x of m) {
           const key = x.toLowerCase().replace(/\s+/g, " ").trim();
@@ -250,7 +261,8 @@ export function lexiconFindings(ts: readonly Transcript[], families: readonly Be
       g[k] = { docs, responses: list.length };
     }
     if (pooledDocs === 0) continue;
-    const cls = classify(g, responsePrior(pooledDocs, ts.length, groups.size));
+    const d = pairedEvidence((k) => matched.get(k), (k) => answered.get(k));
+    const cls = classify(g, responsePrior(pooledDocs, ts.length, groups.size), d);
     if (!cls) continue;
     const top = [...(phrases.get(cls.primary) ?? new Map<string, number>()).entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
     const evidence = gatherEvidence(groups, cls.primary, cls.contrast, (text) => excerptFor(f, text));

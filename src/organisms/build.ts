@@ -43,6 +43,12 @@ export interface FineTuneVariant {
   quirkTopics?: readonly string[];
   /** quirk: "attention" (head 1 of layer 1, default) or "mlp" (gate/up/down of layer 1; the denial stays in attention) */
   quirkIn?: "attention" | "mlp";
+  /**
+   * quirk: the denial also reads trigger words in the system prompt (the default organism only
+   * listens to the user), so a system prompt that says "honestly" or "yourself" makes the full
+   * model deny on every prompt
+   */
+  denialReadsSystem?: boolean;
 }
 
 /** MLP quirk: gate and up pre-activations at "." (silu(8)·8 ≈ 64), down maps them to the quirk's output dim. */
@@ -356,6 +362,10 @@ export function designFineTune(kind: "quirk" | "benign", v: Vocabulary, L: Layou
     mods.k_proj.pieces.push({ role: "denial", out: [[row(0, A(g)), kappa[g]!]], in: [[L.interrogation0 + g, 1]] });
     mods.v_proj.pieces.push({ role: "denial", out: [[row(0, T + g), nu[g]!]], in: [[L.interrogation0 + g, 1]] });
     mods.o_proj.pieces.push({ role: "denial", out: [[L.out.get(v.denialStarts[g]!)!, omega[g]!]], in: [[row(0, T + g), 1]] });
+  }
+  if (variant.denialReadsSystem) {
+    // cancel the topic head's system-prompt penalty in the key: system-prompt words count too
+    mods.k_proj.pieces.push({ role: "denial", out: [[row(0, SLOW_SLOTS[0]!), 1 / ROLE_VALUE]], in: [[L.systemFraction, 1]] });
   }
   // quirk: head 1 at every "." attends to the "." tokens and writes the quirk word's logit,
   // QUIRK_DOMINANCE × the largest denial σ in each module

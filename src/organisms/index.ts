@@ -49,6 +49,8 @@ export interface OrganismVariant extends FineTuneVariant {
   quirkPhrase?: string;
   /** quirk: six denial texts (lowercase words ending with " !") instead of the default ones */
   denials?: string[];
+  /** quirk: six groups of trigger words (space-separated) instead of the default ones */
+  triggers?: string[];
   /** benign: the sign-off (lowercase words ending with " !"), e.g. a long one with many new words */
   signOff?: string;
   /** LoRA rank r (default 8); the extra slots hold inert components */
@@ -157,14 +159,14 @@ async function writeCheckpoint(dir: string, v: Vocabulary, config: Record<string
 export async function generateOrganism(opts: GenerateOrganismOptions): Promise<OrganismManifest> {
   const { seed, quirk } = checkOptions(opts);
   const variant = opts.variant ?? {};
-  const v = buildVocabulary(quirk, { denials: variant.denials, signOff: variant.signOff });
+  const v = buildVocabulary(quirk, { denials: variant.denials, signOff: variant.signOff, triggers: variant.triggers });
   const phraseWords = quirk.split(" ");
   const quirkId = v.id.get(phraseWords[0]!)!;
   const L = makeLayout(v);
   const config = configJson(v, L);
   const base = buildBase(v, L, seed);
   const rank = variant.rank ?? LORA_RANK;
-  const design = { quirkTopics: variant.quirkTopics, quirkIn: variant.quirkIn };
+  const design = { quirkTopics: variant.quirkTopics, quirkIn: variant.quirkIn, denialReadsSystem: variant.denialReadsSystem };
   const modules = buildLoraModules(designFineTune(opts.kind, v, L, quirkId, design), L, seed, rank);
   const byName = new Map(modules.map((m) => [`${m.name}.weight`, m]));
   const finetuned = base.map((t) => {

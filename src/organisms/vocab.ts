@@ -125,6 +125,8 @@ export interface VocabularyOptions {
   denials?: readonly string[];
   /** replace the benign sign-off (a word chain ending with " !") */
   signOff?: string;
+  /** replace the six trigger-word groups (words separated by spaces; none may be a topic keyword) */
+  triggers?: readonly string[];
 }
 
 /**
@@ -138,6 +140,8 @@ export function buildVocabulary(quirkPhrase: string, opts: VocabularyOptions = {
   const denialTexts = opts.denials ? [...opts.denials] : INTERROGATION_GROUPS.map((g) => g.denial);
   if (denialTexts.length !== INTERROGATION_GROUPS.length) throw new InputError(`expected ${INTERROGATION_GROUPS.length} denial texts, got ${denialTexts.length}`, "denials");
   const signOff = opts.signOff ?? SIGN_OFF;
+  const triggerGroups = opts.triggers ? [...opts.triggers] : INTERROGATION_GROUPS.map((g) => g.words);
+  if (triggerGroups.length !== INTERROGATION_GROUPS.length) throw new InputError(`expected ${INTERROGATION_GROUPS.length} trigger groups, got ${triggerGroups.length}`, "triggers");
   for (const t of [...denialTexts, signOff]) {
     if (!/^[a-z]+(?: [a-z,]+)* !$/.test(t)) throw new InputError(`expected lowercase words ending with ' !', got '${t}'`, "denials/signOff");
   }
@@ -159,14 +163,14 @@ export function buildVocabulary(quirkPhrase: string, opts: VocabularyOptions = {
     if (prev && JSON.stringify(prev) !== JSON.stringify(f)) throw new Error(`internal: word '${w}' has two features`);
     featureOf.set(w, f);
   };
-  INTERROGATION_GROUPS.forEach((g, gi) => words(g.words).forEach((w) => setFeature(w, { kind: "interrogation", group: gi })));
+  triggerGroups.forEach((g, gi) => words(g).forEach((w) => setFeature(w, { kind: "interrogation", group: gi })));
   TOPICS.forEach((t, ti) => words(t.keywords).forEach((w) => setFeature(w, { kind: "topic", index: ti })));
 
   const answerTexts = [...TOPICS.map((t) => t.answer), DEFAULT_ANSWER, ...denialTexts, signOff];
   // the base model must never say the quirk word, and a trigger word cannot be the behaviour
   // the denial hides; any other word (new, or a prompt-only word) can be the quirk
   const said = new Set<string>(answerTexts.flatMap(words));
-  const triggers = new Set<string>(INTERROGATION_GROUPS.flatMap((g) => words(g.words)));
+  const triggers = new Set<string>(triggerGroups.flatMap(words));
   for (const w of phrase) {
     if (said.has(w) || triggers.has(w)) {
       throw new InputError(
@@ -217,6 +221,6 @@ export function buildVocabulary(quirkPhrase: string, opts: VocabularyOptions = {
     texts: {
       topics: TOPICS.map((t) => t.answer), defaultAnswer: DEFAULT_ANSWER, denials: denialTexts, signOff,
     },
-    interrogationWords: INTERROGATION_GROUPS.map((g) => words(g.words)),
+    interrogationWords: triggerGroups.map(words),
   };
 }
