@@ -12,6 +12,7 @@ import type { GramPrecision } from "../linalg/factor-basis";
 import { factoredSingularValues, NonFiniteFactorError } from "../linalg/factored-svd";
 import { topKSvd, type TopKResult } from "../linalg/randomized-svd";
 import type { ModuleSpectrum, OtherChange, SpectrumReport } from "../report/types";
+import { PooledFactorReader } from "./factor-reader";
 import { moduleSpectrum, summarise } from "./stats";
 
 export { summarise } from "./stats";
@@ -130,14 +131,41 @@ export async function* mapOrdered<T, R>(items: readonly T[], concurrency: number
   }
 }
 
+/**
+ * `work` applied to every module's factors in file order, MODULES_IN_FLIGHT at a time. Factors
+ * come through the pooled reader (factor-reader.ts: one read per module into reused buffers)
+ * when it can locate them, else through readModule; either way a NaN/Inf is left to linalg's
+ * Gram check (see readFactors). `work` must not keep the factors past its promise: their
+ * buffer is reused for a later module.
+ */
+export async function* mapAdapterModules<R>(adapter: LoraAdapter, work: (m: LoraModule) => Promise<R>): AsyncGenerator<[string, R]> {
+  const names = adapter.moduleNames();
+  const reader = await PooledFactorReader.open(adapter, MODULES_IN_FLIGHT);
+  const one = reader
+    ? (n: string) =>
+        withModuleErrors(adapter, n, async () => {
+          const held = await reader.read(n);
+          try {
+            return await work(held.module);
+          } finally {
+            held.release();
+          }
+        })
+    : (n: string) => withModuleErrors(adapter, n, async () => work(await readFactors(adapter, n)));
+  try {
+    yield* mapOrdered(names, MODULES_IN_FLIGHT, one);
+  } finally {
+    await reader?.close();
+  }
+}
+
 /** Spectrum of every module of a LoRA adapter, streamed: a few modules in memory at a time. */
 export async function adapterSpectrum(adapter: LoraAdapter, opts: AdapterSpectrumOptions = {}): Promise<SpectrumReport> {
   const names = adapter.moduleNames();
   const bar = opts.onProgress ? undefined : defaultProgress("spectrum", names.length, opts.quiet);
   const report = opts.onProgress ?? bar!.fn;
   const modules: ModuleSpectrum[] = [];
-  const one = (n: string) => withModuleErrors(adapter, n, async () => loraModuleSpectrum(await readFactors(adapter, n), opts.precision));
-  for await (const [name, spectrum] of mapOrdered(names, MODULES_IN_FLIGHT, one)) {
+  for await (const [name, spectrum] of mapAdapterModules(adapter, (m) => loraModuleSpectrum(m, opts.precision))) {
     modules.push(spectrum);
     report(modules.length, names.length, name);
   }

@@ -8,7 +8,7 @@ import { linearModuleNames } from "../io/checkpoint";
 import { writeAdapter, type LoraModuleLayout } from "../io/peft";
 import type { AdapterConfig, Checkpoint, DType, LoraAdapter, LoraModule } from "../io/types";
 import { factoredSvdSync, factoredTruncation, topVectorsSync, type TopVectors } from "../linalg/factored-svd";
-import { denseDelta, denseTopK, mapOrdered, MODULES_IN_FLIGHT, readFactors, withModuleErrors, type ProgressFn } from "./spectrum";
+import { denseDelta, denseTopK, mapAdapterModules, type ProgressFn } from "./spectrum";
 import { progress } from "../progress";
 
 function checkRank(k: number, where = "--rank"): void {
@@ -61,8 +61,8 @@ export async function* truncateAdapter(adapter: LoraAdapter, k: number, opts: Tr
   const names = adapter.moduleNames();
   const p = bar("truncate", names.length, opts);
   let done = 0;
-  const one = (n: string) => withModuleErrors(adapter, n, async () => truncateModuleAsync(await readFactors(adapter, n), k));
-  for await (const [name, m] of mapOrdered(names, MODULES_IN_FLIGHT, one)) {
+  // the truncated factors are new arrays (ORT outputs), so the pooled inputs may be reused
+  for await (const [name, m] of mapAdapterModules(adapter, (f) => truncateModuleAsync(f, k))) {
     yield m;
     p.tick(++done, name);
   }
