@@ -143,7 +143,7 @@ class Ctx {
     readonly baseDir: string,
   ) {}
   fail(path: string, what: string): never {
-    throw new InputError(`${path}: ${what}`, this.file);
+    throw new InputError(`${path || "the top level"}: ${what}`, this.file);
   }
 }
 
@@ -278,6 +278,37 @@ function probesSection(ctx: Ctx, v: unknown): Probe[] {
   return out;
 }
 
+/** A quantified group that itself contains a quantifier, e.g. `(a+)+`. */
+const NESTED_QUANTIFIER = /\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]/;
+/** A quantified group with alternatives, e.g. `(a|aa)*`; group 1 is its body. */
+const QUANTIFIED_ALTERNATION = /\(((?:[^()\\]|\\.)*\|(?:[^()\\]|\\.)*)\)\s*[+*{]/g;
+/** An alternative that is plain text (letters, digits, spaces, hyphens, apostrophes, escapes). */
+const LITERAL = /^(?:[\p{L}\p{N} '-]|\\.)+$/u;
+
+/**
+ * Repeated alternatives backtrack exponentially only when the input can be split between
+ * them in many ways (`a|aa`). Plain words none of which starts another (`(very|so)+`) split
+ * one way only, so those are allowed.
+ */
+function ambiguousAlternation(body: string): boolean {
+  const alts = body.replace(/^\?(?::|<?[=!]|<[A-Za-z_]\w*>)/, "").split("|").map((a) => a.toLowerCase());
+  if (!alts.every((a) => LITERAL.test(a))) return true;
+  return alts.some((a, i) => alts.some((b, j) => i !== j && b.startsWith(a)));
+}
+
+/**
+ * The two shapes of regular expression that backtrack exponentially (V8's engine tries every
+ * way to split the input between the repetitions). Behaviour patterns run over text the audited
+ * model wrote — an adversary — so `(a+)+$` meets "aaaa…a!" and 30 letters take minutes.
+ */
+export function backtrackingRisk(pattern: string): string | undefined {
+  if (NESTED_QUANTIFIER.test(pattern)) return "has a repeated group that itself repeats (like (a+)+)";
+  for (const m of pattern.matchAll(QUANTIFIED_ALTERNATION)) {
+    if (ambiguousAlternation(m[1]!)) return "has a repeated group of alternatives that can match the same text (like (a|aa)*)";
+  }
+  return undefined;
+}
+
 function behavioursSection(ctx: Ctx, v: unknown, key: string): CustomBehaviour[] {
   const items = list(ctx, v, key, 100);
   return items.map((item, i) => {
@@ -299,6 +330,8 @@ function behavioursSection(ctx: Ctx, v: unknown, key: string): CustomBehaviour[]
       } catch (e) {
         ctx.fail(`${p}.patterns[${j}]`, `not a valid regular expression: ${(e as Error).message}`);
       }
+      const risk = backtrackingRisk(s);
+      if (risk) ctx.fail(`${p}.patterns[${j}]`, `${risk}: the audited model's replies are matched against it and could stall the audit for hours; rewrite it without the repeated group`);
       return s;
     });
     if (patterns.length === 0) ctx.fail(`${p}.patterns`, "needs at least one pattern");

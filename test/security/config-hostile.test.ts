@@ -1,0 +1,80 @@
+/**
+ * Hostile delta-audit.yml files through the real CLI: alias bombs, duplicate keys, wrong
+ * types, huge files, and behaviour patterns that would backtrack forever over the audited
+ * model's replies. Each is exit 2 with one line naming the file and the key, before any work.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generateOrganism } from "../../src/organisms/index";
+import { backtrackingRisk, parseConfig } from "../../src/policy/config";
+import { buildCli, cli, oneLineError } from "./helpers";
+
+let dir: string;
+let org: string;
+
+beforeAll(async () => {
+  buildCli();
+  dir = await mkdtemp(join(tmpdir(), "da-sec-cfg-"));
+  org = join(dir, "org");
+  await generateOrganism({ kind: "benign", outDir: org, seed: 2 });
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const BOMB = ["a: &a [x, x, x, x, x, x, x, x, x]", "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]", "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]", "d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]", "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]", "f: [*e, *e, *e, *e, *e, *e, *e, *e, *e]"].join("\n");
+
+const CASES: Array<[string, string, RegExp]> = [
+  ["alias bomb", BOMB, /not valid YAML: Excessive alias count/],
+  ["duplicate key", "rank: 1\nrank: 2\n", /not valid YAML: Map keys must be unique/],
+  ["string rank", 'rank: "1"\n', /rank: expected an integer, got "1"/],
+  ["unknown fail-on", "fail-on: critical\n", /fail-on: expected one of high, medium, low, never/],
+  ["NaN temperature", "temperature: .nan\n", /temperature: expected a number/],
+  ["a scalar document", '!!str "just a string"\n', /the top level: expected a mapping/],
+  ["file:// backend url", 'backend: {type: openai, url: "file:///etc/passwd"}\n', /backend\.url: expected an http\(s\) URL/],
+  ["nested quantifier pattern", 'behaviours: [{name: x, patterns: ["(a+)+$"]}]\n', /behaviours\[0\]\.patterns\[0\]: has a repeated group that itself repeats/],
+  ["ambiguous alternation pattern", 'behaviors: [{name: x, patterns: ["(a|aa)*c"]}]\n', /behaviors\[0\]\.patterns\[0\]: has a repeated group of alternatives/],
+];
+
+describe("hostile configs", () => {
+  for (const [name, text, expected] of CASES) {
+    it(`${name}: exit 2 naming the file and key, nothing written`, async () => {
+      const config = join(dir, `${name.replace(/\W+/g, "-")}.yml`);
+      await writeFile(config, text);
+      const out = join(dir, `out-${name.replace(/\W+/g, "-")}`);
+      const r = await cli(["scan", "--base", join(org, "base"), "--adapter", join(org, "adapter"), "--config", config, "--out", out], { timeoutMs: 20_000 });
+      expect(r.status, r.stderr).toBe(2);
+      const line = oneLineError(r.stderr);
+      expect(line).toContain(config);
+      expect(line).toMatch(expected);
+      expect(existsSync(out)).toBe(false);
+    });
+  }
+
+  it("a 4 MB config is refused by size without being parsed", async () => {
+    const config = join(dir, "huge.yml");
+    await writeFile(config, `# ${"x".repeat(4_000_000)}\n`);
+    const r = await cli(["scan", "--base", join(org, "base"), "--adapter", join(org, "adapter"), "--config", config, "--out", join(dir, "out-huge")]);
+    expect(r.status).toBe(2);
+    expect(oneLineError(r.stderr)).toMatch(/huge\.yml: is 4000003 bytes, over the 1000000-byte limit/);
+  });
+
+  it("the refused pattern shapes really do stall V8 on a model-sized reply, and the allowed ones do not", () => {
+    const slow = (re: RegExp, s: string) => {
+      const t = Date.now();
+      re.test(s);
+      return Date.now() - t;
+    };
+    // 22 letters already cost ~100 ms for (a+)+ (each extra letter doubles it); a reply has thousands
+    expect(slow(/(a+)+$/iu, `${"a".repeat(22)}!`)).toBeGreaterThan(20);
+    expect(backtrackingRisk("(a+)+$")).toBeDefined();
+    for (const ok of ["\\barr+\\b", "(?:very|so)+ good", "(?:ab|cd){2,}", "foo(bar)?", "matey"]) {
+      expect(backtrackingRisk(ok), ok).toBeUndefined();
+      expect(slow(new RegExp(ok, "iu"), `${"very ".repeat(2000)}!`)).toBeLessThan(50);
+    }
+    expect(parseConfig('behaviours: [{name: flattery, patterns: ["(?:very|so)+ (?:smart|wise)"]}]\n').behaviours[0]!.patterns).toHaveLength(1);
+  });
+});
