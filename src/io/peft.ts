@@ -26,6 +26,12 @@ export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
 /** PEFT's own defaults for a LoraConfig that omits them. */
 const PEFT_DEFAULT_R = 8;
 const PEFT_DEFAULT_ALPHA = 8;
+/**
+ * Largest |alpha / r| accepted. Real adapters use scales of about 0.1–100; with float32 factors
+ * (≤ 3.4e38) a scale within this bound keeps every float64 norm of ΔW finite, while a scale of
+ * 1e300 overflowed them and the spectrum reported the module as unchanged.
+ */
+export const MAX_LORA_SCALE = 1e6;
 /** rank_pattern / alpha_pattern keys are regexes from an untrusted file; long ones are not real module patterns. */
 const MAX_PATTERN_KEY_LENGTH = 512;
 /** A quantified group that is itself quantified, e.g. `(a+)+`: the shape of catastrophic backtracking. */
@@ -335,8 +341,12 @@ function indexModules(file: SafetensorsFile, config: AdapterConfig, configPath: 
       throw new InputError(`module ${module}: config gives r = ${rank} but the factors have rank ${rA} (check r / rank_pattern)`, configPath);
     }
     const alpha = alphaPattern.resolve(module) ?? config.lora_alpha;
+    const scale = loraScale(alpha, rank, config.use_rslora);
+    if (!(Math.abs(scale) <= MAX_LORA_SCALE)) {
+      throw new InputError(`module ${module}: lora_alpha ${alpha} over r ${rank} gives a scale of ${scale}, beyond ±${MAX_LORA_SCALE} (not a real adapter; check lora_alpha / alpha_pattern)`, configPath);
+    }
     modules.set(module, {
-      name: module, rank, scale: loraScale(alpha, rank, config.use_rslora), outFeatures: outF, inFeatures: inF, keyA: p.A, keyB: p.B,
+      name: module, rank, scale, outFeatures: outF, inFeatures: inF, keyA: p.A, keyB: p.B,
     });
   }
   return modules;

@@ -38,9 +38,9 @@ async function adapterWith(tag: string, name: string, plant: (path: string) => P
 }
 
 /** One safetensors file (F32, hand-built) and its config: a LoRA pair on a module named `module`. */
-function loraFile(module: string, r: number, inF: number, outF: number): Buffer {
-  const a = Buffer.alloc(r * inF * 4);
-  const b = Buffer.alloc(outF * r * 4);
+function loraFile(module: string, r: number, inF: number, outF: number, fill = 0): Buffer {
+  const a = Buffer.from(new Float32Array(r * inF).fill(fill).buffer);
+  const b = Buffer.from(new Float32Array(outF * r).fill(fill).buffer);
   const ka = `base_model.model.${module}.lora_A.weight`;
   const kb = `base_model.model.${module}.lora_B.weight`;
   let header = Buffer.from(JSON.stringify({ [ka]: { dtype: "F32", shape: [r, inF], data_offsets: [0, a.length] }, [kb]: { dtype: "F32", shape: [outF, r], data_offsets: [a.length, a.length + b.length] } }));
@@ -145,5 +145,23 @@ describe("rank_pattern regexes from the adapter", () => {
     expect(p.resolve("model.layers.1.self_attn.q_proj")).toBe(2);
     expect(p.resolve("model.layers.1.self_attn.v_proj")).toBe(6);
     expect(p.resolve("model.layers.1.self_attn.k_proj")).toBeUndefined();
+  });
+});
+
+describe("numbers that lie", () => {
+  it("a lora_alpha so large that ΔW overflows is exit 2 naming the config (it was reported as an unchanged module, exit 0)", async () => {
+    const a = join(dir, "alpha-huge");
+    await mkdir(a);
+    const module = "model.layers.0.self_attn.q_proj";
+    await writeFile(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 1e308, target_modules: ["q_proj"] }));
+    await writeFile(join(a, "adapter_model.safetensors"), loraFile(module, 2, 8, 8, 1e30));
+    const r = await cli(["spectrum", "--adapter", a, "--json", join(dir, "alpha-huge.json")]);
+    expect(r.status).toBe(2);
+    expect(oneLineError(r.stderr)).toMatch(/alpha-huge\/adapter_config\.json: module model\.layers\.0\.self_attn\.q_proj: lora_alpha 1e\+308 over r 2 gives a scale of 5e\+307/);
+    expect(existsSync(join(dir, "alpha-huge.json"))).toBe(false);
+    // an ordinary alpha on the same factors measures a real, finite spectrum
+    await writeFile(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: ["q_proj"] }));
+    const ok = await cli(["spectrum", "--adapter", a, "--json", join(dir, "alpha-ok.json")]);
+    expect(ok.status).toBe(0);
   });
 });
