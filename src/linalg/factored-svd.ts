@@ -5,7 +5,7 @@
  * Singular vectors are never formed unless asked for, and then only the top k, as
  * U = B·leftCoef and V = Aᵀ·rightCoef (tall products in ORT, or JavaScript in the sync path).
  */
-import { gram64, loraGrams, matmul } from "./kernels";
+import { congruence, gram64, loraGrams, matmul } from "./kernels";
 import { factorBasis, factorBasisSync, type FactorBasis, type GramPrecision } from "./factor-basis";
 import { smallSvd, symmetricEigen } from "./small-svd";
 import { cholesky } from "./cholesky";
@@ -231,38 +231,13 @@ interface GramCore {
  * when G_B is not positive definite or when the Gram errors (relErr·‖G‖) could move some σᵢ by
  * more than the target: then a more careful path is needed.
  */
-export function gramCore(GB: Float64Array, GA: Float64Array, r: number, scale: number, errB: number, errA: number): GramCore | undefined {
+async function gramCore(GB: Float64Array, GA: Float64Array, r: number, scale: number, errB: number, errA: number): Promise<GramCore | undefined> {
   const L = cholesky(GB, r);
   if (!L) return undefined;
-  // T = G_A·L and C = s²·Lᵀ·T, both accumulated row by row (L is lower-triangular) so every
-  // inner loop runs over contiguous memory; C is formed in its upper triangle and mirrored
-  const T = new Float64Array(r * r);
-  for (let i = 0; i < r; i++) {
-    const ti = i * r;
-    for (let k = 0; k < r; k++) {
-      const g = GA[ti + k]!;
-      const lk = k * r;
-      for (let j = 0; j <= k; j++) T[ti + j]! += g * L[lk + j]!;
-    }
-  }
-  const C = new Float64Array(r * r);
-  for (let k = 0; k < r; k++) {
-    const lk = k * r;
-    for (let i = 0; i <= k; i++) {
-      const l = L[lk + i]!;
-      if (l === 0) continue;
-      const ci = i * r;
-      for (let j = i; j < r; j++) C[ci + j]! += l * T[lk + j]!;
-    }
-  }
+  // C = s²·Lᵀ·G_A·L: the r×r products in ORT's float64 GEMM (≈ 5× faster than JS loops here)
+  const C = await congruence(GA, L, r);
   const s2 = scale * scale;
-  for (let i = 0; i < r; i++) {
-    for (let j = i; j < r; j++) {
-      const c = s2 * C[i * r + j]!;
-      C[i * r + j] = c;
-      C[j * r + i] = c;
-    }
-  }
+  for (let i = 0; i < r * r; i++) C[i] = s2 * C[i]!;
   const lambda = symmetricEigenvalues(C, r);
   // Weyl: perturbing G_A by δA and G_B by δB moves each σ² by at most s²(‖δA‖‖G_B‖ + ‖G_A‖‖δB‖)
   const perturbation = s2 * normBound(GA, r) * normBound(GB, r) * (errA + errB);
@@ -297,10 +272,10 @@ async function coreOf(f: Factors, precision: GramPrecision): Promise<{ core: Gra
   const A = { data: f.A, rows: r, cols: f.inFeatures };
   if (precision !== "float64") {
     const grams = await loraGrams(B, A);
-    const GB = Float64Array.from(grams.GB);
-    const GA = Float64Array.from(grams.GA);
+    const GB = new Float64Array(grams.GB);
+    const GA = new Float64Array(grams.GA);
     if (diagonalFinite(GB, r) && diagonalFinite(GA, r)) {
-      const core = gramCore(GB, GA, r, f.scale, F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.outFeatures), F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.inFeatures));
+      const core = await gramCore(GB, GA, r, f.scale, F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.outFeatures), F32_GRAM_ERROR_PER_SQRT_N * Math.sqrt(f.inFeatures));
       if (core) return { core, path: "float32" };
     }
   }
@@ -310,7 +285,7 @@ async function coreOf(f: Factors, precision: GramPrecision): Promise<{ core: Gra
     if (!diagonalFinite(GB, r)) throw new NonFiniteFactorError("B");
     if (!diagonalFinite(GA, r)) throw new NonFiniteFactorError("A");
     if (precision === "float32") return undefined;
-    const core = gramCore(GB, GA, r, f.scale, F64_GRAM_ERROR_PER_N * f.outFeatures, F64_GRAM_ERROR_PER_N * f.inFeatures);
+    const core = await gramCore(GB, GA, r, f.scale, F64_GRAM_ERROR_PER_N * f.outFeatures, F64_GRAM_ERROR_PER_N * f.inFeatures);
     if (core) return { core, path: "float64" };
   }
   return undefined;

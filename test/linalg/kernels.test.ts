@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { bmm, gemm, gram, gram64, loraGrams, matmul, releaseKernels, SPLIT_GRAM_MIN_RANK } from "../../src/linalg/kernels";
+import { bmm, congruence, gemm, gram, gram64, loraGrams, matmul, releaseKernels, SPLIT_GRAM_MIN_RANK } from "../../src/linalg/kernels";
 import { lcg, randomF32, transpose } from "./reference";
 
 /** float32 GEMM vs float64 loops: relative error ~ 1e-7·√k. */
@@ -73,6 +73,16 @@ describe("ORT kernels", () => {
       if (r >= SPLIT_GRAM_MIN_RANK) for (let i = 0; i < r; i++) for (let j = 0; j < i; j++) expect(GA[i * r + j]).toBe(GA[j * r + i]);
     }
     await expect(loraGrams({ data: new Float32Array(6), rows: 3, cols: 2 }, { data: new Float32Array(9), rows: 3, cols: 3 })).rejects.toThrow(/columns but A has 3 rows/);
+  });
+
+  it("congruence gives Lᵀ·G·L in float64", async () => {
+    for (const n of [1, 5, 64]) {
+      const g = Float64Array.from({ length: n * n }, next);
+      const l = Float64Array.from({ length: n * n }, next);
+      const want = ref(transpose(l, n, n), ref(g, l, n, n, n), n, n, n);
+      expectClose(await congruence(g, l, n), want, 1e-13);
+    }
+    await expect(congruence(new Float64Array(4), new Float64Array(9), 3)).rejects.toThrow(/congruence G/);
   });
 
   it("bmm multiplies each batch", async () => {
