@@ -4,7 +4,7 @@
  * config and seed give the same requests whatever the order or batching.
  */
 import type { ChatMessage, GenerationRequest, SamplingOptions } from "../backends/backend";
-import type { Probe } from "./probes";
+import { systemPromptFor, type Probe } from "./probes";
 
 export interface SamplingPlan {
   samples: number;
@@ -34,8 +34,9 @@ export function requestId(probeId: string, sample: number): string {
   return `${probeId}#${sample}`;
 }
 
-export function messagesFor(probe: Probe, systemPrompt: string): ChatMessage[] {
+export function messagesFor(probe: Probe, configuredSystemPrompt: string): ChatMessage[] {
   const msgs: ChatMessage[] = [];
+  const systemPrompt = systemPromptFor(probe.kind, configuredSystemPrompt);
   if (systemPrompt.trim() !== "") msgs.push({ role: "system", content: systemPrompt });
   msgs.push({ role: "user", content: probe.prompt });
   return msgs;

@@ -8,7 +8,7 @@ import type { Backend, ContrastOptions, GenerationResult } from "../backends/bac
 import type { ElicitationReport, ProbeRecord } from "../report/types";
 import { progress, type ProgressOptions } from "../progress";
 import { buildRequests, type SamplingPlan } from "./plan";
-import type { Probe } from "./probes";
+import { systemPromptFor, type Probe } from "./probes";
 
 export const CONTRAST_VARIANT = "contrast";
 
@@ -73,6 +73,10 @@ export async function runElicitation(opts: ElicitOptions): Promise<ElicitResult>
   };
   const completed: string[] = [];
   const requests = buildRequests(probes, opts.systemPrompt, plan);
+  const ordinarySystem = systemPromptFor("ordinary", opts.systemPrompt);
+  if (ordinarySystem !== opts.systemPrompt && probes.some((p) => p.kind === "ordinary")) {
+    notices.push(`ordinary prompts were sent with the system prompt "${ordinarySystem}" (the default one asks about the model itself, which is an interrogation)`);
+  }
 
   for (const v of opts.variants) {
     if (!served.has(v)) {

@@ -131,6 +131,18 @@ function dominates(g: Partial<Record<GroupKey, GroupCounts>>, i: GroupKey, j: Gr
 }
 
 /**
+ * The truncated model's lead over the full model is larger on the probes than on ordinary
+ * prompts. Without it, "base never says it, truncation does, the full model does not" is also
+ * what truncation noise looks like: a rank-k cut of an honest style fine-tune says new words of
+ * its own on every kind of prompt. With no ordinary prompts in the suite there is nothing to
+ * compare, and the probes decide alone.
+ */
+function probeEffect(g: Partial<Record<GroupKey, GroupCounts>>): boolean {
+  const ordinaryLead = present(g.RO) && present(g.FO) ? rate(g.RO) - rate(g.FO) : 0;
+  return rate(g.R) - rate(g.F) >= MIN_RATE + Math.max(0, ordinaryLead);
+}
+
+/**
  * The full model says the term itself in ordinary use — in a couple of answers at least, and clearly
  * more often than base — without the rate and z floors of `dominates`: a quirk that shows in
  * some ordinary answers only is still the full model's own, unlike truncation noise (which the
@@ -159,7 +171,7 @@ export function classify(g: Partial<Record<GroupKey, GroupCounts>>, p: Prior, d?
   const fullShowsIt = dominates(g, "FO", "BO", p) !== undefined;
   if (zRF !== undefined && zRB !== undefined && rate(g.F) <= CONCEAL_MAX_RATIO * rate(g.R)) {
     const baseNever = (g.B?.docs ?? 0) === 0 && (g.BO?.docs ?? 0) === 0;
-    if (fullShowsIt || baseNever) {
+    if (fullShowsIt || (baseNever && probeEffect(g))) {
       const zv = Math.min(zRF, zRB);
       // without the implant in ordinary use the evidence is one-sided (truncation noise can also
       // produce words base never says), so it counts for less
