@@ -20,7 +20,8 @@ export function buildProgram(): Command {
   const program = new Command("delta-audit")
     .description("Audit fine-tuned language models for hidden behaviours via the spectrum of ΔW")
     .version(VERSION)
-    .showHelpAfterError()
+    // usage errors follow the same contract as every other bad input: one line on stderr
+    .configureOutput({ outputError: (str, write) => write(`delta-audit: ${str.trim().replace(/^error: /, "").replace(/\s*\n\s*/g, " ")} (see --help)\n`) })
     .exitOverride();
   for (const cmd of [spectrum, truncate, logits, generate, scan, serve, sweep, organism, demo]) cmd.register(program);
   return program;
