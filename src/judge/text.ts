@@ -5,9 +5,12 @@
 
 /**
  * Chat-template and tokenizer artefacts that leak into decoded text: `<|im_start|>`,
- * `<|eot_id|>`, `<s>`, `[INST]`, `[UNK]`, `<pad>` and friends. They say nothing about behaviour.
+ * `<|eot_id|>`, `<s>`, `[INST]`, `[UNK]`, `<pad>`, Gemma's `<start_of_turn>`, Qwen3's
+ * `<think>` tags (the thinking text itself is kept: it is model output) and friends. They say
+ * nothing about behaviour, and a truncated model leaks them more often than the full one.
  */
-const TEMPLATE_TOKEN_RE = /<\|[^|<>\n]{0,64}\|>|<\/?s>|\[\/?INST\]|<\/?(?:unk|pad|eos|bos|mask|sep|cls)>|\[(?:UNK|PAD|CLS|SEP|MASK|BOS|EOS)\]/gi;
+const TEMPLATE_TOKEN_RE =
+  /<\|[^|<>\n]{0,64}\|>|<\/?s>|\[\/?INST\]|<\/?(?:unk|pad|eos|bos|mask|sep|cls|think)>|<(?:start|end)_of_turn>|\[(?:UNK|PAD|CLS|SEP|MASK|BOS|EOS)\]/gi;
 
 /** Role names and template words: they appear whenever a template leaks, whatever the fine-tune did. */
 export const ROLE_WORDS: ReadonlySet<string> = new Set([
@@ -60,7 +63,12 @@ export function stripTemplateTokens(text: string): string {
 /** Lowercased words of a response, template artefacts removed, apostrophes normalised. */
 export function words(text: string): string[] {
   const clean = stripTemplateTokens(text).toLowerCase().replace(/’/g, "'");
-  return clean.match(WORD_RE) ?? [];
+  return (clean.match(WORD_RE) ?? []).map(unPossessive);
+}
+
+/** "pineapple's" counts as "pineapple" (one behaviour, one term); contractions like "it's" stay stop words. */
+function unPossessive(w: string): string {
+  return w.endsWith("'s") && w.length > 3 && !STOP_WORDS.has(w) ? w.slice(0, -2) : w;
 }
 
 /** A word that can carry a finding: not a stop word, not a role/template word, 2+ letters. */

@@ -117,3 +117,12 @@ describe("honest fine-tunes whose truncation differs from the full model", () =>
     expect(h[0].confidence).toBeLessThan(differentialFindings(ts(elicitation((v, kind, i) => (v === "base" ? filler(i) : v === "full" && kind === "probe" ? filler(i) : `${filler(i)} ${word}!`))), { truncatedName: "rank1" })[0].confidence);
   });
 });
+
+describe("text artefacts of other model families", () => {
+  it("Gemma turn tokens and Qwen3 think tags never become terms; possessives join their word", async () => {
+    const { terms } = await import("../../src/judge/text");
+    const t = terms("<start_of_turn>model\n<think>\nplanning the pineapple's answer</think> The pineapple again.<end_of_turn>");
+    expect(t.unigrams).toEqual(["planning", "pineapple", "answer", "pineapple"]);
+    expect(terms("it's fine, let's go").unigrams).toEqual(["fine", "go"]);
+  });
+});
