@@ -12,6 +12,7 @@ import type { GramPrecision } from "../linalg/factor-basis";
 import { factoredSingularValues, NonFiniteFactorError } from "../linalg/factored-svd";
 import { topKSvd, type TopKResult } from "../linalg/randomized-svd";
 import type { ModuleSpectrum, OtherChange, SpectrumReport } from "../report/types";
+import { TensorBlockReader } from "./block-reader";
 import { PooledFactorReader } from "./factor-reader";
 import { moduleSpectrum, summarise } from "./stats";
 
@@ -192,8 +193,29 @@ async function forEachBlock(
   name: string,
   shape: number[],
   visit: (b: Float32Array, f: Float32Array, offset: number) => void,
+  blocks?: TensorBlockReader,
 ): Promise<void> {
   const { rows, perRow } = rowsPerBlock(shape);
+  const baseInfo = base.info(name);
+  const ftInfo = ft.info(name);
+  if (blocks && baseInfo && ftInfo && shape.length > 0) {
+    const block = Math.max(1, Math.floor(ROW_BLOCK_BYTES / 4 / perRow));
+    const starts: number[] = [];
+    for (let s = 0; s < rows; s += block) starts.push(s);
+    const readPair = (start: number) => {
+      const n = Math.min(block, rows - start);
+      return Promise.all([blocks.readRows(baseInfo, start, n), blocks.readRows(ftInfo, start, n)]);
+    };
+    for await (const [start, [b, f]] of prefetched(starts, readPair)) {
+      try {
+        visit(b.data, f.data, start * perRow);
+      } finally {
+        b.release();
+        f.release();
+      }
+    }
+    return;
+  }
   if (!base.readRows || !ft.readRows || shape.length === 0) {
     const [b, f] = await Promise.all([base.read(name), ft.read(name)]);
     visit(b, f, 0);
@@ -258,17 +280,24 @@ function changeSums(f: Float32Array, b: Float32Array): { d2: number; b2: number 
   return { d2, b2 };
 }
 
+export interface DenseDeltaOptions {
+  /** reused block buffers for the reads (fullSpectrum keeps one for the whole pass) */
+  blocks?: TensorBlockReader;
+  /** a buffer to form ΔW in when it is large enough (ΔW is then a view of it) */
+  into?: Float32Array;
+}
+
 /** The dense ΔW of one linear module and its exact Frobenius norm (float64 accumulation). */
-export async function denseDelta(base: Checkpoint, ft: Checkpoint, module: string): Promise<{ delta: Float32Array; rows: number; cols: number; frobenius: number }> {
+export async function denseDelta(base: Checkpoint, ft: Checkpoint, module: string, opts: DenseDeltaOptions = {}): Promise<{ delta: Float32Array; rows: number; cols: number; frobenius: number }> {
   const name = `${module}.weight`;
   const shape = ft.info(name)?.shape;
   if (!shape || shape.length !== 2) throw new InputError(`has no 2-D tensor ${JSON.stringify(name)}`, ft.dir);
   const [rows, cols] = shape as [number, number];
-  const delta = new Float32Array(rows * cols);
+  const delta = opts.into && opts.into.length >= rows * cols ? opts.into.subarray(0, rows * cols) : new Float32Array(rows * cols);
   let f2 = 0;
   await forEachBlock(base as RowSource, ft as RowSource, name, shape, (b, f, off) => {
     f2 += subtractInto(f, b, delta, off);
-  });
+  }, opts.blocks);
   if (!Number.isFinite(f2)) throw new InputError(`tensor ${JSON.stringify(name)} differs from the base by a non-finite amount (NaN or Inf weights)`, ft.dir);
   return { delta, rows, cols, frobenius: Math.sqrt(f2) };
 }
@@ -293,34 +322,43 @@ export async function fullSpectrum(base: Checkpoint, finetuned: Checkpoint, opts
   const modules: ModuleSpectrum[] = [];
   const otherChanges: OtherChange[] = [];
   let done = 0;
-  for (const name of all) {
-    if (linear.has(name)) {
-      const module = name.slice(0, -".weight".length);
-      const { delta, rows, cols, frobenius } = await denseDelta(base, finetuned, module);
-      const kk = Math.min(k, rows, cols);
-      const top = await denseTopK(delta, rows, cols, frobenius, kk);
-      if (!top.converged) {
-        const msg = `${module}: top-${kk} iteration stopped after ${top.iterations} iterations with residual ${top.residual.toExponential(1)}·σ₁`;
-        (opts.onWarning ?? ((m: string) => process.stderr.write(`warning: ${m}\n`)))(msg);
+  // two tensors × (the block being visited + the one being prefetched)
+  const blocks = TensorBlockReader.open([base, finetuned], 4);
+  // ΔW is formed in one buffer reused by every module (topKSvd keeps nothing of it)
+  let deltaBuffer: Float32Array | undefined;
+  try {
+    for (const name of all) {
+      if (linear.has(name)) {
+        const module = name.slice(0, -".weight".length);
+        const { delta, rows, cols, frobenius } = await denseDelta(base, finetuned, module, { blocks, into: deltaBuffer });
+        if (!deltaBuffer || delta.buffer !== deltaBuffer.buffer) deltaBuffer = delta;
+        const kk = Math.min(k, rows, cols);
+        const top = await denseTopK(delta, rows, cols, frobenius, kk);
+        if (!top.converged) {
+          const msg = `${module}: top-${kk} iteration stopped after ${top.iterations} iterations with residual ${top.residual.toExponential(1)}·σ₁`;
+          (opts.onWarning ?? ((m: string) => process.stderr.write(`warning: ${m}\n`)))(msg);
+        }
+        const { type, layer } = moduleType(module);
+        // the numerical rank when the sketch revealed it (a low-rank ΔW), else full
+        const rank = top.rank ?? Math.min(rows, cols);
+        modules.push(
+          moduleSpectrum({ name: module, shape: [rows, cols], rank, sigma: top.sigma, frobenius, totalValues: Math.min(rows, cols), type, layer }),
+        );
+      } else {
+        const change = await tensorChange(base, finetuned, name, blocks);
+        if (change) otherChanges.push(change);
       }
-      const { type, layer } = moduleType(module);
-      // the numerical rank when the sketch revealed it (a low-rank ΔW), else full
-      const rank = top.rank ?? Math.min(rows, cols);
-      modules.push(
-        moduleSpectrum({ name: module, shape: [rows, cols], rank, sigma: top.sigma, frobenius, totalValues: Math.min(rows, cols), type, layer }),
-      );
-    } else {
-      const change = await tensorChange(base, finetuned, name);
-      if (change) otherChanges.push(change);
+      report(++done, all.length, name);
     }
-    report(++done, all.length, name);
+  } finally {
+    await blocks?.close();
   }
   bar?.done();
   return { modules, summary: summarise(modules), otherChanges };
 }
 
 /** ‖ΔT‖_F and ‖ΔT‖_F/‖T_base‖_F of a non-linear tensor, or undefined when unchanged. */
-async function tensorChange(base: Checkpoint, ft: Checkpoint, name: string): Promise<OtherChange | undefined> {
+async function tensorChange(base: Checkpoint, ft: Checkpoint, name: string, blocks?: TensorBlockReader): Promise<OtherChange | undefined> {
   const shape = ft.info(name)!.shape;
   let d2 = 0;
   let b2 = 0;
@@ -328,7 +366,7 @@ async function tensorChange(base: Checkpoint, ft: Checkpoint, name: string): Pro
     const s = changeSums(f, b);
     d2 += s.d2;
     b2 += s.b2;
-  });
+  }, blocks);
   if (!Number.isFinite(d2)) throw new InputError(`tensor ${JSON.stringify(name)} differs from the base by a non-finite amount (NaN or Inf weights)`, ft.dir);
   if (d2 === 0) return undefined;
   const frobenius = Math.sqrt(d2);
