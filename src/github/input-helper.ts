@@ -103,6 +103,12 @@ export function getSettings(opts: { env?: NodeJS.ProcessEnv; workspace: string; 
     throw new InputError(`config file '${relative(opts.workspace, configPath)}' is a symlink to outside the workspace; refusing to read it`, "input 'config'");
   }
 
+  // the workspace is the pull request's checkout: a committed symlink there must not redirect our writes
+  const outputDir = resolve(opts.workspace, get("output-dir") || DEFAULT_OUTPUT_DIR);
+  if (linksOutside(outputDir, opts.workspace)) {
+    throw new InputError(`'${relative(opts.workspace, outputDir)}' is a symlink to outside the workspace; refusing to write the report there`, "input 'output-dir'");
+  }
+
   const backend = oneOf("backend", get("backend") || "embedded", BACKENDS);
   const inferenceUrl = get("inference-url") || undefined;
   if (inferenceUrl !== undefined) {
@@ -136,7 +142,7 @@ export function getSettings(opts: { env?: NodeJS.ProcessEnv; workspace: string; 
     failOn: failOnRaw ? oneOf("fail-on", failOnRaw, FAIL_ON) : undefined,
     comment: parseBoolean("comment", get("comment"), true),
     checkName,
-    outputDir: resolve(opts.workspace, get("output-dir") || DEFAULT_OUTPUT_DIR),
+    outputDir,
     githubToken: get("github-token"),
   };
   if (settings.githubToken) core.setSecret(settings.githubToken);

@@ -6,7 +6,8 @@
  */
 import * as core from "@actions/core";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { mkdir, rename, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { describeError, InputError } from "../errors";
 import type { Conclusion } from "../report/types";
@@ -69,10 +70,20 @@ export const FORK_HELP = [
   "own write token — without checking out or running the fork's code. See docs/action.md, 'Fork pull requests'.",
 ].join("\n");
 
+/**
+ * Write via a fresh temp file and rename. The temp name is random and opened with O_EXCL ("wx"):
+ * the output folder sits in the pull request's checkout, where a predictable name could be a
+ * committed symlink that a plain write would follow out of the workspace.
+ */
 async function writeAtomic(path: string, content: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, content);
-  await rename(tmp, path);
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
+  await writeFile(tmp, content, { flag: "wx" });
+  try {
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
 }
 
 function slug(rel: string, taken: Set<string>): string {
@@ -288,7 +299,7 @@ async function auditOne(
     return { subject, base, outDir, conclusion, report, error: report.error };
   } catch (err) {
     const message = describeError(err);
-    if (existsSync(outDir) === false) await mkdir(outDir, { recursive: true });
+    if (existsSync(outDir) === false) await mkdir(outDir, { recursive: true }).catch(() => undefined);
     core.error(`${subject.rel}: ${message}`, { file: subject.configFile, startLine: 1 });
     return { subject, base, outDir, conclusion: "neutral", error: message };
   }

@@ -4,7 +4,7 @@
  * the PR comment; one pointing at /dev/zero would fill memory. runAction in-process with the
  * real Octokit client against the local GitHub-like server (test/github/fake-github.ts).
  */
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -87,5 +87,34 @@ describe("symlinks out of the workspace", () => {
     // a path the workflow itself gives outside the workspace is the author's choice, not a PR's link
     expect(linksOutside(join(outside, "secret.txt"), ws)).toBe(false);
     expect(linksOutside(join(ws, ".github", "delta-audit.yml"), ws)).toBe(true);
+  });
+
+  it("an output-dir that is a committed symlink out of the workspace is refused", () => {
+    symlinkSync(outside, join(ws, "delta-audit-report"));
+    expect(() => settings()).toThrow(/input 'output-dir': 'delta-audit-report' is a symlink to outside the workspace/);
+  });
+
+  it("committed symlinks named like the Action's output files are replaced, never written through", async () => {
+    gh = await startFakeGitHub();
+    const a = join(ws, "adapters", "plain");
+    mkdirSync(a, { recursive: true });
+    writeFileSync(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA" }));
+    const target = join(outside, "victim.txt");
+    writeFileSync(target, "do not touch\n");
+    mkdirSync(join(ws, "delta-audit-report"));
+    for (const f of ["comment.md", "badge.json", "summary.json", "check-run.json"]) {
+      symlinkSync(target, join(ws, "delta-audit-report", f));
+      // the temp name the Action used to write through (path.tmp-<pid>) is guessable: plant it too
+      symlinkSync(target, join(ws, "delta-audit-report", `${f}.tmp-${process.pid}`));
+    }
+    const ok: ScanFn = async (opts) => {
+      mkdirSync(opts.outDir, { recursive: true });
+      throw new Error("backend down");
+    };
+    const r = await runAction(settings(), ctx(), { ...deps(), scan: ok });
+    expect(r.conclusion).toBe("neutral");
+    expect(readFileSync(target, "utf8")).toBe("do not touch\n");
+    for (const f of ["comment.md", "badge.json", "summary.json", "check-run.json"]) expect(lstatSync(join(ws, "delta-audit-report", f)).isSymbolicLink()).toBe(false);
+    expect(JSON.parse(readFileSync(join(ws, "delta-audit-report", "badge.json"), "utf8")).message).toBe("neutral");
   });
 });
