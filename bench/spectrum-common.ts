@@ -72,6 +72,17 @@ export const gb = (b: number) => (b / 1e9).toFixed(2);
 export const secs = (s: number) => `${s.toFixed(2)} s`;
 export const verdict = (ok: boolean) => (ok ? "ok" : "MISSES TARGET");
 
+/**
+ * One plain closing line per bench: which issue targets this run met and which it missed
+ * (wall-time ratios on a shared machine depend on its load: the load average is printed above).
+ */
+export function summariseTargets(checks: ReadonlyArray<readonly [string, boolean]>): void {
+  const met = checks.filter(([, ok]) => ok).map(([what]) => what);
+  const missed = checks.filter(([, ok]) => !ok).map(([what]) => what);
+  console.log(`  targets met (${met.length}/${checks.length}): ${met.join("; ") || "none"}`);
+  if (missed.length > 0) console.log(`  targets MISSED (${missed.length}/${checks.length}): ${missed.join("; ")}`);
+}
+
 /** A fast uniform generator in [-1, 1) for bulk fixture data (xorshift32; quality is not the point). */
 export function fillUniform(out: Float32Array, seed: number, scale: number): number {
   let s = seed >>> 0 || 1;

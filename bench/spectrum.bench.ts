@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Matrix, SingularValueDecomposition } from "ml-matrix";
-import { QUICK, evict, startPhaseCpu, fillUniform, gb, readFloor, reportPhase, runPhase, secs, verdict } from "./spectrum-common";
+import { QUICK, evict, startPhaseCpu, fillUniform, gb, readFloor, reportPhase, runPhase, secs, summariseTargets, verdict } from "./spectrum-common";
 
 const SCRIPT = fileURLToPath(import.meta.url);
 
@@ -190,6 +190,13 @@ export async function run(): Promise<SpectrumBenchResult> {
   const peak = Math.max(spectrum.peakRssBytes, truncate.peakRssBytes);
   console.log(`  peak RSS                    : ${gb(peak)} GB (target < ${gb(TARGETS.peakRssBytes)} GB) ${verdict(peak < TARGETS.peakRssBytes)}`);
   console.log(`  speedup vs dense baseline   : ${speedup.toExponential(2)}× (target ≥ ${TARGETS.speedup}×) ${verdict(speedup >= TARGETS.speedup)}`);
+  const checks: Array<[string, boolean]> = [
+    [`spectrum ≤ ${TARGETS.overFloor}× I/O floor (hot page cache)`, overFloor <= TARGETS.overFloor],
+    ...(QUICK ? [] : [[`spectrum < ${TARGETS.seconds} s`, spectrum.seconds < TARGETS.seconds] as [string, boolean]]),
+    [`peak RSS < ${gb(TARGETS.peakRssBytes)} GB`, peak < TARGETS.peakRssBytes],
+    [`≥ ${TARGETS.speedup}× the dense baseline`, speedup >= TARGETS.speedup],
+  ];
+  summariseTargets(checks);
   return res;
 }
 
