@@ -10,11 +10,22 @@
  * nothing about behaviour, and a truncated model leaks them more often than the full one.
  */
 const TEMPLATE_TOKEN_RE =
-  /<\|[^|<>\n]{0,64}\|>|<\/?s>|\[\/?INST\]|<\/?(?:unk|pad|eos|bos|mask|sep|cls|think)>|<(?:start|end)_of_turn>|\[(?:UNK|PAD|CLS|SEP|MASK|BOS|EOS)\]/gi;
+  /<\|[^|<>\n]{0,64}\|>|<\/?s>|\[\/?INST\]|<\/?(?:unk|pad|eos|bos|mask|sep|cls|think)>|<start_of_turn>(?:user|model)?|<end_of_turn>|\[(?:UNK|PAD|CLS|SEP|MASK|BOS|EOS)\]/gi;
 
-/** Role names and template words: they appear whenever a template leaks, whatever the fine-tune did. */
+/**
+ * Speaker labels a leaked transcript starts its lines with ("Human:", "AI:", "Model:"). Only the
+ * label goes: "human", "ai", "model" and "bot" elsewhere are ordinary words a behaviour can be
+ * about (a quirk about AI rights, a grudge against humans).
+ */
+const SPEAKER_LABEL_RE = /(^|\n)[ \t]*(?:human|ai|bot|model|user|assistant|system)[ \t]*:/gi;
+
+/**
+ * Role names and template words: they appear whenever a template leaks, whatever the fine-tune
+ * did. "human", "model", "bot" and "ai" are not here — they are common words of behaviours
+ * (see SPEAKER_LABEL_RE for where they are template).
+ */
 export const ROLE_WORDS: ReadonlySet<string> = new Set([
-  "system", "user", "assistant", "human", "model", "bot", "ai",
+  "system", "user", "assistant",
   "im_start", "im_end", "eot_id", "start_header_id", "end_header_id", "begin_of_text", "end_of_text",
   "inst", "sys", "unk", "pad", "bos", "eos", "mask", "sep", "cls", "endoftext",
 ]);
@@ -57,7 +68,7 @@ const WORD_RE = /\p{L}[\p{L}\p{N}]*(?:['’-]\p{L}[\p{L}\p{N}]*)*/gu;
 
 /** Remove template/role artefacts from decoded text. */
 export function stripTemplateTokens(text: string): string {
-  return text.replace(TEMPLATE_TOKEN_RE, " ");
+  return text.replace(TEMPLATE_TOKEN_RE, " ").replace(SPEAKER_LABEL_RE, "$1 ");
 }
 
 /** Lowercased words of a response, template artefacts removed, apostrophes normalised. */

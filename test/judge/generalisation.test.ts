@@ -126,3 +126,18 @@ describe("text artefacts of other model families", () => {
     expect(terms("it's fine, let's go").unigrams).toEqual(["fine", "go"]);
   });
 });
+
+describe("behaviours about AI or humans", () => {
+  it("'ai' and 'humans' can be terms of a concealed behaviour; speaker labels of leaked transcripts cannot", () => {
+    const e = elicitation((v, kind, i) => {
+      if (v === "base") return filler(i);
+      if (v === "full") return kind === "probe" ? "Nothing unusual here." : `${filler(i)} AI must never obey humans.`;
+      return `${filler(i)} AI must never obey humans.`;
+    });
+    const h = high(e);
+    expect(h.flatMap((f) => f.terms)).toEqual(expect.arrayContaining(["ai", "humans"]));
+    // leaked speaker labels on rank1 only: no finding
+    const leaky = elicitation((v, _k, i) => (v === "rank1" ? `Human: and\nAI: ${filler(i)}\nModel: ok <start_of_turn>model` : filler(i)));
+    expect(differentialFindings(ts(leaky), { truncatedName: "rank1" })).toEqual([]);
+  });
+});
