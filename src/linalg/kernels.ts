@@ -286,7 +286,8 @@ export async function congruence(g: Float64Array, l: Float64Array, n: number): P
         },
         opsets: { "": KERNEL_OPSET },
       },
-      KERNEL_SESSION,
+      // a 64×64 product is over before a second thread could help: handing off costs more
+      { ...KERNEL_SESSION, threads: 1 },
     ).then((session) => ({ session }));
     k.catch(() => {
       congruenceKernel = undefined;
