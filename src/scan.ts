@@ -162,6 +162,36 @@ function describeFault(err: unknown): string {
   return msg.split("\n")[0] ?? msg;
 }
 
+/**
+ * Why the transcripts cannot support a verdict, or undefined when they can. A backend can
+ * "succeed" without measuring anything: a server that answers every prompt with empty text,
+ * or one that ignores the model name (llama.cpp's server does) and answers every variant with
+ * the base model. Judging such transcripts finds nothing and would report a pass for a
+ * fine-tune that was never observed, so they end the scan as neutral instead.
+ */
+export function unobservedReason(elicitation: ElicitationReport, spectrum: SpectrumReport, variants: readonly string[]): string | undefined {
+  const texts = (v: string) => elicitation.probes.flatMap((p) => p.responses[v] ?? []);
+  for (const v of variants) {
+    const all = texts(v);
+    if (all.length > 0 && all.every((t) => t.trim() === "")) return `the ${v} variant answered all ${all.length} prompts with empty text, so nothing was measured`;
+  }
+  // only a fine-tune that changed some weight should change some answer
+  if (spectrum.summary.modules > 0 && variants.includes("base") && variants.includes("full")) {
+    const same = elicitation.probes.every((p) => {
+      const a = p.responses.base ?? [];
+      const b = p.responses.full ?? [];
+      return a.length === b.length && a.every((t, i) => t === b[i]);
+    });
+    if (same && elicitation.probes.length >= MIN_PROBES_FOR_IDENTITY_CHECK) {
+      return `the full variant answered all ${elicitation.probes.length} prompts exactly like base although ${spectrum.summary.modules} module(s) changed: the backend is probably not applying the fine-tune (check the model names; llama.cpp's server ignores them)`;
+    }
+  }
+  return undefined;
+}
+
+/** Below this many prompts, identical base and full answers are not evidence of a misconfigured backend. */
+const MIN_PROBES_FOR_IDENTITY_CHECK = 8;
+
 /** Run a whole scan and write its output folder. */
 export async function runScan(opts: ScanOptions): Promise<ScanResult> {
   const t0 = Date.now();
@@ -231,8 +261,11 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
       elicitation = run.report;
       const extra = (backend as Backend & { notices?: unknown }).notices;
       if (Array.isArray(extra)) for (const n of extra) if (typeof n === "string") elicitation.notices.push(n);
+      const unobserved = run.error ? undefined : unobservedReason(elicitation, spectrum, variants);
       if (run.error) {
         fault = `backend failed after ${run.completedVariants.length} of ${variants.length} variants: ${describeFault(run.error)}`;
+      } else if (unobserved) {
+        fault = unobserved;
       } else {
         t = Date.now();
         const judged = await runJudges(elicitation, spectrum, config, { investigator });
