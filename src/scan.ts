@@ -261,6 +261,10 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
       elicitation = run.report;
       const extra = (backend as Backend & { notices?: unknown }).notices;
       if (Array.isArray(extra)) for (const n of extra) if (typeof n === "string") elicitation.notices.push(n);
+      const maxRank = Math.max(0, ...spectrum.modules.map((m) => m.rank));
+      if (kind === "lora" && maxRank > 0 && config.rank >= maxRank) {
+        elicitation.notices.push(`rank ${config.rank} is not below the fine-tune's rank (${maxRank}): the truncated variant equals the full fine-tune, so it cannot strip concealment; use a smaller --rank (1 is the method's default)`);
+      }
       const unobserved = run.error ? undefined : unobservedReason(elicitation, spectrum, variants);
       if (run.error) {
         fault = `backend failed after ${run.completedVariants.length} of ${variants.length} variants: ${describeFault(run.error)}`;

@@ -5,7 +5,7 @@
  * for the pickle: opening it would block, so a pass proves it was not read).
  */
 import { execFileSync } from "node:child_process";
-import { cp, mkdtemp, readdir, rm } from "node:fs/promises";
+import { cp, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -97,4 +97,14 @@ describe.runIf(process.platform !== "win32")("pickled weights", () => {
   function adapter(): string {
     return join(org, "adapter");
   }
+});
+
+describe("a --rank that cannot strip anything", () => {
+  it("--rank at or above the adapter's rank says in the report that the truncation is the whole fine-tune", async () => {
+    const out = join(dir, "out-rank-big");
+    const r = await cli(["scan", "--base", join(org, "base"), "--adapter", join(org, "adapter"), "--rank", "1000", "--out", out], { timeoutMs: 120_000 });
+    expect([0, 1]).toContain(r.status);
+    const report = JSON.parse(await readFile(join(out, "report.json"), "utf8"));
+    expect(report.elicitation.notices.join("\n")).toMatch(/rank 1000 is not below the fine-tune's rank \(\d+\): the truncated variant equals the full fine-tune/);
+  });
 });
