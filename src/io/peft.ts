@@ -34,6 +34,12 @@ const PEFT_DEFAULT_ALPHA = 8;
 export const MAX_LORA_SCALE = 1e6;
 /** rank_pattern / alpha_pattern keys are regexes from an untrusted file; long ones are not real module patterns. */
 const MAX_PATTERN_KEY_LENGTH = 512;
+/**
+ * Keys per rank_pattern / alpha_pattern. PEFT writes at most one per adapted module (a few
+ * thousand for the largest models); each key is a regex tried against every module, so a
+ * config with millions of them would stall the audit.
+ */
+const MAX_PATTERN_KEYS = 20_000;
 /** A quantified group that is itself quantified, e.g. `(a+)+`: the shape of catastrophic backtracking. */
 const NESTED_QUANTIFIER = /\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]/;
 /**
@@ -81,7 +87,9 @@ export class PeftPattern {
   private readonly rules: Array<{ key: string; re: RegExp; value: number }> = [];
 
   constructor(pattern: Record<string, number>, where: string) {
-    for (const [key, value] of Object.entries(pattern)) {
+    const entries = Object.entries(pattern);
+    if (entries.length > MAX_PATTERN_KEYS) throw new InputError(`has ${entries.length} keys, more than the ${MAX_PATTERN_KEYS} any real adapter needs (one per module at most)`, where);
+    for (const [key, value] of entries) {
       if (key.length > MAX_PATTERN_KEY_LENGTH) throw new InputError(`key longer than ${MAX_PATTERN_KEY_LENGTH} characters`, where);
       if (NESTED_QUANTIFIER.test(key)) throw new InputError(`key ${JSON.stringify(key)} has nested quantifiers (refused: catastrophic regex backtracking)`, where);
       let re: RegExp;
