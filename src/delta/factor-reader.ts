@@ -74,10 +74,9 @@ export class PooledFactorReader {
     private readonly path: string,
     private readonly fh: FileHandle,
     private readonly locations: Map<string, FactorLocation>,
-    private readonly bufferBytes: number,
-    buffers: number,
+    pool: ArrayBuffer[],
   ) {
-    for (let i = 0; i < buffers; i++) this.free.push(new ArrayBuffer(bufferBytes));
+    this.free.push(...pool);
   }
 
   /**
@@ -122,8 +121,16 @@ export class PooledFactorReader {
         const need = inPlace ? end - start : decoded + (joined ? end - start : Math.max(k.A.byteLength, k.B.byteLength));
         largest = Math.max(largest, need);
       }
+      let pool: ArrayBuffer[];
+      try {
+        pool = Array.from({ length: Math.max(1, buffers) }, () => new ArrayBuffer(largest));
+      } catch (err) {
+        // a module too large to hold: readModule reports that with io's clear message
+        if (err instanceof RangeError) return undefined;
+        throw err;
+      }
       const fh = await open(path, "r");
-      return new PooledFactorReader(adapter, path, fh, locations, largest, Math.max(1, buffers));
+      return new PooledFactorReader(adapter, path, fh, locations, pool);
     } finally {
       await file.close();
     }
