@@ -8,6 +8,7 @@ import { linearModuleNames } from "../io/checkpoint";
 import { writeAdapter, type LoraModuleLayout } from "../io/peft";
 import type { AdapterConfig, Checkpoint, DType, LoraAdapter, LoraModule } from "../io/types";
 import { factoredSvdSync, factoredTruncation, topVectorsSync, type TopVectors } from "../linalg/factored-svd";
+import { TensorBlockReader } from "./block-reader";
 import { denseDelta, denseTopK, mapAdapterModules, type ProgressFn } from "./spectrum";
 import { progress } from "../progress";
 
@@ -101,29 +102,37 @@ export async function* lowRankFromFull(base: Checkpoint, finetuned: Checkpoint, 
   if (names.length === 0) throw new InputError("has no linear modules under model.layers.N (is it a decoder checkpoint?)", finetuned.dir);
   const p = bar("truncate", names.length, opts);
   let done = 0;
-  for (const name of names) {
-    const bInfo = base.info(`${name}.weight`);
-    const fInfo = finetuned.info(`${name}.weight`)!;
-    if (!bInfo || bInfo.shape.join("x") !== fInfo.shape.join("x")) {
-      throw new InputError(`module ${name}: the base ${base.dir} has ${bInfo ? `shape ${JSON.stringify(bInfo.shape)}` : "no such weight"}, the fine-tune ${JSON.stringify(fInfo.shape)}`, finetuned.dir);
+  // pooled block reads and one reused ΔW buffer, as in fullSpectrum (nothing yielded aliases them)
+  const blocks = TensorBlockReader.open([base, finetuned], 4);
+  let deltaBuffer: Float32Array | undefined;
+  try {
+    for (const name of names) {
+      const bInfo = base.info(`${name}.weight`);
+      const fInfo = finetuned.info(`${name}.weight`)!;
+      if (!bInfo || bInfo.shape.join("x") !== fInfo.shape.join("x")) {
+        throw new InputError(`module ${name}: the base ${base.dir} has ${bInfo ? `shape ${JSON.stringify(bInfo.shape)}` : "no such weight"}, the fine-tune ${JSON.stringify(fInfo.shape)}`, finetuned.dir);
+      }
+      const { delta, rows, cols, frobenius } = await denseDelta(base, finetuned, name, { blocks, into: deltaBuffer });
+      if (!deltaBuffer || delta.buffer !== deltaBuffer.buffer) deltaBuffer = delta;
+      const kk = Math.min(k, rows, cols);
+      const top = await denseTopK(delta, rows, cols, frobenius, kk);
+      if (!top.converged) {
+        const msg = `${name}: top-${kk} iteration stopped after ${top.iterations} iterations with residual ${top.residual.toExponential(1)}·σ₁`;
+        (opts.onWarning ?? ((m: string) => process.stderr.write(`warning: ${m}\n`)))(msg);
+      }
+      // U [rows, kk]·√σ → B; (V [cols, kk]·√σ)ᵀ → A
+      const U = new Float32Array(rows * kk);
+      const Vt = new Float32Array(kk * cols);
+      for (let j = 0; j < kk; j++) {
+        const w = Math.sqrt(top.sigma[j]!);
+        for (let i = 0; i < rows; i++) U[i * kk + j] = top.U[i * kk + j]! * w;
+        for (let i = 0; i < cols; i++) Vt[j * cols + i] = top.V[i * kk + j]! * w;
+      }
+      yield toModule({ name, outFeatures: rows, inFeatures: cols }, k, { k: kk, U, Vt });
+      p.tick(++done, name);
     }
-    const { delta, rows, cols, frobenius } = await denseDelta(base, finetuned, name);
-    const kk = Math.min(k, rows, cols);
-    const top = await denseTopK(delta, rows, cols, frobenius, kk);
-    if (!top.converged) {
-      const msg = `${name}: top-${kk} iteration stopped after ${top.iterations} iterations with residual ${top.residual.toExponential(1)}·σ₁`;
-      (opts.onWarning ?? ((m: string) => process.stderr.write(`warning: ${m}\n`)))(msg);
-    }
-    // U [rows, kk]·√σ → B; (V [cols, kk]·√σ)ᵀ → A
-    const U = new Float32Array(rows * kk);
-    const Vt = new Float32Array(kk * cols);
-    for (let j = 0; j < kk; j++) {
-      const w = Math.sqrt(top.sigma[j]!);
-      for (let i = 0; i < rows; i++) U[i * kk + j] = top.U[i * kk + j]! * w;
-      for (let i = 0; i < cols; i++) Vt[j * cols + i] = top.V[i * kk + j]! * w;
-    }
-    yield toModule({ name, outFeatures: rows, inFeatures: cols }, k, { k: kk, U, Vt });
-    p.tick(++done, name);
+  } finally {
+    await blocks?.close();
   }
   p.done();
 }
