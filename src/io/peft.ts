@@ -191,6 +191,77 @@ export function parseAdapterConfig(raw: unknown, path: string): AdapterConfig {
   };
 }
 
+/** PEFT's default `layers_pattern` candidates (tuners_utils COMMON_LAYERS_PATTERN). */
+const COMMON_LAYERS_PATTERN = ["layers", "h", "block", "blocks", "layer"];
+
+function compileLinear(source: string, where: string): RegExp {
+  try {
+    return LINEAR_REGEXP_FLAG ? new RegExp(source, LINEAR_REGEXP_FLAG) : new RegExp(source);
+  } catch {
+    throw new InputError(`${JSON.stringify(source)} is not a regular expression delta-audit can match in linear time`, where);
+  }
+}
+
+/**
+ * Which modules PEFT would actually adapt when it loads this config
+ * (tuners_utils.check_target_module_exists): `target_modules` as a full-match regex (string)
+ * or as names matched on a `.` boundary (list), minus `exclude_modules`, limited to
+ * `layers_to_transform`. Factors for any other module are ignored by PEFT at load time.
+ */
+export class TargetSelector {
+  private readonly target: ((m: string) => boolean) | undefined;
+  private readonly exclude: ((m: string) => boolean) | undefined;
+  private readonly layers: Set<number> | undefined;
+  private readonly layersPattern: string[];
+
+  constructor(config: AdapterConfig, where: string) {
+    this.target = TargetSelector.matcher(config.target_modules, `${where} target_modules`, true);
+    this.exclude = TargetSelector.matcher(config.exclude_modules, `${where} exclude_modules`, false);
+    const ltt = config.layers_to_transform;
+    if (ltt === undefined || ltt === null) this.layers = undefined;
+    else if (Number.isInteger(ltt)) this.layers = new Set([ltt as number]);
+    else if (Array.isArray(ltt) && ltt.every((x) => Number.isInteger(x))) this.layers = new Set(ltt as number[]);
+    else throw new InputError("layers_to_transform must be an integer, a list of integers or null", where);
+    const lp = config.layers_pattern;
+    if (lp === undefined || lp === null) this.layersPattern = COMMON_LAYERS_PATTERN;
+    else if (typeof lp === "string") this.layersPattern = [lp];
+    else if (Array.isArray(lp) && lp.every((x) => typeof x === "string")) this.layersPattern = lp as string[];
+    else throw new InputError("layers_pattern must be a string, a list of strings or null", where);
+  }
+
+  private static matcher(v: unknown, where: string, isTarget: boolean): ((m: string) => boolean) | undefined {
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === "string") {
+      if (isTarget && v === "all-linear") return undefined; // every linear layer but the output head
+      const re = compileLinear(`^(?:${v})$`, where);
+      return (m) => re.test(m);
+    }
+    if (Array.isArray(v) && v.every((x) => typeof x === "string")) {
+      const names = new Set(v as string[]);
+      return (m) => names.has(m) || [...names].some((t) => m.endsWith(`.${t}`));
+    }
+    throw new InputError("must be a string, a list of strings or null", where);
+  }
+
+  /** Whether PEFT would load a LoRA layer for `module` (its name without `base_model.model.`). */
+  adapts(module: string): boolean {
+    if (this.target && !this.target(module)) return false;
+    if (this.exclude && this.exclude(module)) return false;
+    if (this.layers) {
+      let index: number | undefined;
+      for (const p of this.layersPattern) {
+        const m = new RegExp(`(?:^|\\.)${p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.(\\d+)\\.`).exec(`${module}.`);
+        if (m) {
+          index = Number(m[1]);
+          break;
+        }
+      }
+      if (index === undefined || !this.layers.has(index)) return false;
+    }
+    return true;
+  }
+}
+
 /** PEFT's scaling for one module: alpha / r, or alpha / √r with rsLoRA. */
 export function loraScale(alpha: number, rank: number, useRslora: boolean): number {
   return useRslora ? alpha / Math.sqrt(rank) : alpha / rank;
@@ -329,6 +400,15 @@ function indexModules(file: SafetensorsFile, config: AdapterConfig, configPath: 
   }
   if (pairs.size === 0) throw new InputError("holds no LoRA factors", path);
 
+  // factors PEFT would not load are not part of the deployed model; auditing them (in the
+  // spectrum, or in the embedded `full` variant) would audit a different model, and a fine-tune
+  // could use such inert factors to hide its real update from the audit
+  const selector = new TargetSelector(config, configPath);
+  for (const module of pairs.keys()) {
+    if (!selector.adapts(module)) {
+      throw new InputError(`holds LoRA factors for ${module}, which target_modules / exclude_modules / layers_to_transform leave out: PEFT would ignore them when loading, so the file does not describe the model that would be deployed`, path);
+    }
+  }
   const rankPattern = new PeftPattern(config.rank_pattern, `${configPath} rank_pattern`);
   const alphaPattern = new PeftPattern(config.alpha_pattern, `${configPath} alpha_pattern`);
   const modules = new Map<string, ModuleEntry>();

@@ -118,6 +118,8 @@ describe("openAdapter: scale", () => {
         ...BASE_CONFIG,
         r: 4,
         lora_alpha: 8,
+        // PEFT loads only targeted modules: down_proj must be listed for its factors to count
+        target_modules: ["q_proj", "v_proj", "down_proj"],
         // "layers.1.self_attn.v_proj" must not catch layers.11; "proj" must not catch "*_proj"
         rank_pattern: { q_proj: 2, "layers.1.self_attn.v_proj": 3, proj: 7 },
         alpha_pattern: { "^model.layers.0.self_attn.q_proj": 6, q_proj: 10, "mlp\\.down_proj": 1 },

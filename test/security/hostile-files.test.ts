@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateOrganism } from "../../src/organisms/index";
-import { PeftPattern } from "../../src/io/peft";
+import { PeftPattern, TargetSelector, parseAdapterConfig } from "../../src/io/peft";
 import { readTextFile, readTextFileSync } from "../../src/io/read-text";
 import { buildCli, cli, oneLineError } from "./helpers";
 
@@ -170,5 +170,62 @@ describe("numbers that lie", () => {
     await writeFile(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: ["q_proj"] }));
     const ok = await cli(["spectrum", "--adapter", a, "--json", join(dir, "alpha-ok.json")]);
     expect(ok.status).toBe(0);
+  });
+});
+
+describe("factors PEFT would never load", () => {
+  /** Two LoRA pairs in one file: a targeted q_proj and an o_proj that the config leaves out. */
+  function twoModules(): Buffer {
+    const mods = ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.o_proj"];
+    const tensors: Array<[string, number[], Float32Array]> = [];
+    for (const m of mods) {
+      tensors.push([`base_model.model.${m}.lora_A.weight`, [2, 8], new Float32Array(16).fill(0.5)]);
+      tensors.push([`base_model.model.${m}.lora_B.weight`, [8, 2], new Float32Array(16).fill(0.5)]);
+    }
+    let off = 0;
+    const header: Record<string, unknown> = {};
+    for (const [k, shape, d] of tensors) {
+      header[k] = { dtype: "F32", shape, data_offsets: [off, off + d.byteLength] };
+      off += d.byteLength;
+    }
+    let h = Buffer.from(JSON.stringify(header));
+    h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    return Buffer.concat([len, h, ...tensors.map(([, , d]) => Buffer.from(d.buffer))]);
+  }
+
+  it("an adapter carrying factors outside target_modules is refused: the audit would measure a different model than PEFT deploys", async () => {
+    const a = join(dir, "inert");
+    await mkdir(a);
+    await writeFile(join(a, "adapter_model.safetensors"), twoModules());
+    for (const [cfg, ok] of [
+      [{ target_modules: ["q_proj"] }, false],
+      [{ target_modules: ["q_proj", "o_proj"], layers_to_transform: [0] }, false],
+      [{ target_modules: ["q_proj", "o_proj"], exclude_modules: ["o_proj"] }, false],
+      [{ target_modules: ["q_proj", "o_proj"] }, true],
+      [{ target_modules: ".*\\.(q_proj|o_proj)" }, true],
+      [{ target_modules: "all-linear" }, true],
+      [{ target_modules: ["q_proj", "o_proj"], layers_to_transform: [0, 1] }, true],
+    ] as const) {
+      await writeFile(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 2, ...cfg }));
+      const r = await cli(["spectrum", "--adapter", a]);
+      if (ok) expect(r.status, JSON.stringify(cfg) + r.stderr).toBe(0);
+      else {
+        expect(r.status, JSON.stringify(cfg)).toBe(2);
+        expect(oneLineError(r.stderr)).toMatch(/holds LoRA factors for model\.layers\.\d\.self_attn\.(o|q)_proj, which target_modules .* leave out: PEFT would ignore them/);
+      }
+    }
+  });
+
+  it("TargetSelector follows PEFT's matching: suffix on a '.' boundary for lists, full match for a string", () => {
+    const sel = (c: Record<string, unknown>) => new TargetSelector(parseAdapterConfig({ peft_type: "LORA", ...c }, "cfg"), "cfg");
+    expect(sel({ target_modules: ["q_proj"] }).adapts("model.layers.3.self_attn.q_proj")).toBe(true);
+    expect(sel({ target_modules: ["q_proj"] }).adapts("model.layers.3.self_attn.xq_proj")).toBe(false);
+    expect(sel({ target_modules: "q_proj" }).adapts("model.layers.3.self_attn.q_proj")).toBe(false); // a string must match the whole name
+    expect(sel({ target_modules: ".*q_proj" }).adapts("model.layers.3.self_attn.q_proj")).toBe(true);
+    expect(sel({ target_modules: ["q_proj"], layers_to_transform: 3 }).adapts("model.layers.3.self_attn.q_proj")).toBe(true);
+    expect(sel({ target_modules: ["q_proj"], layers_to_transform: 3 }).adapts("model.layers.13.self_attn.q_proj")).toBe(false);
+    expect(sel({ target_modules: null }).adapts("anything")).toBe(true);
   });
 });
