@@ -35,6 +35,12 @@ export const MAX_LORA_SCALE = 1e6;
 /** rank_pattern / alpha_pattern keys are regexes from an untrusted file; long ones are not real module patterns. */
 const MAX_PATTERN_KEY_LENGTH = 512;
 /**
+ * Elements of one LoRA factor. Each factor is read into memory whole, and a sparse file can
+ * claim any size; the largest real factors (r = 2048 on a 53,248-wide MLP) are ~1.1e8, so
+ * 2^28 (1 GiB as float32) leaves room while keeping one allocation bounded.
+ */
+export const MAX_FACTOR_ELEMENTS = 2 ** 28;
+/**
  * Keys per rank_pattern / alpha_pattern. PEFT writes at most one per adapted module (a few
  * thousand for the largest models); each key is a regex tried against every module, so a
  * config with millions of them would stall the audit.
@@ -424,6 +430,11 @@ function indexModules(file: SafetensorsFile, config: AdapterConfig, configPath: 
       throw new InputError(`module ${module}: lora_A ${JSON.stringify(a.shape)} and lora_B ${JSON.stringify(b.shape)} disagree on the rank (A is [r, in], B is [out, r])`, path);
     }
     if (rA === 0 || inF === 0 || outF === 0) throw new InputError(`module ${module}: empty factor shapes ${JSON.stringify(a.shape)} / ${JSON.stringify(b.shape)}`, path);
+    for (const [key, n] of [[p.A, rA * inF], [p.B, outF * rB]] as const) {
+      if (n > MAX_FACTOR_ELEMENTS) {
+        throw new InputError(`tensor ${JSON.stringify(key)} has ${n} elements, over the ${MAX_FACTOR_ELEMENTS} a LoRA factor can have here (it is read whole; no real adapter's factor is this large)`, path);
+      }
+    }
     const rank = rankPattern.resolve(module) ?? config.r;
     if (rank !== rA) {
       throw new InputError(`module ${module}: config gives r = ${rank} but the factors have rank ${rA} (check r / rank_pattern)`, configPath);

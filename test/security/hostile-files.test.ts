@@ -4,7 +4,7 @@
  * quickly with exit 2 and one line naming the file — never hang, never quote a secret.
  */
 import { execFileSync } from "node:child_process";
-import { cp, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, open, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -227,5 +227,28 @@ describe("factors PEFT would never load", () => {
     expect(sel({ target_modules: ["q_proj"], layers_to_transform: 3 }).adapts("model.layers.3.self_attn.q_proj")).toBe(true);
     expect(sel({ target_modules: ["q_proj"], layers_to_transform: 3 }).adapts("model.layers.13.self_attn.q_proj")).toBe(false);
     expect(sel({ target_modules: null }).adapts("anything")).toBe(true);
+  });
+});
+
+describe("sizes that lie", () => {
+  it("a sparse file claiming a 4 GiB factor is refused from its header, without allocating it", async () => {
+    const a = join(dir, "sparse");
+    await mkdir(a);
+    const m = "base_model.model.model.layers.0.self_attn.q_proj";
+    const inF = 2 ** 29;
+    const aBytes = 2 * inF * 4;
+    const bBytes = 8 * 2 * 4;
+    let h = Buffer.from(JSON.stringify({ [`${m}.lora_A.weight`]: { dtype: "F32", shape: [2, inF], data_offsets: [0, aBytes] }, [`${m}.lora_B.weight`]: { dtype: "F32", shape: [8, 2], data_offsets: [aBytes, aBytes + bBytes] } }));
+    h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    const fh = await open(join(a, "adapter_model.safetensors"), "w");
+    await fh.write(Buffer.concat([len, h]));
+    await fh.truncate(8 + h.length + aBytes + bBytes); // 4 GiB on paper, a few bytes on disk
+    await fh.close();
+    await writeFile(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 2, target_modules: ["q_proj"] }));
+    const r = await cli(["spectrum", "--adapter", a], { timeoutMs: 20_000 });
+    expect(r.status).toBe(2);
+    expect(oneLineError(r.stderr)).toMatch(/lora_A\.weight" has 1073741824 elements, over the 268435456/);
   });
 });
