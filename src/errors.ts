@@ -34,8 +34,21 @@ export function exitCodeOf(err: unknown): number {
   return EXIT.fault;
 }
 
+/**
+ * Control characters (ANSI escapes, carriage returns), bidi overrides and Unicode tag
+ * characters. Messages quote names from untrusted files (tensor names, folder names); on a
+ * terminal or in a CI log these could rewrite the line or start a new one (a GitHub workflow
+ * command such as `::error::` must begin a line).
+ */
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufeff]|[\u{e0000}-\u{e007f}]/gu;
+
+/** `s` as one printable line: every control, bidi or tag character becomes a space. */
+export function oneLine(s: string): string {
+  return s.replace(UNPRINTABLE, " ");
+}
+
 /** One line, for stderr: no stack for input errors. */
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return err.message.split("\n")[0] ?? String(err);
-  return String(err);
+  if (err instanceof Error) return oneLine(err.message.split("\n")[0] ?? String(err));
+  return oneLine(String(err));
 }

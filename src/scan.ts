@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { BackendError, EXIT, InputError } from "./errors";
+import { BackendError, EXIT, InputError, oneLine } from "./errors";
 import { log } from "./progress";
 import { checkOutputDir, writeDirAtomic } from "./io/atomic";
 import { openCheckpoint } from "./io/checkpoint";
@@ -288,7 +288,7 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
       // still report what the spectrum says (warnings), never a pass
       findings = (await runJudges(undefined, spectrum, config)).findings;
       // not log(): a fault is an outcome, not progress, and must show even with DELTA_AUDIT_QUIET
-      process.stderr.write(`delta-audit: ${fault}\n`);
+      process.stderr.write(`delta-audit: ${oneLine(fault ?? "")}\n`);
     }
     timings.total = seconds(t0);
     const verdict = decideVerdict(findings, config.failOn, completed, fault);

@@ -9,7 +9,7 @@
  */
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
-import { EXIT, InputError } from "../errors";
+import { EXIT, InputError, oneLine } from "../errors";
 import { log } from "../progress";
 import { generateOrganism, type OrganismKind } from "../organisms/index";
 import { checkOutputDir } from "../io/atomic";
@@ -38,10 +38,10 @@ function describeResult(c: DemoCase, r: ScanResult, planted: string[]): string {
   const lines = [
     `${c.label}`,
     `  verdict:     ${got.toUpperCase()} (expected ${c.expected})${got === c.expected ? "" : "  <-- unexpected"}`,
-    `  top finding: ${top ? `[${top.severity}] ${top.title.replace(/\s+/g, " ").slice(0, 160)} (confidence ${top.confidence.toFixed(2)})` : "none"}`,
+    `  top finding: ${top ? `[${top.severity}] ${oneLine(top.title).replace(/\s+/g, " ").slice(0, 160)} (confidence ${top.confidence.toFixed(2)})` : "none"}`,
   ];
   if (planted.length > 0) lines.push(`  planted:     ${planted.join(", ")} (from organism.json, which the scan never reads)`);
-  if (rep.error) lines.push(`  stopped early: ${rep.error}`);
+  if (rep.error) lines.push(`  stopped early: ${oneLine(rep.error)}`);
   lines.push(`  report:      ${join(r.outDir, REPORT_FILES.markdown)}`, `               ${join(r.outDir, REPORT_FILES.json)}`);
   return lines.join("\n");
 }

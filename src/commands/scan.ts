@@ -7,7 +7,7 @@
  */
 import type { Command } from "commander";
 import { join } from "node:path";
-import { InputError } from "../errors";
+import { InputError, oneLine } from "../errors";
 import { runScan, type ScanResult } from "../scan";
 import { REPORT_FILES } from "../report/build";
 import type { BackendType, Device, FailOn } from "../policy/config";
@@ -48,9 +48,10 @@ export function summarise(result: ScanResult): string {
   const r = result.report;
   const top = r.findings[0];
   const lines = [`verdict: ${r.verdict.conclusion} (fail-on ${r.verdict.failOn})`];
-  if (top) lines.push(`top finding: [${top.severity}] ${top.title.replace(/\s+/g, " ").slice(0, 200)} (confidence ${top.confidence.toFixed(2)})`);
+  // titles and errors quote model and server text: no escape sequences reach the terminal
+  if (top) lines.push(`top finding: [${top.severity}] ${oneLine(top.title).replace(/\s+/g, " ").slice(0, 200)} (confidence ${top.confidence.toFixed(2)})`);
   else lines.push("top finding: none");
-  if (r.error) lines.push(`stopped early: ${r.error}`);
+  if (r.error) lines.push(`stopped early: ${oneLine(r.error)}`);
   lines.push(`report: ${join(result.outDir, REPORT_FILES.markdown)}`, `json:   ${join(result.outDir, REPORT_FILES.json)}`);
   return `${lines.join("\n")}\n`;
 }

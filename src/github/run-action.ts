@@ -9,7 +9,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
-import { describeError, InputError } from "../errors";
+import { describeError, InputError, oneLine } from "../errors";
 import type { Conclusion } from "../report/types";
 import type { ActionSettings } from "./input-helper";
 import type { GitHubContext } from "./context";
@@ -179,7 +179,8 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
     const outDir = join(settings.outputDir, slug(subject.rel, taken));
     const result = await core.group(`delta-audit: ${subject.rel}`, () => auditOne(subject, outDir, settings, ctx, deps, hubCache));
     results.push(result);
-    core.info(`${subject.rel}: ${result.conclusion}${result.error ? ` (${result.error})` : ""}`);
+    // core.info writes raw lines: a folder name with a newline could start a workflow command
+    core.info(oneLine(`${subject.rel}: ${result.conclusion}${result.error ? ` (${result.error})` : ""}`));
   }
 
   // ---- publish

@@ -151,4 +151,29 @@ describe("symlinks out of the workspace", () => {
       thief.close();
     }
   });
+
+  it("a subject folder whose name carries a newline and a workflow command cannot start a log line", async () => {
+    gh = await startFakeGitHub();
+    const name = "evil\n::error title=pwned::forged annotation";
+    const a = join(ws, "adapters", name);
+    mkdirSync(a, { recursive: true });
+    writeFileSync(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA" }));
+    const written: string[] = [];
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: unknown, ...rest: unknown[]) => {
+      written.push(String(chunk));
+      return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+    }) as typeof process.stdout.write;
+    try {
+      const failing: ScanFn = async () => {
+        throw new Error("no scan here");
+      };
+      await runAction(settings(), ctx(), { ...deps(), scan: failing });
+    } finally {
+      process.stdout.write = write;
+    }
+    const lines = written.join("").split(/\r?\n/);
+    expect(lines.some((l) => l.startsWith("::error title=pwned"))).toBe(false);
+    expect(lines.some((l) => l.includes("forged annotation"))).toBe(true); // still reported, on its own (escaped) line
+  });
 });

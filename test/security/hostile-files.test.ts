@@ -252,3 +252,23 @@ describe("sizes that lie", () => {
     expect(oneLineError(r.stderr)).toMatch(/lora_A\.weight" has 1073741824 elements, over the 268435456/);
   });
 });
+
+describe("names that try to take over a terminal or a CI log", () => {
+  it("a tensor name with ANSI escapes, bidi overrides and newlines is quoted as one printable line", async () => {
+    const a = join(dir, "ansi");
+    await mkdir(a);
+    const evil = "base_model.model.x\u001b[2J\u001b]8;;http://evil\u0007\u202e\n::error::pwned.lora_C.weight";
+    let h = Buffer.from(JSON.stringify({ [evil]: { dtype: "F32", shape: [1], data_offsets: [0, 4] } }));
+    h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(h.length));
+    await writeFile(join(a, "adapter_model.safetensors"), Buffer.concat([len, h, Buffer.alloc(4)]));
+    await writeFile(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 1 }));
+    const r = await cli(["spectrum", "--adapter", a]);
+    expect(r.status).toBe(2);
+    const line = oneLineError(r.stderr);
+    expect(line).toContain("is not a LoRA factor");
+    expect(r.stderr).not.toMatch(/[\u001b\u0007\u202e]/);
+    expect(r.stderr.split("\n").some((l) => l.startsWith("::"))).toBe(false);
+  });
+});
