@@ -117,7 +117,7 @@ afterAll(async () => {
 async function scanAgainst(m: Mode, tag: string) {
   mode = m;
   const config = join(dir, `${tag}.yml`);
-  await writeFile(config, `backend:\n  type: openai\n  url: ${url}\n  timeout-seconds: 1\n  deadline-seconds: 10\n  concurrency: 2\nmax-tokens: 16\ncontrast: false\n`);
+  await writeFile(config, `backend:\n  type: openai\n  url: ${url}\n  timeout-seconds: 1\n  deadline-seconds: 3\n  concurrency: 2\nmax-tokens: 16\ncontrast: false\n`);
   const out = join(dir, `out-${tag}`);
   const r = await cli(["scan", "--base", join(org, "base"), "--adapter", join(org, "adapter"), "--config", config, "--out", out], { timeoutMs: 60_000 });
   return { r, out };
