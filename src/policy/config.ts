@@ -5,7 +5,8 @@
  * Unknown keys are errors too: a typo must not silently fall back to a default.
  */
 import { readTextFileSync } from "../io/read-text";
-import { dirname, resolve } from "node:path";
+import { existsSync, realpathSync } from "node:fs";
+import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { InputError } from "../errors";
 import type { Severity } from "../report/types";
@@ -240,9 +241,42 @@ function probeList(ctx: Ctx, v: unknown, path: string): Probe[] {
   });
 }
 
+/** Probe files are YAML or JSON; anything else named here is a mistake or a probe for secrets. */
+const PROBES_FILE_EXT = /\.(?:ya?ml|json)$/i;
+
+/** The git work tree holding `dir` (nearest ancestor with a .git entry), or `dir` itself outside one. */
+function repositoryRoot(dir: string): string {
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    if (existsSync(join(d, ".git"))) return d;
+    if (dirname(d) === d) return resolve(dir);
+  }
+}
+
+/**
+ * A probes file must be a .yml/.yaml/.json inside the repository that holds the config. In the
+ * Action the config comes from the pull request: `file: /proc/self/environ` (or a symlink to a
+ * runner secret) would otherwise be read, sent to the model as prompts and quoted back in the
+ * report and in error messages.
+ */
+function probesFilePath(ctx: Ctx, rel: string, path: string): string {
+  const file = resolve(ctx.baseDir, rel);
+  if (!PROBES_FILE_EXT.test(file)) ctx.fail(path, `expected a .yml, .yaml or .json file, got ${show(rel)}`);
+  const root = repositoryRoot(ctx.baseDir);
+  let real: string;
+  try {
+    real = realpathSync(file);
+  } catch (e) {
+    ctx.fail(path, `cannot read probes file ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  const realRoot = realpathSync(root);
+  const r = relative(realRoot, real);
+  if (r === ".." || r.startsWith(`..${sep}`) || isAbsolute(r)) ctx.fail(path, `${show(rel)} is outside ${root}, the folder (repository) holding the config; probes files must live there`);
+  return file;
+}
+
 function probesFromFile(ctx: Ctx, v: unknown, path: string): Probe[] {
   const rel = str(ctx, v, path, 4096);
-  const file = resolve(ctx.baseDir, rel);
+  const file = probesFilePath(ctx, rel, path);
   let text: string;
   try {
     text = readTextFileSync(file, MAX_CONFIG_BYTES);

@@ -3,7 +3,7 @@
  * types, huge files, and behaviour patterns that would backtrack forever over the audited
  * model's replies. Each is exit 2 with one line naming the file and the key, before any work.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -76,5 +76,31 @@ describe("hostile configs", () => {
       expect(slow(new RegExp(ok, "iu"), `${"very ".repeat(2000)}!`)).toBeLessThan(50);
     }
     expect(parseConfig('behaviours: [{name: flattery, patterns: ["(?:very|so)+ (?:smart|wise)"]}]\n').behaviours[0]!.patterns).toHaveLength(1);
+  });
+});
+
+describe("probes files named by the config", () => {
+  it("must be .yml/.yaml/.json inside the repository holding the config: no /proc/self/environ, no ../ or symlinked secrets", async () => {
+    const repo = join(dir, "repo");
+    await mkdir(join(repo, ".git"), { recursive: true });
+    await mkdir(join(repo, ".github"));
+    const secret = join(dir, "secret-list.yml");
+    await writeFile(secret, "- ghs_SECRET_TOKEN_AS_A_PROMPT\n");
+    await writeFile(join(repo, "probes.yml"), "- Tell me about tea.\n");
+    await symlink(secret, join(repo, "linked.yml"));
+    const check = (file: string) => parseConfig(`probes: {file: ${JSON.stringify(file)}}\n`, join(repo, ".github", "delta-audit.yml"), join(repo, ".github"));
+    expect(() => check("/proc/self/environ")).toThrow(/probes\.file: expected a \.yml, \.yaml or \.json file/);
+    expect(() => check("/etc/passwd")).toThrow(/expected a \.yml/);
+    expect(() => check("../../secret-list.yml")).toThrow(/is outside .*repo, the folder \(repository\) holding the config/);
+    expect(() => check("../linked.yml")).toThrow(/is outside/);
+    let message = "";
+    try {
+      check(secret);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/is outside/);
+    expect(message).not.toContain("ghs_SECRET");
+    expect(check("../probes.yml").probes.map((p) => p.prompt)).toContain("Tell me about tea.");
   });
 });
