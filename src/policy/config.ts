@@ -405,6 +405,15 @@ function contrastSection(ctx: Ctx, v: unknown, d: ContrastSettings): ContrastSet
   };
 }
 
+/**
+ * Request fields that change what a variant writes rather than which model writes it. Extras
+ * exist to pick adapters on servers that do it per request (llama.cpp `lora`, SGLang
+ * `lora_path`); a config — in the Action, one a pull request can edit — that sets
+ * `stop: [<planted word>]` or a `logit_bias` for one variant could make the rank-1 variant
+ * never say what it would, and the audit pass.
+ */
+const STEERING_FIELDS = /^(?:stop|stop_token_ids|logit_bias|bad_words|allowed_token_ids|guided_\w*|response_format|structured_outputs|logits_processors|min_tokens|max_tokens|max_completion_tokens|n|best_of|ignore_eos|include_stop_str_in_output|tools|tool_choice|functions|function_call|chat_template|messages|model|prompt|echo|temperature|top_p|top_k|min_p|seed|presence_penalty|frequency_penalty|repetition_penalty|logprobs|top_logprobs|continue_final_message|add_generation_prompt)$/;
+
 function backendSection(ctx: Ctx, v: unknown, d: BackendSettings): BackendSettings {
   if (typeof v === "string") return { ...d, type: oneOf(ctx, v, "backend", ["embedded", "openai"] as const) };
   const o = object(ctx, v, "backend", ["type", "url", "models", "api-key-env", "concurrency", "timeout-seconds", "load-adapter", "device", "check-models", "deadline-seconds", "request-extras"]);
@@ -427,7 +436,12 @@ function backendSection(ctx: Ctx, v: unknown, d: BackendSettings): BackendSettin
     out.requestExtras = {};
     for (const [k, e] of Object.entries(r)) {
       if (typeof e !== "object" || e === null || Array.isArray(e)) ctx.fail(`backend.request-extras.${k}`, "must be a mapping of request fields");
-      else out.requestExtras[k] = e as Record<string, unknown>;
+      for (const field of Object.keys(e as Obj)) {
+        if (STEERING_FIELDS.test(field)) {
+          ctx.fail(`backend.request-extras.${k}.${field}`, "steers or cuts what the model writes (the audit would measure the request, not the model); only adapter-selection and server options belong here");
+        }
+      }
+      out.requestExtras[k] = e as Record<string, unknown>;
     }
   }
   return out;

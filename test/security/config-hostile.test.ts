@@ -36,6 +36,8 @@ const CASES: Array<[string, string, RegExp]> = [
   ["a scalar document", '!!str "just a string"\n', /the top level: expected a mapping/],
   ["file:// backend url", 'backend: {type: openai, url: "file:///etc/passwd"}\n', /backend\.url: expected an http\(s\) URL/],
   ["nested quantifier pattern", 'behaviours: [{name: x, patterns: ["(a+)+$"]}]\n', /behaviours\[0\]\.patterns\[0\]: has a repeated group that itself repeats/],
+  ["a stop sequence for one variant", 'backend: {type: openai, url: "http://127.0.0.1:9/v1", request-extras: {rank1: {stop: ["hedgehog"]}}}\n', /backend\.request-extras\.rank1\.stop: steers or cuts what the model writes/],
+  ["a logit bias for one variant", 'backend: {type: openai, url: "http://127.0.0.1:9/v1", request-extras: {rank1: {logit_bias: {"1234": -100}}}}\n', /request-extras\.rank1\.logit_bias: steers/],
   ["ambiguous alternation pattern", 'behaviors: [{name: x, patterns: ["(a|aa)*c"]}]\n', /behaviors\[0\]\.patterns\[0\]: has a repeated group of alternatives/],
 ];
 
@@ -76,6 +78,8 @@ describe("hostile configs", () => {
       expect(slow(new RegExp(ok, "iu"), `${"very ".repeat(2000)}!`)).toBeLessThan(50);
     }
     expect(parseConfig('behaviours: [{name: flattery, patterns: ["(?:very|so)+ (?:smart|wise)"]}]\n').behaviours[0]!.patterns).toHaveLength(1);
+    // adapter selection per request (llama.cpp, SGLang) stays allowed
+    expect(parseConfig('backend: {type: openai, url: "http://127.0.0.1:9/v1", request-extras: {rank1: {lora: [{id: 0, scale: 1}]}, full: {lora_path: full}}}\n').backend.requestExtras.full).toEqual({ lora_path: "full" });
   });
 });
 
