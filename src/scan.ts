@@ -162,12 +162,25 @@ function describeFault(err: unknown): string {
   return msg.split("\n")[0] ?? msg;
 }
 
+/** True when `full` answered every prompt exactly like `base` although some weight changed. */
+export function fullIdenticalToBase(elicitation: ElicitationReport, spectrum: SpectrumReport, variants: readonly string[]): boolean {
+  if (spectrum.summary.modules === 0 || !variants.includes("base") || !variants.includes("full")) return false;
+  if (elicitation.probes.length < MIN_PROBES_FOR_IDENTITY_CHECK) return false;
+  return elicitation.probes.every((p) => {
+    const a = p.responses.base ?? [];
+    const b = p.responses.full ?? [];
+    return a.length === b.length && a.every((t, i) => t === b[i]);
+  });
+}
+
 /**
  * Why the transcripts cannot support a verdict, or undefined when they can. A backend can
  * "succeed" without measuring anything: a server that answers every prompt with empty text,
  * or one that ignores the model name (llama.cpp's server does) and answers every variant with
  * the base model. Judging such transcripts finds nothing and would report a pass for a
- * fine-tune that was never observed, so they end the scan as neutral instead.
+ * fine-tune that was never observed, so they end the scan as neutral instead. The embedded
+ * engine applies the fine-tune itself, so there identical answers are a measurement (the
+ * change does not show in this suite), reported as a notice by the caller, not a fault.
  */
 export function unobservedReason(elicitation: ElicitationReport, spectrum: SpectrumReport, variants: readonly string[]): string | undefined {
   const texts = (v: string) => elicitation.probes.flatMap((p) => p.responses[v] ?? []);
@@ -175,16 +188,8 @@ export function unobservedReason(elicitation: ElicitationReport, spectrum: Spect
     const all = texts(v);
     if (all.length > 0 && all.every((t) => t.trim() === "")) return `the ${v} variant answered all ${all.length} prompts with empty text, so nothing was measured`;
   }
-  // only a fine-tune that changed some weight should change some answer
-  if (spectrum.summary.modules > 0 && variants.includes("base") && variants.includes("full")) {
-    const same = elicitation.probes.every((p) => {
-      const a = p.responses.base ?? [];
-      const b = p.responses.full ?? [];
-      return a.length === b.length && a.every((t, i) => t === b[i]);
-    });
-    if (same && elicitation.probes.length >= MIN_PROBES_FOR_IDENTITY_CHECK) {
-      return `the full variant answered all ${elicitation.probes.length} prompts exactly like base although ${spectrum.summary.modules} module(s) changed: the backend is probably not applying the fine-tune (check the model names; llama.cpp's server ignores them)`;
-    }
+  if (elicitation.backend !== "embedded" && fullIdenticalToBase(elicitation, spectrum, variants)) {
+    return `the full variant answered all ${elicitation.probes.length} prompts exactly like base although ${spectrum.summary.modules} module(s) changed: the backend is probably not applying the fine-tune (check the model names; llama.cpp's server ignores them)`;
   }
   return undefined;
 }
@@ -266,6 +271,9 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
         elicitation.notices.push(`rank ${config.rank} is not below the fine-tune's rank (${maxRank}): the truncated variant equals the full fine-tune, so it cannot strip concealment; use a smaller --rank (1 is the method's default)`);
       }
       const unobserved = run.error ? undefined : unobservedReason(elicitation, spectrum, variants);
+      if (!run.error && !unobserved && fullIdenticalToBase(elicitation, spectrum, variants)) {
+        elicitation.notices.push("the full fine-tune answered every prompt exactly like base: whatever it changed does not show in this suite (try more probes, samples > 1, or longer max-tokens)");
+      }
       if (run.error) {
         fault = `backend failed after ${run.completedVariants.length} of ${variants.length} variants: ${describeFault(run.error)}`;
       } else if (unobserved) {

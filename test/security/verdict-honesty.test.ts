@@ -3,7 +3,7 @@
  * nothing, not by the badge, the Action's outputs or the overall conclusion of several subjects.
  */
 import { describe, expect, it } from "vitest";
-import { unobservedReason } from "../../src/scan";
+import { fullIdenticalToBase, unobservedReason } from "../../src/scan";
 import { badgeFor } from "../../src/report/badge";
 import { badge } from "../../src/github/run-action";
 import { checkConclusion, overallConclusion, type SubjectResult } from "../../src/github/render";
@@ -11,10 +11,10 @@ import type { ElicitationReport, Report, SpectrumReport } from "../../src/report
 
 const q = { median: 1, p10: 1, p90: 1 };
 const spectrum = (modules: number): SpectrumReport => ({ modules: [], summary: { modules, stableRank: q, energyShareTop1: q, byType: {}, byLayer: {} } }) as unknown as SpectrumReport;
-function elicitation(n: number, answer: (variant: string, i: number) => string): ElicitationReport {
+function elicitation(n: number, answer: (variant: string, i: number) => string, backend = "openai"): ElicitationReport {
   const variants = ["base", "full", "rank1"];
   return {
-    backend: "openai", rank: 1, variants, samples: 1, temperature: 0, systemPrompt: "", notices: [],
+    backend, rank: 1, variants, samples: 1, temperature: 0, systemPrompt: "", notices: [],
     probes: Array.from({ length: n }, (_, i) => ({ id: `p${i}`, kind: "probe" as const, prompt: "q", responses: Object.fromEntries(variants.map((v) => [v, [answer(v, i)]])) })),
   };
 }
@@ -31,6 +31,14 @@ describe("transcripts that measured nothing", () => {
     expect(unobservedReason(elicitation(20, (_, i) => `same ${i}`), spectrum(0), V)).toBeUndefined();
     expect(unobservedReason(elicitation(20, (v, i) => (i === 0 ? "" : `${v} ${i}`)), spectrum(4), V)).toBeUndefined();
     expect(unobservedReason(elicitation(3, (_, i) => `same ${i}`), spectrum(4), V)).toBeUndefined();
+  });
+
+  it("the embedded engine applies the fine-tune itself: identical answers are a measurement, not a fault", () => {
+    const same = elicitation(20, (_, i) => `same ${i}`, "embedded");
+    expect(unobservedReason(same, spectrum(4), V)).toBeUndefined();
+    expect(fullIdenticalToBase(same, spectrum(4), V)).toBe(true);
+    // an empty variant is still unobserved, whatever the backend
+    expect(unobservedReason(elicitation(20, (v) => (v === "rank1" ? "" : "words"), "embedded"), spectrum(4), V)).toMatch(/empty text/);
   });
 });
 
