@@ -1,8 +1,8 @@
 /**
  * GitHub Action entry (bundled to dist/action.js; action.yml runs it after installing the
  * native onnxruntime-node next to it). Only wiring: settings → work → outputs, and one
- * try/catch that fails the step. The step fails exactly when the verdict is `fail`, or when
- * the Action itself cannot run (bad inputs).
+ * try/catch that fails the step. The step fails exactly when the verdict is `fail` (or `neutral` with
+ * fail-on-neutral), or when the Action itself cannot run (bad inputs).
  */
 import * as core from "@actions/core";
 import { describeError } from "./errors";
@@ -27,6 +27,8 @@ async function main(): Promise<void> {
     core.setOutput("badge", result.badge);
     if (result.conclusion === "fail") {
       core.setFailed(`delta-audit: verdict fail (${result.findings} finding(s) at or above the fail-on severity); see the check run, PR comment or ${result.reportDir}`);
+    } else if (result.conclusion === "neutral" && settings.failOnNeutral) {
+      core.setFailed(`delta-audit: the audit could not decide (neutral) and fail-on-neutral is set; see the check run, PR comment or ${result.reportDir}`);
     }
   } catch (err) {
     core.setFailed(`delta-audit: ${describeError(err)}`);

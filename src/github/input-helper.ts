@@ -30,6 +30,12 @@ export interface ActionSettings {
   comment: boolean;
   /** check run name; also keys the sticky comment's marker */
   checkName: string;
+  /**
+   * treat an undecided (neutral) audit as a failure: the check run concludes `failure` and the
+   * step fails. GitHub counts a `neutral` required check as satisfied, so a pull request that
+   * breaks its own audit would otherwise pass branch protection.
+   */
+  failOnNeutral: boolean;
   /** absolute folder the reports go to */
   outputDir: string;
   githubToken: string;
@@ -142,6 +148,7 @@ export function getSettings(opts: { env?: NodeJS.ProcessEnv; workspace: string; 
     failOn: failOnRaw ? oneOf("fail-on", failOnRaw, FAIL_ON) : undefined,
     comment: parseBoolean("comment", get("comment"), true),
     checkName,
+    failOnNeutral: parseBoolean("fail-on-neutral", get("fail-on-neutral"), false),
     outputDir,
     githubToken: get("github-token"),
   };

@@ -193,7 +193,7 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
 
   if (checkRunId !== undefined) {
     try {
-      await github.completeCheckRun(checkRunId, checkConclusion(overall), output, annotations);
+      await github.completeCheckRun(checkRunId, checkConclusionFor(overall, settings.failOnNeutral), output, annotations);
     } catch (err) {
       onWriteError("completing the check run", err);
     }
@@ -228,7 +228,7 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
   await writeAtomic(join(settings.outputDir, "comment.md"), comment);
   await writeAtomic(
     join(settings.outputDir, "check-run.json"),
-    `${JSON.stringify({ name: settings.checkName, head_sha: ctx.headSha, status: "completed", conclusion: checkConclusion(overall), output: { ...output, annotations: annotations.slice(0, 50) } }, null, 2)}\n`,
+    `${JSON.stringify({ name: settings.checkName, head_sha: ctx.headSha, status: "completed", conclusion: checkConclusionFor(overall, settings.failOnNeutral), output: { ...output, annotations: annotations.slice(0, 50) } }, null, 2)}\n`,
   );
   await writeAtomic(
     join(settings.outputDir, "summary.json"),
@@ -256,6 +256,11 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
 }
 
 /** Shields endpoint badge for the whole run. */
+/** The check run's conclusion; an undecided audit is a failure when the workflow asks for it. */
+export function checkConclusionFor(overall: Conclusion, failOnNeutral: boolean): ReturnType<typeof checkConclusion> {
+  return overall === "neutral" && failOnNeutral ? "failure" : checkConclusion(overall);
+}
+
 export function badge(conclusion: Conclusion, findings: number): { schemaVersion: 1; label: string; message: string; color: string } {
   const message = conclusion === "fail" ? `fail (${findings} finding${findings === 1 ? "" : "s"})` : conclusion;
   const color = conclusion === "pass" ? "brightgreen" : conclusion === "fail" ? "red" : "lightgrey";

@@ -184,4 +184,20 @@ describe("runAction", () => {
     expect([...gh.checkRuns.values()][0]).toMatchObject({ conclusion: "neutral" });
     expect(gh.comments[0]!.body).toContain("header is not JSON");
   });
+
+  it("with fail-on-neutral, an undecided audit completes the check as a failure", async () => {
+    gh = await startFakeGitHub();
+    const scan: ScanFn = async (opts) => {
+      if (opts.adapter?.includes("quirk")) throw new Error("inference server went away");
+      return scanWith(() => report("pass", []))(opts);
+    };
+    const s = settings({ "INPUT_CHANGED-ONLY": "false", INPUT_FAIL_ON_NEUTRAL: "true" });
+    expect(s.failOnNeutral).toBe(true);
+    expect(settings().failOnNeutral).toBe(false);
+    const r = await runAction(s, ctx(), deps(scan));
+    // the verdict itself stays neutral: only the gate treats it as a failure
+    expect(r.conclusion).toBe("neutral");
+    expect([...gh.checkRuns.values()][0]).toMatchObject({ status: "completed", conclusion: "failure" });
+    expect(() => settings({ INPUT_FAIL_ON_NEUTRAL: "maybe" })).toThrow(/fail-on-neutral/);
+  });
 });
