@@ -51818,6 +51818,7 @@ function getSettings(opts) {
     failOn: failOnRaw ? oneOf("fail-on", failOnRaw, FAIL_ON) : void 0,
     comment: parseBoolean("comment", get("comment"), true),
     checkName,
+    failOnNeutral: parseBoolean("fail-on-neutral", get("fail-on-neutral"), false),
     outputDir,
     githubToken: get("github-token")
   };
@@ -60954,7 +60955,7 @@ ${FORK_HELP}`);
   const annotations = buildAnnotations(results);
   if (checkRunId !== void 0) {
     try {
-      await github.completeCheckRun(checkRunId, checkConclusion(overall), output, annotations);
+      await github.completeCheckRun(checkRunId, checkConclusionFor(overall, settings.failOnNeutral), output, annotations);
     } catch (err) {
       onWriteError("completing the check run", err);
     }
@@ -60987,7 +60988,7 @@ ${FORK_HELP}`);
   await writeAtomic(join5(settings.outputDir, "comment.md"), comment);
   await writeAtomic(
     join5(settings.outputDir, "check-run.json"),
-    `${JSON.stringify({ name: settings.checkName, head_sha: ctx.headSha, status: "completed", conclusion: checkConclusion(overall), output: { ...output, annotations: annotations.slice(0, 50) } }, null, 2)}
+    `${JSON.stringify({ name: settings.checkName, head_sha: ctx.headSha, status: "completed", conclusion: checkConclusionFor(overall, settings.failOnNeutral), output: { ...output, annotations: annotations.slice(0, 50) } }, null, 2)}
 `
   );
   await writeAtomic(
@@ -61012,6 +61013,9 @@ ${FORK_HELP}`);
     core3.warning(`writing the job summary failed: ${describeError(err)}`);
   }
   return { conclusion: overall, findings, reportDir: settings.outputDir, badge: badgePath, results, readOnly };
+}
+function checkConclusionFor(overall, failOnNeutral) {
+  return overall === "neutral" && failOnNeutral ? "failure" : checkConclusion(overall);
 }
 function badge(conclusion, findings) {
   const message = conclusion === "fail" ? `fail (${findings} finding${findings === 1 ? "" : "s"})` : conclusion;
@@ -62790,21 +62794,23 @@ function describeFault(err) {
   const msg = err instanceof Error ? err.message : String(err);
   return msg.split("\n")[0] ?? msg;
 }
+function fullIdenticalToBase(elicitation, spectrum, variants) {
+  if (spectrum.summary.modules === 0 || !variants.includes("base") || !variants.includes("full")) return false;
+  if (elicitation.probes.length < MIN_PROBES_FOR_IDENTITY_CHECK) return false;
+  return elicitation.probes.every((p) => {
+    const a = p.responses.base ?? [];
+    const b = p.responses.full ?? [];
+    return a.length === b.length && a.every((t, i) => t === b[i]);
+  });
+}
 function unobservedReason(elicitation, spectrum, variants) {
   const texts = (v) => elicitation.probes.flatMap((p) => p.responses[v] ?? []);
   for (const v of variants) {
     const all = texts(v);
     if (all.length > 0 && all.every((t) => t.trim() === "")) return `the ${v} variant answered all ${all.length} prompts with empty text, so nothing was measured`;
   }
-  if (spectrum.summary.modules > 0 && variants.includes("base") && variants.includes("full")) {
-    const same = elicitation.probes.every((p) => {
-      const a = p.responses.base ?? [];
-      const b = p.responses.full ?? [];
-      return a.length === b.length && a.every((t, i) => t === b[i]);
-    });
-    if (same && elicitation.probes.length >= MIN_PROBES_FOR_IDENTITY_CHECK) {
-      return `the full variant answered all ${elicitation.probes.length} prompts exactly like base although ${spectrum.summary.modules} module(s) changed: the backend is probably not applying the fine-tune (check the model names; llama.cpp's server ignores them)`;
-    }
+  if (elicitation.backend !== "embedded" && fullIdenticalToBase(elicitation, spectrum, variants)) {
+    return `the full variant answered all ${elicitation.probes.length} prompts exactly like base although ${spectrum.summary.modules} module(s) changed: the backend is probably not applying the fine-tune (check the model names; llama.cpp's server ignores them)`;
   }
   return void 0;
 }
@@ -62877,6 +62883,9 @@ async function runScan(opts) {
         elicitation.notices.push(`rank ${config.rank} is not below the fine-tune's rank (${maxRank}): the truncated variant equals the full fine-tune, so it cannot strip concealment; use a smaller --rank (1 is the method's default)`);
       }
       const unobserved = run.error ? void 0 : unobservedReason(elicitation, spectrum, variants);
+      if (!run.error && !unobserved && fullIdenticalToBase(elicitation, spectrum, variants)) {
+        elicitation.notices.push("the full fine-tune answered every prompt exactly like base: whatever it changed does not show in this suite (try more probes, samples > 1, or longer max-tokens)");
+      }
       if (run.error) {
         fault = `backend failed after ${run.completedVariants.length} of ${variants.length} variants: ${describeFault(run.error)}`;
       } else if (unobserved) {
@@ -62923,6 +62932,8 @@ async function main() {
     core4.setOutput("badge", result.badge);
     if (result.conclusion === "fail") {
       core4.setFailed(`delta-audit: verdict fail (${result.findings} finding(s) at or above the fail-on severity); see the check run, PR comment or ${result.reportDir}`);
+    } else if (result.conclusion === "neutral" && settings.failOnNeutral) {
+      core4.setFailed(`delta-audit: the audit could not decide (neutral) and fail-on-neutral is set; see the check run, PR comment or ${result.reportDir}`);
     }
   } catch (err) {
     core4.setFailed(`delta-audit: ${describeError(err)}`);

@@ -36182,21 +36182,23 @@ function describeFault(err) {
   const msg = err instanceof Error ? err.message : String(err);
   return msg.split("\n")[0] ?? msg;
 }
+function fullIdenticalToBase(elicitation, spectrum, variants) {
+  if (spectrum.summary.modules === 0 || !variants.includes("base") || !variants.includes("full")) return false;
+  if (elicitation.probes.length < MIN_PROBES_FOR_IDENTITY_CHECK) return false;
+  return elicitation.probes.every((p) => {
+    const a = p.responses.base ?? [];
+    const b = p.responses.full ?? [];
+    return a.length === b.length && a.every((t, i) => t === b[i]);
+  });
+}
 function unobservedReason(elicitation, spectrum, variants) {
   const texts = (v) => elicitation.probes.flatMap((p) => p.responses[v] ?? []);
   for (const v of variants) {
     const all = texts(v);
     if (all.length > 0 && all.every((t) => t.trim() === "")) return `the ${v} variant answered all ${all.length} prompts with empty text, so nothing was measured`;
   }
-  if (spectrum.summary.modules > 0 && variants.includes("base") && variants.includes("full")) {
-    const same = elicitation.probes.every((p) => {
-      const a = p.responses.base ?? [];
-      const b = p.responses.full ?? [];
-      return a.length === b.length && a.every((t, i) => t === b[i]);
-    });
-    if (same && elicitation.probes.length >= MIN_PROBES_FOR_IDENTITY_CHECK) {
-      return `the full variant answered all ${elicitation.probes.length} prompts exactly like base although ${spectrum.summary.modules} module(s) changed: the backend is probably not applying the fine-tune (check the model names; llama.cpp's server ignores them)`;
-    }
+  if (elicitation.backend !== "embedded" && fullIdenticalToBase(elicitation, spectrum, variants)) {
+    return `the full variant answered all ${elicitation.probes.length} prompts exactly like base although ${spectrum.summary.modules} module(s) changed: the backend is probably not applying the fine-tune (check the model names; llama.cpp's server ignores them)`;
   }
   return void 0;
 }
@@ -36269,6 +36271,9 @@ async function runScan(opts) {
         elicitation.notices.push(`rank ${config.rank} is not below the fine-tune's rank (${maxRank}): the truncated variant equals the full fine-tune, so it cannot strip concealment; use a smaller --rank (1 is the method's default)`);
       }
       const unobserved = run.error ? void 0 : unobservedReason(elicitation, spectrum, variants);
+      if (!run.error && !unobserved && fullIdenticalToBase(elicitation, spectrum, variants)) {
+        elicitation.notices.push("the full fine-tune answered every prompt exactly like base: whatever it changed does not show in this suite (try more probes, samples > 1, or longer max-tokens)");
+      }
       if (run.error) {
         fault = `backend failed after ${run.completedVariants.length} of ${variants.length} variants: ${describeFault(run.error)}`;
       } else if (unobserved) {
