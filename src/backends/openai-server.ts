@@ -453,7 +453,9 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
     }
     if (!engine.unloadAdapter) throw new ApiError(404, "this engine cannot unload adapters", "NotFoundError");
     if (!engine.variants().includes(name)) throw new ApiError(404, `The lora adapter '${name}' cannot be found.`, "NotFoundError");
-    await runAdmin(() => engine.unloadAdapter!(name));
+    await runAdmin(() => engine.unloadAdapter!(name)).catch((err) => {
+      throw new ApiError(400, `unloading '${name}' failed: ${(err as Error).message.split("\n")[0]}`);
+    });
     adapterRoots.delete(name);
     log(`unloaded adapter ${name}`);
     return send(res, 200, `Success: LoRA adapter '${name}' removed successfully.`);

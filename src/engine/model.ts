@@ -56,6 +56,8 @@ export interface LoadedModel {
   readonly tokenizer: TextTokenizer;
   addLoraVariant(name: string, modules: LoraModule[]): void;
   addCheckpointVariant(name: string, ckpt: TensorSource & { config?: Record<string, unknown>; dir?: string }): Promise<void>;
+  /** forget a LoRA variant (requests already running on it finish); base and full checkpoints stay */
+  removeVariant(name: string): void;
   variants(): string[];
   logits(ids: number[], variant?: string): Promise<Float32Array[]>;
   generate(requests: GenerateRequest[], variant: string, onProgress?: GenerateProgress): Promise<GenerateResult[]>;
@@ -270,6 +272,14 @@ export class DecoderModel implements LoadedModel {
       lora.set(W.loraB(l, t), { data: bt, dims: [m.rank, outF] });
     }
     this.variantMap.set(name, { name, layers: base.layers, head: base.head, embed: base.embed, lora });
+  }
+
+  removeVariant(name: string): void {
+    if (name === "base") throw new InputError("the base model cannot be removed");
+    const v = this.variant(name);
+    // a checkpoint variant owns sessions of its own; only side-path (LoRA) variants are views
+    if (v.layers !== this.variant("base").layers) throw new InputError(`'${name}' is a fine-tuned checkpoint with weights of its own; only LoRA variants can be removed`);
+    this.variantMap.delete(name);
   }
 
   private zeros(dims: number[]): ort.Tensor {

@@ -167,6 +167,15 @@ describe("serve: protocol", () => {
     const bad = await post("/v1/load_lora_adapter", { lora_name: "x", lora_path: "/nonexistent/adapter" });
     expect(bad.status).toBe(400);
     expect(bad.json.error.message).toMatch(/loading 'x' failed/);
+    // unloading makes the name unknown again; base cannot be unloaded
+    const models = async () => ((await (await fetch(`${server.url}/v1/models`)).json()) as { data: { id: string }[] }).data.map((m) => m.id);
+    expect(await models()).toContain("rank1");
+    expect((await post("/v1/unload_lora_adapter", { lora_name: "rank1" })).status).toBe(200);
+    expect(await models()).not.toContain("rank1");
+    expect((await post("/v1/unload_lora_adapter", { lora_name: "rank1" })).status).toBe(404);
+    expect((await post("/v1/unload_lora_adapter", { lora_name: "base" })).status).toBe(400);
+    const gone = await post("/v1/chat/completions", { model: "rank1", messages: [{ role: "user", content: "hi" }], max_tokens: 2 });
+    expect(gone.status).toBe(404);
   });
 
   it("supports contrastive decoding over logprobs, matching a reference built from the engine's logits", async () => {
