@@ -37251,6 +37251,12 @@ var init_model = __esm({
         }
         this.variantMap.set(name, { name, layers: base.layers, head: base.head, embed: base.embed, lora });
       }
+      removeVariant(name) {
+        if (name === "base") throw new InputError("the base model cannot be removed");
+        const v = this.variant(name);
+        if (v.layers !== this.variant("base").layers) throw new InputError(`'${name}' is a fine-tuned checkpoint with weights of its own; only LoRA variants can be removed`);
+        this.variantMap.delete(name);
+      }
       zeros(dims) {
         const key = dims.join("x");
         let z2 = this.zeroLora.get(key);

@@ -13049,6 +13049,12 @@ var init_model = __esm({
         }
         this.variantMap.set(name, { name, layers: base.layers, head: base.head, embed: base.embed, lora });
       }
+      removeVariant(name) {
+        if (name === "base") throw new InputError("the base model cannot be removed");
+        const v = this.variant(name);
+        if (v.layers !== this.variant("base").layers) throw new InputError(`'${name}' is a fine-tuned checkpoint with weights of its own; only LoRA variants can be removed`);
+        this.variantMap.delete(name);
+      }
       zeros(dims) {
         const key = dims.join("x");
         let z2 = this.zeroLora.get(key);
@@ -36672,7 +36678,9 @@ async function startOpenAIServer(engine, opts = {}) {
     }
     if (!engine.unloadAdapter) throw new ApiError(404, "this engine cannot unload adapters", "NotFoundError");
     if (!engine.variants().includes(name)) throw new ApiError(404, `The lora adapter '${name}' cannot be found.`, "NotFoundError");
-    await runAdmin(() => engine.unloadAdapter(name));
+    await runAdmin(() => engine.unloadAdapter(name)).catch((err) => {
+      throw new ApiError(400, `unloading '${name}' failed: ${err.message.split("\n")[0]}`);
+    });
     adapterRoots.delete(name);
     log2(`unloaded adapter ${name}`);
     return send(res, 200, `Success: LoRA adapter '${name}' removed successfully.`);
