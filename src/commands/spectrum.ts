@@ -111,27 +111,35 @@ export async function checkJsonOutput(path: string, inputs: ReadonlyArray<string
   }
 }
 
-/** Measure the spectrum the flags describe, closing every file it opened. */
-export async function measureSpectrum(args: SpectrumArgs): Promise<SpectrumReport> {
+export type OpenedSubject = { kind: "lora"; adapter: LoraAdapter; base?: Checkpoint } | { kind: "full"; base: Checkpoint; finetuned: Checkpoint };
+
+/**
+ * Open what the flags name (base optional for an adapter: it checks module shapes), run `use`,
+ * and close every file opened, whatever happens. Shared by spectrum and truncate.
+ */
+export async function withSubject<T>(args: { base?: string; adapter?: string; finetuned?: string }, use: (s: OpenedSubject) => Promise<T>): Promise<T> {
   const subject = subjectOf(args);
-  const topK = parsePositiveInt(args.topK, "--top-k", DEFAULT_TOP_K, MAX_TOP_K);
   const opened: Array<Checkpoint | LoraAdapter> = [];
+  const track = <F extends Checkpoint | LoraAdapter>(f: F): F => (opened.push(f), f);
   try {
     if (subject.kind === "lora") {
-      const base = subject.base ? await openCheckpoint(subject.base) : undefined;
-      if (base) opened.push(base);
-      const adapter = await openAdapter(subject.adapter, { base });
-      opened.push(adapter);
-      return await adapterSpectrum(adapter);
+      const base = subject.base ? track(await openCheckpoint(subject.base)) : undefined;
+      const adapter = track(await openAdapter(subject.adapter, { base }));
+      return await use({ kind: "lora", adapter, base });
     }
-    const base = await openCheckpoint(subject.base);
-    opened.push(base);
-    const ft = await openCheckpoint(subject.finetuned);
-    opened.push(ft);
-    return await fullSpectrum(base, ft, { topK });
+    const base = track(await openCheckpoint(subject.base));
+    const finetuned = track(await openCheckpoint(subject.finetuned));
+    return await use({ kind: "full", base, finetuned });
   } finally {
     await Promise.all(opened.map((o) => o.close().catch(() => undefined)));
   }
+}
+
+/** Measure the spectrum the flags describe, closing every file it opened. */
+export async function measureSpectrum(args: SpectrumArgs): Promise<SpectrumReport> {
+  subjectOf(args); // flag errors first, before --top-k
+  const topK = parsePositiveInt(args.topK, "--top-k", DEFAULT_TOP_K, MAX_TOP_K);
+  return withSubject(args, (s) => (s.kind === "lora" ? adapterSpectrum(s.adapter) : fullSpectrum(s.base, s.finetuned, { topK })));
 }
 
 export function register(program: Command): void {

@@ -8,14 +8,9 @@ import { InputError } from "../errors";
 import { checkOutputDir } from "../io/atomic";
 import { ADAPTER_CONFIG_FILE } from "../io/peft";
 import { log } from "../progress";
-import { openCheckpoint } from "../io/checkpoint";
-import { openAdapter } from "../io/peft";
-import type { Checkpoint, LoraAdapter } from "../io/types";
 import { fullLayout, lowRankFromFull, truncateAdapter, truncatedLayout, writeTruncatedAdapter } from "../delta/truncate";
-import { parsePositiveInt, subjectOf } from "./spectrum";
-
-/** Ranks beyond this are not a truncation anyone needs, and would only inflate the output. */
-const MAX_RANK = 4096;
+import { MAX_RANK } from "../policy/config";
+import { parsePositiveInt, subjectOf, withSubject } from "./spectrum";
 
 export interface TruncateArgs {
   base?: string;
@@ -26,34 +21,23 @@ export interface TruncateArgs {
 }
 
 export async function runTruncate(args: TruncateArgs): Promise<void> {
-  const subject = subjectOf(args);
+  subjectOf(args); // flag errors first, before the rank and the output
   if (args.rank === undefined) throw new InputError("required: the rank K to keep", "--rank");
   const k = parsePositiveInt(args.rank, "--rank", 1, MAX_RANK);
   if (!args.out) throw new InputError("required: the folder to write the truncated adapter to", "--out");
   const out = args.out;
   await checkOutputDir(out, { inputs: [args.base, args.adapter, args.finetuned], marker: ADAPTER_CONFIG_FILE, flag: "--out" });
-  const opened: Array<Checkpoint | LoraAdapter> = [];
-  try {
-    if (subject.kind === "lora") {
-      const base = subject.base ? await openCheckpoint(subject.base) : undefined;
-      if (base) opened.push(base);
-      const adapter = await openAdapter(subject.adapter, { base });
-      opened.push(adapter);
-      await writeTruncatedAdapter(out, truncateAdapter(adapter, k), adapter.config, { layout: truncatedLayout(adapter, k) });
+  await withSubject(args, async (s) => {
+    if (s.kind === "lora") {
+      await writeTruncatedAdapter(out, truncateAdapter(s.adapter, k), s.adapter.config, { layout: truncatedLayout(s.adapter, k) });
     } else {
-      const base = await openCheckpoint(subject.base);
-      opened.push(base);
-      const ft = await openCheckpoint(subject.finetuned);
-      opened.push(ft);
-      const layout = fullLayout(ft, k);
-      if (layout.length === 0) throw new InputError("has no linear modules under model.layers.N (is it a decoder checkpoint?)", ft.dir);
-      const name = typeof base.config._name_or_path === "string" && base.config._name_or_path ? base.config._name_or_path : subject.base;
-      await writeTruncatedAdapter(out, lowRankFromFull(base, ft, k), { base_model_name_or_path: name }, { layout });
+      const layout = fullLayout(s.finetuned, k);
+      if (layout.length === 0) throw new InputError("has no linear modules under model.layers.N (is it a decoder checkpoint?)", s.finetuned.dir);
+      const name = typeof s.base.config._name_or_path === "string" && s.base.config._name_or_path ? s.base.config._name_or_path : s.base.dir;
+      await writeTruncatedAdapter(out, lowRankFromFull(s.base, s.finetuned, k), { base_model_name_or_path: name }, { layout });
     }
-    log(`wrote rank-${k} adapter to ${out}`);
-  } finally {
-    await Promise.all(opened.map((o) => o.close().catch(() => undefined)));
-  }
+  });
+  log(`wrote rank-${k} adapter to ${out}`);
 }
 
 export function register(program: Command): void {
