@@ -11399,26 +11399,91 @@ var init_randomized_svd = __esm({
   }
 });
 
+// src/delta/buffer-pool.ts
+async function readFully2(fh, target, position, file, tensor2) {
+  let done = 0;
+  while (done < target.byteLength) {
+    const want = Math.min(READ_PIECE_BYTES, target.byteLength - done);
+    const { bytesRead } = await fh.read(target, done, want, position + done);
+    if (bytesRead === 0) throw new SafetensorsError("file ended early (was it truncated while being read?)", file, "read", tensor2);
+    done += bytesRead;
+  }
+}
+var READ_PIECE_BYTES, LITTLE_ENDIAN2, BufferPool;
+var init_buffer_pool = __esm({
+  "src/delta/buffer-pool.ts"() {
+    "use strict";
+    init_safetensors();
+    READ_PIECE_BYTES = 1024 * 1024 * 1024;
+    LITTLE_ENDIAN2 = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+    BufferPool = class {
+      /** @param what names the reader in the "read after close" error */
+      constructor(buffers, what) {
+        this.what = what;
+        this.free = [...buffers];
+      }
+      what;
+      free;
+      waiting = [];
+      closed = false;
+      acquire() {
+        if (this.closed) return Promise.reject(new Error(`${this.what}: read after close`));
+        const b = this.free.pop();
+        if (b) return Promise.resolve(b);
+        return new Promise((resolve8) => this.waiting.push(resolve8));
+      }
+      giveBack(b) {
+        const next = this.waiting.shift();
+        if (next) next(b);
+        else this.free.push(b);
+      }
+      /**
+       * Lend a buffer to `fill`, which may swap it for a larger one (returned as `buffer`); the
+       * buffer comes back to the pool on release(), or at once when `fill` throws.
+       */
+      async lend(fill) {
+        let buffer = await this.acquire();
+        try {
+          const filled = await fill(buffer);
+          buffer = filled.buffer;
+          let released = false;
+          const held = buffer;
+          return {
+            value: filled.value,
+            release: () => {
+              if (released) return;
+              released = true;
+              this.giveBack(held);
+            }
+          };
+        } catch (err) {
+          this.giveBack(buffer);
+          throw err;
+        }
+      }
+      close() {
+        this.closed = true;
+      }
+    };
+  }
+});
+
 // src/delta/block-reader.ts
 import { open as open4 } from "node:fs/promises";
-var READ_PIECE_BYTES, LITTLE_ENDIAN2, TensorBlockReader;
+var TensorBlockReader;
 var init_block_reader = __esm({
   "src/delta/block-reader.ts"() {
     "use strict";
     init_dtype();
-    init_safetensors();
-    READ_PIECE_BYTES = 1024 * 1024 * 1024;
-    LITTLE_ENDIAN2 = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+    init_buffer_pool();
     TensorBlockReader = class _TensorBlockReader {
-      constructor(buffers) {
-        this.buffers = buffers;
-        for (let i = 0; i < buffers; i++) this.free.push(new ArrayBuffer(0));
-      }
-      buffers;
       handles = /* @__PURE__ */ new Map();
-      free = [];
-      waiting = [];
+      // buffers start empty and grow to the largest block asked for
+      pool;
       closed = false;
+      constructor(buffers) {
+        this.pool = new BufferPool(Array.from({ length: buffers }, () => new ArrayBuffer(0)), "block reader");
+      }
       /** A reader holding at most `buffers` blocks at once, when every source gives file offsets. */
       static open(sources, buffers) {
         for (const s of sources) {
@@ -11437,17 +11502,6 @@ var init_block_reader = __esm({
         }
         return h;
       }
-      acquire() {
-        if (this.closed) return Promise.reject(new Error("block reader: read after close"));
-        const b = this.free.pop();
-        if (b) return Promise.resolve(b);
-        return new Promise((resolve8) => this.waiting.push(resolve8));
-      }
-      giveBack(b) {
-        const next = this.waiting.shift();
-        if (next) next(b);
-        else this.free.push(b);
-      }
       /** Rows [rowStart, rowStart + rowCount) of the tensor, decoded to float32. */
       async readRows(info, rowStart, rowCount) {
         const rows = info.shape.length === 0 ? 1 : info.shape[0];
@@ -11462,36 +11516,20 @@ var init_block_reader = __esm({
         const inPlace = info.dtype === "F32" && LITTLE_ENDIAN2 && position % 4 === 0;
         const need = 4 * count + (inPlace ? 0 : count * size);
         const fh = await this.handle(info.file);
-        let buffer = await this.acquire();
-        try {
+        const held = await this.pool.lend(async (buffer) => {
           if (buffer.byteLength < need) buffer = new ArrayBuffer(need);
           const data = new Float32Array(buffer, 0, count);
           const raw = inPlace ? new Uint8Array(buffer, 0, 4 * count) : new Uint8Array(buffer, 4 * count, count * size);
-          let done = 0;
-          while (done < raw.byteLength) {
-            const { bytesRead } = await fh.read(raw, done, Math.min(READ_PIECE_BYTES, raw.byteLength - done), position + done);
-            if (bytesRead === 0) throw new SafetensorsError("file ended early (was it truncated while being read?)", info.file, "read", info.name);
-            done += bytesRead;
-          }
+          await readFully2(fh, raw, position, info.file, info.name);
           if (!inPlace) decodeInto(raw, info.dtype, count, data);
-          let released = false;
-          const held = buffer;
-          return {
-            data,
-            release: () => {
-              if (released) return;
-              released = true;
-              this.giveBack(held);
-            }
-          };
-        } catch (err) {
-          this.giveBack(buffer);
-          throw err;
-        }
+          return { value: data, buffer };
+        });
+        return { data: held.value, release: held.release };
       }
       async close() {
         if (this.closed) return;
         this.closed = true;
+        this.pool.close();
         for (const h of this.handles.values()) await (await h.catch(() => void 0))?.close();
         this.handles.clear();
       }
@@ -11506,44 +11544,34 @@ function expectedShapes(adapter, name) {
   const { rank, outFeatures, inFeatures } = adapter.moduleInfo(name);
   return { A: [rank, inFeatures], B: [outFeatures, rank] };
 }
-async function readFully2(fh, target, position, file) {
-  let done = 0;
-  while (done < target.byteLength) {
-    const want = Math.min(READ_PIECE_BYTES2, target.byteLength - done);
-    const { bytesRead } = await fh.read(target, done, want, position + done);
-    if (bytesRead === 0) throw new SafetensorsError("file ended early (was it truncated while being read?)", file, "read");
-    done += bytesRead;
-  }
-}
 function needsStaging(t) {
-  return !(t.dtype === "F32" && LITTLE_ENDIAN3 && t.offset % 4 === 0);
+  return !(t.dtype === "F32" && LITTLE_ENDIAN2 && t.offset % 4 === 0);
 }
-var FACTOR_KEY2, KEY_PREFIX2, MAX_JOINED_GAP_BYTES, READ_PIECE_BYTES2, sameShape, PooledFactorReader, LITTLE_ENDIAN3;
+var FACTOR_KEY2, KEY_PREFIX2, MAX_JOINED_GAP_BYTES, sameShape, PooledFactorReader;
 var init_factor_reader = __esm({
   "src/delta/factor-reader.ts"() {
     "use strict";
     init_dtype();
     init_peft();
     init_safetensors();
+    init_buffer_pool();
     FACTOR_KEY2 = /^(.+)\.(lora_A|lora_B)(?:\.([A-Za-z0-9_-]+))?\.weight$/;
     KEY_PREFIX2 = "base_model.model.";
     MAX_JOINED_GAP_BYTES = 64 * 1024;
-    READ_PIECE_BYTES2 = 1024 * 1024 * 1024;
     sameShape = (a, b) => a.length === b.length && a.every((d, i) => d === b[i]);
     PooledFactorReader = class _PooledFactorReader {
-      constructor(adapter, path, fh, locations, pool) {
+      constructor(adapter, path, fh, locations, buffers) {
         this.adapter = adapter;
         this.path = path;
         this.fh = fh;
         this.locations = locations;
-        this.free.push(...pool);
+        this.pool = new BufferPool(buffers, path);
       }
       adapter;
       path;
       fh;
       locations;
-      free = [];
-      waiting = [];
+      pool;
       closed = false;
       /**
        * A reader with `buffers` pooled buffers (the number of modules that may be held at once), or
@@ -11599,37 +11627,12 @@ var init_factor_reader = __esm({
           await file.close();
         }
       }
-      acquire() {
-        if (this.closed) return Promise.reject(new Error(`${this.path}: read after close`));
-        const b = this.free.pop();
-        if (b) return Promise.resolve(b);
-        return new Promise((resolve8) => this.waiting.push(resolve8));
-      }
-      giveBack(b) {
-        const next = this.waiting.shift();
-        if (next) next(b);
-        else this.free.push(b);
-      }
       /** Read one module's factors into a pooled buffer (waits while every buffer is held). */
       async read(name) {
         const loc = this.locations.get(name);
         if (!loc) throw new Error(`${this.path}: no module ${JSON.stringify(name)}`);
-        const buffer = await this.acquire();
-        try {
-          const module = await this.fill(loc, buffer);
-          let released = false;
-          return {
-            module,
-            release: () => {
-              if (released) return;
-              released = true;
-              this.giveBack(buffer);
-            }
-          };
-        } catch (err) {
-          this.giveBack(buffer);
-          throw err;
-        }
+        const held = await this.pool.lend(async (buffer) => ({ value: await this.fill(loc, buffer), buffer }));
+        return { module: held.value, release: held.release };
       }
       async fill(loc, buffer) {
         const info = this.adapter.moduleInfo(loc.name);
@@ -11664,10 +11667,10 @@ var init_factor_reader = __esm({
       async close() {
         if (this.closed) return;
         this.closed = true;
+        this.pool.close();
         await this.fh.close();
       }
     };
-    LITTLE_ENDIAN3 = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
   }
 });
 

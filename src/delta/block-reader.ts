@@ -9,12 +9,8 @@
  */
 import { open, type FileHandle } from "node:fs/promises";
 import { DTYPE_BYTES, decodeInto } from "../io/dtype";
-import { SafetensorsError } from "../io/safetensors";
 import type { TensorInfo, TensorSource } from "../io/types";
-
-/** Node caps one positional read at 2 GiB. */
-const READ_PIECE_BYTES = 1024 * 1024 * 1024;
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+import { BufferPool, LITTLE_ENDIAN, readFully } from "./buffer-pool";
 
 /** A decoded block in a pooled buffer: call release() once it has been consumed. */
 export interface HeldBlock {
@@ -24,12 +20,12 @@ export interface HeldBlock {
 
 export class TensorBlockReader {
   private readonly handles = new Map<string, Promise<FileHandle>>();
-  private readonly free: ArrayBuffer[] = [];
-  private readonly waiting: Array<(b: ArrayBuffer) => void> = [];
+  // buffers start empty and grow to the largest block asked for
+  private readonly pool: BufferPool;
   private closed = false;
 
-  private constructor(private readonly buffers: number) {
-    for (let i = 0; i < buffers; i++) this.free.push(new ArrayBuffer(0));
+  private constructor(buffers: number) {
+    this.pool = new BufferPool(Array.from({ length: buffers }, () => new ArrayBuffer(0)), "block reader");
   }
 
   /** A reader holding at most `buffers` blocks at once, when every source gives file offsets. */
@@ -52,19 +48,6 @@ export class TensorBlockReader {
     return h;
   }
 
-  private acquire(): Promise<ArrayBuffer> {
-    if (this.closed) return Promise.reject(new Error("block reader: read after close"));
-    const b = this.free.pop();
-    if (b) return Promise.resolve(b);
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  private giveBack(b: ArrayBuffer): void {
-    const next = this.waiting.shift();
-    if (next) next(b);
-    else this.free.push(b);
-  }
-
   /** Rows [rowStart, rowStart + rowCount) of the tensor, decoded to float32. */
   async readRows(info: TensorInfo, rowStart: number, rowCount: number): Promise<HeldBlock> {
     const rows = info.shape.length === 0 ? 1 : info.shape[0]!;
@@ -79,38 +62,22 @@ export class TensorBlockReader {
     const inPlace = info.dtype === "F32" && LITTLE_ENDIAN && position % 4 === 0;
     const need = 4 * count + (inPlace ? 0 : count * size);
     const fh = await this.handle(info.file);
-    let buffer = await this.acquire();
-    try {
+    const held = await this.pool.lend(async (buffer) => {
       // grow a buffer only when a larger block than any before comes along
       if (buffer.byteLength < need) buffer = new ArrayBuffer(need);
       const data = new Float32Array(buffer, 0, count);
       const raw = inPlace ? new Uint8Array(buffer, 0, 4 * count) : new Uint8Array(buffer, 4 * count, count * size);
-      let done = 0;
-      while (done < raw.byteLength) {
-        const { bytesRead } = await fh.read(raw, done, Math.min(READ_PIECE_BYTES, raw.byteLength - done), position + done);
-        if (bytesRead === 0) throw new SafetensorsError("file ended early (was it truncated while being read?)", info.file, "read", info.name);
-        done += bytesRead;
-      }
+      await readFully(fh, raw, position, info.file, info.name);
       if (!inPlace) decodeInto(raw, info.dtype, count, data);
-      let released = false;
-      const held = buffer;
-      return {
-        data,
-        release: () => {
-          if (released) return;
-          released = true;
-          this.giveBack(held);
-        },
-      };
-    } catch (err) {
-      this.giveBack(buffer);
-      throw err;
-    }
+      return { value: data, buffer };
+    });
+    return { data: held.value, release: held.release };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.pool.close();
     for (const h of this.handles.values()) await (await h.catch(() => undefined))?.close();
     this.handles.clear();
   }

@@ -17,8 +17,9 @@ import { open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { DTYPE_BYTES, decodeInto } from "../io/dtype";
 import { ADAPTER_WEIGHTS_FILE } from "../io/peft";
-import { SafetensorsError, SafetensorsFile } from "../io/safetensors";
+import { SafetensorsFile } from "../io/safetensors";
 import type { LoraAdapter, LoraModule, TensorInfo } from "../io/types";
+import { BufferPool, LITTLE_ENDIAN, readFully } from "./buffer-pool";
 
 /** io/peft's key grammar: `[base_model.model.]<module>.lora_A|lora_B[.<adapter name>].weight`. */
 const FACTOR_KEY = /^(.+)\.(lora_A|lora_B)(?:\.([A-Za-z0-9_-]+))?\.weight$/;
@@ -28,8 +29,6 @@ const KEY_PREFIX = "base_model.model.";
  * a small gap costs less than a second system call; a large one would read bytes for nothing.
  */
 const MAX_JOINED_GAP_BYTES = 64 * 1024;
-/** Node caps one positional read at 2 GiB; larger spans are read in pieces of this size. */
-const READ_PIECE_BYTES = 1024 * 1024 * 1024;
 
 interface FactorLocation {
   name: string;
@@ -54,19 +53,9 @@ function expectedShapes(adapter: LoraAdapter, name: string): { A: number[]; B: n
 
 const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
 
-async function readFully(fh: FileHandle, target: Uint8Array, position: number, file: string): Promise<void> {
-  let done = 0;
-  while (done < target.byteLength) {
-    const want = Math.min(READ_PIECE_BYTES, target.byteLength - done);
-    const { bytesRead } = await fh.read(target, done, want, position + done);
-    if (bytesRead === 0) throw new SafetensorsError("file ended early (was it truncated while being read?)", file, "read");
-    done += bytesRead;
-  }
-}
 
 export class PooledFactorReader {
-  private readonly free: ArrayBuffer[] = [];
-  private readonly waiting: Array<(b: ArrayBuffer) => void> = [];
+  private readonly pool: BufferPool;
   private closed = false;
 
   private constructor(
@@ -74,9 +63,9 @@ export class PooledFactorReader {
     private readonly path: string,
     private readonly fh: FileHandle,
     private readonly locations: Map<string, FactorLocation>,
-    pool: ArrayBuffer[],
+    buffers: ArrayBuffer[],
   ) {
-    this.free.push(...pool);
+    this.pool = new BufferPool(buffers, path);
   }
 
   /**
@@ -136,39 +125,12 @@ export class PooledFactorReader {
     }
   }
 
-  private acquire(): Promise<ArrayBuffer> {
-    if (this.closed) return Promise.reject(new Error(`${this.path}: read after close`));
-    const b = this.free.pop();
-    if (b) return Promise.resolve(b);
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  private giveBack(b: ArrayBuffer): void {
-    const next = this.waiting.shift();
-    if (next) next(b);
-    else this.free.push(b);
-  }
-
   /** Read one module's factors into a pooled buffer (waits while every buffer is held). */
   async read(name: string): Promise<PooledModule> {
     const loc = this.locations.get(name);
     if (!loc) throw new Error(`${this.path}: no module ${JSON.stringify(name)}`);
-    const buffer = await this.acquire();
-    try {
-      const module = await this.fill(loc, buffer);
-      let released = false;
-      return {
-        module,
-        release: () => {
-          if (released) return;
-          released = true;
-          this.giveBack(buffer);
-        },
-      };
-    } catch (err) {
-      this.giveBack(buffer);
-      throw err;
-    }
+    const held = await this.pool.lend(async (buffer) => ({ value: await this.fill(loc, buffer), buffer }));
+    return { module: held.value, release: held.release };
   }
 
   private async fill(loc: FactorLocation, buffer: ArrayBuffer): Promise<LoraModule> {
@@ -207,6 +169,7 @@ export class PooledFactorReader {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.pool.close();
     await this.fh.close();
   }
 }
@@ -216,4 +179,3 @@ function needsStaging(t: TensorInfo): boolean {
   return !(t.dtype === "F32" && LITTLE_ENDIAN && t.offset % 4 === 0);
 }
 
-const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
