@@ -28,6 +28,7 @@ import { applyOverrides, defaultConfig, loadConfig, type BackendType, type Devic
 import { decideVerdict } from "./policy/verdict";
 import { buildReport, REPORT_FILES, writeReportFiles } from "./report/build";
 import type { ElicitationReport, Finding, Report, SpectrumReport, Subject } from "./report/types";
+import { isDirectory } from "./io/fs-util";
 
 /** The truncated adapter's folder inside the output (DESIGN.md). */
 export const RANK_ADAPTER_DIR = "rank1-adapter";
@@ -87,14 +88,6 @@ async function digestOf(dir: string, accept: (name: string) => boolean): Promise
 
 const WEIGHT_FILE = (n: string) => n.endsWith(".safetensors") || n === "adapter_config.json" || n === "config.json" || n === "model.safetensors.index.json";
 
-async function isDir(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
 function resolveConfig(opts: ScanOptions): ScanConfig {
   const base = opts.config ?? (opts.configPath ? loadConfig(opts.configPath) : defaultConfig());
   return applyOverrides(base, {
@@ -123,7 +116,7 @@ async function measureAndTruncate(
   const opened: Array<Checkpoint | LoraAdapter> = [];
   try {
     let base: Checkpoint | undefined;
-    if (await isDir(subject.base)) {
+    if (await isDirectory(subject.base)) {
       base = await openCheckpoint(subject.base);
       opened.push(base);
     } else if (needBase) {

@@ -8,7 +8,6 @@
  */
 import type { Command } from "commander";
 import { appendFileSync } from "node:fs";
-import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors";
 import { log } from "../progress";
@@ -16,18 +15,11 @@ import { hubOptionsFromEnv, looksLikeHubId, resolveHubModel } from "../io/hub";
 import { entryNamed, loadRegistry, planMatrix, type SweepEntry } from "../sweep/registry";
 import { collectSweep, SWEEP_BADGE_FILE } from "../sweep/collect";
 import { runScanCommand, type ScanArgs } from "./scan";
-
-async function isDir(p: string): Promise<boolean> {
-  try {
-    return (await stat(p)).isDirectory();
-  } catch {
-    return false;
-  }
-}
+import { isDirectory } from "../io/fs-util";
 
 /** A base given as a Hub id is fetched into the standard Hugging Face cache first. */
 async function localBase(entry: SweepEntry): Promise<string> {
-  if (await isDir(entry.base)) return entry.base;
+  if (await isDirectory(entry.base)) return entry.base;
   if (!looksLikeHubId(entry.base)) throw new InputError(`'${entry.base}' is neither a folder nor a Hub model id`, `model '${entry.name}' base`);
   const resolved = await resolveHubModel(entry.base, hubOptionsFromEnv());
   log(`sweep: ${entry.base} → ${resolved.dir}`);

@@ -2,7 +2,6 @@
  * The embedded inference engine: load a Llama-family checkpoint folder and run it through
  * ONNX Runtime (see model.ts for the runtime, graph.ts for the graph).
  */
-import { access } from "node:fs/promises";
 import { join } from "node:path";
 import { openCheckpoint } from "../io/checkpoint";
 import type { Device } from "../linalg/ort";
@@ -10,6 +9,7 @@ import { parseModelConfig } from "./config";
 import { DecoderModel, type LoadedModel } from "./model";
 import { loadTokenizer, type TextTokenizer } from "./tokenizer";
 import { withModelPrefix } from "./names";
+import { pathExists } from "../io/fs-util";
 
 export type { LoadedModel, GenerateRequest, GenerateResult, GenerateProgress, DecodeStream, EngineOptions } from "./model";
 export { MAX_BATCH, PREFILL_CHUNK } from "./model";
@@ -28,21 +28,12 @@ export interface LoadOptions {
   segmentBytes?: number;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Load a checkpoint folder (config.json + safetensors; tokenizer.json when present). */
 export async function loadModel(dir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const ckpt = withModelPrefix(await openCheckpoint(dir));
   try {
     const config = parseModelConfig(ckpt.config, join(dir, "config.json"));
-    const tokenizer: TextTokenizer | undefined = (await exists(join(dir, "tokenizer.json"))) ? await loadTokenizer(dir) : undefined;
+    const tokenizer: TextTokenizer | undefined = (await pathExists(join(dir, "tokenizer.json"))) ? await loadTokenizer(dir) : undefined;
     // the checkpoint stays open for embedding rows; the model closes it
     return await DecoderModel.create(config, ckpt, tokenizer, dir, opts, () => ckpt.close());
   } catch (err) {

@@ -5,7 +5,7 @@
  * drive it; src/action.ts wires the real ones.
  */
 import * as core from "@actions/core";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
@@ -30,6 +30,7 @@ import {
 } from "./render";
 import type { Report } from "../report/types";
 import { looksLikeHubId, type ResolvedModel } from "../io/hub";
+import { isDirectorySync } from "../io/fs-util";
 
 /** The scan stage's entry (src/scan.ts `runScan`), as the Action calls it. */
 export type ScanFn = (opts: {
@@ -120,14 +121,6 @@ function baseFromAdapter(subject: AuditSubject): string | undefined {
     return typeof b === "string" && b.trim() ? b.trim() : undefined;
   } catch {
     return undefined;
-  }
-}
-
-function isDir(p: string): boolean {
-  try {
-    return statSync(p).isDirectory();
-  } catch {
-    return false;
   }
 }
 
@@ -271,7 +264,7 @@ async function resolveBase(subject: AuditSubject, settings: ActionSettings, ctx:
   let spec = settings.base;
   if (spec) {
     const local = resolve(ctx.workspace, spec);
-    if (isDir(local)) return local;
+    if (isDirectorySync(local)) return local;
     if (!looksLikeHubId(spec)) throw new InputError(`'${spec}' is neither a folder nor a Hub model id ({org}/{name}[@{revision}])`, "input 'base'");
   } else {
     if (subject.kind !== "adapter") throw new InputError(`set 'base' to audit the full checkpoint ${subject.rel}`, "input 'base'");

@@ -6,6 +6,7 @@
 import { readdirSync, realpathSync, statSync, type Dirent } from "node:fs";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { InputError } from "../errors";
+import { isDirectorySync } from "../io/fs-util";
 
 export interface AuditSubject {
   kind: "adapter" | "finetuned";
@@ -96,14 +97,6 @@ export function expandGlob(root: string, pattern: string): string[] {
   return [...out].sort();
 }
 
-function isDir(p: string): boolean {
-  try {
-    return statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
 function isFile(p: string): boolean {
   try {
     return statSync(p).isFile();
@@ -131,7 +124,7 @@ export function findSubjects(root: string, kind: AuditSubject["kind"], patterns:
     const matches = hasMagic(pattern) ? expandGlob(root, pattern) : [resolve(root, pattern)];
     for (const m of matches) {
       const dir = isFile(m) && markers.has(basename(m)) ? dirname(m) : m;
-      const ok = isDir(dir) && isFile(join(dir, configName));
+      const ok = isDirectorySync(dir) && isFile(join(dir, configName));
       if (!ok) {
         if (!hasMagic(pattern) && !negate) {
           throw new InputError(`'${pattern}' is not a ${kind === "adapter" ? "PEFT adapter folder (no adapter_config.json)" : "checkpoint folder (no config.json)"}`, `input '${kind}'`);

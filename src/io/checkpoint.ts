@@ -3,12 +3,13 @@
  * `model.safetensors.index.json` (`weight_map`: tensor name → shard file). Pickle checkpoints
  * (.bin/.pt/.ckpt/.pth) are refused, never opened: unpickling runs arbitrary code.
  */
-import { readdir, stat } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors";
 import { jsonSyntaxError, readTextFile } from "./read-text";
 import { SafetensorsFile } from "./safetensors";
 import type { Checkpoint, TensorInfo } from "./types";
+import { isDirectory, pathExists } from "./fs-util";
 
 /** JSON files we read (configs, shard indexes, tokenizers) stay far below this; a larger one is not what we think it is. */
 export const MAX_JSON_BYTES = 64 * 1024 * 1024;
@@ -35,23 +36,6 @@ export async function readJsonFile(path: string, maxBytes = MAX_JSON_BYTES): Pro
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {
   return typeof x === "object" && x !== null && !Array.isArray(x);
-}
-
-async function isDirectory(path: string): Promise<boolean> {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** A checkpoint over one or more opened safetensors shards; each tensor name maps to exactly one shard. */
@@ -116,19 +100,19 @@ function checkShardName(shard: unknown, tensor: string, indexPath: string): stri
 export async function openCheckpoint(dir: string): Promise<Checkpoint> {
   if (!(await isDirectory(dir))) throw new InputError("checkpoint folder not found (or not a folder)", dir);
   const configPath = join(dir, CONFIG_FILE);
-  if (!(await exists(configPath))) throw new InputError(`no ${CONFIG_FILE} (not a Hugging Face checkpoint folder?)`, dir);
+  if (!(await pathExists(configPath))) throw new InputError(`no ${CONFIG_FILE} (not a Hugging Face checkpoint folder?)`, dir);
   const config = await readJsonFile(configPath);
   if (!isPlainObject(config)) throw new InputError("is not a JSON object", configPath);
 
   // a single file wins over an index when both exist, as in transformers' loader
   const single = join(dir, SINGLE_FILE);
-  if (await exists(single)) {
+  if (await pathExists(single)) {
     const f = await SafetensorsFile.open(single);
     const where = new Map(f.names().map((n) => [n, f] as const));
     return new ShardedCheckpoint(dir, config, [f], where, f.names());
   }
   const indexPath = join(dir, INDEX_FILE);
-  if (await exists(indexPath)) return openSharded(dir, config, indexPath);
+  if (await pathExists(indexPath)) return openSharded(dir, config, indexPath);
 
   const entries = await readdir(dir);
   const shards = entries.filter((e) => e.endsWith(".safetensors"));
@@ -159,7 +143,7 @@ async function openSharded(dir: string, config: Record<string, unknown>, indexPa
     const order: string[] = [];
     for (const [shard, tensors] of byShard) {
       const path = join(dir, shard);
-      if (!(await exists(path))) throw new InputError(`lists shard ${shard}, which is missing from the folder`, indexPath);
+      if (!(await pathExists(path))) throw new InputError(`lists shard ${shard}, which is missing from the folder`, indexPath);
       const f = await SafetensorsFile.open(path);
       opened.push(f);
       const mapped = new Set(tensors);

@@ -20,6 +20,7 @@ import { writeDirAtomic } from "./atomic";
 import { DTYPE_BYTES, encodeFromFloat32 } from "./dtype";
 import { SafetensorsFile, SafetensorsWriter, buildSafetensorsHeader, type TensorSpec } from "./safetensors";
 import type { AdapterConfig, Checkpoint, DType, LoraAdapter, LoraModule, TensorInfo } from "./types";
+import { pathExists } from "./fs-util";
 
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";
 export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
@@ -346,15 +347,6 @@ function describeUnusedKey(key: string): string {
   return "is not a LoRA factor (expected <module>.lora_A.weight / <module>.lora_B.weight)";
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Open a PEFT LoRA adapter folder. Validates the config, the key layout (A and B in pairs,
  * nothing else), ranks against shapes and config, and — with `opts.base` — that every adapted
@@ -367,11 +359,11 @@ export async function openAdapter(dir: string, opts: { base?: Checkpoint } = {})
     throw new InputError("adapter folder not found (or not a folder)", dir);
   }
   const configPath = join(dir, ADAPTER_CONFIG_FILE);
-  if (!(await exists(configPath))) throw new InputError(`no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter folder?)`, dir);
+  if (!(await pathExists(configPath))) throw new InputError(`no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter folder?)`, dir);
   const config = parseAdapterConfig(await readJsonFile(configPath), configPath);
 
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
-  if (!(await exists(weightsPath))) {
+  if (!(await pathExists(weightsPath))) {
     const pickles = (await readdir(dir)).filter((e) => /\.(bin|pt|pth|ckpt)$/i.test(e));
     if (pickles.length > 0) throw new InputError(`has only pickled weights (${pickles[0]}); ${SAFETENSORS_HINT}`, dir);
     throw new InputError(`no ${ADAPTER_WEIGHTS_FILE}`, dir);

@@ -18,6 +18,7 @@ import { readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import { InputError } from "../errors";
+import { pathExistsSync } from "../io/fs-util";
 
 /** A registry is a list of models, not a dataset: more than this is almost surely a mistake. */
 export const MAX_MODELS = 1000;
@@ -70,17 +71,8 @@ function text(file: string, v: unknown, path: string): string {
 function location(file: string, v: unknown, path: string, hubAllowed: boolean): string {
   const s = text(file, v, path);
   const local = isAbsolute(s) ? s : resolve(dirname(file), s);
-  if (hubAllowed && !isAbsolute(s) && !s.startsWith(".") && !exists(local)) return s;
+  if (hubAllowed && !isAbsolute(s) && !s.startsWith(".") && !pathExistsSync(local)) return s;
   return local;
-}
-
-function exists(p: string): boolean {
-  try {
-    statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Parse and validate a registry's text. Pure apart from existence checks of local paths. */
