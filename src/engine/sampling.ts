@@ -3,18 +3,12 @@
  * seeded PRNG so the same seed gives the same text.
  */
 import type { SamplingOptions } from "../backends/backend";
+import { mulberry32 } from "../linalg/random";
 
 /** A seeded uniform [0,1) generator (mulberry32): small state, good enough for sampling tokens. */
 export function seededRandom(seed: number): () => number {
   // mix the seed once so nearby seeds (0, 1, 2, …) start far apart
-  let a = (Math.imul((seed | 0) ^ 0x9e3779b9, 0x85ebca6b) ^ 0xc2b2ae35) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(Math.imul((seed | 0) ^ 0x9e3779b9, 0x85ebca6b) ^ 0xc2b2ae35);
 }
 
 /** Index of the largest value (lowest index on ties, like torch.argmax). */

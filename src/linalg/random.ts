@@ -10,15 +10,24 @@ export interface Rng {
   normal(): number;
 }
 
-export function rng(seed: number): Rng {
-  let s = seed >>> 0;
-  const uniform = () => {
+/**
+ * mulberry32: the one uniform [0, 1) generator of the project (sketches, fixtures, organisms,
+ * token sampling). `state` is used as given; callers that want nearby seeds to start far apart
+ * mix their seed first.
+ */
+export function mulberry32(state: number): () => number {
+  let s = state >>> 0;
+  return () => {
     s = (s + 0x6d2b79f5) >>> 0;
     let t = s;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+export function rng(seed: number): Rng {
+  const uniform = mulberry32(seed);
   let spare: number | undefined;
   const normal = () => {
     if (spare !== undefined) {

@@ -2,17 +2,13 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect } from "vitest";
+import { InputError } from "../../src/errors";
+import { mulberry32 } from "../../src/linalg/random";
 
-/** mulberry32: small seeded PRNG so fuzz cases are reproducible. */
+/** mulberry32 (the project's generator): small seeded PRNG so fuzz cases are reproducible. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(seed);
 }
 
 export function randomFloats(n: number, rand: () => number, scale = 1): Float32Array {
@@ -78,4 +74,20 @@ export function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
   return m;
+}
+
+/** Await `p`, expect an InputError whose one-line message contains every part; return it. */
+export async function expectInputError(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<InputError> {
+  const err = await p.then(
+    (v) => v,
+    (e) => e,
+  );
+  expect(err).toBeInstanceOf(InputError);
+  const msg = (err as Error).message;
+  expect(msg).not.toContain("\n");
+  for (const part of parts) {
+    if (typeof part === "string") expect(msg).toContain(part);
+    else expect(msg).toMatch(part);
+  }
+  return err as InputError;
 }
