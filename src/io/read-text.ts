@@ -8,6 +8,34 @@ import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { InputError } from "../errors";
 
+/** The checks both readers make; each throws InputError naming `what`. */
+function openFailure(err: unknown, what: string): InputError {
+  const code = (err as NodeJS.ErrnoException).code;
+  return new InputError(code === "ENOENT" ? "file not found" : code === "EISDIR" ? "is a folder, not a file" : `cannot read (${code ?? (err as Error).message})`, what);
+}
+
+function readFailure(err: unknown, what: string): InputError {
+  if (err instanceof InputError) return err;
+  return new InputError(`cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, what);
+}
+
+/** Refuse what is not a regular file within the limit; return the buffer to read into. */
+function bufferFor(st: { isDirectory(): boolean; isFile(): boolean; size: number }, maxBytes: number, what: string): Buffer {
+  if (st.isDirectory()) throw new InputError("is a folder, not a file", what);
+  if (!st.isFile()) throw new InputError("is not a regular file", what);
+  if (st.size > maxBytes) throw new InputError(`is ${st.size} bytes, over the ${maxBytes}-byte limit for this file`, what);
+  // one byte more than allowed: a file that grew (or lied) shows as over the limit
+  return Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size, 64 * 1024)));
+}
+
+function decoded(buf: Buffer, n: number, maxBytes: number, what: string): string {
+  if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
+  return buf.subarray(0, n).toString("utf8");
+}
+
+// O_NONBLOCK: a FIFO opens at once (and is then refused) instead of waiting for a writer
+const OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
+
 /**
  * Read a regular file as UTF-8, refusing anything else and anything over `maxBytes` — by
  * reading at most `maxBytes + 1` bytes, so a file that lies about its size (or grows) cannot
@@ -16,33 +44,21 @@ import { InputError } from "../errors";
 export async function readTextFile(path: string, maxBytes: number, what = path): Promise<string> {
   let fh;
   try {
-    // O_NONBLOCK: a FIFO opens at once (and is then refused) instead of waiting for a writer
-    fh = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    fh = await open(path, OPEN_FLAGS);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new InputError(code === "ENOENT" ? "file not found" : code === "EISDIR" ? "is a folder, not a file" : `cannot read (${code ?? (err as Error).message})`, what);
+    throw openFailure(err, what);
   }
   try {
-    const st = await fh.stat();
-    if (st.isDirectory()) throw new InputError("is a folder, not a file", what);
-    if (!st.isFile()) throw new InputError("is not a regular file", what);
-    if (st.size > maxBytes) throw new InputError(`is ${st.size} bytes, over the ${maxBytes}-byte limit for this file`, what);
-    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size, 64 * 1024)));
+    const buf = bufferFor(await fh.stat(), maxBytes, what);
     let n = 0;
-    for (;;) {
-      if (n === buf.length) {
-        if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
-        break;
-      }
+    while (n < buf.length) {
       const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
       if (bytesRead === 0) break;
       n += bytesRead;
     }
-    if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
-    return buf.subarray(0, n).toString("utf8");
+    return decoded(buf, n, maxBytes, what);
   } catch (err) {
-    if (err instanceof InputError) throw err;
-    throw new InputError(`cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, what);
+    throw readFailure(err, what);
   } finally {
     await fh.close().catch(() => undefined);
   }
@@ -70,28 +86,21 @@ export function jsonSyntaxError(err: unknown, text?: string): string {
 export function readTextFileSync(path: string, maxBytes: number, what = path): string {
   let fd: number;
   try {
-    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    fd = openSync(path, OPEN_FLAGS);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new InputError(code === "ENOENT" ? "file not found" : code === "EISDIR" ? "is a folder, not a file" : `cannot read (${code ?? (err as Error).message})`, what);
+    throw openFailure(err, what);
   }
   try {
-    const st = fstatSync(fd);
-    if (st.isDirectory()) throw new InputError("is a folder, not a file", what);
-    if (!st.isFile()) throw new InputError("is not a regular file", what);
-    if (st.size > maxBytes) throw new InputError(`is ${st.size} bytes, over the ${maxBytes}-byte limit for this file`, what);
-    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size, 64 * 1024)));
+    const buf = bufferFor(fstatSync(fd), maxBytes, what);
     let n = 0;
     while (n < buf.length) {
       const got = readSync(fd, buf, n, buf.length - n, n);
       if (got === 0) break;
       n += got;
     }
-    if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
-    return buf.subarray(0, n).toString("utf8");
+    return decoded(buf, n, maxBytes, what);
   } catch (err) {
-    if (err instanceof InputError) throw err;
-    throw new InputError(`cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, what);
+    throw readFailure(err, what);
   } finally {
     closeSync(fd);
   }
