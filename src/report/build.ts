@@ -6,18 +6,10 @@ import { join } from "node:path";
 import { TOOL_NAME, VERSION } from "../version";
 import { badgeFor } from "./badge";
 import { renderMarkdown } from "./markdown";
-import { REPORT_SCHEMA_VERSION, type ElicitationReport, type Finding, type Report, type SpectrumReport, type Subject, type Verdict } from "./types";
+import { REPORT_SCHEMA_VERSION, type Report } from "./types";
 
-export interface ReportParts {
-  subject: Subject;
-  spectrum: SpectrumReport;
-  elicitation?: ElicitationReport;
-  findings: Finding[];
-  verdict: Verdict;
-  timings: Record<string, number>;
-  error?: string;
-  createdAt?: Date;
-}
+/** What a scan measured; buildReport adds the schema version, the tool and the time. */
+export type ReportParts = Omit<Report, "schemaVersion" | "tool" | "createdAt"> & { createdAt?: Date };
 
 export function buildReport(p: ReportParts): Report {
   const report: Report = {

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { InputError } from "../../src/errors";
 import { linearModuleNames, moduleType, openCheckpoint, readJsonFile } from "../../src/io/checkpoint";
 import { SafetensorsError, writeSafetensors } from "../../src/io/safetensors";
-import { randomFloats, rng, withTempDir, writeJson } from "./helpers";
+import { randomFloats, rng, withTempDir, writeJson, expectInputError } from "./helpers";
 
 const CONFIG = { model_type: "llama", hidden_size: 4, num_hidden_layers: 2 };
 
@@ -28,21 +28,6 @@ function tinyLlama(seed: number) {
     );
   }
   return out;
-}
-
-async function expectInputError(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<InputError> {
-  const err = await p.then(
-    () => undefined,
-    (e) => e,
-  );
-  expect(err).toBeInstanceOf(InputError);
-  const msg = (err as Error).message;
-  expect(msg).not.toContain("\n");
-  for (const part of parts) {
-    if (typeof part === "string") expect(msg).toContain(part);
-    else expect(msg).toMatch(part);
-  }
-  return err as InputError;
 }
 
 describe("openCheckpoint", () => {

@@ -6,7 +6,7 @@ import { openCheckpoint } from "../../src/io/checkpoint";
 import { PeftPattern, adapterKey, openAdapter, writeAdapter } from "../../src/io/peft";
 import { writeSafetensors } from "../../src/io/safetensors";
 import type { DType, LoraModule } from "../../src/io/types";
-import { denseDelta, maxAbs, maxAbsDiff, randomFloats, rng, withTempDir, writeJson } from "./helpers";
+import { denseDelta, maxAbs, maxAbsDiff, randomFloats, rng, withTempDir, writeJson, expectInputError } from "./helpers";
 
 interface FixtureModule {
   name: string;
@@ -64,20 +64,6 @@ async function expectDelta(dir: string, fx: Fixture, m: FixtureModule, expectedS
     expect(maxAbsDiff(got, ref)).toBeLessThanOrEqual(1e-12 * maxAbs(ref));
   } finally {
     await ad.close();
-  }
-}
-
-async function expectInputError(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<void> {
-  const err = await p.then(
-    (v) => v,
-    (e) => e,
-  );
-  expect(err).toBeInstanceOf(InputError);
-  const msg = (err as Error).message;
-  expect(msg).not.toContain("\n");
-  for (const part of parts) {
-    if (typeof part === "string") expect(msg).toContain(part);
-    else expect(msg).toMatch(part);
   }
 }
 
