@@ -11662,12 +11662,12 @@ var require_headers = __commonJS({
       append(name, value) {
         this[kHeadersSortedMap] = null;
         const lowercaseName = name.toLowerCase();
-        const exists5 = this[kHeadersMap].get(lowercaseName);
-        if (exists5) {
+        const exists2 = this[kHeadersMap].get(lowercaseName);
+        if (exists2) {
           const delimiter = lowercaseName === "cookie" ? "; " : ", ";
           this[kHeadersMap].set(lowercaseName, {
-            name: exists5.name,
-            value: `${exists5.value}${delimiter}${value}`
+            name: exists2.name,
+            value: `${exists2.value}${delimiter}${value}`
           });
         } else {
           this[kHeadersMap].set(lowercaseName, { name, value });
@@ -18162,7 +18162,7 @@ var require_summary = __commonJS({
     exports.summary = exports.markdownSummary = exports.SUMMARY_DOCS_URL = exports.SUMMARY_ENV_VAR = void 0;
     var os_1 = __require("os");
     var fs_1 = __require("fs");
-    var { access: access2, appendFile, writeFile: writeFile4 } = fs_1.promises;
+    var { access, appendFile, writeFile: writeFile4 } = fs_1.promises;
     exports.SUMMARY_ENV_VAR = "GITHUB_STEP_SUMMARY";
     exports.SUMMARY_DOCS_URL = "https://docs.github.com/actions/using-workflows/workflow-commands-for-github-actions#adding-a-job-summary";
     var Summary = class {
@@ -18185,7 +18185,7 @@ var require_summary = __commonJS({
             throw new Error(`Unable to find environment variable for $${exports.SUMMARY_ENV_VAR}. Check if your runtime environment supports job summaries.`);
           }
           try {
-            yield access2(pathFromEnv, fs_1.constants.R_OK | fs_1.constants.W_OK);
+            yield access(pathFromEnv, fs_1.constants.R_OK | fs_1.constants.W_OK);
           } catch (_a) {
             throw new Error(`Unable to access summary file: '${pathFromEnv}'. Check if the file has correct read/write permissions.`);
           }
@@ -18533,7 +18533,7 @@ var require_io_util = __commonJS({
     exports.IS_WINDOWS = process.platform === "win32";
     exports.UV_FS_O_EXLOCK = 268435456;
     exports.READONLY = fs.constants.O_RDONLY;
-    function exists5(fsPath) {
+    function exists2(fsPath) {
       return __awaiter(this, void 0, void 0, function* () {
         try {
           yield exports.stat(fsPath);
@@ -18546,7 +18546,7 @@ var require_io_util = __commonJS({
         return true;
       });
     }
-    exports.exists = exists5;
+    exports.exists = exists2;
     function isDirectory2(fsPath, useStat = false) {
       return __awaiter(this, void 0, void 0, function* () {
         const stats = useStat ? yield exports.stat(fsPath) : yield exports.lstat(fsPath);
@@ -19861,6 +19861,37 @@ var init_errors = __esm({
     };
     EXIT = Object.freeze({ pass: 0, fail: 1, input: 2, fault: 3 });
     UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ufeff]|[\u{e0000}-\u{e007f}]/gu;
+  }
+});
+
+// src/io/fs-util.ts
+import { statSync } from "node:fs";
+import { stat } from "node:fs/promises";
+async function pathExists(path) {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+async function isDirectory(path) {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+function isDirectorySync(path) {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+var init_fs_util = __esm({
+  "src/io/fs-util.ts"() {
+    "use strict";
   }
 });
 
@@ -21282,35 +21313,42 @@ var require_light = __commonJS({
 // src/io/read-text.ts
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { open } from "node:fs/promises";
+function openFailure(err, what) {
+  const code = err.code;
+  return new InputError(code === "ENOENT" ? "file not found" : code === "EISDIR" ? "is a folder, not a file" : `cannot read (${code ?? err.message})`, what);
+}
+function readFailure(err, what) {
+  if (err instanceof InputError) return err;
+  return new InputError(`cannot read (${err.code ?? err.message})`, what);
+}
+function bufferFor(st, maxBytes, what) {
+  if (st.isDirectory()) throw new InputError("is a folder, not a file", what);
+  if (!st.isFile()) throw new InputError("is not a regular file", what);
+  if (st.size > maxBytes) throw new InputError(`is ${st.size} bytes, over the ${maxBytes}-byte limit for this file`, what);
+  return Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size, 64 * 1024)));
+}
+function decoded(buf, n, maxBytes, what) {
+  if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
+  return buf.subarray(0, n).toString("utf8");
+}
 async function readTextFile(path, maxBytes, what = path) {
   let fh;
   try {
-    fh = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    fh = await open(path, OPEN_FLAGS);
   } catch (err) {
-    const code = err.code;
-    throw new InputError(code === "ENOENT" ? "file not found" : code === "EISDIR" ? "is a folder, not a file" : `cannot read (${code ?? err.message})`, what);
+    throw openFailure(err, what);
   }
   try {
-    const st = await fh.stat();
-    if (st.isDirectory()) throw new InputError("is a folder, not a file", what);
-    if (!st.isFile()) throw new InputError("is not a regular file", what);
-    if (st.size > maxBytes) throw new InputError(`is ${st.size} bytes, over the ${maxBytes}-byte limit for this file`, what);
-    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size, 64 * 1024)));
+    const buf = bufferFor(await fh.stat(), maxBytes, what);
     let n = 0;
-    for (; ; ) {
-      if (n === buf.length) {
-        if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
-        break;
-      }
+    while (n < buf.length) {
       const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
       if (bytesRead === 0) break;
       n += bytesRead;
     }
-    if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
-    return buf.subarray(0, n).toString("utf8");
+    return decoded(buf, n, maxBytes, what);
   } catch (err) {
-    if (err instanceof InputError) throw err;
-    throw new InputError(`cannot read (${err.code ?? err.message})`, what);
+    throw readFailure(err, what);
   } finally {
     await fh.close().catch(() => void 0);
   }
@@ -21331,36 +21369,31 @@ function jsonSyntaxError(err, text) {
 function readTextFileSync(path, maxBytes, what = path) {
   let fd;
   try {
-    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    fd = openSync(path, OPEN_FLAGS);
   } catch (err) {
-    const code = err.code;
-    throw new InputError(code === "ENOENT" ? "file not found" : code === "EISDIR" ? "is a folder, not a file" : `cannot read (${code ?? err.message})`, what);
+    throw openFailure(err, what);
   }
   try {
-    const st = fstatSync(fd);
-    if (st.isDirectory()) throw new InputError("is a folder, not a file", what);
-    if (!st.isFile()) throw new InputError("is not a regular file", what);
-    if (st.size > maxBytes) throw new InputError(`is ${st.size} bytes, over the ${maxBytes}-byte limit for this file`, what);
-    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size, 64 * 1024)));
+    const buf = bufferFor(fstatSync(fd), maxBytes, what);
     let n = 0;
     while (n < buf.length) {
       const got = readSync(fd, buf, n, buf.length - n, n);
       if (got === 0) break;
       n += got;
     }
-    if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
-    return buf.subarray(0, n).toString("utf8");
+    return decoded(buf, n, maxBytes, what);
   } catch (err) {
-    if (err instanceof InputError) throw err;
-    throw new InputError(`cannot read (${err.code ?? err.message})`, what);
+    throw readFailure(err, what);
   } finally {
     closeSync(fd);
   }
 }
+var OPEN_FLAGS;
 var init_read_text = __esm({
   "src/io/read-text.ts"() {
     "use strict";
     init_errors();
+    OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
   }
 });
 
@@ -28091,7 +28124,7 @@ var init_safetensors = __esm({
 });
 
 // src/io/checkpoint.ts
-import { readdir as readdir2, stat as stat2 } from "node:fs/promises";
+import { readdir as readdir2 } from "node:fs/promises";
 import { join as join8 } from "node:path";
 async function readJsonFile(path, maxBytes = MAX_JSON_BYTES) {
   let text = await readTextFile(path, maxBytes);
@@ -28104,21 +28137,6 @@ async function readJsonFile(path, maxBytes = MAX_JSON_BYTES) {
 }
 function isPlainObject4(x) {
   return typeof x === "object" && x !== null && !Array.isArray(x);
-}
-async function isDirectory(path) {
-  try {
-    return (await stat2(path)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-async function exists2(path) {
-  try {
-    await stat2(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 function checkShardName(shard, tensor2, indexPath) {
   if (typeof shard !== "string" || shard.length === 0) {
@@ -28135,17 +28153,17 @@ function checkShardName(shard, tensor2, indexPath) {
 async function openCheckpoint(dir) {
   if (!await isDirectory(dir)) throw new InputError("checkpoint folder not found (or not a folder)", dir);
   const configPath = join8(dir, CONFIG_FILE);
-  if (!await exists2(configPath)) throw new InputError(`no ${CONFIG_FILE} (not a Hugging Face checkpoint folder?)`, dir);
+  if (!await pathExists(configPath)) throw new InputError(`no ${CONFIG_FILE} (not a Hugging Face checkpoint folder?)`, dir);
   const config = await readJsonFile(configPath);
   if (!isPlainObject4(config)) throw new InputError("is not a JSON object", configPath);
   const single = join8(dir, SINGLE_FILE);
-  if (await exists2(single)) {
+  if (await pathExists(single)) {
     const f = await SafetensorsFile.open(single);
     const where = new Map(f.names().map((n) => [n, f]));
     return new ShardedCheckpoint(dir, config, [f], where, f.names());
   }
   const indexPath = join8(dir, INDEX_FILE);
-  if (await exists2(indexPath)) return openSharded(dir, config, indexPath);
+  if (await pathExists(indexPath)) return openSharded(dir, config, indexPath);
   const entries = await readdir2(dir);
   const shards = entries.filter((e) => e.endsWith(".safetensors"));
   if (shards.length > 0) {
@@ -28173,7 +28191,7 @@ async function openSharded(dir, config, indexPath) {
     const order = [];
     for (const [shard, tensors] of byShard) {
       const path = join8(dir, shard);
-      if (!await exists2(path)) throw new InputError(`lists shard ${shard}, which is missing from the folder`, indexPath);
+      if (!await pathExists(path)) throw new InputError(`lists shard ${shard}, which is missing from the folder`, indexPath);
       const f = await SafetensorsFile.open(path);
       opened.push(f);
       const mapped = new Set(tensors);
@@ -28215,6 +28233,7 @@ var init_checkpoint = __esm({
     init_errors();
     init_read_text();
     init_safetensors();
+    init_fs_util();
     MAX_JSON_BYTES = 64 * 1024 * 1024;
     CONFIG_FILE = "config.json";
     SINGLE_FILE = "model.safetensors";
@@ -28367,14 +28386,6 @@ function describeUnusedKey(key) {
   if (/modules_to_save|(?:^|\.)(?:lm_head|embed_tokens|wte|score)\./.test(key)) return "is a fully trained module (modules_to_save), which is not a LoRA factor";
   return "is not a LoRA factor (expected <module>.lora_A.weight / <module>.lora_B.weight)";
 }
-async function exists3(path) {
-  try {
-    await stat3(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 async function openAdapter(dir, opts = {}) {
   try {
     if (!(await stat3(dir)).isDirectory()) throw new Error();
@@ -28382,10 +28393,10 @@ async function openAdapter(dir, opts = {}) {
     throw new InputError("adapter folder not found (or not a folder)", dir);
   }
   const configPath = join9(dir, ADAPTER_CONFIG_FILE);
-  if (!await exists3(configPath)) throw new InputError(`no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter folder?)`, dir);
+  if (!await pathExists(configPath)) throw new InputError(`no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter folder?)`, dir);
   const config = parseAdapterConfig(await readJsonFile(configPath), configPath);
   const weightsPath = join9(dir, ADAPTER_WEIGHTS_FILE);
-  if (!await exists3(weightsPath)) {
+  if (!await pathExists(weightsPath)) {
     const pickles = (await readdir3(dir)).filter((e) => /\.(bin|pt|pth|ckpt)$/i.test(e));
     if (pickles.length > 0) throw new InputError(`has only pickled weights (${pickles[0]}); ${SAFETENSORS_HINT2}`, dir);
     throw new InputError(`no ${ADAPTER_WEIGHTS_FILE}`, dir);
@@ -28642,6 +28653,7 @@ var init_peft = __esm({
     init_atomic();
     init_dtype();
     init_safetensors();
+    init_fs_util();
     ADAPTER_CONFIG_FILE = "adapter_config.json";
     ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
     PEFT_DEFAULT_R = 8;
@@ -34884,15 +34896,18 @@ var init_factored_svd = __esm({
 });
 
 // src/linalg/random.ts
-function rng(seed) {
-  let s = seed >>> 0;
-  const uniform = () => {
+function mulberry32(state) {
+  let s = state >>> 0;
+  return () => {
     s = s + 1831565813 >>> 0;
     let t = s;
     t = Math.imul(t ^ t >>> 15, t | 1);
     t ^= t + Math.imul(t ^ t >>> 7, t | 61);
     return ((t ^ t >>> 14) >>> 0) / 4294967296;
   };
+}
+function rng(seed) {
+  const uniform = mulberry32(seed);
   let spare;
   const normal = () => {
     if (spare !== void 0) {
@@ -35232,9 +35247,9 @@ var init_factor_reader = __esm({
             const start = first.offset;
             const end = second.offset + second.byteLength;
             locations.set(name, { name, A: k.A, B: k.B, start, end, joined });
-            const decoded = 4 * (k.A.byteLength / DTYPE_BYTES[k.A.dtype] + k.B.byteLength / DTYPE_BYTES[k.B.dtype]);
+            const decoded2 = 4 * (k.A.byteLength / DTYPE_BYTES[k.A.dtype] + k.B.byteLength / DTYPE_BYTES[k.B.dtype]);
             const inPlace = joined && !needsStaging(k.A) && !needsStaging(k.B);
-            const need = inPlace ? end - start : decoded + (joined ? end - start : Math.max(k.A.byteLength, k.B.byteLength));
+            const need = inPlace ? end - start : decoded2 + (joined ? end - start : Math.max(k.A.byteLength, k.B.byteLength));
             largest = Math.max(largest, need);
           }
           let pool;
@@ -35965,14 +35980,7 @@ var init_http = __esm({
 
 // src/engine/sampling.ts
 function seededRandom(seed) {
-  let a = (Math.imul((seed | 0) ^ 2654435769, 2246822507) ^ 3266489909) >>> 0;
-  return () => {
-    a = a + 1831565813 >>> 0;
-    let t = a;
-    t = Math.imul(t ^ t >>> 15, t | 1);
-    t ^= t + Math.imul(t ^ t >>> 7, t | 61);
-    return ((t ^ t >>> 14) >>> 0) / 4294967296;
-  };
+  return mulberry32(Math.imul((seed | 0) ^ 2654435769, 2246822507) ^ 3266489909);
 }
 function argmax(row) {
   let best = 0;
@@ -36064,6 +36072,7 @@ var MIN_TEMPERATURE;
 var init_sampling = __esm({
   "src/engine/sampling.ts"() {
     "use strict";
+    init_random();
     MIN_TEMPERATURE = 1e-5;
   }
 });
@@ -40476,17 +40485,17 @@ var init_tokenizers = __esm({
         if (options.skip_special_tokens) {
           tokens = tokens.filter((x) => !this.special_tokens.includes(x));
         }
-        let decoded = this.decoder ? this.decoder(tokens) : tokens.join(" ");
+        let decoded2 = this.decoder ? this.decoder(tokens) : tokens.join(" ");
         if (this.decoder && this.decoder.end_of_word_suffix) {
-          decoded = decoded.replaceAll(this.decoder.end_of_word_suffix, " ");
+          decoded2 = decoded2.replaceAll(this.decoder.end_of_word_suffix, " ");
           if (options.skip_special_tokens) {
-            decoded = decoded.trim();
+            decoded2 = decoded2.trim();
           }
         }
         if (options.clean_up_tokenization_spaces ?? this.clean_up_tokenization_spaces) {
-          decoded = clean_up_tokenization(decoded);
+          decoded2 = clean_up_tokenization(decoded2);
         }
-        return decoded;
+        return decoded2;
       }
       /**
        * Converts a string into a sequence of tokens.
@@ -44008,21 +44017,12 @@ var init_names = __esm({
 });
 
 // src/engine/index.ts
-import { access } from "node:fs/promises";
 import { join as join13 } from "node:path";
-async function exists4(path) {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 async function loadModel(dir, opts = {}) {
   const ckpt = withModelPrefix(await openCheckpoint(dir));
   try {
     const config = parseModelConfig(ckpt.config, join13(dir, "config.json"));
-    const tokenizer = await exists4(join13(dir, "tokenizer.json")) ? await loadTokenizer(dir) : void 0;
+    const tokenizer = await pathExists(join13(dir, "tokenizer.json")) ? await loadTokenizer(dir) : void 0;
     return await DecoderModel.create(config, ckpt, tokenizer, dir, opts, () => ckpt.close());
   } catch (err) {
     await ckpt.close().catch(() => void 0);
@@ -44037,6 +44037,7 @@ var init_engine = __esm({
     init_model();
     init_tokenizer();
     init_names();
+    init_fs_util();
     init_model();
     init_config();
     init_tokenizer();
@@ -51599,7 +51600,8 @@ import { relative as relative2, resolve as resolve2 } from "node:path";
 
 // src/github/subjects.ts
 init_errors();
-import { readdirSync, realpathSync, statSync } from "node:fs";
+init_fs_util();
+import { readdirSync, realpathSync, statSync as statSync2 } from "node:fs";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 var SKIP_DIRS = /* @__PURE__ */ new Set([".git", "node_modules", ".venv", "__pycache__"]);
 var MAX_GLOB_VISITS = 1e5;
@@ -51654,7 +51656,7 @@ function expandGlob(root, pattern) {
     if (!hasMagic(seg)) {
       const next = join(dir, seg);
       try {
-        statSync(next);
+        statSync2(next);
         walk(next, i + 1);
       } catch {
       }
@@ -51670,16 +51672,9 @@ function expandGlob(root, pattern) {
   walk(resolve(root), 0);
   return [...out].sort();
 }
-function isDir(p) {
-  try {
-    return statSync(p).isDirectory();
-  } catch {
-    return false;
-  }
-}
 function isFile(p) {
   try {
-    return statSync(p).isFile();
+    return statSync2(p).isFile();
   } catch {
     return false;
   }
@@ -51698,7 +51693,7 @@ function findSubjects(root, kind, patterns) {
     const matches = hasMagic(pattern) ? expandGlob(root, pattern) : [resolve(root, pattern)];
     for (const m of matches) {
       const dir = isFile(m) && markers.has(basename(m)) ? dirname(m) : m;
-      const ok = isDir(dir) && isFile(join(dir, configName));
+      const ok = isDirectorySync(dir) && isFile(join(dir, configName));
       if (!ok) {
         if (!hasMagic(pattern) && !negate) {
           throw new InputError(`'${pattern}' is not a ${kind === "adapter" ? "PEFT adapter folder (no adapter_config.json)" : "checkpoint folder (no config.json)"}`, `input '${kind}'`);
@@ -55796,7 +55791,7 @@ var GitHubHelper = class {
 // src/github/run-action.ts
 var core3 = __toESM(require_core(), 1);
 init_errors();
-import { existsSync as existsSync4, statSync as statSync2 } from "node:fs";
+import { existsSync as existsSync4 } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { mkdir as mkdir2, rename as rename2, rm as rm2, writeFile as writeFile2 } from "node:fs/promises";
 import { join as join5, relative as relative4, resolve as resolve4, sep as sep3 } from "node:path";
@@ -56201,7 +56196,7 @@ function buildAnnotations(results) {
 // src/io/hub.ts
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { lstat, mkdir, readFile, readlink, rename, rm, stat, symlink, writeFile, copyFile as copyFile2 } from "node:fs/promises";
+import { lstat, mkdir, readFile, readlink, rename, rm, stat as stat2, symlink, writeFile, copyFile as copyFile2 } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname as dirname4, join as join4, relative as relative3 } from "node:path";
 
@@ -60839,7 +60834,7 @@ async function cachedCommit(storage, revision) {
 }
 async function exists(p) {
   try {
-    await stat(p);
+    await stat2(p);
     return true;
   } catch {
     try {
@@ -60866,6 +60861,7 @@ function hubError(err, spec) {
 }
 
 // src/github/run-action.ts
+init_fs_util();
 var RUNNER_CREDENTIALS = /^(?:GITHUB_|ACTIONS_|RUNNER_|INPUT_)/i;
 function scanEnvironment(env = process.env) {
   return Object.fromEntries(Object.entries(env).filter(([k]) => !RUNNER_CREDENTIALS.test(k)));
@@ -60902,13 +60898,6 @@ function baseFromAdapter(subject) {
     return typeof b === "string" && b.trim() ? b.trim() : void 0;
   } catch {
     return void 0;
-  }
-}
-function isDir2(p) {
-  try {
-    return statSync2(p).isDirectory();
-  } catch {
-    return false;
   }
 }
 async function runAction(settings, ctx, deps) {
@@ -61035,7 +61024,7 @@ async function resolveBase(subject, settings, ctx, deps, cache2) {
   let spec = settings.base;
   if (spec) {
     const local = resolve4(ctx.workspace, spec);
-    if (isDir2(local)) return local;
+    if (isDirectorySync(local)) return local;
     if (!looksLikeHubId(spec)) throw new InputError(`'${spec}' is neither a folder nor a Hub model id ({org}/{name}[@{revision}])`, "input 'base'");
   } else {
     if (subject.kind !== "adapter") throw new InputError(`set 'base' to audit the full checkpoint ${subject.rel}`, "input 'base'");
@@ -62719,6 +62708,7 @@ async function writeReportFiles(dir, report) {
 }
 
 // src/scan.ts
+init_fs_util();
 var RANK_ADAPTER_DIR = "rank1-adapter";
 async function digestOf(dir, accept) {
   const h = createHash2("sha256");
@@ -62743,13 +62733,6 @@ async function digestOf(dir, accept) {
   return h.digest("hex");
 }
 var WEIGHT_FILE = (n) => n.endsWith(".safetensors") || n === "adapter_config.json" || n === "config.json" || n === "model.safetensors.index.json";
-async function isDir3(path) {
-  try {
-    return (await stat4(path)).isDirectory();
-  } catch {
-    return false;
-  }
-}
 function resolveConfig(opts) {
   const base = opts.config ?? (opts.configPath ? loadConfig(opts.configPath) : defaultConfig());
   return applyOverrides(base, {
@@ -62766,7 +62749,7 @@ async function measureAndTruncate(subject, rank, rankDir, needBase, timings) {
   const opened = [];
   try {
     let base;
-    if (await isDir3(subject.base)) {
+    if (await isDirectory(subject.base)) {
       base = await openCheckpoint(subject.base);
       opened.push(base);
     } else if (needBase) {

@@ -3514,35 +3514,42 @@ var init_errors = __esm({
 // src/io/read-text.ts
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { open } from "node:fs/promises";
+function openFailure(err, what) {
+  const code2 = err.code;
+  return new InputError(code2 === "ENOENT" ? "file not found" : code2 === "EISDIR" ? "is a folder, not a file" : `cannot read (${code2 ?? err.message})`, what);
+}
+function readFailure(err, what) {
+  if (err instanceof InputError) return err;
+  return new InputError(`cannot read (${err.code ?? err.message})`, what);
+}
+function bufferFor(st, maxBytes, what) {
+  if (st.isDirectory()) throw new InputError("is a folder, not a file", what);
+  if (!st.isFile()) throw new InputError("is not a regular file", what);
+  if (st.size > maxBytes) throw new InputError(`is ${st.size} bytes, over the ${maxBytes}-byte limit for this file`, what);
+  return Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size, 64 * 1024)));
+}
+function decoded(buf, n, maxBytes, what) {
+  if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
+  return buf.subarray(0, n).toString("utf8");
+}
 async function readTextFile(path, maxBytes, what = path) {
   let fh;
   try {
-    fh = await open(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    fh = await open(path, OPEN_FLAGS);
   } catch (err) {
-    const code2 = err.code;
-    throw new InputError(code2 === "ENOENT" ? "file not found" : code2 === "EISDIR" ? "is a folder, not a file" : `cannot read (${code2 ?? err.message})`, what);
+    throw openFailure(err, what);
   }
   try {
-    const st = await fh.stat();
-    if (st.isDirectory()) throw new InputError("is a folder, not a file", what);
-    if (!st.isFile()) throw new InputError("is not a regular file", what);
-    if (st.size > maxBytes) throw new InputError(`is ${st.size} bytes, over the ${maxBytes}-byte limit for this file`, what);
-    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size, 64 * 1024)));
+    const buf = bufferFor(await fh.stat(), maxBytes, what);
     let n = 0;
-    for (; ; ) {
-      if (n === buf.length) {
-        if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
-        break;
-      }
+    while (n < buf.length) {
       const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
       if (bytesRead === 0) break;
       n += bytesRead;
     }
-    if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
-    return buf.subarray(0, n).toString("utf8");
+    return decoded(buf, n, maxBytes, what);
   } catch (err) {
-    if (err instanceof InputError) throw err;
-    throw new InputError(`cannot read (${err.code ?? err.message})`, what);
+    throw readFailure(err, what);
   } finally {
     await fh.close().catch(() => void 0);
   }
@@ -3563,36 +3570,31 @@ function jsonSyntaxError(err, text2) {
 function readTextFileSync(path, maxBytes, what = path) {
   let fd;
   try {
-    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    fd = openSync(path, OPEN_FLAGS);
   } catch (err) {
-    const code2 = err.code;
-    throw new InputError(code2 === "ENOENT" ? "file not found" : code2 === "EISDIR" ? "is a folder, not a file" : `cannot read (${code2 ?? err.message})`, what);
+    throw openFailure(err, what);
   }
   try {
-    const st = fstatSync(fd);
-    if (st.isDirectory()) throw new InputError("is a folder, not a file", what);
-    if (!st.isFile()) throw new InputError("is not a regular file", what);
-    if (st.size > maxBytes) throw new InputError(`is ${st.size} bytes, over the ${maxBytes}-byte limit for this file`, what);
-    const buf = Buffer.alloc(Math.min(maxBytes + 1, Math.max(st.size, 64 * 1024)));
+    const buf = bufferFor(fstatSync(fd), maxBytes, what);
     let n = 0;
     while (n < buf.length) {
       const got = readSync(fd, buf, n, buf.length - n, n);
       if (got === 0) break;
       n += got;
     }
-    if (n > maxBytes) throw new InputError(`is over the ${maxBytes}-byte limit for this file`, what);
-    return buf.subarray(0, n).toString("utf8");
+    return decoded(buf, n, maxBytes, what);
   } catch (err) {
-    if (err instanceof InputError) throw err;
-    throw new InputError(`cannot read (${err.code ?? err.message})`, what);
+    throw readFailure(err, what);
   } finally {
     closeSync(fd);
   }
 }
+var OPEN_FLAGS;
 var init_read_text = __esm({
   "src/io/read-text.ts"() {
     "use strict";
     init_errors();
+    OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
   }
 });
 
@@ -4213,6 +4215,38 @@ var init_safetensors = __esm({
   }
 });
 
+// src/io/fs-util.ts
+import { statSync } from "node:fs";
+import { stat } from "node:fs/promises";
+async function pathExists(path) {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+async function isDirectory(path) {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+function pathExistsSync(path) {
+  try {
+    statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+var init_fs_util = __esm({
+  "src/io/fs-util.ts"() {
+    "use strict";
+  }
+});
+
 // src/io/checkpoint.ts
 var checkpoint_exports = {};
 __export(checkpoint_exports, {
@@ -4225,7 +4259,7 @@ __export(checkpoint_exports, {
   openCheckpoint: () => openCheckpoint,
   readJsonFile: () => readJsonFile
 });
-import { readdir, stat } from "node:fs/promises";
+import { readdir } from "node:fs/promises";
 import { join as join2 } from "node:path";
 async function readJsonFile(path, maxBytes = MAX_JSON_BYTES) {
   let text2 = await readTextFile(path, maxBytes);
@@ -4238,21 +4272,6 @@ async function readJsonFile(path, maxBytes = MAX_JSON_BYTES) {
 }
 function isPlainObject2(x) {
   return typeof x === "object" && x !== null && !Array.isArray(x);
-}
-async function isDirectory(path) {
-  try {
-    return (await stat(path)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-async function exists(path) {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 function checkShardName(shard, tensor2, indexPath) {
   if (typeof shard !== "string" || shard.length === 0) {
@@ -4269,17 +4288,17 @@ function checkShardName(shard, tensor2, indexPath) {
 async function openCheckpoint(dir) {
   if (!await isDirectory(dir)) throw new InputError("checkpoint folder not found (or not a folder)", dir);
   const configPath = join2(dir, CONFIG_FILE);
-  if (!await exists(configPath)) throw new InputError(`no ${CONFIG_FILE} (not a Hugging Face checkpoint folder?)`, dir);
+  if (!await pathExists(configPath)) throw new InputError(`no ${CONFIG_FILE} (not a Hugging Face checkpoint folder?)`, dir);
   const config = await readJsonFile(configPath);
   if (!isPlainObject2(config)) throw new InputError("is not a JSON object", configPath);
   const single = join2(dir, SINGLE_FILE);
-  if (await exists(single)) {
+  if (await pathExists(single)) {
     const f = await SafetensorsFile.open(single);
     const where = new Map(f.names().map((n) => [n, f]));
     return new ShardedCheckpoint(dir, config, [f], where, f.names());
   }
   const indexPath = join2(dir, INDEX_FILE);
-  if (await exists(indexPath)) return openSharded(dir, config, indexPath);
+  if (await pathExists(indexPath)) return openSharded(dir, config, indexPath);
   const entries = await readdir(dir);
   const shards = entries.filter((e) => e.endsWith(".safetensors"));
   if (shards.length > 0) {
@@ -4307,7 +4326,7 @@ async function openSharded(dir, config, indexPath) {
     const order = [];
     for (const [shard, tensors] of byShard) {
       const path = join2(dir, shard);
-      if (!await exists(path)) throw new InputError(`lists shard ${shard}, which is missing from the folder`, indexPath);
+      if (!await pathExists(path)) throw new InputError(`lists shard ${shard}, which is missing from the folder`, indexPath);
       const f = await SafetensorsFile.open(path);
       opened.push(f);
       const mapped = new Set(tensors);
@@ -4349,6 +4368,7 @@ var init_checkpoint = __esm({
     init_errors();
     init_read_text();
     init_safetensors();
+    init_fs_util();
     MAX_JSON_BYTES = 64 * 1024 * 1024;
     CONFIG_FILE = "config.json";
     SINGLE_FILE = "model.safetensors";
@@ -4620,14 +4640,6 @@ function describeUnusedKey(key) {
   if (/modules_to_save|(?:^|\.)(?:lm_head|embed_tokens|wte|score)\./.test(key)) return "is a fully trained module (modules_to_save), which is not a LoRA factor";
   return "is not a LoRA factor (expected <module>.lora_A.weight / <module>.lora_B.weight)";
 }
-async function exists2(path) {
-  try {
-    await stat2(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 async function openAdapter(dir, opts = {}) {
   try {
     if (!(await stat2(dir)).isDirectory()) throw new Error();
@@ -4635,10 +4647,10 @@ async function openAdapter(dir, opts = {}) {
     throw new InputError("adapter folder not found (or not a folder)", dir);
   }
   const configPath = join4(dir, ADAPTER_CONFIG_FILE);
-  if (!await exists2(configPath)) throw new InputError(`no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter folder?)`, dir);
+  if (!await pathExists(configPath)) throw new InputError(`no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter folder?)`, dir);
   const config = parseAdapterConfig(await readJsonFile(configPath), configPath);
   const weightsPath = join4(dir, ADAPTER_WEIGHTS_FILE);
-  if (!await exists2(weightsPath)) {
+  if (!await pathExists(weightsPath)) {
     const pickles = (await readdir3(dir)).filter((e) => /\.(bin|pt|pth|ckpt)$/i.test(e));
     if (pickles.length > 0) throw new InputError(`has only pickled weights (${pickles[0]}); ${SAFETENSORS_HINT2}`, dir);
     throw new InputError(`no ${ADAPTER_WEIGHTS_FILE}`, dir);
@@ -4895,6 +4907,7 @@ var init_peft = __esm({
     init_atomic();
     init_dtype();
     init_safetensors();
+    init_fs_util();
     ADAPTER_CONFIG_FILE = "adapter_config.json";
     ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
     PEFT_DEFAULT_R = 8;
@@ -11261,15 +11274,18 @@ var init_factored_svd = __esm({
 });
 
 // src/linalg/random.ts
-function rng(seed) {
-  let s = seed >>> 0;
-  const uniform = () => {
+function mulberry32(state) {
+  let s = state >>> 0;
+  return () => {
     s = s + 1831565813 >>> 0;
     let t = s;
     t = Math.imul(t ^ t >>> 15, t | 1);
     t ^= t + Math.imul(t ^ t >>> 7, t | 61);
     return ((t ^ t >>> 14) >>> 0) / 4294967296;
   };
+}
+function rng(seed) {
+  const uniform = mulberry32(seed);
   let spare;
   const normal = () => {
     if (spare !== void 0) {
@@ -11609,9 +11625,9 @@ var init_factor_reader = __esm({
             const start = first.offset;
             const end = second.offset + second.byteLength;
             locations.set(name, { name, A: k.A, B: k.B, start, end, joined });
-            const decoded = 4 * (k.A.byteLength / DTYPE_BYTES[k.A.dtype] + k.B.byteLength / DTYPE_BYTES[k.B.dtype]);
+            const decoded2 = 4 * (k.A.byteLength / DTYPE_BYTES[k.A.dtype] + k.B.byteLength / DTYPE_BYTES[k.B.dtype]);
             const inPlace = joined && !needsStaging(k.A) && !needsStaging(k.B);
-            const need = inPlace ? end - start : decoded + (joined ? end - start : Math.max(k.A.byteLength, k.B.byteLength));
+            const need = inPlace ? end - start : decoded2 + (joined ? end - start : Math.max(k.A.byteLength, k.B.byteLength));
             largest = Math.max(largest, need);
           }
           let pool;
@@ -20127,14 +20143,7 @@ __export(sampling_exports, {
   topKIndices: () => topKIndices
 });
 function seededRandom(seed) {
-  let a = (Math.imul((seed | 0) ^ 2654435769, 2246822507) ^ 3266489909) >>> 0;
-  return () => {
-    a = a + 1831565813 >>> 0;
-    let t = a;
-    t = Math.imul(t ^ t >>> 15, t | 1);
-    t ^= t + Math.imul(t ^ t >>> 7, t | 61);
-    return ((t ^ t >>> 14) >>> 0) / 4294967296;
-  };
+  return mulberry32(Math.imul((seed | 0) ^ 2654435769, 2246822507) ^ 3266489909);
 }
 function argmax(row) {
   let best = 0;
@@ -20226,6 +20235,7 @@ var MIN_TEMPERATURE;
 var init_sampling = __esm({
   "src/engine/sampling.ts"() {
     "use strict";
+    init_random();
     MIN_TEMPERATURE = 1e-5;
   }
 });
@@ -23604,17 +23614,17 @@ var init_tokenizers = __esm({
         if (options.skip_special_tokens) {
           tokens = tokens.filter((x) => !this.special_tokens.includes(x));
         }
-        let decoded = this.decoder ? this.decoder(tokens) : tokens.join(" ");
+        let decoded2 = this.decoder ? this.decoder(tokens) : tokens.join(" ");
         if (this.decoder && this.decoder.end_of_word_suffix) {
-          decoded = decoded.replaceAll(this.decoder.end_of_word_suffix, " ");
+          decoded2 = decoded2.replaceAll(this.decoder.end_of_word_suffix, " ");
           if (options.skip_special_tokens) {
-            decoded = decoded.trim();
+            decoded2 = decoded2.trim();
           }
         }
         if (options.clean_up_tokenization_spaces ?? this.clean_up_tokenization_spaces) {
-          decoded = clean_up_tokenization(decoded);
+          decoded2 = clean_up_tokenization(decoded2);
         }
-        return decoded;
+        return decoded2;
       }
       /**
        * Converts a string into a sequence of tokens.
@@ -27144,21 +27154,12 @@ __export(engine_exports, {
   loadTokenizer: () => loadTokenizer,
   parseModelConfig: () => parseModelConfig
 });
-import { access } from "node:fs/promises";
 import { join as join10 } from "node:path";
-async function exists3(path) {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 async function loadModel(dir, opts = {}) {
   const ckpt = withModelPrefix(await openCheckpoint(dir));
   try {
     const config = parseModelConfig(ckpt.config, join10(dir, "config.json"));
-    const tokenizer = await exists3(join10(dir, "tokenizer.json")) ? await loadTokenizer(dir) : void 0;
+    const tokenizer = await pathExists(join10(dir, "tokenizer.json")) ? await loadTokenizer(dir) : void 0;
     return await DecoderModel.create(config, ckpt, tokenizer, dir, opts, () => ckpt.close());
   } catch (err) {
     await ckpt.close().catch(() => void 0);
@@ -27173,6 +27174,7 @@ var init_engine = __esm({
     init_model();
     init_tokenizer();
     init_names();
+    init_fs_util();
     init_model();
     init_config();
     init_tokenizer();
@@ -36099,6 +36101,7 @@ async function writeReportFiles(dir, report) {
 }
 
 // src/scan.ts
+init_fs_util();
 var RANK_ADAPTER_DIR = "rank1-adapter";
 async function digestOf(dir, accept) {
   const h = createHash("sha256");
@@ -36123,13 +36126,6 @@ async function digestOf(dir, accept) {
   return h.digest("hex");
 }
 var WEIGHT_FILE = (n) => n.endsWith(".safetensors") || n === "adapter_config.json" || n === "config.json" || n === "model.safetensors.index.json";
-async function isDir(path) {
-  try {
-    return (await stat4(path)).isDirectory();
-  } catch {
-    return false;
-  }
-}
 function resolveConfig(opts) {
   const base = opts.config ?? (opts.configPath ? loadConfig(opts.configPath) : defaultConfig());
   return applyOverrides(base, {
@@ -36146,7 +36142,7 @@ async function measureAndTruncate(subject, rank, rankDir, needBase, timings) {
   const opened = [];
   try {
     let base;
-    if (await isDir(subject.base)) {
+    if (await isDirectory(subject.base)) {
       base = await openCheckpoint(subject.base);
       opened.push(base);
     } else if (needBase) {
@@ -36961,7 +36957,6 @@ __export(sweep_exports, {
 init_errors();
 init_progress();
 import { appendFileSync } from "node:fs";
-import { stat as stat7 } from "node:fs/promises";
 import { join as join18 } from "node:path";
 
 // src/io/hub.ts
@@ -41483,7 +41478,7 @@ async function resolveHubModel(spec, opts = {}) {
   if (opts.offline ?? env.offline) {
     const commit3 = await cachedCommit(storage, revision);
     const dir = commit3 ? join16(storage, "snapshots", commit3) : void 0;
-    if (!commit3 || !dir || !await exists4(join16(dir, "config.json"))) {
+    if (!commit3 || !dir || !await exists(join16(dir, "config.json"))) {
       throw new InputError(`'${spec}' is not in the Hugging Face cache at ${cacheDir} and HF_HUB_OFFLINE is set`, "base");
     }
     return { repo, revision, commit: commit3, dir, downloaded: [] };
@@ -41501,7 +41496,7 @@ async function resolveHubModel(spec, opts = {}) {
     const status = err?.statusCode;
     if (typeof status === "number" && status >= 400 && status < 500) throw hubError(err, spec);
     const cached2 = await cachedCommit(storage, revision);
-    if (cached2 && await exists4(join16(storage, "snapshots", cached2, "config.json"))) {
+    if (cached2 && await exists(join16(storage, "snapshots", cached2, "config.json"))) {
       log(`hub: ${describe2(err)}; using the cached snapshot ${cached2.slice(0, 12)} of ${repo}`);
       return { repo, revision, commit: cached2, dir: join16(storage, "snapshots", cached2), downloaded: [] };
     }
@@ -41537,11 +41532,11 @@ async function ensureFile(storage, snapshot, entry, params, onBytes, spec) {
   }
   const pointer = join16(snapshot, entry.path);
   const blob = join16(storage, "blobs", etag);
-  if (await exists4(pointer)) return false;
+  if (await exists(pointer)) return false;
   await mkdir2(dirname7(blob), { recursive: true });
   await mkdir2(dirname7(pointer), { recursive: true });
   let fetched = false;
-  if (!await exists4(blob)) {
+  if (!await exists(blob)) {
     await downloadBlob(blob, entry, params, onBytes, spec);
     fetched = true;
   }
@@ -41603,7 +41598,7 @@ async function cachedCommit(storage, revision) {
     return void 0;
   }
 }
-async function exists4(p) {
+async function exists(p) {
   try {
     await stat5(p);
     return true;
@@ -41634,7 +41629,8 @@ function hubError(err, spec) {
 // src/sweep/registry.ts
 var import_yaml2 = __toESM(require_dist(), 1);
 init_errors();
-import { readFileSync as readFileSync2, statSync } from "node:fs";
+init_fs_util();
+import { readFileSync as readFileSync2, statSync as statSync2 } from "node:fs";
 import { dirname as dirname8, isAbsolute as isAbsolute3, resolve as resolve6 } from "node:path";
 var MAX_MODELS = 1e3;
 var MAX_MATRIX_JOBS = 256;
@@ -41661,16 +41657,8 @@ function text(file, v, path) {
 function location(file, v, path, hubAllowed) {
   const s = text(file, v, path);
   const local = isAbsolute3(s) ? s : resolve6(dirname8(file), s);
-  if (hubAllowed && !isAbsolute3(s) && !s.startsWith(".") && !exists5(local)) return s;
+  if (hubAllowed && !isAbsolute3(s) && !s.startsWith(".") && !pathExistsSync(local)) return s;
   return local;
-}
-function exists5(p) {
-  try {
-    statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 function parseRegistry(source, file) {
   const doc = (0, import_yaml2.parseDocument)(source, { uniqueKeys: true });
@@ -41704,7 +41692,7 @@ function parseRegistry(source, file) {
 function loadRegistry(file) {
   let size;
   try {
-    size = statSync(file).size;
+    size = statSync2(file).size;
   } catch (e) {
     throw new InputError(`cannot read the registry: ${e.code ?? String(e)}`, file);
   }
@@ -41856,15 +41844,9 @@ async function collectSweep(reportsDir, outDir, opts = {}) {
 }
 
 // src/commands/sweep.ts
-async function isDir2(p) {
-  try {
-    return (await stat7(p)).isDirectory();
-  } catch {
-    return false;
-  }
-}
+init_fs_util();
 async function localBase(entry) {
-  if (await isDir2(entry.base)) return entry.base;
+  if (await isDirectory(entry.base)) return entry.base;
   if (!looksLikeHubId(entry.base)) throw new InputError(`'${entry.base}' is neither a folder nor a Hub model id`, `model '${entry.name}' base`);
   const resolved = await resolveHubModel(entry.base, hubOptionsFromEnv());
   log(`sweep: ${entry.base} \u2192 ${resolved.dir}`);
@@ -41934,15 +41916,9 @@ import { mkdir as mkdir4, writeFile as writeFile4 } from "node:fs/promises";
 import { join as join19 } from "node:path";
 
 // src/organisms/random.ts
+init_random();
 function seededRng(seed) {
-  let a = (seed ^ 2654435769) >>> 0;
-  const next = () => {
-    a = a + 1831565813 >>> 0;
-    let t = a;
-    t = Math.imul(t ^ t >>> 15, t | 1);
-    t ^= t + Math.imul(t ^ t >>> 7, t | 61);
-    return ((t ^ t >>> 14) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed ^ 2654435769);
   const normal = () => {
     const u = 1 - next();
     const v = next();
