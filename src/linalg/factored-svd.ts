@@ -10,21 +10,13 @@ import { factorBasis, factorBasisSync, type FactorBasis, type GramPrecision } fr
 import { smallSvd, symmetricEigen } from "./small-svd";
 import { cholesky } from "./cholesky";
 import { symmetricEigenvalues } from "./symmetric-eigenvalues";
+import type { LoraModule } from "../io/types";
 
 /** Core singular values below this fraction of |s|·‖B‖₂·‖A‖₂ are zero (float64 rounding). */
 export const CORE_RANK_RTOL = 1e-12;
 
-/** The factors of ΔW = scale·B·A; a LoraModule satisfies this. */
-export interface Factors {
-  rank: number;
-  scale: number;
-  outFeatures: number;
-  inFeatures: number;
-  /** [rank, in] row-major */
-  A: Float32Array;
-  /** [out, rank] row-major */
-  B: Float32Array;
-}
+/** The factors of ΔW = scale·B·A (A [rank, in], B [out, rank], row-major): a LoraModule without its name. */
+export type Factors = Omit<LoraModule, "name">;
 
 export interface FactoredSvd {
   /** all r singular values of ΔW, descending; zeros past the numerical rank */
