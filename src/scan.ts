@@ -24,10 +24,14 @@ import type { Backend } from "./backends/backend";
 import { apiKeyFrom, createBackend, type BackendFactory, type BackendSubject } from "./backends/index";
 import { runElicitation } from "./elicit/run";
 import { runJudges } from "./judge/index";
-import { applyOverrides, defaultConfig, loadConfig, type BackendType, type Device, type FailOn, type ScanConfig } from "./policy/config";
+import { applyOverrides, defaultConfig, loadConfig, type BackendType, type Device, type ScanConfig } from "./policy/config";
+import type { FailOn } from "./policy/severity";
 import { decideVerdict } from "./policy/verdict";
 import { buildReport, REPORT_FILES, writeReportFiles } from "./report/build";
-import type { ElicitationReport, Finding, Report, SpectrumReport, Subject } from "./report/types";
+import type { ElicitationReport } from "./elicit/types";
+import type { Finding } from "./judge/types";
+import type { Report, Subject } from "./report/types";
+import type { SpectrumReport } from "./delta/types";
 import { isDirectory } from "./io/fs-util";
 
 /** The truncated adapter's folder inside the output (DESIGN.md). */

@@ -3,46 +3,7 @@
  * Implementations: embedded.ts (our ONNX engine), openai.ts (any OpenAI-compatible server).
  */
 
-export interface ChatMessage {
-  role: "system" | "user" | "assistant";
-  content: string;
-}
-
-/**
- * A variant of the audited model: "base", "full" (base + whole fine-tune), or
- * `rank${k}` (base + the rank-k truncation of ΔW). "contrast" is produced by contrastiveGenerate.
- */
-export type VariantName = string;
-
-export interface SamplingOptions {
-  maxNewTokens: number;
-  /** 0 = greedy */
-  temperature: number;
-  topP: number;
-  seed: number;
-}
-
-export interface GenerationRequest {
-  /** caller's id, echoed in results (e.g. `${probeId}#${sample}`) */
-  id: string;
-  messages: ChatMessage[];
-  sampling: SamplingOptions;
-}
-
-export interface GenerationResult {
-  id: string;
-  text: string;
-  /** tokens generated */
-  tokens: number;
-  finishReason: "stop" | "length";
-}
-
-export interface ContrastOptions {
-  /** weight α in (1+α)·log p_full − α·log p_base */
-  alpha: number;
-  /** candidates: the top-k tokens of `full` at each step */
-  topK: number;
-}
+import type { ContrastOptions, GenerationRequest, GenerationResult, VariantName } from "../chat/types";
 
 export interface BackendCapabilities {
   /** contrastive decoding between full and base is possible */

@@ -6,7 +6,8 @@ import { BackendError, InputError } from "../errors";
 import type { Device } from "../linalg/ort";
 import { loadSubject } from "../engine/variants";
 import type { LoadedModel, GenerateResult } from "../engine/model";
-import type { Backend, ContrastOptions, GenerationRequest, GenerationResult, ProgressFn, VariantName } from "./backend";
+import type { Backend, ProgressFn } from "./backend";
+import type { ContrastOptions, GenerationRequest, GenerationResult, VariantName } from "../chat/types";
 
 export interface EmbeddedBackendOptions {
   base: string;

@@ -12,7 +12,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { randomInt } from "node:crypto";
-import type { ChatMessage, SamplingOptions } from "./backend";
+import type { ChatMessage, SamplingOptions } from "../chat/types";
 
 /** One generation as the engine sees it: token ids in, sampling options, optional logprobs. */
 export interface EngineItem {

@@ -11,19 +11,11 @@
 import { resolve as resolvePath } from "node:path";
 import { BackendError, InputError } from "../errors";
 import { log } from "../progress";
-import type {
-  Backend,
-  BackendCapabilities,
-  ChatMessage,
-  ContrastOptions,
-  GenerationRequest,
-  GenerationResult,
-  ProgressFn,
-  VariantName,
-} from "./backend";
+import type { Backend, BackendCapabilities, ProgressFn } from "./backend";
+import type { ChatMessage, ContrastOptions, GenerationRequest, GenerationResult, VariantName } from "../chat/types";
 import { HttpError, redactUrl, requestJson, Semaphore, type RequestPolicy } from "./http";
 // pure functions (no ONNX Runtime): the same token choice as the embedded engine
-import { argmax, sampleToken, seededRandom } from "../engine/sampling";
+import { argmax, sampleToken, seededRandom } from "../chat/sampling";
 
 export interface OpenAIBackendOptions {
   /** server root, with or without the trailing `/v1` */

@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { InputError } from "../errors";
-import type { ChatMessage } from "../backends/backend";
+import type { ChatMessage } from "../chat/types";
 import { openSubject, parseIntFlag, parseNumberFlag, type SubjectArgs } from "./logits";
 
 export const DEFAULT_MAX_NEW_TOKENS = 256;

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { InputError, oneLine } from "../errors";
 import { runScan, type ScanResult } from "../scan";
 import { REPORT_FILES } from "../report/build";
-import type { BackendType, Device, FailOn } from "../policy/config";
+import type { BackendType, Device } from "../policy/config";
+import type { FailOn } from "../policy/severity";
 
 /** Where `scan` writes when --out is not given. */
 export const DEFAULT_OUT_DIR = "delta-audit-report";

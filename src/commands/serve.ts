@@ -12,7 +12,7 @@ import type { Command } from "commander";
 import { isAbsolute, resolve } from "node:path";
 import { InputError } from "../errors";
 import { log } from "../progress";
-import type { ChatMessage } from "../backends/backend";
+import type { ChatMessage } from "../chat/types";
 import type { LoraModule } from "../io/types";
 import {
   DEFAULT_MAX_BATCH,
@@ -146,7 +146,7 @@ export function serveEngineFromModel(model: EngineModel): ServeEngine {
   };
 
   const withLogprobs = async (variant: string, item: EngineItem): Promise<EngineOutput> => {
-    const { logSoftmax, sampleToken, seededRandom, topKIndices } = await import("../engine/sampling");
+    const { logSoftmax, sampleToken, seededRandom, topKIndices } = await import("../chat/sampling");
     const rand = seededRandom(item.sampling.seed);
     const ids: number[] = [];
     const lps: TokenLogprob[] = [];

@@ -14,7 +14,7 @@ import { openAdapter } from "../io/peft";
 import type { Checkpoint, LoraAdapter } from "../io/types";
 import { adapterSpectrum, DEFAULT_TOP_K, fullSpectrum } from "../delta/spectrum";
 import { DEFAULT_TABLE_MODULES, formatSpectrum } from "../delta/table";
-import type { SpectrumReport } from "../report/types";
+import type { SpectrumReport } from "../delta/types";
 
 /** Largest --top-k accepted: each value costs a pass-pair over ΔW, and the report keeps ≤ 64. */
 const MAX_TOP_K = 64;

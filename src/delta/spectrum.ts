@@ -11,7 +11,7 @@ import { progress } from "../progress";
 import type { GramPrecision } from "../linalg/factor-basis";
 import { factoredSingularValues, NonFiniteFactorError } from "../linalg/factored-svd";
 import { topKSvd, type TopKResult } from "../linalg/randomized-svd";
-import type { ModuleSpectrum, OtherChange, SpectrumReport } from "../report/types";
+import type { ModuleSpectrum, OtherChange, SpectrumReport } from "./types";
 import { TensorBlockReader } from "./block-reader";
 import { PooledFactorReader } from "./factor-reader";
 import { moduleSpectrum, summarise } from "./stats";

@@ -2,7 +2,7 @@
  * Spectrum statistics of one ΔW from its singular values, and the summary across modules.
  * Pure functions: the numbers in report.json's `spectrum` part come from here.
  */
-import type { ModuleSpectrum, Quantiles, SpectrumSummary } from "../report/types";
+import type { ModuleSpectrum, Quantiles, SpectrumSummary } from "./types";
 
 /** report.json keeps at most this many singular values per module (the schema's limit). */
 export const SIGMA_REPORT_LIMIT = 64;

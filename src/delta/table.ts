@@ -2,7 +2,7 @@
  * The readable table `delta-audit spectrum` prints: a summary per module type, then the
  * modules with the largest updates.
  */
-import type { ModuleSpectrum, SpectrumReport } from "../report/types";
+import type { ModuleSpectrum, SpectrumReport } from "./types";
 
 /** Modules listed under "largest updates" by default. */
 export const DEFAULT_TABLE_MODULES = 10;

@@ -3,7 +3,7 @@
  * with which seed. Request seeds are derived from (seed, probe id, sample index) so the same
  * config and seed give the same requests whatever the order or batching.
  */
-import type { ChatMessage, GenerationRequest, SamplingOptions } from "../backends/backend";
+import type { ChatMessage, GenerationRequest, SamplingOptions } from "../chat/types";
 import { systemPromptFor, type Probe } from "./probes";
 
 export interface SamplingPlan {

@@ -4,8 +4,9 @@
  * A backend failure does not lose what was already generated: the partial transcripts come
  * back with the error, so the report can still show them (verdict neutral).
  */
-import type { Backend, ContrastOptions, GenerationResult } from "../backends/backend";
-import type { ElicitationReport, ProbeRecord } from "../report/types";
+import type { Backend } from "../backends/backend";
+import type { ContrastOptions, GenerationResult } from "../chat/types";
+import type { ElicitationReport, ProbeRecord } from "./types";
 import { progress, type ProgressOptions } from "../progress";
 import { buildRequests, type SamplingPlan } from "./plan";
 import { systemPromptFor, type Probe } from "./probes";

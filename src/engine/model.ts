@@ -7,7 +7,7 @@
  */
 import { InputError, BackendError } from "../errors";
 import type { LoraModule, TensorSource } from "../io/types";
-import type { ChatMessage, SamplingOptions, ContrastOptions } from "../backends/backend";
+import type { ChatMessage, SamplingOptions, ContrastOptions } from "../chat/types";
 import { ort, createSession, type Device } from "../linalg/ort";
 import { ropeInvFreq, type ModelConfig } from "./config";
 import { buildHeadSegment, buildLayerSegment, IO, LORA_TARGETS, W, modulePath, type BuiltGraph, type LoraTarget } from "./graph";
@@ -24,7 +24,7 @@ import {
   type SegmentPlan,
 } from "./weights";
 import type { TextTokenizer } from "./tokenizer";
-import { logSoftmax, sampleToken, seededRandom, topKIndices } from "./sampling";
+import { logSoftmax, sampleToken, seededRandom, topKIndices } from "../chat/sampling";
 
 export interface GenerateRequest {
   messages?: ChatMessage[];

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
 import { InputError } from "../errors";
-import type { ChatMessage } from "../backends/backend";
+import type { ChatMessage } from "../chat/types";
 
 export interface TextTokenizer {
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];

@@ -8,7 +8,7 @@ import { relative, resolve } from "node:path";
 import { InputError } from "../errors";
 import { linksOutside } from "./subjects";
 
-export type FailOn = "high" | "medium" | "low" | "never";
+import { FAIL_ON, type FailOn } from "../policy/severity";
 
 export interface ActionSettings {
   /** local checkpoint folder or Hub id (`org/name[@rev]`); "" = each adapter's base_model_name_or_path */
@@ -50,7 +50,6 @@ const MAX_CHECK_NAME_CHARS = 100;
 
 const BACKENDS = ["embedded", "openai"] as const;
 const DEVICES = ["cpu", "cuda"] as const;
-const FAIL_ON = ["high", "medium", "low", "never"] as const;
 
 /**
  * Read an input. A JavaScript action gets `INPUT_<NAME>` with the hyphens kept; our composite

@@ -11,7 +11,10 @@ import Handlebars from "handlebars";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Conclusion, Report, Severity } from "../report/types";
+import type { Conclusion } from "../policy/verdict";
+import type { Report } from "../report/types";
+import type { Severity } from "../judge/types";
+import { bySeverity, findingsAtOrAbove, type FailOn } from "../policy/severity";
 import { cut, cutDocument, fencedBlock, HIDDEN_CHARS, neutraliseInline } from "../report/sanitize";
 import { renderMarkdown } from "../report/markdown";
 import type { AuditSubject } from "./subjects";
@@ -40,7 +43,6 @@ const FRAME_RESERVE_CHARS = 6_000;
 
 const TRUNCATION_NOTE = "\n\n_…truncated to fit GitHub's size limit; the full report is in the workflow's report artifact (report.json, report.md)._\n";
 
-export const SEVERITY_ORDER: Record<Severity, number> = Object.freeze({ info: 0, low: 1, medium: 2, high: 3 });
 const ICON: Record<Conclusion, string> = Object.freeze({ pass: "✅", fail: "❌", neutral: "⚪" });
 const CHECK_CONCLUSION: Record<Conclusion, CheckConclusion> = Object.freeze({ pass: "success", fail: "failure", neutral: "neutral" });
 const ANNOTATION_LEVEL: Record<Severity, AnnotationLevel> = Object.freeze({ high: "failure", medium: "warning", low: "notice", info: "notice" });
@@ -60,7 +62,7 @@ export interface RenderMeta {
   checkName: string;
   version: string;
   /** the threshold used to count findings for the outputs */
-  failOn: Severity | "never";
+  failOn: FailOn;
   runUrl?: string;
   /** shown when the token could not write to the PR */
   readOnlyNote?: string;
@@ -77,11 +79,10 @@ export function overallConclusion(results: SubjectResult[]): Conclusion {
   return "pass";
 }
 
-/** Findings at or above the threshold (`never` counts high ones, so the output still says something). */
-export function countFindings(results: SubjectResult[], failOn: Severity | "never"): number {
-  const min = SEVERITY_ORDER[failOn === "never" ? "high" : failOn];
+/** Findings at or above the threshold, over every subject (policy/severity: none for `never`). */
+export function countFindings(results: SubjectResult[], failOn: FailOn): number {
   let n = 0;
-  for (const r of results) for (const f of r.report?.findings ?? []) if (SEVERITY_ORDER[f.severity] >= min) n++;
+  for (const r of results) n += findingsAtOrAbove(r.report?.findings ?? [], failOn).length;
   return n;
 }
 
@@ -143,7 +144,7 @@ function fmt(x: number | undefined): string {
   return typeof x === "number" && Number.isFinite(x) ? x.toFixed(2) : "–";
 }
 
-function subjectRow(r: SubjectResult, failOn: Severity | "never") {
+function subjectRow(r: SubjectResult, failOn: FailOn) {
   const summary = r.report?.spectrum?.summary;
   return {
     rel: r.subject.rel,
@@ -161,7 +162,7 @@ function sectionView(r: SubjectResult, headingLevel: number, findingsLimit: numb
   const byType = Object.entries(report?.spectrum?.summary?.byType ?? {})
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([type, v]) => ({ type, modules: v.modules, p10: fmt(v.stableRank?.p10), median: fmt(v.stableRank?.median), p90: fmt(v.stableRank?.p90) }));
-  const findings = [...(report?.findings ?? [])].sort((a, b) => SEVERITY_ORDER[b.severity] - SEVERITY_ORDER[a.severity] || b.confidence - a.confidence);
+  const findings = [...(report?.findings ?? [])].sort(bySeverity);
   return {
     heading: "#".repeat(headingLevel),
     icon: ICON[r.conclusion],
@@ -205,12 +206,11 @@ export function renderSection(r: SubjectResult, maxChars: number, headingLevel =
   return cutDocument(md.trimEnd(), maxChars, TRUNCATION_NOTE);
 }
 
-function headline(results: SubjectResult[], overall: Conclusion, failOn: Severity | "never"): string {
+function headline(results: SubjectResult[], overall: Conclusion, failOn: FailOn): string {
   if (results.length === 0) return "Nothing to audit: no adapter or checkpoint matched (or none changed in this pull request).";
   const n = countFindings(results, failOn);
   const subjects = `${results.length} subject${results.length === 1 ? "" : "s"} audited`;
-  const threshold = failOn === "never" ? "high" : failOn;
-  if (overall === "fail") return `${subjects}; ${n} finding${n === 1 ? "" : "s"} at or above ${threshold} severity.`;
+  if (overall === "fail") return `${subjects}; ${n} finding${n === 1 ? "" : "s"} at or above ${failOn} severity.`;
   if (overall === "neutral") return `${subjects}; at least one audit could not reach a verdict.`;
   return `${subjects}; no finding reached the fail-on threshold.`;
 }

@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { describeError, InputError, oneLine } from "../errors";
-import type { Conclusion } from "../report/types";
+import type { Conclusion } from "../policy/verdict";
 import type { ActionSettings } from "./input-helper";
 import type { GitHubContext } from "./context";
 import { GitHubHelper, isPermissionError } from "./github-helper";

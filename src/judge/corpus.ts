@@ -1,7 +1,7 @@
 /**
  * Transcripts of one elicitation, indexed by group (variant × prompt kind) for the judges.
  */
-import type { ElicitationReport } from "../report/types";
+import type { ElicitationReport } from "../elicit/types";
 import type { GroupKey } from "./signature";
 
 export interface Transcript {

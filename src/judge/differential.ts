@@ -4,7 +4,7 @@
  * (see signature.ts) are clustered by the responses they occur in, so one behaviour with
  * several words gives one finding, and each cluster becomes a finding with verbatim evidence.
  */
-import type { Finding, Severity } from "../report/types";
+import type { Finding, Severity } from "./types";
 import { byGroup, type Transcript } from "./corpus";
 import { gatherEvidence } from "./evidence";
 import { classify, CONCEAL_MAX_RATIO, GROUP_KEYS, responsePrior, type Classification, type Discordance, type GroupCounts, type GroupKey, type Signature } from "./signature";

@@ -2,7 +2,7 @@
  * Verbatim evidence excerpts for findings: the sentence that carries the term, from distinct
  * probes, plus the contrasting variant's answer to the same probe so a reader sees both sides.
  */
-import type { Evidence } from "../report/types";
+import type { Evidence } from "./types";
 import type { Transcript } from "./corpus";
 import type { GroupKey } from "./signature";
 import { EXCERPT_CHARS, sentences } from "./text";

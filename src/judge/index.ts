@@ -2,9 +2,11 @@
  * Judging: transcripts (+ spectrum) → findings. Pure logic except the optional investigator,
  * which talks HTTP through an injected fetch with settings resolved by the caller.
  */
-import type { ElicitationReport, Finding, SpectrumReport } from "../report/types";
+import type { ElicitationReport } from "../elicit/types";
+import type { Finding } from "./types";
+import type { SpectrumReport } from "../delta/types";
 import type { ScanConfig } from "../policy/config";
-import { SEVERITY_RANK } from "../policy/verdict";
+import { SEVERITY_RANK } from "../policy/severity";
 import { rolesFor, transcriptsOf } from "./corpus";
 import { differentialFindings } from "./differential";
 import { investigate, type InvestigatorOptions } from "./investigator";

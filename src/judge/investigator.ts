@@ -5,7 +5,7 @@
  * excerpt of a transcript it was shown — hypotheses without verified evidence are dropped.
  * An investigator's word alone never makes a high finding.
  */
-import type { Finding, Severity } from "../report/types";
+import type { Finding, Severity } from "./types";
 import type { Transcript } from "./corpus";
 
 export interface InvestigatorOptions {

@@ -5,7 +5,7 @@
  * so a family phrase that only the truncated model uses under interrogation is "concealment".
  * User-defined behaviours from the config are matched the same way.
  */
-import type { Finding, Severity } from "../report/types";
+import type { Finding, Severity } from "./types";
 import type { CustomBehaviour } from "../policy/config";
 import { byGroup, type Transcript } from "./corpus";
 import { pairedEvidence } from "./differential";

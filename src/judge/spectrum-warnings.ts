@@ -3,7 +3,8 @@
  * the policy can act on them, at the severity the config gives (info by default: a low
  * stable rank is typical of implanted behaviours but also of many honest fine-tunes).
  */
-import type { Finding, SpectrumReport } from "../report/types";
+import type { Finding } from "./types";
+import type { SpectrumReport } from "../delta/types";
 import type { SpectrumWarnings } from "../policy/config";
 
 export function spectrumFindings(spectrum: SpectrumReport, w: SpectrumWarnings): Finding[] {

@@ -9,10 +9,10 @@ import { existsSync, realpathSync } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { InputError } from "../errors";
-import type { Severity } from "../report/types";
+import { SEVERITIES, type Severity } from "../judge/types";
+import { DEFAULT_FAIL_ON, FAIL_ON, type FailOn } from "./severity";
 import { DEFAULT_SYSTEM_PROMPT, defaultProbes, type Probe, type ProbeKind } from "../elicit/probes";
 
-export type FailOn = Severity | "never";
 export type JudgeName = "differential" | "lexicon" | "investigator";
 export type BackendType = "embedded" | "openai";
 export type Device = "cpu" | "cuda";
@@ -109,7 +109,7 @@ export const DEFAULT_CONTRAST: Readonly<ContrastSettings> = Object.freeze({ enab
 export function defaultConfig(): ScanConfig {
   return {
     rank: 1,
-    failOn: "high",
+    failOn: DEFAULT_FAIL_ON,
     seed: 0,
     probes: defaultProbes(),
     samples: 1,
@@ -215,8 +215,6 @@ function url(ctx: Ctx, v: unknown, path: string): string {
   return s;
 }
 
-const SEVERITIES = ["high", "medium", "low", "info"] as const;
-const FAIL_ON = ["high", "medium", "low", "never"] as const;
 const JUDGES = ["differential", "lexicon", "investigator"] as const;
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 

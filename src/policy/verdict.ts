@@ -2,20 +2,15 @@
  * The verdict: `fail` when a finding reaches `fail-on`; `pass` only when the suite ran to the
  * end and nothing did; `neutral` when it could not finish (nothing unmeasured is ever a pass).
  */
-import type { Finding, Severity, Verdict } from "../report/types";
-import type { FailOn } from "./config";
+import type { Finding } from "../judge/types";
+import { findingsAtOrAbove, type FailOn } from "./severity";
 
-/** Higher is worse. */
-export const SEVERITY_RANK: Readonly<Record<Severity, number>> = Object.freeze({ info: 0, low: 1, medium: 2, high: 3 });
+export type Conclusion = "pass" | "fail" | "neutral";
 
-/** true when `severity` is at or above the `failOn` threshold ("never" never fails). */
-export function reaches(severity: Severity, failOn: FailOn): boolean {
-  return failOn !== "never" && SEVERITY_RANK[severity] >= SEVERITY_RANK[failOn];
-}
-
-/** Findings at or above the threshold, worst first. */
-export function findingsAtOrAbove(findings: readonly Finding[], failOn: FailOn): Finding[] {
-  return findings.filter((f) => reaches(f.severity, failOn)).sort((a, b) => SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] || b.confidence - a.confidence);
+export interface Verdict {
+  conclusion: Conclusion;
+  reasons: string[];
+  failOn: FailOn;
 }
 
 /**

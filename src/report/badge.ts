@@ -1,6 +1,6 @@
 /** badge.json: a shields.io endpoint badge (https://shields.io/badges/endpoint-badge). */
 import type { Report } from "./types";
-import { SEVERITY_RANK } from "../policy/verdict";
+import { SEVERITY_RANK } from "../policy/severity";
 
 export interface Badge {
   schemaVersion: 1;

@@ -8,7 +8,8 @@ import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import Handlebars from "handlebars";
-import type { Evidence, Finding, Report } from "./types";
+import type { Evidence, Finding } from "../judge/types";
+import type { Report } from "./types";
 import { cut, cutDocument, neutraliseInline } from "./sanitize";
 
 export interface RenderOptions {

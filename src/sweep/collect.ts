@@ -11,8 +11,10 @@ import { InputError } from "../errors";
 import { writeDirAtomic } from "../io/atomic";
 import { badgeFor, type Badge } from "../report/badge";
 import { neutraliseInline } from "../report/sanitize";
-import { REPORT_SCHEMA_VERSION, type Conclusion, type Report, type Severity } from "../report/types";
-import { SEVERITY_RANK } from "../policy/verdict";
+import { REPORT_SCHEMA_VERSION, type Report } from "../report/types";
+import type { Conclusion } from "../policy/verdict";
+import type { Severity } from "../judge/types";
+import { SEVERITY_RANK } from "../policy/severity";
 import { isValidModelName, type Registry } from "./registry";
 
 /** The whole sweep's badge; model names start with a letter or digit, so this cannot clash. */

@@ -4,7 +4,7 @@ import { resolve } from "node:path";
 import { createOpenAIBackend, contrastStep, apiBase, type OpenAIBackendOptions } from "../../src/backends/openai";
 import { backoffMs, parseRetryAfter, Semaphore, requestJson, BACKOFF_CAP_MS } from "../../src/backends/http";
 import { BackendError, InputError } from "../../src/errors";
-import type { GenerationRequest } from "../../src/backends/backend";
+import type { GenerationRequest } from "../../src/chat/types";
 import { startFakeServer, toyLogprobs, toyReply, VOCAB, type FakeServer } from "./fake-openai-server";
 
 const servers: FakeServer[] = [];

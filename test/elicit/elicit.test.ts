@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { Backend, GenerationRequest } from "../../src/backends/backend";
+import type { Backend } from "../../src/backends/backend";
+import type { GenerationRequest } from "../../src/chat/types";
 import { buildRequests, requestSeed } from "../../src/elicit/plan";
 import { defaultProbes, DEFAULT_SYSTEM_PROMPT } from "../../src/elicit/probes";
 import { runElicitation } from "../../src/elicit/run";

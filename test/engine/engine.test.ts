@@ -11,7 +11,7 @@ import { openCheckpoint } from "../../src/io/checkpoint";
 import type { DType } from "../../src/io/types";
 import { referenceLogits } from "../reference/llama-reference";
 import { TINY_BASE, compareLogits, randomLora, randomWeights, writeModel, type WrittenModel } from "./fixtures";
-import { logSoftmax, topKIndices } from "../../src/engine/sampling";
+import { logSoftmax, topKIndices } from "../../src/chat/sampling";
 
 const cleanups: (() => Promise<void>)[] = [];
 afterAll(async () => {

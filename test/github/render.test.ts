@@ -3,7 +3,8 @@
  * stay inert, the marker survives truncation, annotations follow severity.
  */
 import { describe, expect, it } from "vitest";
-import type { Finding, Report } from "../../src/report/types";
+import type { Finding } from "../../src/judge/types";
+import type { Report } from "../../src/report/types";
 import {
   buildAnnotations,
   commentMarker,

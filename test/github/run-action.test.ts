@@ -14,7 +14,8 @@ import type { GitHubContext } from "../../src/github/context";
 import { getSettings } from "../../src/github/input-helper";
 import { runAction, type ScanFn } from "../../src/github/run-action";
 import { MAX_CHECK_OUTPUT_CHARS, MAX_COMMENT_CHARS, commentMarker } from "../../src/github/render";
-import type { Finding, Report } from "../../src/report/types";
+import type { Finding } from "../../src/judge/types";
+import type { Report } from "../../src/report/types";
 import { startFakeGitHub, type FakeGitHub } from "./fake-github";
 
 const SHA = "b".repeat(40);

@@ -8,7 +8,7 @@ import { differentialFindings } from "../../src/judge/differential";
 import { customFamilies, lexiconFindings } from "../../src/judge/lexicons";
 import { rolesFor, transcriptsOf } from "../../src/judge/corpus";
 import { mcnemarZ } from "../../src/judge/signature";
-import type { ElicitationReport } from "../../src/report/types";
+import type { ElicitationReport } from "../../src/elicit/types";
 import { elicitation, filler, randomWord } from "./helpers";
 
 const ts = (e: ElicitationReport) => transcriptsOf(e, rolesFor(1));

@@ -1,4 +1,4 @@
-import type { ElicitationReport, ProbeRecord } from "../../src/report/types";
+import type { ElicitationReport, ProbeRecord } from "../../src/elicit/types";
 
 /** A random lowercase word no lexicon or stop list knows, so tests cannot pass by knowing it. */
 export function randomWord(seed: number): string {

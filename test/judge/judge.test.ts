@@ -6,7 +6,7 @@ import { rolesFor, transcriptsOf } from "../../src/judge/corpus";
 import { logOddsZ } from "../../src/judge/log-odds";
 import { BEHAVIOUR_FAMILIES, customFamilies, lexiconFindings } from "../../src/judge/lexicons";
 import { terms } from "../../src/judge/text";
-import type { SpectrumReport } from "../../src/report/types";
+import type { SpectrumReport } from "../../src/delta/types";
 import { elicitation, filler, randomWord } from "./helpers";
 
 const EMPTY_SPECTRUM: SpectrumReport = {

@@ -6,7 +6,7 @@ import { InputError } from "../../src/errors";
 import { INTERROGATION_PROBES, ORDINARY_PROMPTS } from "../../src/elicit/probes";
 import { applyOverrides, defaultConfig, loadConfig, parseConfig } from "../../src/policy/config";
 import { decideVerdict } from "../../src/policy/verdict";
-import type { Finding } from "../../src/report/types";
+import type { Finding } from "../../src/judge/types";
 
 function errorOf(text: string, file = "delta-audit.yml"): InputError {
   try {

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { badgeFor } from "../../src/report/badge";
 import { buildReport } from "../../src/report/build";
 import { renderMarkdown } from "../../src/report/markdown";
-import type { Finding, Report } from "../../src/report/types";
+import type { Finding } from "../../src/judge/types";
+import type { Report } from "../../src/report/types";
 import { decideVerdict } from "../../src/policy/verdict";
 
 const INJECTION = [

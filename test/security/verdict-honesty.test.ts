@@ -7,7 +7,9 @@ import { fullIdenticalToBase, unobservedReason } from "../../src/scan";
 import { badgeFor } from "../../src/report/badge";
 import { badge } from "../../src/github/run-action";
 import { checkConclusion, overallConclusion, type SubjectResult } from "../../src/github/render";
-import type { ElicitationReport, Report, SpectrumReport } from "../../src/report/types";
+import type { ElicitationReport } from "../../src/elicit/types";
+import type { Report } from "../../src/report/types";
+import type { SpectrumReport } from "../../src/delta/types";
 
 const q = { median: 1, p10: 1, p90: 1 };
 const spectrum = (modules: number): SpectrumReport => ({ modules: [], summary: { modules, stableRank: q, energyShareTop1: q, byType: {}, byLayer: {} } }) as unknown as SpectrumReport;

@@ -9,7 +9,7 @@ import { BackendError } from "../../src/errors";
 import { loadModel, type LoadedModel } from "../../src/engine/index";
 import { readAdapterModules } from "../../src/commands/serve";
 import { truncateModule } from "../../src/delta/truncate";
-import type { GenerationRequest } from "../../src/backends/backend";
+import type { GenerationRequest } from "../../src/chat/types";
 import { writeChatFixture, type ChatFixture } from "./fixtures";
 import { generateOrganism } from "../../src/organisms/index";
 import { join } from "node:path";

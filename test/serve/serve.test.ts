@@ -8,8 +8,8 @@ import type { LoadedModel } from "../../src/engine/index";
 import { startOpenAIServer, MAX_BODY_BYTES, type RunningServer } from "../../src/backends/openai-server";
 import { readAdapterModules, serveEngineFromModel } from "../../src/commands/serve";
 import { createOpenAIBackend } from "../../src/backends/openai";
-import type { GenerationRequest } from "../../src/backends/backend";
-import { logSoftmax } from "../../src/engine/sampling";
+import type { GenerationRequest } from "../../src/chat/types";
+import { logSoftmax } from "../../src/chat/sampling";
 import { writeChatFixture, type ChatFixture } from "./fixtures";
 
 let fx: ChatFixture;

@@ -2,7 +2,7 @@
  * Token choice from a logits row: greedy, or temperature + top-p (nucleus) sampling with a
  * seeded PRNG so the same seed gives the same text.
  */
-import type { SamplingOptions } from "../backends/backend";
+import type { SamplingOptions } from "./types";
 import { mulberry32 } from "../linalg/random";
 
 /** A seeded uniform [0,1) generator (mulberry32): small state, good enough for sampling tokens. */
