@@ -11,7 +11,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../src/engine/index";
-import { startOpenAIServer, type RunningServer } from "../src/backends/openai-server";
+import { startOpenAIServer, type RunningServer } from "../src/serve/openai-server";
 import { readAdapterModules, serveEngineFromModel } from "../src/commands/serve";
 import { INTERROGATION_PROBES, ORDINARY_PROMPTS } from "../src/elicit/probes";
 

@@ -14,9 +14,12 @@ import { runAction } from "./github/run-action";
 import { resolveHubModel } from "./io/hub";
 import { runScan } from "./scan";
 import { VERSION } from "./version";
+import { configureOutput } from "./progress";
 
 async function main(): Promise<void> {
   try {
+    // progress and notices go to the job log unless the workflow silences them
+    configureOutput({ quiet: process.env.DELTA_AUDIT_QUIET === "1" });
     const ctx = readContext();
     const settings = getSettings({ workspace: ctx.workspace, isPullRequest: ctx.pullNumber !== undefined });
     const github = new GitHubHelper(createOctokit(settings.githubToken, ctx.apiUrl), { owner: ctx.owner, repo: ctx.repo });

@@ -6,6 +6,8 @@
 import { Command, CommanderError } from "commander";
 import { describeError, exitCodeOf, EXIT } from "./errors";
 import { VERSION } from "./version";
+import { configureOutput } from "./progress";
+import { configureKernels } from "./linalg/kernels";
 import * as spectrum from "./commands/spectrum";
 import * as truncate from "./commands/truncate";
 import * as logits from "./commands/logits";
@@ -27,7 +29,18 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * The environment settings the stages below never read themselves (docs/architecture.md,
+ * "effects at the edges"): quiet output, ORT kernel threading.
+ */
+export function configureFromEnvironment(env: NodeJS.ProcessEnv = process.env): void {
+  configureOutput({ quiet: env.DELTA_AUDIT_QUIET === "1" });
+  const threads = Number(env.DELTA_AUDIT_ORT_THREADS);
+  configureKernels({ spinning: env.DELTA_AUDIT_ORT_SPIN === "1", threads: Number.isSafeInteger(threads) && threads > 0 ? threads : undefined });
+}
+
 export async function main(argv: string[]): Promise<number> {
+  configureFromEnvironment();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

@@ -1,7 +1,26 @@
 /**
  * Progress for long work: a redrawn bar on a TTY, periodic plain lines otherwise (CI logs).
  * Everything goes to stderr so stdout stays machine-readable (logits JSON, tables).
+ *
+ * Stages call progress() and log() but never decide whether anything is printed: the edges
+ * (cli.ts, action.ts) read the environment (DELTA_AUDIT_QUIET) and call configureOutput().
+ * Until an edge does, nothing is printed — a library caller (a test, an embedder) gets a
+ * silent stage unless it asks otherwise.
  */
+
+export interface OutputSettings {
+  /** print nothing (tests, DELTA_AUDIT_QUIET=1) */
+  quiet: boolean;
+  stream: NodeJS.WritableStream & { isTTY?: boolean };
+}
+
+const output: OutputSettings = { quiet: true, stream: process.stderr };
+
+/** Set by the edge (cli.ts, action.ts) from flags and the environment. */
+export function configureOutput(settings: Partial<OutputSettings>): void {
+  if (settings.quiet !== undefined) output.quiet = settings.quiet;
+  if (settings.stream !== undefined) output.stream = settings.stream;
+}
 
 /** Plain-line mode prints at most this often, so CI logs stay short. */
 const PLAIN_INTERVAL_MS = 5_000;
@@ -23,9 +42,9 @@ export interface ProgressOptions {
 
 /** A progress reporter for `total` units of work labelled `label`. */
 export function progress(label: string, total: number, opts: ProgressOptions = {}): Progress {
-  const stream = opts.stream ?? process.stderr;
+  const stream = opts.stream ?? output.stream;
   const now = opts.now ?? Date.now;
-  const quiet = opts.quiet ?? process.env.DELTA_AUDIT_QUIET === "1";
+  const quiet = opts.quiet ?? output.quiet;
   const tty = Boolean(stream.isTTY);
   const start = now();
   let count = 0;
@@ -58,8 +77,8 @@ export function progress(label: string, total: number, opts: ProgressOptions = {
   };
 }
 
-/** A plain log line on stderr (respects DELTA_AUDIT_QUIET). */
+/** A plain log line on stderr (silent when the edge configured quiet output). */
 export function log(message: string): void {
-  if (process.env.DELTA_AUDIT_QUIET === "1") return;
-  process.stderr.write(`${message}\n`);
+  if (output.quiet) return;
+  output.stream.write(`${message}\n`);
 }

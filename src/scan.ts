@@ -18,13 +18,15 @@ import { checkOutputDir, writeDirAtomic } from "./io/atomic";
 import { openCheckpoint } from "./io/checkpoint";
 import { openAdapter } from "./io/peft";
 import type { Checkpoint, LoraAdapter } from "./io/types";
-import { adapterSpectrum, fullSpectrum } from "./delta/spectrum";
-import { fullLayout, lowRankFromFull, truncateAdapter, truncatedLayout, writeTruncatedAdapter } from "./delta/truncate";
+import { deltaPass, type DeltaSubject } from "./delta/pass";
 import type { Backend } from "./backends/backend";
 import { apiKeyFrom, createBackend, type BackendFactory, type BackendSubject } from "./backends/index";
+import { chatCompletion } from "./backends/chat-completion";
 import { runElicitation } from "./elicit/run";
 import { runJudges } from "./judge/index";
-import { applyOverrides, defaultConfig, loadConfig, type BackendType, type Device, type ScanConfig } from "./policy/config";
+import { applyOverrides, defaultConfig, loadConfig, type ScanConfig } from "./config";
+import type { BackendType } from "./backends/settings";
+import type { Device } from "./linalg/device";
 import type { FailOn } from "./policy/severity";
 import { decideVerdict } from "./policy/verdict";
 import { buildReport, REPORT_FILES, writeReportFiles } from "./report/build";
@@ -53,7 +55,7 @@ export interface ScanOptions {
   outDir: string;
   /** seam for tests and embedders: build the backend yourself (default: backends/index.ts) */
   createBackend?: BackendFactory;
-  /** environment for API keys (default process.env) */
+  /** where API keys named by the config are read (the edge passes its environment; default none) */
   env?: Readonly<Record<string, string | undefined>>;
   /** fetch for the LLM investigator */
   fetch?: typeof globalThis.fetch;
@@ -65,8 +67,8 @@ export interface ScanResult {
   exitCode: 0 | 1 | 3;
 }
 
-/** sha256 over the subject's files (names and bytes, sorted), streamed. */
-async function digestOf(dir: string, accept: (name: string) => boolean): Promise<string> {
+/** sha256 over the subject's files (names and bytes, sorted), streamed; stops early when `signal` aborts. */
+async function digestOf(dir: string, accept: (name: string) => boolean, signal?: AbortSignal): Promise<string> {
   const h = createHash("sha256");
   let names: string[];
   try {
@@ -75,12 +77,13 @@ async function digestOf(dir: string, accept: (name: string) => boolean): Promise
     throw new InputError(`cannot read folder: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, dir);
   }
   for (const name of names) {
+    signal?.throwIfAborted();
     // stat follows links: a FIFO or a link to /dev/zero named *.safetensors would hash forever
     const st = await stat(join(dir, name)).catch(() => undefined);
     if (!st?.isFile()) throw new InputError(`${name} is not a regular file`, dir);
     h.update(`${name}\0`);
     await new Promise<void>((ok, fail) => {
-      const s = createReadStream(join(dir, name));
+      const s = createReadStream(join(dir, name), { signal });
       s.on("data", (c) => h.update(c));
       s.on("end", () => ok());
       s.on("error", fail);
@@ -107,8 +110,9 @@ function resolveConfig(opts: ScanOptions): ScanConfig {
 const seconds = (t0: number) => Math.round((Date.now() - t0) / 10) / 100;
 
 /**
- * Measure the spectrum and write the rank-k adapter into `rankDir`. Files are opened and
- * closed here; errors in the subject's files are InputErrors from io/.
+ * Measure the spectrum and write the rank-k adapter into `rankDir` in one delta pass over the
+ * subject, opened once here (and closed here), while the subject's digest is hashed alongside.
+ * Errors in the subject's files are InputErrors from io/; the pass's come before the digest's.
  */
 async function measureAndTruncate(
   subject: BackendSubject & { kind: "lora" | "full" },
@@ -116,7 +120,11 @@ async function measureAndTruncate(
   rankDir: string,
   needBase: boolean,
   timings: Record<string, number>,
-): Promise<SpectrumReport> {
+): Promise<{ spectrum: SpectrumReport; digest: string }> {
+  // the hash reads the files while the pass decomposes them: I/O and hashing overlap the ORT work
+  const hashing = new AbortController();
+  const digest = digestOf((subject.adapter ?? subject.finetuned)!, WEIGHT_FILE, hashing.signal);
+  digest.catch(() => undefined); // awaited after the pass, whose errors are reported first
   const opened: Array<Checkpoint | LoraAdapter> = [];
   try {
     let base: Checkpoint | undefined;
@@ -126,29 +134,25 @@ async function measureAndTruncate(
     } else if (needBase) {
       throw new InputError("not a model folder", subject.base);
     }
+    let delta: DeltaSubject;
     if (subject.kind === "lora") {
       const adapter = await openAdapter(subject.adapter!, { base });
       opened.push(adapter);
-      let t = Date.now();
-      const spectrum = await adapterSpectrum(adapter);
-      timings.spectrum = seconds(t);
-      t = Date.now();
-      await writeTruncatedAdapter(rankDir, truncateAdapter(adapter, rank), adapter.config, { layout: truncatedLayout(adapter, rank) });
-      timings.truncate = seconds(t);
-      return spectrum;
+      delta = { kind: "lora", adapter };
+    } else {
+      const finetuned = await openCheckpoint(subject.finetuned!);
+      opened.push(finetuned);
+      delta = { kind: "full", base: base!, finetuned };
     }
-    const ft = await openCheckpoint(subject.finetuned!);
-    opened.push(ft);
-    let t = Date.now();
-    const spectrum = await fullSpectrum(base!, ft);
+    const t = Date.now();
+    const spectrum = await deltaPass(delta, rank, rankDir, { onWarning: (m) => log(`warning: ${m}`) });
+    // one walk measures and truncates: its time is the spectrum's, and truncation adds none of its own
     timings.spectrum = seconds(t);
-    t = Date.now();
-    const layout = fullLayout(ft, rank);
-    if (layout.length === 0) throw new InputError("has no linear modules under model.layers.N (is it a decoder checkpoint?)", ft.dir);
-    const name = typeof base!.config._name_or_path === "string" && base!.config._name_or_path ? base!.config._name_or_path : subject.base;
-    await writeTruncatedAdapter(rankDir, lowRankFromFull(base!, ft, rank), { base_model_name_or_path: name }, { layout });
-    timings.truncate = seconds(t);
-    return spectrum;
+    timings.truncate = 0;
+    return { spectrum, digest: await digest };
+  } catch (err) {
+    hashing.abort();
+    throw err;
   } finally {
     await Promise.all(opened.map((o) => o.close().catch(() => undefined)));
   }
@@ -205,20 +209,22 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
   // refuse a wrong output folder now, not after minutes of work
   await checkOutputDir(opts.outDir, { inputs: [opts.base, opts.adapter, opts.finetuned, opts.configPath], marker: REPORT_FILES.json });
   const kind: "lora" | "full" = opts.adapter ? "lora" : "full";
-  const subjectDir = (opts.adapter ?? opts.finetuned)!;
   const backendSubject: BackendSubject & { kind: "lora" | "full" } = { base: opts.base, adapter: opts.adapter, finetuned: opts.finetuned, kind };
   // the embedded engine and full fine-tunes need the base weights; an OpenAI server holds its own
   const needBase = config.backend.type === "embedded" || kind === "full";
-  const env = opts.env ?? process.env;
+  const env = opts.env ?? {};
   const investigator =
     config.judges.includes("investigator") && config.llm
       ? {
-          url: config.llm.url,
-          model: config.llm.model,
-          apiKey: apiKeyFrom(config.llm.apiKeyEnv, env, "llm.api-key-env"),
-          timeoutMs: config.llm.timeoutSeconds * 1000,
+          complete: chatCompletion({
+            url: config.llm.url,
+            setting: "llm.url",
+            model: config.llm.model,
+            apiKey: apiKeyFrom(config.llm.apiKeyEnv, env, "llm.api-key-env"),
+            timeoutMs: config.llm.timeoutSeconds * 1000,
+            fetch: opts.fetch,
+          }),
           maxHypotheses: config.llm.maxHypotheses,
-          fetch: opts.fetch,
         }
       : undefined;
 
@@ -226,12 +232,12 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
   await writeDirAtomic(opts.outDir, async (tmp) => {
     const timings: Record<string, number> = {};
     const rankDir = join(tmp, RANK_ADAPTER_DIR);
-    const spectrum = await measureAndTruncate(backendSubject, config.rank, rankDir, needBase, timings);
+    const { spectrum, digest } = await measureAndTruncate(backendSubject, config.rank, rankDir, needBase, timings);
     const subject: Subject = {
       base: opts.base,
       ...(opts.adapter ? { adapter: opts.adapter } : { finetuned: opts.finetuned }),
       kind,
-      digest: await digestOf(subjectDir, WEIGHT_FILE),
+      digest,
     };
 
     let elicitation: ElicitationReport | undefined;
@@ -242,7 +248,8 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
     try {
       let t = Date.now();
       try {
-        backend = await (opts.createBackend ?? ((c, s, d) => createBackend(c, s, d, { env })))(config, backendSubject, rankDir);
+        const request = { settings: config.backend, subject: backendSubject, rank: config.rank, rankAdapterDir: rankDir, contrast: config.contrast.enabled, env };
+        backend = await (opts.createBackend ?? createBackend)(request);
       } catch (e) {
         if (e instanceof InputError) throw e; // a wrong model name or flag: the user's to fix, exit 2
         throw new BackendError(`could not start the ${config.backend.type} backend: ${describeFault(e)}`, { cause: e });
@@ -292,8 +299,6 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
     if (!completed) {
       // still report what the spectrum says (warnings), never a pass
       findings = (await runJudges(undefined, spectrum, config)).findings;
-      // not log(): a fault is an outcome, not progress, and must show even with DELTA_AUDIT_QUIET
-      process.stderr.write(`delta-audit: ${oneLine(fault ?? "")}\n`);
     }
     timings.total = seconds(t0);
     const verdict = decideVerdict(findings, config.failOn, completed, fault);

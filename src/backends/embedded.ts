@@ -15,6 +15,8 @@ export interface EmbeddedBackendOptions {
   finetuned?: string;
   /** rank of the truncated variant `rank${rank}` */
   rank: number;
+  /** the folder holding that truncation already (scan's rank1-adapter/): loaded, not recomputed */
+  rankAdapterDir?: string;
   device?: Device;
   threads?: number;
   quiet?: boolean;
@@ -81,6 +83,7 @@ export async function createEmbeddedBackend(opts: EmbeddedBackendOptions): Promi
     adapter: opts.adapter,
     finetuned: opts.finetuned,
     rank: opts.adapter || opts.finetuned ? opts.rank : undefined,
+    rankAdapterDir: opts.adapter || opts.finetuned ? opts.rankAdapterDir : undefined,
     device: opts.device,
     threads: opts.threads,
     quiet: opts.quiet,

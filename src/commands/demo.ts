@@ -9,9 +9,10 @@
  */
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
-import { EXIT, InputError, oneLine } from "../errors";
+import { EXIT, oneLine } from "../errors";
+import { integerFlag } from "../validate";
 import { log } from "../progress";
-import { generateOrganism, type OrganismKind } from "../organisms/index";
+import { generateOrganism, MAX_SEED, type OrganismKind } from "../organisms/index";
 import { checkOutputDir } from "../io/atomic";
 import { runScan, type ScanResult } from "../scan";
 import { REPORT_FILES } from "../report/build";
@@ -73,11 +74,7 @@ export function register(program: Command): void {
     .option("--out <dir>", `where the organisms and reports go (default ${DEFAULT_DEMO_DIR})`)
     .option("--seed <s>", `organism seed (default ${DEFAULT_DEMO_SEED}); another seed plants another word`)
     .action(async (args: { out?: string; seed?: string }) => {
-      let seed: number | undefined;
-      if (args.seed !== undefined) {
-        if (!/^\d+$/.test(args.seed.trim())) throw new InputError(`expected a non-negative integer, got '${args.seed}'`, "--seed");
-        seed = Number(args.seed);
-      }
+      const seed = integerFlag(args.seed, "--seed", { min: 0, max: MAX_SEED });
       process.exitCode = await runDemo({ out: args.out, seed });
     });
 }

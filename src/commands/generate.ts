@@ -6,13 +6,16 @@
 import type { Command } from "commander";
 import { InputError } from "../errors";
 import type { ChatMessage } from "../chat/types";
-import { openSubject, parseIntFlag, parseNumberFlag, type SubjectArgs } from "./logits";
+import { integerFlag, numberFlag } from "../validate";
+import { openSubject, type SubjectArgs } from "./logits";
 
 export const DEFAULT_MAX_NEW_TOKENS = 256;
 /** Far beyond any audit probe; stops a typo from running for hours. */
 const MAX_NEW_TOKENS_LIMIT = 32768;
 /** Temperatures above this are noise, not sampling. */
 const MAX_TEMPERATURE = 10;
+/** The sampler is seeded with 32 bits (chat/sampling.ts). */
+const MAX_SAMPLING_SEED = 2 ** 32 - 1;
 
 interface GenerateArgs extends SubjectArgs {
   prompt?: string;
@@ -26,10 +29,10 @@ interface GenerateArgs extends SubjectArgs {
 export async function runGenerate(args: GenerateArgs): Promise<string> {
   if (args.prompt === undefined) throw new InputError("required: the user prompt", "--prompt");
   const sampling = {
-    maxNewTokens: parseIntFlag(args.maxNewTokens, "--max-new-tokens", DEFAULT_MAX_NEW_TOKENS, 1, MAX_NEW_TOKENS_LIMIT),
-    temperature: parseNumberFlag(args.temperature, "--temperature", 0, 0, MAX_TEMPERATURE),
-    topP: parseNumberFlag(args.topP, "--top-p", 1, Number.MIN_VALUE, 1),
-    seed: parseIntFlag(args.seed, "--seed", 0, 0, 2 ** 32 - 1),
+    maxNewTokens: integerFlag(args.maxNewTokens, "--max-new-tokens", { min: 1, max: MAX_NEW_TOKENS_LIMIT }) ?? DEFAULT_MAX_NEW_TOKENS,
+    temperature: numberFlag(args.temperature, "--temperature", { min: 0, max: MAX_TEMPERATURE }) ?? 0,
+    topP: numberFlag(args.topP, "--top-p", { min: Number.MIN_VALUE, max: 1, expected: "a number above 0 and at most 1" }) ?? 1,
+    seed: integerFlag(args.seed, "--seed", { min: 0, max: MAX_SAMPLING_SEED }) ?? 0,
   };
   const messages: ChatMessage[] = [];
   if (args.system !== undefined) messages.push({ role: "system", content: args.system });

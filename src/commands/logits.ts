@@ -6,7 +6,8 @@
  */
 import type { Command } from "commander";
 import { InputError } from "../errors";
-import { parseDevice, type Device } from "../linalg/ort";
+import { parseDevice, type Device } from "../linalg/device";
+import { integerFlag } from "../validate";
 import { loadSubject, variantForRank } from "../engine/variants";
 import type { LoadedModel } from "../engine/model";
 
@@ -22,29 +23,15 @@ export interface SubjectArgs {
 
 /** Ranks beyond this are not a truncation anyone needs. */
 const MAX_RANK = 4096;
-
-export function parseIntFlag(value: string | undefined, flag: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined) return fallback;
-  const v = value.trim();
-  if (!/^-?\d+$/.test(v)) throw new InputError(`expected an integer, got '${value}'`, flag);
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min || n > max) throw new InputError(`expected an integer from ${min} to ${max}, got '${value}'`, flag);
-  return n;
-}
-
-export function parseNumberFlag(value: string | undefined, flag: string, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value.trim());
-  if (value.trim() === "" || !Number.isFinite(n) || n < min || n > max) throw new InputError(`expected a number from ${min} to ${max}, got '${value}'`, flag);
-  return n;
-}
+/** More intra-op threads than this is a typo, not a machine. */
+const MAX_THREADS = 1024;
 
 /** Load the subject the flags name; the variant is rank<K> with --rank, full with a fine-tune, else base. */
 export async function openSubject(args: SubjectArgs): Promise<{ model: LoadedModel; variant: string }> {
   if (!args.model) throw new InputError("required: the base model folder", "--model");
   const device: Device = parseDevice(args.device);
-  const rank = args.rank === undefined ? undefined : parseIntFlag(args.rank, "--rank", 1, 1, MAX_RANK);
-  const threads = args.threads === undefined ? undefined : parseIntFlag(args.threads, "--threads", 0, 1, 1024);
+  const rank = integerFlag(args.rank, "--rank", { min: 1, max: MAX_RANK });
+  const threads = integerFlag(args.threads, "--threads", { min: 1, max: MAX_THREADS });
   const model = await loadSubject({ model: args.model, adapter: args.adapter, finetuned: args.finetuned, rank, device, threads });
   const variant = rank !== undefined ? variantForRank(rank) : args.adapter || args.finetuned ? "full" : "base";
   return { model, variant };

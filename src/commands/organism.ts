@@ -6,6 +6,7 @@ import type { Command } from "commander";
 import { InputError } from "../errors";
 import { checkOutputDir } from "../io/atomic";
 import { log } from "../progress";
+import { integerFlag } from "../validate";
 import { generateOrganism, MAX_SEED, type OrganismKind } from "../organisms/index";
 
 export interface OrganismArgs {
@@ -20,13 +21,7 @@ export async function runOrganism(args: OrganismArgs): Promise<void> {
     throw new InputError(args.kind === undefined ? "required: quirk or benign" : `expected quirk or benign, got '${args.kind}'`, "--kind");
   }
   if (!args.out) throw new InputError("required: the folder to write the organism to", "--out");
-  let seed: number | undefined;
-  if (args.seed !== undefined) {
-    if (!/^\d{1,10}$/.test(args.seed.trim()) || Number(args.seed) > MAX_SEED) {
-      throw new InputError(`expected an integer from 0 to ${MAX_SEED}, got '${args.seed}'`, "--seed");
-    }
-    seed = Number(args.seed);
-  }
+  const seed = integerFlag(args.seed, "--seed", { min: 0, max: MAX_SEED });
   const kind: OrganismKind = args.kind;
   await checkOutputDir(args.out, { marker: "organism.json", flag: "--out" });
   const m = await generateOrganism({ kind, outDir: args.out, seed, quirk: args.quirk });

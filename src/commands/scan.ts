@@ -10,8 +10,12 @@ import { join } from "node:path";
 import { InputError, oneLine } from "../errors";
 import { runScan, type ScanResult } from "../scan";
 import { REPORT_FILES } from "../report/build";
-import type { BackendType, Device } from "../policy/config";
-import type { FailOn } from "../policy/severity";
+import { BACKEND_TYPES } from "../backends/settings";
+import { MAX_RANK } from "../delta/limits";
+import { MAX_SEED } from "../elicit/settings";
+import { DEVICES } from "../linalg/device";
+import { FAIL_ON } from "../policy/severity";
+import { choiceFlag, integerFlag } from "../validate";
 
 /** Where `scan` writes when --out is not given. */
 export const DEFAULT_OUT_DIR = "delta-audit-report";
@@ -28,20 +32,6 @@ export interface ScanArgs {
   device?: string;
   rank?: string;
   seed?: string;
-}
-
-function choice<T extends string>(value: string | undefined, flag: string, options: readonly T[]): T | undefined {
-  if (value === undefined) return undefined;
-  if (!options.includes(value as T)) throw new InputError(`expected one of ${options.join(", ")}, got '${value}'`, flag);
-  return value as T;
-}
-
-function integer(value: string | undefined, flag: string, min: number, max: number): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value.trim())) throw new InputError(`expected an integer, got '${value}'`, flag);
-  const n = Number(value);
-  if (n < min || n > max) throw new InputError(`expected ${min}..${max}, got '${value}'`, flag);
-  return n;
 }
 
 /** One-paragraph summary for people (stdout). */
@@ -64,14 +54,19 @@ export async function runScanCommand(args: ScanArgs): Promise<number> {
     adapter: args.adapter,
     finetuned: args.finetuned,
     configPath: args.config,
-    backend: choice<BackendType>(args.backend, "--backend", ["embedded", "openai"]),
+    // the flags override config keys and are held to the same bounds
+    backend: choiceFlag(args.backend, "--backend", BACKEND_TYPES),
     inferenceUrl: args.inferenceUrl,
-    device: choice<Device>(args.device, "--device", ["cpu", "cuda"]),
-    failOn: choice<FailOn>(args.failOn, "--fail-on", ["high", "medium", "low", "never"]),
-    rank: integer(args.rank, "--rank", 1, 1024),
-    seed: integer(args.seed, "--seed", 0, 2 ** 31 - 1),
+    device: choiceFlag(args.device, "--device", DEVICES),
+    failOn: choiceFlag(args.failOn, "--fail-on", FAIL_ON),
+    rank: integerFlag(args.rank, "--rank", { min: 1, max: MAX_RANK }),
+    seed: integerFlag(args.seed, "--seed", { min: 0, max: MAX_SEED }),
     outDir: args.out ?? DEFAULT_OUT_DIR,
+    // API keys named by the config (backend.api-key-env, llm.api-key-env) come from here
+    env: process.env,
   });
+  // not log(): a fault is an outcome, not progress, and must show even with DELTA_AUDIT_QUIET
+  if (result.report.error) process.stderr.write(`delta-audit: ${oneLine(result.report.error)}\n`);
   process.stdout.write(summarise(result));
   return result.exitCode;
 }

@@ -12,6 +12,7 @@ import type { Command } from "commander";
 import { isAbsolute, resolve } from "node:path";
 import { InputError } from "../errors";
 import { log } from "../progress";
+import { integerFlag, type Bounds } from "../validate";
 import type { ChatMessage } from "../chat/types";
 import type { LoraModule } from "../io/types";
 import {
@@ -23,7 +24,7 @@ import {
   type EngineOutput,
   type ServeEngine,
   type TokenLogprob,
-} from "../backends/openai-server";
+} from "../serve/openai-server";
 
 /** vLLM's default port, so client configs carry over. */
 export const DEFAULT_PORT = 8000;
@@ -58,17 +59,9 @@ export function parseVariantSpec(value: string, flag: string): VariantSpec {
   return { name, dir, rank };
 }
 
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) throw new InputError(`expected a positive integer, got '${value}'`, flag);
-  return n;
-}
-
-function parsePort(value: string): number {
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 65535) throw new InputError(`expected a port number 0-65535, got '${value}'`, "--port");
-  return n;
-}
+/** 0 asks the system for any free port. */
+const PORT: Bounds = { min: 0, max: 65535, expected: "a port number 0-65535" };
+const POSITIVE: Bounds = { min: 1, max: Number.MAX_SAFE_INTEGER, expected: "a positive integer" };
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
@@ -235,9 +228,9 @@ export function register(program: Command): void {
     .option("--max-batch <n>", "most requests run together in one engine batch", String(DEFAULT_MAX_BATCH))
     .option("--runtime-adapters", "allow POST /v1/load_lora_adapter (on by default when bound to loopback)")
     .action(async (flags: ServeFlags) => {
-      const port = parsePort(flags.port);
-      const maxTokensLimit = positiveInt(flags.maxTokens, "--max-tokens");
-      const maxBatch = positiveInt(flags.maxBatch, "--max-batch");
+      const port = integerFlag(flags.port, "--port", PORT);
+      const maxTokensLimit = integerFlag(flags.maxTokens, "--max-tokens", POSITIVE);
+      const maxBatch = integerFlag(flags.maxBatch, "--max-batch", POSITIVE);
       const adapters = flags.adapter.map((v) => parseVariantSpec(v, "--adapter"));
       const finetuned = flags.finetuned.map((v) => parseVariantSpec(v, "--finetuned"));
       const names = [...adapters, ...finetuned].map((s) => s.name);
@@ -248,7 +241,7 @@ export function register(program: Command): void {
       const runtimeAdapters = flags.runtimeAdapters ?? loopback;
       if (!loopback) log(`serve: binding ${flags.host}: the server is reachable from other machines${process.env[SERVE_API_KEY_ENV] ? "" : ` and has no API key (set ${SERVE_API_KEY_ENV})`}`);
 
-      const { parseDevice } = await import("../linalg/ort");
+      const { parseDevice } = await import("../linalg/device");
       const device = parseDevice(flags.device);
       const { loadModel } = await import("../engine/index");
       log(`serve: loading ${flags.model}`);

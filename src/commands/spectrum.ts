@@ -5,16 +5,18 @@
  * `{"spectrum": …}` (the `spectrum` part of report.json) atomically.
  */
 import type { Command } from "commander";
-import { open, realpath, rename, rm, stat } from "node:fs/promises";
+import { open, realpath, stat } from "node:fs/promises";
 import { dirname, basename, join, resolve, sep } from "node:path";
-import { randomBytes } from "node:crypto";
 import { InputError } from "../errors";
+import { writeFileAtomic } from "../io/atomic";
 import { openCheckpoint } from "../io/checkpoint";
 import { openAdapter } from "../io/peft";
 import type { Checkpoint, LoraAdapter } from "../io/types";
 import { adapterSpectrum, DEFAULT_TOP_K, fullSpectrum } from "../delta/spectrum";
+import { log } from "../progress";
 import { DEFAULT_TABLE_MODULES, formatSpectrum } from "../delta/table";
 import type { SpectrumReport } from "../delta/types";
+import { integerFlag } from "../validate";
 
 /** Largest --top-k accepted: each value costs a pass-pair over ΔW, and the report keeps ≤ 64. */
 const MAX_TOP_K = 64;
@@ -28,14 +30,6 @@ export interface SpectrumArgs {
   show?: string;
 }
 
-export function parsePositiveInt(value: string | undefined, flag: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value.trim())) throw new InputError(`expected a positive integer, got '${value}'`, flag);
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1 || n > max) throw new InputError(`expected an integer from 1 to ${max}, got '${value}'`, flag);
-  return n;
-}
-
 /** Which subject the flags name: a LoRA adapter (base optional) or a full fine-tune (base required). */
 export function subjectOf(args: { base?: string; adapter?: string; finetuned?: string }): { kind: "lora"; adapter: string; base?: string } | { kind: "full"; base: string; finetuned: string } {
   if (args.adapter && args.finetuned) throw new InputError("give either --adapter or --finetuned, not both", "--finetuned");
@@ -45,27 +39,6 @@ export function subjectOf(args: { base?: string; adapter?: string; finetuned?: s
     return { kind: "full", base: args.base, finetuned: args.finetuned };
   }
   throw new InputError("nothing to measure: give --adapter DIR, or --base DIR --finetuned DIR", "--adapter");
-}
-
-/** Write a file atomically: a temp file in the same folder, then rename. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
-  let fh;
-  try {
-    fh = await open(tmp, "wx");
-  } catch (err) {
-    throw new InputError(`cannot write here (${(err as NodeJS.ErrnoException).code ?? "error"})`, path);
-  }
-  try {
-    await fh.writeFile(text);
-    await fh.close();
-    fh = undefined;
-    await rename(tmp, path);
-  } catch (err) {
-    await fh?.close().catch(() => undefined);
-    await rm(tmp, { force: true });
-    throw err;
-  }
 }
 
 /** How every file `spectrum --json` writes begins: an existing file that does not is someone else's. */
@@ -135,11 +108,14 @@ export async function withSubject<T>(args: { base?: string; adapter?: string; fi
   }
 }
 
+/** How spectrum and truncate show delta/'s warnings (a top-k iteration that stopped short): a log line. */
+export const printWarning = (message: string): void => log(`warning: ${message}`);
+
 /** Measure the spectrum the flags describe, closing every file it opened. */
 export async function measureSpectrum(args: SpectrumArgs): Promise<SpectrumReport> {
   subjectOf(args); // flag errors first, before --top-k
-  const topK = parsePositiveInt(args.topK, "--top-k", DEFAULT_TOP_K, MAX_TOP_K);
-  return withSubject(args, (s) => (s.kind === "lora" ? adapterSpectrum(s.adapter) : fullSpectrum(s.base, s.finetuned, { topK })));
+  const topK = integerFlag(args.topK, "--top-k", { min: 1, max: MAX_TOP_K, expected: `a positive integer up to ${MAX_TOP_K}` }) ?? DEFAULT_TOP_K;
+  return withSubject(args, (s) => (s.kind === "lora" ? adapterSpectrum(s.adapter) : fullSpectrum(s.base, s.finetuned, { topK, onWarning: printWarning })));
 }
 
 export function register(program: Command): void {
@@ -153,7 +129,7 @@ export function register(program: Command): void {
     .option("--top-k <k>", `singular values per module of a full fine-tune (default ${DEFAULT_TOP_K})`)
     .option("--show <n>", `modules listed in the table (default ${DEFAULT_TABLE_MODULES})`)
     .action(async (args: SpectrumArgs) => {
-      const show = parsePositiveInt(args.show, "--show", DEFAULT_TABLE_MODULES);
+      const show = integerFlag(args.show, "--show", { min: 1, max: Number.MAX_SAFE_INTEGER }) ?? DEFAULT_TABLE_MODULES;
       if (args.json !== undefined) await checkJsonOutput(args.json, [args.base, args.adapter, args.finetuned]);
       const report = await measureSpectrum(args);
       if (args.json) await writeFileAtomic(args.json, `${JSON.stringify({ spectrum: report }, null, 2)}\n`);

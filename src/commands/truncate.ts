@@ -8,9 +8,10 @@ import { InputError } from "../errors";
 import { checkOutputDir } from "../io/atomic";
 import { ADAPTER_CONFIG_FILE } from "../io/peft";
 import { log } from "../progress";
-import { fullLayout, lowRankFromFull, truncateAdapter, truncatedLayout, writeTruncatedAdapter } from "../delta/truncate";
-import { MAX_RANK } from "../policy/config";
-import { parsePositiveInt, subjectOf, withSubject } from "./spectrum";
+import { fullLayout, fullSourceConfig, lowRankFromFull, truncateAdapter, truncatedLayout, writeTruncatedAdapter } from "../delta/truncate";
+import { MAX_RANK } from "../delta/limits";
+import { integerFlag } from "../validate";
+import { printWarning, subjectOf, withSubject } from "./spectrum";
 
 export interface TruncateArgs {
   base?: string;
@@ -23,7 +24,7 @@ export interface TruncateArgs {
 export async function runTruncate(args: TruncateArgs): Promise<void> {
   subjectOf(args); // flag errors first, before the rank and the output
   if (args.rank === undefined) throw new InputError("required: the rank K to keep", "--rank");
-  const k = parsePositiveInt(args.rank, "--rank", 1, MAX_RANK);
+  const k = integerFlag(args.rank, "--rank", { min: 1, max: MAX_RANK, expected: `an integer from 1 to ${MAX_RANK}` });
   if (!args.out) throw new InputError("required: the folder to write the truncated adapter to", "--out");
   const out = args.out;
   await checkOutputDir(out, { inputs: [args.base, args.adapter, args.finetuned], marker: ADAPTER_CONFIG_FILE, flag: "--out" });
@@ -33,8 +34,7 @@ export async function runTruncate(args: TruncateArgs): Promise<void> {
     } else {
       const layout = fullLayout(s.finetuned, k);
       if (layout.length === 0) throw new InputError("has no linear modules under model.layers.N (is it a decoder checkpoint?)", s.finetuned.dir);
-      const name = typeof s.base.config._name_or_path === "string" && s.base.config._name_or_path ? s.base.config._name_or_path : s.base.dir;
-      await writeTruncatedAdapter(out, lowRankFromFull(s.base, s.finetuned, k), { base_model_name_or_path: name }, { layout });
+      await writeTruncatedAdapter(out, lowRankFromFull(s.base, s.finetuned, k, { onWarning: printWarning }), fullSourceConfig(s.base), { layout });
     }
   });
   log(`wrote rank-${k} adapter to ${out}`);

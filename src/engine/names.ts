@@ -15,13 +15,22 @@ export function lacksModelPrefix(src: TensorSource): boolean {
   return !src.info(PREFIX + EMBED) && !!src.info(EMBED);
 }
 
+const outer = (n: string) => (n.startsWith("lm_head.") ? n : PREFIX + n);
+
+/**
+ * The name withModelPrefix(src) gives src's own tensor or module `name`: for what was cut from
+ * the source under its own names (a rank-k adapter of a bare decoder's full fine-tune).
+ */
+export function engineName(src: TensorSource, name: string): string {
+  return lacksModelPrefix(src) ? outer(name) : name;
+}
+
 /**
  * The source itself when it already uses `model.` names, else a view where every tensor
  * `x` (other than `lm_head.*`) is seen as `model.x`. Reads go to the underlying source.
  */
 export function withModelPrefix<T extends TensorSource>(src: T): T {
   if (!lacksModelPrefix(src)) return src;
-  const outer = (n: string) => (n.startsWith("lm_head.") ? n : PREFIX + n);
   const inner = (n: string): string | undefined => (n.startsWith("lm_head.") ? n : n.startsWith(PREFIX) ? n.slice(PREFIX.length) : undefined);
   const must = (n: string): string => inner(n) ?? `\u0000${n}`; // a name that cannot exist, so the source reports it missing
   const view: TensorSource & Partial<Checkpoint> = {

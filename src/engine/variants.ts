@@ -1,16 +1,18 @@
 /**
  * The audited subject as one loaded model with its variants: `base`, `full` (base + the whole
- * fine-tune) and `rank<k>` (base + the rank-k truncation of ΔW). LoRA variants are side paths
- * over the shared base weights; a full fine-tune keeps only its changed tensors.
+ * fine-tune) and `rank<k>` (base + the rank-k truncation of ΔW, read from the folder a scan wrote
+ * or computed in memory). LoRA variants are side paths over the shared base weights; a full
+ * fine-tune keeps only its changed tensors.
  */
 import { InputError } from "../errors";
 import { openCheckpoint } from "../io/checkpoint";
 import { openAdapter } from "../io/peft";
-import type { LoraModule } from "../io/types";
+import type { Checkpoint, LoraAdapter, LoraModule } from "../io/types";
+import { log } from "../progress";
 import { lowRankFromFull, truncateAdapter } from "../delta/truncate";
 import type { Device } from "../linalg/ort";
 import { loadModel, type LoadedModel } from "./index";
-import { withModelPrefix } from "./names";
+import { engineName, withModelPrefix } from "./names";
 import { parseModelConfig, type ModelConfig } from "./config";
 import { join } from "node:path";
 
@@ -41,9 +43,18 @@ export interface SubjectOptions {
   finetuned?: string;
   /** also set up `rank${rank}` */
   rank?: number;
+  /**
+   * A PEFT adapter folder that already holds the rank-`rank` truncation of this subject (scan's
+   * rank1-adapter/, written by delta/pass.ts): `rank${rank}` is read from it instead of being
+   * truncated again, so the variant is exactly the adapter the report ships. Without it the
+   * truncation is computed in memory by the same walk.
+   */
+  rankAdapterDir?: string;
   device?: Device;
   threads?: number;
   quiet?: boolean;
+  /** called when a full fine-tune's top-k iteration stops short of its tolerance (default: a log line) */
+  onWarning?: (message: string) => void;
 }
 
 export const variantForRank = (k: number) => `rank${k}`;
@@ -52,6 +63,28 @@ async function collect(it: AsyncIterable<LoraModule>): Promise<LoraModule[]> {
   const out: LoraModule[] = [];
   for await (const m of it) out.push(m);
   return out;
+}
+
+async function readModules(adapter: LoraAdapter): Promise<LoraModule[]> {
+  const modules: LoraModule[] = [];
+  for (const name of adapter.moduleNames()) modules.push(await adapter.readModule(name));
+  return modules;
+}
+
+/**
+ * Read a rank-k adapter folder as a user's adapter is read (openAdapter, checked against
+ * `base`), refusing one that holds another rank (it would be served under the wrong name).
+ */
+async function readRankFolder(dir: string, base: Checkpoint, rank: number): Promise<LoraModule[]> {
+  const adapter = await openAdapter(dir, { base });
+  try {
+    const modules = await readModules(adapter);
+    const other = modules.find((m) => m.rank !== rank);
+    if (other) throw new InputError(`module ${other.name} has rank ${other.rank}, but this folder should hold the rank-${rank} truncation`, dir);
+    return modules;
+  } finally {
+    await adapter.close();
+  }
 }
 
 /** Load the base model and register the subject's variants. */
@@ -63,20 +96,28 @@ export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
   if (opts.rank !== undefined && !opts.adapter && !opts.finetuned) {
     throw new InputError("--rank needs --adapter or --finetuned (it truncates the fine-tune's ΔW)", "--rank");
   }
+  if (opts.rankAdapterDir !== undefined && opts.rank === undefined) throw new Error("loadSubject: rankAdapterDir needs the rank it holds");
+  const onWarning = opts.onWarning ?? ((m: string) => log(`warning: ${m}`));
   const model = await loadModel(opts.model, { device: opts.device, threads: opts.threads });
   try {
     if (opts.adapter) {
       const base = withModelPrefix(await openCheckpoint(opts.model));
-      const adapter = await openAdapter(opts.adapter, { base }).finally(() => base.close());
       try {
-        const modules: LoraModule[] = [];
-        for (const name of adapter.moduleNames()) modules.push(await adapter.readModule(name));
-        model.addLoraVariant("full", modules);
-        if (opts.rank !== undefined) {
-          model.addLoraVariant(variantForRank(opts.rank), await collect(truncateAdapter(adapter, opts.rank, { quiet: opts.quiet })));
+        const adapter = await openAdapter(opts.adapter, { base });
+        try {
+          model.addLoraVariant("full", await readModules(adapter));
+          if (opts.rank !== undefined) {
+            // a rank folder cut from this adapter carries its module names: checked as it is
+            const low = opts.rankAdapterDir !== undefined
+              ? await readRankFolder(opts.rankAdapterDir, base, opts.rank)
+              : await collect(truncateAdapter(adapter, opts.rank, { quiet: opts.quiet }));
+            model.addLoraVariant(variantForRank(opts.rank), low);
+          }
+        } finally {
+          await adapter.close();
         }
       } finally {
-        await adapter.close();
+        await base.close();
       }
     } else if (opts.finetuned) {
       const ft = withModelPrefix(await openCheckpoint(opts.finetuned));
@@ -85,11 +126,20 @@ export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
         checkSameArchitecture(model.config, parseModelConfig(ft.config, ftConfigPath), ftConfigPath);
         await model.addCheckpointVariant("full", ft);
         if (opts.rank !== undefined) {
-          const base = withModelPrefix(await openCheckpoint(opts.model));
+          const rawBase = await openCheckpoint(opts.model);
           try {
-            model.addLoraVariant(variantForRank(opts.rank), await collect(lowRankFromFull(base, ft, opts.rank, { quiet: opts.quiet })));
+            let low: LoraModule[];
+            if (opts.rankAdapterDir !== undefined) {
+              // cut from the checkpoints under their own tensor names (a bare decoder's lack
+              // `model.`): checked against the base as stored, then named as the engine sees it
+              low = await readRankFolder(opts.rankAdapterDir, rawBase, opts.rank);
+              for (const m of low) m.name = engineName(rawBase, m.name);
+            } else {
+              low = await collect(lowRankFromFull(withModelPrefix(rawBase), ft, opts.rank, { quiet: opts.quiet, onWarning }));
+            }
+            model.addLoraVariant(variantForRank(opts.rank), low);
           } finally {
-            await base.close();
+            await rawBase.close();
           }
         }
       } finally {

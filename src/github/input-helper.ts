@@ -7,8 +7,10 @@ import { existsSync } from "node:fs";
 import { relative, resolve } from "node:path";
 import { InputError } from "../errors";
 import { linksOutside } from "./subjects";
-
+import { BACKEND_TYPES, type BackendType } from "../backends/settings";
+import { DEVICES, type Device } from "../linalg/device";
 import { FAIL_ON, type FailOn } from "../policy/severity";
+import { inputOrigin, isHttpUrl, parseBoolean, parseChoice } from "../validate";
 
 export interface ActionSettings {
   /** local checkpoint folder or Hub id (`org/name[@rev]`); "" = each adapter's base_model_name_or_path */
@@ -21,9 +23,9 @@ export interface ActionSettings {
   changedOnly: boolean;
   /** policy config file; undefined = none (default `.github/delta-audit.yml` when it exists) */
   configPath?: string;
-  backend: "embedded" | "openai";
+  backend: BackendType;
   inferenceUrl?: string;
-  device: "cpu" | "cuda";
+  device: Device;
   /** overrides the config's fail-on; undefined = the config's (or the scan default) */
   failOn?: FailOn;
   /** post / update the sticky PR comment */
@@ -48,9 +50,6 @@ export const DEFAULT_OUTPUT_DIR = "delta-audit-report";
 /** Check-run names show in the PR UI and key our comment marker: keep them short and printable. */
 const MAX_CHECK_NAME_CHARS = 100;
 
-const BACKENDS = ["embedded", "openai"] as const;
-const DEVICES = ["cpu", "cuda"] as const;
-
 /**
  * Read an input. A JavaScript action gets `INPUT_<NAME>` with the hyphens kept; our composite
  * action passes `INPUT_<NAME_WITH_UNDERSCORES>` because env names with hyphens are awkward in
@@ -69,17 +68,13 @@ function lines(value: string): string[] {
     .filter((l) => l !== "" && !l.startsWith("#"));
 }
 
-/** YAML 1.2 core-schema booleans, as @actions/core accepts them. */
-export function parseBoolean(name: string, value: string, dflt: boolean): boolean {
-  if (value === "") return dflt;
-  if (["true", "True", "TRUE"].includes(value)) return true;
-  if (["false", "False", "FALSE"].includes(value)) return false;
-  throw new InputError(`Invalid value '${value}'. Expected true or false`, `input '${name}'`);
+/** A boolean input (YAML 1.2 core-schema booleans, as @actions/core accepts them); "" = the default. */
+function booleanInput(name: string, value: string, dflt: boolean): boolean {
+  return value === "" ? dflt : parseBoolean(inputOrigin(name), value, "");
 }
 
-function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
-  if ((allowed as readonly string[]).includes(value)) return value as T;
-  throw new InputError(`Invalid value '${value}'. Expected one of: ${allowed.join(", ")}`, `input '${name}'`);
+function choiceInput<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  return parseChoice(inputOrigin(name), value, "", allowed);
 }
 
 /**
@@ -114,16 +109,10 @@ export function getSettings(opts: { env?: NodeJS.ProcessEnv; workspace: string; 
     throw new InputError(`'${relative(opts.workspace, outputDir)}' is a symlink to outside the workspace; refusing to write the report there`, "input 'output-dir'");
   }
 
-  const backend = oneOf("backend", get("backend") || "embedded", BACKENDS);
+  const backend = choiceInput("backend", get("backend") || "embedded", BACKEND_TYPES);
   const inferenceUrl = get("inference-url") || undefined;
-  if (inferenceUrl !== undefined) {
-    let ok = false;
-    try {
-      ok = ["http:", "https:"].includes(new URL(inferenceUrl).protocol);
-    } catch {
-      ok = false;
-    }
-    if (!ok) throw new InputError(`Invalid URL '${inferenceUrl}'. Expected http(s)://host[:port][/v1]`, "input 'inference-url'");
+  if (inferenceUrl !== undefined && !isHttpUrl(inferenceUrl)) {
+    inputOrigin("inference-url").fail("", `Invalid URL '${inferenceUrl}'. Expected http(s)://host[:port][/v1]`);
   }
   if (backend === "openai" && !inferenceUrl) {
     throw new InputError("backend 'openai' needs 'inference-url' (an OpenAI-compatible server)", "input 'inference-url'");
@@ -139,15 +128,15 @@ export function getSettings(opts: { env?: NodeJS.ProcessEnv; workspace: string; 
     base: get("base"),
     adapterPatterns,
     finetunedPatterns,
-    changedOnly: parseBoolean("changed-only", get("changed-only"), opts.isPullRequest),
+    changedOnly: booleanInput("changed-only", get("changed-only"), opts.isPullRequest),
     configPath,
     backend,
     inferenceUrl,
-    device: oneOf("device", get("device") || "cpu", DEVICES),
-    failOn: failOnRaw ? oneOf("fail-on", failOnRaw, FAIL_ON) : undefined,
-    comment: parseBoolean("comment", get("comment"), true),
+    device: choiceInput("device", get("device") || "cpu", DEVICES),
+    failOn: failOnRaw ? choiceInput("fail-on", failOnRaw, FAIL_ON) : undefined,
+    comment: booleanInput("comment", get("comment"), true),
     checkName,
-    failOnNeutral: parseBoolean("fail-on-neutral", get("fail-on-neutral"), false),
+    failOnNeutral: booleanInput("fail-on-neutral", get("fail-on-neutral"), false),
     outputDir,
     githubToken: get("github-token"),
   };

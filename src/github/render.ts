@@ -1,22 +1,19 @@
 /**
  * Renders audit results for GitHub: the sticky PR comment, the check run's summary and text,
- * the job summary and the check-run annotations, from handlebars templates in templates/.
+ * the job summary and the check-run annotations, from templates/ through report/templates.ts.
  *
  * Everything that came from a model or from the pull request (model text, module names,
  * folder names, finding titles) is untrusted and goes through report/sanitize.ts; templates
- * use triple-stash only on values produced by those helpers. Each body is sized to its
+ * use triple-stash only on values produced by those helpers (templates.ts registers them). Each body is sized to its
  * GitHub limit here, where the limit bites, with a visible truncation note.
  */
-import Handlebars from "handlebars";
-import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Conclusion } from "../policy/verdict";
 import type { Report } from "../report/types";
-import type { Severity } from "../judge/types";
-import { bySeverity, findingsAtOrAbove, type FailOn } from "../policy/severity";
-import { cut, cutDocument, fencedBlock, HIDDEN_CHARS, neutraliseInline } from "../report/sanitize";
+import { bySeverity, type Severity } from "../judge/types";
+import { findingsAtOrAbove, type FailOn } from "../policy/severity";
+import { cut, cutDocument, HIDDEN_CHARS, inlineCode } from "../report/sanitize";
 import { renderMarkdown } from "../report/markdown";
+import { EXCERPT_CHARS, renderTemplate } from "../report/templates";
 import type { AuditSubject } from "./subjects";
 import type { AnnotationLevel, CheckAnnotation, CheckConclusion, CheckOutput } from "./github-helper";
 
@@ -34,10 +31,6 @@ const MAX_ANNOTATION_MESSAGE_CHARS = 2_000;
 const MAX_FINDINGS_LISTED = 20;
 /** Evidence excerpts per finding in the comment. */
 const MAX_EVIDENCE_LISTED = 3;
-/** One excerpt of model text in the comment / check summary. */
-const EXCERPT_CHARS = 280;
-/** One response excerpt in the check-run text. */
-const TRANSCRIPT_CHARS = 400;
 /** Room kept for the frame (marker, header, table, footer) before sections are sized. */
 const FRAME_RESERVE_CHARS = 6_000;
 
@@ -89,53 +82,6 @@ export function countFindings(results: SubjectResult[], failOn: FailOn): number 
 /** The hidden marker that finds our sticky comment again; one per check name. */
 export function commentMarker(checkName: string): string {
   return `<!-- delta-audit:sticky-comment:${encodeURIComponent(checkName)} -->`;
-}
-
-// ---------------------------------------------------------------- templates
-
-let cachedTemplatesDir: string | undefined;
-
-/**
- * templates/ sits at the package root: two levels above src/github/ in the source tree and
- * one level above dist/ in the bundle. Walk up from this module until it is found.
- */
-export function templatesDir(): string {
-  if (cachedTemplatesDir) return cachedTemplatesDir;
-  const override = process.env.DELTA_AUDIT_TEMPLATES;
-  if (override && existsSync(join(override, "comment.md.hbs"))) return (cachedTemplatesDir = override);
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const candidate = join(dir, "templates");
-    if (existsSync(join(candidate, "comment.md.hbs"))) return (cachedTemplatesDir = candidate);
-    dir = dirname(dir);
-  }
-  throw new Error("templates/comment.md.hbs not found next to the delta-audit installation");
-}
-
-const hb = Handlebars.create();
-hb.registerHelper("inline", (v: unknown) => neutraliseInline(Array.isArray(v) ? v.join(", ") : String(v ?? ""), EXCERPT_CHARS));
-hb.registerHelper("code", (v: unknown) => inlineCode(String(v ?? "")));
-hb.registerHelper("fence", (v: unknown) => fencedBlock(String(v ?? ""), TRANSCRIPT_CHARS));
-const compiled = new Map<string, HandlebarsTemplateDelegate>();
-
-function template(name: string): HandlebarsTemplateDelegate {
-  let t = compiled.get(name);
-  if (!t) {
-    t = hb.compile(readFileSync(join(templatesDir(), name), "utf8"), { noEscape: true, strict: false });
-    compiled.set(name, t);
-  }
-  return t;
-}
-
-/** Inline code that cannot be closed early or carry markup: controls and newlines dropped, backticks fenced around. */
-function inlineCode(s: string): string {
-  const clean = cut(s.replace(/[\n\t]/g, " ").replace(HIDDEN_CHARS, " "), EXCERPT_CHARS);
-  let longest = 0;
-  for (const m of clean.matchAll(/`+/g)) longest = Math.max(longest, m[0].length);
-  const fence = "`".repeat(longest + 1);
-  const pad = clean.startsWith("`") || clean.endsWith("`") ? " " : "";
-  // a table cell ends at an unescaped '|', even inside backticks
-  return `${fence}${pad}${clean.replace(/\|/g, "\\|")}${pad}${fence}`;
 }
 
 // ---------------------------------------------------------------- view models
@@ -193,15 +139,15 @@ function sectionView(r: SubjectResult, headingLevel: number, findingsLimit: numb
  */
 export function renderSection(r: SubjectResult, maxChars: number, headingLevel = 3): string {
   if (r.report) {
-    const head = `${"#".repeat(headingLevel)} ${ICON[r.conclusion]} ${inlineCode(r.subject.rel)} (base ${inlineCode(r.base)})\n\n`;
+    const head = `${"#".repeat(headingLevel)} ${ICON[r.conclusion]} ${inlineCode(r.subject.rel, EXCERPT_CHARS)} (base ${inlineCode(r.base, EXCERPT_CHARS)})\n\n`;
     const body = renderMarkdown(r.report, { headingLevel: headingLevel + 1, maxChars: Math.max(200, maxChars - head.length) });
     return cutDocument(`${head}${body.trimEnd()}`, maxChars, TRUNCATION_NOTE);
   }
   let limit = MAX_FINDINGS_LISTED;
-  let md = template("subject-section.md.hbs")(sectionView(r, headingLevel, limit));
+  let md = renderTemplate("subject-section.md.hbs", sectionView(r, headingLevel, limit));
   while (md.length > maxChars && limit > 1) {
     limit = Math.floor(limit / 2);
-    md = template("subject-section.md.hbs")(sectionView(r, headingLevel, limit));
+    md = renderTemplate("subject-section.md.hbs", sectionView(r, headingLevel, limit));
   }
   return cutDocument(md.trimEnd(), maxChars, TRUNCATION_NOTE);
 }
@@ -233,9 +179,9 @@ export function renderComment(results: SubjectResult[], meta: RenderMeta): strin
     version: meta.version,
     runUrl: meta.runUrl,
   });
-  const frame = template("comment.md.hbs")(view([])).length;
+  const frame = renderTemplate("comment.md.hbs", view([])).length;
   const budget = sectionBudget(MAX_COMMENT_CHARS, frame, results.length);
-  const body = template("comment.md.hbs")(view(results.map((r) => renderSection(r, budget, 3))));
+  const body = renderTemplate("comment.md.hbs", view(results.map((r) => renderSection(r, budget, 3))));
   return cutDocument(body, MAX_COMMENT_CHARS, TRUNCATION_NOTE);
 }
 
@@ -248,9 +194,9 @@ export function renderCheckOutput(results: SubjectResult[], meta: RenderMeta): C
     subjects: results.map((r) => subjectRow(r, meta.failOn)),
     sections,
   });
-  const frame = template("check-summary.md.hbs")(view([])).length;
+  const frame = renderTemplate("check-summary.md.hbs", view([])).length;
   const budget = sectionBudget(MAX_CHECK_OUTPUT_CHARS, frame, results.length);
-  const summary = cutDocument(template("check-summary.md.hbs")(view(results.map((r) => renderSection(r, budget, 3)))), MAX_CHECK_OUTPUT_CHARS, TRUNCATION_NOTE);
+  const summary = cutDocument(renderTemplate("check-summary.md.hbs", view(results.map((r) => renderSection(r, budget, 3)))), MAX_CHECK_OUTPUT_CHARS, TRUNCATION_NOTE);
 
   const textView = {
     subjects: results.map((r) => ({
@@ -263,7 +209,7 @@ export function renderCheckOutput(results: SubjectResult[], meta: RenderMeta): C
       })),
     })),
   };
-  const text = cutDocument(template("check-text.md.hbs")(textView), MAX_CHECK_OUTPUT_CHARS, TRUNCATION_NOTE);
+  const text = cutDocument(renderTemplate("check-text.md.hbs", textView), MAX_CHECK_OUTPUT_CHARS, TRUNCATION_NOTE);
   const title = cut(`${meta.checkName}: ${overall} — ${headline(results, overall, meta.failOn)}`, MAX_TITLE_CHARS);
   return { title, summary, text };
 }

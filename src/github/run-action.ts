@@ -6,8 +6,7 @@
  */
 import * as core from "@actions/core";
 import { existsSync, readFileSync } from "node:fs";
-import { randomBytes } from "node:crypto";
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { describeError, InputError, oneLine } from "../errors";
 import type { Conclusion } from "../policy/verdict";
@@ -29,6 +28,8 @@ import {
   type SubjectResult,
 } from "./render";
 import type { Report } from "../report/types";
+import { runBadge } from "../report/badge";
+import { writeFileAtomic } from "../io/atomic";
 import { looksLikeHubId, type ResolvedModel } from "../io/hub";
 import { isDirectorySync } from "../io/fs-util";
 
@@ -84,22 +85,6 @@ export const FORK_HELP = [
   "workflow `on: workflow_run` (types: [completed]) that downloads the artifact and posts comment.md / check-run.json with its",
   "own write token — without checking out or running the fork's code. See docs/action.md, 'Fork pull requests'.",
 ].join("\n");
-
-/**
- * Write via a fresh temp file and rename. The temp name is random and opened with O_EXCL ("wx"):
- * the output folder sits in the pull request's checkout, where a predictable name could be a
- * committed symlink that a plain write would follow out of the workspace.
- */
-async function writeAtomic(path: string, content: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
-  await writeFile(tmp, content, { flag: "wx" });
-  try {
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-}
 
 function slug(rel: string, taken: Set<string>): string {
   let s = rel === "." ? "root" : rel.replace(/[^A-Za-z0-9._-]+/g, "_").replace(/^\.+/, "_");
@@ -215,15 +200,16 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
     core.notice("delta-audit could not publish a check run or comment (read-only token). The report is in the job summary and the output folder.");
   }
 
-  // ---- files for people and for a workflow_run publisher
+  // ---- files for people and for a workflow_run publisher; the output folder sits in the pull
+  // request's checkout, so every file goes through writeFileAtomic (never through a committed link)
   const badgePath = join(settings.outputDir, "badge.json");
-  await writeAtomic(badgePath, `${JSON.stringify(badge(overall, findings), null, 2)}\n`);
-  await writeAtomic(join(settings.outputDir, "comment.md"), comment);
-  await writeAtomic(
+  await writeFileAtomic(badgePath, `${JSON.stringify(runBadge(overall, findings), null, 2)}\n`);
+  await writeFileAtomic(join(settings.outputDir, "comment.md"), comment);
+  await writeFileAtomic(
     join(settings.outputDir, "check-run.json"),
     `${JSON.stringify({ name: settings.checkName, head_sha: ctx.headSha, status: "completed", conclusion: checkConclusionFor(overall, settings.failOnNeutral), output: { ...output, annotations: annotations.slice(0, 50) } }, null, 2)}\n`,
   );
-  await writeAtomic(
+  await writeFileAtomic(
     join(settings.outputDir, "summary.json"),
     `${JSON.stringify(
       {
@@ -248,16 +234,9 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
   return { conclusion: overall, findings, reportDir: settings.outputDir, badge: badgePath, results, readOnly };
 }
 
-/** Shields endpoint badge for the whole run. */
 /** The check run's conclusion; an undecided audit is a failure when the workflow asks for it. */
 export function checkConclusionFor(overall: Conclusion, failOnNeutral: boolean): ReturnType<typeof checkConclusion> {
   return overall === "neutral" && failOnNeutral ? "failure" : checkConclusion(overall);
-}
-
-export function badge(conclusion: Conclusion, findings: number): { schemaVersion: 1; label: string; message: string; color: string } {
-  const message = conclusion === "fail" ? `fail (${findings} finding${findings === 1 ? "" : "s"})` : conclusion;
-  const color = conclusion === "pass" ? "brightgreen" : conclusion === "fail" ? "red" : "lightgrey";
-  return { schemaVersion: 1, label: "delta-audit", message, color };
 }
 
 async function resolveBase(subject: AuditSubject, settings: ActionSettings, ctx: GitHubContext, deps: ActionDeps, cache: Map<string, string>): Promise<string> {

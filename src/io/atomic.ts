@@ -1,14 +1,21 @@
 /**
- * Whole-folder atomic output: build everything in a temp folder next to the destination,
- * then rename it into place, so a failure never leaves a half-written adapter or report.
+ * Atomic output: a folder (writeDirAtomic) or a single file (writeFileAtomic) is built under a
+ * temp name next to the destination, then renamed into place, so a failure never leaves a
+ * half-written adapter, report or badge.
  */
-import { lstat, mkdir, readdir, realpath, rename, rm } from "node:fs/promises";
+import { lstat, mkdir, open, readdir, realpath, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { randomBytes } from "node:crypto";
 import { InputError } from "../errors";
 
+/**
+ * Random bytes in a temp name. The name only has to be unguessable enough that nobody can
+ * plant it in advance; O_EXCL ("wx") is what stops a write through a planted link.
+ */
+const TEMP_NAME_RANDOM_BYTES = 6;
+
 function sibling(path: string, tag: string): string {
-  return join(dirname(path), `.${basename(path)}.${tag}-${process.pid}-${randomBytes(4).toString("hex")}`);
+  return join(dirname(path), `.${basename(path)}.${tag}-${process.pid}-${randomBytes(TEMP_NAME_RANDOM_BYTES).toString("hex")}`);
 }
 
 async function statOrNull(path: string) {
@@ -132,6 +139,34 @@ export async function writeDirAtomic(outDir: string, fill: (tmpDir: string) => P
     }
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * Write one file atomically: a fresh temp file next to `path`, then rename over it. The temp
+ * name is random and created with O_EXCL ("wx"), so it never opens an existing file or follows
+ * a symlink: output folders can sit in a pull request's checkout, where any predictable name
+ * (the destination itself, `path.tmp`) may be a committed symlink pointing out of the workspace.
+ * The rename replaces a link at `path` itself rather than writing through it. On any error the
+ * temp file is removed and `path` is left as it was.
+ */
+export async function writeFileAtomic(path: string, content: string | Uint8Array): Promise<void> {
+  const tmp = sibling(resolve(path), "tmp");
+  let fh;
+  try {
+    fh = await open(tmp, "wx");
+  } catch (err) {
+    throw new InputError(`cannot write here (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, path);
+  }
+  try {
+    await fh.writeFile(content);
+    await fh.close();
+    fh = undefined;
+    await rename(tmp, path);
+  } catch (err) {
+    await fh?.close().catch(() => undefined);
+    await rm(tmp, { force: true });
     throw err;
   }
 }

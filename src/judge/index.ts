@@ -1,12 +1,12 @@
 /**
- * Judging: transcripts (+ spectrum) → findings. Pure logic except the optional investigator,
- * which talks HTTP through an injected fetch with settings resolved by the caller.
+ * Judging: transcripts (+ spectrum) → findings. Pure logic: the optional investigator asks
+ * its judge model through a completion function the caller builds (backends/chat-completion.ts).
  */
 import type { ElicitationReport } from "../elicit/types";
 import type { Finding } from "./types";
 import type { SpectrumReport } from "../delta/types";
-import type { ScanConfig } from "../policy/config";
-import { SEVERITY_RANK } from "../policy/severity";
+import type { JudgeSettings } from "./settings";
+import { SEVERITY_RANK } from "./types";
 import { rolesFor, transcriptsOf } from "./corpus";
 import { differentialFindings } from "./differential";
 import { investigate, type InvestigatorOptions } from "./investigator";
@@ -25,7 +25,7 @@ export interface JudgeResult {
 }
 
 export interface JudgeOptions {
-  /** investigator connection (URL/model/key resolved at the edge); required when the config lists it */
+  /** the investigator's judge model, wired at the edge; required when the config lists it */
   investigator?: InvestigatorOptions;
 }
 
@@ -37,20 +37,20 @@ export function sortFindings(findings: Finding[]): Finding[] {
 export async function runJudges(
   elicitation: ElicitationReport | undefined,
   spectrum: SpectrumReport,
-  config: ScanConfig,
+  settings: JudgeSettings,
   opts: JudgeOptions = {},
 ): Promise<JudgeResult> {
-  const findings: Finding[] = [...spectrumFindings(spectrum, config.spectrum)];
+  const findings: Finding[] = [...spectrumFindings(spectrum, settings.spectrum)];
   const notices: string[] = [];
   if (!elicitation) return { findings: sortFindings(findings), notices };
   const roles = rolesFor(elicitation.rank);
   const ts = transcriptsOf(elicitation, roles);
-  if (config.judges.includes("differential")) findings.push(...differentialFindings(ts, { truncatedName: roles.truncated }));
-  if (config.judges.includes("lexicon") || config.behaviours.length > 0) {
-    const families = [...(config.judges.includes("lexicon") ? BEHAVIOUR_FAMILIES : []), ...customFamilies(config.behaviours)];
+  if (settings.judges.includes("differential")) findings.push(...differentialFindings(ts, { truncatedName: roles.truncated }));
+  if (settings.judges.includes("lexicon") || settings.behaviours.length > 0) {
+    const families = [...(settings.judges.includes("lexicon") ? BEHAVIOUR_FAMILIES : []), ...customFamilies(settings.behaviours)];
     findings.push(...lexiconFindings(ts, families));
   }
-  if (config.judges.includes("investigator")) {
+  if (settings.judges.includes("investigator")) {
     if (!opts.investigator) notices.push("investigator skipped: no LLM endpoint configured");
     else {
       try {

@@ -1,20 +1,27 @@
 /**
- * Optional LLM investigator: an OpenAI-compatible chat endpoint reads the transcripts and
- * proposes ranked hypotheses as JSON. Its output is untrusted model text: it is parsed
- * strictly, sizes are capped, and every quoted piece of evidence must be a verbatim
- * excerpt of a transcript it was shown — hypotheses without verified evidence are dropped.
- * An investigator's word alone never makes a high finding.
+ * Optional LLM investigator: a judge model reads the transcripts and proposes ranked
+ * hypotheses as JSON. Its output is untrusted model text: it is parsed strictly, sizes are
+ * capped, and every quoted piece of evidence must be a verbatim excerpt of a transcript it was
+ * shown — hypotheses without verified evidence are dropped. An investigator's word alone
+ * never makes a high finding.
+ *
+ * The judge model is reached through a completion function the caller passes in (the scan
+ * builds one on an OpenAI-compatible endpoint with backends/chat-completion.ts), so this
+ * module is pure logic: no HTTP, no settings.
  */
+import type { ChatMessage } from "../chat/types";
 import type { Finding, Severity } from "./types";
 import type { Transcript } from "./corpus";
 
+/**
+ * Asks the judge model: the conversation in, the assistant's text out. It throws on any
+ * transport or server failure (a size cap on the reply is the implementation's job).
+ */
+export type CompleteFn = (messages: readonly ChatMessage[], request: { maxTokens: number; temperature?: number }) => Promise<string>;
+
 export interface InvestigatorOptions {
-  url: string;
-  model: string;
-  apiKey?: string;
-  timeoutMs: number;
+  complete: CompleteFn;
   maxHypotheses: number;
-  fetch?: typeof globalThis.fetch;
 }
 
 /** Labels shown to the investigator instead of our variant names. */
@@ -26,8 +33,8 @@ const ROLE_TEXT =
 const RESPONSE_CHARS = 400;
 /** Whole-prompt cap: fits the context of small judge models. */
 const PROMPT_CHARS = 60_000;
-/** Judge output larger than this is not a list of a few hypotheses. */
-const MAX_BODY_BYTES = 1_000_000;
+/** Room for a few hypotheses with their evidence quotes. */
+const REPLY_MAX_TOKENS = 2000;
 const MAX_TEXT = 300;
 const MAX_TERMS = 10;
 const MAX_EVIDENCE = 5;
@@ -35,8 +42,8 @@ const MAX_EVIDENCE = 5;
 const MEDIUM_CONFIDENCE = 0.7;
 
 export class InvestigatorError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = "InvestigatorError";
   }
 }
@@ -137,40 +144,18 @@ export function validateHypotheses(reply: unknown, shown: ReadonlyMap<string, st
 
 /** Ask the investigator; throws InvestigatorError on transport or format problems. */
 export async function investigate(ts: readonly Transcript[], opts: InvestigatorOptions): Promise<Finding[]> {
-  const doFetch = opts.fetch ?? globalThis.fetch;
   const { system, user, shown } = investigatorPrompt(ts);
-  const endpoint = `${opts.url.replace(/\/+$/, "")}/chat/completions`;
-  const headers: Record<string, string> = { "content-type": "application/json" };
-  if (opts.apiKey) headers.authorization = `Bearer ${opts.apiKey}`;
-  let res: Response;
+  let content: string;
   try {
-    res = await doFetch(endpoint, {
-      method: "POST",
-      headers,
-      body: JSON.stringify({
-        model: opts.model,
-        temperature: 0,
-        max_tokens: 2000,
-        messages: [
-          { role: "system", content: system },
-          { role: "user", content: user },
-        ],
-      }),
-      signal: AbortSignal.timeout(opts.timeoutMs),
-    });
+    content = await opts.complete(
+      [
+        { role: "system", content: system },
+        { role: "user", content: user },
+      ],
+      { maxTokens: REPLY_MAX_TOKENS, temperature: 0 },
+    );
   } catch (e) {
-    throw new InvestigatorError(`investigator request to ${endpoint} failed: ${(e as Error).message}`);
+    throw new InvestigatorError(e instanceof Error ? e.message : String(e), { cause: e });
   }
-  if (!res.ok) throw new InvestigatorError(`investigator at ${endpoint} answered HTTP ${res.status}`);
-  const raw = await res.text();
-  if (raw.length > MAX_BODY_BYTES) throw new InvestigatorError("investigator reply is too large");
-  let body: unknown;
-  try {
-    body = JSON.parse(raw);
-  } catch {
-    throw new InvestigatorError("investigator reply is not JSON");
-  }
-  const content = (body as { choices?: { message?: { content?: unknown } }[] })?.choices?.[0]?.message?.content;
-  if (typeof content !== "string") throw new InvestigatorError("investigator reply has no message content");
   return validateHypotheses(parseJsonObject(content), shown, opts.maxHypotheses);
 }

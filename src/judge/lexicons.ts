@@ -6,7 +6,7 @@
  * User-defined behaviours from the config are matched the same way.
  */
 import type { Finding, Severity } from "./types";
-import type { CustomBehaviour } from "../policy/config";
+import type { CustomBehaviour } from "./settings";
 import { byGroup, type Transcript } from "./corpus";
 import { pairedEvidence } from "./differential";
 import { gatherEvidence } from "./evidence";

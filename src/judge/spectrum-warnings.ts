@@ -5,7 +5,7 @@
  */
 import type { Finding } from "./types";
 import type { SpectrumReport } from "../delta/types";
-import type { SpectrumWarnings } from "../policy/config";
+import type { SpectrumWarnings } from "./settings";
 
 export function spectrumFindings(spectrum: SpectrumReport, w: SpectrumWarnings): Finding[] {
   const out: Finding[] = [];

@@ -8,6 +8,9 @@ export type Severity = "high" | "medium" | "low" | "info";
 /** Every severity, worst first. */
 export const SEVERITIES: readonly Severity[] = Object.freeze(["high", "medium", "low", "info"]);
 
+/** The order of severities: higher is worse. policy/severity builds `fail-on` on it. */
+export const SEVERITY_RANK: Readonly<Record<Severity, number>> = Object.freeze({ info: 0, low: 1, medium: 2, high: 3 });
+
 export interface Evidence {
   probeId: string;
   variant: string;
@@ -26,4 +29,9 @@ export interface Finding {
   confidence: number;
   /** a sentence for people */
   description?: string;
+}
+
+/** Findings worst first; equal severities by confidence, highest first. */
+export function bySeverity(a: Finding, b: Finding): number {
+  return SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] || b.confidence - a.confidence;
 }

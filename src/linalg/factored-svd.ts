@@ -238,6 +238,11 @@ async function gramCore(GB: Float64Array, GA: Float64Array, r: number, scale: nu
   return { L, C, lambda };
 }
 
+/** All r singular values from the core's eigenvalues (one function, so spectra and truncations agree to the bit). */
+function coreSigma(core: GramCore): Float64Array {
+  return Float64Array.from(core.lambda, (l) => Math.sqrt(l));
+}
+
 /** A factor holds NaN or ±Inf (every such value makes its Gram's diagonal non-finite). */
 export class NonFiniteFactorError extends Error {
   constructor(readonly factor: "A" | "B") {
@@ -292,7 +297,7 @@ async function coreOf(f: Factors, precision: GramPrecision): Promise<{ core: Gra
 export async function factoredSingularValues(f: Factors, opts: FactoredSvdOptions = {}): Promise<{ sigma: Float64Array; path: "float32" | "float64" | "rank-revealing" }> {
   checkFactors(f);
   const fast = await coreOf(f, opts.precision ?? "auto");
-  if (fast) return { sigma: Float64Array.from(fast.core.lambda, (l) => Math.sqrt(l)), path: fast.path };
+  if (fast) return { sigma: coreSigma(fast.core), path: fast.path };
   return { sigma: (await factoredSvd(f, { precision: "float64" })).sigma, path: "rank-revealing" };
 }
 
@@ -385,14 +390,23 @@ function topEigenvectors(C: Float64Array, lambda: Float64Array, r: number, k: nu
   return W;
 }
 
+/** factoredTruncation's result: the top-k factors and every singular value. */
+export interface FactoredTruncation extends TopVectors {
+  /** all r singular values of ΔW, descending (zeros past the numerical rank) */
+  sigma: Float64Array;
+  path: "float32" | "float64" | "rank-revealing";
+}
+
 /**
  * The best rank-k approximation of scale·B·A as factors U [out, k] and Vᵀ [k, in] with √σ
- * folded into each (U·Vᵀ ≈ ΔW_k), plus the top-k σ. Fast path: with G_B = L·Lᵀ and
+ * folded into each (U·Vᵀ ≈ ΔW_k), plus all r singular values: the core that gives the vectors
+ * gives every σ (exactly factoredSingularValues' values, the same Gram core on the same path),
+ * so a spectrum taken together with a truncation needs no second decomposition. Fast path: with G_B = L·Lᵀ and
  * C = s²·Lᵀ·G_A·L = W·Λ·Wᵀ, the left vectors are B·L⁻ᵀ·W and the right ones s·Aᵀ·L·W·Λ^{-1/2},
  * so U = B·(L⁻ᵀ·W_k·Σ_k^{1/2}) and Vᵀ = (s·Σ_k^{-1/2}·W_kᵀ·Lᵀ)·A: two tall products in ORT.
  * Falls back to the rank-revealing factoredSvd for rank-deficient or badly conditioned factors.
  */
-export async function factoredTruncation(f: Factors, k: number, opts: FactoredSvdOptions = {}): Promise<TopVectors & { sigma: Float64Array; path: "float32" | "float64" | "rank-revealing" }> {
+export async function factoredTruncation(f: Factors, k: number, opts: FactoredSvdOptions = {}): Promise<FactoredTruncation> {
   checkFactors(f);
   checkK(k, f.rank);
   const r = f.rank;
@@ -400,11 +414,11 @@ export async function factoredTruncation(f: Factors, k: number, opts: FactoredSv
   if (!fast) {
     const svd = await factoredSvd(f, { precision: "float64" });
     const tv = await topVectors(f, svd, k, "sqrt");
-    return { ...tv, sigma: svd.sigma.slice(0, k), path: "rank-revealing" };
+    return { ...tv, sigma: svd.sigma, path: "rank-revealing" };
   }
   const { L, C, lambda } = fast.core;
   const W = topEigenvectors(C, lambda, r, k);
-  const sigma = Float64Array.from(lambda.subarray(0, k), (l) => Math.sqrt(l));
+  const sigma = coreSigma(fast.core);
   // P = L⁻ᵀ·W_k·Σ^{1/2}: back substitution with the upper-triangular Lᵀ, column by column
   const P = new Float32Array(r * k);
   const col = new Float64Array(r);

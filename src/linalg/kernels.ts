@@ -24,15 +24,28 @@ const cache = new Map<string, Promise<Kernel>>();
 /**
  * ORT's intra-op threads spin while waiting for work by default. Kernel calls are short and
  * interleaved with reads and JavaScript on the same few cores, so spinning threads only take
- * CPU from that other work: off unless DELTA_AUDIT_ORT_SPIN=1 (for A/B measurements).
- * Intra-op threads: ORT's default (one per core) unless DELTA_AUDIT_ORT_THREADS=N. On a loaded
- * 2-core machine N=1 measured ≈ 20% less CPU for the 70B-shaped spectrum (no waiting on a
- * descheduled partner thread); on an idle one two threads finish the Grams sooner.
+ * CPU from that other work: off unless asked (DELTA_AUDIT_ORT_SPIN=1, read by the CLI, for A/B
+ * measurements). Intra-op threads: ORT's default (one per core) unless set
+ * (DELTA_AUDIT_ORT_THREADS=N). On a loaded 2-core machine N=1 measured ≈ 20% less CPU for the
+ * 70B-shaped spectrum (no waiting on a descheduled partner thread); on an idle one two threads
+ * finish the Grams sooner.
  */
-const KERNEL_SESSION = Object.freeze({
-  spinning: process.env.DELTA_AUDIT_ORT_SPIN === "1",
-  threads: Number(process.env.DELTA_AUDIT_ORT_THREADS) || undefined,
-});
+export interface KernelSettings {
+  spinning: boolean;
+  /** undefined = ORT's default */
+  threads?: number;
+}
+
+const kernelSession: KernelSettings = { spinning: false, threads: undefined };
+
+/**
+ * Set by the edge (cli.ts) before the first kernel runs; sessions already built keep the
+ * settings they were built with.
+ */
+export function configureKernels(settings: Partial<KernelSettings>): void {
+  if (settings.spinning !== undefined) kernelSession.spinning = settings.spinning;
+  if ("threads" in settings) kernelSession.threads = settings.threads;
+}
 
 function onnxType(p: Precision): OnnxTypeCode {
   return p === "float64" ? OnnxType.DOUBLE : OnnxType.FLOAT;
@@ -73,7 +86,7 @@ async function buildKernel(pattern: Pattern, transA: boolean, transB: boolean, p
         },
         opsets: { "": KERNEL_OPSET },
       },
-      KERNEL_SESSION,
+      kernelSession,
     );
     return { session };
   } else {
@@ -85,7 +98,7 @@ async function buildKernel(pattern: Pattern, transA: boolean, transB: boolean, p
   }
   const session = await createSession(
     { graph: { name: `kernel_${pattern}`, nodes: [node], inputs, outputs: [{ name: "Z", type: t }] }, opsets: { "": KERNEL_OPSET } },
-    KERNEL_SESSION,
+    kernelSession,
   );
   return { session };
 }
@@ -213,7 +226,7 @@ function loraGramKernel(): Promise<Kernel> {
       },
       opsets: { "": KERNEL_OPSET },
     },
-    KERNEL_SESSION,
+    kernelSession,
   ).then((session) => ({ session }));
   k.catch(() => {
     pairKernel = undefined;
@@ -290,7 +303,7 @@ export async function congruence(g: Float64Array, l: Float64Array, n: number): P
         opsets: { "": KERNEL_OPSET },
       },
       // a 64×64 product is over before a second thread could help: handing off costs more
-      { ...KERNEL_SESSION, threads: 1 },
+      { ...kernelSession, threads: 1 },
     ).then((session) => ({ session }));
     k.catch(() => {
       congruenceKernel = undefined;

@@ -8,11 +8,10 @@ import { dirname, join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { InputError } from "../errors";
 import { encodeModel, type OnnxModel } from "./onnx-proto";
+import type { Device } from "./device";
 
 export { ort };
-export type Device = "cpu" | "cuda";
-
-export const DEVICES: readonly Device[] = Object.freeze(["cpu", "cuda"]);
+export { DEVICES, parseDevice, type Device } from "./device";
 
 export interface SessionOptions {
   device?: Device;
@@ -56,12 +55,6 @@ export function cudaAvailable(): boolean {
     cudaChecked = false;
   }
   return cudaChecked;
-}
-
-export function parseDevice(value: string | undefined, where = "--device"): Device {
-  const v = (value ?? "cpu").toLowerCase();
-  if (v !== "cpu" && v !== "cuda") throw new InputError(`expected cpu or cuda, got '${value}'`, where);
-  return v;
 }
 
 function executionProviders(device: Device): string[] {

@@ -4,7 +4,7 @@
  * Action's `findings` output and the config/flag validators all use it, so they cannot
  * disagree about `never` (nothing reaches it: it never fails and counts no finding).
  */
-import type { Finding, Severity } from "../judge/types";
+import { bySeverity, SEVERITY_RANK, type Finding, type Severity } from "../judge/types";
 
 /** A `fail-on` threshold: fail on findings of this severity or worse; `never` reports only. */
 export type FailOn = "high" | "medium" | "low" | "never";
@@ -14,17 +14,9 @@ export const FAIL_ON: readonly FailOn[] = Object.freeze(["high", "medium", "low"
 
 export const DEFAULT_FAIL_ON: FailOn = "high";
 
-/** Higher is worse. */
-export const SEVERITY_RANK: Readonly<Record<Severity, number>> = Object.freeze({ info: 0, low: 1, medium: 2, high: 3 });
-
 /** true when `severity` is at or above the `failOn` threshold (`never` is reached by nothing). */
 export function reaches(severity: Severity, failOn: FailOn): boolean {
   return failOn !== "never" && SEVERITY_RANK[severity] >= SEVERITY_RANK[failOn];
-}
-
-/** Worst first; equal severities by confidence, highest first. */
-export function bySeverity(a: Finding, b: Finding): number {
-  return SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] || b.confidence - a.confidence;
 }
 
 /** Findings at or above the threshold, worst first (none for `never`). */

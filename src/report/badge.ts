@@ -1,6 +1,12 @@
-/** badge.json: a shields.io endpoint badge (https://shields.io/badges/endpoint-badge). */
+/**
+ * Shields.io endpoint badges (https://shields.io/badges/endpoint-badge): the one builder of
+ * badge.json for a scan, of the Action's run badge and of a sweep's badges, so they share
+ * their words and colours. Which findings count comes from policy/severity.
+ */
+import type { Severity } from "../judge/types";
+import type { Conclusion } from "../policy/verdict";
+import { findingsAtOrAbove, worstSeverity } from "../policy/severity";
 import type { Report } from "./types";
-import { SEVERITY_RANK } from "../policy/severity";
 
 export interface Badge {
   schemaVersion: 1;
@@ -9,12 +15,61 @@ export interface Badge {
   color: string;
 }
 
-export function badgeFor(report: Report, label = "delta-audit"): Badge {
+/** The label of a scan's badge and of the Action's run badge. */
+export const BADGE_LABEL = "delta-audit";
+/** The label of a sweep's summary badge. */
+export const SWEEP_BADGE_LABEL = "delta-audit sweep";
+
+/** Colours by conclusion; an undecided audit is grey, never green (nothing unmeasured passes). */
+export const BADGE_COLOR: Readonly<Record<Conclusion, string>> = Object.freeze({ pass: "brightgreen", fail: "red", neutral: "lightgrey" });
+
+/** A scan's fail badge shows how bad its worst finding is. */
+const FAIL_COLOR_BY_WORST: Readonly<Record<Severity, string>> = Object.freeze({ high: "red", medium: "orange", low: "yellow", info: "yellow" });
+
+/** The words for an audit that could not reach a verdict. */
+const INCONCLUSIVE = "inconclusive";
+
+function badge(label: string, message: string, color: string): Badge {
+  return { schemaVersion: 1, label, message, color };
+}
+
+/** "fail (1 finding)", "fail (3 findings)". */
+export function failMessage(findings: number): string {
+  return `fail (${findings} ${findings === 1 ? "finding" : "findings"})`;
+}
+
+/** badge.json of one scan: the verdict, the findings that failed it, and its worst severity. */
+export function badgeFor(report: Report, label = BADGE_LABEL): Badge {
   const v = report.verdict;
-  if (v.conclusion === "neutral") return { schemaVersion: 1, label, message: "inconclusive", color: "lightgrey" };
-  if (v.conclusion === "pass") return { schemaVersion: 1, label, message: "pass", color: "brightgreen" };
-  const failOn = v.failOn === "never" ? "info" : v.failOn;
-  const n = report.findings.filter((f) => SEVERITY_RANK[f.severity] >= SEVERITY_RANK[failOn]).length;
-  const worst = report.findings.reduce((w, f) => (SEVERITY_RANK[f.severity] > SEVERITY_RANK[w] ? f.severity : w), "info" as keyof typeof SEVERITY_RANK);
-  return { schemaVersion: 1, label, message: `fail (${n} ${n === 1 ? "finding" : "findings"})`, color: worst === "high" ? "red" : worst === "medium" ? "orange" : "yellow" };
+  if (v.conclusion === "neutral") return badge(label, INCONCLUSIVE, BADGE_COLOR.neutral);
+  if (v.conclusion === "pass") return badge(label, "pass", BADGE_COLOR.pass);
+  // a fail under `never` only comes from a hand-edited report (sweeps read downloaded ones):
+  // count every finding rather than claim a failure with none
+  const n = v.failOn === "never" ? report.findings.length : findingsAtOrAbove(report.findings, v.failOn).length;
+  return badge(label, failMessage(n), FAIL_COLOR_BY_WORST[worstSeverity(report.findings) ?? "info"]);
+}
+
+/**
+ * The Action's badge for a whole run over several subjects: `findings` counted at the run's
+ * fail-on by the caller. An undecided run says "neutral", the check-run word the Action uses.
+ */
+export function runBadge(conclusion: Conclusion, findings: number, label = BADGE_LABEL): Badge {
+  return badge(label, conclusion === "fail" ? failMessage(findings) : conclusion, BADGE_COLOR[conclusion]);
+}
+
+/** How many models of a sweep ended each way ("missing": no report was collected). */
+export type SweepSummary = Record<Conclusion | "missing", number>;
+
+/** A sweep's summary badge: red when any model failed, grey when any is undecided or missing. */
+export function sweepBadge(summary: SweepSummary, label = SWEEP_BADGE_LABEL): Badge {
+  const total = summary.pass + summary.fail + summary.neutral + summary.missing;
+  const undecided = summary.neutral + summary.missing;
+  if (summary.fail > 0) return badge(label, `${summary.fail}/${total} fail`, BADGE_COLOR.fail);
+  if (undecided > 0) return badge(label, `${summary.pass}/${total} pass, ${undecided} ${INCONCLUSIVE}`, BADGE_COLOR.neutral);
+  return badge(label, `${summary.pass}/${total} pass`, BADGE_COLOR.pass);
+}
+
+/** The badge of a model a sweep has no report for. */
+export function missingBadge(label: string): Badge {
+  return badge(label, "no report", BADGE_COLOR.neutral);
 }

@@ -1,16 +1,13 @@
 /**
- * report.md (and the PR comment / check-run summary bodies) rendered from templates/ with
- * handlebars. All values are prepared here as a view model in which every string that came
- * from a model, a config or a file path is already neutralised; the template compiles with
- * noEscape and only lays things out, so nothing can escape its block.
+ * report.md (and the PR comment / check-run summary bodies) rendered from templates/
+ * report.md.hbs through report/templates.ts. All values are prepared here as a view model in
+ * which every string that came from a model, a config or a file path is already neutralised;
+ * the template compiles with noEscape and only lays things out, so nothing can escape its block.
  */
-import { existsSync, readFileSync, readdirSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import Handlebars from "handlebars";
 import type { Evidence, Finding } from "../judge/types";
 import type { Report } from "./types";
-import { cut, cutDocument, neutraliseInline } from "./sanitize";
+import { cutDocument, neutraliseInline } from "./sanitize";
+import { renderTemplate } from "./templates";
 
 export interface RenderOptions {
   /** cut the whole document to this many characters (GitHub: 65,536 comment, 65,535 check run) */
@@ -40,35 +37,6 @@ const ICONS: Readonly<Record<string, string>> = Object.freeze({
   low: "🟡",
   info: "🔵",
 });
-
-/** templates/ next to the package root, found from this module (src/report/ or the dist/ bundle). */
-export function findTemplatesDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, "templates", "report.md.hbs"))) return join(dir, "templates");
-    const up = dirname(dir);
-    if (up === dir) break;
-    dir = up;
-  }
-  throw new Error("templates/report.md.hbs not found next to the delta-audit package");
-}
-
-const compiled = new Map<string, HandlebarsTemplateDelegate>();
-
-function template(dir: string): HandlebarsTemplateDelegate {
-  const hit = compiled.get(dir);
-  if (hit) return hit;
-  const hb = Handlebars.create();
-  const partials = join(dir, "partials");
-  if (existsSync(partials)) {
-    for (const f of readdirSync(partials)) {
-      if (f.endsWith(".md.hbs")) hb.registerPartial(f.slice(0, -".md.hbs".length), readFileSync(join(partials, f), "utf8"));
-    }
-  }
-  const t = hb.compile(readFileSync(join(dir, "report.md.hbs"), "utf8"), { noEscape: true, strict: false });
-  compiled.set(dir, t);
-  return t;
-}
 
 const n2 = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(2));
 const safe = (s: unknown, max = 200) => neutraliseInline(String(s ?? ""), max);
@@ -168,8 +136,6 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
     notices,
     footer: `_${safe(report.tool.name, 40)} ${safe(report.tool.version, 20)} · fail-on ${report.verdict.failOn} · findings are evidence with a confidence, not a certification._`,
   };
-  const md = `${template(opts.templatesDir ?? findTemplatesDir())(view).replace(/\n{3,}/g, "\n\n").trimEnd()}\n`;
+  const md = `${renderTemplate("report.md.hbs", view, opts.templatesDir).replace(/\n{3,}/g, "\n\n").trimEnd()}\n`;
   return opts.maxChars !== undefined ? cutDocument(md, opts.maxChars) : md;
 }
-
-export { cut };

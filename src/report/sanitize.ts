@@ -53,6 +53,20 @@ export function neutraliseInline(text: string, max = DEFAULT_EXCERPT_CHARS): str
 }
 
 /**
+ * Inline code that cannot be closed early or carry markup: controls and newlines dropped, a
+ * backtick run longer than any inside fenced around it, and `|` escaped because a table cell
+ * ends at an unescaped '|', even inside backticks.
+ */
+export function inlineCode(text: string, max = DEFAULT_EXCERPT_CHARS): string {
+  const clean = cut(String(text).replace(/[\n\t]/g, " ").replace(HIDDEN_CHARS, " "), max);
+  let longest = 0;
+  for (const m of clean.matchAll(/`+/g)) longest = Math.max(longest, m[0].length);
+  const fence = "`".repeat(longest + 1);
+  const pad = clean.startsWith("`") || clean.endsWith("`") ? " " : "";
+  return `${fence}${pad}${clean.replace(/\|/g, "\\|")}${pad}${fence}`;
+}
+
+/**
  * Block-safe text for a fenced code block: returns the whole block, with a fence longer
  * than any backtick run inside so the text cannot close it. Inside a fence GitHub renders
  * nothing (no HTML, no mentions, no links), so only controls and length need handling.

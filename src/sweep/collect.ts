@@ -9,12 +9,11 @@ import { readdir, readFile, stat, writeFile, mkdir } from "node:fs/promises";
 import { basename, dirname, join, relative } from "node:path";
 import { InputError } from "../errors";
 import { writeDirAtomic } from "../io/atomic";
-import { badgeFor, type Badge } from "../report/badge";
+import { badgeFor, missingBadge, sweepBadge, type SweepSummary } from "../report/badge";
 import { neutraliseInline } from "../report/sanitize";
 import { REPORT_SCHEMA_VERSION, type Report } from "../report/types";
 import type { Conclusion } from "../policy/verdict";
-import type { Severity } from "../judge/types";
-import { SEVERITY_RANK } from "../policy/severity";
+import { bySeverity, SEVERITIES, type Severity } from "../judge/types";
 import { isValidModelName, type Registry } from "./registry";
 
 /** The whole sweep's badge; model names start with a letter or digit, so this cannot clash. */
@@ -23,7 +22,6 @@ export const SWEEP_BADGE_FILE = "_sweep.json";
 /** Artifacts nest a report at most this deep below the collected folder (artifact/model/report.json). */
 const MAX_DEPTH = 3;
 const MAX_REPORT_BYTES = 64 << 20;
-const SEVERITIES: readonly Severity[] = ["high", "medium", "low", "info"];
 
 export interface IndexEntry {
   name: string;
@@ -40,7 +38,7 @@ export interface IndexEntry {
 export interface SweepIndex {
   schemaVersion: 1;
   generatedAt: string;
-  summary: Record<Conclusion | "missing", number>;
+  summary: SweepSummary;
   models: IndexEntry[];
 }
 
@@ -86,7 +84,7 @@ export function validateReport(raw: unknown, file: string): Report {
 function entryOf(name: string, report: Report, reportPath: string): IndexEntry {
   const findings = { high: 0, medium: 0, low: 0, info: 0 } as Record<Severity, number>;
   for (const f of report.findings) findings[f.severity]++;
-  const top = [...report.findings].sort((a, b) => SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] || b.confidence - a.confidence)[0];
+  const top = [...report.findings].sort(bySeverity)[0];
   const median = report.spectrum.summary?.stableRank?.median;
   return {
     name,
@@ -120,16 +118,6 @@ export function renderIndexMarkdown(index: SweepIndex): string {
   lines.push("", "_Findings are evidence with a confidence, not a certification._", "");
   return lines.join("\n");
 }
-
-/** The badge for the whole sweep: red when any model failed, grey when any is undecided. */
-export function sweepBadge(summary: SweepIndex["summary"], label = "delta-audit sweep"): Badge {
-  const total = summary.pass + summary.fail + summary.neutral + summary.missing;
-  if (summary.fail > 0) return { schemaVersion: 1, label, message: `${summary.fail}/${total} fail`, color: "red" };
-  if (summary.neutral + summary.missing > 0) return { schemaVersion: 1, label, message: `${summary.pass}/${total} pass, ${summary.neutral + summary.missing} inconclusive`, color: "lightgrey" };
-  return { schemaVersion: 1, label, message: `${summary.pass}/${total} pass`, color: "brightgreen" };
-}
-
-const MISSING_BADGE = (label: string): Badge => ({ schemaVersion: 1, label, message: "no report", color: "lightgrey" });
 
 /**
  * Collect every `<model>/report.json` below `reportsDir` into `outDir`: index.json, index.md,
@@ -174,7 +162,7 @@ export async function collectSweep(reportsDir: string, outDir: string, opts: { r
     await writeFile(join(tmp, "index.md"), renderIndexMarkdown(index));
     for (const m of models) {
       const report = byName.get(m.name) ? (JSON.parse(await readFile(m.report!, "utf8")) as Report) : undefined;
-      const badge = report ? badgeFor(report, m.name) : MISSING_BADGE(m.name);
+      const badge = report ? badgeFor(report, m.name) : missingBadge(m.name);
       await writeFile(join(tmp, "badges", `${m.name}.json`), `${JSON.stringify(badge)}\n`);
     }
     await writeFile(join(tmp, "badges", SWEEP_BADGE_FILE), `${JSON.stringify(sweepBadge(summary))}\n`);

@@ -19,6 +19,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { parseDocument } from "yaml";
 import { InputError } from "../errors";
 import { pathExistsSync } from "../io/fs-util";
+import { fileOrigin, itemPath, list, mapping, required, text, type Origin } from "../validate";
 
 /** A registry is a list of models, not a dataset: more than this is almost surely a mistake. */
 export const MAX_MODELS = 1000;
@@ -47,30 +48,18 @@ export interface Registry {
   entries: SweepEntry[];
 }
 
-type Obj = Record<string, unknown>;
+/** Paths and names are short; a longer value is not a path anyone typed. */
+const MAX_VALUE_CHARS = 1000;
 
-function fail(file: string, path: string, what: string): never {
-  throw new InputError(`${path}: ${what}`, file);
-}
-
-function mapping(file: string, v: unknown, path: string, allowed: readonly string[]): Obj {
-  if (v === null || typeof v !== "object" || Array.isArray(v)) fail(file, path, "expected a mapping");
-  for (const k of Object.keys(v as Obj)) {
-    if (!allowed.includes(k)) fail(file, path ? `${path}.${k}` : k, `unknown key (allowed: ${allowed.join(", ")})`);
-  }
-  return v as Obj;
-}
-
-function text(file: string, v: unknown, path: string): string {
-  if (typeof v !== "string" || v.trim() === "") fail(file, path, "expected a non-empty string");
-  if (v.length > 1000) fail(file, path, "longer than 1000 characters");
-  return v.trim();
+/** A non-blank string, trimmed. */
+function trimmed(o: Origin, v: unknown, path: string): string {
+  return text(o, v, path, MAX_VALUE_CHARS).trim();
 }
 
 /** A path relative to the registry, unless it has the shape of a Hub id and no such folder exists. */
-function location(file: string, v: unknown, path: string, hubAllowed: boolean): string {
-  const s = text(file, v, path);
-  const local = isAbsolute(s) ? s : resolve(dirname(file), s);
+function location(o: Origin, registryDir: string, v: unknown, path: string, hubAllowed: boolean): string {
+  const s = trimmed(o, v, path);
+  const local = isAbsolute(s) ? s : resolve(registryDir, s);
   if (hubAllowed && !isAbsolute(s) && !s.startsWith(".") && !pathExistsSync(local)) return s;
   return local;
 }
@@ -79,27 +68,28 @@ function location(file: string, v: unknown, path: string, hubAllowed: boolean): 
 export function parseRegistry(source: string, file: string): Registry {
   const doc = parseDocument(source, { uniqueKeys: true });
   if (doc.errors.length > 0) throw new InputError(`not valid YAML: ${doc.errors[0]!.message.split("\n")[0]}`, file);
-  const root = mapping(file, doc.toJS({ maxAliasCount: 100 }) ?? {}, "", ["defaults", "models"]);
-  const defaults = root.defaults === undefined ? {} : mapping(file, root.defaults, "defaults", ["base", "config"]);
-  const defBase = defaults.base === undefined ? undefined : location(file, defaults.base, "defaults.base", true);
-  const defConfig = defaults.config === undefined ? undefined : location(file, defaults.config, "defaults.config", false);
-  if (!Array.isArray(root.models) || root.models.length === 0) fail(file, "models", "expected a non-empty list");
-  if (root.models.length > MAX_MODELS) fail(file, "models", `at most ${MAX_MODELS} entries, got ${root.models.length}`);
+  const o: Origin = fileOrigin(file);
+  const dir = dirname(file);
+  const root = mapping(o, doc.toJS({ maxAliasCount: 100 }) ?? {}, "", ["defaults", "models"]);
+  const defaults = root.defaults === undefined ? {} : mapping(o, root.defaults, "defaults", ["base", "config"]);
+  const defBase = defaults.base === undefined ? undefined : location(o, dir, defaults.base, "defaults.base", true);
+  const defConfig = defaults.config === undefined ? undefined : location(o, dir, defaults.config, "defaults.config", false);
+  const models = list(o, root.models, "models", { min: 1, max: MAX_MODELS });
   const seen = new Set<string>();
-  const entries = root.models.map((raw, i): SweepEntry => {
-    const p = `models[${i}]`;
-    const o = mapping(file, raw, p, ["name", "base", "adapter", "finetuned", "config"]);
-    const name = text(file, o.name, `${p}.name`);
-    if (!isValidModelName(name)) fail(file, `${p}.name`, `expected letters, digits, '.', '_' or '-' (it names folders and badges), got '${name.slice(0, 100)}'`);
-    if (seen.has(name)) fail(file, `${p}.name`, `duplicate name '${name}'`);
+  const entries = models.map((raw, i): SweepEntry => {
+    const p = itemPath("models", i);
+    const m = mapping(o, raw, p, ["name", "base", "adapter", "finetuned", "config"]);
+    const name = trimmed(o, required(o, m.name, `${p}.name`), `${p}.name`);
+    if (!isValidModelName(name)) o.fail(`${p}.name`, `expected letters, digits, '.', '_' or '-' (it names folders and badges), got '${name.slice(0, 100)}'`);
+    if (seen.has(name)) o.fail(`${p}.name`, `duplicate name '${name}'`);
     seen.add(name);
-    const base = o.base === undefined ? defBase : location(file, o.base, `${p}.base`, true);
-    if (!base) fail(file, `${p}.base`, "is required (here or in defaults.base)");
-    if ((o.adapter === undefined) === (o.finetuned === undefined)) fail(file, p, "needs exactly one of adapter or finetuned");
+    const base = m.base === undefined ? defBase : location(o, dir, m.base, `${p}.base`, true);
+    if (!base) o.fail(`${p}.base`, "is required (here or in defaults.base)");
+    if ((m.adapter === undefined) === (m.finetuned === undefined)) o.fail(p, "needs exactly one of adapter or finetuned");
     const entry: SweepEntry = { name, base };
-    if (o.adapter !== undefined) entry.adapter = location(file, o.adapter, `${p}.adapter`, false);
-    if (o.finetuned !== undefined) entry.finetuned = location(file, o.finetuned, `${p}.finetuned`, false);
-    const config = o.config === undefined ? defConfig : location(file, o.config, `${p}.config`, false);
+    if (m.adapter !== undefined) entry.adapter = location(o, dir, m.adapter, `${p}.adapter`, false);
+    if (m.finetuned !== undefined) entry.finetuned = location(o, dir, m.finetuned, `${p}.finetuned`, false);
+    const config = m.config === undefined ? defConfig : location(o, dir, m.config, `${p}.config`, false);
     if (config) entry.config = config;
     return entry;
   });

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rolesFor, transcriptsOf } from "../../src/judge/corpus";
 import { investigate, InvestigatorError } from "../../src/judge/investigator";
 import { runJudges } from "../../src/judge";
-import { parseConfig } from "../../src/policy/config";
+import { chatCompletion } from "../../src/backends/chat-completion";
+import { parseConfig } from "../../src/config";
 import { elicitation, filler, randomWord } from "./helpers";
 
 const word = randomWord(11);
@@ -38,7 +39,7 @@ beforeAll(async () => {
 afterAll(() => new Promise<void>((ok) => server.close(() => ok())));
 
 const chat = (content: string) => ({ status: 200, body: JSON.stringify({ choices: [{ message: { role: "assistant", content } }] }) });
-const opts = () => ({ url, model: "judge-model", apiKey: "k-123", timeoutMs: 5000, maxHypotheses: 3 });
+const opts = () => ({ complete: chatCompletion({ url, model: "judge-model", apiKey: "k-123", timeoutMs: 5000 }), maxHypotheses: 3 });
 
 describe("LLM investigator", () => {
   it("turns verified hypotheses into findings and sends the transcripts labelled, with the key", async () => {

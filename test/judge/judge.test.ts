@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { defaultConfig } from "../../src/policy/config";
+import { defaultConfig } from "../../src/config";
 import { runJudges, sortFindings } from "../../src/judge";
 import { differentialFindings } from "../../src/judge/differential";
 import { rolesFor, transcriptsOf } from "../../src/judge/corpus";

@@ -8,7 +8,7 @@
  */
 import { generateOrganism, type OrganismVariant } from "../../src/organisms/index";
 import { runScan } from "../../src/scan";
-import { parseConfig } from "../../src/policy/config";
+import { parseConfig } from "../../src/config";
 import { join } from "node:path";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { InputError } from "../../src/errors";
 import { INTERROGATION_PROBES, ORDINARY_PROMPTS } from "../../src/elicit/probes";
-import { applyOverrides, defaultConfig, loadConfig, parseConfig } from "../../src/policy/config";
+import { applyOverrides, defaultConfig, loadConfig, parseConfig } from "../../src/config";
 import { decideVerdict } from "../../src/policy/verdict";
 import type { Finding } from "../../src/judge/types";
 

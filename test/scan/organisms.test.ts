@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateOrganism, type OrganismManifest } from "../../src/organisms/index";
-import { parseConfig } from "../../src/policy/config";
+import { parseConfig } from "../../src/config";
 import { runScan } from "../../src/scan";
 import type { Report } from "../../src/report/types";
 

@@ -11,7 +11,7 @@ import { InputError } from "../../src/errors";
 import { createBackend } from "../../src/backends/index";
 import type { Backend } from "../../src/backends/backend";
 import type { GenerationRequest } from "../../src/chat/types";
-import { parseConfig } from "../../src/policy/config";
+import { parseConfig } from "../../src/config";
 import { runScan } from "../../src/scan";
 import type { Report } from "../../src/report/types";
 import { writeChatFixture, type ChatFixture } from "../serve/fixtures";
@@ -80,8 +80,8 @@ describe("scan on a tiny real model", () => {
       adapter: fx.adapterDir,
       config,
       outDir: out,
-      createBackend: async (cfg, subject, dir) => {
-        const real = await createBackend(cfg, subject, dir);
+      createBackend: async (request) => {
+        const real = await createBackend(request);
         const failing: Backend = {
           name: real.name,
           capabilities: real.capabilities,

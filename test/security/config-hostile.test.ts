@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateOrganism } from "../../src/organisms/index";
-import { backtrackingRisk, parseConfig } from "../../src/policy/config";
+import { backtrackingRisk, parseConfig } from "../../src/config";
 import { buildCli, cli, oneLineError } from "./helpers";
 
 let dir: string;

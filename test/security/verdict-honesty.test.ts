@@ -4,8 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { fullIdenticalToBase, unobservedReason } from "../../src/scan";
-import { badgeFor } from "../../src/report/badge";
-import { badge } from "../../src/github/run-action";
+import { badgeFor, runBadge as badge } from "../../src/report/badge";
 import { checkConclusion, overallConclusion, type SubjectResult } from "../../src/github/render";
 import type { ElicitationReport } from "../../src/elicit/types";
 import type { Report } from "../../src/report/types";

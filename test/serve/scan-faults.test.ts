@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { runScan } from "../../src/scan";
 import { createOpenAIBackend } from "../../src/backends/openai";
 import { parse as parseYaml } from "yaml";
-import { validateConfig } from "../../src/policy/config";
+import { validateConfig } from "../../src/config";
 import type { Report } from "../../src/report/types";
 import { startServe, writeChatFixture, type ChatFixture } from "./fixtures";
 

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InputError } from "../../src/errors";
 import { generateOrganism } from "../../src/organisms/index";
 import { MAX_MATRIX_JOBS, parseRegistry, planMatrix } from "../../src/sweep/registry";
-import { renderIndexMarkdown, sweepBadge, validateReport } from "../../src/sweep/collect";
+import { renderIndexMarkdown, validateReport } from "../../src/sweep/collect";
+import { sweepBadge } from "../../src/report/badge";
 
 const root = new URL("../..", import.meta.url).pathname;
 const cli = (args: string[], env: Record<string, string> = {}) =>

@@ -1,0 +1,106 @@
+/**
+ * One chat completion from an OpenAI-compatible endpoint, as a plain function: messages in,
+ * the assistant's text out. The LLM investigator (judge/investigator.ts) asks its judge model
+ * through it; the scan builds it here, so judge/ never sees HTTP.
+ *
+ * Everything goes through http.ts requestJson: a per-attempt timeout, bounded retries, a cap
+ * on the response size (the endpoint is named by a config that may come from a pull request,
+ * so its server is untrusted), and URLs redacted in every message. The API key goes into one
+ * header and nowhere else.
+ */
+import { BackendError, InputError } from "../errors";
+import type { ChatMessage } from "../chat/types";
+import { redactUrl, requestJson, type RequestPolicy } from "./http";
+
+/** A reply of a few thousand tokens is far below this; more is not an answer but a flood. */
+export const MAX_COMPLETION_BYTES = 1_000_000;
+
+export interface ChatCompletionOptions {
+  /** the API root as configured (e.g. `https://api.example.com/v1`); `/chat/completions` is appended */
+  url: string;
+  model: string;
+  /** sent as `Authorization: Bearer …`; read from the environment by the caller */
+  apiKey?: string;
+  /** per-attempt timeout, reading the body included */
+  timeoutMs: number;
+  /** retries after the first attempt (timeouts, 429, 5xx); default 0: one attempt */
+  maxRetries?: number;
+  /** response size cap; default MAX_COMPLETION_BYTES */
+  maxBytes?: number;
+  /** the key of the URL in the config, quoted in input errors; default "url" */
+  setting?: string;
+  fetch?: typeof globalThis.fetch;
+  onRetry?: RequestPolicy["onRetry"];
+}
+
+/** What one completion asks of the model. */
+export interface CompletionRequest {
+  maxTokens: number;
+  /** default 0 (greedy): a judge should answer the same way twice */
+  temperature?: number;
+}
+
+/** Messages in, the assistant's text out. Throws BackendError (an HttpError for transport and HTTP failures). */
+export type ChatCompletionFn = (messages: readonly ChatMessage[], request: CompletionRequest) => Promise<string>;
+
+/** The `chat/completions` endpoint under an API root, validated: http(s), no credentials in the URL. */
+export function completionsEndpoint(url: string, setting = "url"): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new InputError(`'${redactUrl(url)}' is not a URL (expected e.g. https://api.example.com/v1)`, setting);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") throw new InputError(`expected an http(s) URL, got '${u.protocol}'`, setting);
+  // credentials in a URL end up in logs and in report.json notices; the key belongs in the environment
+  if (u.username || u.password) throw new InputError(`credentials in the URL are not supported (${redactUrl(url)}); pass the API key through the environment`, setting);
+  // the path, not the string: a query some providers need (`?api-version=…`) stays a query
+  u.pathname = `${u.pathname.replace(/\/+$/, "")}/chat/completions`;
+  u.hash = "";
+  return u.toString();
+}
+
+/** The assistant's text in a chat-completions body, or undefined when the shape is wrong. */
+function contentOf(body: unknown): string | undefined {
+  if (!body || typeof body !== "object") return undefined;
+  const choices = (body as { choices?: unknown }).choices;
+  if (!Array.isArray(choices) || choices.length === 0) return undefined;
+  const message = (choices[0] as { message?: unknown } | null)?.message;
+  const content = message && typeof message === "object" ? (message as { content?: unknown }).content : undefined;
+  return typeof content === "string" ? content : undefined;
+}
+
+/**
+ * A completion function for one model behind one endpoint. The URL is checked here, so a bad
+ * one is an InputError when the scan starts, not a failure after minutes of work.
+ */
+export function chatCompletion(opts: ChatCompletionOptions): ChatCompletionFn {
+  const endpoint = completionsEndpoint(opts.url, opts.setting);
+  const headers: Record<string, string> = opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {};
+  const policy: RequestPolicy = {
+    fetch: opts.fetch ?? globalThis.fetch,
+    timeoutMs: opts.timeoutMs,
+    maxRetries: opts.maxRetries ?? 0,
+    onRetry: opts.onRetry,
+  };
+  return async (messages, request) => {
+    const body = await requestJson(
+      {
+        method: "POST",
+        url: endpoint,
+        headers,
+        body: {
+          model: opts.model,
+          temperature: request.temperature ?? 0,
+          max_tokens: request.maxTokens,
+          messages: messages.map((m) => ({ role: m.role, content: m.content })),
+        },
+        maxBytes: opts.maxBytes ?? MAX_COMPLETION_BYTES,
+      },
+      policy,
+    );
+    const content = contentOf(body);
+    if (content === undefined) throw new BackendError(`POST ${redactUrl(endpoint)}: the reply has no message content`);
+    return content;
+  };
+}

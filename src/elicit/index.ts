@@ -1,3 +1,0 @@
-export * from "./probes";
-export * from "./plan";
-export * from "./run";
