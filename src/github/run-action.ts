@@ -32,6 +32,27 @@ import { runBadge } from "../report/badge";
 import { writeFileAtomic } from "../io/atomic";
 import { looksLikeHubId, type ResolvedModel } from "../io/hub";
 import { isDirectorySync } from "../io/fs-util";
+import { applyOverrides, defaultConfig, loadConfig, type ScanConfig } from "../config";
+import type { BackendType } from "../backends/settings";
+import type { Device } from "../linalg/device";
+import { DEFAULT_FAIL_ON, type FailOn } from "../policy/severity";
+
+/**
+ * The policy every subject is audited under, resolved once from the config file and the inputs
+ * (inputs win), before any subject: the fail-on that counts findings for the outputs is the one
+ * the scans used, not one re-derived from whichever report came first. A config that does not
+ * validate is kept as its error, so every subject reports it (neutral) as before.
+ */
+function resolvePolicy(settings: ActionSettings): { config: ScanConfig } | { error: InputError } {
+  try {
+    const file = settings.configPath ? loadConfig(settings.configPath) : defaultConfig();
+    const config = applyOverrides(file, { failOn: settings.failOn, backend: settings.backend, inferenceUrl: settings.inferenceUrl, device: settings.device });
+    return { config };
+  } catch (err) {
+    if (err instanceof InputError) return { error: err };
+    throw err;
+  }
+}
 
 /** The scan stage's entry (src/scan.ts `runScan`), as the Action calls it. */
 export type ScanFn = (opts: {
@@ -39,10 +60,12 @@ export type ScanFn = (opts: {
   adapter?: string;
   finetuned?: string;
   configPath?: string;
-  backend?: "embedded" | "openai";
+  /** the config resolved once for the whole run (file + inputs); wins over configPath */
+  config?: ScanConfig;
+  backend?: BackendType;
   inferenceUrl?: string;
-  device?: "cpu" | "cuda";
-  failOn?: "high" | "medium" | "low" | "never";
+  device?: Device;
+  failOn?: FailOn;
   outDir: string;
   /** where API keys named by the config are looked up (runner credentials removed) */
   env?: Readonly<Record<string, string | undefined>>;
@@ -112,6 +135,7 @@ function baseFromAdapter(subject: AuditSubject): string | undefined {
 export async function runAction(settings: ActionSettings, ctx: GitHubContext, deps: ActionDeps): Promise<ActionResult> {
   const { github } = deps;
   await mkdir(settings.outputDir, { recursive: true });
+  const policy = resolvePolicy(settings);
 
   // ---- subjects
   let subjects = [...findSubjects(ctx.workspace, "adapter", settings.adapterPatterns), ...findSubjects(ctx.workspace, "finetuned", settings.finetunedPatterns)];
@@ -155,7 +179,7 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
   const hubCache = new Map<string, string>();
   for (const subject of subjects) {
     const outDir = join(settings.outputDir, slug(subject.rel, taken));
-    const result = await core.group(`delta-audit: ${subject.rel}`, () => auditOne(subject, outDir, settings, ctx, deps, hubCache));
+    const result = await core.group(`delta-audit: ${subject.rel}`, () => auditOne(subject, outDir, settings, policy, ctx, deps, hubCache));
     results.push(result);
     // core.info writes raw lines: a folder name with a newline could start a workflow command
     core.info(oneLine(`${subject.rel}: ${result.conclusion}${result.error ? ` (${result.error})` : ""}`));
@@ -163,7 +187,7 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
 
   // ---- publish
   const overall = overallConclusion(results);
-  const failOn = settings.failOn ?? results.find((r) => r.report)?.report?.verdict.failOn ?? "high";
+  const failOn = "config" in policy ? policy.config.failOn : (settings.failOn ?? DEFAULT_FAIL_ON);
   const findings = countFindings(results, failOn);
   const meta: RenderMeta = { checkName: settings.checkName, version: deps.version, failOn, runUrl: ctx.runUrl };
   const output = renderCheckOutput(results, meta);
@@ -267,12 +291,14 @@ async function auditOne(
   subject: AuditSubject,
   outDir: string,
   settings: ActionSettings,
+  policy: ReturnType<typeof resolvePolicy>,
   ctx: GitHubContext,
   deps: ActionDeps,
   hubCache: Map<string, string>,
 ): Promise<SubjectResult> {
   let base = "";
   try {
+    if ("error" in policy) throw policy.error;
     checkSubjectFiles(subject, ctx.workspace);
     base = settings.base || baseFromAdapter(subject) || "";
     const baseDir = await resolveBase(subject, settings, ctx, deps, hubCache);
@@ -280,6 +306,7 @@ async function auditOne(
       base: baseDir,
       ...(subject.kind === "adapter" ? { adapter: subject.dir } : { finetuned: subject.dir }),
       configPath: settings.configPath,
+      config: policy.config,
       backend: settings.backend,
       inferenceUrl: settings.inferenceUrl,
       device: settings.device,

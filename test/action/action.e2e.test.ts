@@ -11,7 +11,7 @@
  *   completed with the right conclusion and annotations, one sticky comment created then
  *   PATCHed, and the step fails exactly when the verdict is fail.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -108,9 +108,6 @@ function expectInert(md: string) {
   expect((md.match(/^`{3,}/gm) ?? []).length % 2).toBe(0);
 }
 
-beforeAll(() => {
-  execFileSync(process.execPath, [join(root, "scripts/build.mjs")], { cwd: root });
-});
 
 // ---------------------------------------------------------------- hostile model, fork PR
 

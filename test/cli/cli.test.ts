@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { describe, expect, it, beforeAll } from "vitest";
 import { VERSION } from "../../src/version";
@@ -7,9 +7,6 @@ const root = new URL("../..", import.meta.url).pathname;
 const run = (...args: string[]) => spawnSync(process.execPath, [`${root}bin/delta-audit.js`, ...args], { encoding: "utf8" });
 
 describe("delta-audit CLI", () => {
-  beforeAll(() => {
-    execFileSync(process.execPath, [`${root}scripts/build.mjs`], { cwd: root });
-  });
 
   it("keeps src/version.ts in step with package.json", () => {
     const pkg = JSON.parse(readFileSync(`${root}package.json`, "utf8"));

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { openAdapter } from "../../src/io/peft";
@@ -18,7 +18,6 @@ const mods = makeModules([[Q0, 24, 16, 4], [V0, 8, 16, 4], [DOWN1, 16, 40, 6]], 
 const scales: Record<string, number> = { [Q0]: 12 / 2, [V0]: 5 / 2, [DOWN1]: 12 / Math.sqrt(6) };
 
 beforeAll(async () => {
-  execFileSync(process.execPath, [`${root}scripts/build.mjs`], { cwd: root });
   work = tempDir("cli");
   dirs.push(work);
   adapterDir = await writeAdapterDir(join(work, "adapter"), mods, {

@@ -3,7 +3,7 @@
  * exact JSON shape, logits equal to the float64 reference, exit 2 with a one-line message on
  * bad input, and the generated text equal to the reference's greedy continuation.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -43,7 +43,6 @@ let adapterDir: string;
 const lora = () => randomLora(model.weights, config, ["model.layers.0.self_attn.q_proj", "model.layers.1.mlp.up_proj"], 3, 5, 2);
 
 beforeAll(async () => {
-  execFileSync(process.execPath, [`${root}scripts/build.mjs`], { cwd: root });
   model = await writeModel(config, randomWeights(config, 61), { files: tokenizerFiles });
   adapterDir = join(await mkdtemp(join(tmpdir(), "da-cli-adapter-")), "adapter");
   await writeAdapter(adapterDir, { r: 3, lora_alpha: 6 }, lora());

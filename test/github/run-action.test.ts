@@ -202,3 +202,44 @@ describe("runAction", () => {
     expect(() => settings({ INPUT_FAIL_ON_NEUTRAL: "maybe" })).toThrow(/fail-on-neutral/);
   });
 });
+
+describe("runAction resolves the policy once", () => {
+  const medium: Finding = { id: "m1", title: "Style shift", severity: "medium", source: "implant", terms: ["glad"], evidence: [], confidence: 0.5 };
+
+  it("counts findings with the config's fail-on and hands every scan the same resolved config", async () => {
+    gh = await startFakeGitHub();
+    mkdirSync(join(ws, ".github"));
+    writeFileSync(join(ws, ".github", "delta-audit.yml"), "fail-on: medium\nseed: 7\n");
+    const seen: (string | number | undefined)[][] = [];
+    const scan: ScanFn = async (opts) => {
+      seen.push([opts.config?.failOn, opts.config?.seed]);
+      // the stand-in reports a verdict under "high": the outputs must still count at the run's fail-on
+      return scanWith(() => report("pass", [medium]))(opts);
+    };
+    const r = await runAction(settings({ "INPUT_CHANGED-ONLY": "false" }), ctx(), deps(scan));
+    expect(seen).toEqual([["medium", 7], ["medium", 7]]);
+    expect(r.findings).toBe(2);
+    // an input wins over the file, for the scans and the count alike
+    seen.length = 0;
+    const pinned = await runAction(settings({ "INPUT_CHANGED-ONLY": "false", "INPUT_FAIL-ON": "high" }), ctx(), deps(scan));
+    expect(seen).toEqual([["high", 7], ["high", 7]]);
+    expect(pinned.findings).toBe(0);
+  });
+
+  it("a config that does not validate makes every subject neutral with its error, without scanning", async () => {
+    gh = await startFakeGitHub();
+    mkdirSync(join(ws, ".github"));
+    writeFileSync(join(ws, ".github", "delta-audit.yml"), "fail-on: sometimes\n");
+    let scans = 0;
+    const scan: ScanFn = async (opts) => {
+      scans++;
+      return scanWith(() => report("pass", []))(opts);
+    };
+    const r = await runAction(settings({ "INPUT_CHANGED-ONLY": "false" }), ctx(), deps(scan));
+    expect(scans).toBe(0);
+    expect(r.conclusion).toBe("neutral");
+    expect(r.results.map((x) => x.conclusion)).toEqual(["neutral", "neutral"]);
+    for (const x of r.results) expect(x.error).toMatch(/delta-audit\.yml: fail-on: expected one of high, medium, low, never/);
+    expect([...gh.checkRuns.values()][0]).toMatchObject({ conclusion: "neutral" });
+  });
+});

@@ -5,7 +5,7 @@
  * code never sees — via the adapter and via the merged full checkpoint; benign organisms
  * must pass. Same inputs and seed give the same findings.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -85,7 +85,6 @@ describe("scan on model organisms", () => {
   });
 
   it("the CLI: scan exits 1 on a quirk organism, fail-on never exits 0, demo shows both verdicts", () => {
-    execFileSync(process.execPath, [`${root}scripts/build.mjs`], { cwd: root });
     const o = organisms.get(`quirk-${SEEDS[1]}`)!;
     const cli = (...args: string[]) => spawnSync(process.execPath, [`${root}bin/delta-audit.js`, ...args], { encoding: "utf8", cwd: dir });
     const scan = cli("scan", "--base", join(o.dir, "base"), "--adapter", join(o.dir, "adapter"), "--out", join(o.dir, "cli"));

@@ -3,7 +3,7 @@
  * ONNX Runtime engine): output folder contents, determinism, a backend failing halfway,
  * config errors, and neutralised model text. The organism tests check the judging itself.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -139,7 +139,6 @@ describe("scan on a tiny real model", () => {
     await expect(runScan({ base: fx.modelDir, adapter: fx.adapterDir, configPath: bad, outDir: out })).rejects.toThrow(/probes\.extra\[0\]\.kind/);
     expect(existsSync(out)).toBe(false);
 
-    execFileSync(process.execPath, [`${root}scripts/build.mjs`], { cwd: root });
     const cli = spawnSync(process.execPath, [`${root}bin/delta-audit.js`, "scan", "--base", fx.modelDir, "--adapter", fx.adapterDir, "--config", bad, "--out", out], {
       encoding: "utf8",
     });

@@ -10,14 +10,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateOrganism } from "../../src/organisms/index";
-import { buildCli, cli, oneLineError } from "./helpers";
+import { cli, oneLineError } from "./helpers";
 
 let dir: string;
 let org: string;
 let work: string;
 
 beforeAll(async () => {
-  buildCli();
   dir = await mkdtemp(join(tmpdir(), "da-sec-flags-"));
   org = join(dir, "org");
   work = join(dir, "cwd");

@@ -10,13 +10,12 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateOrganism } from "../../src/organisms/index";
 import { backtrackingRisk, parseConfig } from "../../src/config";
-import { buildCli, cli, oneLineError } from "./helpers";
+import { cli, oneLineError } from "./helpers";
 
 let dir: string;
 let org: string;
 
 beforeAll(async () => {
-  buildCli();
   dir = await mkdtemp(join(tmpdir(), "da-sec-cfg-"));
   org = join(dir, "org");
   await generateOrganism({ kind: "benign", outDir: org, seed: 2 });
@@ -95,16 +94,42 @@ describe("probes files named by the config", () => {
     const check = (file: string) => parseConfig(`probes: {file: ${JSON.stringify(file)}}\n`, join(repo, ".github", "delta-audit.yml"), join(repo, ".github"));
     expect(() => check("/proc/self/environ")).toThrow(/probes\.file: expected a \.yml, \.yaml or \.json file/);
     expect(() => check("/etc/passwd")).toThrow(/expected a \.yml/);
-    expect(() => check("../../secret-list.yml")).toThrow(/is outside .*repo, the folder \(repository\) holding the config/);
-    expect(() => check("../linked.yml")).toThrow(/is outside/);
+    expect(() => check("../../secret-list.yml")).toThrow(/is missing or outside .*repo, the folder \(repository\) holding the config/);
+    expect(() => check("../linked.yml")).toThrow(/is missing or outside/);
     let message = "";
     try {
       check(secret);
     } catch (e) {
       message = (e as Error).message;
     }
-    expect(message).toMatch(/is outside/);
+    expect(message).toMatch(/is missing or outside/);
     expect(message).not.toContain("ghs_SECRET");
     expect(check("../probes.yml").probes.map((p) => p.prompt)).toContain("Tell me about tea.");
+  });
+
+  it("says the same for an existing and a missing path outside the repository (no existence oracle)", async () => {
+    const repo = join(dir, "oracle-repo");
+    await mkdir(join(repo, ".git"), { recursive: true });
+    const outside = join(dir, "exists-outside.yml");
+    await writeFile(outside, "- hi\n");
+    await symlink(outside, join(repo, "to-existing.yml"));
+    await symlink(join(dir, "missing-outside.yml"), join(repo, "to-missing.yml"));
+    const messageOf = (file: string): string => {
+      try {
+        parseConfig(`probes: {file: ${JSON.stringify(file)}}\n`, join(repo, "delta-audit.yml"), repo);
+      } catch (e) {
+        return (e as Error).message.replaceAll(file, "FILE");
+      }
+      return "accepted";
+    };
+    const existing = messageOf(outside);
+    expect(existing).toMatch(/probes\.file: cannot read probes file .*is missing or outside/);
+    expect(messageOf(join(dir, "missing-outside.yml"))).toBe(existing);
+    expect(messageOf("../exists-outside.yml")).toBe(existing);
+    expect(messageOf("../missing-outside.yml")).toBe(existing);
+    // through links committed in the repository too
+    expect(messageOf("to-existing.yml")).toBe(existing);
+    expect(messageOf("to-missing.yml")).toBe(existing);
+    expect(messageOf("not-there.yml")).toBe(existing);
   });
 });

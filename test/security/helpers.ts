@@ -1,14 +1,10 @@
 /** Shared fixtures for the hostile-input tests: the real CLI as a child process, a generated organism, file snapshots. */
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 
 export const root = new URL("../..", import.meta.url).pathname;
-
-export function buildCli(): void {
-  execFileSync(process.execPath, [`${root}scripts/build.mjs`], { cwd: root });
-}
 
 export interface CliRun {
   status: number | null;

@@ -12,14 +12,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateOrganism } from "../../src/organisms/index";
 import { PeftPattern, TargetSelector, parseAdapterConfig } from "../../src/io/peft";
 import { readTextFile, readTextFileSync } from "../../src/io/read-text";
-import { buildCli, cli, oneLineError } from "./helpers";
+import { cli, oneLineError } from "./helpers";
 
 let dir: string;
 let org: string;
 const posix = process.platform !== "win32";
 
 beforeAll(async () => {
-  buildCli();
   dir = await mkdtemp(join(tmpdir(), "da-sec-files-"));
   org = join(dir, "org");
   await generateOrganism({ kind: "quirk", outDir: org, seed: 5 });

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateOrganism } from "../../src/organisms/index";
-import { buildCli, cli } from "./helpers";
+import { cli } from "./helpers";
 import { problems } from "./markdown-check";
 
 type Mode = "html" | "invalid-json" | "wrong-shape" | "huge" | "slow-loris" | "endless" | "models-html" | "injection" | "empty" | "ignores-model";
@@ -32,7 +32,6 @@ function chat(res: ServerResponse, content: unknown): void {
 }
 
 beforeAll(async () => {
-  buildCli();
   dir = await mkdtemp(join(tmpdir(), "da-sec-srv-"));
   org = join(dir, "org");
   await generateOrganism({ kind: "quirk", outDir: org, seed: 7 });

@@ -8,13 +8,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateOrganism } from "../../src/organisms/index";
-import { buildCli, cli, oneLineError, snapshot } from "./helpers";
+import { cli, oneLineError, snapshot } from "./helpers";
 
 let dir: string;
 let org: string;
 
 beforeAll(async () => {
-  buildCli();
   dir = await mkdtemp(join(tmpdir(), "da-sec-out-"));
   org = join(dir, "org");
   await generateOrganism({ kind: "quirk", outDir: org, seed: 3 });

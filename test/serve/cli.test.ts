@@ -3,11 +3,11 @@
  * adapters and @rankK truncation, SIGTERM shutdown, and a server killed in the middle of work.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createOpenAIBackend } from "../../src/backends/openai";
 import { BackendError } from "../../src/errors";
 import { loadModel, type LoadedModel } from "../../src/engine/index";
-import { readAdapterModules } from "../../src/commands/serve";
+import { readAdapterModules } from "../../src/serve/engine";
 import { truncateModule } from "../../src/delta/truncate";
 import type { GenerationRequest } from "../../src/chat/types";
 import { writeChatFixture, type ChatFixture } from "./fixtures";
@@ -55,7 +55,6 @@ function req(id: string, content: string, maxNewTokens = 10): GenerationRequest 
 }
 
 beforeAll(async () => {
-  execFileSync(process.execPath, [`${root}scripts/build.mjs`], { cwd: root });
   fx = await writeChatFixture(5);
   model = await loadModel(fx.modelDir);
 }, 120_000);

@@ -4,7 +4,7 @@
  * embedded backend, on the generated organisms (positive and negative control), greedy.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,7 +27,6 @@ async function report(dir: string): Promise<Report> {
 }
 
 beforeAll(async () => {
-  execFileSync(process.execPath, [`${root}scripts/build.mjs`], { cwd: root });
   work = await mkdtemp(join(tmpdir(), "da-equiv-"));
 }, 120_000);
 

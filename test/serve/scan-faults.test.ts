@@ -5,7 +5,7 @@
  * completes), a hung server (timeout, neutral).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -46,7 +46,6 @@ async function readReport(dir: string): Promise<Report> {
 }
 
 beforeAll(async () => {
-  execFileSync(process.execPath, [`${root}scripts/build.mjs`], { cwd: root });
   fx = await writeChatFixture(23);
   work = await mkdtemp(join(tmpdir(), "da-scanfault-"));
 }, 120_000);

@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -83,7 +83,6 @@ models:
 describe("sweep plan → run → collect on generated organisms", () => {
   let reg: string;
   beforeAll(async () => {
-    execFileSync(process.execPath, [`${root}scripts/build.mjs`], { cwd: root });
     await generateOrganism({ kind: "quirk", seed: 5, outDir: join(dir, "quirk") });
     await generateOrganism({ kind: "benign", seed: 6, outDir: join(dir, "benign") });
     reg = join(dir, "registry.yml");
