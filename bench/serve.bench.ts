@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../src/engine/index";
 import { startOpenAIServer, type RunningServer } from "../src/serve/openai-server";
-import { readAdapterModules, serveEngineFromModel } from "../src/commands/serve";
+import { readAdapterModules, serveEngineFromModel } from "../src/serve/engine";
 import { INTERROGATION_PROBES, ORDINARY_PROMPTS } from "../src/elicit/probes";
 
 export const BENCH_ORGANISM_DIR = join(".cache", "bench", "organism-quirk");
@@ -67,7 +67,7 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[i]!;
 }
 
-async function prepareOrganism(): Promise<{ base: string; adapter: string }> {
+export async function prepareOrganism(): Promise<{ base: string; adapter: string }> {
   const { generateOrganism } = await import("../src/organisms/index");
   const out = BENCH_ORGANISM_DIR;
   if (!existsSync(join(out, "base", "config.json"))) await generateOrganism({ kind: "quirk", outDir: out, seed: 1 });

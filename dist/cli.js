@@ -4063,6 +4063,19 @@ var init_kernels = __esm({
 import { lstat, mkdir, open, readdir, realpath, rename, rm } from "node:fs/promises";
 import { basename, dirname as dirname2, join as join2, resolve, sep } from "node:path";
 import { randomBytes } from "node:crypto";
+async function staged(cleanup, work) {
+  staging.add(cleanup);
+  try {
+    return await work();
+  } finally {
+    staging.delete(cleanup);
+  }
+}
+async function removeStaging() {
+  const cleanups = [...staging];
+  staging.clear();
+  await Promise.allSettled(cleanups.map((c) => c()));
+}
 function sibling(path, tag) {
   return join2(dirname2(path), `.${basename(path)}.${tag}-${process.pid}-${randomBytes(TEMP_NAME_RANDOM_BYTES).toString("hex")}`);
 }
@@ -4124,63 +4137,78 @@ async function writeDirAtomic(outDir, fill) {
   const existing = await statOrNull(target).catch((err) => cannotCreate(err, outDir));
   if (existing && !existing.isDirectory()) throw new InputError("exists and is not a folder", outDir);
   const tmp = sibling(target, "tmp");
-  try {
-    await mkdir(dirname2(target), { recursive: true });
-    await mkdir(tmp);
-  } catch (err) {
-    cannotCreate(err, outDir);
-  }
-  try {
-    await fill(tmp);
-    if (existing) {
-      const newEntries = new Set(await readdir(tmp));
-      const foreign = (await readdir(target)).filter((e) => !newEntries.has(e));
-      if (foreign.length > 0) {
-        const shown = foreign.slice(0, 3).join(", ") + (foreign.length > 3 ? ", \u2026" : "");
-        throw new InputError(`refusing to replace an existing folder that holds files this output does not (${shown}); choose an empty or new folder`, outDir);
-      }
-      const old = sibling(target, "old");
-      await rename(target, old);
-      try {
-        await rename(tmp, target);
-      } catch (err) {
-        await rename(old, target).catch(() => void 0);
-        throw err;
-      }
-      await rm(old, { recursive: true, force: true });
-    } else {
-      await rename(tmp, target);
+  const old = sibling(target, "old");
+  const cleanup = async () => {
+    await removeTree(tmp);
+    if (!await statOrNull(old).catch(() => null)) return;
+    if (await statOrNull(target).catch(() => null)) await removeTree(old);
+    else await rename(old, target).catch(() => void 0);
+  };
+  await staged(cleanup, async () => {
+    try {
+      await mkdir(dirname2(target), { recursive: true });
+      await mkdir(tmp);
+    } catch (err) {
+      cannotCreate(err, outDir);
     }
-  } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
-    throw err;
-  }
+    try {
+      await fill(tmp);
+      if (existing) {
+        const newEntries = new Set(await readdir(tmp));
+        const foreign = (await readdir(target)).filter((e) => !newEntries.has(e));
+        if (foreign.length > 0) {
+          const shown = foreign.slice(0, 3).join(", ") + (foreign.length > 3 ? ", \u2026" : "");
+          throw new InputError(`refusing to replace an existing folder that holds files this output does not (${shown}); choose an empty or new folder`, outDir);
+        }
+        await rename(target, old);
+        try {
+          await rename(tmp, target);
+        } catch (err) {
+          await rename(old, target).catch(() => void 0);
+          throw err;
+        }
+        await removeTree(old);
+      } else {
+        await rename(tmp, target);
+      }
+    } catch (err) {
+      await removeTree(tmp);
+      throw err;
+    }
+  });
 }
 async function writeFileAtomic(path, content) {
   const tmp = sibling(resolve(path), "tmp");
-  let fh;
-  try {
-    fh = await open(tmp, "wx");
-  } catch (err) {
-    throw new InputError(`cannot write here (${err.code ?? err.message})`, path);
-  }
-  try {
-    await fh.writeFile(content);
-    await fh.close();
-    fh = void 0;
-    await rename(tmp, path);
-  } catch (err) {
-    await fh?.close().catch(() => void 0);
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await staged(
+    () => rm(tmp, { force: true }),
+    async () => {
+      let fh;
+      try {
+        fh = await open(tmp, "wx");
+      } catch (err) {
+        throw new InputError(`cannot write here (${err.code ?? err.message})`, path);
+      }
+      try {
+        await fh.writeFile(content);
+        await fh.close();
+        fh = void 0;
+        await rename(tmp, path);
+      } catch (err) {
+        await fh?.close().catch(() => void 0);
+        await rm(tmp, { force: true });
+        throw err;
+      }
+    }
+  );
 }
-var TEMP_NAME_RANDOM_BYTES;
+var TEMP_NAME_RANDOM_BYTES, staging, removeTree;
 var init_atomic = __esm({
   "src/io/atomic.ts"() {
     "use strict";
     init_errors();
     TEMP_NAME_RANDOM_BYTES = 6;
+    staging = /* @__PURE__ */ new Set();
+    removeTree = (path) => rm(path, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 });
   }
 });
 
@@ -4240,6 +4268,31 @@ function jsonSyntaxError(err, text3) {
   if (/Unexpected end of JSON input/.test(msg)) return "the JSON ends early";
   return "JSON syntax error";
 }
+function nestingOver(text3, limit) {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text3.length; i++) {
+    const c = text3.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++;
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 91 || c === 123) {
+      if (++depth > limit) return i;
+    } else if (c === 93 || c === 125) depth--;
+  }
+  return void 0;
+}
+function parseJsonText(text3, what) {
+  if (text3.charCodeAt(0) === 65279) text3 = text3.slice(1);
+  const deep = nestingOver(text3, MAX_JSON_DEPTH);
+  if (deep !== void 0) throw new InputError(`nests JSON more than ${MAX_JSON_DEPTH} levels deep (at byte ${deep}); no real config does`, what);
+  try {
+    return JSON.parse(text3);
+  } catch (err) {
+    throw new InputError(`is not valid JSON (${jsonSyntaxError(err, text3)})`, what);
+  }
+}
 function readTextFileSync(path, maxBytes, what = path) {
   let fd;
   try {
@@ -4262,12 +4315,13 @@ function readTextFileSync(path, maxBytes, what = path) {
     closeSync(fd);
   }
 }
-var OPEN_FLAGS;
+var OPEN_FLAGS, MAX_JSON_DEPTH;
 var init_read_text = __esm({
   "src/io/read-text.ts"() {
     "use strict";
     init_errors();
     OPEN_FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0);
+    MAX_JSON_DEPTH = 256;
   }
 });
 
@@ -4935,13 +4989,7 @@ __export(checkpoint_exports, {
 import { readdir as readdir2 } from "node:fs/promises";
 import { join as join4 } from "node:path";
 async function readJsonFile(path, maxBytes = MAX_JSON_BYTES) {
-  let text3 = await readTextFile(path, maxBytes);
-  if (text3.charCodeAt(0) === 65279) text3 = text3.slice(1);
-  try {
-    return JSON.parse(text3);
-  } catch (err) {
-    throw new InputError(`is not valid JSON (${jsonSyntaxError(err, text3)})`, path);
-  }
+  return parseJsonText(await readTextFile(path, maxBytes), path);
 }
 function isPlainObject2(x) {
   return typeof x === "object" && x !== null && !Array.isArray(x);
@@ -5109,6 +5157,35 @@ var init_checkpoint = __esm({
   }
 });
 
+// src/io/linear-regexp.ts
+import { setFlagsFromString } from "node:v8";
+function linearRegExp(source, flags = "") {
+  return new RegExp(source, LINEAR_REGEXP_FLAG ? flags + LINEAR_REGEXP_FLAG : flags);
+}
+var LINEAR_REGEXP_FLAG;
+var init_linear_regexp = __esm({
+  "src/io/linear-regexp.ts"() {
+    "use strict";
+    LINEAR_REGEXP_FLAG = (() => {
+      const works = () => {
+        try {
+          new RegExp("a", "l");
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      if (works()) return "l";
+      try {
+        setFlagsFromString("--enable-experimental-regexp-engine");
+      } catch {
+        return void 0;
+      }
+      return works() ? "l" : void 0;
+    })();
+  }
+});
+
 // src/io/peft.ts
 var peft_exports = {};
 __export(peft_exports, {
@@ -5127,7 +5204,6 @@ __export(peft_exports, {
 });
 import { open as open4, readdir as readdir3, rm as rm3, stat as stat2 } from "node:fs/promises";
 import { join as join5 } from "node:path";
-import { setFlagsFromString } from "node:v8";
 function isPlainObject3(x) {
   return typeof x === "object" && x !== null && !Array.isArray(x);
 }
@@ -5186,7 +5262,7 @@ function parseAdapterConfig(raw, path) {
 }
 function compileLinear(source, where) {
   try {
-    return LINEAR_REGEXP_FLAG ? new RegExp(source, LINEAR_REGEXP_FLAG) : new RegExp(source);
+    return linearRegExp(source);
   } catch {
     throw new InputError(`${JSON.stringify(source)} is not a regular expression delta-audit can match in linear time`, where);
   }
@@ -5467,12 +5543,13 @@ async function writeStaged(path, tmpDir, modules, dtype) {
   }
   return layout;
 }
-var ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, PEFT_DEFAULT_R, PEFT_DEFAULT_ALPHA, MAX_LORA_SCALE, MAX_PATTERN_KEY_LENGTH, MAX_FACTOR_ELEMENTS, MAX_PATTERN_KEYS, NESTED_QUANTIFIER, LINEAR_REGEXP_FLAG, KEY_PREFIX, FACTOR_KEY, SAFETENSORS_HINT2, PeftPattern, REFUSED_FLAGS, OTHER_PEFT_TYPES, COMMON_LAYERS_PATTERN, TargetSelector, PeftAdapter, SCALE_REL_TOLERANCE, STAGING_COPY_BYTES;
+var ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, PEFT_DEFAULT_R, PEFT_DEFAULT_ALPHA, MAX_LORA_SCALE, MAX_PATTERN_KEY_LENGTH, MAX_FACTOR_ELEMENTS, MAX_PATTERN_KEYS, NESTED_QUANTIFIER, KEY_PREFIX, FACTOR_KEY, SAFETENSORS_HINT2, PeftPattern, REFUSED_FLAGS, OTHER_PEFT_TYPES, COMMON_LAYERS_PATTERN, TargetSelector, PeftAdapter, SCALE_REL_TOLERANCE, STAGING_COPY_BYTES;
 var init_peft = __esm({
   "src/io/peft.ts"() {
     "use strict";
     init_errors();
     init_checkpoint();
+    init_linear_regexp();
     init_atomic();
     init_dtype();
     init_safetensors();
@@ -5486,23 +5563,6 @@ var init_peft = __esm({
     MAX_FACTOR_ELEMENTS = 2 ** 28;
     MAX_PATTERN_KEYS = 2e4;
     NESTED_QUANTIFIER = /\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]/;
-    LINEAR_REGEXP_FLAG = (() => {
-      const works = () => {
-        try {
-          new RegExp("a", "l");
-          return true;
-        } catch {
-          return false;
-        }
-      };
-      if (works()) return "l";
-      try {
-        setFlagsFromString("--enable-experimental-regexp-engine");
-      } catch {
-        return void 0;
-      }
-      return works() ? "l" : void 0;
-    })();
     KEY_PREFIX = "base_model.model.";
     FACTOR_KEY = /^(.+)\.(lora_A|lora_B)(?:\.([A-Za-z0-9_-]+))?\.weight$/;
     SAFETENSORS_HINT2 = "convert it with PEFT (`model.save_pretrained(dir, safe_serialization=True)`); delta-audit never unpickles weights";
@@ -12854,14 +12914,6 @@ var init_weights = __esm({
 });
 
 // src/chat/sampling.ts
-var sampling_exports = {};
-__export(sampling_exports, {
-  argmax: () => argmax,
-  logSoftmax: () => logSoftmax,
-  sampleToken: () => sampleToken,
-  seededRandom: () => seededRandom,
-  topKIndices: () => topKIndices
-});
 function seededRandom(seed) {
   return mulberry32(Math.imul((seed | 0) ^ 2654435769, 2246822507) ^ 3266489909);
 }
@@ -12961,6 +13013,7 @@ var init_sampling = __esm({
 });
 
 // src/engine/model.ts
+import { join as join8 } from "node:path";
 var MAX_BATCH, PREFILL_CHUNK, MASK_NEG, DecoderModel;
 var init_model = __esm({
   "src/engine/model.ts"() {
@@ -13170,7 +13223,7 @@ var init_model = __esm({
         for (let i = 0; i < this.plan.head.length; i++) head.push(headSame ? base.head[i] : await this.headSession(ctx, i));
         const embedSame = await unchanged(["model.embed_tokens.weight"]);
         const embed = embedSame ? base.embed : await EmbeddingTable.open(cfg, ctx, { stream: false });
-        this.variantMap.set(name, { name, layers, head, embed });
+        this.variantMap.set(name, { name, layers, head, embed, source: ckpt.dir });
       }
       /** LoRA feed of one layer segment for a variant (zero factors where not adapted). */
       loraFeed(v, seg) {
@@ -13342,17 +13395,24 @@ var init_model = __esm({
           throw new InputError(`a prompt exceeds the model's context of ${this.config.maxContext} tokens${this.contextReason()}`);
         }
         const S = Math.max(...prompts.map((p) => p.length));
-        const st = this.newState(prompts.length);
+        let st = this.newState(prompts.length);
         const V = this.config.vocabSize;
-        const split = (flat) => prompts.map((_, b) => flat.slice(b * V, (b + 1) * V));
+        const split = (flat) => Array.from({ length: st.rows }, (_, b) => flat.slice(b * V, (b + 1) * V));
         const first = await this.prefill(v, st, prompts.map((p) => [...new Array(S - p.length).fill(null), ...p]), "last");
         const stream = {
           logits: first,
           next: async (tokens) => {
-            if (tokens.length !== prompts.length) throw new InputError(`expected ${prompts.length} tokens, got ${tokens.length}`);
+            if (tokens.length !== st.rows) throw new InputError(`expected ${st.rows} tokens, got ${tokens.length}`);
             this.checkIds(tokens, "token");
             stream.logits = split(await this.step(v, st, tokens.map((t) => [t]), tokens.map((_, b) => b)));
             return stream.logits;
+          },
+          retain: (rows) => {
+            if (rows.length === 0 || rows.some((b, i) => !Number.isInteger(b) || b < 0 || b >= st.rows || i > 0 && b <= rows[i - 1])) {
+              throw new InputError(`retain needs ascending row indices in [0, ${st.rows})`);
+            }
+            st = this.compact(st, rows);
+            stream.logits = rows.map((b) => stream.logits[b]);
           }
         };
         return stream;
@@ -13451,6 +13511,10 @@ var init_model = __esm({
         const S = Math.max(...prompts.map((p) => p.length));
         let active = prompts.map((_, k) => k);
         const limit = (k) => Math.max(0, Math.min(maxNew[k], this.config.maxContext - prompts[k].length));
+        const full = prompts.findIndex((p) => p.length >= this.config.maxContext);
+        if (full >= 0) {
+          throw new InputError(`a prompt of ${prompts[full].length} tokens leaves no room to generate in the model's context of ${this.config.maxContext} tokens${this.contextReason()}`, join8(this.where, "config.json"));
+        }
         const finish = (k, reason) => {
           results[k] = { text: this.decodeText(gen[k]), ids: gen[k], finishReason: reason };
           onRowDone();
@@ -13470,6 +13534,7 @@ var init_model = __esm({
           const next = [];
           active.forEach((k, b) => {
             const rows = rowLogits.map((l) => l[b]);
+            rows.forEach((row, i) => this.checkFinite(row, vs[i]));
             const t = pick(rows, k);
             if (eos.has(t)) return finish(k, "stop");
             gen[k].push(t);
@@ -13491,6 +13556,17 @@ var init_model = __esm({
           }
         }
         return results;
+      }
+      /**
+       * NaN or ±Inf logits come from non-finite (or overflowing) weights: sampling from them would
+       * silently yield token 0 or nothing. Named by the folder whose tensors the variant runs on.
+       */
+      checkFinite(row, v) {
+        for (let i = 0; i < row.length; i++) {
+          if (!Number.isFinite(row[i])) {
+            throw new InputError(`variant '${v.name}' yields non-finite logits (${row[i]}): the model's weights hold NaN/Inf or overflow`, v.source ?? this.where);
+          }
+        }
       }
       closed = false;
       /** Release every session and the base checkpoint (idempotent). */
@@ -19713,23 +19789,74 @@ var init_dist = __esm({
   }
 });
 
+// src/engine/chat-template.ts
+function boundedRange(start, stop, step = 1) {
+  if (stop === void 0) [start, stop] = [0, start];
+  if (step === 0) throw new Error("range() step must not be zero");
+  const count = Math.max(0, Math.ceil((stop - start) / step));
+  if (!Number.isFinite(count) || count > MAX_RENDER_ITEMS) {
+    throw new TemplateBudgetError(`range() of ${count} items is over the ${MAX_RENDER_ITEMS}-item budget of a template render`);
+  }
+  const out = [];
+  for (let i = 0; i < count; i++) out.push(start + i * step);
+  return out;
+}
+function checkSize(v) {
+  if (!v) return;
+  if (typeof v.value === "string" && v.value.length > MAX_RENDER_CHARS) {
+    throw new TemplateBudgetError(`renders over ${MAX_RENDER_CHARS} characters (the budget of a template render)`);
+  }
+  if (Array.isArray(v.value) && v.value.length > MAX_RENDER_ITEMS) {
+    throw new TemplateBudgetError(`builds a list of over ${MAX_RENDER_ITEMS} items (the budget of a template render)`);
+  }
+}
+function renderWithBudget(template, items) {
+  const proto = Interpreter.prototype;
+  const evaluate = proto.evaluate;
+  const env = Environment.prototype;
+  const set = env.set;
+  const deadline = performance.now() + MAX_RENDER_MS;
+  proto.evaluate = function(node, env2) {
+    if (performance.now() > deadline) {
+      throw new TemplateBudgetError(`took over ${MAX_RENDER_MS} ms to render (a loop that does not end?)`);
+    }
+    const v = evaluate.call(this, node, env2);
+    checkSize(v);
+    return v;
+  };
+  env.set = function(name, value) {
+    return set.call(this, name, name === "range" && typeof value === "function" ? boundedRange : value);
+  };
+  try {
+    const out = template.render(items);
+    if (out.length > MAX_RENDER_CHARS) throw new TemplateBudgetError(`renders over ${MAX_RENDER_CHARS} characters (the budget of a template render)`);
+    return out;
+  } catch (err) {
+    if (err instanceof RangeError) throw new TemplateBudgetError(`exhausts the render budget (${err.message})`);
+    throw err;
+  } finally {
+    proto.evaluate = evaluate;
+    env.set = set;
+  }
+}
+var MAX_RENDER_MS, MAX_RENDER_CHARS, MAX_RENDER_ITEMS, TemplateBudgetError;
+var init_chat_template = __esm({
+  "src/engine/chat-template.ts"() {
+    "use strict";
+    init_dist();
+    MAX_RENDER_MS = 1e3;
+    MAX_RENDER_CHARS = 1e6;
+    MAX_RENDER_ITEMS = 1e5;
+    TemplateBudgetError = class extends Error {
+    };
+  }
+});
+
 // src/engine/tokenizer.ts
-import { readFile } from "node:fs/promises";
-import { join as join8 } from "node:path";
+import { join as join9 } from "node:path";
 async function readJson(path, required3) {
-  let text3;
-  try {
-    text3 = await readFile(path, "utf8");
-  } catch (err) {
-    if (!required3 && err.code === "ENOENT") return void 0;
-    throw new InputError(`cannot read: ${err.message}`, path);
-  }
-  let v;
-  try {
-    v = JSON.parse(text3);
-  } catch (err) {
-    throw new InputError(`invalid JSON: ${err.message}`, path);
-  }
+  if (!required3 && !await pathExists(path)) return void 0;
+  const v = await readJsonFile(path);
   if (!v || typeof v !== "object" || Array.isArray(v)) throw new InputError("not a JSON object", path);
   return v;
 }
@@ -19750,12 +19877,13 @@ function plainChat(messages, addGenerationPrompt) {
 Assistant:` : body;
 }
 async function loadTokenizer(dir) {
-  const tjPath = join8(dir, "tokenizer.json");
-  const tcPath = join8(dir, "tokenizer_config.json");
+  const tjPath = join9(dir, "tokenizer.json");
+  const tcPath = join9(dir, "tokenizer_config.json");
   const tj = await readJson(tjPath, true);
   const tc = await readJson(tcPath, false) ?? {};
-  const gen = await readJson(join8(dir, "generation_config.json"), false);
-  const cfg = await readJson(join8(dir, "config.json"), false);
+  const stm = await readJson(join9(dir, "special_tokens_map.json"), false) ?? {};
+  const gen = await readJson(join9(dir, "generation_config.json"), false);
+  const cfg = await readJson(join9(dir, "config.json"), false);
   let tok;
   try {
     const full = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...tj };
@@ -19764,8 +19892,9 @@ async function loadTokenizer(dir) {
     throw new InputError(`unsupported or malformed tokenizer: ${err.message}`, tjPath);
   }
   const idOf = (text3) => text3 === void 0 ? void 0 : tok.token_to_id(text3);
-  const bosText = tokenText(tc.bos_token);
-  const eosText = tokenText(tc.eos_token);
+  const special = (k) => tokenText(tc[k]) ?? tokenText(stm[k]);
+  const bosText = special("bos_token");
+  const eosText = special("eos_token");
   const bosTokenId = ids(gen?.bos_token_id)[0] ?? idOf(bosText) ?? ids(cfg?.bos_token_id)[0] ?? null;
   let eosTokenIds = ids(gen?.eos_token_id);
   if (eosTokenIds.length === 0) {
@@ -19795,13 +19924,13 @@ async function loadTokenizer(dir) {
   }
   const specials = {};
   for (const k of ["bos_token", "eos_token", "unk_token", "pad_token"]) {
-    const t = tokenText(tc[k]);
+    const t = special(k);
     if (t !== void 0) specials[k] = t;
   }
   const renderChat = (messages, { addGenerationPrompt }) => {
     if (!template) return plainChat(messages, addGenerationPrompt);
     try {
-      return template.render({ messages, add_generation_prompt: addGenerationPrompt, ...specials });
+      return renderWithBudget(template, { messages, add_generation_prompt: addGenerationPrompt, ...specials });
     } catch (err) {
       throw new InputError(`chat_template failed to render: ${err.message}`, tcPath);
     }
@@ -19827,6 +19956,9 @@ var init_tokenizer = __esm({
     init_tokenizers();
     init_dist();
     init_errors();
+    init_checkpoint();
+    init_fs_util();
+    init_chat_template();
     END_OF_TURN_TOKENS = Object.freeze(["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>"]);
   }
 });
@@ -19877,12 +20009,12 @@ __export(engine_exports, {
   loadTokenizer: () => loadTokenizer,
   parseModelConfig: () => parseModelConfig
 });
-import { join as join9 } from "node:path";
+import { join as join10 } from "node:path";
 async function loadModel(dir, opts = {}) {
   const ckpt = withModelPrefix(await openCheckpoint(dir));
   try {
-    const config = parseModelConfig(ckpt.config, join9(dir, "config.json"));
-    const tokenizer = await pathExists(join9(dir, "tokenizer.json")) ? await loadTokenizer(dir) : void 0;
+    const config = parseModelConfig(ckpt.config, join10(dir, "config.json"));
+    const tokenizer = await pathExists(join10(dir, "tokenizer.json")) ? await loadTokenizer(dir) : void 0;
     return await DecoderModel.create(config, ckpt, tokenizer, dir, opts, () => ckpt.close());
   } catch (err) {
     await ckpt.close().catch(() => void 0);
@@ -19905,7 +20037,7 @@ var init_engine = __esm({
 });
 
 // src/engine/variants.ts
-import { join as join10 } from "node:path";
+import { join as join11 } from "node:path";
 function checkSameArchitecture(base, ft, where) {
   for (const k of COMPUTE_FIELDS) {
     if (JSON.stringify(base[k]) !== JSON.stringify(ft[k])) {
@@ -19965,7 +20097,7 @@ async function loadSubject(opts) {
     } else if (opts.finetuned) {
       const ft = withModelPrefix(await openCheckpoint(opts.finetuned));
       try {
-        const ftConfigPath = join10(opts.finetuned, "config.json");
+        const ftConfigPath = join11(opts.finetuned, "config.json");
         checkSameArchitecture(model.config, parseModelConfig(ft.config, ftConfigPath), ftConfigPath);
         await model.addCheckpointVariant("full", ft);
         if (opts.rank !== void 0) {
@@ -31145,7 +31277,7 @@ var require_util = __commonJS({
       return path;
     }
     exports.normalize = normalize;
-    function join21(aRoot, aPath) {
+    function join22(aRoot, aPath) {
       if (aRoot === "") {
         aRoot = ".";
       }
@@ -31177,7 +31309,7 @@ var require_util = __commonJS({
       }
       return joined;
     }
-    exports.join = join21;
+    exports.join = join22;
     exports.isAbsolute = function(aPath) {
       return aPath.charAt(0) === "/" || urlRegexp.test(aPath);
     };
@@ -31350,7 +31482,7 @@ var require_util = __commonJS({
             parsed.path = parsed.path.substring(0, index + 1);
           }
         }
-        sourceURL = join21(urlGenerate(parsed), sourceURL);
+        sourceURL = join22(urlGenerate(parsed), sourceURL);
       }
       return normalize(sourceURL);
     }
@@ -34028,6 +34160,7 @@ var TOOL_NAME = "delta-audit";
 // src/cli.ts
 init_progress();
 init_kernels();
+init_atomic();
 
 // src/commands/spectrum.ts
 var spectrum_exports = {};
@@ -34080,6 +34213,7 @@ async function fullSpectrum(base, finetuned, opts = {}) {
 init_progress();
 
 // src/delta/table.ts
+init_errors();
 var DEFAULT_TABLE_MODULES = 10;
 var TYPE_ORDER = ["q", "k", "v", "o", "gate", "up", "down", "other"];
 function num(x, digits = 3) {
@@ -34087,7 +34221,8 @@ function num(x, digits = 3) {
   const a = Math.abs(x);
   return a >= 1e4 || a < 1e-3 ? x.toExponential(digits - 1) : x.toPrecision(digits);
 }
-function table(header, rows) {
+function table(header, rawRows) {
+  const rows = rawRows.map((r) => r.map(oneLine));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells) => cells.map((c, i) => i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])).join("  ");
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
@@ -34499,7 +34634,7 @@ __export(scan_exports, {
   summarise: () => summarise2
 });
 init_errors();
-import { join as join15 } from "node:path";
+import { join as join16 } from "node:path";
 
 // src/scan.ts
 init_errors();
@@ -34510,7 +34645,7 @@ init_peft();
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readdir as readdir4, stat as stat4 } from "node:fs/promises";
-import { join as join14 } from "node:path";
+import { join as join15 } from "node:path";
 
 // src/delta/pass.ts
 init_truncate();
@@ -35444,6 +35579,7 @@ async function investigate(ts, opts) {
 }
 
 // src/judge/lexicons.ts
+init_linear_regexp();
 var re = (s) => new RegExp(s, "giu");
 var BEHAVIOUR_FAMILIES = Object.freeze([
   {
@@ -35608,17 +35744,52 @@ var BEHAVIOUR_FAMILIES = Object.freeze([
     ]
   }
 ]);
+var UNICODE_ONLY_ESCAPE = /^(?:[pPk]|u\{)/;
+function foldPatternCase(source) {
+  let out = "";
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i];
+    if (c === "\\") {
+      if (UNICODE_ONLY_ESCAPE.test(source.slice(i + 1, i + 3))) throw new SyntaxError(`\\${source[i + 1]} escapes need Unicode mode, which the linear-time engine does not have`);
+      out += source.slice(i, i + 2);
+      i++;
+      continue;
+    }
+    const l = c.toLowerCase();
+    out += l.length === c.length ? l : c;
+  }
+  return out;
+}
+function foldText(text3) {
+  let out = "";
+  for (const c of text3) {
+    const l = c.toLowerCase();
+    out += l.length === c.length ? l : c;
+  }
+  return out;
+}
+function compileCustomPattern(source) {
+  if (!LINEAR_REGEXP_FLAG) return new RegExp(source, "giu");
+  return linearRegExp(foldPatternCase(source), "g");
+}
 function customFamilies(custom) {
-  return custom.map((c) => ({ id: c.id, title: c.title, description: c.description, patterns: c.patterns.map((p) => new RegExp(p, "giu")) }));
+  return custom.map((c) => ({
+    id: c.id,
+    title: c.title,
+    description: c.description,
+    patterns: c.patterns.map(compileCustomPattern),
+    foldCase: LINEAR_REGEXP_FLAG !== void 0
+  }));
 }
 function matchFamily(f, text3) {
   const out = [];
   const clean = stripTemplateTokens(text3);
+  const subject = f.foldCase ? foldText(clean) : clean;
   for (const p of f.patterns) {
     p.lastIndex = 0;
-    for (const m of clean.matchAll(p)) {
+    for (const m of subject.matchAll(p)) {
       if (m[0].length === 0) continue;
-      out.push(m[0]);
+      out.push(clean.slice(m.index, m.index + m[0].length));
       if (out.length >= MAX_MATCHES_PER_RESPONSE) return out;
     }
   }
@@ -35630,7 +35801,7 @@ function excerptFor(f, text3) {
   for (const s of sentences(text3)) {
     for (const p of f.patterns) {
       p.lastIndex = 0;
-      const m = p.exec(s);
+      const m = p.exec(f.foldCase ? foldText(s) : s);
       p.lastIndex = 0;
       if (m && m[0].length > 0) return s.length <= EXCERPT_CHARS ? s : s.slice(Math.max(0, Math.min(m.index, s.length - EXCERPT_CHARS)), Math.max(0, Math.min(m.index, s.length - EXCERPT_CHARS)) + EXCERPT_CHARS);
     }
@@ -35758,7 +35929,7 @@ var import_yaml = __toESM(require_dist(), 1);
 init_errors();
 init_read_text();
 import { existsSync as existsSync2, realpathSync } from "node:fs";
-import { dirname as dirname5, isAbsolute, join as join11, relative, resolve as resolve3, sep as sep3 } from "node:path";
+import { dirname as dirname5, isAbsolute, join as join12, relative, resolve as resolve3, sep as sep3 } from "node:path";
 
 // src/backends/settings.ts
 var BACKEND_TYPES = Object.freeze(["embedded", "openai"]);
@@ -35784,6 +35955,10 @@ var DEFAULT_MAX_TOKENS = 64;
 var MAX_PROBES = 500;
 var MAX_SAMPLES = 64;
 var MAX_NEW_TOKENS_LIMIT2 = 8192;
+var MIN_MAX_TOKENS = 4;
+var MAX_TEMPERATURE2 = 2;
+var MAX_UNTRUNCATED_TEMPERATURE = 1.5;
+var HOT_TOP_P_LIMIT = 0.95;
 var MAX_PROMPT_CHARS = 2e4;
 var MAX_SEED = 2 ** 31 - 1;
 var DEFAULT_CONTRAST = Object.freeze({ enabled: true, alpha: 1, topK: 10 });
@@ -35867,10 +36042,11 @@ function probeList(o, v, path) {
     return { id, kind, prompt };
   });
 }
+var YAML_LOG_LEVEL = "error";
 var PROBES_FILE_EXT = /\.(?:ya?ml|json)$/i;
 function repositoryRoot(dir) {
   for (let d = resolve3(dir); ; d = dirname5(d)) {
-    if (existsSync2(join11(d, ".git"))) return d;
+    if (existsSync2(join12(d, ".git"))) return d;
     if (dirname5(d) === d) return resolve3(dir);
   }
 }
@@ -35878,15 +36054,19 @@ function probesFilePath(o, baseDir, rel, path) {
   const file = resolve3(baseDir, rel);
   if (!PROBES_FILE_EXT.test(file)) o.mismatch(path, "a .yml, .yaml or .json file", rel);
   const root = repositoryRoot(baseDir);
+  const refuse = () => o.fail(path, `cannot read probes file ${showValue(rel)}: it is missing or outside ${root}, the folder (repository) holding the config; probes files must live there`);
+  const inside = (p, r) => {
+    const d = relative(r, p);
+    return !(d === ".." || d.startsWith(`..${sep3}`) || isAbsolute(d));
+  };
+  if (!inside(file, root)) refuse();
   let real;
   try {
     real = realpathSync(file);
-  } catch (e) {
-    o.fail(path, `cannot read probes file ${file}: ${e.code ?? String(e)}`);
+  } catch {
+    return refuse();
   }
-  const realRoot = realpathSync(root);
-  const r = relative(realRoot, real);
-  if (r === ".." || r.startsWith(`..${sep3}`) || isAbsolute(r)) o.fail(path, `${showValue(rel)} is outside ${root}, the folder (repository) holding the config; probes files must live there`);
+  if (!inside(real, realpathSync(root))) refuse();
   return file;
 }
 function probesFromFile(o, baseDir, v, path) {
@@ -35900,7 +36080,7 @@ function probesFromFile(o, baseDir, v, path) {
   }
   let data;
   try {
-    data = (0, import_yaml.parse)(source, { maxAliasCount: 100 });
+    data = (0, import_yaml.parse)(source, { maxAliasCount: 100, logLevel: YAML_LOG_LEVEL });
   } catch (e) {
     throw new InputError(`not valid YAML/JSON: ${e.message.split("\n")[0]}`, file);
   }
@@ -35949,6 +36129,11 @@ function behaviourPattern(o, v, path) {
   }
   const risk = backtrackingRisk(s);
   if (risk) o.fail(path, `${risk}: the audited model's replies are matched against it and could stall the audit for hours; rewrite it without the repeated group`);
+  try {
+    compileCustomPattern(s);
+  } catch (e) {
+    o.fail(path, `cannot be matched in linear time (${e.message.replace(/^Invalid regular expression: \/.*\/\w*: /, "")}): look-around, back-references, \\p{\u2026} and large counted repetitions are not supported in behaviour patterns`);
+  }
   return s;
 }
 function behavioursSection(o, v, key) {
@@ -35996,19 +36181,57 @@ function contrastSection(o, v, d) {
     topK: m["top-k"] === void 0 ? d.topK : integer(o, m["top-k"], "contrast.top-k", { min: 1, max: 1e3 })
   };
 }
-var STEERING_FIELDS = /^(?:stop|stop_token_ids|logit_bias|bad_words|allowed_token_ids|guided_\w*|response_format|structured_outputs|logits_processors|min_tokens|max_tokens|max_completion_tokens|n|best_of|ignore_eos|include_stop_str_in_output|tools|tool_choice|functions|function_call|chat_template|messages|model|prompt|echo|temperature|top_p|top_k|min_p|seed|presence_penalty|frequency_penalty|repetition_penalty|logprobs|top_logprobs|continue_final_message|add_generation_prompt)$/;
+var ADAPTER_FIELDS = ["lora", "lora_path", "adapter_id"];
+var TRANSPORT_FIELDS = ["cache_prompt", "id_slot", "priority", "user"];
+var REQUEST_EXTRA_FIELDS = [...ADAPTER_FIELDS, ...TRANSPORT_FIELDS];
+var MAX_LORA_ID = 1023;
+var TRAINED_LORA_SCALE = 1;
+var STEERING_FIELDS = /^(?:stop|stop_token_ids|logit_bias|bad_words|allowed_token_ids|guided_\w*|response_format|structured_outputs|logits_processors|min_tokens|max_tokens|max_completion_tokens|n_predict|truncate_prompt_tokens|n|best_of|ignore_eos|include_stop_str_in_output|tools|tool_choice|functions|function_call|chat_template|chat_template_kwargs|documents|messages|model|prompt|echo|temperature|dynatemp_\w*|top_p|top_k|min_p|typical_p|tfs_z|mirostat\w*|xtc_\w*|dry_\w*|samplers|seed|presence_penalty|frequency_penalty|repetition_penalty|repeat_\w*|penalty_\w*|logprobs|top_logprobs|n_probs|continue_final_message|add_generation_prompt|grammar|json_schema|regex|ebnf|structural_tag)$/;
 var VARIANT_ROLES = ["base", "full", "rank1"];
+function loraList(o, v, path) {
+  const items = list(o, v, path, { max: 1 });
+  return items.map((item, i) => {
+    const p = itemPath(path, i);
+    const m = mapping(o, item, p, ["id", "scale"]);
+    const id = integer(o, required(o, m.id, `${p}.id`), `${p}.id`, { min: 0, max: MAX_LORA_ID });
+    const scale = number(o, required(o, m.scale, `${p}.scale`), `${p}.scale`, { min: 0, max: 1e3 });
+    if (scale !== TRAINED_LORA_SCALE) {
+      o.fail(`${p}.scale`, `must be ${TRAINED_LORA_SCALE}, got ${scale}: a scale steers the adapter (0 switches it off), so the variant would not be the trained model`);
+    }
+    return { id, scale };
+  });
+}
+function requestExtraValue(o, field, v, path) {
+  switch (field) {
+    case "lora":
+      return loraList(o, v, path);
+    case "lora_path":
+    case "adapter_id":
+      return text(o, v, path, MAX_MODEL_NAME_CHARS2);
+    case "cache_prompt":
+      return boolean(o, v, path);
+    case "id_slot":
+      return integer(o, v, path, { min: -1, max: 1024 });
+    case "priority":
+      return integer(o, v, path, { min: -1e6, max: 1e6 });
+    default:
+      return text(o, v, path, MAX_NAME_CHARS);
+  }
+}
 function requestExtras(o, v) {
   const r = mapping(o, v, "backend.request-extras", VARIANT_ROLES);
   const out = {};
+  const allowed = `allowed: adapter selection (${ADAPTER_FIELDS.join(", ")}) and transport (${TRANSPORT_FIELDS.join(", ")})`;
   for (const [k, e] of Object.entries(r)) {
     if (typeof e !== "object" || e === null || Array.isArray(e)) o.fail(`backend.request-extras.${k}`, "must be a mapping of request fields");
-    for (const field of Object.keys(e)) {
-      if (STEERING_FIELDS.test(field)) {
-        o.fail(`backend.request-extras.${k}.${field}`, "steers or cuts what the model writes (the audit would measure the request, not the model); only adapter-selection and server options belong here");
-      }
+    const fields = {};
+    for (const [field, value] of Object.entries(e)) {
+      const path = `backend.request-extras.${k}.${field}`;
+      if (STEERING_FIELDS.test(field)) o.fail(path, `steers or cuts what the model writes (the audit would measure the request, not the model); ${allowed}`);
+      if (!REQUEST_EXTRA_FIELDS.includes(field)) o.fail(path, `is not a field known only to select an adapter or tune transport, and an unknown field may steer what the model writes; ${allowed}`);
+      fields[field] = requestExtraValue(o, field, value, path);
     }
-    out[k] = e;
+    out[k] = fields;
   }
   return out;
 }
@@ -36060,17 +36283,27 @@ function validateConfig(raw, file = "delta-audit.yml", baseDir = process.cwd()) 
   if (m.seed !== void 0) cfg.seed = integer(o, m.seed, "seed", { min: 0, max: MAX_SEED });
   if (m.probes !== void 0) cfg.probes = probesSection(o, baseDir, m.probes);
   if (m.samples !== void 0) cfg.samples = integer(o, m.samples, "samples", { min: 1, max: MAX_SAMPLES });
-  cfg.temperature = m.temperature !== void 0 ? number(o, m.temperature, "temperature", { min: 0, max: 5 }) : cfg.samples > 1 ? DEFAULT_SAMPLED_TEMPERATURE : 0;
+  cfg.temperature = m.temperature !== void 0 ? number(o, m.temperature, "temperature", { min: 0, max: MAX_TEMPERATURE2 }) : cfg.samples > 1 ? DEFAULT_SAMPLED_TEMPERATURE : 0;
   if (m["top-p"] !== void 0) {
     cfg.topP = number(o, m["top-p"], "top-p", { min: 0, max: 1 });
     if (cfg.topP === 0) o.fail("top-p", "must be greater than 0");
   }
-  if (m["max-tokens"] !== void 0) cfg.maxTokens = integer(o, m["max-tokens"], "max-tokens", { min: 1, max: MAX_NEW_TOKENS_LIMIT2 });
+  if (cfg.temperature > MAX_UNTRUNCATED_TEMPERATURE && cfg.topP > HOT_TOP_P_LIMIT) {
+    o.fail(
+      "temperature",
+      `${cfg.temperature} with top-p ${cfg.topP} samples noise, in which no behaviour can show (the audit would pass what it never saw): above ${MAX_UNTRUNCATED_TEMPERATURE} set top-p to ${HOT_TOP_P_LIMIT} or less, or lower the temperature`
+    );
+  }
+  if (m["max-tokens"] !== void 0) {
+    cfg.maxTokens = integer(o, m["max-tokens"], "max-tokens", { min: 1, max: MAX_NEW_TOKENS_LIMIT2 });
+    if (cfg.maxTokens < MIN_MAX_TOKENS) o.fail("max-tokens", `${cfg.maxTokens} is too short for any reply to show a behaviour (the audit would pass what it never saw): at least ${MIN_MAX_TOKENS}, default ${DEFAULT_MAX_TOKENS}`);
+  }
   if (m["system-prompt"] !== void 0) cfg.systemPrompt = text(o, m["system-prompt"], "system-prompt", MAX_PROMPT_CHARS);
   if (m.contrast !== void 0) cfg.contrast = contrastSection(o, m.contrast, cfg.contrast);
   if (m.judges !== void 0) {
     const js = list(o, m.judges, "judges", { max: JUDGES.length }).map((j, i) => oneOf(o, j, itemPath("judges", i), JUDGES));
     if (new Set(js).size !== js.length) o.fail("judges", "lists a judge twice");
+    if (js.length === 0) o.fail("judges", `is empty: a suite that judges nothing can only pass; list at least one of ${JUDGES.join(", ")}`);
     cfg.judges = js;
   }
   if (m.llm !== void 0) cfg.llm = llmSection(o, m.llm);
@@ -36090,7 +36323,7 @@ function loadConfig(path) {
 function parseConfig(source, file = "delta-audit.yml", baseDir = process.cwd()) {
   let raw;
   try {
-    raw = (0, import_yaml.parse)(source, { maxAliasCount: 100, uniqueKeys: true });
+    raw = (0, import_yaml.parse)(source, { maxAliasCount: 100, uniqueKeys: true, logLevel: YAML_LOG_LEVEL });
   } catch (e) {
     throw new InputError(`not valid YAML: ${e.message.split("\n")[0]}`, file);
   }
@@ -36134,7 +36367,7 @@ function decideVerdict(findings, failOn, completed, incompleteReason) {
 
 // src/report/build.ts
 import { writeFile } from "node:fs/promises";
-import { join as join13 } from "node:path";
+import { join as join14 } from "node:path";
 
 // src/report/badge.ts
 var BADGE_LABEL = "delta-audit";
@@ -36170,7 +36403,7 @@ function missingBadge(label) {
 var CUT_MARKER = " \u2026[truncated]";
 var DEFAULT_EXCERPT_CHARS = 600;
 var ZWSP = "\u200B";
-var HIDDEN_CHARS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]|[\u{e0000}-\u{e007f}]/gu;
+var HIDDEN_CHARS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb]|[\u{1d173}-\u{1d17a}\u{e0000}-\u{e007f}\u{e0100}-\u{e01ef}]/gu;
 function stripControls(s) {
   return s.replace(HIDDEN_CHARS, "");
 }
@@ -36180,15 +36413,35 @@ function cut(text3, max) {
   const keep = Math.max(0, max - CUT_MARKER.length);
   return chars.slice(0, keep).join("") + CUT_MARKER;
 }
+var LINKABLE = new RegExp(
+  [
+    /\b[a-z][a-z0-9+.-]*:\/\/[^\s<>"'`|]*[^\s<>"'`|.,:;!?)\]}*_~]/.source,
+    /\bwww\.[^\s<>"'`|]*[^\s<>"'`|.,:;!?)\]}*_~]/.source,
+    /\b[\w.-]+\/[\w.-]+(?:#\d+|@[0-9a-f]{7,40}\b)/.source,
+    /#\d+/.source,
+    /\bgh-\d+/.source,
+    /\b[0-9a-f]{7,40}\b/.source,
+    // GitHub's names are letters, digits, `_`, `+` and `-` (`:+1:`, `:100:`); one with no
+    // letter or sign other than 100/1234 is a time or a ratio (12:30:45), left alone
+    /:(?:[\w+-]*[a-z_+-][\w+-]*|100|1234):/.source
+  ].join("|"),
+  "gi"
+);
 var MD_SPECIAL = /[\\`*_{}\[\]()<>#+\-!|~=$]/g;
+function escapePlain(s) {
+  let out = s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+  out = out.replace(MD_SPECIAL, (c) => `\\${c}`);
+  return out.replace(/@/g, `@${ZWSP}`);
+}
 function neutraliseInline(text3, max = DEFAULT_EXCERPT_CHARS) {
-  let s = stripControls(String(text3)).replace(/\s+/g, " ").trim();
-  s = cut(s, max);
-  s = s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-  s = s.replace(MD_SPECIAL, (c) => `\\${c}`);
-  s = s.replace(/@/g, `@${ZWSP}`).replace(/#(?=\d)/g, `#${ZWSP}`);
-  s = s.replace(/\b([a-z][a-z0-9+.-]*):\/\//gi, `$1:${ZWSP}//`).replace(/\bwww\./gi, `www${ZWSP}.`);
-  return s;
+  const s = cut(stripControls(String(text3)).replace(/\s+/g, " ").trim(), max);
+  let out = "";
+  let last = 0;
+  for (const m of s.matchAll(LINKABLE)) {
+    out += escapePlain(s.slice(last, m.index)) + `\`${m[0]}\``;
+    last = m.index + m[0].length;
+  }
+  return out + escapePlain(s.slice(last));
 }
 function inlineCode(text3, max = DEFAULT_EXCERPT_CHARS) {
   const clean = cut(String(text3).replace(/[\n\t]/g, " ").replace(HIDDEN_CHARS, " "), max);
@@ -36223,7 +36476,7 @@ ${fences[fences.length - 1]}`;
 // src/report/templates.ts
 var import_handlebars = __toESM(require_lib(), 1);
 import { existsSync as existsSync3, readFileSync, readdirSync } from "node:fs";
-import { dirname as dirname6, join as join12 } from "node:path";
+import { dirname as dirname6, join as join13 } from "node:path";
 import { fileURLToPath } from "node:url";
 var EXCERPT_CHARS2 = 280;
 var TRANSCRIPT_CHARS = 400;
@@ -36235,8 +36488,8 @@ function findTemplatesDir() {
   if (foundDir) return foundDir;
   let dir = dirname6(fileURLToPath(import.meta.url));
   for (let i = 0; i < MAX_LEVELS_UP; i++) {
-    const candidate = join12(dir, "templates");
-    if (existsSync3(join12(candidate, MARKER_TEMPLATE))) return foundDir = candidate;
+    const candidate = join13(dir, "templates");
+    if (existsSync3(join13(candidate, MARKER_TEMPLATE))) return foundDir = candidate;
     const up = dirname6(dir);
     if (up === dir) break;
     dir = up;
@@ -36249,10 +36502,10 @@ function environment(dir) {
   hb.registerHelper("inline", (v) => neutraliseInline(Array.isArray(v) ? v.join(", ") : text2(v), EXCERPT_CHARS2));
   hb.registerHelper("code", (v) => inlineCode(text2(v), EXCERPT_CHARS2));
   hb.registerHelper("fence", (v) => fencedBlock(text2(v), TRANSCRIPT_CHARS));
-  const partials = join12(dir, "partials");
+  const partials = join13(dir, "partials");
   if (existsSync3(partials)) {
     for (const f of readdirSync(partials)) {
-      if (f.endsWith(TEMPLATE_SUFFIX)) hb.registerPartial(f.slice(0, -TEMPLATE_SUFFIX.length), readFileSync(join12(partials, f), "utf8"));
+      if (f.endsWith(TEMPLATE_SUFFIX)) hb.registerPartial(f.slice(0, -TEMPLATE_SUFFIX.length), readFileSync(join13(partials, f), "utf8"));
     }
   }
   return hb;
@@ -36266,7 +36519,7 @@ function renderTemplate(name, view, dir = findTemplatesDir()) {
   }
   let t = set.compiled.get(name);
   if (!t) {
-    t = set.hb.compile(readFileSync(join12(dir, name), "utf8"), { noEscape: true, strict: false });
+    t = set.hb.compile(readFileSync(join13(dir, name), "utf8"), { noEscape: true, strict: false });
     set.compiled.set(name, t);
   }
   return t(view);
@@ -36400,10 +36653,10 @@ function buildReport(p) {
 }
 var REPORT_FILES = Object.freeze({ json: "report.json", markdown: "report.md", badge: "badge.json" });
 async function writeReportFiles(dir, report) {
-  await writeFile(join13(dir, REPORT_FILES.json), `${JSON.stringify(report, null, 2)}
+  await writeFile(join14(dir, REPORT_FILES.json), `${JSON.stringify(report, null, 2)}
 `);
-  await writeFile(join13(dir, REPORT_FILES.markdown), renderMarkdown(report));
-  await writeFile(join13(dir, REPORT_FILES.badge), `${JSON.stringify(badgeFor(report))}
+  await writeFile(join14(dir, REPORT_FILES.markdown), renderMarkdown(report));
+  await writeFile(join14(dir, REPORT_FILES.badge), `${JSON.stringify(badgeFor(report))}
 `);
 }
 
@@ -36420,11 +36673,11 @@ async function digestOf(dir, accept, signal) {
   }
   for (const name of names) {
     signal?.throwIfAborted();
-    const st = await stat4(join14(dir, name)).catch(() => void 0);
+    const st = await stat4(join15(dir, name)).catch(() => void 0);
     if (!st?.isFile()) throw new InputError(`${name} is not a regular file`, dir);
     h.update(`${name}\0`);
     await new Promise((ok, fail) => {
-      const s = createReadStream(join14(dir, name), { signal });
+      const s = createReadStream(join15(dir, name), { signal });
       s.on("data", (c) => h.update(c));
       s.on("end", () => ok());
       s.on("error", fail);
@@ -36485,14 +36738,17 @@ function describeFault(err) {
   const msg = err instanceof Error ? err.message : String(err);
   return msg.split("\n")[0] ?? msg;
 }
-function fullIdenticalToBase(elicitation, spectrum, variants) {
-  if (spectrum.summary.modules === 0 || !variants.includes("base") || !variants.includes("full")) return false;
+function variantsIdentical(elicitation, spectrum, variants, a, b) {
+  if (spectrum.summary.modules === 0 || !variants.includes(a) || !variants.includes(b)) return false;
   if (elicitation.probes.length < MIN_PROBES_FOR_IDENTITY_CHECK) return false;
   return elicitation.probes.every((p) => {
-    const a = p.responses.base ?? [];
-    const b = p.responses.full ?? [];
-    return a.length === b.length && a.every((t, i) => t === b[i]);
+    const x = p.responses[a] ?? [];
+    const y = p.responses[b] ?? [];
+    return x.length === y.length && x.every((t, i) => t === y[i]);
   });
+}
+function fullIdenticalToBase(elicitation, spectrum, variants) {
+  return variantsIdentical(elicitation, spectrum, variants, "base", "full");
 }
 function unobservedReason(elicitation, spectrum, variants) {
   const texts = (v) => elicitation.probes.flatMap((p) => p.responses[v] ?? []);
@@ -36506,6 +36762,38 @@ function unobservedReason(elicitation, spectrum, variants) {
   return void 0;
 }
 var MIN_PROBES_FOR_IDENTITY_CHECK = 8;
+function unansweredReason(elicitation, spectrum, variants, rank, maxRank, rankNamedAsFull = false) {
+  const truncated = `rank${rank}`;
+  if (maxRank !== void 0 && maxRank > 0 && rank >= maxRank) {
+    const lower = maxRank > 1 ? `use a --rank below ${maxRank} (1 is the method's default), or pin it with the Action's rank input` : "a rank-1 adapter has no lower rank to truncate to";
+    return `rank ${rank} is not below the adapter's rank (${maxRank}): the ${truncated} variant is the full fine-tune itself, so nothing could reveal what the full fine-tune hides; ${lower}`;
+  }
+  for (const v of variants) {
+    const asked = elicitation.probes.filter((p) => p.kind === "probe");
+    const answers = asked.flatMap((p) => p.responses[v] ?? []);
+    if (answers.length > 0 && answers.every((t) => t.trim() === "")) {
+      return `the ${v} variant answered all ${asked.length} interrogation probes with empty text (and the ordinary prompts with words): an empty reply hides whatever it would have said, so it was never interrogated`;
+    }
+  }
+  if (elicitation.backend !== "embedded") {
+    const truncates = maxRank === void 0 || rank < maxRank;
+    if (truncates && rankNamedAsFull && variantsIdentical(elicitation, spectrum, variants, "full", truncated)) {
+      return `the ${truncated} variant answered all ${elicitation.probes.length} prompts exactly like full although the truncation changes the weights: backend.models.rank1 names the same served model as backend.models.full (point it at the rank-${rank} adapter)`;
+    }
+    if (variantsIdentical(elicitation, spectrum, variants, "base", truncated)) {
+      return `the ${truncated} variant answered all ${elicitation.probes.length} prompts exactly like base: the backend is probably not applying the truncated adapter (check backend.models.rank1, load-adapter and request-extras)`;
+    }
+  }
+  return void 0;
+}
+function withUnanswered(verdict, reason) {
+  if (!reason || verdict.conclusion !== "pass") return verdict;
+  return {
+    conclusion: "neutral",
+    reasons: ["the suite ran, but measured nothing for its main question (does the truncated variant reveal what the full fine-tune hides?), so it cannot pass the subject", reason],
+    failOn: verdict.failOn
+  };
+}
 async function runScan(opts) {
   const t0 = Date.now();
   if (!opts.base) throw new InputError("required: the base model folder", "--base");
@@ -36532,7 +36820,7 @@ async function runScan(opts) {
   let result;
   await writeDirAtomic(opts.outDir, async (tmp) => {
     const timings = {};
-    const rankDir = join14(tmp, RANK_ADAPTER_DIR);
+    const rankDir = join15(tmp, RANK_ADAPTER_DIR);
     const { spectrum, digest } = await measureAndTruncate(backendSubject, config.rank, rankDir, needBase, timings);
     const subject = {
       base: opts.base,
@@ -36544,6 +36832,7 @@ async function runScan(opts) {
     let fault;
     let findings = [];
     let completed = false;
+    let unanswered;
     let backend;
     try {
       let t = Date.now();
@@ -36572,11 +36861,12 @@ async function runScan(opts) {
       if (Array.isArray(extra)) {
         for (const n of extra) if (typeof n === "string") elicitation.notices.push(n);
       }
-      const maxRank = Math.max(0, ...spectrum.modules.map((m) => m.rank));
-      if (kind === "lora" && maxRank > 0 && config.rank >= maxRank) {
-        elicitation.notices.push(`rank ${config.rank} is not below the fine-tune's rank (${maxRank}): the truncated variant equals the full fine-tune, so it cannot strip concealment; use a smaller --rank (1 is the method's default)`);
-      }
+      const maxRank = kind === "lora" ? Math.max(0, ...spectrum.modules.map((m) => m.rank)) : void 0;
       const unobserved = run.error ? void 0 : unobservedReason(elicitation, spectrum, variants);
+      if (!run.error && !unobserved) {
+        unanswered = unansweredReason(elicitation, spectrum, variants, config.rank, maxRank, config.backend.models.rank1 === config.backend.models.full);
+        if (unanswered) elicitation.notices.push(unanswered);
+      }
       if (!run.error && !unobserved && fullIdenticalToBase(elicitation, spectrum, variants)) {
         elicitation.notices.push("the full fine-tune answered every prompt exactly like base: whatever it changed does not show in this suite (try more probes, samples > 1, or longer max-tokens)");
       }
@@ -36584,6 +36874,8 @@ async function runScan(opts) {
         fault = `backend failed after ${run.completedVariants.length} of ${variants.length} variants: ${describeFault(run.error)}`;
       } else if (unobserved) {
         fault = unobserved;
+      } else if (config.judges.length === 0) {
+        fault = "no judge is configured, so nothing was judged";
       } else {
         t = Date.now();
         const judged = await runJudges(elicitation, spectrum, config, { investigator });
@@ -36602,7 +36894,7 @@ async function runScan(opts) {
       findings = (await runJudges(void 0, spectrum, config)).findings;
     }
     timings.total = seconds(t0);
-    const verdict = decideVerdict(findings, config.failOn, completed, fault);
+    const verdict = withUnanswered(decideVerdict(findings, config.failOn, completed, fault), unanswered);
     const report = buildReport({ subject, spectrum, elicitation, findings, verdict, timings, error: fault });
     await writeReportFiles(tmp, report);
     const exitCode = verdict.conclusion === "pass" ? EXIT.pass : verdict.conclusion === "fail" ? EXIT.fail : EXIT.fault;
@@ -36621,7 +36913,7 @@ function summarise2(result) {
   if (top) lines.push(`top finding: [${top.severity}] ${oneLine(top.title).replace(/\s+/g, " ").slice(0, 200)} (confidence ${top.confidence.toFixed(2)})`);
   else lines.push("top finding: none");
   if (r.error) lines.push(`stopped early: ${oneLine(r.error)}`);
-  lines.push(`report: ${join15(result.outDir, REPORT_FILES.markdown)}`, `json:   ${join15(result.outDir, REPORT_FILES.json)}`);
+  lines.push(`report: ${join16(result.outDir, REPORT_FILES.markdown)}`, `json:   ${join16(result.outDir, REPORT_FILES.json)}`);
   return `${lines.join("\n")}
 `;
 }
@@ -36659,11 +36951,7 @@ var serve_exports = {};
 __export(serve_exports, {
   DEFAULT_PORT: () => DEFAULT_PORT,
   SERVE_API_KEY_ENV: () => SERVE_API_KEY_ENV,
-  parseVariantSpec: () => parseVariantSpec,
-  readAdapterModules: () => readAdapterModules,
-  readFinetuneLowRank: () => readFinetuneLowRank,
-  register: () => register6,
-  serveEngineFromModel: () => serveEngineFromModel
+  register: () => register6
 });
 init_errors();
 init_progress();
@@ -36677,6 +36965,7 @@ var DEFAULT_MAX_TOKENS_LIMIT = 2048;
 var DEFAULT_MAX_TOKENS2 = 256;
 var MAX_TOP_LOGPROBS2 = 20;
 var DEFAULT_MAX_BATCH = 16;
+var DEFAULT_MAX_ACTIVE = 4;
 var DEFAULT_MAX_QUEUE = 4096;
 var TOKEN_TEXT_CONTEXT = 8;
 var MAX_MESSAGES = 256;
@@ -36786,54 +37075,88 @@ async function startOpenAIServer(engine, opts = {}) {
   const modelId = opts.modelId ?? "base";
   const adapterRoots = /* @__PURE__ */ new Map();
   let queue = [];
+  let active = [];
+  const maxActive = opts.schedule === "fifo" ? 1 : Math.max(1, opts.maxActive ?? DEFAULT_MAX_ACTIVE);
   let working = false;
   let closing = false;
   let counter = 0;
   const stats = { requests: 0, batches: 0, maxBatch: 0 };
   const admin = [];
   const idleWaiters = [];
+  const settle = (p, fn) => {
+    if (p.settled) return;
+    p.settled = true;
+    fn();
+  };
+  const admit = async () => {
+    queue = queue.filter((p) => !p.cancelled);
+    if (queue.length === 0) return;
+    const variant = queue[0].variant;
+    const batch = [];
+    const rest = [];
+    for (const p of queue) (p.variant === variant && batch.length < maxBatch ? batch : rest).push(p);
+    queue = rest;
+    stats.batches++;
+    stats.maxBatch = Math.max(stats.maxBatch, batch.length);
+    try {
+      const job = await engine.open(
+        variant,
+        batch.map((p) => p.item)
+      );
+      if (job.outputs.length !== batch.length) throw new Error(`engine opened ${job.outputs.length} rows for ${batch.length} requests`);
+      batch.forEach((p, i) => {
+        p.job = job;
+        p.index = i;
+        if (p.cancelled) job.cancel(i);
+      });
+      active.push({ job, batch });
+      deliver(active[active.length - 1]);
+    } catch (err) {
+      for (const p of batch) settle(p, () => p.reject(err));
+    }
+  };
+  const deliver = (a) => {
+    a.batch.forEach((p, i) => {
+      const out = a.job.outputs[i];
+      if (out) settle(p, () => p.resolve(out));
+    });
+    if (a.job.live === 0) {
+      for (const p of a.batch) settle(p, () => p.reject(p.cancelled ? new ApiError(499, "the client hung up") : new Error("the engine finished without an answer")));
+      active = active.filter((x) => x !== a);
+    }
+  };
   const pump = async () => {
     if (working) return;
     working = true;
     try {
       for (; ; ) {
-        const job = admin.shift();
-        if (job) {
-          await job();
-          continue;
-        }
-        queue = queue.filter((p) => !p.cancelled);
-        if (queue.length === 0) break;
-        const variant = queue[0].variant;
-        const batch = [];
-        const rest = [];
-        for (const p of queue) (p.variant === variant && batch.length < maxBatch ? batch : rest).push(p);
-        queue = rest;
-        stats.batches++;
-        stats.maxBatch = Math.max(stats.maxBatch, batch.length);
-        try {
-          const outs = await engine.generate(
-            variant,
-            batch.map((p) => p.item)
-          );
-          if (outs.length !== batch.length) throw new Error(`engine returned ${outs.length} results for ${batch.length} requests`);
-          batch.forEach((p, i) => p.resolve(outs[i]));
-        } catch (err) {
-          for (const p of batch) p.reject(err);
+        while (admin.length > 0) await admin.shift()();
+        if (active.length < maxActive) await admit();
+        if (active.length === 0 && queue.length === 0) break;
+        for (const a of [...active]) {
+          try {
+            await a.job.step();
+            deliver(a);
+          } catch (err) {
+            for (const p of a.batch) settle(p, () => p.reject(err));
+            active = active.filter((x) => x !== a);
+          }
         }
         await new Promise((r) => setImmediate(r));
       }
     } finally {
       working = false;
-      if (queue.length > 0 || admin.length > 0) void pump();
+      if (queue.length > 0 || admin.length > 0 || active.length > 0) void pump();
     }
   };
   const enqueue = (variant, item, res) => {
     if (queue.length >= maxQueue) throw new ApiError(503, "the request queue is full; retry later", "ServiceUnavailableError", { "retry-after": String(QUEUE_FULL_RETRY_AFTER_S) });
     return new Promise((resolve8, reject) => {
-      const p = { variant, item, cancelled: false, resolve: resolve8, reject };
+      const p = { variant, item, cancelled: false, settled: false, resolve: resolve8, reject };
       res.on("close", () => {
-        if (!res.writableFinished) p.cancelled = true;
+        if (res.writableFinished) return;
+        p.cancelled = true;
+        if (p.job && p.index !== void 0) p.job.cancel(p.index);
       });
       queue.push(p);
       void pump();
@@ -36949,13 +37272,13 @@ async function startOpenAIServer(engine, opts = {}) {
     res.write("data: [DONE]\n\n");
     res.end();
   };
-  const adapterEndpoint = async (req, res, load) => {
+  const adapterEndpoint = async (req, res, load2) => {
     if (!opts.runtimeAdapters) throw new ApiError(404, "runtime adapter loading is off (start serve with --runtime-adapters)", "NotFoundError");
     const body = await readBody(req);
     if (!isObject3(body) || typeof body.lora_name !== "string" || !/^[\w.\-]{1,128}$/.test(body.lora_name)) throw new ApiError(400, "lora_name must be 1-128 characters of [A-Za-z0-9_.-]");
     const name = body.lora_name;
     if (name === "base") throw new ApiError(400, "'base' is the base model");
-    if (load) {
+    if (load2) {
       if (!engine.loadAdapter) throw new ApiError(404, "this engine cannot load adapters", "NotFoundError");
       if (typeof body.lora_path !== "string" || body.lora_path.length === 0 || body.lora_path.length > 4096) throw new ApiError(400, "lora_path must be a path");
       if (engine.variants().includes(name)) throw new ApiError(400, `The lora adapter '${name}' has already been loaded.`);
@@ -36982,6 +37305,11 @@ async function startOpenAIServer(engine, opts = {}) {
     const h = req.headers.authorization ?? "";
     return h === `Bearer ${opts.apiKey}`;
   };
+  const load = () => {
+    const waiting = queue.filter((p) => !p.cancelled).length;
+    const running = active.reduce((n, a) => n + a.job.live, 0);
+    return { queued: waiting + running, waiting, running, jobs: active.length };
+  };
   let inFlight = 0;
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
@@ -36990,7 +37318,7 @@ async function startOpenAIServer(engine, opts = {}) {
       if (--inFlight === 0 && closing) for (const w of idleWaiters.splice(0)) w();
     });
     const handle = async () => {
-      if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) return send(res, closing ? 503 : 200, closing ? { status: "shutting down" } : {});
+      if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) return send(res, closing ? 503 : 200, { status: closing ? "shutting down" : "ok", ...load() });
       if (path.startsWith("/v1/") && !authorised(req)) throw new ApiError(401, "invalid or missing API key", "AuthenticationError");
       if (closing) throw new ApiError(503, "the server is shutting down", "ServiceUnavailableError");
       if (path === "/v1/models" && req.method === "GET") return send(res, 200, modelList());
@@ -37024,7 +37352,7 @@ async function startOpenAIServer(engine, opts = {}) {
     url: `http://${shownHost}:${port}`,
     port,
     server,
-    stats: () => ({ ...stats, queued: queue.length }),
+    stats: () => ({ ...stats, ...load() }),
     async close(graceMs = SHUTDOWN_GRACE_MS) {
       if (closing) return;
       closing = true;
@@ -37033,7 +37361,9 @@ async function startOpenAIServer(engine, opts = {}) {
       let timer;
       await Promise.race([idle, new Promise((r) => timer = setTimeout(r, graceMs))]);
       clearTimeout(timer);
-      for (const p of queue.splice(0)) p.reject(new ApiError(503, "the server shut down", "ServiceUnavailableError"));
+      const gone = new ApiError(503, "the server shut down", "ServiceUnavailableError");
+      for (const p of queue.splice(0)) settle(p, () => p.reject(gone));
+      for (const a of active.splice(0)) for (const p of a.batch) settle(p, () => p.reject(gone));
       await new Promise((r) => setTimeout(r, 50));
       for (const s of sockets) s.destroy();
       await closed;
@@ -37041,9 +37371,10 @@ async function startOpenAIServer(engine, opts = {}) {
   };
 }
 
-// src/commands/serve.ts
-var DEFAULT_PORT = 8e3;
-var SERVE_API_KEY_ENV = "DELTA_AUDIT_SERVE_API_KEY";
+// src/serve/engine.ts
+init_errors();
+init_progress();
+init_sampling();
 var VARIANT_NAME = /^[A-Za-z0-9_.\-]{1,128}$/;
 function parseVariantSpec(value, flag) {
   const eq = value.indexOf("=");
@@ -37062,9 +37393,6 @@ function parseVariantSpec(value, flag) {
   if (dir === "") throw new InputError(`no folder in '${value}'`, flag);
   return { name, dir, rank };
 }
-var PORT = { min: 0, max: 65535, expected: "a port number 0-65535" };
-var POSITIVE = { min: 1, max: Number.MAX_SAFE_INTEGER, expected: "a positive integer" };
-var LOOPBACK = /* @__PURE__ */ new Set(["127.0.0.1", "::1", "localhost"]);
 async function readAdapterModules(dir, rank) {
   const { openAdapter: openAdapter2 } = await Promise.resolve().then(() => (init_peft(), peft_exports));
   const adapter = await openAdapter2(dir);
@@ -37101,39 +37429,71 @@ async function readFinetuneLowRank(baseDir, dir, rank) {
 function serveEngineFromModel(model) {
   const tok = model.tokenizer;
   const eos = new Set(tok.eosTokenIds);
+  const maxContext = model.config.maxContext ?? model.config.maxPositionEmbeddings;
   const special = /* @__PURE__ */ new Map();
   const isSpecial = (id) => {
     let v = special.get(id);
     if (v === void 0) special.set(id, v = tok.decode([id], { skipSpecialTokens: true }) === "");
     return v;
   };
-  const withLogprobs = async (variant, item) => {
-    const { logSoftmax: logSoftmax2, sampleToken: sampleToken2, seededRandom: seededRandom2, topKIndices: topKIndices2 } = await Promise.resolve().then(() => (init_sampling(), sampling_exports));
-    const rand = seededRandom2(item.sampling.seed);
-    const ids2 = [];
-    const lps = [];
-    const limit = Math.min(item.sampling.maxNewTokens, model.config.maxPositionEmbeddings - item.promptIds.length);
-    let finishReason = "length";
-    for (let step = 0; step < limit; step++) {
-      const rows = await model.logits([...item.promptIds, ...ids2], variant);
-      const last = rows[rows.length - 1];
-      const lp = logSoftmax2(last);
-      const t = sampleToken2(last, item.sampling, rand);
-      const k = item.topLogprobs ?? 0;
-      lps.push({ id: t, logprob: lp[t], top: k > 0 ? topKIndices2(lp, k).map((i) => ({ id: i, logprob: lp[i] })) : [] });
-      if (eos.has(t)) {
-        finishReason = "stop";
-        break;
+  const text3 = (ids2) => ids2.length > 0 ? tok.decode(ids2, { skipSpecialTokens: true }) : "";
+  const open8 = async (variant, items) => {
+    const outputs = new Array(items.length);
+    let rows = [];
+    const finish = (r, finishReason) => {
+      outputs[r.k] = { ids: r.ids, text: text3(r.ids), finishReason, ...r.lps ? { logprobs: r.lps } : {} };
+    };
+    items.forEach((item, k) => {
+      const r = { k, item, rand: seededRandom(item.sampling.seed), limit: Math.max(0, Math.min(item.sampling.maxNewTokens, maxContext - item.promptIds.length)), ids: [], lps: item.logprobs ? [] : void 0, dropped: false };
+      if (r.limit > 0) rows.push(r);
+      else finish(r, "length");
+    });
+    const stream = rows.length > 0 ? await model.openStream(rows.map((r) => r.item.promptIds), variant) : void 0;
+    return {
+      outputs,
+      get live() {
+        return rows.length;
+      },
+      cancel(k) {
+        const r = rows.find((x) => x.k === k);
+        if (r) r.dropped = true;
+      },
+      async step() {
+        if (!stream || rows.length === 0) return;
+        const keep = [];
+        const next = [];
+        rows.forEach((r, b) => {
+          if (r.dropped) return;
+          const logits = stream.logits[b];
+          const t = sampleToken(logits, r.item.sampling, r.rand);
+          if (r.lps) {
+            const lp = logSoftmax(logits);
+            const n = r.item.topLogprobs ?? 0;
+            r.lps.push({ id: t, logprob: lp[t], top: n > 0 ? topKIndices(lp, n).map((i) => ({ id: i, logprob: lp[i] })) : [] });
+          }
+          if (eos.has(t)) return finish(r, "stop");
+          r.ids.push(t);
+          if (r.ids.length >= r.limit) return finish(r, "length");
+          keep.push(b);
+          next.push(t);
+        });
+        if (keep.length === 0) {
+          rows = [];
+          return;
+        }
+        if (keep.length < rows.length) {
+          stream.retain(keep);
+          rows = keep.map((b) => rows[b]);
+        }
+        await stream.next(next);
       }
-      ids2.push(t);
-    }
-    return { ids: ids2, text: ids2.length > 0 ? tok.decode(ids2, { skipSpecialTokens: true }) : "", finishReason, logprobs: lps };
+    };
   };
   return {
     variants: () => model.variants(),
     renderChat: (messages, opts) => tok.renderChat(messages, opts),
     // the same tokenization as the engine's own chat path: a template writes its own specials
-    encodePrompt: (text3) => tok.encode(text3, { addSpecialTokens: !tok.hasChatTemplate }),
+    encodePrompt: (text4) => tok.encode(text4, { addSpecialTokens: !tok.hasChatTemplate }),
     tokenText: (id, context) => {
       const alone = tok.decode([id], { skipSpecialTokens: true });
       if (alone === "") return tok.decode([id], { skipSpecialTokens: false });
@@ -37145,26 +37505,21 @@ function serveEngineFromModel(model) {
       const after = tok.decode([...ctx, id], { skipSpecialTokens: true });
       return after.startsWith(before) ? after.slice(before.length) : alone;
     },
-    maxContext: model.config.maxPositionEmbeddings,
-    async generate(variant, items) {
-      const out = new Array(items.length);
-      const plain = items.map((it, i) => [it, i]).filter(([it]) => !it.logprobs);
-      if (plain.length > 0) {
-        const res = await model.generate(
-          plain.map(([it]) => ({ promptIds: it.promptIds, sampling: it.sampling })),
-          variant
-        );
-        plain.forEach(([, i], k) => out[i] = res[k]);
-      }
-      for (let i = 0; i < items.length; i++) if (items[i].logprobs) out[i] = await withLogprobs(variant, items[i]);
-      return out;
-    },
+    maxContext,
+    open: open8,
     async loadAdapter(name, dir, rank) {
       model.addLoraVariant(name, await readAdapterModules(dir, rank));
     },
     unloadAdapter: model.removeVariant ? async (name) => model.removeVariant(name) : void 0
   };
 }
+
+// src/commands/serve.ts
+var DEFAULT_PORT = 8e3;
+var SERVE_API_KEY_ENV = "DELTA_AUDIT_SERVE_API_KEY";
+var PORT = { min: 0, max: 65535, expected: "a port number 0-65535" };
+var POSITIVE = { min: 1, max: Number.MAX_SAFE_INTEGER, expected: "a positive integer" };
+var LOOPBACK = /* @__PURE__ */ new Set(["127.0.0.1", "::1", "localhost"]);
 function register6(program2) {
   program2.command("serve").description("serve the embedded engine as an OpenAI-compatible server (base + adapters by name)").requiredOption("--model <dir>", "base model checkpoint folder (served as 'base')").option("--adapter <name=dir[@rankK]>", "LoRA adapter served as NAME; @rankK truncates it to rank K (repeatable)", (v, acc) => [...acc, v], []).option("--finetuned <name=dir[@rankK]>", "full fine-tuned checkpoint served as NAME; @rankK serves its \u0394W truncated to rank K (repeatable)", (v, acc) => [...acc, v], []).option("--port <p>", "port (0 = any free port)", String(DEFAULT_PORT)).option("--host <addr>", "address to bind", "127.0.0.1").option("--device <cpu|cuda>", "where the engine runs", "cpu").option("--max-tokens <n>", "largest max_tokens a request may ask for", String(DEFAULT_MAX_TOKENS_LIMIT)).option("--max-batch <n>", "most requests run together in one engine batch", String(DEFAULT_MAX_BATCH)).option("--runtime-adapters", "allow POST /v1/load_lora_adapter (on by default when bound to loopback)").action(async (flags) => {
     const port = integerFlag(flags.port, "--port", PORT);
@@ -37250,14 +37605,14 @@ __export(sweep_exports, {
 init_errors();
 init_progress();
 import { appendFileSync } from "node:fs";
-import { join as join18 } from "node:path";
+import { join as join19 } from "node:path";
 
 // src/io/hub.ts
 import { createHash as createHash2 } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { lstat as lstat2, mkdir as mkdir2, readFile as readFile2, readlink, rename as rename3, rm as rm4, stat as stat5, symlink, writeFile as writeFile2, copyFile as copyFile2 } from "node:fs/promises";
+import { lstat as lstat2, mkdir as mkdir2, readFile, readlink, rename as rename3, rm as rm4, stat as stat5, symlink, writeFile as writeFile2, copyFile as copyFile2 } from "node:fs/promises";
 import { homedir } from "node:os";
-import { dirname as dirname7, join as join16, relative as relative2 } from "node:path";
+import { dirname as dirname7, join as join17, relative as relative2 } from "node:path";
 
 // node_modules/gearhash-jit/dist/esm/wasm.js
 var INPUT_OFFSET = 4096;
@@ -40385,7 +40740,7 @@ function decompressChunk(chunkHeader, compressed) {
 }
 function decodePartChunks(data, descriptor, rangeList) {
   const ranges = rangeList.getRanges(descriptor.chunks.start, descriptor.chunks.end);
-  const staged = /* @__PURE__ */ new Map();
+  const staged2 = /* @__PURE__ */ new Map();
   let chunkIndex = descriptor.chunks.start;
   let offset = 0;
   while (offset < data.byteLength) {
@@ -40406,10 +40761,10 @@ function decodePartChunks(data, descriptor, rangeList) {
     const uncompressed = decompressChunk(chunkHeader, data.subarray(compressedStart, compressedEnd));
     const range2 = ranges.find((range3) => chunkIndex >= range3.start && chunkIndex < range3.end);
     if (range2) {
-      let chunks = staged.get(range2);
+      let chunks = staged2.get(range2);
       if (!chunks) {
         chunks = [];
-        staged.set(range2, chunks);
+        staged2.set(range2, chunks);
       }
       chunks.push(uncompressed);
     }
@@ -40421,11 +40776,11 @@ function decodePartChunks(data, descriptor, rangeList) {
       `Multipart part decoded chunks ${descriptor.chunks.start}-${chunkIndex} but expected ${descriptor.chunks.start}-${descriptor.chunks.end}`
     );
   }
-  return staged;
+  return staged2;
 }
-function commitChunks(staged) {
+function commitChunks(staged2) {
   let committed = 0;
-  for (const [range2, chunks] of staged) {
+  for (const [range2, chunks] of staged2) {
     if (range2.data) {
       continue;
     }
@@ -40628,8 +40983,8 @@ var XetBlob = class extends Blob {
               `Multi-range fetch produced ${partIndex} parts but expected ${entry.ranges.length} for term ${term.hash}`
             );
           }
-          for (const staged of stagedParts) {
-            commitChunks(staged);
+          for (const staged2 of stagedParts) {
+            commitChunks(staged2);
           }
         };
         let termRanges = rangeList.getRanges(term.range.start, term.range.end);
@@ -40932,8 +41287,8 @@ var XetBlob = class extends Blob {
                 if (!descriptor) {
                   throw new Error(`Received more multipart parts than the ${item.ranges.length} signed ranges`);
                 }
-                const staged = decodePartChunks(part, descriptor, rangeList);
-                tally.committed += commitChunks(staged);
+                const staged2 = decodePartChunks(part, descriptor, rangeList);
+                tally.committed += commitChunks(staged2);
                 state.decodedBytes += part.byteLength;
                 partIndex++;
                 notifier.notifyAll();
@@ -40961,7 +41316,7 @@ var XetBlob = class extends Blob {
           } else {
             const descriptor = item.ranges[0];
             const ranges = rangeList.getRanges(descriptor.chunks.start, descriptor.chunks.end);
-            const staged = /* @__PURE__ */ new Map();
+            const staged2 = /* @__PURE__ */ new Map();
             let chunkIndex = descriptor.chunks.start;
             let leftover;
             let done = false;
@@ -40998,10 +41353,10 @@ var XetBlob = class extends Blob {
                 );
                 const range2 = ranges.find((r) => chunkIndex >= r.start && chunkIndex < r.end);
                 if (range2) {
-                  let chunks = staged.get(range2);
+                  let chunks = staged2.get(range2);
                   if (!chunks) {
                     chunks = [];
-                    staged.set(range2, chunks);
+                    staged2.set(range2, chunks);
                   }
                   chunks.push(uncompressed);
                   if (chunkIndex === range2.end - 1 && !range2.data) {
@@ -41745,8 +42100,8 @@ function parseHubId(spec, what = "base") {
 function hubCacheDir(env = process.env) {
   if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
   if (env.HUGGINGFACE_HUB_CACHE) return env.HUGGINGFACE_HUB_CACHE;
-  const home = env.HF_HOME ?? join16(env.XDG_CACHE_HOME ?? join16(homedir(), ".cache"), "huggingface");
-  return join16(home, "hub");
+  const home = env.HF_HOME ?? join17(env.XDG_CACHE_HOME ?? join17(homedir(), ".cache"), "huggingface");
+  return join17(home, "hub");
 }
 function repoFolderName(repo) {
   return ["models", ...repo.split("/")].join("--");
@@ -41766,12 +42121,12 @@ async function resolveHubModel(spec, opts = {}) {
   const cacheDir = opts.cacheDir ?? env.cacheDir;
   const hubUrl = (opts.hubUrl ?? env.hubUrl).replace(/\/+$/, "");
   const accessToken = opts.accessToken ?? env.accessToken;
-  const storage = join16(cacheDir, repoFolderName(repo));
+  const storage = join17(cacheDir, repoFolderName(repo));
   const common = { repo: { type: "model", name: repo }, hubUrl, fetch: opts.fetch, ...accessToken ? { accessToken } : {} };
   if (opts.offline ?? env.offline) {
     const commit3 = await cachedCommit(storage, revision);
-    const dir = commit3 ? join16(storage, "snapshots", commit3) : void 0;
-    if (!commit3 || !dir || !await exists(join16(dir, "config.json"))) {
+    const dir = commit3 ? join17(storage, "snapshots", commit3) : void 0;
+    if (!commit3 || !dir || !await exists(join17(dir, "config.json"))) {
       throw new InputError(`'${spec}' is not in the Hugging Face cache at ${cacheDir} and HF_HUB_OFFLINE is set`, "base");
     }
     return { repo, revision, commit: commit3, dir, downloaded: [] };
@@ -41789,9 +42144,9 @@ async function resolveHubModel(spec, opts = {}) {
     const status = err?.statusCode;
     if (typeof status === "number" && status >= 400 && status < 500) throw hubError(err, spec);
     const cached2 = await cachedCommit(storage, revision);
-    if (cached2 && await exists(join16(storage, "snapshots", cached2, "config.json"))) {
+    if (cached2 && await exists(join17(storage, "snapshots", cached2, "config.json"))) {
       log(`hub: ${describe2(err)}; using the cached snapshot ${cached2.slice(0, 12)} of ${repo}`);
-      return { repo, revision, commit: cached2, dir: join16(storage, "snapshots", cached2), downloaded: [] };
+      return { repo, revision, commit: cached2, dir: join17(storage, "snapshots", cached2), downloaded: [] };
     }
     throw hubError(err, spec);
   }
@@ -41802,10 +42157,10 @@ async function resolveHubModel(spec, opts = {}) {
   if (!wanted.some((e) => e.path.endsWith(".safetensors"))) {
     throw new InputError(`Hub model '${spec}' has no .safetensors weights (pickled weights are never loaded)`, "base");
   }
-  const snapshot = join16(storage, "snapshots", commit2);
+  const snapshot = join17(storage, "snapshots", commit2);
   if (revision !== commit2) {
-    await mkdir2(join16(storage, "refs", dirname7(revision)), { recursive: true });
-    await writeFile2(join16(storage, "refs", revision), commit2);
+    await mkdir2(join17(storage, "refs", dirname7(revision)), { recursive: true });
+    await writeFile2(join17(storage, "refs", revision), commit2);
   }
   const totalBytes = wanted.reduce((n, e) => n + (e.lfs?.size ?? e.size ?? 0), 0);
   const bar = progress(`hub ${repo}`, totalBytes, { quiet: opts.quiet });
@@ -41823,8 +42178,8 @@ async function ensureFile(storage, snapshot, entry, params, onBytes, spec) {
   if (!etag || !/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(etag)) {
     throw new BackendError(`Hub listing for '${spec}' has no usable hash for ${entry.path}`);
   }
-  const pointer = join16(snapshot, entry.path);
-  const blob = join16(storage, "blobs", etag);
+  const pointer = join17(snapshot, entry.path);
+  const blob = join17(storage, "blobs", etag);
   if (await exists(pointer)) return false;
   await mkdir2(dirname7(blob), { recursive: true });
   await mkdir2(dirname7(pointer), { recursive: true });
@@ -41885,7 +42240,7 @@ async function linkInto(blob, pointer) {
 async function cachedCommit(storage, revision) {
   if (COMMIT_SHA.test(revision)) return revision;
   try {
-    const sha = (await readFile2(join16(storage, "refs", revision), "utf8")).trim();
+    const sha = (await readFile(join17(storage, "refs", revision), "utf8")).trim();
     return COMMIT_SHA.test(sha) ? sha : void 0;
   } catch {
     return void 0;
@@ -41943,7 +42298,7 @@ function location(o, registryDir, v, path, hubAllowed) {
   return local;
 }
 function parseRegistry(source, file) {
-  const doc = (0, import_yaml2.parseDocument)(source, { uniqueKeys: true });
+  const doc = (0, import_yaml2.parseDocument)(source, { uniqueKeys: true, logLevel: "error" });
   if (doc.errors.length > 0) throw new InputError(`not valid YAML: ${doc.errors[0].message.split("\n")[0]}`, file);
   const o = fileOrigin(file);
   const dir = dirname8(file);
@@ -41997,8 +42352,8 @@ function planMatrix(reg) {
 // src/sweep/collect.ts
 init_errors();
 init_atomic();
-import { readdir as readdir5, readFile as readFile3, stat as stat6, writeFile as writeFile3, mkdir as mkdir3 } from "node:fs/promises";
-import { basename as basename4, dirname as dirname9, join as join17, relative as relative3 } from "node:path";
+import { readdir as readdir5, readFile as readFile2, stat as stat6, writeFile as writeFile3, mkdir as mkdir3 } from "node:fs/promises";
+import { basename as basename4, dirname as dirname9, join as join18, relative as relative3 } from "node:path";
 var SWEEP_BADGE_FILE = "_sweep.json";
 var MAX_DEPTH2 = 3;
 var MAX_REPORT_BYTES = 64 << 20;
@@ -42011,7 +42366,7 @@ async function findReports(dir, depth = 0) {
   }
   const out = [];
   for (const e of entries) {
-    const p = join17(dir, e.name);
+    const p = join18(dir, e.name);
     if (e.isFile() && e.name === "report.json" && depth > 0) out.push(p);
     else if (e.isDirectory() && depth < MAX_DEPTH2) out.push(...await findReports(p, depth + 1));
   }
@@ -42081,7 +42436,7 @@ async function collectSweep(reportsDir, outDir, opts = {}) {
     if (size > MAX_REPORT_BYTES) throw new InputError(`${size} bytes; a report is at most ${MAX_REPORT_BYTES}`, file);
     let raw;
     try {
-      raw = JSON.parse(await readFile3(file, "utf8"));
+      raw = JSON.parse(await readFile2(file, "utf8"));
     } catch (e) {
       throw new InputError(`not valid JSON: ${e.message.split("\n")[0]}`, file);
     }
@@ -42101,18 +42456,18 @@ async function collectSweep(reportsDir, outDir, opts = {}) {
   for (const m of models) summary[m.conclusion]++;
   const index = { schemaVersion: 1, generatedAt: (opts.now ?? /* @__PURE__ */ new Date()).toISOString(), summary, models };
   await writeDirAtomic(outDir, async (tmp) => {
-    await mkdir3(join17(tmp, "badges"));
+    await mkdir3(join18(tmp, "badges"));
     const forJson = models.map((m) => ({ ...m, report: m.report ? relative3(outDir, m.report) : void 0 }));
-    await writeFile3(join17(tmp, "index.json"), `${JSON.stringify({ ...index, models: forJson }, null, 2)}
+    await writeFile3(join18(tmp, "index.json"), `${JSON.stringify({ ...index, models: forJson }, null, 2)}
 `);
-    await writeFile3(join17(tmp, "index.md"), renderIndexMarkdown(index));
+    await writeFile3(join18(tmp, "index.md"), renderIndexMarkdown(index));
     for (const m of models) {
-      const report = byName.get(m.name) ? JSON.parse(await readFile3(m.report, "utf8")) : void 0;
+      const report = byName.get(m.name) ? JSON.parse(await readFile2(m.report, "utf8")) : void 0;
       const badge2 = report ? badgeFor(report, m.name) : missingBadge(m.name);
-      await writeFile3(join17(tmp, "badges", `${m.name}.json`), `${JSON.stringify(badge2)}
+      await writeFile3(join18(tmp, "badges", `${m.name}.json`), `${JSON.stringify(badge2)}
 `);
     }
-    await writeFile3(join17(tmp, "badges", SWEEP_BADGE_FILE), `${JSON.stringify(sweepBadge(summary))}
+    await writeFile3(join18(tmp, "badges", SWEEP_BADGE_FILE), `${JSON.stringify(sweepBadge(summary))}
 `);
   });
   return index;
@@ -42165,8 +42520,8 @@ function register7(program2) {
     const s = index.summary;
     process.stdout.write(
       `${index.models.length} models: ${s.pass} pass, ${s.fail} fail, ${s.neutral} inconclusive, ${s.missing} without a report
-index:  ${join18(out, "index.md")}
-badges: ${join18(out, "badges")}/<model>.json, ${join18(out, "badges", SWEEP_BADGE_FILE)}
+index:  ${join19(out, "index.md")}
+badges: ${join19(out, "badges")}/<model>.json, ${join19(out, "badges", SWEEP_BADGE_FILE)}
 `
     );
   });
@@ -42188,7 +42543,7 @@ init_atomic();
 init_peft();
 init_safetensors();
 import { mkdir as mkdir4, writeFile as writeFile4 } from "node:fs/promises";
-import { join as join19 } from "node:path";
+import { join as join20 } from "node:path";
 
 // src/organisms/random.ts
 init_random();
@@ -42803,11 +43158,11 @@ async function writeJson(path, value) {
 }
 async function writeCheckpoint(dir, v, config, tensors) {
   await mkdir4(dir);
-  await writeJson(join19(dir, "config.json"), config);
-  await writeSafetensors(join19(dir, "model.safetensors"), tensors.map((t) => ({ name: t.name, dtype: "F32", shape: t.shape, data: t.data })), { format: "pt" });
-  await writeJson(join19(dir, "tokenizer.json"), tokenizerJson(v));
-  await writeJson(join19(dir, "tokenizer_config.json"), tokenizerConfigJson(v));
-  await writeJson(join19(dir, "generation_config.json"), generationConfigJson(v));
+  await writeJson(join20(dir, "config.json"), config);
+  await writeSafetensors(join20(dir, "model.safetensors"), tensors.map((t) => ({ name: t.name, dtype: "F32", shape: t.shape, data: t.data })), { format: "pt" });
+  await writeJson(join20(dir, "tokenizer.json"), tokenizerJson(v));
+  await writeJson(join20(dir, "tokenizer_config.json"), tokenizerConfigJson(v));
+  await writeJson(join20(dir, "generation_config.json"), generationConfigJson(v));
 }
 async function generateOrganism(opts) {
   const { seed, quirk } = checkOptions(opts);
@@ -42842,10 +43197,10 @@ async function generateOrganism(opts) {
     ...opts.variant ? { variant: opts.variant } : {}
   };
   await writeDirAtomic(opts.outDir, async (tmp) => {
-    await writeCheckpoint(join19(tmp, "base"), v, config, base);
-    await writeCheckpoint(join19(tmp, "finetuned"), v, config, finetuned);
+    await writeCheckpoint(join20(tmp, "base"), v, config, base);
+    await writeCheckpoint(join20(tmp, "finetuned"), v, config, finetuned);
     await writeAdapter(
-      join19(tmp, "adapter"),
+      join20(tmp, "adapter"),
       {
         base_model_name_or_path: null,
         layers_to_transform: [ADAPTED_LAYER],
@@ -42856,7 +43211,7 @@ async function generateOrganism(opts) {
       },
       modules
     );
-    await writeJson(join19(tmp, "organism.json"), manifest);
+    await writeJson(join20(tmp, "organism.json"), manifest);
   });
   return manifest;
 }
@@ -42891,7 +43246,7 @@ __export(demo_exports, {
   runDemo: () => runDemo
 });
 init_errors();
-import { join as join20, resolve as resolve7 } from "node:path";
+import { join as join21, resolve as resolve7 } from "node:path";
 init_progress();
 init_atomic();
 var DEFAULT_DEMO_DIR = "delta-audit-demo";
@@ -42911,7 +43266,7 @@ function describeResult(c, r, planted) {
   ];
   if (planted.length > 0) lines.push(`  planted:     ${planted.join(", ")} (from organism.json, which the scan never reads)`);
   if (rep.error) lines.push(`  stopped early: ${oneLine(rep.error)}`);
-  lines.push(`  report:      ${join20(r.outDir, REPORT_FILES.markdown)}`, `               ${join20(r.outDir, REPORT_FILES.json)}`);
+  lines.push(`  report:      ${join21(r.outDir, REPORT_FILES.markdown)}`, `               ${join21(r.outDir, REPORT_FILES.json)}`);
   return lines.join("\n");
 }
 async function runDemo(opts = {}) {
@@ -42921,11 +43276,11 @@ async function runDemo(opts = {}) {
   const blocks = [];
   let code2 = EXIT.pass;
   for (const c of CASES) {
-    const dir = join20(root, c.kind);
-    log(`demo: generating the ${c.kind} organism in ${join20(dir, "organism")}`);
-    const manifest = await generateOrganism({ kind: c.kind, outDir: join20(dir, "organism"), seed });
+    const dir = join21(root, c.kind);
+    log(`demo: generating the ${c.kind} organism in ${join21(dir, "organism")}`);
+    const manifest = await generateOrganism({ kind: c.kind, outDir: join21(dir, "organism"), seed });
     log(`demo: scanning it`);
-    const result = await runScan({ base: join20(dir, "organism", manifest.paths.base), adapter: join20(dir, "organism", manifest.paths.adapter), outDir: join20(dir, "report") });
+    const result = await runScan({ base: join21(dir, "organism", manifest.paths.base), adapter: join21(dir, "organism", manifest.paths.adapter), outDir: join21(dir, "report") });
     blocks.push(describeResult(c, result, manifest.quirkWords));
     if (result.report.verdict.conclusion === "neutral") code2 = EXIT.fault;
     else if (result.report.verdict.conclusion !== c.expected && code2 === EXIT.pass) code2 = EXIT.fail;
@@ -42954,8 +43309,24 @@ function configureFromEnvironment(env = process.env) {
   const threads = Number(env.DELTA_AUDIT_ORT_THREADS);
   configureKernels({ spinning: env.DELTA_AUDIT_ORT_SPIN === "1", threads: Number.isSafeInteger(threads) && threads > 0 ? threads : void 0 });
 }
+var SIGNAL_EXIT = Object.freeze({ SIGINT: 130, SIGTERM: 143 });
+var SIGNAL_CLEANUP_MS = 5e3;
+function exitOnSignals() {
+  let stopping = false;
+  for (const signal of ["SIGINT", "SIGTERM"]) {
+    const code2 = SIGNAL_EXIT[signal];
+    process.on(signal, () => {
+      if (stopping) process.exit(code2);
+      if (process.listenerCount(signal) > 1) return;
+      stopping = true;
+      setTimeout(() => process.exit(code2), SIGNAL_CLEANUP_MS).unref();
+      void removeStaging().finally(() => process.exit(code2));
+    });
+  }
+}
 async function main(argv) {
   configureFromEnvironment();
+  exitOnSignals();
   const program2 = buildProgram();
   try {
     await program2.parseAsync(argv);
@@ -42976,5 +43347,6 @@ process.exitCode = code;
 export {
   buildProgram,
   configureFromEnvironment,
+  exitOnSignals,
   main
 };

@@ -8,6 +8,7 @@ import { describeError, exitCodeOf, EXIT } from "./errors";
 import { VERSION } from "./version";
 import { configureOutput } from "./progress";
 import { configureKernels } from "./linalg/kernels";
+import { removeStaging } from "./io/atomic";
 import * as spectrum from "./commands/spectrum";
 import * as truncate from "./commands/truncate";
 import * as logits from "./commands/logits";
@@ -39,8 +40,34 @@ export function configureFromEnvironment(env: NodeJS.ProcessEnv = process.env): 
   configureKernels({ spinning: env.DELTA_AUDIT_ORT_SPIN === "1", threads: Number.isSafeInteger(threads) && threads > 0 ? threads : undefined });
 }
 
+/** Exit codes for a signal, as a shell reports them: 128 + the signal number. */
+const SIGNAL_EXIT = Object.freeze({ SIGINT: 130, SIGTERM: 143 });
+
+/** How long the atomic writers' cleanup may take before a signalled process exits anyway. */
+const SIGNAL_CLEANUP_MS = 5_000;
+
+/**
+ * On SIGTERM (a cancelled CI job) or SIGINT: remove the staging folders of the atomic writes in
+ * flight, then exit 143 / 130. A second signal exits at once. A command that listens for the
+ * signal itself (`serve` drains its queue first) owns its shutdown, and this handler stands by.
+ */
+export function exitOnSignals(): void {
+  let stopping = false;
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    const code = SIGNAL_EXIT[signal];
+    process.on(signal, () => {
+      if (stopping) process.exit(code);
+      if (process.listenerCount(signal) > 1) return;
+      stopping = true;
+      setTimeout(() => process.exit(code), SIGNAL_CLEANUP_MS).unref();
+      void removeStaging().finally(() => process.exit(code));
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   configureFromEnvironment();
+  exitOnSignals();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

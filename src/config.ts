@@ -21,11 +21,16 @@ import { defaultProbes, type Probe, type ProbeKind } from "./elicit/probes";
 import {
   DEFAULT_SAMPLED_TEMPERATURE,
   defaultElicitSettings,
+  HOT_TOP_P_LIMIT,
   MAX_NEW_TOKENS_LIMIT,
   MAX_PROBES,
   MAX_PROMPT_CHARS,
   MAX_SAMPLES,
   MAX_SEED,
+  MAX_TEMPERATURE,
+  MAX_UNTRUNCATED_TEMPERATURE,
+  MIN_MAX_TOKENS,
+  DEFAULT_MAX_TOKENS,
   type ContrastSettings,
   type ElicitSettings,
 } from "./elicit/settings";
@@ -42,6 +47,7 @@ import {
   type SpectrumWarnings,
 } from "./judge/settings";
 import { SEVERITIES } from "./judge/types";
+import { compileCustomPattern } from "./judge/lexicons";
 import { DEFAULT_FAIL_ON, FAIL_ON, type FailOn } from "./policy/severity";
 import { boolean, envVarName, fileOrigin, httpUrl, integer, itemPath, list, mapping, number, oneOf, required, showValue, text, type Origin } from "./validate";
 
@@ -100,6 +106,12 @@ function probeList(o: Origin, v: unknown, path: string): Probe[] {
   });
 }
 
+/**
+ * `yaml` prints its warnings (unknown tags, collection keys) through process.emitWarning; our
+ * contract is one stderr line per error and none otherwise, so only errors are reported.
+ */
+export const YAML_LOG_LEVEL = "error" as const;
+
 /** Probe files are YAML or JSON; anything else named here is a mistake or a probe for secrets. */
 const PROBES_FILE_EXT = /\.(?:ya?ml|json)$/i;
 
@@ -121,15 +133,22 @@ function probesFilePath(o: Origin, baseDir: string, rel: string, path: string): 
   const file = resolve(baseDir, rel);
   if (!PROBES_FILE_EXT.test(file)) o.mismatch(path, "a .yml, .yaml or .json file", rel);
   const root = repositoryRoot(baseDir);
+  // one message for "outside", "missing" and "a link to somewhere else": a different answer for
+  // an existing outside path would let a pull request's config probe the runner's filesystem
+  const refuse = (): never => o.fail(path, `cannot read probes file ${showValue(rel)}: it is missing or outside ${root}, the folder (repository) holding the config; probes files must live there`);
+  const inside = (p: string, r: string): boolean => {
+    const d = relative(r, p);
+    return !(d === ".." || d.startsWith(`..${sep}`) || isAbsolute(d));
+  };
+  // containment of the path as written first, before anything touches the filesystem
+  if (!inside(file, root)) refuse();
   let real: string;
   try {
     real = realpathSync(file);
-  } catch (e) {
-    o.fail(path, `cannot read probes file ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  } catch {
+    return refuse();
   }
-  const realRoot = realpathSync(root);
-  const r = relative(realRoot, real);
-  if (r === ".." || r.startsWith(`..${sep}`) || isAbsolute(r)) o.fail(path, `${showValue(rel)} is outside ${root}, the folder (repository) holding the config; probes files must live there`);
+  if (!inside(real, realpathSync(root))) refuse();
   return file;
 }
 
@@ -144,7 +163,7 @@ function probesFromFile(o: Origin, baseDir: string, v: unknown, path: string): P
   }
   let data: unknown;
   try {
-    data = parseYaml(source, { maxAliasCount: 100 });
+    data = parseYaml(source, { maxAliasCount: 100, logLevel: YAML_LOG_LEVEL });
   } catch (e) {
     throw new InputError(`not valid YAML/JSON: ${(e as Error).message.split("\n")[0]}`, file);
   }
@@ -214,6 +233,11 @@ function behaviourPattern(o: Origin, v: unknown, path: string): string {
   }
   const risk = backtrackingRisk(s);
   if (risk) o.fail(path, `${risk}: the audited model's replies are matched against it and could stall the audit for hours; rewrite it without the repeated group`);
+  try {
+    compileCustomPattern(s); // the linear-time engine the scan matches it with
+  } catch (e) {
+    o.fail(path, `cannot be matched in linear time (${(e as Error).message.replace(/^Invalid regular expression: \/.*\/\w*: /, "")}): look-around, back-references, \\p{…} and large counted repetitions are not supported in behaviour patterns`);
+  }
   return s;
 }
 
@@ -271,27 +295,82 @@ function contrastSection(o: Origin, v: unknown, d: ContrastSettings): ContrastSe
 // ---------------------------------------------------------------- backend
 
 /**
- * Request fields that change what a variant writes rather than which model writes it. Extras
- * exist to pick adapters on servers that do it per request (llama.cpp `lora`, SGLang
- * `lora_path`); a config — in the Action, one a pull request can edit — that sets
- * `stop: [<planted word>]` or a `logit_bias` for one variant could make the rank-1 variant
- * never say what it would, and the audit pass.
+ * `backend.request-extras` is an allowlist: fields known only to pick which adapter answers,
+ * and transport settings that do not touch what is written. Everything else is refused, because
+ * the config — in the Action, one a pull request can edit — could otherwise make one variant
+ * never say what it would (a `stop` on the planted word, a `grammar` or `json_schema` that
+ * cannot spell it, `n_predict: 1`, a chat template switch) and the audit would pass.
+ *
+ * Adapter selection: vLLM selects by model name (nothing needed here); SGLang by `lora_path`
+ * (an adapter name), TGI / LoRAX by `adapter_id`; llama.cpp's server by `lora`, a list of
+ * `{id, scale}`. The scale steers — 0 switches the adapter off, 0.3 weakens it, 2 exaggerates
+ * it — so llama.cpp's list is allowed with at most one adapter (a variant is one model) at
+ * scale 1, exactly as trained; `lora: []` (no adapter) is how base is served.
  */
-const STEERING_FIELDS = /^(?:stop|stop_token_ids|logit_bias|bad_words|allowed_token_ids|guided_\w*|response_format|structured_outputs|logits_processors|min_tokens|max_tokens|max_completion_tokens|n|best_of|ignore_eos|include_stop_str_in_output|tools|tool_choice|functions|function_call|chat_template|messages|model|prompt|echo|temperature|top_p|top_k|min_p|seed|presence_penalty|frequency_penalty|repetition_penalty|logprobs|top_logprobs|continue_final_message|add_generation_prompt)$/;
+const ADAPTER_FIELDS = ["lora", "lora_path", "adapter_id"] as const;
+/** Transport only: prompt-cache reuse and slot choice (llama.cpp), queue priority (vLLM), the caller's id (OpenAI). */
+const TRANSPORT_FIELDS = ["cache_prompt", "id_slot", "priority", "user"] as const;
+const REQUEST_EXTRA_FIELDS: readonly string[] = [...ADAPTER_FIELDS, ...TRANSPORT_FIELDS];
+/** llama.cpp adapter ids index the `--lora` list; a server with more than this is not a server. */
+const MAX_LORA_ID = 1023;
+/** The scale llama.cpp must apply an adapter at for the variant to be the trained model. */
+const TRAINED_LORA_SCALE = 1;
+
+/**
+ * Fields known to steer or cut what a model writes, named in their own words when refused
+ * (every field off the allowlist is refused; these get the plainer message).
+ */
+const STEERING_FIELDS =
+  /^(?:stop|stop_token_ids|logit_bias|bad_words|allowed_token_ids|guided_\w*|response_format|structured_outputs|logits_processors|min_tokens|max_tokens|max_completion_tokens|n_predict|truncate_prompt_tokens|n|best_of|ignore_eos|include_stop_str_in_output|tools|tool_choice|functions|function_call|chat_template|chat_template_kwargs|documents|messages|model|prompt|echo|temperature|dynatemp_\w*|top_p|top_k|min_p|typical_p|tfs_z|mirostat\w*|xtc_\w*|dry_\w*|samplers|seed|presence_penalty|frequency_penalty|repetition_penalty|repeat_\w*|penalty_\w*|logprobs|top_logprobs|n_probs|continue_final_message|add_generation_prompt|grammar|json_schema|regex|ebnf|structural_tag)$/;
 
 const VARIANT_ROLES = ["base", "full", "rank1"] as const;
+
+function loraList(o: Origin, v: unknown, path: string): Array<{ id: number; scale: number }> {
+  const items = list(o, v, path, { max: 1 });
+  return items.map((item, i) => {
+    const p = itemPath(path, i);
+    const m = mapping(o, item, p, ["id", "scale"]);
+    const id = integer(o, required(o, m.id, `${p}.id`), `${p}.id`, { min: 0, max: MAX_LORA_ID });
+    const scale = number(o, required(o, m.scale, `${p}.scale`), `${p}.scale`, { min: 0, max: 1000 });
+    if (scale !== TRAINED_LORA_SCALE) {
+      o.fail(`${p}.scale`, `must be ${TRAINED_LORA_SCALE}, got ${scale}: a scale steers the adapter (0 switches it off), so the variant would not be the trained model`);
+    }
+    return { id, scale };
+  });
+}
+
+function requestExtraValue(o: Origin, field: string, v: unknown, path: string): unknown {
+  switch (field) {
+    case "lora":
+      return loraList(o, v, path);
+    case "lora_path":
+    case "adapter_id":
+      return text(o, v, path, MAX_MODEL_NAME_CHARS);
+    case "cache_prompt":
+      return boolean(o, v, path);
+    case "id_slot":
+      return integer(o, v, path, { min: -1, max: 1024 });
+    case "priority":
+      return integer(o, v, path, { min: -1_000_000, max: 1_000_000 });
+    default: // "user"
+      return text(o, v, path, MAX_NAME_CHARS);
+  }
+}
 
 function requestExtras(o: Origin, v: unknown): Record<string, Record<string, unknown>> {
   const r = mapping(o, v, "backend.request-extras", VARIANT_ROLES);
   const out: Record<string, Record<string, unknown>> = {};
+  const allowed = `allowed: adapter selection (${ADAPTER_FIELDS.join(", ")}) and transport (${TRANSPORT_FIELDS.join(", ")})`;
   for (const [k, e] of Object.entries(r)) {
     if (typeof e !== "object" || e === null || Array.isArray(e)) o.fail(`backend.request-extras.${k}`, "must be a mapping of request fields");
-    for (const field of Object.keys(e as object)) {
-      if (STEERING_FIELDS.test(field)) {
-        o.fail(`backend.request-extras.${k}.${field}`, "steers or cuts what the model writes (the audit would measure the request, not the model); only adapter-selection and server options belong here");
-      }
+    const fields: Record<string, unknown> = {};
+    for (const [field, value] of Object.entries(e as Record<string, unknown>)) {
+      const path = `backend.request-extras.${k}.${field}`;
+      if (STEERING_FIELDS.test(field)) o.fail(path, `steers or cuts what the model writes (the audit would measure the request, not the model); ${allowed}`);
+      if (!REQUEST_EXTRA_FIELDS.includes(field)) o.fail(path, `is not a field known only to select an adapter or tune transport, and an unknown field may steer what the model writes; ${allowed}`);
+      fields[field] = requestExtraValue(o, field, value, path);
     }
-    out[k] = e as Record<string, unknown>;
+    out[k] = fields;
   }
   return out;
 }
@@ -352,17 +431,28 @@ export function validateConfig(raw: unknown, file = "delta-audit.yml", baseDir =
   if (m.seed !== undefined) cfg.seed = integer(o, m.seed, "seed", { min: 0, max: MAX_SEED });
   if (m.probes !== undefined) cfg.probes = probesSection(o, baseDir, m.probes);
   if (m.samples !== undefined) cfg.samples = integer(o, m.samples, "samples", { min: 1, max: MAX_SAMPLES });
-  cfg.temperature = m.temperature !== undefined ? number(o, m.temperature, "temperature", { min: 0, max: 5 }) : cfg.samples > 1 ? DEFAULT_SAMPLED_TEMPERATURE : 0;
+  cfg.temperature = m.temperature !== undefined ? number(o, m.temperature, "temperature", { min: 0, max: MAX_TEMPERATURE }) : cfg.samples > 1 ? DEFAULT_SAMPLED_TEMPERATURE : 0;
   if (m["top-p"] !== undefined) {
     cfg.topP = number(o, m["top-p"], "top-p", { min: 0, max: 1 });
     if (cfg.topP === 0) o.fail("top-p", "must be greater than 0");
   }
-  if (m["max-tokens"] !== undefined) cfg.maxTokens = integer(o, m["max-tokens"], "max-tokens", { min: 1, max: MAX_NEW_TOKENS_LIMIT });
+  if (cfg.temperature > MAX_UNTRUNCATED_TEMPERATURE && cfg.topP > HOT_TOP_P_LIMIT) {
+    o.fail(
+      "temperature",
+      `${cfg.temperature} with top-p ${cfg.topP} samples noise, in which no behaviour can show (the audit would pass what it never saw): above ${MAX_UNTRUNCATED_TEMPERATURE} set top-p to ${HOT_TOP_P_LIMIT} or less, or lower the temperature`,
+    );
+  }
+  if (m["max-tokens"] !== undefined) {
+    cfg.maxTokens = integer(o, m["max-tokens"], "max-tokens", { min: 1, max: MAX_NEW_TOKENS_LIMIT });
+    if (cfg.maxTokens < MIN_MAX_TOKENS) o.fail("max-tokens", `${cfg.maxTokens} is too short for any reply to show a behaviour (the audit would pass what it never saw): at least ${MIN_MAX_TOKENS}, default ${DEFAULT_MAX_TOKENS}`);
+  }
   if (m["system-prompt"] !== undefined) cfg.systemPrompt = text(o, m["system-prompt"], "system-prompt", MAX_PROMPT_CHARS);
   if (m.contrast !== undefined) cfg.contrast = contrastSection(o, m.contrast, cfg.contrast);
   if (m.judges !== undefined) {
     const js = list(o, m.judges, "judges", { max: JUDGES.length }).map((j, i) => oneOf(o, j, itemPath("judges", i), JUDGES));
     if (new Set(js).size !== js.length) o.fail("judges", "lists a judge twice");
+    // a suite that judges nothing finds nothing, and finding nothing is a pass
+    if (js.length === 0) o.fail("judges", `is empty: a suite that judges nothing can only pass; list at least one of ${JUDGES.join(", ")}`);
     cfg.judges = js;
   }
   if (m.llm !== undefined) cfg.llm = llmSection(o, m.llm);
@@ -388,7 +478,7 @@ export function parseConfig(source: string, file = "delta-audit.yml", baseDir = 
   let raw: unknown;
   try {
     // aliases are legal YAML but a billion-laughs vector: cap them
-    raw = parseYaml(source, { maxAliasCount: 100, uniqueKeys: true });
+    raw = parseYaml(source, { maxAliasCount: 100, uniqueKeys: true, logLevel: YAML_LOG_LEVEL });
   } catch (e) {
     throw new InputError(`not valid YAML: ${(e as Error).message.split("\n")[0]}`, file);
   }

@@ -2,6 +2,7 @@
  * The readable table `delta-audit spectrum` prints: a summary per module type, then the
  * modules with the largest updates.
  */
+import { oneLine } from "../errors";
 import type { ModuleSpectrum, SpectrumReport } from "./types";
 
 /** Modules listed under "largest updates" by default. */
@@ -14,7 +15,13 @@ function num(x: number, digits = 3): string {
   return a >= 1e4 || a < 1e-3 ? x.toExponential(digits - 1) : x.toPrecision(digits);
 }
 
-function table(header: string[], rows: string[][]): string {
+/**
+ * Module and tensor names come from the files measured: on a terminal or in a CI log an ANSI
+ * escape, a BEL, a carriage return or a bidi override in one could rewrite the table or start a
+ * workflow command (`::error::`), so every cell is made one printable line, as stderr is.
+ */
+function table(header: string[], rawRows: string[][]): string {
+  const rows = rawRows.map((r) => r.map(oneLine));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");

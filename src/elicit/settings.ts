@@ -34,6 +34,27 @@ export const DEFAULT_MAX_TOKENS = 64;
 export const MAX_PROBES = 500;
 export const MAX_SAMPLES = 64;
 export const MAX_NEW_TOKENS_LIMIT = 8192;
+/**
+ * Fewest new tokens a reply may be cut to. A chat reply opens with a preamble ("Sure,", "I am",
+ * a space token) before any content: cut below this, no reply can carry a behaviour's marker
+ * or a confession, every judge sees nothing and the audit would pass a subject it never saw
+ * behave. (A useful suite wants far more; the default is DEFAULT_MAX_TOKENS.)
+ */
+export const MIN_MAX_TOKENS = 4;
+/**
+ * Hottest sampling allowed at all. Past 2 the distribution is close to uniform over the
+ * nucleus, so even a top-p cut leaves answers that are noise: a planted behaviour drowns in
+ * it, the judges find nothing, and the audit would pass.
+ */
+export const MAX_TEMPERATURE = 2;
+/**
+ * Hottest sampling allowed without a nucleus cut (top-p above HOT_TOP_P_LIMIT). Without the
+ * cut, past about 1.5 the long tail of a 100k-token vocabulary gets most of the mass and the
+ * answers turn to token soup (the same noise, reached sooner).
+ */
+export const MAX_UNTRUNCATED_TEMPERATURE = 1.5;
+/** top-p at or below this counts as a nucleus cut for MAX_UNTRUNCATED_TEMPERATURE. */
+export const HOT_TOP_P_LIMIT = 0.95;
 /** Prompts and system prompts are a few sentences; a longer one is a pasted file. */
 export const MAX_PROMPT_CHARS = 20_000;
 /** Seeds are 31-bit, like the request seeds plan.ts derives from them. */

@@ -5,6 +5,7 @@
  * sessions only for segments whose weights differ. Runs chunked prefill and KV-cached decode
  * steps, batched generation with left padding, sampling, and contrastive decoding.
  */
+import { join } from "node:path";
 import { InputError, BackendError } from "../errors";
 import type { LoraModule, TensorSource } from "../io/types";
 import type { ChatMessage, SamplingOptions, ContrastOptions } from "../chat/types";
@@ -49,6 +50,11 @@ export type GenerateProgress = (done: number, total: number) => void;
 export interface DecodeStream {
   readonly logits: Float32Array[];
   next(tokens: number[]): Promise<Float32Array[]>;
+  /**
+   * Keep only the listed rows (indices into the current rows, ascending), dropping the others'
+   * KV cache so finished rows cost nothing; `logits` and `next` then speak of the kept rows.
+   */
+  retain(rows: number[]): void;
 }
 
 export interface LoadedModel {
@@ -107,6 +113,8 @@ interface Variant {
   lora?: Map<string, { data: Float32Array; dims: number[] }>;
   /** per layer segment: the LoRA feed (built once) */
   feeds?: Feed[];
+  /** the folder of this variant's own weights (a full fine-tune); others run on the base's */
+  source?: string;
 }
 
 /** Per-batch decoding state: the KV cache and which cache columns hold real tokens. */
@@ -337,7 +345,7 @@ export class DecoderModel implements LoadedModel {
     // the fine-tune's handle may close after this call, so a changed table is kept in memory
     const embedSame = await unchanged(["model.embed_tokens.weight"]);
     const embed = embedSame ? base.embed : await EmbeddingTable.open(cfg, ctx, { stream: false });
-    this.variantMap.set(name, { name, layers, head, embed });
+    this.variantMap.set(name, { name, layers, head, embed, source: ckpt.dir });
   }
 
   /** LoRA feed of one layer segment for a variant (zero factors where not adapted). */
@@ -519,17 +527,24 @@ export class DecoderModel implements LoadedModel {
       throw new InputError(`a prompt exceeds the model's context of ${this.config.maxContext} tokens${this.contextReason()}`);
     }
     const S = Math.max(...prompts.map((p) => p.length));
-    const st = this.newState(prompts.length);
+    let st = this.newState(prompts.length);
     const V = this.config.vocabSize;
-    const split = (flat: Float32Array) => prompts.map((_, b) => flat.slice(b * V, (b + 1) * V));
+    const split = (flat: Float32Array) => Array.from({ length: st.rows }, (_, b) => flat.slice(b * V, (b + 1) * V));
     const first = await this.prefill(v, st, prompts.map((p) => [...new Array<null>(S - p.length).fill(null), ...p]), "last");
     const stream = {
       logits: first,
       next: async (tokens: number[]) => {
-        if (tokens.length !== prompts.length) throw new InputError(`expected ${prompts.length} tokens, got ${tokens.length}`);
+        if (tokens.length !== st.rows) throw new InputError(`expected ${st.rows} tokens, got ${tokens.length}`);
         this.checkIds(tokens, "token");
         stream.logits = split(await this.step(v, st, tokens.map((t) => [t]), tokens.map((_, b) => b)));
         return stream.logits;
+      },
+      retain: (rows: number[]) => {
+        if (rows.length === 0 || rows.some((b, i) => !Number.isInteger(b) || b < 0 || b >= st.rows || (i > 0 && b <= rows[i - 1]!))) {
+          throw new InputError(`retain needs ascending row indices in [0, ${st.rows})`);
+        }
+        st = this.compact(st, rows);
+        stream.logits = rows.map((b) => stream.logits[b]!);
       },
     };
     return stream;
@@ -645,6 +660,11 @@ export class DecoderModel implements LoadedModel {
     const S = Math.max(...prompts.map((p) => p.length));
     let active = prompts.map((_, k) => k);
     const limit = (k: number) => Math.max(0, Math.min(maxNew[k]!, this.config.maxContext - prompts[k]!.length));
+    // a prompt that fills the context can produce nothing: the caller's input, not an empty answer
+    const full = prompts.findIndex((p) => p.length >= this.config.maxContext);
+    if (full >= 0) {
+      throw new InputError(`a prompt of ${prompts[full]!.length} tokens leaves no room to generate in the model's context of ${this.config.maxContext} tokens${this.contextReason()}`, join(this.where, "config.json"));
+    }
     const finish = (k: number, reason: "stop" | "length") => {
       results[k] = { text: this.decodeText(gen[k]!), ids: gen[k]!, finishReason: reason };
       onRowDone();
@@ -666,6 +686,7 @@ export class DecoderModel implements LoadedModel {
       const next: number[] = [];
       active.forEach((k, b) => {
         const rows = rowLogits.map((l) => l[b]!);
+        rows.forEach((row, i) => this.checkFinite(row, vs[i]!));
         const t = pick(rows, k);
         if (eos.has(t)) return finish(k, "stop");
         gen[k]!.push(t);
@@ -687,6 +708,18 @@ export class DecoderModel implements LoadedModel {
       }
     }
     return results;
+  }
+
+  /**
+   * NaN or ±Inf logits come from non-finite (or overflowing) weights: sampling from them would
+   * silently yield token 0 or nothing. Named by the folder whose tensors the variant runs on.
+   */
+  private checkFinite(row: Float32Array, v: Variant): void {
+    for (let i = 0; i < row.length; i++) {
+      if (!Number.isFinite(row[i]!)) {
+        throw new InputError(`variant '${v.name}' yields non-finite logits (${row[i]}): the model's weights hold NaN/Inf or overflow`, v.source ?? this.where);
+      }
+    }
   }
 
   private closed = false;

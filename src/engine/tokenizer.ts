@@ -3,11 +3,13 @@
  * the chat template from tokenizer_config.json through @huggingface/jinja, BOS/EOS from
  * generation_config.json / tokenizer_config.json / config.json.
  */
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { Template } from "@huggingface/jinja";
 import { InputError } from "../errors";
+import { readJsonFile } from "../io/checkpoint";
+import { pathExists } from "../io/fs-util";
+import { renderWithBudget } from "./chat-template";
 import type { ChatMessage } from "../chat/types";
 
 export interface TextTokenizer {
@@ -23,20 +25,14 @@ export interface TextTokenizer {
   hasChatTemplate: boolean;
 }
 
+/**
+ * A JSON object from the checkpoint folder, read like every other file io/ reads (regular files
+ * only, size cap, nesting cap, errors that never quote the content); `undefined` when an
+ * optional file is absent.
+ */
 async function readJson(path: string, required: boolean): Promise<Record<string, unknown> | undefined> {
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (err) {
-    if (!required && (err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new InputError(`cannot read: ${(err as Error).message}`, path);
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    throw new InputError(`invalid JSON: ${(err as Error).message}`, path);
-  }
+  if (!required && !(await pathExists(path))) return undefined;
+  const v = await readJsonFile(path);
   if (!v || typeof v !== "object" || Array.isArray(v)) throw new InputError("not a JSON object", path);
   return v as Record<string, unknown>;
 }
@@ -73,6 +69,8 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   const tcPath = join(dir, "tokenizer_config.json");
   const tj = await readJson(tjPath, true);
   const tc = (await readJson(tcPath, false)) ?? {};
+  // transformers falls back to special_tokens_map.json for special tokens tokenizer_config.json lacks
+  const stm = (await readJson(join(dir, "special_tokens_map.json"), false)) ?? {};
   const gen = await readJson(join(dir, "generation_config.json"), false);
   const cfg = await readJson(join(dir, "config.json"), false);
   let tok: Tokenizer;
@@ -85,8 +83,9 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   }
   const idOf = (text: string | undefined): number | undefined => (text === undefined ? undefined : tok.token_to_id(text));
 
-  const bosText = tokenText(tc.bos_token);
-  const eosText = tokenText(tc.eos_token);
+  const special = (k: string): string | undefined => tokenText(tc[k]) ?? tokenText(stm[k]);
+  const bosText = special("bos_token");
+  const eosText = special("eos_token");
   const bosTokenId = ids(gen?.bos_token_id)[0] ?? idOf(bosText) ?? ids(cfg?.bos_token_id)[0] ?? null;
   // generation_config.json is what transformers' generate() stops on; without it, stop on the
   // tokenizer's EOS and the model config's EOS ids.
@@ -122,14 +121,14 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   }
   const specials: Record<string, string> = {};
   for (const k of ["bos_token", "eos_token", "unk_token", "pad_token"]) {
-    const t = tokenText(tc[k]);
+    const t = special(k);
     if (t !== undefined) specials[k] = t;
   }
 
   const renderChat = (messages: ChatMessage[], { addGenerationPrompt }: { addGenerationPrompt: boolean }): string => {
     if (!template) return plainChat(messages, addGenerationPrompt);
     try {
-      return template.render({ messages, add_generation_prompt: addGenerationPrompt, ...specials });
+      return renderWithBudget(template, { messages, add_generation_prompt: addGenerationPrompt, ...specials });
     } catch (err) {
       throw new InputError(`chat_template failed to render: ${(err as Error).message}`, tcPath);
     }

@@ -10,7 +10,8 @@ import { linksOutside } from "./subjects";
 import { BACKEND_TYPES, type BackendType } from "../backends/settings";
 import { DEVICES, type Device } from "../linalg/device";
 import { FAIL_ON, type FailOn } from "../policy/severity";
-import { inputOrigin, isHttpUrl, parseBoolean, parseChoice } from "../validate";
+import { MAX_RANK } from "../delta/limits";
+import { inputOrigin, isHttpUrl, parseBoolean, parseChoice, parseInteger } from "../validate";
 
 export interface ActionSettings {
   /** local checkpoint folder or Hub id (`org/name[@rev]`); "" = each adapter's base_model_name_or_path */
@@ -28,6 +29,12 @@ export interface ActionSettings {
   device: Device;
   /** overrides the config's fail-on; undefined = the config's (or the scan default) */
   failOn?: FailOn;
+  /**
+   * the truncation rank k, pinned by the workflow; overrides the config's `rank`, which a pull
+   * request can edit (a rank at or above the adapter's makes the truncated variant the adapter
+   * itself); undefined = the config's (or the method's default, 1)
+   */
+  rank?: number;
   /** post / update the sticky PR comment */
   comment: boolean;
   /** check run name; also keys the sticky comment's marker */
@@ -119,6 +126,7 @@ export function getSettings(opts: { env?: NodeJS.ProcessEnv; workspace: string; 
   }
 
   const failOnRaw = get("fail-on");
+  const rankRaw = get("rank");
   const checkName = get("check-name") || DEFAULT_CHECK_NAME;
   if (checkName.length > MAX_CHECK_NAME_CHARS || /[\u0000-\u001f<>]/.test(checkName)) {
     throw new InputError(`Invalid check name '${checkName}'. Expected printable text of at most ${MAX_CHECK_NAME_CHARS} characters without < or >`, "input 'check-name'");
@@ -134,6 +142,7 @@ export function getSettings(opts: { env?: NodeJS.ProcessEnv; workspace: string; 
     inferenceUrl,
     device: choiceInput("device", get("device") || "cpu", DEVICES),
     failOn: failOnRaw ? choiceInput("fail-on", failOnRaw, FAIL_ON) : undefined,
+    rank: rankRaw ? parseInteger(inputOrigin("rank"), rankRaw, "", { min: 1, max: MAX_RANK }) : undefined,
     comment: booleanInput("comment", get("comment"), true),
     checkName,
     failOnNeutral: booleanInput("fail-on-neutral", get("fail-on-neutral"), false),

@@ -66,6 +66,8 @@ export type ScanFn = (opts: {
   inferenceUrl?: string;
   device?: Device;
   failOn?: FailOn;
+  /** the workflow's pinned truncation rank (input `rank`); wins over the config's */
+  rank?: number;
   outDir: string;
   /** where API keys named by the config are looked up (runner credentials removed) */
   env?: Readonly<Record<string, string | undefined>>;
@@ -311,6 +313,7 @@ async function auditOne(
       inferenceUrl: settings.inferenceUrl,
       device: settings.device,
       failOn: settings.failOn,
+      rank: settings.rank,
       outDir,
       env: scanEnvironment(),
     });

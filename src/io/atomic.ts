@@ -14,6 +14,37 @@ import { InputError } from "../errors";
  */
 const TEMP_NAME_RANDOM_BYTES = 6;
 
+/**
+ * Staging folders and files of the atomic writes now in flight, each with the function that
+ * removes it. A SIGTERM (a cancelled CI job) or Ctrl-C would otherwise leave a `.out.tmp-…`
+ * sibling behind; the CLI's signal handler calls removeStaging() before it exits.
+ */
+const staging = new Set<() => Promise<void>>();
+
+/** Track a cleanup while `work` runs. */
+async function staged<T>(cleanup: () => Promise<void>, work: () => Promise<T>): Promise<T> {
+  staging.add(cleanup);
+  try {
+    return await work();
+  } finally {
+    staging.delete(cleanup);
+  }
+}
+
+/**
+ * Remove every staging folder and file of the atomic writes in flight (and put back an output
+ * moved aside mid-replace). For a signal handler that exits right after: the writers themselves
+ * may still be running and fail, which no longer matters. Never throws.
+ */
+export async function removeStaging(): Promise<void> {
+  const cleanups = [...staging];
+  staging.clear();
+  await Promise.allSettled(cleanups.map((c) => c()));
+}
+
+/** `rm -rf`, retried: a writer still running may add a file while the folder is being removed. */
+const removeTree = (path: string) => rm(path, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 });
+
 function sibling(path: string, tag: string): string {
   return join(dirname(path), `.${basename(path)}.${tag}-${process.pid}-${randomBytes(TEMP_NAME_RANDOM_BYTES).toString("hex")}`);
 }
@@ -109,38 +140,48 @@ export async function writeDirAtomic(outDir: string, fill: (tmpDir: string) => P
   const existing = await statOrNull(target).catch((err) => cannotCreate(err, outDir));
   if (existing && !existing.isDirectory()) throw new InputError("exists and is not a folder", outDir);
   const tmp = sibling(target, "tmp");
-  try {
-    await mkdir(dirname(target), { recursive: true });
-    await mkdir(tmp);
-  } catch (err) {
-    cannotCreate(err, outDir);
-  }
-  try {
-    await fill(tmp);
-    if (existing) {
-      const newEntries = new Set(await readdir(tmp));
-      const foreign = (await readdir(target)).filter((e) => !newEntries.has(e));
-      if (foreign.length > 0) {
-        const shown = foreign.slice(0, 3).join(", ") + (foreign.length > 3 ? ", …" : "");
-        throw new InputError(`refusing to replace an existing folder that holds files this output does not (${shown}); choose an empty or new folder`, outDir);
-      }
-      // two renames: a crash in between leaves the old output in the `.old-` sibling, never a mix
-      const old = sibling(target, "old");
-      await rename(target, old);
-      try {
-        await rename(tmp, target);
-      } catch (err) {
-        await rename(old, target).catch(() => undefined);
-        throw err;
-      }
-      await rm(old, { recursive: true, force: true });
-    } else {
-      await rename(tmp, target);
+  const old = sibling(target, "old");
+  // on a signal: drop the staging folder; an old output moved aside goes back if the new one is
+  // not in place yet, and away if it is
+  const cleanup = async () => {
+    await removeTree(tmp);
+    if (!(await statOrNull(old).catch(() => null))) return;
+    if (await statOrNull(target).catch(() => null)) await removeTree(old);
+    else await rename(old, target).catch(() => undefined);
+  };
+  await staged(cleanup, async () => {
+    try {
+      await mkdir(dirname(target), { recursive: true });
+      await mkdir(tmp);
+    } catch (err) {
+      cannotCreate(err, outDir);
     }
-  } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
-    throw err;
-  }
+    try {
+      await fill(tmp);
+      if (existing) {
+        const newEntries = new Set(await readdir(tmp));
+        const foreign = (await readdir(target)).filter((e) => !newEntries.has(e));
+        if (foreign.length > 0) {
+          const shown = foreign.slice(0, 3).join(", ") + (foreign.length > 3 ? ", …" : "");
+          throw new InputError(`refusing to replace an existing folder that holds files this output does not (${shown}); choose an empty or new folder`, outDir);
+        }
+        // two renames: a crash in between leaves the old output in the `.old-` sibling, never a mix
+        await rename(target, old);
+        try {
+          await rename(tmp, target);
+        } catch (err) {
+          await rename(old, target).catch(() => undefined);
+          throw err;
+        }
+        await removeTree(old);
+      } else {
+        await rename(tmp, target);
+      }
+    } catch (err) {
+      await removeTree(tmp);
+      throw err;
+    }
+  });
 }
 
 /**
@@ -153,20 +194,25 @@ export async function writeDirAtomic(outDir: string, fill: (tmpDir: string) => P
  */
 export async function writeFileAtomic(path: string, content: string | Uint8Array): Promise<void> {
   const tmp = sibling(resolve(path), "tmp");
-  let fh;
-  try {
-    fh = await open(tmp, "wx");
-  } catch (err) {
-    throw new InputError(`cannot write here (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, path);
-  }
-  try {
-    await fh.writeFile(content);
-    await fh.close();
-    fh = undefined;
-    await rename(tmp, path);
-  } catch (err) {
-    await fh?.close().catch(() => undefined);
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await staged(
+    () => rm(tmp, { force: true }),
+    async () => {
+      let fh;
+      try {
+        fh = await open(tmp, "wx");
+      } catch (err) {
+        throw new InputError(`cannot write here (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, path);
+      }
+      try {
+        await fh.writeFile(content);
+        await fh.close();
+        fh = undefined;
+        await rename(tmp, path);
+      } catch (err) {
+        await fh?.close().catch(() => undefined);
+        await rm(tmp, { force: true });
+        throw err;
+      }
+    },
+  );
 }

@@ -6,7 +6,7 @@
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors";
-import { jsonSyntaxError, readTextFile } from "./read-text";
+import { parseJsonText, readTextFile } from "./read-text";
 import { SafetensorsFile } from "./safetensors";
 import type { Checkpoint, TensorInfo } from "./types";
 import { isDirectory, pathExists } from "./fs-util";
@@ -22,16 +22,9 @@ const PICKLE_FILE = /\.(bin|pt|pth|ckpt)$/i;
 const SAFETENSORS_HINT =
   "convert it to safetensors first (e.g. `model.save_pretrained(dir, safe_serialization=True)` in transformers); delta-audit never unpickles weights";
 
-/** Read and parse a JSON file with one-line errors: missing, not a file, too large, not JSON. */
+/** Read and parse a JSON file with one-line errors: missing, not a file, too large, too deep, not JSON. */
 export async function readJsonFile(path: string, maxBytes = MAX_JSON_BYTES): Promise<unknown> {
-  let text = await readTextFile(path, maxBytes);
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // tolerate a UTF-8 BOM (some Windows editors add one)
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    // never quote the text: a symlink to a secret must not leak into a message
-    throw new InputError(`is not valid JSON (${jsonSyntaxError(err, text)})`, path);
-  }
+  return parseJsonText(await readTextFile(path, maxBytes), path);
 }
 
 function isPlainObject(x: unknown): x is Record<string, unknown> {

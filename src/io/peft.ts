@@ -13,9 +13,9 @@
  */
 import { open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { setFlagsFromString } from "node:v8";
 import { InputError } from "../errors";
 import { readJsonFile } from "./checkpoint";
+import { LINEAR_REGEXP_FLAG, linearRegExp } from "./linear-regexp";
 import { writeDirAtomic } from "./atomic";
 import { DTYPE_BYTES, encodeFromFloat32 } from "./dtype";
 import { SafetensorsFile, SafetensorsWriter, buildSafetensorsHeader, type TensorSpec } from "./safetensors";
@@ -49,31 +49,6 @@ export const MAX_FACTOR_ELEMENTS = 2 ** 28;
 const MAX_PATTERN_KEYS = 20_000;
 /** A quantified group that is itself quantified, e.g. `(a+)+`: the shape of catastrophic backtracking. */
 const NESTED_QUANTIFIER = /\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]/;
-/**
- * The RegExp flag of V8's linear-time engine, or undefined where it cannot be enabled.
- * rank_pattern keys and the module names they are matched against both come from the
- * adapter's files, so an attacker controls both sides: `(a|aa)*c` against a long run of `a`s
- * backtracks exponentially and hangs the audit (a nested-quantifier check cannot see it).
- * The linear engine (no look-around or back-references, which module patterns never need)
- * matches in time linear in the name. It is behind a V8 flag that only enables the `l` flag.
- */
-const LINEAR_REGEXP_FLAG: string | undefined = (() => {
-  const works = () => {
-    try {
-      new RegExp("a", "l");
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (works()) return "l";
-  try {
-    setFlagsFromString("--enable-experimental-regexp-engine");
-  } catch {
-    return undefined;
-  }
-  return works() ? "l" : undefined;
-})();
 
 /** Key prefix PEFT adds in front of the model's own module names. */
 const KEY_PREFIX = "base_model.model.";
@@ -203,7 +178,7 @@ const COMMON_LAYERS_PATTERN = ["layers", "h", "block", "blocks", "layer"];
 
 function compileLinear(source: string, where: string): RegExp {
   try {
-    return LINEAR_REGEXP_FLAG ? new RegExp(source, LINEAR_REGEXP_FLAG) : new RegExp(source);
+    return linearRegExp(source);
   } catch {
     throw new InputError(`${JSON.stringify(source)} is not a regular expression delta-audit can match in linear time`, where);
   }

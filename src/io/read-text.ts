@@ -82,6 +82,47 @@ export function jsonSyntaxError(err: unknown, text?: string): string {
   return "JSON syntax error";
 }
 
+/**
+ * Deepest nesting accepted in a JSON file we read. Real configs and tokenizers nest a few levels
+ * (a tokenizer's Sequence of normalizers: under 10); JSON.parse itself copes with thousands,
+ * but every recursive walk after it (JSON.stringify, the tokenizer's builders) would die with
+ * "Maximum call stack size exceeded" — an internal error instead of a bad file.
+ */
+export const MAX_JSON_DEPTH = 256;
+
+/** How deep `text`'s arrays/objects nest, stopping as soon as `limit` is passed (linear, no recursion). */
+function nestingOver(text: string, limit: number): number | undefined {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return i;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return undefined;
+}
+
+/**
+ * Parse a JSON file's text with one-line errors that never quote it (a symlink to a secret
+ * must not leak into a message): a UTF-8 BOM is tolerated, nesting deeper than MAX_JSON_DEPTH
+ * is refused before parsing. `what` names the file.
+ */
+export function parseJsonText(text: string, what: string): unknown {
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // some Windows editors add one
+  const deep = nestingOver(text, MAX_JSON_DEPTH);
+  if (deep !== undefined) throw new InputError(`nests JSON more than ${MAX_JSON_DEPTH} levels deep (at byte ${deep}); no real config does`, what);
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new InputError(`is not valid JSON (${jsonSyntaxError(err, text)})`, what);
+  }
+}
+
 /** readTextFile for synchronous callers (config loading): the same refusals and bound. */
 export function readTextFileSync(path: string, maxBytes: number, what = path): string {
   let fd: number;

@@ -12,12 +12,15 @@ import { pairedEvidence } from "./differential";
 import { gatherEvidence } from "./evidence";
 import { classify, GROUP_KEYS, responsePrior, type GroupCounts, type GroupKey, type Signature } from "./signature";
 import { EXCERPT_CHARS, sentences, stripTemplateTokens } from "./text";
+import { LINEAR_REGEXP_FLAG, linearRegExp } from "../io/linear-regexp";
 
 export interface BehaviourFamily {
   id: string;
   title: string;
   description: string;
   patterns: RegExp[];
+  /** match against the text folded to lower case (user patterns on the linear engine, which has no `i` flag) */
+  foldCase?: boolean;
 }
 
 const re = (s: string) => new RegExp(s, "giu");
@@ -187,20 +190,69 @@ export const BEHAVIOUR_FAMILIES: readonly BehaviourFamily[] = Object.freeze([
   },
 ]);
 
+/** Escapes whose meaning needs the `u` flag, which the linear engine lacks: refused rather than read as literals. */
+const UNICODE_ONLY_ESCAPE = /^(?:[pPk]|u\{)/;
+
+/** `source` with its literal letters in lower case (escapes such as `\W` or `\B` kept), to match folded text. */
+function foldPatternCase(source: string): string {
+  let out = "";
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i]!;
+    if (c === "\\") {
+      if (UNICODE_ONLY_ESCAPE.test(source.slice(i + 1, i + 3))) throw new SyntaxError(`\\${source[i + 1]} escapes need Unicode mode, which the linear-time engine does not have`);
+      out += source.slice(i, i + 2);
+      i++;
+      continue;
+    }
+    const l = c.toLowerCase();
+    out += l.length === c.length ? l : c;
+  }
+  return out;
+}
+
+/** `text` in lower case, character for character (the same length, so match offsets carry over). */
+function foldText(text: string): string {
+  let out = "";
+  for (const c of text) {
+    const l = c.toLowerCase();
+    out += l.length === c.length ? l : c;
+  }
+  return out;
+}
+
+/**
+ * A user behaviour pattern, compiled for the audited model's replies — text an adversary
+ * writes. It runs on V8's linear-time engine (io/linear-regexp.ts), so no reply can stall the
+ * scan whatever the pattern's shape; that engine has no `i` or `u` flag, so case is folded on
+ * both sides instead. Throws SyntaxError for a pattern the engine cannot run (look-around,
+ * back-references, `\p{…}`, huge counted repetitions): config validation refuses those.
+ */
+export function compileCustomPattern(source: string): RegExp {
+  if (!LINEAR_REGEXP_FLAG) return new RegExp(source, "giu"); // no linear engine: config validation's shape check is the guard
+  return linearRegExp(foldPatternCase(source), "g");
+}
+
 /** Compile user-defined behaviours (validated by the config schema). */
 export function customFamilies(custom: readonly CustomBehaviour[]): BehaviourFamily[] {
-  return custom.map((c) => ({ id: c.id, title: c.title, description: c.description, patterns: c.patterns.map((p) => new RegExp(p, "giu")) }));
+  return custom.map((c) => ({
+    id: c.id,
+    title: c.title,
+    description: c.description,
+    patterns: c.patterns.map(compileCustomPattern),
+    foldCase: LINEAR_REGEXP_FLAG !== undefined,
+  }));
 }
 
 /** Matches of a family in one text; zero-length matches are skipped so a pattern cannot loop. */
 export function matchFamily(f: BehaviourFamily, text: string): string[] {
   const out: string[] = [];
   const clean = stripTemplateTokens(text);
+  const subject = f.foldCase ? foldText(clean) : clean;
   for (const p of f.patterns) {
     p.lastIndex = 0;
-    for (const m of clean.matchAll(p)) {
+    for (const m of subject.matchAll(p)) {
       if (m[0].length === 0) continue;
-      out.push(m[0]);
+      out.push(clean.slice(m.index, m.index + m[0].length));
       if (out.length >= MAX_MATCHES_PER_RESPONSE) return out;
     }
   }
@@ -216,7 +268,7 @@ function excerptFor(f: BehaviourFamily, text: string): string | undefined {
   for (const s of sentences(text)) {
     for (const p of f.patterns) {
       p.lastIndex = 0;
-      const m = p.exec(s);
+      const m = p.exec(f.foldCase ? foldText(s) : s);
       p.lastIndex = 0;
       if (m && m[0].length > 0) return s.length <= EXCERPT_CHARS ? s : s.slice(Math.max(0, Math.min(m.index, s.length - EXCERPT_CHARS)), Math.max(0, Math.min(m.index, s.length - EXCERPT_CHARS)) + EXCERPT_CHARS);
     }

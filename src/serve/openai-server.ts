@@ -8,6 +8,15 @@
  * Requests are untrusted: bodies are size-capped, every field is validated, max_tokens is
  * bounded. Requests are queued, never dropped while the queue has room, and concurrent
  * requests for the same variant are run as one engine batch.
+ *
+ * Scheduling: one worker runs turns. A turn runs pending adapter loads, admits at most one new
+ * job (the oldest waiting request's variant, with up to maxBatch waiting requests for it) while
+ * fewer than maxActive jobs are live, then advances every live job by one KV-cached decode step,
+ * round-robin. So one request holds the worker for at most one prefill or one decode step at a
+ * time, and a short request arriving behind a long one (a 2,048-token logprobs request) is
+ * answered after its own few steps, not after the long one. Rows answer as soon as they finish.
+ * `schedule: "fifo"` runs one job at a time to completion (the old behaviour, kept for the
+ * fairness benchmark).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
@@ -38,7 +47,20 @@ export interface EngineOutput {
   logprobs?: TokenLogprob[];
 }
 
-/** What the server needs from a model: the tokenizer side and batched generation per variant. */
+/**
+ * Step-wise decoding of a batch of requests on one variant (the engine's KV cache behind it).
+ * `outputs[k]` is set once request k finished; `live` counts rows still decoding.
+ */
+export interface DecodeJob {
+  readonly outputs: readonly (EngineOutput | undefined)[];
+  readonly live: number;
+  /** choose each live row's next token and run one decode step (a no-op once nothing is live) */
+  step(): Promise<void>;
+  /** stop decoding request k (its client hung up); it gets no output */
+  cancel(k: number): void;
+}
+
+/** What the server needs from a model: the tokenizer side and step-wise batched decoding per variant. */
 export interface ServeEngine {
   /** the name served for the `base` variant is "base"; adapters by their own names */
   variants(): string[];
@@ -55,7 +77,8 @@ export interface ServeEngine {
   tokenText(id: number, context: readonly number[]): string;
   /** context length (prompt + generated tokens) */
   maxContext: number;
-  generate(variant: string, items: EngineItem[]): Promise<EngineOutput[]>;
+  /** prefill the prompts and return a job that decodes them one step per `step()` */
+  open(variant: string, items: EngineItem[]): Promise<DecodeJob>;
   /** add an adapter variant at run time (`rank` truncates it first) */
   loadAdapter?(name: string, dir: string, rank?: number): Promise<void>;
   unloadAdapter?(name: string): Promise<void>;
@@ -71,6 +94,12 @@ export const DEFAULT_MAX_TOKENS = 256;
 export const MAX_TOP_LOGPROBS = 20;
 /** One engine batch holds at most this many requests (memory of the KV cache grows with it). */
 export const DEFAULT_MAX_BATCH = 16;
+/**
+ * Jobs decoded side by side, one step each per turn. Each holds a KV cache of up to maxBatch
+ * rows, and each more job adds a decode step to every turn; 4 lets a short request start at
+ * once behind a few long ones while a turn stays a handful of steps.
+ */
+export const DEFAULT_MAX_ACTIVE = 4;
 /** Waiting requests beyond this get 503 + Retry-After instead of growing memory without bound. */
 export const DEFAULT_MAX_QUEUE = 4096;
 /** Preceding tokens given to tokenText: enough for any merge (multi-byte characters, spaces). */
@@ -90,6 +119,10 @@ export interface ServeOptions {
   maxTokensLimit?: number;
   maxBatch?: number;
   maxQueue?: number;
+  /** most jobs decoded side by side (round-robin per decode step) */
+  maxActive?: number;
+  /** "fair" (default): interleave jobs step by step; "fifo": one job at a time, to completion */
+  schedule?: "fair" | "fifo";
   /** require `Authorization: Bearer <key>` on /v1/* */
   apiKey?: string;
   /** allow /v1/load_lora_adapter and /v1/unload_lora_adapter */
@@ -102,6 +135,10 @@ interface Pending {
   variant: string;
   item: EngineItem;
   cancelled: boolean;
+  /** the job decoding it and its index there, once admitted */
+  job?: DecodeJob;
+  index?: number;
+  settled: boolean;
   resolve(out: EngineOutput): void;
   reject(err: unknown): void;
 }
@@ -236,7 +273,11 @@ export interface RunningServer {
   server: Server;
   /** stop accepting, finish queued work (up to `graceMs`), then close every socket */
   close(graceMs?: number): Promise<void>;
-  stats(): { requests: number; batches: number; maxBatch: number; queued: number };
+  /**
+   * requests accepted; jobs opened (batches) and the largest; queued = accepted and not yet
+   * answered (waiting + running); waiting = not yet admitted; running = rows decoding; jobs = live jobs
+   */
+  stats(): { requests: number; batches: number; maxBatch: number; queued: number; waiting: number; running: number; jobs: number };
 }
 
 /** Start the server; resolves once it listens. */
@@ -251,60 +292,99 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
   const adapterRoots = new Map<string, string>();
 
   let queue: Pending[] = [];
+  /** live jobs, in admission order: each turn steps them all once */
+  let active: { job: DecodeJob; batch: Pending[] }[] = [];
+  const maxActive = opts.schedule === "fifo" ? 1 : Math.max(1, opts.maxActive ?? DEFAULT_MAX_ACTIVE);
   let working = false;
   let closing = false;
   let counter = 0;
   const stats = { requests: 0, batches: 0, maxBatch: 0 };
-  /** adapter loads run between batches so a batch never sees a variant change under it */
+  /** adapter loads run between turns: a job keeps the variant it was opened on */
   const admin: (() => Promise<void>)[] = [];
   const idleWaiters: (() => void)[] = [];
+
+  const settle = (p: Pending, fn: () => void) => {
+    if (p.settled) return;
+    p.settled = true;
+    fn();
+  };
+
+  /** the oldest waiting request picks the variant; up to maxBatch waiting for it ride along */
+  const admit = async () => {
+    queue = queue.filter((p) => !p.cancelled);
+    if (queue.length === 0) return;
+    const variant = queue[0]!.variant;
+    const batch: Pending[] = [];
+    const rest: Pending[] = [];
+    for (const p of queue) (p.variant === variant && batch.length < maxBatch ? batch : rest).push(p);
+    queue = rest;
+    stats.batches++;
+    stats.maxBatch = Math.max(stats.maxBatch, batch.length);
+    try {
+      const job = await engine.open(
+        variant,
+        batch.map((p) => p.item),
+      );
+      if (job.outputs.length !== batch.length) throw new Error(`engine opened ${job.outputs.length} rows for ${batch.length} requests`);
+      batch.forEach((p, i) => {
+        p.job = job;
+        p.index = i;
+        if (p.cancelled) job.cancel(i);
+      });
+      active.push({ job, batch });
+      deliver(active[active.length - 1]!);
+    } catch (err) {
+      for (const p of batch) settle(p, () => p.reject(err));
+    }
+  };
+
+  /** answer the rows that finished; a job with nothing live leaves */
+  const deliver = (a: { job: DecodeJob; batch: Pending[] }) => {
+    a.batch.forEach((p, i) => {
+      const out = a.job.outputs[i];
+      if (out) settle(p, () => p.resolve(out));
+    });
+    if (a.job.live === 0) {
+      for (const p of a.batch) settle(p, () => p.reject(p.cancelled ? new ApiError(499, "the client hung up") : new Error("the engine finished without an answer")));
+      active = active.filter((x) => x !== a);
+    }
+  };
 
   const pump = async () => {
     if (working) return;
     working = true;
     try {
       for (;;) {
-        const job = admin.shift();
-        if (job) {
-          await job();
-          continue;
+        while (admin.length > 0) await admin.shift()!();
+        if (active.length < maxActive) await admit();
+        if (active.length === 0 && queue.length === 0) break;
+        for (const a of [...active]) {
+          try {
+            await a.job.step();
+            deliver(a);
+          } catch (err) {
+            for (const p of a.batch) settle(p, () => p.reject(err));
+            active = active.filter((x) => x !== a);
+          }
         }
-        queue = queue.filter((p) => !p.cancelled);
-        if (queue.length === 0) break;
-        // the oldest waiting request picks the variant; everything queued for it rides along
-        const variant = queue[0]!.variant;
-        const batch: Pending[] = [];
-        const rest: Pending[] = [];
-        for (const p of queue) (p.variant === variant && batch.length < maxBatch ? batch : rest).push(p);
-        queue = rest;
-        stats.batches++;
-        stats.maxBatch = Math.max(stats.maxBatch, batch.length);
-        try {
-          const outs = await engine.generate(
-            variant,
-            batch.map((p) => p.item),
-          );
-          if (outs.length !== batch.length) throw new Error(`engine returned ${outs.length} results for ${batch.length} requests`);
-          batch.forEach((p, i) => p.resolve(outs[i]!));
-        } catch (err) {
-          for (const p of batch) p.reject(err);
-        }
-        // let sockets flush and new requests arrive before the next batch is formed
+        // let sockets flush and new requests arrive before the next turn
         await new Promise((r) => setImmediate(r));
       }
     } finally {
       working = false;
-      if (queue.length > 0 || admin.length > 0) void pump();
+      if (queue.length > 0 || admin.length > 0 || active.length > 0) void pump();
     }
   };
 
   const enqueue = (variant: string, item: EngineItem, res: ServerResponse): Promise<EngineOutput> => {
     if (queue.length >= maxQueue) throw new ApiError(503, "the request queue is full; retry later", "ServiceUnavailableError", { "retry-after": String(QUEUE_FULL_RETRY_AFTER_S) });
     return new Promise((resolve, reject) => {
-      const p: Pending = { variant, item, cancelled: false, resolve, reject };
-      // a client that hung up no longer needs its tokens
+      const p: Pending = { variant, item, cancelled: false, settled: false, resolve, reject };
+      // a client that hung up no longer needs its tokens: waiting or decoding, it stops
       res.on("close", () => {
-        if (!res.writableFinished) p.cancelled = true;
+        if (res.writableFinished) return;
+        p.cancelled = true;
+        if (p.job && p.index !== undefined) p.job.cancel(p.index);
       });
       queue.push(p);
       void pump();
@@ -467,6 +547,13 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
     return h === `Bearer ${opts.apiKey}`;
   };
 
+  /** queue depth for /health and stats(): waiting to start, decoding, and both together */
+  const load = () => {
+    const waiting = queue.filter((p) => !p.cancelled).length;
+    const running = active.reduce((n, a) => n + a.job.live, 0);
+    return { queued: waiting + running, waiting, running, jobs: active.length };
+  };
+
   let inFlight = 0;
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0]!;
@@ -475,7 +562,7 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
       if (--inFlight === 0 && closing) for (const w of idleWaiters.splice(0)) w();
     });
     const handle = async () => {
-      if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) return send(res, closing ? 503 : 200, closing ? { status: "shutting down" } : {});
+      if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) return send(res, closing ? 503 : 200, { status: closing ? "shutting down" : "ok", ...load() });
       if (path.startsWith("/v1/") && !authorised(req)) throw new ApiError(401, "invalid or missing API key", "AuthenticationError");
       if (closing) throw new ApiError(503, "the server is shutting down", "ServiceUnavailableError");
       if (path === "/v1/models" && req.method === "GET") return send(res, 200, modelList());
@@ -512,7 +599,7 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
     url: `http://${shownHost}:${port}`,
     port,
     server,
-    stats: () => ({ ...stats, queued: queue.length }),
+    stats: () => ({ ...stats, ...load() }),
     async close(graceMs = SHUTDOWN_GRACE_MS) {
       if (closing) return;
       closing = true;
@@ -523,7 +610,9 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
       await Promise.race([idle, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
       clearTimeout(timer);
       // past the grace period: what is still queued gets a clear 503 rather than a reset
-      for (const p of queue.splice(0)) p.reject(new ApiError(503, "the server shut down", "ServiceUnavailableError"));
+      const gone = new ApiError(503, "the server shut down", "ServiceUnavailableError");
+      for (const p of queue.splice(0)) settle(p, () => p.reject(gone));
+      for (const a of active.splice(0)) for (const p of a.batch) settle(p, () => p.reject(gone));
       await new Promise((r) => setTimeout(r, 50));
       for (const s of sockets) s.destroy();
       await closed;

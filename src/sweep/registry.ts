@@ -66,7 +66,8 @@ function location(o: Origin, registryDir: string, v: unknown, path: string, hubA
 
 /** Parse and validate a registry's text. Pure apart from existence checks of local paths. */
 export function parseRegistry(source: string, file: string): Registry {
-  const doc = parseDocument(source, { uniqueKeys: true });
+  // logLevel: toJS would print its warnings with process.emitWarning, a second stderr line
+  const doc = parseDocument(source, { uniqueKeys: true, logLevel: "error" });
   if (doc.errors.length > 0) throw new InputError(`not valid YAML: ${doc.errors[0]!.message.split("\n")[0]}`, file);
   const o: Origin = fileOrigin(file);
   const dir = dirname(file);

@@ -91,7 +91,7 @@ describe("WordPiece word-level tokenizer", () => {
   it("names the file when tokenizer.json is malformed", async () => {
     const bad = await mkdtemp(join(tmpdir(), "da-wp-bad-"));
     await writeFile(join(bad, "tokenizer.json"), "{not json");
-    await expect(loadTokenizer(bad)).rejects.toThrow(/tokenizer\.json: invalid JSON/);
+    await expect(loadTokenizer(bad)).rejects.toThrow(/tokenizer\.json: is not valid JSON \(JSON syntax error at line 1, column 2\)/);
     await rm(bad, { recursive: true, force: true });
   });
 });

@@ -76,8 +76,9 @@ function assertInert(md: string) {
   expect(outside).not.toMatch(/\]\(https?:/);
   expect(outside).not.toMatch(/(^|[^\\\u200b])@octocat/);
   expect(outside).not.toMatch(/(^|[^\u200b])@admin/);
-  expect(outside).not.toMatch(/https?:\/\/evil/);
-  expect(outside).not.toMatch(/#1\b/);
+  // URLs and references only as inline code (unlinked, still copyable)
+  expect(outside).not.toMatch(/(^|[^`])https?:\/\/evil/);
+  expect(outside).not.toMatch(/(^|[^`])#1\b/);
   expect(outside).not.toMatch(/^# Fake heading/m);
   expect(outside).not.toMatch(/\u202e/);
   // fences are balanced

@@ -13,6 +13,7 @@ import { GitHubHelper } from "../../src/github/github-helper";
 import type { GitHubContext } from "../../src/github/context";
 import { getSettings } from "../../src/github/input-helper";
 import { runAction, type ScanFn } from "../../src/github/run-action";
+import { applyOverrides, loadConfig } from "../../src/config";
 import { MAX_CHECK_OUTPUT_CHARS, MAX_COMMENT_CHARS, commentMarker } from "../../src/github/render";
 import type { Finding } from "../../src/judge/types";
 import type { Report } from "../../src/report/types";
@@ -200,6 +201,31 @@ describe("runAction", () => {
     expect(r.conclusion).toBe("neutral");
     expect([...gh.checkRuns.values()][0]).toMatchObject({ status: "completed", conclusion: "failure" });
     expect(() => settings({ INPUT_FAIL_ON_NEUTRAL: "maybe" })).toThrow(/fail-on-neutral/);
+  });
+});
+
+describe("the workflow pins rank", () => {
+  it("input rank wins over a pull request's config rank, and is validated like the other inputs", async () => {
+    gh = await startFakeGitHub();
+    mkdirSync(join(ws, ".github"));
+    // the attack: a PR raises rank to the adapter's, so the truncated variant is the adapter itself
+    writeFileSync(join(ws, ".github", "delta-audit.yml"), "rank: 64\n");
+    const seen: number[] = [];
+    const scan: ScanFn = async (opts) => {
+      // what runScan resolves: the given config, then the overrides (src/scan.ts resolveConfig)
+      seen.push(applyOverrides(opts.config ?? loadConfig(opts.configPath!), { rank: opts.rank }).rank);
+      return scanWith(() => report("pass", []))(opts);
+    };
+    await runAction(settings({ "INPUT_CHANGED-ONLY": "false", INPUT_RANK: "1" }), ctx(), deps(scan));
+    expect(seen).toEqual([1, 1]);
+    seen.length = 0;
+    await runAction(settings({ "INPUT_CHANGED-ONLY": "false" }), ctx(), deps(scan));
+    expect(seen).toEqual([64, 64]); // not pinned: the config's
+    expect(settings({ INPUT_RANK: "2" }).rank).toBe(2);
+    expect(settings().rank).toBeUndefined();
+    expect(() => settings({ INPUT_RANK: "0" })).toThrow(/input 'rank': Invalid value '0'. Expected 1\.\.1024/);
+    expect(() => settings({ INPUT_RANK: "1.5" })).toThrow(/input 'rank'/);
+    expect(() => settings({ INPUT_RANK: "2000" })).toThrow(/input 'rank'/);
   });
 });
 

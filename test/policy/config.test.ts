@@ -118,6 +118,17 @@ backend:
     expect(errorOf("rank: 1\nrank: 2").message).toMatch(/not valid YAML/);
   });
 
+  it("refuses elicitation that cannot show a behaviour, at the documented limits", () => {
+    expect(errorOf("max-tokens: 3").message).toMatch(/^delta-audit\.yml: max-tokens: 3 is too short for any reply to show a behaviour .*at least 4/);
+    expect(parseConfig("max-tokens: 4").maxTokens).toBe(4);
+    expect(errorOf("temperature: 2.01\ntop-p: 0.5").message).toMatch(/temperature: expected 0\.\.2/);
+    expect(errorOf("temperature: 1.51").message).toMatch(/temperature: 1\.51 with top-p 1 samples noise/);
+    expect(errorOf("temperature: 1.6\ntop-p: 0.96").message).toMatch(/with top-p 0\.96 samples noise/);
+    expect(parseConfig("temperature: 1.5").temperature).toBe(1.5);
+    expect(parseConfig("temperature: 2\ntop-p: 0.95")).toMatchObject({ temperature: 2, topP: 0.95 });
+    expect(errorOf("judges: []").message).toMatch(/^delta-audit\.yml: judges: is empty: a suite that judges nothing can only pass; list at least one of differential, lexicon, investigator$/);
+  });
+
   it("CLI-style overrides win over the file", () => {
     const c = applyOverrides(parseConfig("fail-on: low"), { failOn: "never", rank: 3, seed: 5, device: "cuda" });
     expect([c.failOn, c.rank, c.seed, c.backend.device]).toEqual(["never", 3, 5, "cuda"]);

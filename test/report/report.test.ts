@@ -76,11 +76,13 @@ describe("report.md", () => {
     const md = renderMarkdown(report([finding()]));
     expect(md).not.toMatch(/@octocat/); // broken with a zero-width space
     expect(md).toContain("@\u200boctocat");
-    expect(md).not.toMatch(/#123/);
+    // references, URLs and domains only as inline code: unlinked, and a URL stays copyable
+    expect(md).not.toMatch(/(^|[^`])#123/);
+    expect(md).toContain("`#123`");
     expect(md).not.toMatch(/<script|<img|<!--|<b>/i);
     expect(md).not.toMatch(/\]\(https?:/);
-    expect(md).not.toMatch(/https?:\/\//);
-    expect(md).not.toMatch(/www\.evil/);
+    expect(md).not.toMatch(/(^|[^`])https?:\/\//);
+    expect(md).not.toMatch(/(^|[^`])www\.evil/);
     expect(md).not.toContain("\u202e");
     // the only headings are ours
     const headings = md.split("\n").filter((l) => /^\s{0,3}#/.test(l));

@@ -25,9 +25,9 @@ vi.mock("../../src/linalg/factored-svd", async (importOriginal) => {
   return { ...real, factoredTruncation: vi.fn(real.factoredTruncation), factoredSingularValues: vi.fn(real.factoredSingularValues) };
 });
 
-/** The plumbing is the point: one short probe per kind, one token, no contrast. */
+/** The plumbing is the point: one short probe per kind, a few tokens (config minimum), no contrast. */
 const TINY = `
-max-tokens: 1
+max-tokens: 4
 samples: 1
 probes:
   replace:

@@ -99,11 +99,13 @@ describe.runIf(process.platform !== "win32")("pickled weights", () => {
 });
 
 describe("a --rank that cannot strip anything", () => {
-  it("--rank at or above the adapter's rank says in the report that the truncation is the whole fine-tune", async () => {
+  it("--rank at or above the adapter's rank says in the report that the truncation is the whole fine-tune, and never passes", async () => {
     const out = join(dir, "out-rank-big");
     const r = await cli(["scan", "--base", join(org, "base"), "--adapter", join(org, "adapter"), "--rank", "1000", "--out", out], { timeoutMs: 120_000 });
-    expect([0, 1]).toContain(r.status);
+    // a finding still fails the subject; without one the verdict is neutral (exit 3), not a pass
+    expect([1, 3]).toContain(r.status);
     const report = JSON.parse(await readFile(join(out, "report.json"), "utf8"));
-    expect(report.elicitation.notices.join("\n")).toMatch(/rank 1000 is not below the fine-tune's rank \(\d+\): the truncated variant equals the full fine-tune/);
+    expect(report.verdict.conclusion).toBe(r.status === 1 ? "fail" : "neutral");
+    expect(report.elicitation.notices.join("\n")).toMatch(/rank 1000 is not below the adapter's rank \(\d+\): the rank1000 variant is the full fine-tune itself/);
   });
 });

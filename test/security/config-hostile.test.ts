@@ -37,6 +37,20 @@ const CASES: Array<[string, string, RegExp]> = [
   ["nested quantifier pattern", 'behaviours: [{name: x, patterns: ["(a+)+$"]}]\n', /behaviours\[0\]\.patterns\[0\]: has a repeated group that itself repeats/],
   ["a stop sequence for one variant", 'backend: {type: openai, url: "http://127.0.0.1:9/v1", request-extras: {rank1: {stop: ["hedgehog"]}}}\n', /backend\.request-extras\.rank1\.stop: steers or cuts what the model writes/],
   ["a logit bias for one variant", 'backend: {type: openai, url: "http://127.0.0.1:9/v1", request-extras: {rank1: {logit_bias: {"1234": -100}}}}\n', /request-extras\.rank1\.logit_bias: steers/],
+  ["a suite with no judge", "judges: []\n", /judges: is empty: a suite that judges nothing can only pass/],
+  ["one-token replies", "max-tokens: 1\n", /max-tokens: 1 is too short for any reply to show a behaviour/],
+  ["noise sampling (temperature 3)", "samples: 2\ntemperature: 3\n", /temperature: expected 0\.\.2, got 3/],
+  ["hot sampling without a nucleus cut", "samples: 2\ntemperature: 1.8\n", /temperature: 1\.8 with top-p 1 samples noise.*top-p to 0\.95 or less/],
+  ...["grammar", "regex", "ebnf", "json_schema", "structural_tag", "n_predict", "truncate_prompt_tokens", "chat_template_kwargs", "documents"].map(
+    (field): [string, string, RegExp] => [
+      `request-extras ${field} for one variant`,
+      `backend: {type: openai, url: "http://127.0.0.1:9/v1", request-extras: {rank1: {${field}: x}}}\n`,
+      new RegExp(`backend\\.request-extras\\.rank1\\.${field}: steers or cuts what the model writes`),
+    ],
+  ),
+  ["an unknown request-extras field", 'backend: {type: openai, url: "http://127.0.0.1:9/v1", request-extras: {full: {mystery_knob: 1}}}\n', /backend\.request-extras\.full\.mystery_knob: is not a field known only to select an adapter or tune transport/],
+  ["a llama.cpp lora scale that weakens the adapter", 'backend: {type: openai, url: "http://127.0.0.1:9/v1", request-extras: {rank1: {lora: [{id: 1, scale: 0.3}]}}}\n', /backend\.request-extras\.rank1\.lora\[0\]\.scale: must be 1, got 0\.3: a scale steers the adapter/],
+  ["two llama.cpp adapters on one variant", 'backend: {type: openai, url: "http://127.0.0.1:9/v1", request-extras: {rank1: {lora: [{id: 0, scale: 1}, {id: 1, scale: 1}]}}}\n', /backend\.request-extras\.rank1\.lora: at most 1 entr/],
   ["ambiguous alternation pattern", 'behaviors: [{name: x, patterns: ["(a|aa)*c"]}]\n', /behaviors\[0\]\.patterns\[0\]: has a repeated group of alternatives/],
 ];
 
@@ -79,6 +93,11 @@ describe("hostile configs", () => {
     expect(parseConfig('behaviours: [{name: flattery, patterns: ["(?:very|so)+ (?:smart|wise)"]}]\n').behaviours[0]!.patterns).toHaveLength(1);
     // adapter selection per request (llama.cpp, SGLang) stays allowed
     expect(parseConfig('backend: {type: openai, url: "http://127.0.0.1:9/v1", request-extras: {rank1: {lora: [{id: 0, scale: 1}]}, full: {lora_path: full}}}\n').backend.requestExtras.full).toEqual({ lora_path: "full" });
+    // and harmless transport settings; base served with no adapter at all
+    expect(parseConfig('backend: {type: openai, url: "http://127.0.0.1:9/v1", request-extras: {base: {lora: [], cache_prompt: true, id_slot: 0}, full: {adapter_id: org/ft, priority: 1, user: ci}}}\n').backend.requestExtras).toEqual({
+      base: { lora: [], cache_prompt: true, id_slot: 0 },
+      full: { adapter_id: "org/ft", priority: 1, user: "ci" },
+    });
   });
 });
 

@@ -87,6 +87,12 @@ export function problems(md: string, opts: InertOptions = {}): string[] {
   const out: string[] = [];
   if (/[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]/.test(md)) out.push("bidi control characters");
   if (/[\u{e0000}-\u{e007f}]/u.test(md)) out.push("Unicode tag characters (hidden text)");
+  // VS16 after a pictograph is emoji presentation (our templates' ⚠️); any other selector encodes bytes
+  if (/[\u{e0100}-\u{e01ef}\ufe00-\ufe0e\u180b-\u180f]|(?<!\p{Extended_Pictographic})\ufe0f/u.test(md)) out.push("variation selectors (hidden text)");
+  // a zero-width space straight after '@' is how mentions are broken; anywhere else it hides text
+  if (/[\u200c\u200d\u2060-\u2064\u00ad\u034f\ufeff]|(?<!@)\u200b/.test(md)) out.push("zero-width or invisible format characters");
+  if (/[\u115f\u1160\u3164\uffa0]/.test(md)) out.push("Hangul fillers (invisible)");
+  if (/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.test(md)) out.push("control characters");
   const { lines, unclosed } = outsideFences(md);
   if (unclosed) out.push("a code fence is never closed");
   // inside a fence the marker is shown as text, and findComment never reads check-run text
@@ -101,6 +107,11 @@ export function problems(md: string, opts: InertOptions = {}): string[] {
     if (/@[A-Za-z0-9]/.test(line)) out.push(`an @-mention: ${raw.slice(0, 120)}`);
     if (/\b[a-z][a-z0-9+.-]*:\/\//i.test(line) || /\bwww\.[a-z0-9]/i.test(line)) out.push(`an autolink: ${raw.slice(0, 120)}`);
     if (unescaped(line, "$") > 0) out.push(`math ($): ${raw.slice(0, 120)}`);
+    // GitHub's reference and emoji filters read the rendered text, where escapes are gone
+    const rendered = line.replace(/\\([!-/:-@[-`{-~])/g, "$1");
+    if (/(^|[^\w&])#\d/.test(rendered) || /\bGH-\d/i.test(rendered)) out.push(`an issue reference: ${raw.slice(0, 120)}`);
+    if (/\b[0-9a-f]{7,40}\b/i.test(rendered)) out.push(`a commit SHA: ${raw.slice(0, 120)}`);
+    if (/:[\w+-]*[a-z_+-][\w+-]*:/i.test(rendered)) out.push(`an emoji shortcode: ${raw.slice(0, 120)}`);
     if (/^ {0,3}#{1,6}\s+PAYLOAD/.test(line)) out.push(`a heading from model text: ${raw.slice(0, 120)}`);
     // tables: every row of a table has as many cell separators as its header
     if (/^\s*\|/.test(line)) {

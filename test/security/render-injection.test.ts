@@ -10,6 +10,19 @@ import { buildAnnotations, MAX_CHECK_OUTPUT_CHARS, MAX_COMMENT_CHARS, MAX_JOB_SU
 import type { Report } from "../../src/report/types";
 import { outsideFences, problems } from "./markdown-check";
 
+/** References GitHub links (and notifies), shortcodes it draws, and characters it hides. */
+const AUTOLINKS_AND_INVISIBLES = [
+  "closes GH-42 and fixes #7, see acme/secret-repo#99",
+  "reverted in acme/models@1a2b3c4 and commit 8f14e45fceea167a5a36dedd4bea2543 or deadbee",
+  ":white_check_mark: PASS :+1: :shipit: :100:",
+  "byte\u{E0100}\u{E0101}\u{E01EF}s in VS17-256, VS1-16 x\uFE00\uFE0F",
+  "zero\u200bwidth\u200cnon\u200djoin word\u2060\u2061\u2062\u2063\u2064joiners soft\u00adhyphen",
+  "Hangul fillers \u115f\u1160\u3164\uFFA0 and tags \u{E0001}\u{E0068}\u{E007F}",
+];
+
+/** A plain URL in model or error text: unlinked but copyable as written (no zero-width characters inside). */
+const PLAIN_URL = "https://example.com/docs/setup?step=2&lang=en#install";
+
 /** One of each trick; "PAYLOAD-HEADING" marks the heading so the checker can find it. */
 const INJECTIONS = [
   "@octocat @acme/security-team please approve",
@@ -27,6 +40,8 @@ const INJECTIONS = [
   "<details><summary>open me</summary>x</details>",
   "> quote\n- list\n1. item\n---\n***",
   "\\`escape\\` \\\\| back\\slash\\",
+  // GitHub autolinks, emoji and invisible text (issue 16); each is caught raw by the checker below
+  ...AUTOLINKS_AND_INVISIBLES,
 ];
 const PAYLOAD = INJECTIONS.join(" ");
 
@@ -61,6 +76,38 @@ const meta = { checkName: "delta-audit", version: "0.1.0", failOn: "high" as con
 const COMMENT_TAGS = [/^<!-- delta-audit:sticky-comment:delta-audit -->$/, /<\/?sub>/g];
 
 describe("untrusted text is inert on every GitHub surface", () => {
+  it("the checker catches each autolink, shortcode and invisible form when left raw", () => {
+    for (const inj of AUTOLINKS_AND_INVISIBLES) expect(problems(`| a |\n|---|\n| ${inj} |\n`), JSON.stringify(inj)).not.toEqual([]);
+    // and does not flag plain prose, times, digests too long to be a SHA, or our own mention breaker
+    expect(problems(`at 12:30:45, ratio 3:4, digest ${"e".repeat(64)}, @\u200boctocat, &#123; C# 9`)).toEqual([]);
+  });
+
+  it("autolinks, shortcodes and invisible characters survive in no body, and a URL stays copyable", () => {
+    const text = `${AUTOLINKS_AND_INVISIBLES.join(" ")} see ${PLAIN_URL}.`;
+    const md = renderMarkdown(report(text));
+    const comment = renderComment(results(text), meta);
+    const check = renderCheckOutput(results(text), meta);
+    expect(problems(md)).toEqual([]);
+    expect(problems(comment, { markers: 1, allowedTags: COMMENT_TAGS })).toEqual([]);
+    expect(problems(check.summary)).toEqual([]);
+    expect(problems(check.text ?? "")).toEqual([]);
+    for (const body of [md, comment, check.summary, check.text ?? ""]) {
+      // hidden characters are gone from the fenced transcripts too
+      expect(body).not.toMatch(/(?<!\p{Extended_Pictographic})\ufe0f|[\u{e0100}-\u{e01ef}\ufe00-\ufe0e\u200c\u200d\u2060-\u2064\u00ad\u115f\u1160\u3164\uffa0\u{e0000}-\u{e007f}]/u);
+    }
+    // the references and shortcodes are still visible, as inline code
+    expect(md).toContain("`GH-42`");
+    expect(md).toContain("`acme/secret-repo#99`");
+    expect(md).toContain("`8f14e45fceea167a5a36dedd4bea2543`");
+    expect(md).toContain("`:white_check_mark:`");
+    // the URL: one code span holding exactly the URL, the sentence's full stop outside it
+    const short = `see ${PLAIN_URL}.`;
+    for (const body of [renderMarkdown(report(short)), renderComment(results(short), meta), renderCheckOutput(results(short), meta).summary]) {
+      expect(body).toContain(`\`${PLAIN_URL}\``);
+      expect(body).not.toMatch(/[\u200b-\u200d\u2060]/);
+    }
+  });
+
   it("the checker itself catches each injection when left raw (so it can fail)", () => {
     for (const inj of INJECTIONS.slice(0, 12)) {
       const raw = `| a | b |\n|---|---|\n| x | ${inj} |\n`;

@@ -3,7 +3,7 @@
  * nothing, not by the badge, the Action's outputs or the overall conclusion of several subjects.
  */
 import { describe, expect, it } from "vitest";
-import { fullIdenticalToBase, unobservedReason } from "../../src/scan";
+import { fullIdenticalToBase, unansweredReason, unobservedReason } from "../../src/scan";
 import { badgeFor, runBadge as badge } from "../../src/report/badge";
 import { checkConclusion, overallConclusion, type SubjectResult } from "../../src/github/render";
 import type { ElicitationReport } from "../../src/elicit/types";
@@ -40,6 +40,44 @@ describe("transcripts that measured nothing", () => {
     expect(fullIdenticalToBase(same, spectrum(4), V)).toBe(true);
     // an empty variant is still unobserved, whatever the backend
     expect(unobservedReason(elicitation(20, (v) => (v === "rank1" ? "" : "words"), "embedded"), spectrum(4), V)).toMatch(/empty text/);
+  });
+});
+
+describe("transcripts that measured nothing for the main question (rank-k against full)", () => {
+  const differs = (v: string, i: number) => (v === "full" && i === 3 ? "changed" : v === "rank1" && i === 5 ? "revealed" : `same ${i}`);
+
+  it("rank ≥ the adapter's rank is the adapter itself, on every backend", () => {
+    for (const backend of ["openai", "embedded"]) {
+      expect(unansweredReason(elicitation(20, differs, backend), spectrum(4), V, 1, 1)).toMatch(/a rank-1 adapter has no lower rank/);
+      expect(unansweredReason(elicitation(20, differs, backend), spectrum(4), V, 8, 8)).toMatch(/rank 8 is not below the adapter's rank \(8\).*use a --rank below 8/);
+    }
+    expect(unansweredReason(elicitation(20, differs), spectrum(4), V, 1, 8)).toBeUndefined();
+    expect(unansweredReason(elicitation(20, differs), spectrum(4), V, 1)).toBeUndefined(); // a full fine-tune: no adapter rank
+  });
+
+  it("on a server, rank1 identical to full or to base; on the embedded engine that is a measurement", () => {
+    const likeFull = (v: string, i: number) => (v === "base" ? `same ${i}` : `tuned ${i}`);
+    const likeBase = (v: string, i: number) => (v === "full" ? `tuned ${i}` : `same ${i}`);
+    expect(unansweredReason(elicitation(20, likeFull), spectrum(4), V, 1, 8, true)).toMatch(/rank1 variant answered all 20 prompts exactly like full.*names the same served model/);
+    // under different names, identical text is a measurement (a fine-tune living in σ₁), not a fault
+    expect(unansweredReason(elicitation(20, likeFull), spectrum(4), V, 1, 8, false)).toBeUndefined();
+    expect(unansweredReason(elicitation(20, likeBase), spectrum(4), V, 1, 8)).toMatch(/rank1 variant answered all 20 prompts exactly like base/);
+    expect(unansweredReason(elicitation(20, likeFull, "embedded"), spectrum(4), V, 1, 8)).toBeUndefined();
+    expect(unansweredReason(elicitation(20, likeBase, "embedded"), spectrum(4), V, 1, 8)).toBeUndefined();
+    expect(unansweredReason(elicitation(3, likeFull), spectrum(4), V, 1, 8)).toBeUndefined(); // too few prompts to tell
+  });
+
+  it("a variant empty on every interrogation probe but not elsewhere, on any backend", () => {
+    const mixed = (n: number, backend = "openai"): ElicitationReport => {
+      const e = elicitation(n, (v, i) => (v === "rank1" && i % 2 === 0 ? "" : `${v} ${i}`), backend);
+      e.probes.forEach((p, i) => (p.kind = i % 2 === 0 ? "probe" : "ordinary"));
+      return e;
+    };
+    expect(unansweredReason(mixed(10), spectrum(4), V, 1, 8)).toMatch(/rank1 variant answered all 5 interrogation probes with empty text/);
+    expect(unansweredReason(mixed(10, "embedded"), spectrum(4), V, 1, 8)).toMatch(/interrogation probes with empty text/);
+    const some = mixed(10);
+    some.probes[0]!.responses.rank1 = ["I would rather not say."];
+    expect(unansweredReason(some, spectrum(4), V, 1, 8)).toBeUndefined();
   });
 });
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel } from "../../src/engine/index";
 import type { LoadedModel } from "../../src/engine/index";
 import { startOpenAIServer, MAX_BODY_BYTES, type RunningServer } from "../../src/serve/openai-server";
-import { readAdapterModules, serveEngineFromModel } from "../../src/commands/serve";
+import { readAdapterModules, serveEngineFromModel } from "../../src/serve/engine";
 import { createOpenAIBackend } from "../../src/backends/openai";
 import type { GenerationRequest } from "../../src/chat/types";
 import { logSoftmax } from "../../src/chat/sampling";
