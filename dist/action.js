@@ -62492,7 +62492,7 @@ function applyOverrides(cfg, o) {
 function resolvePolicy(settings) {
   try {
     const file = settings.configPath ? loadConfig(settings.configPath) : defaultConfig();
-    const config = applyOverrides(file, { failOn: settings.failOn, backend: settings.backend, inferenceUrl: settings.inferenceUrl, device: settings.device });
+    const config = applyOverrides(file, { failOn: settings.failOn, backend: settings.backend, inferenceUrl: settings.inferenceUrl, device: settings.device, rank: settings.rank });
     return { config };
   } catch (err) {
     if (err instanceof InputError) return { error: err };

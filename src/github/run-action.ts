@@ -46,7 +46,7 @@ import { DEFAULT_FAIL_ON, type FailOn } from "../policy/severity";
 function resolvePolicy(settings: ActionSettings): { config: ScanConfig } | { error: InputError } {
   try {
     const file = settings.configPath ? loadConfig(settings.configPath) : defaultConfig();
-    const config = applyOverrides(file, { failOn: settings.failOn, backend: settings.backend, inferenceUrl: settings.inferenceUrl, device: settings.device });
+    const config = applyOverrides(file, { failOn: settings.failOn, backend: settings.backend, inferenceUrl: settings.inferenceUrl, device: settings.device, rank: settings.rank });
     return { config };
   } catch (err) {
     if (err instanceof InputError) return { error: err };
