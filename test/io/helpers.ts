@@ -2,7 +2,6 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { expect } from "vitest";
 import { InputError } from "../../src/errors";
 import { mulberry32 } from "../../src/linalg/random";
 
@@ -78,6 +77,8 @@ export function maxAbs(a: ArrayLike<number>): number {
 
 /** Await `p`, expect an InputError whose one-line message contains every part; return it. */
 export async function expectInputError(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<InputError> {
+  // imported here, not at the top: benchmarks reuse this module's fixture writers outside vitest
+  const { expect } = await import("vitest");
   const err = await p.then(
     (v) => v,
     (e) => e,
