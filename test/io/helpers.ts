@@ -77,12 +77,14 @@ export function maxAbs(a: ArrayLike<number>): number {
 
 /** Await `p`, expect an InputError whose one-line message contains every part; return it. */
 export async function expectInputError(p: Promise<unknown>, ...parts: (string | RegExp)[]): Promise<InputError> {
-  // imported here, not at the top: benchmarks reuse this module's fixture writers outside vitest
-  const { expect } = await import("vitest");
-  const err = await p.then(
+  // settle `p` before anything else is awaited, or a fast rejection is briefly unhandled
+  const settled = p.then(
     (v) => v,
     (e) => e,
   );
+  // imported here, not at the top: benchmarks reuse this module's fixture writers outside vitest
+  const { expect } = await import("vitest");
+  const err = await settled;
   expect(err).toBeInstanceOf(InputError);
   const msg = (err as Error).message;
   expect(msg).not.toContain("\n");
