@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
-import { QUICK, fillUniform, reportPhase, runPhase, secs, startPhaseCpu, type PhaseResult } from "./spectrum-common";
+import { QUICK, fastestOf, fillUniform, reportPhase, runPhase, secs, startPhaseCpu, writeRandomAdapter, type PhaseResult } from "./spectrum-common";
 import type { LoraModule } from "../src/io/types";
 
 const SCRIPT = fileURLToPath(import.meta.url);
@@ -54,23 +54,7 @@ function shapes(c: { layers: number; hidden: number; intermediate: number; kvDim
 }
 
 async function generateLora(): Promise<void> {
-  const { writeAdapter } = await import("../src/io/peft");
-  const r = LORA.rank;
-  const scale = LORA.alpha / r;
-  const all = shapes(LORA);
-  let seed = 0x5ca11ab1;
-  async function* modules(): AsyncGenerator<LoraModule> {
-    for (const s of all) {
-      // PEFT-like magnitudes: A ~ U(±1/√in) (Kaiming), B small after training
-      const A = new Float32Array(r * s.inf);
-      const B = new Float32Array(s.out * r);
-      seed = fillUniform(A, seed, 1 / Math.sqrt(s.inf));
-      seed = fillUniform(B, seed, 0.01);
-      yield { name: s.name, rank: r, scale, outFeatures: s.out, inFeatures: s.inf, A, B };
-    }
-  }
-  const layout = all.map((s) => ({ name: s.name, rank: r, scale, outFeatures: s.out, inFeatures: s.inf }));
-  await writeAdapter(LORA_DIR, { r, lora_alpha: LORA.alpha, base_model_name_or_path: "bench/tinyllama", task_type: "CAUSAL_LM" }, modules(), { layout });
+  await writeRandomAdapter(LORA_DIR, shapes(LORA), { rank: LORA.rank, alpha: LORA.alpha, seed: 0x5ca11ab1, baseModel: "bench/tinyllama" });
 }
 
 async function generateFull(): Promise<void> {
@@ -121,8 +105,7 @@ async function phase(name: string): Promise<void> {
   const { openAdapter } = await import("../src/io/peft");
   const { openCheckpoint } = await import("../src/io/checkpoint");
   const { adapterSpectrum, fullSpectrum } = await import("../src/delta/spectrum");
-  const { fullLayout, fullSourceConfig, truncateAdapter, truncatedLayout, truncatedModules, writeTruncatedAdapter } = await import("../src/delta/truncate");
-  const { walkFull } = await import("../src/delta/walk");
+  const { fullLayout, fullSourceConfig, lowRankFromFull, truncateAdapter, truncatedLayout, writeTruncatedAdapter } = await import("../src/delta/truncate");
   const { deltaPass } = await import("../src/delta/pass");
   const out = join(OUT_DIR, name);
   rmSync(out, { recursive: true, force: true });
@@ -161,10 +144,8 @@ async function phase(name: string): Promise<void> {
     modules = (await readFolder(out)).length;
     sum = sigmaSum(spectrum);
   } else if (name === "full-old") {
-    // before the pass, lowRankFromFull ran a top-`rank` SVD of its own: the walk with topK = rank
-    // and only the linear tensors is exactly that computation
-    const oldLowRank = (b: Awaited<ReturnType<typeof openCheckpoint>>, f: typeof b) =>
-      truncatedModules(walkFull(b, f, { rank: RANK, topK: RANK, tensors: "linear", label: "truncate", quiet: true, onWarning }));
+    // lowRankFromFull runs a top-`rank` SVD of its own (only the linear tensors), as it did before the pass
+    const oldLowRank = (b: Awaited<ReturnType<typeof openCheckpoint>>, f: typeof b) => lowRankFromFull(b, f, RANK, { quiet: true, onWarning });
     const base = await openCheckpoint(join(FULL_DIR, "base"));
     const ft = await openCheckpoint(join(FULL_DIR, "ft"));
     const spectrum = await fullSpectrum(base, ft, { quiet: true, onWarning });
@@ -198,11 +179,6 @@ export interface ScanDeltaBenchResult {
   full: { oldSeconds: number; newSeconds: number; ratio: number };
 }
 
-function fastest(results: PhaseResult[]): PhaseResult & { runs: number[] } {
-  const best = results.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-  return { ...best, peakRssBytes: Math.max(...results.map((r) => r.peakRssBytes)), runs: results.map((r) => r.seconds) };
-}
-
 export async function run(): Promise<ScanDeltaBenchResult> {
   const g0 = performance.now();
   runPhase(SCRIPT, "generate");
@@ -216,8 +192,8 @@ export async function run(): Promise<ScanDeltaBenchResult> {
       olds.push(runPhase(SCRIPT, `${kind}-old`));
       news.push(runPhase(SCRIPT, `${kind}-new`));
     }
-    const o = fastest(olds);
-    const n = fastest(news);
+    const o = fastestOf(olds);
+    const n = fastestOf(news);
     const ratio = o.seconds / n.seconds;
     result[kind] = { oldSeconds: o.seconds, newSeconds: n.seconds, ratio };
     const drift = Math.abs((n.sigmaSum as number) - (o.sigmaSum as number)) / (o.sigmaSum as number);

@@ -58,7 +58,11 @@ export function runPhase(script: string, phase: string, args: string[] = []): Ph
  * on a shared machine the fastest run is the one least stretched by other processes.
  */
 export function bestOfPhase(script: string, phase: string, times: number): PhaseResult & { runs: number[] } {
-  const results = Array.from({ length: Math.max(1, times) }, () => runPhase(script, phase));
+  return fastestOf(Array.from({ length: Math.max(1, times) }, () => runPhase(script, phase)));
+}
+
+/** The fastest of a phase's runs (its wall and CPU time), with the largest peak RSS of all and every run's wall time. */
+export function fastestOf(results: readonly PhaseResult[]): PhaseResult & { runs: number[] } {
   const best = results.reduce((a, b) => (b.seconds < a.seconds ? b : a));
   // memory is not helped by a quiet machine: report the largest peak of all runs
   return { ...best, peakRssBytes: Math.max(...results.map((r) => r.peakRssBytes)), runs: results.map((r) => r.seconds) };
@@ -107,6 +111,32 @@ export function fillUniform(out: Float32Array, seed: number, scale: number): num
     out[i] = (s | 0) * k;
   }
   return s;
+}
+
+/**
+ * Write a random PEFT adapter over `shapes`, streamed module by module, with PEFT-like
+ * magnitudes: A ~ U(±1/√in) (Kaiming), B small after training; `seed` starts fillUniform's stream.
+ */
+export async function writeRandomAdapter(
+  dir: string,
+  shapes: ReadonlyArray<{ name: string; out: number; inf: number }>,
+  opts: { rank: number; alpha: number; seed: number; baseModel: string },
+): Promise<void> {
+  const { writeAdapter } = await import("../src/io/peft");
+  const { rank: r, alpha } = opts;
+  const scale = alpha / r;
+  const layout = shapes.map((s) => ({ name: s.name, rank: r, scale, outFeatures: s.out, inFeatures: s.inf }));
+  let seed = opts.seed;
+  async function* modules() {
+    for (const s of shapes) {
+      const A = new Float32Array(r * s.inf);
+      const B = new Float32Array(s.out * r);
+      seed = fillUniform(A, seed, 1 / Math.sqrt(s.inf));
+      seed = fillUniform(B, seed, 0.01);
+      yield { name: s.name, rank: r, scale, outFeatures: s.out, inFeatures: s.inf, A, B };
+    }
+  }
+  await writeAdapter(dir, { r, lora_alpha: alpha, base_model_name_or_path: opts.baseModel, task_type: "CAUSAL_LM" }, modules(), { layout });
 }
 
 /**

@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Matrix, SingularValueDecomposition } from "ml-matrix";
-import { QUICK, bestOfPhase, evict, startPhaseCpu, fillUniform, gb, readFloor, reportPhase, runPhase, secs, summariseTargets, verdict } from "./spectrum-common";
+import { QUICK, bestOfPhase, evict, startPhaseCpu, gb, readFloor, reportPhase, runPhase, secs, summariseTargets, verdict, writeRandomAdapter } from "./spectrum-common";
 
 const SCRIPT = fileURLToPath(import.meta.url);
 
@@ -59,28 +59,7 @@ export function adapterShapes(layers = LAYERS): Shape[] {
 }
 
 async function generate(): Promise<void> {
-  const { writeAdapter } = await import("../src/io/peft");
-  const r = LLAMA70B.rank;
-  const scale = LLAMA70B.alpha / r;
-  const shapes = adapterShapes();
-  const layout = shapes.map((s) => ({ name: s.name, rank: r, scale, outFeatures: s.out, inFeatures: s.inf }));
-  let seed = 0x9e3779b9;
-  async function* modules() {
-    for (const s of shapes) {
-      // PEFT-like magnitudes: A ~ U(±1/√in) (Kaiming), B small after training
-      const A = new Float32Array(r * s.inf);
-      const B = new Float32Array(s.out * r);
-      seed = fillUniform(A, seed, 1 / Math.sqrt(s.inf));
-      seed = fillUniform(B, seed, 0.01);
-      yield { name: s.name, rank: r, scale, outFeatures: s.out, inFeatures: s.inf, A, B };
-    }
-  }
-  await writeAdapter(
-    ADAPTER_DIR,
-    { r, lora_alpha: LLAMA70B.alpha, base_model_name_or_path: "meta-llama/Llama-3.3-70B-Instruct", task_type: "CAUSAL_LM" },
-    modules(),
-    { layout },
-  );
+  await writeRandomAdapter(ADAPTER_DIR, adapterShapes(), { rank: LLAMA70B.rank, alpha: LLAMA70B.alpha, seed: 0x9e3779b9, baseModel: "meta-llama/Llama-3.3-70B-Instruct" });
 }
 
 async function phase(name: string): Promise<void> {

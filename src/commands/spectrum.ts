@@ -9,11 +9,8 @@ import { open, realpath, stat } from "node:fs/promises";
 import { dirname, basename, join, resolve, sep } from "node:path";
 import { InputError } from "../errors";
 import { writeFileAtomic } from "../io/atomic";
-import { openCheckpoint } from "../io/checkpoint";
-import { openAdapter } from "../io/peft";
-import type { Checkpoint, LoraAdapter } from "../io/types";
+import { withDeltaSubject, type DeltaSubjectPaths } from "../delta/pass";
 import { adapterSpectrum, DEFAULT_TOP_K, fullSpectrum } from "../delta/spectrum";
-import { log } from "../progress";
 import { DEFAULT_TABLE_MODULES, formatSpectrum } from "../delta/table";
 import type { SpectrumReport } from "../delta/types";
 import { integerFlag } from "../validate";
@@ -31,7 +28,7 @@ export interface SpectrumArgs {
 }
 
 /** Which subject the flags name: a LoRA adapter (base optional) or a full fine-tune (base required). */
-export function subjectOf(args: { base?: string; adapter?: string; finetuned?: string }): { kind: "lora"; adapter: string; base?: string } | { kind: "full"; base: string; finetuned: string } {
+export function subjectOf(args: { base?: string; adapter?: string; finetuned?: string }): DeltaSubjectPaths {
   if (args.adapter && args.finetuned) throw new InputError("give either --adapter or --finetuned, not both", "--finetuned");
   if (args.adapter) return { kind: "lora", adapter: args.adapter, base: args.base };
   if (args.finetuned) {
@@ -84,38 +81,11 @@ export async function checkJsonOutput(path: string, inputs: ReadonlyArray<string
   }
 }
 
-export type OpenedSubject = { kind: "lora"; adapter: LoraAdapter; base?: Checkpoint } | { kind: "full"; base: Checkpoint; finetuned: Checkpoint };
-
-/**
- * Open what the flags name (base optional for an adapter: it checks module shapes), run `use`,
- * and close every file opened, whatever happens. Shared by spectrum and truncate.
- */
-export async function withSubject<T>(args: { base?: string; adapter?: string; finetuned?: string }, use: (s: OpenedSubject) => Promise<T>): Promise<T> {
-  const subject = subjectOf(args);
-  const opened: Array<Checkpoint | LoraAdapter> = [];
-  const track = <F extends Checkpoint | LoraAdapter>(f: F): F => (opened.push(f), f);
-  try {
-    if (subject.kind === "lora") {
-      const base = subject.base ? track(await openCheckpoint(subject.base)) : undefined;
-      const adapter = track(await openAdapter(subject.adapter, { base }));
-      return await use({ kind: "lora", adapter, base });
-    }
-    const base = track(await openCheckpoint(subject.base));
-    const finetuned = track(await openCheckpoint(subject.finetuned));
-    return await use({ kind: "full", base, finetuned });
-  } finally {
-    await Promise.all(opened.map((o) => o.close().catch(() => undefined)));
-  }
-}
-
-/** How spectrum and truncate show delta/'s warnings (a top-k iteration that stopped short): a log line. */
-export const printWarning = (message: string): void => log(`warning: ${message}`);
-
 /** Measure the spectrum the flags describe, closing every file it opened. */
 export async function measureSpectrum(args: SpectrumArgs): Promise<SpectrumReport> {
-  subjectOf(args); // flag errors first, before --top-k
+  const subject = subjectOf(args); // flag errors first, before --top-k
   const topK = integerFlag(args.topK, "--top-k", { min: 1, max: MAX_TOP_K, expected: `a positive integer up to ${MAX_TOP_K}` }) ?? DEFAULT_TOP_K;
-  return withSubject(args, (s) => (s.kind === "lora" ? adapterSpectrum(s.adapter) : fullSpectrum(s.base, s.finetuned, { topK, onWarning: printWarning })));
+  return withDeltaSubject(subject, (s) => (s.kind === "lora" ? adapterSpectrum(s.adapter) : fullSpectrum(s.base, s.finetuned, { topK })));
 }
 
 export function register(program: Command): void {

@@ -4,14 +4,13 @@
  * The output folder appears atomically (io/atomic.ts) or not at all.
  */
 import type { Command } from "commander";
-import { InputError } from "../errors";
 import { checkOutputDir } from "../io/atomic";
 import { ADAPTER_CONFIG_FILE } from "../io/peft";
 import { log } from "../progress";
-import { fullLayout, fullSourceConfig, lowRankFromFull, truncateAdapter, truncatedLayout, writeTruncatedAdapter } from "../delta/truncate";
+import { withDeltaSubject, writeRankAdapter } from "../delta/pass";
 import { MAX_RANK } from "../delta/limits";
-import { integerFlag } from "../validate";
-import { printWarning, subjectOf, withSubject } from "./spectrum";
+import { integerFlag, requiredFlag } from "../validate";
+import { subjectOf } from "./spectrum";
 
 export interface TruncateArgs {
   base?: string;
@@ -22,21 +21,11 @@ export interface TruncateArgs {
 }
 
 export async function runTruncate(args: TruncateArgs): Promise<void> {
-  subjectOf(args); // flag errors first, before the rank and the output
-  if (args.rank === undefined) throw new InputError("required: the rank K to keep", "--rank");
-  const k = integerFlag(args.rank, "--rank", { min: 1, max: MAX_RANK, expected: `an integer from 1 to ${MAX_RANK}` });
-  if (!args.out) throw new InputError("required: the folder to write the truncated adapter to", "--out");
-  const out = args.out;
+  const subject = subjectOf(args); // flag errors first, before the rank and the output
+  const k = integerFlag(requiredFlag(args.rank, "--rank", "the rank K to keep"), "--rank", { min: 1, max: MAX_RANK, expected: `an integer from 1 to ${MAX_RANK}` });
+  const out = requiredFlag(args.out, "--out", "the folder to write the truncated adapter to");
   await checkOutputDir(out, { inputs: [args.base, args.adapter, args.finetuned], marker: ADAPTER_CONFIG_FILE, flag: "--out" });
-  await withSubject(args, async (s) => {
-    if (s.kind === "lora") {
-      await writeTruncatedAdapter(out, truncateAdapter(s.adapter, k), s.adapter.config, { layout: truncatedLayout(s.adapter, k) });
-    } else {
-      const layout = fullLayout(s.finetuned, k);
-      if (layout.length === 0) throw new InputError("has no linear modules under model.layers.N (is it a decoder checkpoint?)", s.finetuned.dir);
-      await writeTruncatedAdapter(out, lowRankFromFull(s.base, s.finetuned, k, { onWarning: printWarning }), fullSourceConfig(s.base), { layout });
-    }
-  });
+  await withDeltaSubject(subject, (s) => writeRankAdapter(s, k, out));
   log(`wrote rank-${k} adapter to ${out}`);
 }
 

@@ -14,13 +14,13 @@ import { PooledFactorReader } from "./factor-reader";
  * NonFiniteFactorError). io's PeftAdapter.readModule takes the option; other LoraAdapter
  * implementations ignore the extra argument and check as they like.
  */
-export function readFactors(adapter: LoraAdapter, name: string): Promise<LoraModule> {
+function readFactors(adapter: LoraAdapter, name: string): Promise<LoraModule> {
   const read = adapter.readModule as (this: LoraAdapter, n: string, o?: { checkFinite?: boolean }) => Promise<LoraModule>;
   return read.call(adapter, name, { checkFinite: false });
 }
 
 /** Re-throw a linalg NonFiniteFactorError as the InputError (exit 2) it is, naming the module. */
-export async function withModuleErrors<T>(adapter: LoraAdapter, name: string, work: () => Promise<T>): Promise<T> {
+async function withModuleErrors<T>(adapter: LoraAdapter, name: string, work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (err) {
@@ -40,7 +40,7 @@ export const MODULES_IN_FLIGHT = 3;
  * Map `fn` over `items` with up to `concurrency` calls running, yielding results in input
  * order (so streaming writers and progress see the modules in file order).
  */
-export async function* mapOrdered<T, R>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<R>): AsyncGenerator<[T, R]> {
+async function* mapOrdered<T, R>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<R>): AsyncGenerator<[T, R]> {
   const running: Promise<R>[] = [];
   let next = 0;
   const launch = () => {

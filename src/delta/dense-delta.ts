@@ -16,7 +16,7 @@ const ROW_BLOCK_BYTES = 16 * 1024 * 1024;
  * Iterate `items`, starting the read of item i+1 before item i is processed, so the disk (or
  * page-cache copy) and ONNX Runtime work overlap.
  */
-export async function* prefetched<T, R>(items: readonly T[], read: (item: T) => Promise<R>): AsyncGenerator<[T, R]> {
+async function* prefetched<T, R>(items: readonly T[], read: (item: T) => Promise<R>): AsyncGenerator<[T, R]> {
   let next: Promise<R> | undefined = items.length > 0 ? read(items[0]!) : undefined;
   try {
     for (let i = 0; i < items.length; i++) {
@@ -146,7 +146,7 @@ function changeSums(f: Float32Array, b: Float32Array): { d2: number; b2: number 
   return { d2, b2 };
 }
 
-export interface DenseDeltaOptions {
+interface DenseDeltaOptions {
   /** reused block buffers for the reads (the walk keeps one for the whole pass) */
   blocks?: TensorBlockReader;
   /** a buffer to form ΔW in when it is large enough (ΔW is then a view of it) */

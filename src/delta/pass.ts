@@ -2,47 +2,89 @@
  * scan's delta phase as one walk over the subject: every module is read and decomposed once,
  * its spectrum collected for the report and its rank-k factors streamed straight into the
  * rank-k adapter folder (the folder the embedded engine then loads as the `rank<k>` variant,
- * so what is interrogated is exactly what the report ships).
+ * so what is interrogated is exactly what the report ships). `truncate` writes its folder
+ * through the same writer, without the spectrum; both open their subject with withDeltaSubject.
  */
+import { openCheckpoint } from "../io/checkpoint";
+import { openAdapter } from "../io/peft";
 import type { Checkpoint, LoraAdapter } from "../io/types";
-import type { GramPrecision } from "../linalg/factor-basis";
 import type { SpectrumReport } from "./types";
 import { SpectrumCollector } from "./spectrum";
 import { fullLayout, fullSourceConfig, truncatedLayout, truncatedModules, writeTruncatedAdapter } from "./truncate";
-import { walkAdapter, walkFull, type DeltaStep, type ProgressFn } from "./walk";
-
-/** The fine-tune whose ΔW is walked, opened by the caller (who also closes it). */
-export type DeltaSubject = { kind: "lora"; adapter: LoraAdapter } | { kind: "full"; base: Checkpoint; finetuned: Checkpoint };
-
-export interface DeltaPassOptions {
-  onProgress?: ProgressFn;
-  quiet?: boolean;
-  /** LoRA: Gram precision (default auto) */
-  precision?: GramPrecision;
-  /** full fine-tune: called when a module's top-k iteration stops without meeting its tolerance */
-  onWarning?: (message: string) => void;
-}
-
-/** Progress label of the one pass (it measures and truncates at once). */
-const PASS_LABEL = "spectrum+truncate";
+import { walkAdapter, walkFull, type DeltaStep, type WalkOptions } from "./walk";
 
 /**
- * The spectrum of the subject's ΔW, with its rank-k truncation written to `outDir` (a PEFT
- * adapter, r = lora_alpha = k) in the same walk. Bad input is refused before anything is written.
+ * The fine-tune whose ΔW is walked, opened by the caller (who also closes it). A LoRA adapter's
+ * base is optional: opened with the adapter, it checks the modules' shapes.
  */
-export async function deltaPass(subject: DeltaSubject, rank: number, outDir: string, opts: DeltaPassOptions = {}): Promise<SpectrumReport> {
-  const walk = { ...opts, rank, label: PASS_LABEL };
-  const steps = subject.kind === "lora" ? walkAdapter(subject.adapter, walk) : walkFull(subject.base, subject.finetuned, { ...walk, tensors: "all" });
+export type DeltaSubject = { kind: "lora"; adapter: LoraAdapter; base?: Checkpoint } | { kind: "full"; base: Checkpoint; finetuned: Checkpoint };
+
+/** The folders of a DeltaSubject. */
+export type DeltaSubjectPaths = { kind: "lora"; adapter: string; base?: string } | { kind: "full"; base: string; finetuned: string };
+
+/** Open the subject's folders, run `use`, and close every file opened, whatever happens. */
+export async function withDeltaSubject<T>(paths: DeltaSubjectPaths, use: (s: DeltaSubject) => Promise<T>): Promise<T> {
+  const opened: Array<Checkpoint | LoraAdapter> = [];
+  const track = <F extends Checkpoint | LoraAdapter>(f: F): F => (opened.push(f), f);
+  try {
+    if (paths.kind === "lora") {
+      const base = paths.base ? track(await openCheckpoint(paths.base)) : undefined;
+      const adapter = track(await openAdapter(paths.adapter, { base }));
+      return await use({ kind: "lora", adapter, base });
+    }
+    const base = track(await openCheckpoint(paths.base));
+    const finetuned = track(await openCheckpoint(paths.finetuned));
+    return await use({ kind: "full", base, finetuned });
+  } finally {
+    await Promise.all(opened.map((o) => o.close().catch(() => undefined)));
+  }
+}
+
+export type RankAdapterOptions = Pick<WalkOptions, "onProgress" | "quiet" | "onWarning"> & {
+  /**
+   * also measure the spectrum in the same walk, gathering every step here (a full fine-tune's
+   * walk then reads every tensor and takes max(topK, rank) values per module); absent: a
+   * truncation only
+   */
+  spectrum?: SpectrumCollector;
+};
+
+/** Progress labels: the pass measures and truncates at once; `truncate` only truncates. */
+const PASS_LABEL = "spectrum+truncate";
+const TRUNCATE_LABEL = "truncate";
+
+/**
+ * Write the subject's rank-k truncation to `outDir` (a PEFT adapter, r = lora_alpha = k), each
+ * module's factors streamed to disk as soon as the walk computes them. Bad input (the rank, the
+ * pairing, a checkpoint without decoder linears) is refused before anything is read or written.
+ */
+export async function writeRankAdapter(subject: DeltaSubject, rank: number, outDir: string, opts: RankAdapterOptions = {}): Promise<void> {
+  const { spectrum, ...options } = opts;
+  const walk = { ...options, rank, label: spectrum ? PASS_LABEL : TRUNCATE_LABEL };
+  // the walk first: it checks its input at call time, before the layout is read
+  const steps =
+    subject.kind === "lora"
+      ? walkAdapter(subject.adapter, walk)
+      : walkFull(subject.base, subject.finetuned, spectrum ? { ...walk, tensors: "all" } : { ...walk, tensors: "linear" });
   const layout = subject.kind === "lora" ? truncatedLayout(subject.adapter, rank) : fullLayout(subject.finetuned, rank);
   const config = subject.kind === "lora" ? subject.adapter.config : fullSourceConfig(subject.base);
-  const spectrum = new SpectrumCollector();
   async function* measured(): AsyncGenerator<DeltaStep> {
     for await (const step of steps) {
-      spectrum.add(step);
+      spectrum!.add(step);
       yield step;
     }
   }
-  // the writer pulls the walk: each module's factors go to disk as soon as they are computed
-  await writeTruncatedAdapter(outDir, truncatedModules(measured()), config, { layout });
+  await writeTruncatedAdapter(outDir, truncatedModules(spectrum ? measured() : steps), config, { layout });
+}
+
+export type DeltaPassOptions = Omit<RankAdapterOptions, "spectrum">;
+
+/**
+ * The spectrum of the subject's ΔW, with its rank-k truncation written to `outDir` in the same
+ * walk (writeRankAdapter). Bad input is refused before anything is written.
+ */
+export async function deltaPass(subject: DeltaSubject, rank: number, outDir: string, opts: DeltaPassOptions = {}): Promise<SpectrumReport> {
+  const spectrum = new SpectrumCollector();
+  await writeRankAdapter(subject, rank, outDir, { ...opts, spectrum });
   return spectrum.report(subject.kind === "full");
 }

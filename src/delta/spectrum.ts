@@ -5,28 +5,14 @@
  *   top-k singular values by randomized subspace iteration, plus the other changed tensors.
  */
 import type { Checkpoint, LoraAdapter } from "../io/types";
-import type { GramPrecision } from "../linalg/factor-basis";
 import type { ModuleSpectrum, OtherChange, SpectrumReport } from "./types";
 import { summarise } from "./stats";
-import { walkAdapter, walkFull, type DeltaStep, type ProgressFn } from "./walk";
+import { walkAdapter, walkFull, type DeltaStep, type WalkOptions } from "./walk";
 
-export { summarise } from "./stats";
-export { DEFAULT_TOP_K, loraModuleSpectrum, type ProgressFn } from "./walk";
+export { DEFAULT_TOP_K } from "./walk";
 
-export interface AdapterSpectrumOptions {
-  onProgress?: ProgressFn;
-  /** no default progress bar (when onProgress is absent) */
-  quiet?: boolean;
-  precision?: GramPrecision;
-}
-
-export interface FullSpectrumOptions {
-  topK?: number;
-  onProgress?: ProgressFn;
-  quiet?: boolean;
-  /** called when a module's top-k iteration stops without meeting its tolerance (delta/ prints nothing itself) */
-  onWarning?: (message: string) => void;
-}
+export type AdapterSpectrumOptions = Pick<WalkOptions, "onProgress" | "quiet" | "precision">;
+export type FullSpectrumOptions = Pick<WalkOptions, "onProgress" | "quiet" | "topK" | "onWarning">;
 
 /** Gathers a SpectrumReport from the walk's steps as they pass (scan's pass also writes their factors). */
 export class SpectrumCollector {

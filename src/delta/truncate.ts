@@ -2,13 +2,14 @@
  * Rank-k truncation of fine-tuning updates into ordinary PEFT LoRA adapters: the exact best
  * rank-k approximation (Eckart–Young) of every ΔW, written with r = k and lora_alpha = k so
  * the scale is 1, with √σ on each factor (B' = U_k·√Σ_k, A' = √Σ_k·V_kᵀ). The factors come
- * from the walk (walk.ts) that also gives spectra, so both see the same decomposition.
+ * from the walk (walk.ts) that also gives spectra: in scan's pass (pass.ts) from the same
+ * decomposition as the spectrum; alone (these functions), from one that computes no more.
  */
 import { linearModuleNames } from "../io/checkpoint";
 import { writeAdapter, type LoraModuleLayout } from "../io/peft";
 import type { AdapterConfig, Checkpoint, DType, LoraAdapter, LoraModule } from "../io/types";
 import { factoredSvdSync, topVectorsSync } from "../linalg/factored-svd";
-import { checkRank, loraModuleStep, rankKModule, walkAdapter, walkFull, type DeltaStep, type ProgressFn } from "./walk";
+import { checkRank, rankKModule, walkAdapter, walkFull, type DeltaStep, type WalkOptions } from "./walk";
 
 /** Best rank-k approximation of scale·B·A as a LoRA module with scale 1 (plain JavaScript, synchronous). */
 export function truncateModule(m: LoraModule, k: number): LoraModule {
@@ -17,16 +18,7 @@ export function truncateModule(m: LoraModule, k: number): LoraModule {
   return rankKModule(m, k, topVectorsSync(m, svd, Math.min(k, m.rank), "sqrt"));
 }
 
-/** truncateModule with the tall products in ONNX Runtime: the fast path for large adapters (the walk's LoRA step). */
-export async function truncateModuleAsync(m: LoraModule, k: number): Promise<LoraModule> {
-  checkRank(k, "rank");
-  return (await loraModuleStep(m, k)).truncated!;
-}
-
-export interface TruncateOptions {
-  onProgress?: ProgressFn;
-  quiet?: boolean;
-}
+export type TruncateOptions = Pick<WalkOptions, "onProgress" | "quiet">;
 
 /** The rank-k factors of the walk's module steps, in order. */
 export async function* truncatedModules(steps: AsyncIterable<DeltaStep>): AsyncGenerator<LoraModule> {
@@ -34,11 +26,12 @@ export async function* truncatedModules(steps: AsyncIterable<DeltaStep>): AsyncG
 }
 
 /**
- * Every module of an adapter truncated to rank k, streamed in the adapter's module order (an
- * AsyncIterable: a few modules are read and truncated at a time, see MODULES_IN_FLIGHT).
+ * Every module of an adapter truncated to rank k, streamed in the adapter's module order (a few
+ * modules are read and truncated at a time, see MODULES_IN_FLIGHT). The rank is checked now,
+ * before any factor is read.
  */
-export async function* truncateAdapter(adapter: LoraAdapter, k: number, opts: TruncateOptions = {}): AsyncGenerator<LoraModule> {
-  yield* truncatedModules(walkAdapter(adapter, { ...opts, rank: k, label: "truncate" }));
+export function truncateAdapter(adapter: LoraAdapter, k: number, opts: TruncateOptions = {}): AsyncGenerator<LoraModule> {
+  return truncatedModules(walkAdapter(adapter, { ...opts, rank: k, label: "truncate" }));
 }
 
 /** The layout (names, shapes, r = k, scale 1) of a truncated adapter, known before any factor is read. */
@@ -49,10 +42,7 @@ export function truncatedLayout(adapter: LoraAdapter, k: number): LoraModuleLayo
   });
 }
 
-export interface FullTruncateOptions extends TruncateOptions {
-  /** called when a module's top-k iteration stops without meeting its tolerance (delta/ prints nothing itself) */
-  onWarning?: (message: string) => void;
-}
+export type FullTruncateOptions = Pick<WalkOptions, "onProgress" | "quiet" | "onWarning">;
 
 /** Linear decoder modules of a full fine-tune, as LoRA layouts of rank k. */
 export function fullLayout(finetuned: Checkpoint, k: number): LoraModuleLayout[] {
@@ -70,11 +60,13 @@ export function fullSourceConfig(base: Checkpoint): Partial<AdapterConfig> {
 
 /**
  * A rank-k LoRA extracted from a full fine-tune: for each decoder linear, the top-k SVD of the
- * dense ΔW = W_ft − W_base (randomized subspace iteration, the same one a spectrum uses), as
- * B = U·√Σ, A = √Σ·Vᵀ. Streams: one ΔW in memory at a time; the other tensors are not read.
+ * dense ΔW = W_ft − W_base (the walk's randomized subspace iteration with k = min(k, out, in):
+ * no spectrum is wanted, so no value past the rank is computed), as B = U·√Σ, A = √Σ·Vᵀ.
+ * Streams: one ΔW in memory at a time; the other tensors are not read. The rank and the
+ * checkpoint's decoder linears are checked now, before any weight is read.
  */
-export async function* lowRankFromFull(base: Checkpoint, finetuned: Checkpoint, k: number, opts: FullTruncateOptions = {}): AsyncGenerator<LoraModule> {
-  yield* truncatedModules(walkFull(base, finetuned, { ...opts, rank: k, label: "truncate", tensors: "linear" }));
+export function lowRankFromFull(base: Checkpoint, finetuned: Checkpoint, k: number, opts: FullTruncateOptions = {}): AsyncGenerator<LoraModule> {
+  return truncatedModules(walkFull(base, finetuned, { ...opts, rank: k, label: "truncate", tensors: "linear" }));
 }
 
 /** Config keys that describe the source's own ranks and scales, which a truncated adapter replaces. */

@@ -7,9 +7,9 @@
  * - LoRA ΔW = s·B·A: one Gram core per module (linalg/factored-svd.ts) holds all r singular
  *   values and, with a rank, the top-k vectors (factoredTruncation); without one, only the
  *   values are computed (factoredSingularValues, no vectors).
- * - Full fine-tune: each dense ΔW = W_ft − W_base formed once, and one randomized top-k SVD
- *   with k = max(topK, rank) gives the top topK values for the spectrum and the top-rank
- *   triples for the factors.
+ * - Full fine-tune: each dense ΔW = W_ft − W_base formed once, and one randomized top-k SVD.
+ *   Measuring (tensors "all"), k = max(topK, rank) gives the top topK values for the spectrum
+ *   and the top-rank triples for the factors; truncating only (tensors "linear"), k = rank.
  */
 import { InputError } from "../errors";
 import { linearModuleNames, moduleType } from "../io/checkpoint";
@@ -17,10 +17,11 @@ import type { Checkpoint, LoraAdapter, LoraModule } from "../io/types";
 import type { GramPrecision } from "../linalg/factor-basis";
 import { factoredSingularValues, factoredTruncation, type TopVectors } from "../linalg/factored-svd";
 import type { TopKResult } from "../linalg/randomized-svd";
-import { progress } from "../progress";
+import { log, progress } from "../progress";
 import { mapAdapterModules } from "./adapter-modules";
 import { TensorBlockReader } from "./block-reader";
 import { checkModulePair, checkPairing, denseDelta, denseTopK, tensorChange } from "./dense-delta";
+import { MAX_RANK } from "./limits";
 import { moduleSpectrum } from "./stats";
 import type { ModuleSpectrum, OtherChange } from "./types";
 
@@ -33,38 +34,50 @@ export type ProgressFn = (done: number, total: number, name: string) => void;
 /** What the walk yields: a module's spectrum (with its rank-k factors when a rank was asked for), or a changed non-linear tensor. */
 export type DeltaStep = { kind: "module"; spectrum: ModuleSpectrum; truncated?: LoraModule } | { kind: "other"; change: OtherChange };
 
+/**
+ * What callers of the walk may set; every user of the walk (spectrum.ts, truncate.ts, pass.ts)
+ * takes these, or the part of them that applies to it.
+ */
 export interface WalkOptions {
+  onProgress?: ProgressFn;
+  /** no default progress bar (when onProgress is absent) */
+  quiet?: boolean;
+  /** LoRA: Gram precision (default auto) */
+  precision?: GramPrecision;
+  /** full fine-tune: singular values per module reported in the spectrum (default DEFAULT_TOP_K) */
+  topK?: number;
+  /**
+   * full fine-tune: called when a module's top-k iteration stops without meeting its tolerance
+   * (default: a `warning:` line through progress.ts's log, silent until an edge configures it)
+   */
+  onWarning?: (message: string) => void;
+}
+
+/** The walk's own settings on top of its callers' options. */
+export interface WalkRequest extends WalkOptions {
   /** also the best rank-k approximation of every ΔW, as a LoraModule with r = k and scale 1; undefined: spectrum only */
   rank?: number;
   /** label of the default progress bar (when onProgress is absent) */
   label: string;
-  onProgress?: ProgressFn;
-  /** no default progress bar */
-  quiet?: boolean;
 }
 
-export interface AdapterWalkOptions extends WalkOptions {
-  precision?: GramPrecision;
-}
+/**
+ * A full fine-tune's walk. "all" (default): every tensor of the pair, whose names and shapes
+ * must agree, with the changed non-linear tensors as steps (what a spectrum reports). "linear":
+ * a truncation only, which needs a rank: only the decoder linears, each checked against the base
+ * (the other tensors are not read), and a top-`rank` SVD each, so the steps' spectra hold only
+ * those `rank` values.
+ */
+export type FullWalkRequest = WalkRequest & ({ tensors?: "all" } | { tensors: "linear"; rank: number });
 
-export interface FullWalkOptions extends WalkOptions {
-  /** singular values per module reported in the spectrum (default DEFAULT_TOP_K) */
-  topK?: number;
-  /**
-   * "all" (default): every tensor of the pair, whose names and shapes must agree, with the
-   * changed non-linear tensors as steps (what a spectrum reports). "linear": only the decoder
-   * linears, each checked against the base (all a truncation needs; the other tensors are not read).
-   */
-  tensors?: "all" | "linear";
-  /** called when a module's top-k iteration stops without meeting its tolerance */
-  onWarning?: (message: string) => void;
-}
+const printWarning = (message: string): void => log(`warning: ${message}`);
 
+/** A truncation rank the walk accepts: 1 ≤ k ≤ MAX_RANK (each module's factors are padded to out × k). */
 export function checkRank(k: number, where = "--rank"): void {
-  if (!Number.isSafeInteger(k) || k < 1) throw new InputError(`expected a positive integer, got ${k}`, where);
+  if (!Number.isSafeInteger(k) || k < 1 || k > MAX_RANK) throw new InputError(`expected an integer from 1 to ${MAX_RANK}, got ${k}`, where);
 }
 
-function progressOf(total: number, opts: WalkOptions): { tick: (done: number, name: string) => void; done: () => void } {
+function progressOf(total: number, opts: WalkRequest): { tick: (done: number, name: string) => void; done: () => void } {
   if (opts.onProgress) return { tick: (d, name) => opts.onProgress!(d, total, name), done: () => undefined };
   const bar = progress(opts.label, total, { quiet: opts.quiet });
   return { tick: (_d, name) => bar.tick(1, name), done: () => bar.done() };
@@ -85,7 +98,7 @@ export function rankKModule(m: { name: string; outFeatures: number; inFeatures: 
 }
 
 /** The ModuleSpectrum of a LoRA module from all r of its singular values (exact). */
-export function loraSpectrum(m: LoraModule, sigma: Float64Array): ModuleSpectrum {
+function loraSpectrum(m: LoraModule, sigma: Float64Array): ModuleSpectrum {
   let f2 = 0;
   for (const s of sigma) f2 += s * s;
   const { type, layer } = moduleType(m.name);
@@ -101,14 +114,12 @@ export function loraSpectrum(m: LoraModule, sigma: Float64Array): ModuleSpectrum
   });
 }
 
-/** The ModuleSpectrum of one LoRA module (exact: all r singular values; no vectors computed). */
-export async function loraModuleSpectrum(m: LoraModule, precision?: GramPrecision): Promise<ModuleSpectrum> {
-  return loraSpectrum(m, (await factoredSingularValues(m, { precision })).sigma);
-}
-
-/** One LoRA module's step: the values alone, or values and top vectors from the same Gram core. */
+/**
+ * One LoRA module's step: the values alone (exact: all r; no vectors computed), or values and
+ * top vectors from the same Gram core.
+ */
 export async function loraModuleStep(m: LoraModule, rank: number | undefined, precision?: GramPrecision): Promise<DeltaStep & { kind: "module" }> {
-  if (rank === undefined) return { kind: "module", spectrum: await loraModuleSpectrum(m, precision) };
+  if (rank === undefined) return { kind: "module", spectrum: loraSpectrum(m, (await factoredSingularValues(m, { precision })).sigma) };
   // the truncated factors are new arrays (ORT outputs), so the pooled inputs may be reused
   const t = await factoredTruncation(m, Math.min(rank, m.rank), { precision });
   return { kind: "module", spectrum: loraSpectrum(m, t.sigma), truncated: rankKModule(m, rank, t) };
@@ -118,7 +129,7 @@ export async function loraModuleStep(m: LoraModule, rank: number | undefined, pr
  * Every module of a LoRA adapter in file order, a few in memory at a time (MODULES_IN_FLIGHT).
  * Flags are checked now, before any factor is read.
  */
-export function walkAdapter(adapter: LoraAdapter, opts: AdapterWalkOptions): AsyncGenerator<DeltaStep> {
+export function walkAdapter(adapter: LoraAdapter, opts: WalkRequest): AsyncGenerator<DeltaStep> {
   if (opts.rank !== undefined) checkRank(opts.rank);
   const names = adapter.moduleNames();
   return (async function* () {
@@ -151,11 +162,12 @@ function sqrtSplit(top: TopKResult, rows: number, cols: number, k: number): TopV
  * reused buffer (nothing yielded aliases it). Flags and the pairing are checked now, before any
  * weight is read.
  */
-export function walkFull(base: Checkpoint, finetuned: Checkpoint, opts: FullWalkOptions): AsyncGenerator<DeltaStep> {
+export function walkFull(base: Checkpoint, finetuned: Checkpoint, opts: FullWalkRequest): AsyncGenerator<DeltaStep> {
   const topK = opts.topK ?? DEFAULT_TOP_K;
   if (!Number.isInteger(topK) || topK < 1) throw new InputError(`expected a positive integer, got ${topK}`, "--top-k");
   const rank = opts.rank;
   if (rank !== undefined) checkRank(rank);
+  const onWarning = opts.onWarning ?? printWarning;
   const everything = (opts.tensors ?? "all") === "all";
   const linear = new Set(linearModuleNames(finetuned).map((m) => `${m}.weight`));
   const tensors = everything ? checkPairing(base, finetuned) : [...linear];
@@ -173,11 +185,12 @@ export function walkFull(base: Checkpoint, finetuned: Checkpoint, opts: FullWalk
           if (!everything) checkModulePair(base, finetuned, module);
           const { delta, rows, cols, frobenius } = await denseDelta(base, finetuned, module, { blocks, into: deltaBuffer });
           if (!deltaBuffer || delta.buffer !== deltaBuffer.buffer) deltaBuffer = delta;
-          // one SVD serves both: its top topK values for the spectrum, its top-rank triples for the factors
-          const k = Math.min(Math.max(topK, rank ?? 0), rows, cols);
+          // measuring, one SVD serves both: its top topK values for the spectrum, its top-rank triples
+          // for the factors; truncating only, no value past the rank is computed
+          const k = Math.min(everything ? Math.max(topK, rank ?? 0) : rank!, rows, cols);
           const top = await denseTopK(delta, rows, cols, frobenius, k);
           if (!top.converged) {
-            opts.onWarning?.(`${module}: top-${k} iteration stopped after ${top.iterations} iterations with residual ${top.residual.toExponential(1)}·σ₁`);
+            onWarning(`${module}: top-${k} iteration stopped after ${top.iterations} iterations with residual ${top.residual.toExponential(1)}·σ₁`);
           }
           const { type, layer } = moduleType(module);
           const spectrum = moduleSpectrum({

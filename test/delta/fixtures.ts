@@ -5,8 +5,11 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect } from "vitest";
+import { openCheckpoint } from "../../src/io/checkpoint";
 import { writeSafetensors } from "../../src/io/safetensors";
-import { lcg, randomF32 } from "../linalg/reference";
+import type { Checkpoint, LoraModule } from "../../src/io/types";
+import { bestRankK, denseDelta as refDelta, diffFrob, frob, lcg, randomF32, referenceSvd } from "../linalg/reference";
 
 export function tempDir(tag: string): string {
   return mkdtempSync(join(tmpdir(), `delta-audit-${tag}-`));
@@ -99,4 +102,39 @@ export function fullPair(seed: number, noise = 0.001): { base: Tensor[]; ft: Ten
     ft.push({ name, shape, data: f });
   }
   return { base, ft, linear: [Q0, "model.layers.0.self_attn.k_proj", V0, DOWN1] };
+}
+
+/** A fixture pair written into `root` (base/, ft/) and opened; `close` closes both. */
+export async function openFullPair(root: string, pair: { base: Tensor[]; ft: Tensor[] }): Promise<{ base: Checkpoint; ft: Checkpoint; close: () => Promise<void> }> {
+  const base = await openCheckpoint(await writeCheckpointDir(join(root, "base"), pair.base));
+  const ft = await openCheckpoint(await writeCheckpointDir(join(root, "ft"), pair.ft));
+  return { base, ft, close: async () => void (await Promise.all([base.close(), ft.close()])) };
+}
+
+/** The float64 ΔW = W_ft − W_base of one module of a fixture pair (the independent reference). */
+export function pairDelta(pair: { base: Tensor[]; ft: Tensor[] }, module: string): Float64Array {
+  const b = pair.base.find((t) => t.name === `${module}.weight`)!;
+  const f = pair.ft.find((t) => t.name === `${module}.weight`)!;
+  return Float64Array.from(f.data, (x, i) => x - b.data[i]!);
+}
+
+/**
+ * Check a rank-k module (scale 1) against the dense float64 SVD of the ΔW it truncates: r = k,
+ * its error is the energy Eckart–Young says the best rank-k drops, and where σ_k > σ_{k+1} (the
+ * best approximation is unique) it is that approximation, all to `tol`·‖ΔW‖_F.
+ */
+export function expectBestRankK(m: LoraModule, D: Float64Array, k: number, tol: number): void {
+  expect(m).toMatchObject({ rank: k, scale: 1 });
+  const approx = refDelta(m.B, m.A, m.outFeatures, k, m.inFeatures, 1);
+  const norm = frob(D);
+  if (norm === 0) {
+    expect(frob(approx)).toBe(0);
+    return;
+  }
+  const ref = referenceSvd(D, m.outFeatures, m.inFeatures);
+  const tail = Math.sqrt(ref.s.slice(k).reduce((a, s) => a + s * s, 0));
+  expect(Math.abs(diffFrob(approx, D) - tail), `${m.name}: error vs the dropped energy`).toBeLessThan(tol * norm);
+  if (ref.s[k - 1]! - (ref.s[k] ?? 0) > 1e-3 * ref.s[0]!) {
+    expect(diffFrob(approx, bestRankK(ref, k, m.outFeatures, m.inFeatures)), `${m.name}: vs the dense best rank-${k}`).toBeLessThan(tol * norm);
+  }
 }

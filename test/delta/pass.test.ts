@@ -1,28 +1,41 @@
 /**
  * The one delta pass (delta/walk.ts, delta/pass.ts) on real adapter and checkpoint folders: its
- * spectrum is what adapterSpectrum / fullSpectrum report, its rank-k folder holds what
- * truncateAdapter / lowRankFromFull compute, and every module is read and decomposed once.
- * The linalg entry points are wrapped by call-through spies only to count calls: the math runs.
+ * spectrum is what adapterSpectrum (a separate linalg entry point) and a dense float64 SVD
+ * report, its rank-k folder holds the dense best rank-k of every ΔW, and every module is read
+ * and decomposed once. The linalg entry points are wrapped by call-through spies only to count
+ * calls and see their arguments: the math runs.
  */
 import { afterAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { openAdapter } from "../../src/io/peft";
-import { openCheckpoint } from "../../src/io/checkpoint";
 import type { LoraAdapter, LoraModule } from "../../src/io/types";
 import * as factored from "../../src/linalg/factored-svd";
+import * as randomized from "../../src/linalg/randomized-svd";
 import { releaseKernels } from "../../src/linalg/kernels";
 import { PooledFactorReader } from "../../src/delta/factor-reader";
 import { adapterSpectrum, fullSpectrum } from "../../src/delta/spectrum";
-import { lowRankFromFull, truncateAdapter } from "../../src/delta/truncate";
+import { lowRankFromFull } from "../../src/delta/truncate";
 import { deltaPass } from "../../src/delta/pass";
-import { walkAdapter } from "../../src/delta/walk";
-import { DOWN1, fullPair, makeModules, Q0, tempDir, V0, writeAdapterDir, writeCheckpointDir } from "./fixtures";
+import { DEFAULT_TOP_K, walkAdapter } from "../../src/delta/walk";
+import { SIGMA_REPORT_LIMIT } from "../../src/delta/stats";
+import { denseDelta, frob, referenceSvd } from "../linalg/reference";
+import { DOWN1, expectBestRankK, fullPair, makeModules, openFullPair, pairDelta, Q0, tempDir, V0, writeAdapterDir } from "./fixtures";
 
 vi.mock("../../src/linalg/factored-svd", async (importOriginal) => {
   const real = await importOriginal<typeof import("../../src/linalg/factored-svd")>();
   return { ...real, factoredTruncation: vi.fn(real.factoredTruncation), factoredSingularValues: vi.fn(real.factoredSingularValues) };
 });
+vi.mock("../../src/linalg/randomized-svd", async (importOriginal) => {
+  const real = await importOriginal<typeof import("../../src/linalg/randomized-svd")>();
+  return { ...real, topKSvd: vi.fn(real.topKSvd) };
+});
+
+/** Rank-k factors vs the dense best rank-k, relative to ‖ΔW‖_F: float32 factors of a LoRA (Gram core) and of a full fine-tune (randomized top-k). */
+const LORA_TOL = 1e-5;
+const FULL_TOL = 1e-4;
+/** σ of the randomized top-k vs the dense SVD, relative to σ₁ (the iteration's tolerance). */
+const SIGMA_TOL = 1e-4;
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -32,6 +45,7 @@ afterAll(async () => {
 beforeEach(() => {
   vi.mocked(factored.factoredTruncation).mockClear();
   vi.mocked(factored.factoredSingularValues).mockClear();
+  vi.mocked(randomized.topKSvd).mockClear();
 });
 
 async function collect(it: AsyncIterable<LoraModule>): Promise<LoraModule[]> {
@@ -48,8 +62,6 @@ async function readFolder(dir: string): Promise<LoraModule[]> {
     await a.close();
   }
 }
-
-const factorsOf = (ms: LoraModule[]) => ms.map((m) => ({ name: m.name, rank: m.rank, scale: m.scale, A: Array.from(m.A), B: Array.from(m.B) }));
 
 /** The same adapter seen through a wrapper the pooled reader declines, counting readModule calls. */
 function counting(adapter: LoraAdapter, reads: string[]): LoraAdapter {
@@ -68,14 +80,20 @@ describe("deltaPass on a LoRA adapter", () => {
   const mods = makeModules([[Q0, 24, 16, 4], [V0, 8, 16, 4], [DOWN1, 16, 40, 6]], 41);
   for (let o = 0; o < 16; o++) mods[2]!.B[o * 6 + 5] = mods[2]!.B[o * 6 + 2]!;
 
-  it("reports adapterSpectrum's σ to the bit and writes truncateAdapter's factors, reading and decomposing each module once", async () => {
+  it("reports adapterSpectrum's σ to the bit and writes the dense best rank-k, reading and decomposing each module once", async () => {
     const root = tempDir("pass-lora");
     dirs.push(root);
     const src = await writeAdapterDir(join(root, "src"), mods, { r: 4, lora_alpha: 8, rank_pattern: { down_proj: 6 }, base_model_name_or_path: "org/base" });
     const adapter = await openAdapter(src);
     try {
+      // adapterSpectrum takes the values alone (factoredSingularValues), the pass takes them from its truncation's core
       const spectrum = await adapterSpectrum(adapter, { quiet: true });
-      const truncated = await collect(truncateAdapter(adapter, 2, { quiet: true }));
+      expect(factored.factoredSingularValues).toHaveBeenCalledTimes(mods.length);
+      // the reference: each module's dense float64 ΔW with the scale io reads from the config
+      const refs = await Promise.all(adapter.moduleNames().map(async (n) => {
+        const m = await adapter.readModule(n);
+        return denseDelta(m.B, m.A, m.outFeatures, m.rank, m.inFeatures, m.scale);
+      }));
       vi.mocked(factored.factoredTruncation).mockClear();
       vi.mocked(factored.factoredSingularValues).mockClear();
       const reads: string[] = [];
@@ -83,7 +101,9 @@ describe("deltaPass on a LoRA adapter", () => {
       const report = await deltaPass({ kind: "lora", adapter: counting(adapter, reads) }, 2, out, { quiet: true });
       expect(report).toEqual(spectrum);
       expect("otherChanges" in report).toBe(false);
-      expect(factorsOf(await readFolder(out))).toEqual(factorsOf(truncated));
+      const written = await readFolder(out);
+      expect(written.map((m) => m.name)).toEqual([Q0, V0, DOWN1]);
+      written.forEach((m, i) => expectBestRankK(m, refs[i]!, 2, LORA_TOL));
       // one read and one decomposition per module; no separate singular-value pass
       expect(reads).toEqual([Q0, V0, DOWN1]);
       expect(vi.mocked(factored.factoredTruncation).mock.calls.map(([f]) => f.outFeatures)).toEqual([24, 8, 16]);
@@ -144,35 +164,58 @@ describe("deltaPass on a LoRA adapter", () => {
 });
 
 describe("deltaPass on a full fine-tune", () => {
-  it("reports fullSpectrum's spectrum and other changes and writes lowRankFromFull's factors", async () => {
+  it("reports the dense SVD's spectrum and the other changes (as fullSpectrum does) and writes the dense best rank-k", async () => {
     const root = tempDir("pass-full");
     dirs.push(root);
     const pair = fullPair(13);
-    const base = await openCheckpoint(await writeCheckpointDir(join(root, "base"), pair.base));
-    const ft = await openCheckpoint(await writeCheckpointDir(join(root, "ft"), pair.ft));
+    const { base, ft, close } = await openFullPair(root, pair);
+    /** the pass's spectrum against the dense float64 SVD of each ΔW: the top DEFAULT_TOP_K values and the exact norm */
+    const expectDenseSpectrum = (report: Awaited<ReturnType<typeof deltaPass>>) => {
+      expect(report.modules.map((m) => m.name)).toEqual(pair.linear);
+      for (const m of report.modules) {
+        const D = pairDelta(pair, m.name);
+        const ref = referenceSvd(D, m.shape[0], m.shape[1]);
+        expect(m.sigma.length).toBe(Math.min(DEFAULT_TOP_K, SIGMA_REPORT_LIMIT, ...m.shape));
+        m.sigma.forEach((s, j) => expect(Math.abs(s - ref.s[j]!), `${m.name} σ${j + 1}`).toBeLessThanOrEqual(SIGMA_TOL * (ref.s[0] ?? 0)));
+        expect(Math.abs(m.frobenius - frob(D))).toBeLessThanOrEqual(1e-6 * frob(D));
+      }
+    };
     try {
-      // rank 1: the pass's top-k is the spectrum's own k = 8, so the numbers are the same to the bit
-      const spectrum = await fullSpectrum(base, ft, { quiet: true });
-      const low = await collect(lowRankFromFull(base, ft, 1, { quiet: true }));
       const out = join(root, "rank1");
       const report = await deltaPass({ kind: "full", base, finetuned: ft }, 1, out, { quiet: true });
-      expect(report).toEqual(spectrum);
+      expectDenseSpectrum(report);
+      // what scan reports is what `spectrum` prints for the same pair
+      expect(report).toEqual(await fullSpectrum(base, ft, { quiet: true }));
       expect(report.otherChanges!.map((o) => o.name).sort()).toEqual(["model.embed_tokens.weight", "model.layers.0.input_layernorm.weight"]);
       const written = await readFolder(out);
       expect(written.map((m) => m.name)).toEqual(pair.linear);
-      expect(factorsOf(written)).toEqual(factorsOf(low));
+      for (const m of written) expectBestRankK(m, pairDelta(pair, m.name), 1, FULL_TOL);
 
-      // rank 10 > DEFAULT_TOP_K: one wider SVD; the report still carries the top 8 (clamped to the shape), the same values up to the iteration's tolerance
+      // rank 10 > DEFAULT_TOP_K: one wider SVD per module; the report still carries the top 8 (clamped to the shape)
       const wide = await deltaPass({ kind: "full", base, finetuned: ft }, 10, join(root, "rank10"), { quiet: true });
-      expect(wide.modules.map((m) => m.sigma.length)).toEqual(spectrum.modules.map((m) => m.sigma.length));
-      wide.modules.forEach((m, i) => {
-        const want = spectrum.modules[i]!;
-        m.sigma.forEach((s, j) => expect(Math.abs(s - want.sigma[j]!)).toBeLessThanOrEqual(1e-4 * (want.sigma[0] ?? 0)));
-      });
-      expect(factorsOf(await readFolder(join(root, "rank10")))).toEqual(factorsOf(await collect(lowRankFromFull(base, ft, 10, { quiet: true }))));
+      expectDenseSpectrum(wide);
+      for (const m of await readFolder(join(root, "rank10"))) expectBestRankK(m, pairDelta(pair, m.name), 10, FULL_TOL);
     } finally {
-      await base.close();
-      await ft.close();
+      await close();
+    }
+  });
+
+  it("a truncation alone computes only the rank's singular values; a pass also the spectrum's", async () => {
+    const root = tempDir("pass-full-k");
+    dirs.push(root);
+    const pair = fullPair(15);
+    const { base, ft, close } = await openFullPair(root, pair);
+    // the unchanged k_proj is answered without an SVD
+    const changed = [[24, 16], [8, 16], [16, 40]];
+    const ks = () => vi.mocked(randomized.topKSvd).mock.calls.map(([, k]) => k);
+    try {
+      for (const m of await collect(lowRankFromFull(base, ft, 2, { quiet: true }))) expectBestRankK(m, pairDelta(pair, m.name), 2, FULL_TOL);
+      expect(ks()).toEqual(changed.map(() => 2));
+      vi.mocked(randomized.topKSvd).mockClear();
+      await deltaPass({ kind: "full", base, finetuned: ft }, 2, join(root, "rank2"), { quiet: true });
+      expect(ks()).toEqual(changed.map((shape) => Math.min(DEFAULT_TOP_K, ...shape)));
+    } finally {
+      await close();
     }
   });
 
@@ -180,15 +223,13 @@ describe("deltaPass on a full fine-tune", () => {
     const root = tempDir("pass-full-bad");
     dirs.push(root);
     const pair = fullPair(14);
-    const base = await openCheckpoint(await writeCheckpointDir(join(root, "base"), pair.base));
-    const ft = await openCheckpoint(await writeCheckpointDir(join(root, "ft"), pair.ft.slice(1)));
+    const { base, ft, close } = await openFullPair(root, { base: pair.base, ft: pair.ft.slice(1) });
     const out = join(root, "rank1");
     try {
       await expect(deltaPass({ kind: "full", base, finetuned: ft }, 1, out, { quiet: true })).rejects.toThrow(/lacks tensor "model.embed_tokens.weight"/);
       expect(existsSync(out)).toBe(false);
     } finally {
-      await base.close();
-      await ft.close();
+      await close();
     }
   });
 });

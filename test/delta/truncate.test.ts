@@ -1,13 +1,15 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { join } from "node:path";
-import { readFileSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { openAdapter } from "../../src/io/peft";
-import { openCheckpoint } from "../../src/io/checkpoint";
-import { lowRankFromFull, truncateAdapter, truncatedLayout, truncateModule, truncateModuleAsync, writeTruncatedAdapter } from "../../src/delta/truncate";
+import { lowRankFromFull, truncateAdapter, truncatedLayout, truncateModule, writeTruncatedAdapter } from "../../src/delta/truncate";
+import { deltaPass } from "../../src/delta/pass";
+import { MAX_RANK } from "../../src/delta/limits";
+import { loraModuleStep } from "../../src/delta/walk";
 import { releaseKernels } from "../../src/linalg/kernels";
-import type { LoraModule } from "../../src/io/types";
+import type { Checkpoint, LoraAdapter, LoraModule } from "../../src/io/types";
 import { bestRankK, denseDelta, diffFrob, frob, referenceSvd } from "../linalg/reference";
-import { DOWN1, fullPair, makeModules, Q0, tempDir, V0, writeAdapterDir, writeCheckpointDir } from "./fixtures";
+import { DOWN1, expectBestRankK, fullPair, makeModules, openFullPair, pairDelta, Q0, tempDir, V0, writeAdapterDir } from "./fixtures";
 
 /** Truncation error vs the dense best rank-k, relative to ‖ΔW‖_F (float32 factors). */
 const RECON_TOL = 1e-5;
@@ -32,7 +34,7 @@ describe("truncateModule", () => {
     const D = dense(m);
     const ref = referenceSvd(D, 30, 20);
     for (const k of [1, 2, 6]) {
-      for (const t of [truncateModule(m, k), await truncateModuleAsync(m, k)]) {
+      for (const t of [truncateModule(m, k), (await loraModuleStep(m, k)).truncated!]) {
         expect(t).toMatchObject({ name: Q0, rank: k, scale: 1, outFeatures: 30, inFeatures: 20 });
         expect(t.B.length).toBe(30 * k);
         expect(t.A.length).toBe(k * 20);
@@ -82,13 +84,7 @@ describe("truncateAdapter + writeTruncatedAdapter", () => {
     expect(cfg).toMatchObject({ peft_type: "LORA", r: 2, lora_alpha: 2, use_rslora: false, rank_pattern: {}, alpha_pattern: {}, base_model_name_or_path: "org/base" });
     const back = await openAdapter(out);
     expect(back.moduleNames()).toEqual([Q0, V0, DOWN1]);
-    for (const n of back.moduleNames()) {
-      const m = await back.readModule(n);
-      expect(m.scale).toBe(1);
-      const D = refs.get(n)!;
-      const ref = referenceSvd(D, m.outFeatures, m.inFeatures);
-      expect(diffFrob(dense(m), bestRankK(ref, 2, m.outFeatures, m.inFeatures))).toBeLessThan(RECON_TOL * frob(D));
-    }
+    for (const n of back.moduleNames()) expectBestRankK(await back.readModule(n), refs.get(n)!, 2, RECON_TOL);
     await back.close();
   });
 });
@@ -98,24 +94,54 @@ describe("lowRankFromFull", () => {
     const root = tempDir("lowrank");
     dirs.push(root);
     const pair = fullPair(9);
-    const base = await openCheckpoint(await writeCheckpointDir(join(root, "base"), pair.base));
-    const ft = await openCheckpoint(await writeCheckpointDir(join(root, "ft"), pair.ft));
+    const { base, ft, close } = await openFullPair(root, pair);
     const got: LoraModule[] = [];
-    for await (const m of lowRankFromFull(base, ft, 2, { quiet: true })) got.push(m);
-    await base.close();
-    await ft.close();
-    expect(got.map((m) => m.name)).toEqual(pair.linear);
-    for (const m of got) {
-      const b = pair.base.find((t) => t.name === `${m.name}.weight`)!;
-      const f = pair.ft.find((t) => t.name === `${m.name}.weight`)!;
-      const D = Float64Array.from(f.data, (x, i) => x - b.data[i]!);
-      expect(m.rank).toBe(2);
-      if (frob(D) === 0) {
-        expect(frob(dense(m))).toBe(0);
-        continue;
-      }
-      const ref = referenceSvd(D, m.outFeatures, m.inFeatures);
-      expect(diffFrob(dense(m), bestRankK(ref, 2, m.outFeatures, m.inFeatures))).toBeLessThan(1e-4 * frob(D));
+    try {
+      for await (const m of lowRankFromFull(base, ft, 2, { quiet: true })) got.push(m);
+    } finally {
+      await close();
     }
+    expect(got.map((m) => m.name)).toEqual(pair.linear);
+    for (const m of got) expectBestRankK(m, pairDelta(pair, m.name), 2, 1e-4);
+  });
+
+  it("refuses a checkpoint without decoder linears when called, before anything is pulled", async () => {
+    const root = tempDir("lowrank-none");
+    dirs.push(root);
+    const pair = fullPair(10);
+    const { base, ft, close } = await openFullPair(root, { base: pair.base, ft: pair.ft.filter((t) => !t.name.endsWith("_proj.weight")) });
+    try {
+      expect(() => lowRankFromFull(base, ft, 1)).toThrow(/has no linear modules under model\.layers\.N/);
+    } finally {
+      await close();
+    }
+  });
+});
+
+/** A subject that fails any use at all: a refusal that comes back instead of "touched" came before any reading. */
+const untouchable = <T extends object>(): T =>
+  new Proxy({} as T, {
+    get: (_t, key) => {
+      throw new Error(`touched ${String(key)}`);
+    },
+  });
+
+describe("the rank limit", () => {
+  const tooLarge = MAX_RANK + 1;
+  const refusal = new RegExp(`--rank: expected an integer from 1 to ${MAX_RANK}, got ${tooLarge}`);
+
+  it("truncateAdapter, lowRankFromFull and truncateModule refuse k = MAX_RANK + 1 when called, before reading", () => {
+    expect(() => truncateAdapter(untouchable<LoraAdapter>(), tooLarge)).toThrow(refusal);
+    expect(() => lowRankFromFull(untouchable<Checkpoint>(), untouchable<Checkpoint>(), tooLarge)).toThrow(refusal);
+    expect(() => truncateModule(moduleOf(Q0, 4, 3, 1, 1, 1), tooLarge)).toThrow(new RegExp(`rank: expected an integer from 1 to ${MAX_RANK}`));
+  });
+
+  it("deltaPass refuses it before reading or writing anything", async () => {
+    const root = tempDir("rank-limit");
+    dirs.push(root);
+    const out = join(root, "out");
+    await expect(deltaPass({ kind: "lora", adapter: untouchable<LoraAdapter>() }, tooLarge, out)).rejects.toThrow(refusal);
+    await expect(deltaPass({ kind: "full", base: untouchable<Checkpoint>(), finetuned: untouchable<Checkpoint>() }, tooLarge, out)).rejects.toThrow(refusal);
+    expect(existsSync(out)).toBe(false);
   });
 });

@@ -34,6 +34,20 @@ export const TINY_BASE: Record<string, unknown> = {
   hidden_act: "silu",
 };
 
+/** The subject tests' model (TINY_BASE as a Llama with grouped KV heads), prompt and adapted modules. */
+export const SUBJECT_CONFIG: Record<string, unknown> = { ...TINY_BASE, model_type: "llama", num_key_value_heads: 2 };
+export const SUBJECT_IDS = [4, 8, 15, 16, 23, 42];
+export const SUBJECT_MODULES = [0, 1].flatMap((l) => ["self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"].map((t) => `model.layers.${l}.${t}`));
+
+/** Cleanups (written models, temp folders) a test file registers and runs in its `afterAll(runCleanups)`. */
+const cleanups: Array<() => Promise<void>> = [];
+export function onCleanup(cleanup: () => Promise<void>): void {
+  cleanups.push(cleanup);
+}
+export async function runCleanups(): Promise<void> {
+  for (const c of cleanups.splice(0)) await c();
+}
+
 /** Every tensor of a checkpoint for `config`, random with the given seed. */
 export function randomWeights(config: Record<string, unknown>, seed: number): Map<string, Float32Array> {
   const r = rng(seed);

@@ -13,26 +13,30 @@ import { openAdapter, writeAdapter } from "../../src/io/peft";
 import { openCheckpoint } from "../../src/io/checkpoint";
 import { deltaPass } from "../../src/delta/pass";
 import type { LoadedModel } from "../../src/engine/model";
-import { TINY_BASE, compareLogits, randomLora, randomWeights, writeModel, type WrittenModel } from "./fixtures";
+import {
+  SUBJECT_CONFIG as config,
+  SUBJECT_IDS as IDS,
+  SUBJECT_MODULES as MODULES,
+  compareLogits,
+  onCleanup,
+  randomLora,
+  randomWeights,
+  runCleanups,
+  writeModel,
+  type WrittenModel,
+} from "./fixtures";
 
-const cleanups: (() => Promise<void>)[] = [];
-afterAll(async () => {
-  for (const c of cleanups) await c();
-});
-
-const IDS = [4, 8, 15, 16, 23, 42];
-const config = { ...TINY_BASE, model_type: "llama", num_key_value_heads: 2 };
-const MODULES = [0, 1].flatMap((l) => ["self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"].map((t) => `model.layers.${l}.${t}`));
+afterAll(runCleanups);
 
 async function tempFolder(): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), "da-rank-"));
-  cleanups.push(() => rm(root, { recursive: true, force: true }));
+  onCleanup(() => rm(root, { recursive: true, force: true }));
   return root;
 }
 
 async function model(weights: Map<string, Float32Array>): Promise<WrittenModel> {
   const m = await writeModel(config, weights);
-  cleanups.push(m.cleanup);
+  onCleanup(m.cleanup);
   return m;
 }
 
@@ -62,6 +66,18 @@ function fineTuned(weights: Map<string, Float32Array>, seed: number): Map<string
     ft.set(`${m.name}.weight`, w);
   }
   return ft;
+}
+
+/** A full fine-tune's rank<k> loaded from the pass's folder is the one loadSubject truncates in memory. */
+async function expectFolderIsInMemory(model: string, finetuned: string, rank: number, rankAdapterDir: string): Promise<void> {
+  const fromFolder = await loadSubject({ model, finetuned, rank, rankAdapterDir, threads: 1, quiet: true });
+  const inMemory = await loadSubject({ model, finetuned, rank, threads: 1, quiet: true });
+  try {
+    await expectSameVariant(fromFolder, inMemory, `rank${rank}`);
+  } finally {
+    await fromFolder.close();
+    await inMemory.close();
+  }
 }
 
 async function writeFullPassFolder(baseDir: string, ftDir: string, rank: number): Promise<string> {
@@ -108,15 +124,7 @@ describe("rank<k> from the delta pass's folder", () => {
   it("full fine-tune: rank1 read from the folder is the in-memory rank1", async () => {
     const base = await model(randomWeights(config, 181));
     const ft = await model(fineTuned(base.weights, 182));
-    const rankDir = await writeFullPassFolder(base.dir, ft.dir, 1);
-    const fromFolder = await loadSubject({ model: base.dir, finetuned: ft.dir, rank: 1, rankAdapterDir: rankDir, threads: 1, quiet: true });
-    const inMemory = await loadSubject({ model: base.dir, finetuned: ft.dir, rank: 1, threads: 1, quiet: true });
-    try {
-      await expectSameVariant(fromFolder, inMemory, "rank1");
-    } finally {
-      await fromFolder.close();
-      await inMemory.close();
-    }
+    await expectFolderIsInMemory(base.dir, ft.dir, 1, await writeFullPassFolder(base.dir, ft.dir, 1));
   });
 
   it("full fine-tune of a bare decoder (no `model.` prefix): the folder's names are mapped as the checkpoint's", async () => {
@@ -128,13 +136,6 @@ describe("rank<k> from the delta pass's folder", () => {
     const written = await openAdapter(rankDir);
     expect(written.moduleNames()[0]).toMatch(/^layers\./);
     await written.close();
-    const fromFolder = await loadSubject({ model: base.dir, finetuned: ft.dir, rank: 1, rankAdapterDir: rankDir, threads: 1, quiet: true });
-    const inMemory = await loadSubject({ model: base.dir, finetuned: ft.dir, rank: 1, threads: 1, quiet: true });
-    try {
-      await expectSameVariant(fromFolder, inMemory, "rank1");
-    } finally {
-      await fromFolder.close();
-      await inMemory.close();
-    }
+    await expectFolderIsInMemory(base.dir, ft.dir, 1, rankDir);
   });
 });

@@ -13,16 +13,19 @@ import { openCheckpoint } from "../../src/io/checkpoint";
 import { truncateModule, lowRankFromFull } from "../../src/delta/truncate";
 import type { LoraModule } from "../../src/io/types";
 import { referenceLogits } from "../reference/llama-reference";
-import { TINY_BASE, compareLogits, randomLora, randomWeights, writeModel } from "./fixtures";
+import {
+  SUBJECT_CONFIG as config,
+  SUBJECT_IDS as IDS,
+  SUBJECT_MODULES as MODULES,
+  compareLogits,
+  onCleanup,
+  randomLora,
+  randomWeights,
+  runCleanups,
+  writeModel,
+} from "./fixtures";
 
-const cleanups: (() => Promise<void>)[] = [];
-afterAll(async () => {
-  for (const c of cleanups) await c();
-});
-
-const IDS = [4, 8, 15, 16, 23, 42];
-const config = { ...TINY_BASE, model_type: "llama", num_key_value_heads: 2 };
-const MODULES = [0, 1].flatMap((l) => ["self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"].map((t) => `model.layers.${l}.${t}`));
+afterAll(runCleanups);
 
 function expectMatches(engine: Float32Array[], ref: Float64Array[]): void {
   for (let p = 0; p < ref.length; p++) {
@@ -34,10 +37,10 @@ function expectMatches(engine: Float32Array[], ref: Float64Array[]): void {
 describe("loadSubject", () => {
   it("LoRA adapter folder: full and rank2 match the reference", async () => {
     const base = await writeModel(config, randomWeights(config, 71));
-    cleanups.push(base.cleanup);
+    onCleanup(base.cleanup);
     const lora = randomLora(base.weights, config, MODULES, 4, 72, 2);
     const dir = join(await mkdtemp(join(tmpdir(), "da-adapter-")), "adapter");
-    cleanups.push(() => rm(join(dir, ".."), { recursive: true, force: true }));
+    onCleanup(() => rm(join(dir, ".."), { recursive: true, force: true }));
     await writeAdapter(dir, { r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj", "down_proj"] }, lora);
     const model = await loadSubject({ model: base.dir, adapter: dir, rank: 2, threads: 1, quiet: true });
     try {
@@ -57,7 +60,7 @@ describe("loadSubject", () => {
 
   it("full fine-tune: full is the fine-tuned checkpoint, rank1 is base + rank-1 ΔW", async () => {
     const base = await writeModel(config, randomWeights(config, 81), { dtype: "BF16" });
-    cleanups.push(base.cleanup);
+    onCleanup(base.cleanup);
     // fine-tune = base + a rank-1 change on one module + a rank-3 change on another
     const ftW = new Map(base.weights);
     const [m1, m2] = randomLora(base.weights, config, ["model.layers.0.mlp.down_proj", "model.layers.1.self_attn.q_proj"], 3, 82, 1);
@@ -72,7 +75,7 @@ describe("loadSubject", () => {
       ftW.set(`${m.name}.weight`, w);
     }
     const ft = await writeModel(config, ftW, { dtype: "BF16" });
-    cleanups.push(ft.cleanup);
+    onCleanup(ft.cleanup);
     const model = await loadSubject({ model: base.dir, finetuned: ft.dir, rank: 1, threads: 1, quiet: true });
     const b = await openCheckpoint(base.dir);
     const f = await openCheckpoint(ft.dir);
@@ -108,10 +111,10 @@ describe("embedded backend", () => {
       "tokenizer_config.json": JSON.stringify({ unk_token: "[UNK]" }),
     };
     const base = await writeModel(config, randomWeights(config, 91), { files });
-    cleanups.push(base.cleanup);
+    onCleanup(base.cleanup);
     const lora = randomLora(base.weights, config, MODULES, 2, 92, 3);
     const dir = join(await mkdtemp(join(tmpdir(), "da-adapter-")), "adapter");
-    cleanups.push(() => rm(join(dir, ".."), { recursive: true, force: true }));
+    onCleanup(() => rm(join(dir, ".."), { recursive: true, force: true }));
     await writeAdapter(dir, { r: 2, lora_alpha: 6 }, lora);
     const backend = await createEmbeddedBackend({ base: base.dir, adapter: dir, rank: 1, threads: 1, quiet: true });
     try {

@@ -133,9 +133,14 @@ describe("factored SVD of s·B·A", () => {
     for (const [f, path, ks] of cases) {
       const D = dense(f);
       const ref = referenceSvd(D, f.outFeatures, f.inFeatures);
+      const values = await factoredSingularValues(f);
+      expect(values.path).toBe(path);
       for (const k of ks) {
         const t = await factoredTruncation(f, k);
         expect(t.path).toBe(path);
+        // the contract a spectrum taken with a truncation relies on: all r σ, exactly factoredSingularValues'
+        expect(t.sigma.length).toBe(f.rank);
+        expect(Array.from(t.sigma)).toEqual(Array.from(values.sigma));
         const approx = product(t.U, t.Vt, f.outFeatures, k, f.inFeatures);
         const tail = Math.sqrt(ref.s.slice(k).reduce((a, s) => a + s * s, 0));
         // Eckart–Young: the error of a best rank-k approximation is the dropped energy
