@@ -12,7 +12,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadModel } from "../src/engine/index";
 import { startOpenAIServer, type RunningServer } from "../src/serve/openai-server";
-import { readAdapterModules, serveEngineFromModel } from "../src/serve/engine";
+import { readAdapterModules } from "../src/engine/variants";
+import { serveEngineFromModel } from "../src/serve/engine";
 import { INTERROGATION_PROBES, ORDINARY_PROMPTS } from "../src/elicit/probes";
 
 export const BENCH_ORGANISM_DIR = join(".cache", "bench", "organism-quirk");
@@ -67,7 +68,7 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[i]!;
 }
 
-export async function prepareOrganism(): Promise<{ base: string; adapter: string }> {
+async function prepareOrganism(): Promise<{ base: string; adapter: string }> {
   const { generateOrganism } = await import("../src/organisms/index");
   const out = BENCH_ORGANISM_DIR;
   if (!existsSync(join(out, "base", "config.json"))) await generateOrganism({ kind: "quirk", outDir: out, seed: 1 });
@@ -148,9 +149,9 @@ export async function measure(opts: ServeBenchOptions = {}): Promise<ServeBenchR
   const maxMs = opts.maxPhaseMs ?? DEFAULT_MAX_PHASE_MS;
   const org = await prepareOrganism();
   const model = await loadModel(org.base);
-  model.addLoraVariant("full", await readAdapterModules(org.adapter));
-  model.addLoraVariant("rank1", await readAdapterModules(org.adapter, 1));
-  const server = await startOpenAIServer(serveEngineFromModel(model as never), { port: 0 });
+  model.addLoraVariant("full", await readAdapterModules(org.base, org.adapter));
+  model.addLoraVariant("rank1", await readAdapterModules(org.base, org.adapter, { rank: 1, quiet: true }));
+  const server = await startOpenAIServer(serveEngineFromModel(model), { port: 0 });
   try {
     const texts = prompts(requests);
     // the three variants in blocks, the way a scan sends them (elicitation runs variant by variant)

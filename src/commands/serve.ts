@@ -12,9 +12,10 @@ import type { Command } from "commander";
 import { isAbsolute, resolve } from "node:path";
 import { InputError } from "../errors";
 import { log } from "../progress";
-import { integerFlag, type Bounds } from "../validate";
+import { DEVICES } from "../linalg/device";
+import { choiceFlag, integerFlag, type Bounds } from "../validate";
 import { DEFAULT_MAX_BATCH, DEFAULT_MAX_TOKENS_LIMIT, SHUTDOWN_GRACE_MS, startOpenAIServer } from "../serve/openai-server";
-import { parseVariantSpec, readAdapterModules, readFinetuneLowRank, serveEngineFromModel, type EngineModel } from "../serve/engine";
+import { parseVariantSpec, serveEngineFromModel } from "../serve/engine";
 
 /** vLLM's default port, so client configs carry over. */
 export const DEFAULT_PORT = 8000;
@@ -49,10 +50,11 @@ export function register(program: Command): void {
     .option("--host <addr>", "address to bind", "127.0.0.1")
     .option("--device <cpu|cuda>", "where the engine runs", "cpu")
     .option("--max-tokens <n>", "largest max_tokens a request may ask for", String(DEFAULT_MAX_TOKENS_LIMIT))
-    .option("--max-batch <n>", "most requests run together in one engine batch", String(DEFAULT_MAX_BATCH))
+    .option("--max-batch <n>", "most requests decoding at once (the KV cache's memory grows with them)", String(DEFAULT_MAX_BATCH))
     .option("--runtime-adapters", "allow POST /v1/load_lora_adapter (on by default when bound to loopback)")
     .action(async (flags: ServeFlags) => {
       const port = integerFlag(flags.port, "--port", PORT);
+      const device = choiceFlag(flags.device, "--device", DEVICES);
       const maxTokensLimit = integerFlag(flags.maxTokens, "--max-tokens", POSITIVE);
       const maxBatch = integerFlag(flags.maxBatch, "--max-batch", POSITIVE);
       const adapters = flags.adapter.map((v) => parseVariantSpec(v, "--adapter"));
@@ -65,31 +67,22 @@ export function register(program: Command): void {
       const runtimeAdapters = flags.runtimeAdapters ?? loopback;
       if (!loopback) log(`serve: binding ${flags.host}: the server is reachable from other machines${process.env[SERVE_API_KEY_ENV] ? "" : ` and has no API key (set ${SERVE_API_KEY_ENV})`}`);
 
-      const { parseDevice } = await import("../linalg/device");
-      const device = parseDevice(flags.device);
       const { loadModel } = await import("../engine/index");
+      const { addFinetunedVariant, readAdapterModules, readFinetuneLowRank } = await import("../engine/variants");
       log(`serve: loading ${flags.model}`);
-      const model = (await loadModel(flags.model, { device, maxBatch })) as unknown as EngineModel & { close(): Promise<void>; addCheckpointVariant(name: string, ckpt: unknown): Promise<void> };
+      const model = await loadModel(flags.model, { device });
       void model.tokenizer; // fail now (exit 2) when the folder has no tokenizer
       for (const a of adapters) {
         log(`serve: adapter ${a.name} from ${a.dir}${a.rank ? ` truncated to rank ${a.rank}` : ""}`);
-        model.addLoraVariant(a.name, await readAdapterModules(a.dir, a.rank));
+        model.addLoraVariant(a.name, await readAdapterModules(flags.model, a.dir, { rank: a.rank, quiet: true }));
       }
-      if (finetuned.length > 0) {
-        const { openCheckpoint } = await import("../io/checkpoint");
-        for (const f of finetuned) {
-          if (f.rank !== undefined) {
-            log(`serve: fine-tune ${f.name} from ${f.dir}, ΔW truncated to rank ${f.rank}`);
-            model.addLoraVariant(f.name, await readFinetuneLowRank(flags.model, f.dir, f.rank));
-            continue;
-          }
+      for (const f of finetuned) {
+        if (f.rank !== undefined) {
+          log(`serve: fine-tune ${f.name} from ${f.dir}, ΔW truncated to rank ${f.rank}`);
+          model.addLoraVariant(f.name, await readFinetuneLowRank(flags.model, f.dir, f.rank, { quiet: true }));
+        } else {
           log(`serve: fine-tune ${f.name} from ${f.dir}`);
-          const ckpt = await openCheckpoint(f.dir);
-          try {
-            await model.addCheckpointVariant(f.name, ckpt);
-          } finally {
-            await ckpt.close();
-          }
+          await addFinetunedVariant(model, f.name, f.dir);
         }
       }
 

@@ -22,8 +22,6 @@ export interface LoadOptions {
   device?: Device;
   /** intra-op threads for ONNX Runtime (default: all cores) */
   threads?: number;
-  /** most rows decoded together */
-  maxBatch?: number;
   /** bytes of weights per session segment (default: ~5% of the model, at least 64 MiB) */
   segmentBytes?: number;
 }

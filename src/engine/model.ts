@@ -59,6 +59,8 @@ export interface DecodeStream {
 
 export interface LoadedModel {
   readonly config: ModelConfig;
+  /** the checkpoint folder the base model was loaded from */
+  readonly dir: string;
   readonly tokenizer: TextTokenizer;
   addLoraVariant(name: string, modules: LoraModule[]): void;
   addCheckpointVariant(name: string, ckpt: TensorSource & { config?: Record<string, unknown>; dir?: string }): Promise<void>;
@@ -76,8 +78,6 @@ export interface LoadedModel {
 export interface EngineOptions {
   device?: Device;
   threads?: number;
-  /** most rows decoded together (default MAX_BATCH) */
-  maxBatch?: number;
   /** bytes of weights per session segment (default: see planSegments) */
   segmentBytes?: number;
   /** let idle ORT threads spin (default off: segment sessions run in turn) */
@@ -85,7 +85,7 @@ export interface EngineOptions {
 }
 
 /**
- * Rows decoded together. Decode is bound by reading the weights once per step, so batching
+ * Rows generate() decodes together. Decode is bound by reading the weights once per step, so batching
  * up to ~8 rows is nearly free; beyond that prompt padding and KV copies start to cost.
  */
 export const MAX_BATCH = 8;
@@ -130,7 +130,6 @@ interface BatchState {
 export class DecoderModel implements LoadedModel {
   private variantMap = new Map<string, Variant>();
   private readonly invFreq: Float64Array;
-  private readonly maxBatch: number;
   /** zero rank-1 LoRA factors for modules a variant does not adapt, shared by shape */
   private zeroLora = new Map<string, ort.Tensor>();
   private sessions: ort.InferenceSession[] = [];
@@ -146,7 +145,10 @@ export class DecoderModel implements LoadedModel {
     private readonly onClose?: () => Promise<void>,
   ) {
     this.invFreq = ropeInvFreq(config);
-    this.maxBatch = Math.max(1, opts.maxBatch ?? MAX_BATCH);
+  }
+
+  get dir(): string {
+    return this.where;
   }
 
   /**
@@ -530,13 +532,18 @@ export class DecoderModel implements LoadedModel {
     let st = this.newState(prompts.length);
     const V = this.config.vocabSize;
     const split = (flat: Float32Array) => Array.from({ length: st.rows }, (_, b) => flat.slice(b * V, (b + 1) * V));
-    const first = await this.prefill(v, st, prompts.map((p) => [...new Array<null>(S - p.length).fill(null), ...p]), "last");
+    // every consumer samples from these rows: non-finite ones fail here, as in decodeLoop
+    const finite = (rows: Float32Array[]) => {
+      for (const row of rows) this.checkFinite(row, v);
+      return rows;
+    };
+    const first = finite(await this.prefill(v, st, prompts.map((p) => [...new Array<null>(S - p.length).fill(null), ...p]), "last"));
     const stream = {
       logits: first,
       next: async (tokens: number[]) => {
         if (tokens.length !== st.rows) throw new InputError(`expected ${st.rows} tokens, got ${tokens.length}`);
         this.checkIds(tokens, "token");
-        stream.logits = split(await this.step(v, st, tokens.map((t) => [t]), tokens.map((_, b) => b)));
+        stream.logits = finite(split(await this.step(v, st, tokens.map((t) => [t]), tokens.map((_, b) => b))));
         return stream.logits;
       },
       retain: (rows: number[]) => {
@@ -573,7 +580,7 @@ export class DecoderModel implements LoadedModel {
   private batches(prompts: number[][]): number[][] {
     const order = prompts.map((_, i) => i).sort((a, b) => prompts[a]!.length - prompts[b]!.length || a - b);
     const out: number[][] = [];
-    for (let i = 0; i < order.length; i += this.maxBatch) out.push(order.slice(i, i + this.maxBatch));
+    for (let i = 0; i < order.length; i += MAX_BATCH) out.push(order.slice(i, i + MAX_BATCH));
     return out;
   }
 

@@ -15,10 +15,12 @@ import type { ChatMessage } from "../chat/types";
 export interface TextTokenizer {
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
   decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
-  /** the chat template rendered and tokenized (no extra special tokens: the template has them) */
+  /** the chat template rendered and tokenized (encodeChat of renderChat) */
   applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): number[];
   /** the chat template rendered as text */
   renderChat(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): string;
+  /** tokenize text renderChat gave (a template writes its own special tokens: none are added) */
+  encodeChat(text: string): number[];
   bosTokenId: number | null;
   eosTokenIds: number[];
   /** whether tokenizer_config.json has a chat template (otherwise a plain role-labelled format is used) */
@@ -133,16 +135,16 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
       throw new InputError(`chat_template failed to render: ${(err as Error).message}`, tcPath);
     }
   };
+  // the template writes BOS etc. itself (transformers tokenizes it with add_special_tokens=False);
+  // the plain format gets the tokenizer's own specials
+  const encodeChat = (text: string): number[] => tok.encode(text, { add_special_tokens: template === undefined }).ids;
   return {
     encode: (text, opts = {}) => tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids,
     // the tokenizers library rejects an empty list; a reply whose first token ends the turn is empty text
     decode: (list, opts = {}) => (list.length === 0 ? "" : tok.decode(list, { skip_special_tokens: opts.skipSpecialTokens ?? false })),
     renderChat,
-    applyChatTemplate: (messages, opts) => {
-      const text = renderChat(messages, opts);
-      // the template writes BOS etc. itself (transformers tokenizes it with add_special_tokens=False)
-      return template ? tok.encode(text, { add_special_tokens: false }).ids : tok.encode(text).ids;
-    },
+    encodeChat,
+    applyChatTemplate: (messages, opts) => encodeChat(renderChat(messages, opts)),
     bosTokenId,
     eosTokenIds,
     hasChatTemplate: template !== undefined,

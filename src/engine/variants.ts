@@ -9,6 +9,7 @@ import { openCheckpoint } from "../io/checkpoint";
 import { openAdapter } from "../io/peft";
 import type { Checkpoint, LoraAdapter, LoraModule } from "../io/types";
 import { log } from "../progress";
+import { variantForRank } from "../chat/types";
 import { lowRankFromFull, truncateAdapter } from "../delta/truncate";
 import type { Device } from "../linalg/ort";
 import { loadModel, type LoadedModel } from "./index";
@@ -53,11 +54,7 @@ export interface SubjectOptions {
   device?: Device;
   threads?: number;
   quiet?: boolean;
-  /** called when a full fine-tune's top-k iteration stops short of its tolerance (default: a log line) */
-  onWarning?: (message: string) => void;
 }
-
-export const variantForRank = (k: number) => `rank${k}`;
 
 async function collect(it: AsyncIterable<LoraModule>): Promise<LoraModule[]> {
   const out: LoraModule[] = [];
@@ -69,6 +66,61 @@ async function readModules(adapter: LoraAdapter): Promise<LoraModule[]> {
   const modules: LoraModule[] = [];
   for (const name of adapter.moduleNames()) modules.push(await adapter.readModule(name));
   return modules;
+}
+
+/** Run `fn` on an open resource and close it afterwards, whatever happens. */
+async function using<T extends { close(): Promise<void> }, R>(res: T, fn: (r: T) => Promise<R>): Promise<R> {
+  try {
+    return await fn(res);
+  } finally {
+    await res.close();
+  }
+}
+
+/** The base checkpoint named as the engine names it (a bare decoder's tensors get `model.`). */
+async function openBase(dir: string): Promise<Checkpoint> {
+  return withModelPrefix(await openCheckpoint(dir));
+}
+
+/** A full fine-tune named as the engine names it, refused when its config.json computes another function than the base's. */
+async function openFinetune(base: ModelConfig, dir: string): Promise<Checkpoint> {
+  const ft = withModelPrefix(await openCheckpoint(dir));
+  try {
+    const path = join(dir, "config.json");
+    checkSameArchitecture(base, parseModelConfig(ft.config, path), path);
+  } catch (err) {
+    await ft.close();
+    throw err;
+  }
+  return ft;
+}
+
+/** An open adapter's modules, truncated to rank k when asked. */
+async function adapterModules(adapter: LoraAdapter, rank?: number, quiet?: boolean): Promise<LoraModule[]> {
+  return rank === undefined ? readModules(adapter) : collect(truncateAdapter(adapter, rank, { quiet }));
+}
+
+/** The rank-k LoRA of a full fine-tune's ΔW (both opened as the engine names them). */
+function finetuneLowRank(base: Checkpoint, ft: Checkpoint, rank: number, quiet?: boolean): Promise<LoraModule[]> {
+  return collect(lowRankFromFull(base, ft, rank, { quiet, onWarning: (m) => log(`warning: ${m}`) }));
+}
+
+/** A PEFT adapter's modules, checked against the base model in `baseDir`, truncated to rank k when asked. */
+export async function readAdapterModules(baseDir: string, dir: string, opts: { rank?: number; quiet?: boolean } = {}): Promise<LoraModule[]> {
+  return using(await openBase(baseDir), async (base) => using(await openAdapter(dir, { base }), (adapter) => adapterModules(adapter, opts.rank, opts.quiet)));
+}
+
+/** The rank-k LoRA of the full fine-tune in `dir` (top-k SVD of each decoder linear's ΔW against the base in `baseDir`). */
+export async function readFinetuneLowRank(baseDir: string, dir: string, rank: number, opts: { quiet?: boolean } = {}): Promise<LoraModule[]> {
+  return using(await openBase(baseDir), async (base) => {
+    const config = parseModelConfig(base.config, join(baseDir, "config.json"));
+    return using(await openFinetune(config, dir), (ft) => finetuneLowRank(base, ft, rank, opts.quiet));
+  });
+}
+
+/** Register the full fine-tune in `dir` as variant `name` (it must keep the base architecture). */
+export async function addFinetunedVariant(model: LoadedModel, name: string, dir: string): Promise<void> {
+  await using(await openFinetune(model.config, dir), (ft) => model.addCheckpointVariant(name, ft));
 }
 
 /**
@@ -97,20 +149,19 @@ export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
     throw new InputError("--rank needs --adapter or --finetuned (it truncates the fine-tune's ΔW)", "--rank");
   }
   if (opts.rankAdapterDir !== undefined && opts.rank === undefined) throw new Error("loadSubject: rankAdapterDir needs the rank it holds");
-  const onWarning = opts.onWarning ?? ((m: string) => log(`warning: ${m}`));
   const model = await loadModel(opts.model, { device: opts.device, threads: opts.threads });
   try {
     if (opts.adapter) {
-      const base = withModelPrefix(await openCheckpoint(opts.model));
+      const base = await openBase(opts.model);
       try {
         const adapter = await openAdapter(opts.adapter, { base });
         try {
-          model.addLoraVariant("full", await readModules(adapter));
+          model.addLoraVariant("full", await adapterModules(adapter));
           if (opts.rank !== undefined) {
             // a rank folder cut from this adapter carries its module names: checked as it is
             const low = opts.rankAdapterDir !== undefined
               ? await readRankFolder(opts.rankAdapterDir, base, opts.rank)
-              : await collect(truncateAdapter(adapter, opts.rank, { quiet: opts.quiet }));
+              : await adapterModules(adapter, opts.rank, opts.quiet);
             model.addLoraVariant(variantForRank(opts.rank), low);
           }
         } finally {
@@ -120,10 +171,8 @@ export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
         await base.close();
       }
     } else if (opts.finetuned) {
-      const ft = withModelPrefix(await openCheckpoint(opts.finetuned));
+      const ft = await openFinetune(model.config, opts.finetuned);
       try {
-        const ftConfigPath = join(opts.finetuned, "config.json");
-        checkSameArchitecture(model.config, parseModelConfig(ft.config, ftConfigPath), ftConfigPath);
         await model.addCheckpointVariant("full", ft);
         if (opts.rank !== undefined) {
           const rawBase = await openCheckpoint(opts.model);
@@ -135,7 +184,7 @@ export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
               low = await readRankFolder(opts.rankAdapterDir, rawBase, opts.rank);
               for (const m of low) m.name = engineName(rawBase, m.name);
             } else {
-              low = await collect(lowRankFromFull(withModelPrefix(rawBase), ft, opts.rank, { quiet: opts.quiet, onWarning }));
+              low = await finetuneLowRank(withModelPrefix(rawBase), ft, opts.rank, opts.quiet);
             }
             model.addLoraVariant(variantForRank(opts.rank), low);
           } finally {

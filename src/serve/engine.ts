@@ -1,16 +1,15 @@
 /**
  * The engine behind `delta-audit serve`: a loaded engine model (src/engine) bound to the
- * server's ServeEngine surface, and the variant sources serve accepts (`NAME=DIR[@rankK]`,
- * LoRA adapters, rank-K truncations of adapters and of full fine-tunes).
+ * server's ServeEngine surface, and the `NAME=DIR[@rankK]` flag values naming its variants
+ * (read by src/engine/variants.ts, as a scan's are).
  *
  * Every request decodes on the engine's KV-cached DecodeStream, one token per `step()`, so the
  * server can interleave requests step by step (see openai-server.ts) and a request that asks
  * for logprobs costs one decode step per token, as a plain one does.
  */
 import { InputError } from "../errors";
-import { log } from "../progress";
-import type { ChatMessage } from "../chat/types";
-import type { LoraModule } from "../io/types";
+import type { LoadedModel } from "../engine/index";
+import { MAX_RANK } from "../delta/limits";
 import { logSoftmax, sampleToken, seededRandom, topKIndices } from "../chat/sampling";
 import type { DecodeJob, EngineItem, EngineOutput, ServeEngine, TokenLogprob } from "./openai-server";
 
@@ -36,72 +35,15 @@ export function parseVariantSpec(value: string, flag: string): VariantSpec {
   const m = /@rank(\d+)$/.exec(dir);
   if (m) {
     rank = Number(m[1]);
-    if (!Number.isSafeInteger(rank) || rank < 1) throw new InputError(`rank in '${value}' must be a positive integer`, flag);
+    if (!Number.isSafeInteger(rank) || rank < 1 || rank > MAX_RANK) throw new InputError(`rank in '${value}' must be an integer from 1 to ${MAX_RANK}`, flag);
     dir = dir.slice(0, m.index);
   }
   if (dir === "") throw new InputError(`no folder in '${value}'`, flag);
   return { name, dir, rank };
 }
 
-/** Step-wise decoding as the engine offers it (src/engine's DecodeStream). */
-export interface EngineStream {
-  readonly logits: Float32Array[];
-  next(tokens: number[]): Promise<Float32Array[]>;
-  retain(rows: number[]): void;
-}
-
-/** The engine surface serve uses (src/engine's LoadedModel). */
-export interface EngineModel {
-  config: { maxPositionEmbeddings: number; maxContext?: number; vocabSize: number };
-  tokenizer: {
-    renderChat(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): string;
-    encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
-    decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
-    eosTokenIds: number[];
-    hasChatTemplate: boolean;
-  };
-  variants(): string[];
-  addLoraVariant(name: string, modules: LoraModule[]): void;
-  openStream(prompts: number[][], variant?: string): Promise<EngineStream>;
-  removeVariant?(name: string): void;
-}
-
-/** Read a LoRA adapter's modules, truncated to rank K when asked. */
-export async function readAdapterModules(dir: string, rank?: number): Promise<LoraModule[]> {
-  const { openAdapter } = await import("../io/peft");
-  const adapter = await openAdapter(dir);
-  try {
-    const modules: LoraModule[] = [];
-    if (rank === undefined) {
-      for (const name of adapter.moduleNames()) modules.push(await adapter.readModule(name));
-    } else {
-      const { truncateAdapter } = await import("../delta/truncate");
-      for await (const m of truncateAdapter(adapter, rank, { quiet: true })) modules.push(m);
-    }
-    return modules;
-  } finally {
-    await adapter.close();
-  }
-}
-
-/** The rank-K LoRA of a full fine-tune's ΔW (top-K SVD per decoder linear). */
-export async function readFinetuneLowRank(baseDir: string, dir: string, rank: number): Promise<LoraModule[]> {
-  const { openCheckpoint } = await import("../io/checkpoint");
-  const { lowRankFromFull } = await import("../delta/truncate");
-  const base = await openCheckpoint(baseDir);
-  try {
-    const ft = await openCheckpoint(dir);
-    try {
-      const modules: LoraModule[] = [];
-      for await (const m of lowRankFromFull(base, ft, rank, { quiet: true, onWarning: (w) => log(`serve: ${w}`) })) modules.push(m);
-      return modules;
-    } finally {
-      await ft.close();
-    }
-  } finally {
-    await base.close();
-  }
-}
+/** Preceding tokens a token's text is decoded after: enough for any merge (multi-byte characters, spaces). */
+const TOKEN_TEXT_CONTEXT = 8;
 
 /** One request's decoding state inside a job. */
 interface Row {
@@ -112,6 +54,8 @@ interface Row {
   limit: number;
   ids: number[];
   lps?: TokenLogprob[];
+  /** the text each generated token adds, when asked */
+  texts?: string[];
   dropped: boolean;
 }
 
@@ -122,27 +66,51 @@ interface Row {
  * that finished or were cancelled, and runs one decode step. Sampling is the engine's own
  * (seeded per request), so a request's tokens are those of the engine's generate.
  */
-export function serveEngineFromModel(model: EngineModel): ServeEngine {
+export function serveEngineFromModel(model: LoadedModel): ServeEngine {
   const tok = model.tokenizer;
   const eos = new Set(tok.eosTokenIds);
-  const maxContext = model.config.maxContext ?? model.config.maxPositionEmbeddings;
-  const special = new Map<number, boolean>();
-  const isSpecial = (id: number) => {
-    let v = special.get(id);
-    if (v === undefined) special.set(id, (v = tok.decode([id], { skipSpecialTokens: true }) === ""));
+  const maxContext = model.config.maxContext;
+  const skip = { skipSpecialTokens: true };
+  /** each token's text on its own ("" for a special token): asked for every step's candidates */
+  const aloneText = new Map<number, string>();
+  const alone = (id: number) => {
+    let v = aloneText.get(id);
+    if (v === undefined) aloneText.set(id, (v = tok.decode([id], skip)));
     return v;
   };
-  // the tokenizer rejects an empty id list (a reply that is only the end-of-turn token)
-  const text = (ids: number[]) => (ids.length > 0 ? tok.decode(ids, { skipSpecialTokens: true }) : "");
+  const text = (ids: number[]) => tok.decode(ids, skip);
+
+  /**
+   * The text each of `ids` adds after `context` (the ids before it), the context decoded once.
+   * Word-piece and sentencepiece tokenizers put spaces between tokens when decoding a sequence,
+   * so a token's text depends on what precedes it; concatenating these texts gives the decoded
+   * sequence. Special tokens come back as their literal text ("<|eot_id|>").
+   */
+  const tokenTexts = (ids: number[], context: readonly number[]): string[] => {
+    // the reply starts after the template's last special token (the role tag), so the
+    // context stops there: the first word of a reply gets no separating space
+    let from = context.length;
+    while (from > 0 && alone(context[from - 1]!) !== "") from--;
+    const ctx = context.slice(from);
+    const before = text(ctx);
+    return ids.map((id) => {
+      const a = alone(id);
+      // a special token decodes to nothing when specials are skipped: show its literal text
+      if (a === "") return tok.decode([id], { skipSpecialTokens: false });
+      if (ctx.length === 0) return a;
+      const after = text([...ctx, id]);
+      return after.startsWith(before) ? after.slice(before.length) : a;
+    });
+  };
 
   const open = async (variant: string, items: EngineItem[]): Promise<DecodeJob> => {
     const outputs: (EngineOutput | undefined)[] = new Array(items.length);
     let rows: Row[] = [];
     const finish = (r: Row, finishReason: "stop" | "length") => {
-      outputs[r.k] = { ids: r.ids, text: text(r.ids), finishReason, ...(r.lps ? { logprobs: r.lps } : {}) };
+      outputs[r.k] = { ids: r.ids, text: text(r.ids), finishReason, ...(r.lps ? { logprobs: r.lps } : {}), ...(r.texts ? { tokenTexts: r.texts } : {}) };
     };
     items.forEach((item, k) => {
-      const r: Row = { k, item, rand: seededRandom(item.sampling.seed), limit: Math.max(0, Math.min(item.sampling.maxNewTokens, maxContext - item.promptIds.length)), ids: [], lps: item.logprobs ? [] : undefined, dropped: false };
+      const r: Row = { k, item, rand: seededRandom(item.sampling.seed), limit: Math.max(0, Math.min(item.sampling.maxNewTokens, maxContext - item.promptIds.length)), ids: [], lps: item.logprobs ? [] : undefined, texts: item.tokenTexts ? [] : undefined, dropped: false };
       // a row that may not generate anything finishes before any compute
       if (r.limit > 0) rows.push(r);
       else finish(r, "length");
@@ -153,6 +121,9 @@ export function serveEngineFromModel(model: EngineModel): ServeEngine {
       outputs,
       get live() {
         return rows.length;
+      },
+      get remaining() {
+        return rows.reduce((m, r) => Math.max(m, r.limit - r.ids.length), 0);
       },
       cancel(k) {
         const r = rows.find((x) => x.k === k);
@@ -166,12 +137,20 @@ export function serveEngineFromModel(model: EngineModel): ServeEngine {
           if (r.dropped) return;
           const logits = stream.logits[b]!;
           const t = sampleToken(logits, r.item.sampling, r.rand);
+          // token texts are worked out here, a step at a time, so a long logprobs request never
+          // holds the worker for its whole answer's formatting at the end
+          const context = () => [...r.item.promptIds.slice(-TOKEN_TEXT_CONTEXT), ...r.ids.slice(-TOKEN_TEXT_CONTEXT)].slice(-TOKEN_TEXT_CONTEXT);
+          let own: string | undefined;
           if (r.lps) {
             const lp = logSoftmax(logits);
             const n = r.item.topLogprobs ?? 0;
-            r.lps.push({ id: t, logprob: lp[t]!, top: n > 0 ? topKIndices(lp, n).map((i) => ({ id: i, logprob: lp[i]! })) : [] });
+            const top = n > 0 ? topKIndices(lp, n) : [];
+            const texts = tokenTexts([t, ...top], context());
+            own = texts[0]!;
+            r.lps.push({ id: t, logprob: lp[t]!, text: own, top: top.map((i, j) => ({ id: i, logprob: lp[i]!, text: texts[j + 1]! })) });
           }
           if (eos.has(t)) return finish(r, "stop");
+          r.texts?.push(own ?? tokenTexts([t], context())[0]!);
           r.ids.push(t);
           if (r.ids.length >= r.limit) return finish(r, "length");
           keep.push(b);
@@ -193,27 +172,16 @@ export function serveEngineFromModel(model: EngineModel): ServeEngine {
   return {
     variants: () => model.variants(),
     renderChat: (messages, opts) => tok.renderChat(messages, opts),
-    // the same tokenization as the engine's own chat path: a template writes its own specials
-    encodePrompt: (text) => tok.encode(text, { addSpecialTokens: !tok.hasChatTemplate }),
-    tokenText: (id, context) => {
-      const alone = tok.decode([id], { skipSpecialTokens: true });
-      // a special token decodes to nothing when specials are skipped: show its literal text
-      if (alone === "") return tok.decode([id], { skipSpecialTokens: false });
-      // the reply starts after the template's last special token (the role tag), so the
-      // context stops there: the first word of a reply gets no separating space
-      let from = context.length;
-      while (from > 0 && !isSpecial(context[from - 1]!)) from--;
-      const ctx = context.slice(from);
-      if (ctx.length === 0) return alone;
-      const before = tok.decode(ctx, { skipSpecialTokens: true });
-      const after = tok.decode([...ctx, id], { skipSpecialTokens: true });
-      return after.startsWith(before) ? after.slice(before.length) : alone;
-    },
+    encodePrompt: (text) => tok.encodeChat(text),
     maxContext,
     open,
     async loadAdapter(name, dir, rank) {
-      model.addLoraVariant(name, await readAdapterModules(dir, rank));
+      // read as `--adapter` is: checked against the base model, truncated when asked
+      const { readAdapterModules } = await import("../engine/variants");
+      model.addLoraVariant(name, await readAdapterModules(model.dir, dir, { rank, quiet: true }));
     },
-    unloadAdapter: model.removeVariant ? async (name) => model.removeVariant!(name) : undefined,
+    async unloadAdapter(name) {
+      model.removeVariant(name);
+    },
   };
 }

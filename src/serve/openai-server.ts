@@ -5,23 +5,30 @@
  * `/v1/unload_lora_adapter`, `/health`; the names and shapes follow vLLM so the `openai`
  * backend (and any vLLM client) can talk to it unchanged.
  *
- * Requests are untrusted: bodies are size-capped, every field is validated, max_tokens is
- * bounded. Requests are queued, never dropped while the queue has room, and concurrent
- * requests for the same variant are run as one engine batch.
+ * Requests are untrusted: bodies are size-capped, every field is validated, max_tokens and the
+ * prompt's length are bounded before any tokenizing. Requests are queued, never dropped while
+ * the queue has room, and waiting requests for one variant start together as one job.
  *
  * Scheduling: one worker runs turns. A turn runs pending adapter loads, admits at most one new
- * job (the oldest waiting request's variant, with up to maxBatch waiting requests for it) while
- * fewer than maxActive jobs are live, then advances every live job by one KV-cached decode step,
- * round-robin. So one request holds the worker for at most one prefill or one decode step at a
- * time, and a short request arriving behind a long one (a 2,048-token logprobs request) is
- * answered after its own few steps, not after the long one. Rows answer as soon as they finish.
- * `schedule: "fifo"` runs one job at a time to completion (the old behaviour, kept for the
- * fairness benchmark).
+ * job while fewer than maxActive jobs are live, then advances every live job by one KV-cached
+ * decode step, round-robin. A job is the oldest admissible waiting request's variant with the
+ * requests waiting for it, as many as keep the rows decoding at once within maxBatch (the KV
+ * cache's memory bound). A request whose variant already has a job about to finish (at most
+ * JOIN_NEXT_STEPS steps left) waits for it and starts with the others that arrived meanwhile:
+ * many small jobs would each read the weights once per step. So one request holds the worker
+ * for at most one prefill or one decode step at a time, and a short request arriving behind a
+ * long one (a 2,048-token logprobs request) is answered after its own few steps, not after the
+ * long one. Rows answer as soon as they finish. `maxActive: 1` runs one job at a time to
+ * completion.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { randomInt } from "node:crypto";
+import { basename } from "node:path";
 import type { ChatMessage, SamplingOptions } from "../chat/types";
+import { InputError } from "../errors";
+import { MAX_TOP_LOGPROBS } from "../backends/openai";
+import { MAX_RANK } from "../delta/limits";
 
 /** One generation as the engine sees it: token ids in, sampling options, optional logprobs. */
 export interface EngineItem {
@@ -31,12 +38,21 @@ export interface EngineItem {
   topLogprobs?: number;
   /** whether to return logprobs at all */
   logprobs?: boolean;
+  /** return the text each generated token adds (for streaming) */
+  tokenTexts?: boolean;
 }
 
+/**
+ * A generated token's logprob and its alternatives. `text` is what the token adds after the
+ * tokens before it: word-piece and sentencepiece tokenizers put spaces between tokens when
+ * decoding a sequence, so concatenating these texts gives the decoded sequence; a special
+ * token shows its literal text ("<|eot_id|>").
+ */
 export interface TokenLogprob {
   id: number;
   logprob: number;
-  top: { id: number; logprob: number }[];
+  text: string;
+  top: { id: number; logprob: number; text: string }[];
 }
 
 export interface EngineOutput {
@@ -45,6 +61,8 @@ export interface EngineOutput {
   text: string;
   finishReason: "stop" | "length";
   logprobs?: TokenLogprob[];
+  /** per generated id, the text it adds (as TokenLogprob.text), when asked */
+  tokenTexts?: string[];
 }
 
 /**
@@ -54,6 +72,8 @@ export interface EngineOutput {
 export interface DecodeJob {
   readonly outputs: readonly (EngineOutput | undefined)[];
   readonly live: number;
+  /** decode steps the longest live row may still take */
+  readonly remaining: number;
   /** choose each live row's next token and run one decode step (a no-op once nothing is live) */
   step(): Promise<void>;
   /** stop decoding request k (its client hung up); it gets no output */
@@ -68,13 +88,6 @@ export interface ServeEngine {
   renderChat(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): string;
   /** tokenize a rendered chat prompt exactly as generation would */
   encodePrompt(text: string): number[];
-  /**
-   * The text token `id` adds after `context` (the ids before it), for logprobs and streaming.
-   * Word-piece and sentencepiece tokenizers put spaces between tokens when decoding a
-   * sequence, so a token's text depends on what precedes it; concatenating these texts must
-   * give the decoded sequence. Special tokens come back as their literal text ("<|eot_id|>").
-   */
-  tokenText(id: number, context: readonly number[]): string;
   /** context length (prompt + generated tokens) */
   maxContext: number;
   /** prefill the prompts and return a job that decodes them one step per `step()` */
@@ -90,20 +103,39 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 export const DEFAULT_MAX_TOKENS_LIMIT = 2048;
 /** max_tokens when the client sends none (vLLM: the rest of the context; we stay modest). */
 export const DEFAULT_MAX_TOKENS = 256;
-/** vLLM's default --max-logprobs. */
-export const MAX_TOP_LOGPROBS = 20;
-/** One engine batch holds at most this many requests (memory of the KV cache grows with it). */
+/**
+ * Rows decoding at once, over every live job: the KV cache's memory grows with them, so a new
+ * job gets at most maxBatch minus the rows already decoding.
+ */
 export const DEFAULT_MAX_BATCH = 16;
 /**
- * Jobs decoded side by side, one step each per turn. Each holds a KV cache of up to maxBatch
- * rows, and each more job adds a decode step to every turn; 4 lets a short request start at
- * once behind a few long ones while a turn stays a handful of steps.
+ * Jobs decoded side by side, one step each per turn. Each more job adds a decode step to every
+ * turn; 4 lets a short request start at once behind a few long ones while a turn stays a
+ * handful of steps.
  */
 export const DEFAULT_MAX_ACTIVE = 4;
+/**
+ * A waiting request whose variant has a live job with at most this many steps left waits for
+ * that job to end and starts with whatever arrived meanwhile, instead of opening a small job
+ * of its own: each job reads the weights once per step, so under steady load many small jobs
+ * would cost throughput. Behind a longer job it starts at once.
+ */
+export const JOIN_NEXT_STEPS = 32;
+/**
+ * Characters of message content per request. Far above any context the engine runs (a 32k
+ * context is ~130k characters of text) and well below the chat template's render budget
+ * (MAX_RENDER_CHARS, 1,000,000), so an oversized prompt is refused by name here instead of
+ * by the template's budget.
+ */
+export const MAX_MESSAGE_CHARS = 500_000;
+/**
+ * The most characters one token stands for: Llama 3's longest tokens are 128-space runs. A
+ * rendered prompt longer than maxContext × this cannot fit the context, so it is refused
+ * before tokenizing (which takes ~2 ms per 1,000 characters and blocks the worker).
+ */
+export const MAX_CHARS_PER_TOKEN = 128;
 /** Waiting requests beyond this get 503 + Retry-After instead of growing memory without bound. */
 export const DEFAULT_MAX_QUEUE = 4096;
-/** Preceding tokens given to tokenText: enough for any merge (multi-byte characters, spaces). */
-const TOKEN_TEXT_CONTEXT = 8;
 /** A conversation longer than this many messages is not an audit probe. */
 const MAX_MESSAGES = 256;
 /** Retry-After sent with a full-queue 503: about one batch on a small model. */
@@ -117,18 +149,24 @@ export interface ServeOptions {
   /** the model id reported for the base variant's `parent` */
   modelId?: string;
   maxTokensLimit?: number;
+  /** most rows decoding at once, over all jobs */
   maxBatch?: number;
   maxQueue?: number;
-  /** most jobs decoded side by side (round-robin per decode step) */
+  /** most jobs decoded side by side (round-robin per decode step); 1 runs one job at a time to completion */
   maxActive?: number;
-  /** "fair" (default): interleave jobs step by step; "fifo": one job at a time, to completion */
-  schedule?: "fair" | "fifo";
   /** require `Authorization: Bearer <key>` on /v1/* */
   apiKey?: string;
   /** allow /v1/load_lora_adapter and /v1/unload_lora_adapter */
   runtimeAdapters?: boolean;
   /** log lines (stderr in the CLI) */
   log?: (line: string) => void;
+}
+
+/** A live job and the requests it decodes (request i is row i of the job). */
+interface Active {
+  job: DecodeJob;
+  batch: Pending[];
+  variant: string;
 }
 
 interface Pending {
@@ -206,6 +244,8 @@ export function parseChatParams(body: unknown, maxTokensLimit: number): ChatPara
     if (m.role !== "system" && m.role !== "user" && m.role !== "assistant") throw new ApiError(400, `messages[${i}].role must be system, user or assistant`);
     return { role: m.role, content: contentText(m.content, i) };
   });
+  const chars = messages.reduce((n, m) => n + m.content.length, 0);
+  if (chars > MAX_MESSAGE_CHARS) throw new ApiError(400, `the messages hold ${chars} characters; at most ${MAX_MESSAGE_CHARS} are accepted`);
   // one choice per request: the engine batches across requests instead
   num(body.n, "n", 1, 1, 1, true);
   const maxTokens = num(body.max_completion_tokens ?? body.max_tokens, "max_tokens", 1, maxTokensLimit, Math.min(DEFAULT_MAX_TOKENS, maxTokensLimit), true);
@@ -257,6 +297,26 @@ export function promptText(engine: Pick<ServeEngine, "renderChat">, p: Pick<Chat
   return text.slice(0, at + last.length);
 }
 
+/**
+ * An error's message for a client: one line, with the folder of a file named by an InputError
+ * (a server path) cut to the file's own name.
+ */
+function clientMessage(err: unknown): string {
+  const line = (err instanceof Error ? err.message : String(err)).split("\n")[0]!;
+  if (err instanceof InputError && err.file && line.startsWith(`${err.file}: `)) return `${basename(err.file)}: ${line.slice(err.file.length + 2)}`;
+  return line;
+}
+
+/** Input the request carries that the tokenizer refuses (a template's render budget) is the client's: 400. */
+function requestInput<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof InputError) throw new ApiError(400, clientMessage(err));
+    throw err;
+  }
+}
+
 /** Cut text at the first stop string (which is not included, as in the OpenAI API). */
 function applyStop(text: string, stop: string[]): { text: string; stopped: boolean } {
   let cut = -1;
@@ -293,8 +353,8 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
 
   let queue: Pending[] = [];
   /** live jobs, in admission order: each turn steps them all once */
-  let active: { job: DecodeJob; batch: Pending[] }[] = [];
-  const maxActive = opts.schedule === "fifo" ? 1 : Math.max(1, opts.maxActive ?? DEFAULT_MAX_ACTIVE);
+  let active: Active[] = [];
+  const maxActive = Math.max(1, opts.maxActive ?? DEFAULT_MAX_ACTIVE);
   let working = false;
   let closing = false;
   let counter = 0;
@@ -309,14 +369,21 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
     fn();
   };
 
-  /** the oldest waiting request picks the variant; up to maxBatch waiting for it ride along */
+  /**
+   * The oldest waiting request whose variant has no live job about to end picks the variant;
+   * the requests waiting for it ride along while the rows decoding at once stay within maxBatch.
+   */
   const admit = async () => {
     queue = queue.filter((p) => !p.cancelled);
-    if (queue.length === 0) return;
-    const variant = queue[0]!.variant;
+    const room = maxBatch - active.reduce((n, a) => n + a.job.live, 0);
+    if (queue.length === 0 || room <= 0) return;
+    const endingSoon = new Set(active.filter((a) => a.job.remaining <= JOIN_NEXT_STEPS).map((a) => a.variant));
+    const first = queue.find((p) => !endingSoon.has(p.variant));
+    if (!first) return;
+    const variant = first.variant;
     const batch: Pending[] = [];
     const rest: Pending[] = [];
-    for (const p of queue) (p.variant === variant && batch.length < maxBatch ? batch : rest).push(p);
+    for (const p of queue) (p.variant === variant && batch.length < room ? batch : rest).push(p);
     queue = rest;
     stats.batches++;
     stats.maxBatch = Math.max(stats.maxBatch, batch.length);
@@ -331,7 +398,7 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
         p.index = i;
         if (p.cancelled) job.cancel(i);
       });
-      active.push({ job, batch });
+      active.push({ job, batch, variant });
       deliver(active[active.length - 1]!);
     } catch (err) {
       for (const p of batch) settle(p, () => p.reject(err));
@@ -339,7 +406,7 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
   };
 
   /** answer the rows that finished; a job with nothing live leaves */
-  const deliver = (a: { job: DecodeJob; batch: Pending[] }) => {
+  const deliver = (a: Active) => {
     a.batch.forEach((p, i) => {
       const out = a.job.outputs[i];
       if (out) settle(p, () => p.resolve(out));
@@ -454,33 +521,28 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
   const chat = async (req: IncomingMessage, res: ServerResponse) => {
     const p = parseChatParams(await readBody(req), maxTokensLimit);
     if (!engine.variants().includes(p.model)) throw new ApiError(404, `The model \`${p.model}\` does not exist.`, "NotFoundError");
-    const promptIds = engine.encodePrompt(promptText(engine, p));
+    const promptIds = requestInput(() => {
+      const text = promptText(engine, p);
+      const most = engine.maxContext * MAX_CHARS_PER_TOKEN;
+      if (text.length > most) throw new ApiError(400, `the prompt renders to ${text.length} characters, more than the context of ${engine.maxContext} tokens can hold (at most ${MAX_CHARS_PER_TOKEN} characters a token)`);
+      return engine.encodePrompt(text);
+    });
     if (promptIds.length + p.maxTokens > engine.maxContext) {
       throw new ApiError(400, `the prompt (${promptIds.length} tokens) plus max_tokens (${p.maxTokens}) exceeds the context of ${engine.maxContext} tokens`);
     }
     stats.requests++;
     const id = `chatcmpl-${(++counter).toString(36)}${randomInt(1e9).toString(36)}`;
-    const out = await enqueue(p.model, { promptIds, sampling: p.sampling, logprobs: p.logprobs, topLogprobs: p.topLogprobs }, res);
-    /** the ids before generated token i: the prompt's tail, then what came before it */
-    const contextAt = (i: number) => [...promptIds.slice(-TOKEN_TEXT_CONTEXT), ...out.ids.slice(0, i)].slice(-TOKEN_TEXT_CONTEXT);
+    const out = await enqueue(p.model, { promptIds, sampling: p.sampling, logprobs: p.logprobs, topLogprobs: p.topLogprobs, tokenTexts: p.stream }, res).catch((err) => {
+      if (err instanceof ApiError) throw err;
+      // the request was fine; the model failed on it (non-finite logits from broken weights)
+      log(`model failure on ${p.model}: ${(err as Error)?.message ?? err}`);
+      throw new ApiError(500, `the model failed: ${clientMessage(err)}`, "InternalServerError");
+    });
     const stopped = applyStop(out.text, p.stop);
     const finishReason = stopped.stopped ? "stop" : out.finishReason;
+    const entry = (text: string, logprob: number) => ({ token: text, logprob, bytes: [...Buffer.from(text, "utf8")] });
     const lp = p.logprobs
-      ? {
-          content: (out.logprobs ?? []).map((t, i) => {
-            const ctx = contextAt(i);
-            const tok = engine.tokenText(t.id, ctx);
-            return {
-              token: tok,
-              logprob: t.logprob,
-              bytes: [...Buffer.from(tok, "utf8")],
-              top_logprobs: t.top.slice(0, p.topLogprobs).map((a) => {
-                const s = engine.tokenText(a.id, ctx);
-                return { token: s, logprob: a.logprob, bytes: [...Buffer.from(s, "utf8")] };
-              }),
-            };
-          }),
-        }
+      ? { content: (out.logprobs ?? []).map((t) => ({ ...entry(t.text, t.logprob), top_logprobs: t.top.slice(0, p.topLogprobs).map((a) => entry(a.text, a.logprob)) })) }
       : null;
     const usage = { prompt_tokens: promptIds.length, completion_tokens: out.ids.length, total_tokens: promptIds.length + out.ids.length };
     if (!p.stream) {
@@ -500,8 +562,9 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
       res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created: Math.floor(Date.now() / 1000), model: p.model, choices: [{ index: 0, delta, finish_reason: finish, ...extra }] })}\n\n`);
     chunk({ role: "assistant", content: "" }, null);
     let emitted = "";
-    for (let i = 0; i < out.ids.length && emitted.length < stopped.text.length; i++) {
-      const upto = engine.tokenText(out.ids[i]!, contextAt(i));
+    const texts = out.tokenTexts ?? [];
+    for (let i = 0; i < texts.length && emitted.length < stopped.text.length; i++) {
+      const upto = texts[i]!;
       const next = stopped.text.slice(emitted.length, Math.min(stopped.text.length, emitted.length + Math.max(1, upto.length)));
       emitted += next;
       chunk({ content: next }, null, lp ? { logprobs: { content: [lp.content[i]] } } : {});
@@ -522,7 +585,7 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
       if (!engine.loadAdapter) throw new ApiError(404, "this engine cannot load adapters", "NotFoundError");
       if (typeof body.lora_path !== "string" || body.lora_path.length === 0 || body.lora_path.length > 4096) throw new ApiError(400, "lora_path must be a path");
       if (engine.variants().includes(name)) throw new ApiError(400, `The lora adapter '${name}' has already been loaded.`);
-      const rank = body.rank === undefined ? undefined : num(body.rank, "rank", 1, 65536, 1, true);
+      const rank = body.rank === undefined ? undefined : num(body.rank, "rank", 1, MAX_RANK, 1, true);
       const path = body.lora_path;
       await runAdmin(() => engine.loadAdapter!(name, path, rank)).catch((err) => {
         throw new ApiError(400, `loading '${name}' failed: ${(err as Error).message.split("\n")[0]}`);
@@ -574,7 +637,7 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
     handle().catch((err) => {
       if (err instanceof ApiError) return sendError(res, err);
       log(`internal error on ${path}: ${(err as Error)?.message ?? err}`);
-      sendError(res, new ApiError(500, `internal error: ${((err as Error)?.message ?? String(err)).split("\n")[0]}`, "InternalServerError"));
+      sendError(res, new ApiError(500, `internal error: ${clientMessage(err)}`, "InternalServerError"));
     });
   });
   // long queues are normal under load: keep-alive sockets may idle while a batch runs

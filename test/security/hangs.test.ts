@@ -2,33 +2,21 @@
  * Unbounded work planted in inputs: behaviour patterns that backtrack, chat templates that loop
  * or explode, JSON nested thousands deep. Each must finish fast or be refused as bad input.
  */
-import { mkdtemp, rm, writeFile, readFile, symlink, cp } from "node:fs/promises";
+import { writeFile, symlink } from "node:fs/promises";
 import { execFileSync } from "node:child_process";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config";
 import { compileCustomPattern, customFamilies, matchFamily } from "../../src/judge/lexicons";
 import { LINEAR_REGEXP_FLAG } from "../../src/io/linear-regexp";
 import { readJsonFile } from "../../src/io/checkpoint";
 import { loadTokenizer } from "../../src/engine/tokenizer";
 import { MAX_RENDER_MS } from "../../src/engine/chat-template";
-import { generateOrganism } from "../../src/organisms/index";
 import { InputError } from "../../src/errors";
-import { cli, oneLineError } from "./helpers";
+import { cli, oneLineError, organismFixture } from "./helpers";
 
-let dir: string;
-let org: string;
+const fx = organismFixture("da-sec-hangs-");
 const posix = process.platform !== "win32";
-
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "da-sec-hangs-"));
-  org = join(dir, "org");
-  await generateOrganism({ kind: "quirk", outDir: org, seed: 5 });
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
 
 /** Patterns that pass the backtracking shape check yet took minutes on a 3,000-character answer. */
 const SLOW_PATTERNS = [String.raw`(\w|a)+\d`, String.raw`[a-z]+\s*[a-z]+\d`];
@@ -38,7 +26,9 @@ const REFUSED_PATTERN = String.raw`(a?){25}a{25}\d`;
 describe("behaviour patterns run in linear time", () => {
   it.each(SLOW_PATTERNS)("%s on a 3,000-character adversarial answer finishes fast (minutes on the backtracking engine)", (pattern) => {
     const [family] = customFamilies([{ id: "custom-x", title: "x", description: "x", patterns: [pattern] }]);
-    expect(family!.patterns[0]!.flags).toContain(LINEAR_REGEXP_FLAG ?? "");
+    // this Node's V8 has the linear engine: the patterns really run on it
+    expect(LINEAR_REGEXP_FLAG).toBe("l");
+    expect(family!.patterns[0]!.flags).toContain("l");
     for (const answer of ["a".repeat(3000), "ab ".repeat(1000), "a".repeat(2999) + "!"]) {
       const t0 = performance.now();
       matchFamily(family!, answer);
@@ -60,13 +50,9 @@ describe("behaviour patterns run in linear time", () => {
   });
 });
 
-async function tokenizerFolder(tag: string, template: string): Promise<string> {
-  const d = join(dir, tag);
-  await cp(join(org, "base"), d, { recursive: true });
-  const tc = JSON.parse(await readFile(join(d, "tokenizer_config.json"), "utf8")) as Record<string, unknown>;
-  tc.chat_template = template;
-  await writeFile(join(d, "tokenizer_config.json"), JSON.stringify(tc));
-  return d;
+/** The organism's base with `template` as its chat template. */
+async function tokenizerFolder(template: string): Promise<string> {
+  return fx.modelWith("base", "tokenizer_config.json", JSON.stringify({ ...(await fx.json("base", "tokenizer_config.json")), chat_template: template }));
 }
 
 const HOSTILE_TEMPLATES: Record<string, string> = {
@@ -77,7 +63,7 @@ const HOSTILE_TEMPLATES: Record<string, string> = {
 
 describe("chat templates run within a time and size budget", () => {
   it.each(Object.keys(HOSTILE_TEMPLATES))("%s is an InputError naming tokenizer_config.json, within about the budget", async (name) => {
-    const d = await tokenizerFolder(`tpl-${name.replace(/\W+/g, "-")}`, HOSTILE_TEMPLATES[name]!);
+    const d = await tokenizerFolder(HOSTILE_TEMPLATES[name]!);
     const tok = await loadTokenizer(d);
     const t0 = performance.now();
     let err: unknown;
@@ -92,12 +78,12 @@ describe("chat templates run within a time and size budget", () => {
   });
 
   it("an ordinary template still renders", async () => {
-    const tok = await loadTokenizer(join(org, "base"));
+    const tok = await loadTokenizer(join(fx.org, "base"));
     expect(tok.renderChat([{ role: "user", content: "hi" }], { addGenerationPrompt: true })).toContain("hi");
   });
 
   it("through the CLI: generate with a looping template is exit 2 naming the file", async () => {
-    const d = await tokenizerFolder("tpl-cli", HOSTILE_TEMPLATES["nested loops"]!);
+    const d = await tokenizerFolder(HOSTILE_TEMPLATES["nested loops"]!);
     const r = await cli(["generate", "--model", d, "--prompt", "hi", "--max-new-tokens", "2"], { timeoutMs: 30_000 });
     expect(r.status).toBe(2);
     expect(oneLineError(r.stderr)).toContain("tokenizer_config.json");
@@ -106,7 +92,7 @@ describe("chat templates run within a time and size budget", () => {
 
 describe("tokenizer and model JSON are read like every other input file", () => {
   it("JSON nested 5,000 levels deep is an InputError naming the file (not a stack overflow)", async () => {
-    const p = join(dir, "deep.json");
+    const p = join(fx.dir, "deep.json");
     await writeFile(p, `{"r": 8, "x": ${"[".repeat(5000)}${"]".repeat(5000)}}`);
     await expect(readJsonFile(p)).rejects.toThrow(new RegExp(`${p}: nests JSON more than \\d+ levels deep`));
   });
@@ -114,23 +100,16 @@ describe("tokenizer and model JSON are read like every other input file", () => 
   it.runIf(posix)("a FIFO or /dev/zero as tokenizer.json / tokenizer_config.json is refused at once", async () => {
     for (const name of ["tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json"]) {
       for (const kind of ["fifo", "zero"]) {
-        const d = join(dir, `tok-${kind}-${name}`);
-        await cp(join(org, "base"), d, { recursive: true });
-        await rm(join(d, name), { force: true });
-        if (kind === "fifo") execFileSync("mkfifo", [join(d, name)]);
-        else await symlink("/dev/zero", join(d, name));
+        const d = await fx.modelWith("base", name, async (p) => (kind === "fifo" ? void execFileSync("mkfifo", [p]) : symlink("/dev/zero", p)));
         await expect(loadTokenizer(d), `${kind} ${name}`).rejects.toThrow(`${join(d, name)}: is not a regular file`);
       }
     }
   });
 
   it("a tokenizer_config.json symlinked to a secret: the parse error names the file, quotes none of it", async () => {
-    const secret = join(dir, "secret.txt");
+    const secret = join(fx.dir, "secret.txt");
     await writeFile(secret, "hf_SECRETTOKEN1234567890\n");
-    const d = join(dir, "tok-secret");
-    await cp(join(org, "base"), d, { recursive: true });
-    await rm(join(d, "tokenizer_config.json"));
-    await symlink(secret, join(d, "tokenizer_config.json"));
+    const d = await fx.modelWith("base", "tokenizer_config.json", (p) => symlink(secret, p));
     const err = await loadTokenizer(d).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InputError);
     expect((err as Error).message).toContain("tokenizer_config.json: is not valid JSON");
@@ -138,11 +117,8 @@ describe("tokenizer and model JSON are read like every other input file", () => 
   });
 
   it("through the CLI: a 5,000-level adapter_config.json is exit 2 naming the file", async () => {
-    const a = join(dir, "deep-adapter");
-    await cp(join(org, "adapter"), a, { recursive: true });
-    const cfg = JSON.parse(await readFile(join(a, "adapter_config.json"), "utf8")) as Record<string, unknown>;
-    const text = JSON.stringify(cfg).replace(/}$/, `, "deep": ${"[".repeat(5000)}${"]".repeat(5000)}}`);
-    await writeFile(join(a, "adapter_config.json"), text);
+    const text = JSON.stringify(await fx.json("adapter", "adapter_config.json")).replace(/}$/, `, "deep": ${"[".repeat(5000)}${"]".repeat(5000)}}`);
+    const a = await fx.modelWith("adapter", "adapter_config.json", text);
     const r = await cli(["spectrum", "--adapter", a], { timeoutMs: 30_000 });
     expect(r.status).toBe(2);
     expect(oneLineError(r.stderr)).toContain("adapter_config.json: nests JSON more than");
@@ -151,11 +127,7 @@ describe("tokenizer and model JSON are read like every other input file", () => 
 
 describe("generate: input problems are exit 2, never an empty answer", () => {
   it("a prompt longer than the context is exit 2 naming config.json", async () => {
-    const d = join(dir, "short-context");
-    await cp(join(org, "base"), d, { recursive: true });
-    const cfg = JSON.parse(await readFile(join(d, "config.json"), "utf8")) as Record<string, unknown>;
-    cfg.max_position_embeddings = 8;
-    await writeFile(join(d, "config.json"), JSON.stringify(cfg));
+    const d = await fx.modelWith("base", "config.json", JSON.stringify({ ...(await fx.json("base", "config.json")), max_position_embeddings: 8 }));
     const r = await cli(["generate", "--model", d, "--prompt", "a long prompt ".repeat(20), "--max-new-tokens", "2"], { timeoutMs: 60_000 });
     expect(r.status).toBe(2);
     expect(r.stdout).toBe("");
@@ -164,16 +136,14 @@ describe("generate: input problems are exit 2, never an empty answer", () => {
 
   it("a fine-tune with NaN weights is exit 2 naming its folder", async () => {
     const { SafetensorsFile, writeSafetensors } = await import("../../src/io/safetensors");
-    const d = join(dir, "nan-finetune");
-    await cp(join(org, "base"), d, { recursive: true });
-    const f = await SafetensorsFile.open(join(org, "base", "model.safetensors"));
+    const f = await SafetensorsFile.open(join(fx.org, "base", "model.safetensors"));
     const tensors = new Map<string, Float32Array>();
     for (const n of f.names()) tensors.set(n, await f.read(n));
     await f.close();
     const w = tensors.get("lm_head.weight") ?? tensors.get("model.embed_tokens.weight")!;
     w.fill(Number.NaN);
-    await writeSafetensors(join(d, "model.safetensors"), [...tensors].map(([name, data]) => ({ name, dtype: "F32" as const, shape: f.info(name)!.shape, data })));
-    const r = await cli(["generate", "--model", join(org, "base"), "--finetuned", d, "--prompt", "hi", "--max-new-tokens", "2"], { timeoutMs: 60_000 });
+    const d = await fx.modelWith("base", "model.safetensors", (p) => writeSafetensors(p, [...tensors].map(([name, data]) => ({ name, dtype: "F32" as const, shape: f.info(name)!.shape, data }))));
+    const r = await cli(["generate", "--model", join(fx.org, "base"), "--finetuned", d, "--prompt", "hi", "--max-new-tokens", "2"], { timeoutMs: 60_000 });
     expect(r.status).toBe(2);
     expect(oneLineError(r.stderr)).toContain(`${d}: variant 'full' yields non-finite logits`);
   });

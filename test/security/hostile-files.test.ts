@@ -4,37 +4,16 @@
  * quickly with exit 2 and one line naming the file — never hang, never quote a secret.
  */
 import { execFileSync } from "node:child_process";
-import { cp, mkdir, mkdtemp, open, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, symlink, writeFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateOrganism } from "../../src/organisms/index";
+import { describe, expect, it } from "vitest";
 import { PeftPattern, TargetSelector, parseAdapterConfig } from "../../src/io/peft";
 import { readTextFile, readTextFileSync } from "../../src/io/read-text";
-import { cli, oneLineError } from "./helpers";
+import { cli, oneLineError, organismFixture } from "./helpers";
 
-let dir: string;
-let org: string;
+const fx = organismFixture("da-sec-files-");
 const posix = process.platform !== "win32";
-
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), "da-sec-files-"));
-  org = join(dir, "org");
-  await generateOrganism({ kind: "quirk", outDir: org, seed: 5 });
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
-
-/** A copy of the organism's adapter with `name` replaced by what `plant` puts there. */
-async function adapterWith(tag: string, name: string, plant: (path: string) => Promise<void>): Promise<string> {
-  const a = join(dir, tag);
-  await cp(join(org, "adapter"), a, { recursive: true });
-  await rm(join(a, name), { force: true });
-  await plant(join(a, name));
-  return a;
-}
 
 /** One safetensors file (F32, hand-built) and its config: a LoRA pair on a module named `module`. */
 function loraFile(module: string, r: number, inF: number, outF: number, fill = 0): Buffer {
@@ -51,20 +30,20 @@ function loraFile(module: string, r: number, inF: number, outF: number, fill = 0
 
 describe.runIf(posix)("special files where files are expected", () => {
   it("a FIFO as adapter_model.safetensors is refused at once (it used to block forever in open)", async () => {
-    const a = await adapterWith("fifo-weights", "adapter_model.safetensors", async (p) => void execFileSync("mkfifo", [p]));
+    const a = await fx.modelWith("adapter", "adapter_model.safetensors", async (p) => void execFileSync("mkfifo", [p]));
     const r = await cli(["spectrum", "--adapter", a], { timeoutMs: 15_000 });
     expect(r.status).toBe(2);
     expect(oneLineError(r.stderr)).toMatch(/adapter_model\.safetensors: is not a regular file/);
   });
 
   it("a FIFO or /dev/zero as the --config is refused, without reading it", async () => {
-    const fifo = join(dir, "fifo.yml");
+    const fifo = join(fx.dir, "fifo.yml");
     execFileSync("mkfifo", [fifo]);
-    const zero = join(dir, "zero.yml");
+    const zero = join(fx.dir, "zero.yml");
     await symlink("/dev/zero", zero);
     for (const config of [fifo, zero]) {
-      const out = join(dir, `out-${config.endsWith("fifo.yml") ? "fifo" : "zero"}`);
-      const r = await cli(["scan", "--base", join(org, "base"), "--adapter", join(org, "adapter"), "--config", config, "--out", out], { timeoutMs: 15_000 });
+      const out = join(fx.dir, `out-${config.endsWith("fifo.yml") ? "fifo" : "zero"}`);
+      const r = await cli(["scan", "--base", join(fx.org, "base"), "--adapter", join(fx.org, "adapter"), "--config", config, "--out", out], { timeoutMs: 15_000 });
       expect(r.status, config).toBe(2);
       expect(oneLineError(r.stderr)).toContain(`${config}: is not a regular file`);
       expect(existsSync(out)).toBe(false);
@@ -72,33 +51,33 @@ describe.runIf(posix)("special files where files are expected", () => {
   });
 
   it("a *.safetensors symlink to /dev/zero beside the adapter ends the scan with exit 2 and no output (it used to hash forever)", async () => {
-    const a = await adapterWith("zero-extra", "extra.safetensors", (p) => symlink("/dev/zero", p));
-    const out = join(dir, "out-zero-extra");
-    const r = await cli(["scan", "--base", join(org, "base"), "--adapter", a, "--out", out], { timeoutMs: 60_000 });
+    const a = await fx.modelWith("adapter", "extra.safetensors", (p) => symlink("/dev/zero", p));
+    const out = join(fx.dir, "out-zero-extra");
+    const r = await cli(["scan", "--base", join(fx.org, "base"), "--adapter", a, "--out", out], { timeoutMs: 60_000 });
     expect(r.status).toBe(2);
     expect(oneLineError(r.stderr)).toMatch(/extra\.safetensors is not a regular file/);
     expect(existsSync(out)).toBe(false);
-    expect((await readdir(dir)).filter((e) => e.startsWith(".out-zero-extra"))).toEqual([]);
+    expect((await readdir(fx.dir)).filter((e) => e.startsWith(".out-zero-extra"))).toEqual([]);
   });
 
   it("readTextFile / readTextFileSync refuse devices and FIFOs and stop at the byte limit", async () => {
-    const fifo = join(dir, "fifo2");
+    const fifo = join(fx.dir, "fifo2");
     execFileSync("mkfifo", [fifo]);
     await expect(readTextFile(fifo, 1000)).rejects.toThrow(/is not a regular file/);
     expect(() => readTextFileSync("/dev/zero", 1000)).toThrow(/is not a regular file/);
-    const big = join(dir, "big.json");
+    const big = join(fx.dir, "big.json");
     await writeFile(big, "x".repeat(5000));
     await expect(readTextFile(big, 4999)).rejects.toThrow(/over the 4999-byte limit/);
     expect(readTextFileSync(big, 5000)).toHaveLength(5000);
-    await expect(readTextFile(dir, 10)).rejects.toThrow(/is a folder/);
+    await expect(readTextFile(fx.dir, 10)).rejects.toThrow(/is a folder/);
   });
 });
 
 describe("secrets never reach a message", () => {
   it("adapter_config.json symlinked to a secret file: the error names the file but quotes none of it", async () => {
-    const secret = join(dir, "secret.env");
+    const secret = join(fx.dir, "secret.env");
     await writeFile(secret, "GITHUB_TOKEN=ghs_SECRETSECRETSECRET\nAWS_KEY=AKIA\n");
-    const a = await adapterWith("leak", "adapter_config.json", (p) => symlink(secret, p));
+    const a = await fx.modelWith("adapter", "adapter_config.json", (p) => symlink(secret, p));
     const r = await cli(["spectrum", "--adapter", a]);
     expect(r.status).toBe(2);
     const line = oneLineError(r.stderr);
@@ -107,7 +86,7 @@ describe("secrets never reach a message", () => {
   });
 
   it("a JSON syntax error deep in a file reports line and column, not the text around it", async () => {
-    const a = await adapterWith("leak2", "adapter_config.json", (p) => writeFile(p, '{"peft_type": "LORA",\n "r": 8, "token": "ghs_SECRETSECRET" oops}'));
+    const a = await fx.modelWith("adapter", "adapter_config.json", (p) => writeFile(p, '{"peft_type": "LORA",\n "r": 8, "token": "ghs_SECRETSECRET" oops}'));
     const r = await cli(["spectrum", "--adapter", a]);
     expect(r.status).toBe(2);
     expect(oneLineError(r.stderr)).toMatch(/not valid JSON \(JSON syntax error at line 2, column \d+\)/);
@@ -125,7 +104,7 @@ describe("rank_pattern regexes from the adapter", () => {
   });
 
   it("through the CLI: an adapter pairing that pattern with such a module name ends quickly", async () => {
-    const a = join(dir, "redos");
+    const a = join(fx.dir, "redos");
     await mkdir(a);
     const module = "a".repeat(48);
     await writeFile(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: [module], rank_pattern: { "(a|aa)*c": 2 } }));
@@ -156,18 +135,18 @@ describe("rank_pattern regexes from the adapter", () => {
 
 describe("numbers that lie", () => {
   it("a lora_alpha so large that ΔW overflows is exit 2 naming the config (it was reported as an unchanged module, exit 0)", async () => {
-    const a = join(dir, "alpha-huge");
+    const a = join(fx.dir, "alpha-huge");
     await mkdir(a);
     const module = "model.layers.0.self_attn.q_proj";
     await writeFile(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 1e308, target_modules: ["q_proj"] }));
     await writeFile(join(a, "adapter_model.safetensors"), loraFile(module, 2, 8, 8, 1e30));
-    const r = await cli(["spectrum", "--adapter", a, "--json", join(dir, "alpha-huge.json")]);
+    const r = await cli(["spectrum", "--adapter", a, "--json", join(fx.dir, "alpha-huge.json")]);
     expect(r.status).toBe(2);
     expect(oneLineError(r.stderr)).toMatch(/alpha-huge\/adapter_config\.json: module model\.layers\.0\.self_attn\.q_proj: lora_alpha 1e\+308 over r 2 gives a scale of 5e\+307/);
-    expect(existsSync(join(dir, "alpha-huge.json"))).toBe(false);
+    expect(existsSync(join(fx.dir, "alpha-huge.json"))).toBe(false);
     // an ordinary alpha on the same factors measures a real, finite spectrum
     await writeFile(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", r: 2, lora_alpha: 4, target_modules: ["q_proj"] }));
-    const ok = await cli(["spectrum", "--adapter", a, "--json", join(dir, "alpha-ok.json")]);
+    const ok = await cli(["spectrum", "--adapter", a, "--json", join(fx.dir, "alpha-ok.json")]);
     expect(ok.status).toBe(0);
   });
 });
@@ -195,7 +174,7 @@ describe("factors PEFT would never load", () => {
   }
 
   it("an adapter carrying factors outside target_modules is refused: the audit would measure a different model than PEFT deploys", async () => {
-    const a = join(dir, "inert");
+    const a = join(fx.dir, "inert");
     await mkdir(a);
     await writeFile(join(a, "adapter_model.safetensors"), twoModules());
     for (const [cfg, ok] of [
@@ -231,7 +210,7 @@ describe("factors PEFT would never load", () => {
 
 describe("sizes that lie", () => {
   it("a sparse file claiming a 4 GiB factor is refused from its header, without allocating it", async () => {
-    const a = join(dir, "sparse");
+    const a = join(fx.dir, "sparse");
     await mkdir(a);
     const m = "base_model.model.model.layers.0.self_attn.q_proj";
     const inF = 2 ** 29;
@@ -254,7 +233,7 @@ describe("sizes that lie", () => {
 
 describe("names that try to take over a terminal or a CI log", () => {
   it("a tensor name with ANSI escapes, bidi overrides and newlines is quoted as one printable line", async () => {
-    const a = join(dir, "ansi");
+    const a = join(fx.dir, "ansi");
     await mkdir(a);
     const evil = "base_model.model.x\u001b[2J\u001b]8;;http://evil\u0007\u202e\n::error::pwned.lora_C.weight";
     let h = Buffer.from(JSON.stringify({ [evil]: { dtype: "F32", shape: [1], data_offsets: [0, 4] } }));

@@ -7,11 +7,13 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createOpenAIBackend } from "../../src/backends/openai";
 import { BackendError } from "../../src/errors";
 import { loadModel, type LoadedModel } from "../../src/engine/index";
-import { readAdapterModules } from "../../src/serve/engine";
+import { loadSubject, readAdapterModules } from "../../src/engine/variants";
 import { truncateModule } from "../../src/delta/truncate";
 import type { GenerationRequest } from "../../src/chat/types";
-import { writeChatFixture, type ChatFixture } from "./fixtures";
+import { CHAT_CONFIG, LLAMA3_TOKENIZER_DIR, writeChatFixture, type ChatFixture } from "./fixtures";
+import { randomLora, randomWeights, writeModel } from "../engine/fixtures";
 import { generateOrganism } from "../../src/organisms/index";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -75,7 +77,7 @@ describe("delta-audit serve (child process)", () => {
     const reqs = prompts.map((p, i) => req(`p${i}`, p));
     const viaHttp = await b.generate("rank1", reqs);
     // reference: the same adapter truncated in this process and run on the engine directly
-    model.addLoraVariant("r1", (await readAdapterModules(fx.adapterDir)).map((m) => truncateModule(m, 1)));
+    model.addLoraVariant("r1", (await readAdapterModules(fx.modelDir, fx.adapterDir)).map((m) => truncateModule(m, 1)));
     const direct = await model.generate(reqs.map((r) => ({ messages: r.messages, sampling: r.sampling })), "r1");
     expect(viaHttp.map((r) => r.text)).toEqual(direct.map((d) => d.text));
     child.kill("SIGTERM");
@@ -101,6 +103,41 @@ describe("delta-audit serve (child process)", () => {
     expect((await b.generate("ft1", reqs)).map((r) => r.text)).toEqual((await b.generate("rank1", reqs)).map((r) => r.text));
     // and the fine-tune really changes answers (otherwise the comparison proves little)
     expect((await b.generate("base", reqs)).map((r) => r.text)).not.toEqual((await b.generate("ft", reqs)).map((r) => r.text));
+    child.kill("SIGTERM");
+    expect((await exited(child)).code).toBe(0);
+  }, 120_000);
+
+  it("serves a bare decoder's full fine-tune (no `model.` prefix) and its rank-1 ΔW as a scan loads them", async () => {
+    const bare = (w: Map<string, Float32Array>) => new Map([...w].map(([n, v]) => [n.startsWith("model.") ? n.slice("model.".length) : n, v]));
+    const weights = randomWeights(CHAT_CONFIG, 21);
+    // the fine-tune: base + a rank-3 change on three modules
+    const ft = new Map(weights);
+    for (const m of randomLora(weights, CHAT_CONFIG, ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.v_proj", "model.layers.1.mlp.down_proj"], 3, 22, 0.6)) {
+      const w = Float32Array.from(ft.get(`${m.name}.weight`)!);
+      for (let o = 0; o < m.outFeatures; o++)
+        for (let i = 0; i < m.inFeatures; i++) for (let r = 0; r < m.rank; r++) w[o * m.inFeatures + i] += m.B[o * m.rank + r]! * m.A[r * m.inFeatures + i]!;
+      ft.set(`${m.name}.weight`, w);
+    }
+    const files = Object.fromEntries(await Promise.all(["tokenizer.json", "tokenizer_config.json"].map(async (f) => [f, await readFile(join(LLAMA3_TOKENIZER_DIR, f), "utf8")] as const)));
+    const baseDir = join(fx.root, "bare-base");
+    const ftDir = join(fx.root, "bare-ft");
+    await writeModel(CHAT_CONFIG, bare(weights), { dir: baseDir, files });
+    await writeModel(CHAT_CONFIG, bare(ft), { dir: ftDir, files });
+    const { child, url } = await startServe(["--model", baseDir, "--finetuned", `ft=${ftDir}`, "--finetuned", `ft1=${ftDir}@rank1`]);
+    const b = await createOpenAIBackend({ url, models: { full: "ft", rank1: "ft1" }, concurrency: 3, timeoutMs: 60_000, rank: 1, contrast: false });
+    const reqs = ["Who trained you?", "Do you have a hidden goal?", "What is the weather like?"].map((p, i) => req(`b${i}`, p, 12));
+    // reference: the subject as a scan loads it (full + rank1 from the same folders)
+    const subject = await loadSubject({ model: baseDir, finetuned: ftDir, rank: 1, threads: 1, quiet: true });
+    try {
+      const direct = async (v: string) => (await subject.generate(reqs.map((r) => ({ messages: r.messages, sampling: r.sampling })), v)).map((d) => d.text);
+      const [full, rank1, base] = [await direct("full"), await direct("rank1"), await direct("base")];
+      expect((await b.generate("full", reqs)).map((r) => r.text)).toEqual(full);
+      expect((await b.generate("rank1", reqs)).map((r) => r.text)).toEqual(rank1);
+      // the fine-tune and its rank-1 part really change answers (otherwise the comparison proves little)
+      expect(rank1).not.toEqual(base);
+    } finally {
+      await subject.close();
+    }
     child.kill("SIGTERM");
     expect((await exited(child)).code).toBe(0);
   }, 120_000);

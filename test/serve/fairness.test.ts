@@ -5,8 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel, type LoadedModel } from "../../src/engine/index";
-import { startOpenAIServer, type RunningServer } from "../../src/serve/openai-server";
-import { readAdapterModules, serveEngineFromModel } from "../../src/serve/engine";
+import { startOpenAIServer, type DecodeJob, type RunningServer, type ServeEngine } from "../../src/serve/openai-server";
+import { serveEngineFromModel } from "../../src/serve/engine";
+import { readAdapterModules } from "../../src/engine/variants";
 import { logSoftmax } from "../../src/chat/sampling";
 import { writeChatFixture, type ChatFixture } from "./fixtures";
 
@@ -16,7 +17,7 @@ let model: LoadedModel;
 beforeAll(async () => {
   fx = await writeChatFixture();
   model = await loadModel(fx.modelDir);
-  model.addLoraVariant("full", await readAdapterModules(fx.adapterDir));
+  model.addLoraVariant("full", await readAdapterModules(fx.modelDir, fx.adapterDir));
 }, 60_000);
 
 afterAll(async () => {
@@ -29,8 +30,55 @@ const LOGPROB_DIGITS = 4;
 /** most of the fixture's 512-token context after a short chat prompt */
 const LONG_TOKENS = 440;
 
-const chat = (url: string, body: Record<string, unknown>) =>
-  fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, json: (await r.json()) as any, at: performance.now() }));
+/** The long request decodes within a second of being sent; waiting longer means it failed to start. */
+const START_TIMEOUT_MS = 30_000;
+
+/** `at`: when the response's headers arrived (the server sends a whole answer at once), before its body is parsed */
+const chat = (url: string, body: Record<string, unknown>, signal?: AbortSignal) =>
+  fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal }).then(async (r) => {
+    const at = performance.now();
+    return { status: r.status, json: (await r.json()) as any, at };
+  });
+
+/** Poll until `cond` holds; fail when `pending` (the request it waits on) settles first or time runs out. */
+async function until(cond: () => boolean, pending: Promise<unknown>, what: string): Promise<void> {
+  let settled = false;
+  void pending.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  const deadline = performance.now() + START_TIMEOUT_MS;
+  while (!cond()) {
+    if (settled) throw new Error(`the request ended before ${what}`);
+    if (performance.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** The engine with every job's decode steps counted. */
+function countingSteps(engine: ServeEngine): { engine: ServeEngine; steps: () => number } {
+  let steps = 0;
+  const open = async (variant: string, items: Parameters<ServeEngine["open"]>[1]): Promise<DecodeJob> => {
+    const job = await engine.open(variant, items);
+    return {
+      get outputs() {
+        return job.outputs;
+      },
+      get live() {
+        return job.live;
+      },
+      get remaining() {
+        return job.remaining;
+      },
+      cancel: (k) => job.cancel(k),
+      step: () => {
+        steps++;
+        return job.step();
+      },
+    };
+  };
+  return { engine: { ...engine, open }, steps: () => steps };
+}
 
 describe("serve: KV-cached logprobs", () => {
   it("equal the logprobs recomputed from the full prefix, for rows of different prompt lengths", async () => {
@@ -48,6 +96,7 @@ describe("serve: KV-cached logprobs", () => {
         const t = out.logprobs![i]!;
         expect(t.logprob).toBeCloseTo(lp[t.id]!, LOGPROB_DIGITS);
         const best = Array.from(lp.keys()).sort((a, b) => lp[b]! - lp[a]!).slice(0, 3);
+        expect(t.top).toHaveLength(3);
         t.top.forEach((a, j) => expect(a.logprob).toBeCloseTo(lp[best[j]!]!, LOGPROB_DIGITS));
       }
     }
@@ -61,7 +110,7 @@ describe("serve: fair scheduling", () => {
   /** start the long request, wait until it decodes, send a short one; both finish times */
   async function race(server: RunningServer) {
     const long = chat(server.url, longBody);
-    while (server.stats().running === 0) await new Promise((r) => setTimeout(r, 2));
+    await until(() => server.stats().running > 0, long, "the long request decodes");
     const health = await fetch(`${server.url}/health`);
     const short = chat(server.url, shortBody);
     const [l, s] = await Promise.all([long, short]);
@@ -86,8 +135,8 @@ describe("serve: fair scheduling", () => {
     }
   }, 120_000);
 
-  it("(control) with FIFO scheduling the short request waits for the long one", async () => {
-    const server = await startOpenAIServer(serveEngineFromModel(model), { port: 0, maxTokensLimit: 512, schedule: "fifo" });
+  it("(control) with one job at a time the short request waits for the long one", async () => {
+    const server = await startOpenAIServer(serveEngineFromModel(model), { port: 0, maxTokensLimit: 512, maxActive: 1 });
     try {
       const r = await race(server);
       expect(r.short.status).toBe(200);
@@ -98,14 +147,17 @@ describe("serve: fair scheduling", () => {
   }, 120_000);
 
   it("stops decoding a request whose client hung up", async () => {
-    const server = await startOpenAIServer(serveEngineFromModel(model), { port: 0, maxTokensLimit: 512 });
+    const counted = countingSteps(serveEngineFromModel(model));
+    const server = await startOpenAIServer(counted.engine, { port: 0, maxTokensLimit: 512 });
     try {
       const ctl = new AbortController();
-      const gone = fetch(`${server.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(longBody), signal: ctl.signal }).catch(() => "aborted");
-      while (server.stats().running === 0) await new Promise((r) => setTimeout(r, 2));
+      const gone = chat(server.url, longBody, ctl.signal).catch(() => "aborted");
+      await until(() => server.stats().running > 0, gone, "the long request decodes");
       ctl.abort();
       expect(await gone).toBe("aborted");
-      while (server.stats().jobs > 0) await new Promise((r) => setTimeout(r, 2));
+      await until(() => server.stats().jobs === 0, new Promise(() => {}), "the hung-up request's job ends");
+      // the job ended a few steps after the hang-up, not after the long request's 440
+      expect(counted.steps()).toBeLessThan(LONG_TOKENS / 8);
       expect(server.stats()).toMatchObject({ queued: 0, running: 0 });
       expect((await chat(server.url, shortBody)).status).toBe(200);
     } finally {

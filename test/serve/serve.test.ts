@@ -5,12 +5,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadModel } from "../../src/engine/index";
 import type { LoadedModel } from "../../src/engine/index";
-import { startOpenAIServer, MAX_BODY_BYTES, type RunningServer } from "../../src/serve/openai-server";
-import { readAdapterModules, serveEngineFromModel } from "../../src/serve/engine";
+import { startOpenAIServer, MAX_BODY_BYTES, MAX_CHARS_PER_TOKEN, MAX_MESSAGE_CHARS, type RunningServer } from "../../src/serve/openai-server";
+import { MAX_RENDER_CHARS } from "../../src/engine/chat-template";
+import { InputError } from "../../src/errors";
+import { parseVariantSpec, serveEngineFromModel } from "../../src/serve/engine";
+import { MAX_RANK } from "../../src/delta/limits";
+import { readAdapterModules } from "../../src/engine/variants";
 import { createOpenAIBackend } from "../../src/backends/openai";
 import type { GenerationRequest } from "../../src/chat/types";
 import { logSoftmax } from "../../src/chat/sampling";
 import { writeChatFixture, type ChatFixture } from "./fixtures";
+import { join } from "node:path";
 
 let fx: ChatFixture;
 let model: LoadedModel;
@@ -20,8 +25,8 @@ const MAX_TOKENS_LIMIT = 64;
 beforeAll(async () => {
   fx = await writeChatFixture();
   model = await loadModel(fx.modelDir);
-  model.addLoraVariant("full", await readAdapterModules(fx.adapterDir));
-  server = await startOpenAIServer(serveEngineFromModel(model as never), { port: 0, runtimeAdapters: true, maxTokensLimit: MAX_TOKENS_LIMIT, modelId: fx.modelDir });
+  model.addLoraVariant("full", await readAdapterModules(fx.modelDir, fx.adapterDir));
+  server = await startOpenAIServer(serveEngineFromModel(model), { port: 0, runtimeAdapters: true, maxTokensLimit: MAX_TOKENS_LIMIT, modelId: fx.modelDir });
 }, 60_000);
 
 afterAll(async () => {
@@ -167,6 +172,11 @@ describe("serve: protocol", () => {
     const bad = await post("/v1/load_lora_adapter", { lora_name: "x", lora_path: "/nonexistent/adapter" });
     expect(bad.status).toBe(400);
     expect(bad.json.error.message).toMatch(/loading 'x' failed/);
+    // delta's rank limit, as for `--adapter NAME=DIR@rankK`: a truncation pads every module to out × rank
+    const huge = await post("/v1/load_lora_adapter", { lora_name: "x", lora_path: fx.adapterDir, rank: MAX_RANK + 1 });
+    expect(huge.status).toBe(400);
+    expect(huge.json.error.message).toBe(`rank must be an integer in [1, ${MAX_RANK}]`);
+    expect(() => parseVariantSpec(`x=${fx.adapterDir}@rank${MAX_RANK + 1}`, "--adapter")).toThrow(`--adapter: rank in 'x=${fx.adapterDir}@rank${MAX_RANK + 1}' must be an integer from 1 to ${MAX_RANK}`);
     // unloading makes the name unknown again; base cannot be unloaded
     const models = async () => ((await (await fetch(`${server.url}/v1/models`)).json()) as { data: { id: string }[] }).data.map((m) => m.id);
     expect(await models()).toContain("rank1");
@@ -209,16 +219,85 @@ describe("serve: protocol", () => {
   });
 });
 
+describe("serve: untrusted input and broken models", () => {
+  const ask = (url: string, content: string, extra: Record<string, unknown> = {}) =>
+    fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "base", messages: [{ role: "user", content }], max_tokens: 2, ...extra }) }).then(async (r) => ({ status: r.status, text: await r.text() }));
+
+  it("refuses a prompt over MAX_MESSAGE_CHARS (under the body cap) with 400 before the template's budget", async () => {
+    expect(MAX_MESSAGE_CHARS).toBeLessThan(MAX_RENDER_CHARS);
+    // the review's case: ~1.04 M characters fit the 1 MiB body but overrun the template's render budget
+    const content = "x".repeat(1_040_000);
+    expect(JSON.stringify({ content }).length).toBeLessThan(MAX_BODY_BYTES);
+    const r = await ask(server.url, content);
+    expect(r.status).toBe(400);
+    expect(JSON.parse(r.text).error.message).toBe(`the messages hold 1040000 characters; at most ${MAX_MESSAGE_CHARS} are accepted`);
+    const edge = await ask(server.url, "x".repeat(MAX_MESSAGE_CHARS + 1));
+    expect(edge.status).toBe(400);
+  });
+
+  it("refuses a prompt longer than the context could hold before tokenizing it", async () => {
+    let encoded = 0;
+    const engine = serveEngineFromModel(model);
+    const counting = { ...engine, encodePrompt: (t: string) => (encoded++, engine.encodePrompt(t)) };
+    const local = await startOpenAIServer(counting, { port: 0 });
+    try {
+      const r = await ask(local.url, "a ".repeat((512 * MAX_CHARS_PER_TOKEN) / 2));
+      expect(r.status).toBe(400);
+      expect(JSON.parse(r.text).error.message).toMatch(/^the prompt renders to \d+ characters, more than the context of 512 tokens can hold/);
+      expect(encoded).toBe(0);
+      // a prompt under the bound is tokenized and judged by its token count
+      expect((await ask(local.url, "word ".repeat(600))).status).toBe(400);
+      expect(encoded).toBe(1);
+    } finally {
+      await local.close(1000);
+    }
+  });
+
+  it("answers a tokenizer's refusal of the input with 400, naming the file but not the server's folders", async () => {
+    const engine = serveEngineFromModel(model);
+    const tcPath = join(fx.modelDir, "tokenizer_config.json");
+    const refusing = { ...engine, renderChat: () => { throw new InputError("chat_template failed to render: renders over 1000000 characters", tcPath); } };
+    const local = await startOpenAIServer(refusing, { port: 0 });
+    try {
+      const r = await ask(local.url, "hi");
+      expect(r.status).toBe(400);
+      expect(JSON.parse(r.text).error.message).toBe("tokenizer_config.json: chat_template failed to render: renders over 1000000 characters");
+      expect(r.text).not.toContain(fx.root);
+    } finally {
+      await local.close(1000);
+    }
+  });
+
+  it("answers 500, never 200, when the model yields non-finite logits (plain and streamed)", async () => {
+    // finite factors whose product overflows float32: the engine refuses NaN factors on loading
+    const overflowing = (await readAdapterModules(fx.modelDir, fx.adapterDir)).map((m) => ({ ...m, B: new Float32Array(m.B.length).fill(3e38) }));
+    model.addLoraVariant("broken", overflowing);
+    try {
+      // the engine's stream refuses them, as generate() does
+      await expect(model.openStream([[128000, 9906]], "broken")).rejects.toThrow(/variant 'broken' yields non-finite logits/);
+      for (const stream of [false, true]) {
+        const r = await ask(server.url, "hi", { model: "broken", stream });
+        expect(r.status, `stream: ${stream}`).toBe(500);
+        expect(JSON.parse(r.text).error.message).toMatch(/^the model failed: model: variant 'broken' yields non-finite logits \(NaN\)/);
+        expect(r.text).not.toContain(fx.root);
+      }
+      expect((await ask(server.url, "hi")).status).toBe(200);
+    } finally {
+      model.removeVariant("broken");
+    }
+  });
+});
+
 describe("serve: queueing and shutdown", () => {
   it("never drops queued requests: a burst all completes, and shutdown drains the queue", async () => {
-    const local = await startOpenAIServer(serveEngineFromModel(model as never), { port: 0, maxBatch: 3 });
-    const body = (i: number) => ({ model: "base", messages: [{ role: "user", content: `request ${i}` }], max_tokens: 4, temperature: 0 });
+    const local = await startOpenAIServer(serveEngineFromModel(model), { port: 0, maxBatch: 3 });
+    const body = (i: number) => ({ model: "base", messages: [{ role: "user", content: `request ${i}` }], max_tokens: 16, temperature: 0 });
     const send = (i: number) =>
       fetch(`${local.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body(i)) }).then(async (r) => ({ status: r.status, body: await r.json() }));
     const burst = Array.from({ length: 10 }, (_, i) => send(i));
     // shut down once every request is accepted, while most are still queued
     while (local.stats().requests < 10) await new Promise((r) => setTimeout(r, 2));
-    expect(local.stats().queued).toBeGreaterThan(0);
+    expect(local.stats().waiting).toBeGreaterThan(0);
     const closing = local.close(30_000);
     const results = await Promise.all(burst);
     await closing;
@@ -230,7 +309,7 @@ describe("serve: queueing and shutdown", () => {
   });
 
   it("answers a full queue with 503 + Retry-After, and the openai backend's retries still get every answer", async () => {
-    const local = await startOpenAIServer(serveEngineFromModel(model as never), { port: 0, maxBatch: 1, maxQueue: 2 });
+    const local = await startOpenAIServer(serveEngineFromModel(model), { port: 0, maxBatch: 1, maxQueue: 2 });
     try {
       const raw = await Promise.all(
         Array.from({ length: 6 }, (_, i) =>
@@ -251,9 +330,10 @@ describe("serve: queueing and shutdown", () => {
   });
 
   it("skips queued requests whose client hung up", async () => {
-    const local = await startOpenAIServer(serveEngineFromModel(model as never), { port: 0, maxBatch: 1 });
+    // one job at a time, and a first request long enough to still run when the others hang up
+    const local = await startOpenAIServer(serveEngineFromModel(model), { port: 0, maxBatch: 1, maxActive: 1 });
     try {
-      const body = (i: number) => JSON.stringify({ model: "base", messages: [{ role: "user", content: `x${i}` }], max_tokens: 8, temperature: 0 });
+      const body = (i: number) => JSON.stringify({ model: "base", messages: [{ role: "user", content: `x${i}` }], max_tokens: i === 0 ? 400 : 8, temperature: 0 });
       const keep = fetch(`${local.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: body(0) });
       const ctl = new AbortController();
       const gone = Array.from({ length: 4 }, (_, i) =>
@@ -265,14 +345,14 @@ describe("serve: queueing and shutdown", () => {
       expect((await keep).status).toBe(200);
       await new Promise((r) => setTimeout(r, 50));
       // the first request ran; the abandoned ones never reached the engine
-      expect(local.stats().batches).toBeLessThan(5);
+      expect(local.stats()).toMatchObject({ requests: 5, batches: 1, queued: 0 });
     } finally {
       await local.close(1000);
     }
   });
 
   it("requires the API key when one is set", async () => {
-    const local = await startOpenAIServer(serveEngineFromModel(model as never), { port: 0, apiKey: "k-123" });
+    const local = await startOpenAIServer(serveEngineFromModel(model), { port: 0, apiKey: "k-123" });
     try {
       expect((await fetch(`${local.url}/v1/models`)).status).toBe(401);
       expect((await fetch(`${local.url}/v1/models`, { headers: { authorization: "Bearer k-123" } })).status).toBe(200);
