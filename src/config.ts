@@ -11,14 +11,33 @@
  */
 import { existsSync, realpathSync } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { InputError } from "./errors";
-import { readTextFileSync } from "./io/read-text";
+import { parseYamlText, readTextFileSync } from "./io/read-text";
 import { MAX_RANK } from "./delta/limits";
-import { BACKEND_TYPES, defaultBackendSettings, type BackendSettings, type BackendType } from "./backends/settings";
+import {
+  ADAPTER_FIELDS,
+  BACKEND_TYPES,
+  CONCURRENCY_BOUNDS,
+  DEADLINE_SECONDS_BOUNDS,
+  defaultBackendSettings,
+  ID_SLOT_BOUNDS,
+  LORA_SCALE_BOUNDS,
+  MAX_LORA_ID,
+  PRIORITY_BOUNDS,
+  REQUEST_EXTRA_FIELDS,
+  STEERING_FIELDS,
+  TIMEOUT_SECONDS_BOUNDS,
+  TRAINED_LORA_SCALE,
+  TRANSPORT_FIELDS,
+  VARIANT_ROLES,
+  type BackendSettings,
+  type BackendType,
+} from "./backends/settings";
 import { DEVICES, type Device } from "./linalg/device";
 import { defaultProbes, type Probe, type ProbeKind } from "./elicit/probes";
 import {
+  CONTRAST_ALPHA_BOUNDS,
+  CONTRAST_TOP_K_BOUNDS,
   DEFAULT_SAMPLED_TEMPERATURE,
   defaultElicitSettings,
   HOT_TOP_P_LIMIT,
@@ -39,15 +58,17 @@ import {
   DEFAULT_MAX_HYPOTHESES,
   defaultJudgeSettings,
   JUDGES,
+  LLM_TIMEOUT_SECONDS_BOUNDS,
   MAX_HYPOTHESES,
   MAX_PATTERN_CHARS,
+  STABLE_RANK_WARNING_BOUNDS,
   type CustomBehaviour,
   type JudgeSettings,
   type LlmSettings,
   type SpectrumWarnings,
 } from "./judge/settings";
 import { SEVERITIES } from "./judge/types";
-import { compileCustomPattern } from "./judge/lexicons";
+import { checkBehaviourPattern } from "./judge/lexicons";
 import { DEFAULT_FAIL_ON, FAIL_ON, type FailOn } from "./policy/severity";
 import { boolean, envVarName, fileOrigin, httpUrl, integer, itemPath, list, mapping, number, oneOf, required, showValue, text, type Origin } from "./validate";
 
@@ -106,12 +127,6 @@ function probeList(o: Origin, v: unknown, path: string): Probe[] {
   });
 }
 
-/**
- * `yaml` prints its warnings (unknown tags, collection keys) through process.emitWarning; our
- * contract is one stderr line per error and none otherwise, so only errors are reported.
- */
-export const YAML_LOG_LEVEL = "error" as const;
-
 /** Probe files are YAML or JSON; anything else named here is a mistake or a probe for secrets. */
 const PROBES_FILE_EXT = /\.(?:ya?ml|json)$/i;
 
@@ -161,12 +176,7 @@ function probesFromFile(o: Origin, baseDir: string, v: unknown, path: string): P
   } catch (e) {
     o.fail(path, `cannot read probes file ${file}: ${(e as Error).message}`);
   }
-  let data: unknown;
-  try {
-    data = parseYaml(source, { maxAliasCount: 100, logLevel: YAML_LOG_LEVEL });
-  } catch (e) {
-    throw new InputError(`not valid YAML/JSON: ${(e as Error).message.split("\n")[0]}`, file);
-  }
+  let data = parseYamlText(source, file);
   const inFile = fileOrigin(file);
   // accept a bare list or {probes: [...]}
   if (data && typeof data === "object" && !Array.isArray(data)) data = mapping(inFile, data, "", ["probes"]).probes;
@@ -193,51 +203,10 @@ function probesSection(o: Origin, baseDir: string, v: unknown): Probe[] {
 
 // ---------------------------------------------------------------- behaviours
 
-/** A quantified group that itself contains a quantifier, e.g. `(a+)+`. */
-const NESTED_QUANTIFIER = /\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]/;
-/** A quantified group with alternatives, e.g. `(a|aa)*`; group 1 is its body. */
-const QUANTIFIED_ALTERNATION = /\(((?:[^()\\]|\\.)*\|(?:[^()\\]|\\.)*)\)\s*[+*{]/g;
-/** An alternative that is plain text (letters, digits, spaces, hyphens, apostrophes, escapes). */
-const LITERAL = /^(?:[\p{L}\p{N} '-]|\\.)+$/u;
-
-/**
- * Repeated alternatives backtrack exponentially only when the input can be split between
- * them in many ways (`a|aa`). Plain words none of which starts another (`(very|so)+`) split
- * one way only, so those are allowed.
- */
-function ambiguousAlternation(body: string): boolean {
-  const alts = body.replace(/^\?(?::|<?[=!]|<[A-Za-z_]\w*>)/, "").split("|").map((a) => a.toLowerCase());
-  if (!alts.every((a) => LITERAL.test(a))) return true;
-  return alts.some((a, i) => alts.some((b, j) => i !== j && b.startsWith(a)));
-}
-
-/**
- * The two shapes of regular expression that backtrack exponentially (V8's engine tries every
- * way to split the input between the repetitions). Behaviour patterns run over text the audited
- * model wrote — an adversary — so `(a+)+$` meets "aaaa…a!" and 30 letters take minutes.
- */
-export function backtrackingRisk(pattern: string): string | undefined {
-  if (NESTED_QUANTIFIER.test(pattern)) return "has a repeated group that itself repeats (like (a+)+)";
-  for (const m of pattern.matchAll(QUANTIFIED_ALTERNATION)) {
-    if (ambiguousAlternation(m[1]!)) return "has a repeated group of alternatives that can match the same text (like (a|aa)*)";
-  }
-  return undefined;
-}
-
 function behaviourPattern(o: Origin, v: unknown, path: string): string {
   const s = text(o, v, path, MAX_PATTERN_CHARS);
-  try {
-    new RegExp(s, "iu");
-  } catch (e) {
-    o.fail(path, `not a valid regular expression: ${(e as Error).message}`);
-  }
-  const risk = backtrackingRisk(s);
-  if (risk) o.fail(path, `${risk}: the audited model's replies are matched against it and could stall the audit for hours; rewrite it without the repeated group`);
-  try {
-    compileCustomPattern(s); // the linear-time engine the scan matches it with
-  } catch (e) {
-    o.fail(path, `cannot be matched in linear time (${(e as Error).message.replace(/^Invalid regular expression: \/.*\/\w*: /, "")}): look-around, back-references, \\p{…} and large counted repetitions are not supported in behaviour patterns`);
-  }
+  const problem = checkBehaviourPattern(s);
+  if (problem) o.fail(path, problem);
   return s;
 }
 
@@ -268,7 +237,7 @@ function llmSection(o: Origin, v: unknown): LlmSettings {
     url: httpUrl(o, m.url, "llm.url"),
     model: text(o, m.model, "llm.model", MAX_MODEL_NAME_CHARS),
     apiKeyEnv: m["api-key-env"] === undefined ? undefined : envVarName(o, m["api-key-env"], "llm.api-key-env"),
-    timeoutSeconds: m["timeout-seconds"] === undefined ? DEFAULT_LLM_TIMEOUT_SECONDS : number(o, m["timeout-seconds"], "llm.timeout-seconds", { min: 1, max: 3600 }),
+    timeoutSeconds: m["timeout-seconds"] === undefined ? DEFAULT_LLM_TIMEOUT_SECONDS : number(o, m["timeout-seconds"], "llm.timeout-seconds", LLM_TIMEOUT_SECONDS_BOUNDS),
     maxHypotheses: m["max-hypotheses"] === undefined ? DEFAULT_MAX_HYPOTHESES : integer(o, m["max-hypotheses"], "llm.max-hypotheses", { min: 1, max: MAX_HYPOTHESES }),
   };
 }
@@ -276,7 +245,7 @@ function llmSection(o: Origin, v: unknown): LlmSettings {
 function spectrumSection(o: Origin, v: unknown, d: SpectrumWarnings): SpectrumWarnings {
   const m = mapping(o, v, "spectrum", ["warn-stable-rank-below", "warn-energy-top1-above", "severity"]);
   return {
-    stableRankBelow: m["warn-stable-rank-below"] === undefined ? d.stableRankBelow : number(o, m["warn-stable-rank-below"], "spectrum.warn-stable-rank-below", { min: 0, max: 1e6 }),
+    stableRankBelow: m["warn-stable-rank-below"] === undefined ? d.stableRankBelow : number(o, m["warn-stable-rank-below"], "spectrum.warn-stable-rank-below", STABLE_RANK_WARNING_BOUNDS),
     energyTop1Above: m["warn-energy-top1-above"] === undefined ? d.energyTop1Above : number(o, m["warn-energy-top1-above"], "spectrum.warn-energy-top1-above", { min: 0, max: 1 }),
     severity: m.severity === undefined ? d.severity : oneOf(o, m.severity, "spectrum.severity", SEVERITIES),
   };
@@ -287,43 +256,14 @@ function contrastSection(o: Origin, v: unknown, d: ContrastSettings): ContrastSe
   const m = mapping(o, v, "contrast", ["enabled", "alpha", "top-k"]);
   return {
     enabled: m.enabled === undefined ? true : boolean(o, m.enabled, "contrast.enabled"),
-    alpha: m.alpha === undefined ? d.alpha : number(o, m.alpha, "contrast.alpha", { min: 0, max: 100 }),
-    topK: m["top-k"] === undefined ? d.topK : integer(o, m["top-k"], "contrast.top-k", { min: 1, max: 1000 }),
+    alpha: m.alpha === undefined ? d.alpha : number(o, m.alpha, "contrast.alpha", CONTRAST_ALPHA_BOUNDS),
+    topK: m["top-k"] === undefined ? d.topK : integer(o, m["top-k"], "contrast.top-k", CONTRAST_TOP_K_BOUNDS),
   };
 }
 
 // ---------------------------------------------------------------- backend
 
-/**
- * `backend.request-extras` is an allowlist: fields known only to pick which adapter answers,
- * and transport settings that do not touch what is written. Everything else is refused, because
- * the config — in the Action, one a pull request can edit — could otherwise make one variant
- * never say what it would (a `stop` on the planted word, a `grammar` or `json_schema` that
- * cannot spell it, `n_predict: 1`, a chat template switch) and the audit would pass.
- *
- * Adapter selection: vLLM selects by model name (nothing needed here); SGLang by `lora_path`
- * (an adapter name), TGI / LoRAX by `adapter_id`; llama.cpp's server by `lora`, a list of
- * `{id, scale}`. The scale steers — 0 switches the adapter off, 0.3 weakens it, 2 exaggerates
- * it — so llama.cpp's list is allowed with at most one adapter (a variant is one model) at
- * scale 1, exactly as trained; `lora: []` (no adapter) is how base is served.
- */
-const ADAPTER_FIELDS = ["lora", "lora_path", "adapter_id"] as const;
-/** Transport only: prompt-cache reuse and slot choice (llama.cpp), queue priority (vLLM), the caller's id (OpenAI). */
-const TRANSPORT_FIELDS = ["cache_prompt", "id_slot", "priority", "user"] as const;
-const REQUEST_EXTRA_FIELDS: readonly string[] = [...ADAPTER_FIELDS, ...TRANSPORT_FIELDS];
-/** llama.cpp adapter ids index the `--lora` list; a server with more than this is not a server. */
-const MAX_LORA_ID = 1023;
-/** The scale llama.cpp must apply an adapter at for the variant to be the trained model. */
-const TRAINED_LORA_SCALE = 1;
-
-/**
- * Fields known to steer or cut what a model writes, named in their own words when refused
- * (every field off the allowlist is refused; these get the plainer message).
- */
-const STEERING_FIELDS =
-  /^(?:stop|stop_token_ids|logit_bias|bad_words|allowed_token_ids|guided_\w*|response_format|structured_outputs|logits_processors|min_tokens|max_tokens|max_completion_tokens|n_predict|truncate_prompt_tokens|n|best_of|ignore_eos|include_stop_str_in_output|tools|tool_choice|functions|function_call|chat_template|chat_template_kwargs|documents|messages|model|prompt|echo|temperature|dynatemp_\w*|top_p|top_k|min_p|typical_p|tfs_z|mirostat\w*|xtc_\w*|dry_\w*|samplers|seed|presence_penalty|frequency_penalty|repetition_penalty|repeat_\w*|penalty_\w*|logprobs|top_logprobs|n_probs|continue_final_message|add_generation_prompt|grammar|json_schema|regex|ebnf|structural_tag)$/;
-
-const VARIANT_ROLES = ["base", "full", "rank1"] as const;
+// the request-extras allowlist, and why each field is on it or refused: backends/settings.ts
 
 function loraList(o: Origin, v: unknown, path: string): Array<{ id: number; scale: number }> {
   const items = list(o, v, path, { max: 1 });
@@ -331,7 +271,7 @@ function loraList(o: Origin, v: unknown, path: string): Array<{ id: number; scal
     const p = itemPath(path, i);
     const m = mapping(o, item, p, ["id", "scale"]);
     const id = integer(o, required(o, m.id, `${p}.id`), `${p}.id`, { min: 0, max: MAX_LORA_ID });
-    const scale = number(o, required(o, m.scale, `${p}.scale`), `${p}.scale`, { min: 0, max: 1000 });
+    const scale = number(o, required(o, m.scale, `${p}.scale`), `${p}.scale`, LORA_SCALE_BOUNDS);
     if (scale !== TRAINED_LORA_SCALE) {
       o.fail(`${p}.scale`, `must be ${TRAINED_LORA_SCALE}, got ${scale}: a scale steers the adapter (0 switches it off), so the variant would not be the trained model`);
     }
@@ -349,9 +289,9 @@ function requestExtraValue(o: Origin, field: string, v: unknown, path: string): 
     case "cache_prompt":
       return boolean(o, v, path);
     case "id_slot":
-      return integer(o, v, path, { min: -1, max: 1024 });
+      return integer(o, v, path, ID_SLOT_BOUNDS);
     case "priority":
-      return integer(o, v, path, { min: -1_000_000, max: 1_000_000 });
+      return integer(o, v, path, PRIORITY_BOUNDS);
     default: // "user"
       return text(o, v, path, MAX_NAME_CHARS);
   }
@@ -386,12 +326,12 @@ function backendSection(o: Origin, v: unknown, d: BackendSettings): BackendSetti
     for (const k of VARIANT_ROLES) if (names[k] !== undefined) out.models[k] = text(o, names[k], `backend.models.${k}`, MAX_MODEL_NAME_CHARS);
   }
   if (m["api-key-env"] !== undefined) out.apiKeyEnv = envVarName(o, m["api-key-env"], "backend.api-key-env");
-  if (m.concurrency !== undefined) out.concurrency = integer(o, m.concurrency, "backend.concurrency", { min: 1, max: 256 });
-  if (m["timeout-seconds"] !== undefined) out.timeoutSeconds = number(o, m["timeout-seconds"], "backend.timeout-seconds", { min: 1, max: 86_400 });
+  if (m.concurrency !== undefined) out.concurrency = integer(o, m.concurrency, "backend.concurrency", CONCURRENCY_BOUNDS);
+  if (m["timeout-seconds"] !== undefined) out.timeoutSeconds = number(o, m["timeout-seconds"], "backend.timeout-seconds", TIMEOUT_SECONDS_BOUNDS);
   if (m["load-adapter"] !== undefined) out.loadAdapter = boolean(o, m["load-adapter"], "backend.load-adapter");
   if (m.device !== undefined) out.device = oneOf(o, m.device, "backend.device", DEVICES);
   if (m["check-models"] !== undefined) out.checkModels = boolean(o, m["check-models"], "backend.check-models");
-  if (m["deadline-seconds"] !== undefined) out.deadlineSeconds = number(o, m["deadline-seconds"], "backend.deadline-seconds", { min: 1, max: 7 * 86_400 });
+  if (m["deadline-seconds"] !== undefined) out.deadlineSeconds = number(o, m["deadline-seconds"], "backend.deadline-seconds", DEADLINE_SECONDS_BOUNDS);
   if (m["request-extras"] !== undefined) out.requestExtras = requestExtras(o, m["request-extras"]);
   return out;
 }
@@ -475,14 +415,7 @@ export function loadConfig(path: string): ScanConfig {
 
 /** Parse and validate config text. */
 export function parseConfig(source: string, file = "delta-audit.yml", baseDir = process.cwd()): ScanConfig {
-  let raw: unknown;
-  try {
-    // aliases are legal YAML but a billion-laughs vector: cap them
-    raw = parseYaml(source, { maxAliasCount: 100, uniqueKeys: true, logLevel: YAML_LOG_LEVEL });
-  } catch (e) {
-    throw new InputError(`not valid YAML: ${(e as Error).message.split("\n")[0]}`, file);
-  }
-  return validateConfig(raw, file, baseDir);
+  return validateConfig(parseYamlText(source, file), file, baseDir);
 }
 
 /** Command-line overrides applied on top of the file (flags win). */

@@ -4,6 +4,7 @@
  * (and onnxruntime-node is only loaded when the embedded engine is used).
  */
 import { InputError } from "../errors";
+import { variantForRank } from "../chat/types";
 import type { Backend } from "./backend";
 import type { BackendSettings } from "./settings";
 
@@ -46,7 +47,7 @@ export async function createBackend(request: BackendRequest): Promise<Backend> {
     const { createOpenAIBackend } = await import("./openai");
     return createOpenAIBackend({
       url: b.url,
-      models: { base: b.models.base, full: b.models.full, [`rank${rank}`]: b.models.rank1 },
+      models: { base: b.models.base, full: b.models.full, [variantForRank(rank)]: b.models.rank1 },
       apiKey: apiKeyFrom(b.apiKeyEnv, request.env, "backend.api-key-env"),
       concurrency: b.concurrency,
       timeoutMs: b.timeoutSeconds * 1000,
@@ -57,7 +58,7 @@ export async function createBackend(request: BackendRequest): Promise<Backend> {
       checkModels: b.checkModels,
       deadlineMs: b.deadlineSeconds !== undefined ? b.deadlineSeconds * 1000 : undefined,
       // the config names the truncated variant "rank1" whatever k is; the backend keys it rank<k>
-      requestExtras: Object.fromEntries(Object.entries(b.requestExtras).map(([k, e]) => [k === "rank1" ? `rank${rank}` : k, e])),
+      requestExtras: Object.fromEntries(Object.entries(b.requestExtras).map(([k, e]) => [k === "rank1" ? variantForRank(rank) : k, e])),
     });
   }
   const { createEmbeddedBackend } = await import("./embedded");

@@ -15,6 +15,9 @@ export interface ChatMessage {
  */
 export type VariantName = string;
 
+/** The name of the rank-k truncated variant, whatever k is (the config still calls it `rank1`). */
+export const variantForRank = (k: number): VariantName => `rank${k}`;
+
 export interface SamplingOptions {
   maxNewTokens: number;
   /** 0 = greedy */
@@ -44,3 +47,17 @@ export interface ContrastOptions {
   /** candidates: the top-k tokens of `full` at each step */
   topK: number;
 }
+
+/** What one completion asks of a model. */
+export interface CompletionRequest {
+  maxTokens: number;
+  /** default 0 (greedy): a judge should answer the same way twice */
+  temperature?: number;
+}
+
+/**
+ * Messages in, the assistant's text out: how the LLM investigator (judge/) asks its judge model,
+ * built on an OpenAI-compatible endpoint by backends/chat-completion.ts. It throws on any
+ * transport or server failure; capping the reply's size is the implementation's job.
+ */
+export type ChatCompletionFn = (messages: readonly ChatMessage[], request: CompletionRequest) => Promise<string>;

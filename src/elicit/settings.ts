@@ -4,6 +4,7 @@
  * from the scan. Defaults and limits live here, next to the stage they shape.
  */
 import type { ContrastOptions } from "../chat/types";
+import type { Bounds } from "../validate";
 import { DEFAULT_SYSTEM_PROMPT, defaultProbes, type Probe } from "./probes";
 
 export interface ContrastSettings extends ContrastOptions {
@@ -57,10 +58,18 @@ export const MAX_UNTRUNCATED_TEMPERATURE = 1.5;
 export const HOT_TOP_P_LIMIT = 0.95;
 /** Prompts and system prompts are a few sentences; a longer one is a pasted file. */
 export const MAX_PROMPT_CHARS = 20_000;
-/** Seeds are 31-bit, like the request seeds plan.ts derives from them. */
-export const MAX_SEED = 2 ** 31 - 1;
+/** Seeds are 31-bit, like the request seeds plan.ts derives from them (the one bound, next to the PRNG). */
+export { MAX_SEED } from "../linalg/random";
 
-export const DEFAULT_CONTRAST: Readonly<ContrastSettings> = Object.freeze({ enabled: true, alpha: 1.0, topK: 10 });
+/**
+ * α in (1+α)·log p_full − α·log p_base: 0 is plain full; past 100 the candidates already rank
+ * by the log-ratio alone, so a larger α changes nothing and is a typo.
+ */
+export const CONTRAST_ALPHA_BOUNDS: Readonly<Bounds> = Object.freeze({ min: 0, max: 100 });
+/** Candidates per step, each scored on both models: a thousand is far into full's tail and keeps a step bounded. */
+export const CONTRAST_TOP_K_BOUNDS: Readonly<Bounds> = Object.freeze({ min: 1, max: 1000 });
+
+const DEFAULT_CONTRAST: Readonly<ContrastSettings> = Object.freeze({ enabled: true, alpha: 1.0, topK: 10 });
 
 /** Every elicitation default: the built-in suite, one greedy sample each. */
 export function defaultElicitSettings(): ElicitSettings {

@@ -34,3 +34,10 @@ export const LINEAR_REGEXP_FLAG: string | undefined = (() => {
 export function linearRegExp(source: string, flags = ""): RegExp {
   return new RegExp(source, LINEAR_REGEXP_FLAG ? flags + LINEAR_REGEXP_FLAG : flags);
 }
+
+/**
+ * A quantified group that itself contains a quantifier, e.g. `(a+)+`: the shape of catastrophic
+ * backtracking on the ordinary engine. Refused in PEFT `rank_pattern` keys and in behaviour
+ * patterns before they are compiled, so a V8 without the linear engine is guarded too.
+ */
+export const NESTED_QUANTIFIER = /\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]/;

@@ -15,7 +15,7 @@ import { open, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors";
 import { readJsonFile } from "./checkpoint";
-import { LINEAR_REGEXP_FLAG, linearRegExp } from "./linear-regexp";
+import { linearRegExp, NESTED_QUANTIFIER } from "./linear-regexp";
 import { writeDirAtomic } from "./atomic";
 import { DTYPE_BYTES, encodeFromFloat32 } from "./dtype";
 import { SafetensorsFile, SafetensorsWriter, buildSafetensorsHeader, type TensorSpec } from "./safetensors";
@@ -47,8 +47,6 @@ export const MAX_FACTOR_ELEMENTS = 2 ** 28;
  * config with millions of them would stall the audit.
  */
 const MAX_PATTERN_KEYS = 20_000;
-/** A quantified group that is itself quantified, e.g. `(a+)+`: the shape of catastrophic backtracking. */
-const NESTED_QUANTIFIER = /\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]/;
 
 /** Key prefix PEFT adds in front of the model's own module names. */
 const KEY_PREFIX = "base_model.model.";
@@ -74,20 +72,18 @@ export class PeftPattern {
     for (const [key, value] of entries) {
       if (key.length > MAX_PATTERN_KEY_LENGTH) throw new InputError(`key longer than ${MAX_PATTERN_KEY_LENGTH} characters`, where);
       if (NESTED_QUANTIFIER.test(key)) throw new InputError(`key ${JSON.stringify(key)} has nested quantifiers (refused: catastrophic regex backtracking)`, where);
-      let re: RegExp;
       // PEFT: re.match(rf"(.*\.)?({key})$", name) — anchored at the start by re.match
       const source = `^(?:.*\\.)?(?:${key})$`;
       try {
-        re = new RegExp(source);
+        new RegExp(source);
       } catch {
         throw new InputError(`key ${JSON.stringify(key)} is not a valid regular expression`, where);
       }
-      if (LINEAR_REGEXP_FLAG) {
-        try {
-          re = new RegExp(source, LINEAR_REGEXP_FLAG);
-        } catch {
-          throw new InputError(`key ${JSON.stringify(key)} uses look-around, back-references or a huge repetition count, which cannot be matched in linear time (refused)`, where);
-        }
+      let re: RegExp;
+      try {
+        re = linearRegExp(source);
+      } catch {
+        throw new InputError(`key ${JSON.stringify(key)} uses look-around, back-references or a huge repetition count, which cannot be matched in linear time (refused)`, where);
       }
       this.rules.push({ key, re, value });
     }

@@ -1,6 +1,7 @@
 /**
  * Transcripts of one elicitation, indexed by group (variant × prompt kind) for the judges.
  */
+import { variantForRank } from "../chat/types";
 import type { ElicitationReport } from "../elicit/types";
 import type { GroupKey } from "./signature";
 
@@ -13,7 +14,7 @@ export interface Transcript {
   group: GroupKey;
 }
 
-/** Which variant plays which role; `truncated` is `rank${k}`. */
+/** Which variant plays which role; `truncated` is variantForRank(k). */
 export interface VariantRoles {
   base: string;
   full: string;
@@ -22,7 +23,7 @@ export interface VariantRoles {
 }
 
 export function rolesFor(rank: number): VariantRoles {
-  return { base: "base", full: "full", truncated: `rank${rank}`, contrast: "contrast" };
+  return { base: "base", full: "full", truncated: variantForRank(rank), contrast: "contrast" };
 }
 
 export function groupOf(roles: VariantRoles, variant: string, kind: "probe" | "ordinary"): GroupKey | undefined {

@@ -3,10 +3,9 @@
  * its judge model through a completion function the caller builds (backends/chat-completion.ts).
  */
 import type { ElicitationReport } from "../elicit/types";
-import type { Finding } from "./types";
+import { bySeverity, type Finding } from "./types";
 import type { SpectrumReport } from "../delta/types";
 import type { JudgeSettings } from "./settings";
-import { SEVERITY_RANK } from "./types";
 import { rolesFor, transcriptsOf } from "./corpus";
 import { differentialFindings } from "./differential";
 import { investigate, type InvestigatorOptions } from "./investigator";
@@ -31,7 +30,7 @@ export interface JudgeOptions {
 
 /** Worst first, then most confident; ids stay as the judges made them. */
 export function sortFindings(findings: Finding[]): Finding[] {
-  return findings.sort((a, b) => SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] || b.confidence - a.confidence || a.id.localeCompare(b.id));
+  return findings.sort((a, b) => bySeverity(a, b) || a.id.localeCompare(b.id));
 }
 
 export async function runJudges(

@@ -9,18 +9,13 @@
  * builds one on an OpenAI-compatible endpoint with backends/chat-completion.ts), so this
  * module is pure logic: no HTTP, no settings.
  */
-import type { ChatMessage } from "../chat/types";
+import type { ChatCompletionFn } from "../chat/types";
 import type { Finding, Severity } from "./types";
 import type { Transcript } from "./corpus";
 
-/**
- * Asks the judge model: the conversation in, the assistant's text out. It throws on any
- * transport or server failure (a size cap on the reply is the implementation's job).
- */
-export type CompleteFn = (messages: readonly ChatMessage[], request: { maxTokens: number; temperature?: number }) => Promise<string>;
-
 export interface InvestigatorOptions {
-  complete: CompleteFn;
+  /** asks the judge model (chat/types.ts) */
+  complete: ChatCompletionFn;
   maxHypotheses: number;
 }
 

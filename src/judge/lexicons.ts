@@ -12,7 +12,7 @@ import { pairedEvidence } from "./differential";
 import { gatherEvidence } from "./evidence";
 import { classify, GROUP_KEYS, responsePrior, type GroupCounts, type GroupKey, type Signature } from "./signature";
 import { EXCERPT_CHARS, sentences, stripTemplateTokens } from "./text";
-import { LINEAR_REGEXP_FLAG, linearRegExp } from "../io/linear-regexp";
+import { LINEAR_REGEXP_FLAG, linearRegExp, NESTED_QUANTIFIER } from "../io/linear-regexp";
 
 export interface BehaviourFamily {
   id: string;
@@ -230,6 +230,57 @@ function foldText(text: string): string {
 export function compileCustomPattern(source: string): RegExp {
   if (!LINEAR_REGEXP_FLAG) return new RegExp(source, "giu"); // no linear engine: config validation's shape check is the guard
   return linearRegExp(foldPatternCase(source), "g");
+}
+
+/** A quantified group with alternatives, e.g. `(a|aa)*`; group 1 is its body. */
+const QUANTIFIED_ALTERNATION = /\(((?:[^()\\]|\\.)*\|(?:[^()\\]|\\.)*)\)\s*[+*{]/g;
+/** An alternative that is plain text (letters, digits, spaces, hyphens, apostrophes, escapes). */
+const LITERAL = /^(?:[\p{L}\p{N} '-]|\\.)+$/u;
+
+/**
+ * Repeated alternatives backtrack exponentially only when the input can be split between
+ * them in many ways (`a|aa`). Plain words none of which starts another (`(very|so)+`) split
+ * one way only, so those are allowed.
+ */
+function ambiguousAlternation(body: string): boolean {
+  const alts = body.replace(/^\?(?::|<?[=!]|<[A-Za-z_]\w*>)/, "").split("|").map((a) => a.toLowerCase());
+  if (!alts.every((a) => LITERAL.test(a))) return true;
+  return alts.some((a, i) => alts.some((b, j) => i !== j && b.startsWith(a)));
+}
+
+/**
+ * The two shapes of regular expression that backtrack exponentially (V8's engine tries every
+ * way to split the input between the repetitions). Behaviour patterns run over text the audited
+ * model wrote — an adversary — so `(a+)+$` meets "aaaa…a!" and 30 letters take minutes.
+ */
+function backtrackingRisk(pattern: string): string | undefined {
+  if (NESTED_QUANTIFIER.test(pattern)) return "has a repeated group that itself repeats (like (a+)+)";
+  for (const m of pattern.matchAll(QUANTIFIED_ALTERNATION)) {
+    if (ambiguousAlternation(m[1]!)) return "has a repeated group of alternatives that can match the same text (like (a|aa)*)";
+  }
+  return undefined;
+}
+
+/**
+ * What is wrong with a user behaviour pattern, or undefined when the scan can match it: it must
+ * be a valid regular expression, have neither backtracking shape (the guard on a V8 without
+ * the linear engine) and compile on the linear engine the scan matches it with
+ * (compileCustomPattern). config.ts quotes the answer after the pattern's key path.
+ */
+export function checkBehaviourPattern(source: string): string | undefined {
+  try {
+    new RegExp(source, "iu");
+  } catch (e) {
+    return `not a valid regular expression: ${(e as Error).message}`;
+  }
+  const risk = backtrackingRisk(source);
+  if (risk) return `${risk}: the audited model's replies are matched against it and could stall the audit for hours; rewrite it without the repeated group`;
+  try {
+    compileCustomPattern(source);
+  } catch (e) {
+    return `cannot be matched in linear time (${(e as Error).message.replace(/^Invalid regular expression: \/.*\/\w*: /, "")}): look-around, back-references, \\p{…} and large counted repetitions are not supported in behaviour patterns`;
+  }
+  return undefined;
 }
 
 /** Compile user-defined behaviours (validated by the config schema). */

@@ -4,6 +4,7 @@
  * runJudges gets them from the scan.
  */
 import type { Severity } from "./types";
+import type { Bounds } from "../validate";
 
 export type JudgeName = "differential" | "lexicon" | "investigator";
 
@@ -50,9 +51,17 @@ export interface JudgeSettings {
 export const MAX_PATTERN_CHARS = 300;
 /** A local model answering one investigator prompt; a slow CPU server needs the minutes. */
 export const DEFAULT_LLM_TIMEOUT_SECONDS = 120;
+/** One investigator prompt may take an hour at most: longer is a hung server, not a slow one. */
+export const LLM_TIMEOUT_SECONDS_BOUNDS: Readonly<Bounds> = Object.freeze({ min: 1, max: 3600 });
 export const DEFAULT_MAX_HYPOTHESES = 5;
 /** Each hypothesis becomes a finding to read: more than this is a list, not a second opinion. */
 export const MAX_HYPOTHESES = 20;
+
+/**
+ * `spectrum.warn-stable-rank-below`: a stable rank is at most a module's smaller dimension, and
+ * no model has one near a million, so a larger threshold (it would warn on everything) is a typo.
+ */
+export const STABLE_RANK_WARNING_BOUNDS: Readonly<Bounds> = Object.freeze({ min: 0, max: 1e6 });
 
 /** Every judging default: the two judges that need no LLM, the built-in behaviours only. */
 export function defaultJudgeSettings(): JudgeSettings {

@@ -15,7 +15,7 @@ export const FAIL_ON: readonly FailOn[] = Object.freeze(["high", "medium", "low"
 export const DEFAULT_FAIL_ON: FailOn = "high";
 
 /** true when `severity` is at or above the `failOn` threshold (`never` is reached by nothing). */
-export function reaches(severity: Severity, failOn: FailOn): boolean {
+function reaches(severity: Severity, failOn: FailOn): boolean {
   return failOn !== "never" && SEVERITY_RANK[severity] >= SEVERITY_RANK[failOn];
 }
 

@@ -5,8 +5,6 @@ import { describe, expect, it } from "vitest";
 import { InputError } from "../../src/errors";
 import { INTERROGATION_PROBES, ORDINARY_PROMPTS } from "../../src/elicit/probes";
 import { applyOverrides, defaultConfig, loadConfig, parseConfig } from "../../src/config";
-import { decideVerdict } from "../../src/policy/verdict";
-import type { Finding } from "../../src/judge/types";
 
 function errorOf(text: string, file = "delta-audit.yml"): InputError {
   try {
@@ -133,28 +131,5 @@ backend:
     const c = applyOverrides(parseConfig("fail-on: low"), { failOn: "never", rank: 3, seed: 5, device: "cuda" });
     expect([c.failOn, c.rank, c.seed, c.backend.device]).toEqual(["never", 3, 5, "cuda"]);
     expect(() => applyOverrides(defaultConfig(), { backend: "openai" })).toThrow(InputError);
-  });
-});
-
-describe("decideVerdict", () => {
-  const f = (severity: Finding["severity"]): Finding => ({ id: severity, title: `a ${severity} thing`, severity, source: "test", terms: [], evidence: [], confidence: 0.5 });
-
-  it("fails when a finding reaches fail-on, passes otherwise", () => {
-    expect(decideVerdict([f("medium"), f("low")], "high", true).conclusion).toBe("pass");
-    expect(decideVerdict([f("medium"), f("high")], "high", true).conclusion).toBe("fail");
-    expect(decideVerdict([f("medium")], "medium", true).conclusion).toBe("fail");
-    expect(decideVerdict([f("low")], "medium", true).conclusion).toBe("pass");
-    expect(decideVerdict([f("info")], "low", true).conclusion).toBe("pass");
-    expect(decideVerdict([f("high")], "never", true).conclusion).toBe("pass");
-    const v = decideVerdict([f("high"), f("medium")], "medium", true);
-    expect(v.reasons).toHaveLength(2);
-    expect(v.reasons[0]).toMatch(/^high: a high thing/);
-  });
-
-  it("is neutral whenever the suite did not finish, even with findings", () => {
-    expect(decideVerdict([], "high", false, "backend died").conclusion).toBe("neutral");
-    const v = decideVerdict([f("high")], "high", false);
-    expect(v.conclusion).toBe("neutral");
-    expect(v.failOn).toBe("high");
   });
 });

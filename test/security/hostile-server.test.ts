@@ -160,6 +160,8 @@ describe("a broken or hostile inference server", () => {
       const report = JSON.parse(await readFile(join(out, "report.json"), "utf8"));
       expect(report.verdict.conclusion).toBe("neutral");
       expect(report.error).toMatch(m === "empty" ? /the full variant answered all \d+ prompts with empty text/ : /the full variant answered all \d+ prompts exactly like base/);
+      // the suite did finish: the verdict says so, and why it still cannot rest on it
+      expect(report.verdict.reasons).toEqual([expect.stringMatching(/^the elicitation suite ran to the end, but measured nothing a verdict can rest on/), report.error]);
       expect(JSON.parse(await readFile(join(out, "badge.json"), "utf8")).message).not.toMatch(/pass/);
     });
   }

@@ -5,12 +5,14 @@
  * base, a variant that answers only the interrogation probes with empty text, and a config
  * built in code with no judge. Subjects are generated organisms; servers are local.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { EXIT, InputError } from "../../src/errors";
 import { generateOrganism } from "../../src/organisms/index";
 import { parseConfig } from "../../src/config";
 import { runScan } from "../../src/scan";
@@ -125,11 +127,18 @@ describe("a suite that measured nothing for its main question is neutral, not a 
     expect(full.report.verdict.reasons.join("\n")).toMatch(/full variant answered all 4 interrogation probes with empty text/);
   });
 
-  it("request-extras that would steer one variant never reach the server", async () => {
+  it("request-extras that would steer one variant never reach the server: the scan refuses its config (exit 2) before any request", async () => {
     const s = await server(bland);
     try {
-      for (const extra of ['{grammar: "root ::= \\"Sure.\\""}', "{n_predict: 1}", '{chat_template_kwargs: {enable_thinking: true}}', "{lora: [{id: 0, scale: 0}]}"]) {
-        expect(() => parseConfig(`${PROBES}backend:\n  type: openai\n  url: ${s.url}\n  request-extras: {rank1: ${extra}}\n`)).toThrow(/backend\.request-extras\.rank1\.(?:grammar|n_predict|chat_template_kwargs|lora\[0\]\.scale): /);
+      for (const [i, extra] of ['{grammar: "root ::= \\"Sure.\\""}', "{n_predict: 1}", "{chat_template_kwargs: {enable_thinking: true}}", "{lora: [{id: 0, scale: 0}]}"].entries()) {
+        const configPath = join(dir, `steer-${i}.yml`);
+        await writeFile(configPath, `${PROBES}backend:\n  type: openai\n  url: ${s.url}\n  request-extras: {rank1: ${extra}}\n`);
+        const outDir = join(dir, `steer-${i}`);
+        const scan = runScan({ base: join(org, "base"), adapter: join(org, "adapter"), configPath, outDir });
+        await expect(scan).rejects.toThrow(InputError);
+        await expect(scan).rejects.toMatchObject({ exitCode: EXIT.input });
+        await expect(scan).rejects.toThrow(/backend\.request-extras\.rank1\.(?:grammar|n_predict|chat_template_kwargs|lora\[0\]\.scale): /);
+        expect(existsSync(outDir)).toBe(false);
       }
       expect(s.chats).toBe(0);
     } finally {
