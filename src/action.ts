@@ -14,12 +14,14 @@ import { runAction } from "./github/run-action";
 import { resolveHubModel } from "./io/hub";
 import { runScan } from "./scan";
 import { VERSION } from "./version";
-import { configureOutput } from "./progress";
+import { configureFromEnvironment, exitOnSignals } from "./edge";
 
 async function main(): Promise<void> {
+  // a cancelled job (SIGTERM) leaves no staging folders in the workspace
+  exitOnSignals();
   try {
-    // progress and notices go to the job log unless the workflow silences them
-    configureOutput({ quiet: process.env.DELTA_AUDIT_QUIET === "1" });
+    // progress and notices go to the job log unless the workflow silences them; kernel threading
+    configureFromEnvironment();
     const ctx = readContext();
     const settings = getSettings({ workspace: ctx.workspace, isPullRequest: ctx.pullNumber !== undefined });
     const github = new GitHubHelper(createOctokit(settings.githubToken, ctx.apiUrl), { owner: ctx.owner, repo: ctx.repo });

@@ -6,9 +6,7 @@
 import { Command, CommanderError } from "commander";
 import { describeError, exitCodeOf, EXIT } from "./errors";
 import { VERSION } from "./version";
-import { configureOutput } from "./progress";
-import { configureKernels } from "./linalg/kernels";
-import { removeStaging } from "./io/atomic";
+import { configureFromEnvironment, exitOnSignals } from "./edge";
 import * as spectrum from "./commands/spectrum";
 import * as truncate from "./commands/truncate";
 import * as logits from "./commands/logits";
@@ -19,7 +17,7 @@ import * as sweep from "./commands/sweep";
 import * as organism from "./commands/organism";
 import * as demo from "./commands/demo";
 
-export function buildProgram(): Command {
+function buildProgram(): Command {
   const program = new Command("delta-audit")
     .description("Audit fine-tuned language models for hidden behaviours via the spectrum of ΔW")
     .version(VERSION)
@@ -30,47 +28,11 @@ export function buildProgram(): Command {
   return program;
 }
 
-/**
- * The environment settings the stages below never read themselves (docs/architecture.md,
- * "effects at the edges"): quiet output, ORT kernel threading.
- */
-export function configureFromEnvironment(env: NodeJS.ProcessEnv = process.env): void {
-  configureOutput({ quiet: env.DELTA_AUDIT_QUIET === "1" });
-  const threads = Number(env.DELTA_AUDIT_ORT_THREADS);
-  configureKernels({ spinning: env.DELTA_AUDIT_ORT_SPIN === "1", threads: Number.isSafeInteger(threads) && threads > 0 ? threads : undefined });
-}
-
-/** Exit codes for a signal, as a shell reports them: 128 + the signal number. */
-const SIGNAL_EXIT = Object.freeze({ SIGINT: 130, SIGTERM: 143 });
-
-/** How long the atomic writers' cleanup may take before a signalled process exits anyway. */
-const SIGNAL_CLEANUP_MS = 5_000;
-
-/**
- * On SIGTERM (a cancelled CI job) or SIGINT: remove the staging folders of the atomic writes in
- * flight, then exit 143 / 130. A second signal exits at once. A command that listens for the
- * signal itself (`serve` drains its queue first) owns its shutdown, and this handler stands by.
- */
-export function exitOnSignals(): void {
-  let stopping = false;
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    const code = SIGNAL_EXIT[signal];
-    process.on(signal, () => {
-      if (stopping) process.exit(code);
-      if (process.listenerCount(signal) > 1) return;
-      stopping = true;
-      setTimeout(() => process.exit(code), SIGNAL_CLEANUP_MS).unref();
-      void removeStaging().finally(() => process.exit(code));
-    });
-  }
-}
-
-export async function main(argv: string[]): Promise<number> {
-  configureFromEnvironment();
+async function main(argv: string[]): Promise<number> {
   exitOnSignals();
-  const program = buildProgram();
   try {
-    await program.parseAsync(argv);
+    configureFromEnvironment();
+    await buildProgram().parseAsync(argv);
     return process.exitCode === undefined ? EXIT.pass : Number(process.exitCode);
   } catch (err) {
     if (err instanceof CommanderError) {

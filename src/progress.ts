@@ -2,24 +2,22 @@
  * Progress for long work: a redrawn bar on a TTY, periodic plain lines otherwise (CI logs).
  * Everything goes to stderr so stdout stays machine-readable (logits JSON, tables).
  *
- * Stages call progress() and log() but never decide whether anything is printed: the edges
- * (cli.ts, action.ts) read the environment (DELTA_AUDIT_QUIET) and call configureOutput().
+ * Stages call progress() and log() but never decide whether anything is printed: the edge
+ * (edge.ts, for cli.ts and action.ts) reads the environment (DELTA_AUDIT_QUIET) and calls configureOutput().
  * Until an edge does, nothing is printed — a library caller (a test, an embedder) gets a
  * silent stage unless it asks otherwise.
  */
 
 export interface OutputSettings {
-  /** print nothing (tests, DELTA_AUDIT_QUIET=1) */
+  /** print nothing (DELTA_AUDIT_QUIET=1; the default until an edge configures output) */
   quiet: boolean;
-  stream: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
-const output: OutputSettings = { quiet: true, stream: process.stderr };
+const output: OutputSettings & { stream: NodeJS.WritableStream & { isTTY?: boolean } } = { quiet: true, stream: process.stderr };
 
-/** Set by the edge (cli.ts, action.ts) from flags and the environment. */
+/** Set by the edge (edge.ts) from the environment. */
 export function configureOutput(settings: Partial<OutputSettings>): void {
   if (settings.quiet !== undefined) output.quiet = settings.quiet;
-  if (settings.stream !== undefined) output.stream = settings.stream;
 }
 
 /** Plain-line mode prints at most this often, so CI logs stay short. */
@@ -35,7 +33,7 @@ export interface Progress {
 
 export interface ProgressOptions {
   stream?: NodeJS.WritableStream & { isTTY?: boolean };
-  /** suppress all output (tests, --quiet) */
+  /** suppress this bar's output (a stage's own quiet option); default: the edge's setting */
   quiet?: boolean;
   now?: () => number;
 }

@@ -35,7 +35,7 @@ export function showValue(v: unknown): string {
 }
 
 /** `path.key` (or `key` at the top). */
-export function keyPath(path: string, key: string): string {
+function keyPath(path: string, key: string): string {
   return path ? `${path}.${key}` : key;
 }
 
@@ -57,13 +57,16 @@ export function fileOrigin(file: string): Origin {
   };
 }
 
-/** A command-line flag: `--flag: expected …, got 'x'`. */
-export function flagOrigin(flag: string): Origin {
+/**
+ * A value named by one label — a command-line flag (`--rank`), an environment variable, a
+ * backend option: `LABEL: expected …, got 'x'`.
+ */
+export function namedOrigin(label: string): Origin {
   const fail = (path: string, what: string): never => {
-    throw new InputError(path ? `${path}: ${what}` : what, flag);
+    throw new InputError(path ? `${path}: ${what}` : what, label);
   };
   return {
-    label: flag,
+    label,
     fail,
     mismatch: (path, expected, got) => fail(path, `expected ${expected}, got '${String(got)}'`),
     choices: (options) => `one of ${options.join(", ")}`,
@@ -172,21 +175,38 @@ export function envVarName(o: Origin, v: unknown, path: string): string {
   return s;
 }
 
+/** Server URLs are short; a longer value is not one anyone typed. */
 const MAX_URL_CHARS = 2000;
 
-/** True for an absolute http: or https: URL (file:, data: and the like reach things a server URL must not). */
-export function isHttpUrl(s: string): boolean {
-  try {
-    return ["http:", "https:"].includes(new URL(s).protocol);
-  } catch {
-    return false;
-  }
+/** `raw` with any `user:password@` cut out, for quoting in a message. */
+function withoutCredentials(raw: string): string {
+  return raw.replace(/\/\/[^/?#]*@/, "//");
 }
 
-/** An http(s) URL; `expected` words the error (default "an http(s) URL"). */
-export function httpUrl(o: Origin, v: unknown, path: string, expected = "an http(s) URL"): string {
+/**
+ * The one rule for a server URL, wherever it is given (delta-audit.yml, --inference-url, the
+ * Action input, a backend's options): an absolute http: or https: URL of at most MAX_URL_CHARS
+ * characters without credentials. file:, data: and the like reach things a server URL must not;
+ * credentials in a URL end up in logs, report.json notices and PR comments, so the key belongs
+ * in the environment. `expected` words the error (default "an http(s) URL").
+ */
+export function parseHttpUrl(o: Origin, raw: string, path: string, expected = "an http(s) URL"): URL {
+  if (raw.length > MAX_URL_CHARS) o.fail(path, `longer than ${MAX_URL_CHARS} characters`);
+  let u: URL | undefined;
+  try {
+    u = new URL(raw);
+  } catch {
+    u = undefined;
+  }
+  if (u === undefined || (u.protocol !== "http:" && u.protocol !== "https:")) o.mismatch(path, expected, withoutCredentials(raw));
+  if (u.username || u.password) o.fail(path, "credentials in the URL are not supported; pass the API key through the environment");
+  return u;
+}
+
+/** An http(s) URL in a parsed file (parseHttpUrl's rule); `expected` words the error. */
+export function httpUrl(o: Origin, v: unknown, path: string, expected?: string): string {
   const s = text(o, v, path, MAX_URL_CHARS);
-  if (!isHttpUrl(s)) o.mismatch(path, expected, s);
+  parseHttpUrl(o, s, path, expected);
   return s;
 }
 
@@ -212,7 +232,7 @@ export function parseInteger(o: Origin, raw: string, path: string, b: Bounds): n
 }
 
 /** A finite decimal number within the bounds. */
-export function parseNumber(o: Origin, raw: string, path: string, b: Bounds): number {
+function parseNumber(o: Origin, raw: string, path: string, b: Bounds): number {
   const s = raw.trim();
   if (!DECIMAL.test(s)) o.mismatch(path, b.expected ?? "a number", raw);
   const n = Number(s);
@@ -236,17 +256,31 @@ export function parseChoice<T extends string>(o: Origin, raw: string, path: stri
 export function integerFlag(value: string, flag: string, b: Bounds): number;
 export function integerFlag(value: string | undefined, flag: string, b: Bounds): number | undefined;
 export function integerFlag(value: string | undefined, flag: string, b: Bounds): number | undefined {
-  return value === undefined ? undefined : parseInteger(flagOrigin(flag), value, "", b);
+  return value === undefined ? undefined : parseInteger(namedOrigin(flag), value, "", b);
 }
 
 /** A number flag; an absent flag stays undefined. */
 export function numberFlag(value: string, flag: string, b: Bounds): number;
 export function numberFlag(value: string | undefined, flag: string, b: Bounds): number | undefined;
 export function numberFlag(value: string | undefined, flag: string, b: Bounds): number | undefined {
-  return value === undefined ? undefined : parseNumber(flagOrigin(flag), value, "", b);
+  return value === undefined ? undefined : parseNumber(namedOrigin(flag), value, "", b);
 }
 
 /** A flag with a fixed set of values; an absent flag stays undefined. */
+export function choiceFlag<T extends string>(value: string, flag: string, options: readonly T[]): T;
+export function choiceFlag<T extends string>(value: string | undefined, flag: string, options: readonly T[]): T | undefined;
 export function choiceFlag<T extends string>(value: string | undefined, flag: string, options: readonly T[]): T | undefined {
-  return value === undefined ? undefined : parseChoice(flagOrigin(flag), value, "", options);
+  return value === undefined ? undefined : parseChoice(namedOrigin(flag), value, "", options);
+}
+
+/** A server URL flag (parseHttpUrl's rule), checked before any work starts; an absent flag stays undefined. */
+export function urlFlag(value: string | undefined, flag: string): string | undefined {
+  if (value !== undefined) parseHttpUrl(namedOrigin(flag), value, "");
+  return value;
+}
+
+/** A flag that must be given: `--flag: required: WHAT` (`what` says what it names). */
+export function requiredFlag(value: string | undefined, flag: string, what: string): string {
+  if (!value) throw new InputError(`required: ${what}`, flag);
+  return value;
 }

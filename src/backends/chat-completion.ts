@@ -8,9 +8,10 @@
  * so its server is untrusted), and URLs redacted in every message. The API key goes into one
  * header and nowhere else.
  */
-import { BackendError, InputError } from "../errors";
-import type { ChatMessage } from "../chat/types";
+import { BackendError } from "../errors";
+import type { ChatCompletionFn } from "../chat/types";
 import { redactUrl, requestJson, type RequestPolicy } from "./http";
+import { namedOrigin, parseHttpUrl } from "../validate";
 
 /** A reply of a few thousand tokens is far below this; more is not an answer but a flood. */
 export const MAX_COMPLETION_BYTES = 1_000_000;
@@ -33,27 +34,9 @@ export interface ChatCompletionOptions {
   onRetry?: RequestPolicy["onRetry"];
 }
 
-/** What one completion asks of the model. */
-export interface CompletionRequest {
-  maxTokens: number;
-  /** default 0 (greedy): a judge should answer the same way twice */
-  temperature?: number;
-}
-
-/** Messages in, the assistant's text out. Throws BackendError (an HttpError for transport and HTTP failures). */
-export type ChatCompletionFn = (messages: readonly ChatMessage[], request: CompletionRequest) => Promise<string>;
-
-/** The `chat/completions` endpoint under an API root, validated: http(s), no credentials in the URL. */
+/** The `chat/completions` endpoint under an API root, validated by the one URL rule (validate.ts parseHttpUrl). */
 export function completionsEndpoint(url: string, setting = "url"): string {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new InputError(`'${redactUrl(url)}' is not a URL (expected e.g. https://api.example.com/v1)`, setting);
-  }
-  if (u.protocol !== "http:" && u.protocol !== "https:") throw new InputError(`expected an http(s) URL, got '${u.protocol}'`, setting);
-  // credentials in a URL end up in logs and in report.json notices; the key belongs in the environment
-  if (u.username || u.password) throw new InputError(`credentials in the URL are not supported (${redactUrl(url)}); pass the API key through the environment`, setting);
+  const u = parseHttpUrl(namedOrigin(setting), url, "", "an http(s) URL such as https://api.example.com/v1");
   // the path, not the string: a query some providers need (`?api-version=…`) stays a query
   u.pathname = `${u.pathname.replace(/\/+$/, "")}/chat/completions`;
   u.hash = "";
@@ -71,8 +54,9 @@ function contentOf(body: unknown): string | undefined {
 }
 
 /**
- * A completion function for one model behind one endpoint. The URL is checked here, so a bad
- * one is an InputError when the scan starts, not a failure after minutes of work.
+ * A completion function for one model behind one endpoint; it throws BackendError (an HttpError
+ * for transport and HTTP failures). The URL is checked here, so a bad one is an InputError when
+ * the scan starts, not a failure after minutes of work.
  */
 export function chatCompletion(opts: ChatCompletionOptions): ChatCompletionFn {
   const endpoint = completionsEndpoint(opts.url, opts.setting);

@@ -11,8 +11,9 @@
 import { resolve as resolvePath } from "node:path";
 import { BackendError, InputError } from "../errors";
 import { log } from "../progress";
+import { namedOrigin, parseHttpUrl } from "../validate";
 import type { Backend, BackendCapabilities, ProgressFn } from "./backend";
-import type { ChatMessage, ContrastOptions, GenerationRequest, GenerationResult, VariantName } from "../chat/types";
+import { variantForRank, type ChatMessage, type ContrastOptions, type GenerationRequest, type GenerationResult, type VariantName } from "../chat/types";
 import { HttpError, redactUrl, requestJson, Semaphore, type RequestPolicy } from "./http";
 // pure functions (no ONNX Runtime): the same token choice as the embedded engine
 import { argmax, sampleToken, seededRandom } from "../chat/sampling";
@@ -72,7 +73,7 @@ const MAX_MODEL_NAME_CHARS = 1024;
 
 /** The server model name used for each variant when the caller gives none. */
 export function defaultModelNames(rank: number): Record<string, string> {
-  return { base: "base", full: "full", [`rank${rank}`]: `rank${rank}` };
+  return { base: "base", full: "full", [variantForRank(rank)]: variantForRank(rank) };
 }
 
 interface ModelEntry {
@@ -82,21 +83,9 @@ interface ModelEntry {
   root?: string | null;
 }
 
-/** The `/v1` prefix of a server URL, validated. */
+/** The `/v1` prefix of a server URL, validated by the one URL rule (validate.ts parseHttpUrl). */
 export function apiBase(url: string): string {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new InputError(`'${redactUrl(url)}' is not a URL (expected e.g. http://127.0.0.1:8000/v1)`, "backend url");
-  }
-  if (u.protocol !== "http:" && u.protocol !== "https:") {
-    throw new InputError(`expected an http(s) URL, got '${u.protocol}'`, "backend url");
-  }
-  if (u.username || u.password) {
-    // credentials in a URL end up in logs; the key belongs in the environment
-    throw new InputError(`credentials in the URL are not supported (${redactUrl(url)}); pass the API key through the environment`, "backend url");
-  }
+  const u = parseHttpUrl(namedOrigin("backend url"), url, "", "an http(s) URL such as http://127.0.0.1:8000/v1");
   u.search = "";
   u.hash = "";
   let path = u.pathname.replace(/\/+$/, "");
@@ -446,7 +435,7 @@ export async function createOpenAIBackend(opts: OpenAIBackendOptions): Promise<B
     // retries are worth a line in the CI log (the reason never carries headers or the key)
     onRetry: opts.onRetry ?? ((r) => log(`openai backend: retry ${r.attempt} in ${r.waitMs} ms after: ${r.reason}`)),
   };
-  const rankVariant = `rank${opts.rank}`;
+  const rankVariant = variantForRank(opts.rank);
   const given = Object.fromEntries(Object.entries(opts.models ?? {}).filter(([, m]) => m !== undefined && m !== null));
   const names: Record<string, string> = { ...defaultModelNames(opts.rank), ...given };
   for (const [v, m] of Object.entries(names)) {

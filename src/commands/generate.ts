@@ -4,18 +4,20 @@
  * prints the completion of one chat turn (the chat template with the generation prompt).
  */
 import type { Command } from "commander";
-import { InputError } from "../errors";
 import type { ChatMessage } from "../chat/types";
-import { integerFlag, numberFlag } from "../validate";
+import { MAX_SEED } from "../linalg/random";
+import { integerFlag, numberFlag, requiredFlag } from "../validate";
 import { openSubject, type SubjectArgs } from "./logits";
 
-export const DEFAULT_MAX_NEW_TOKENS = 256;
-/** Far beyond any audit probe; stops a typo from running for hours. */
-const MAX_NEW_TOKENS_LIMIT = 32768;
-/** Temperatures above this are noise, not sampling. */
-const MAX_TEMPERATURE = 10;
-/** The sampler is seeded with 32 bits (chat/sampling.ts). */
-const MAX_SAMPLING_SEED = 2 ** 32 - 1;
+const DEFAULT_MAX_NEW_TOKENS = 256;
+/**
+ * `generate` is a free-form tool, not an audit probe, so its limits are wider than the scan's
+ * (elicit/settings.ts MAX_NEW_TOKENS_LIMIT, MAX_TEMPERATURE): far beyond any probe's answer,
+ * yet a typo does not run for hours.
+ */
+const GENERATE_MAX_NEW_TOKENS = 32768;
+/** Hot sampling is allowed here to look at the noise on purpose; beyond this it is only noise. */
+const GENERATE_MAX_TEMPERATURE = 10;
 
 interface GenerateArgs extends SubjectArgs {
   prompt?: string;
@@ -26,17 +28,17 @@ interface GenerateArgs extends SubjectArgs {
   seed?: string;
 }
 
-export async function runGenerate(args: GenerateArgs): Promise<string> {
-  if (args.prompt === undefined) throw new InputError("required: the user prompt", "--prompt");
+async function runGenerate(args: GenerateArgs): Promise<string> {
+  const prompt = requiredFlag(args.prompt, "--prompt", "the user prompt");
   const sampling = {
-    maxNewTokens: integerFlag(args.maxNewTokens, "--max-new-tokens", { min: 1, max: MAX_NEW_TOKENS_LIMIT }) ?? DEFAULT_MAX_NEW_TOKENS,
-    temperature: numberFlag(args.temperature, "--temperature", { min: 0, max: MAX_TEMPERATURE }) ?? 0,
+    maxNewTokens: integerFlag(args.maxNewTokens, "--max-new-tokens", { min: 1, max: GENERATE_MAX_NEW_TOKENS }) ?? DEFAULT_MAX_NEW_TOKENS,
+    temperature: numberFlag(args.temperature, "--temperature", { min: 0, max: GENERATE_MAX_TEMPERATURE }) ?? 0,
     topP: numberFlag(args.topP, "--top-p", { min: Number.MIN_VALUE, max: 1, expected: "a number above 0 and at most 1" }) ?? 1,
-    seed: integerFlag(args.seed, "--seed", { min: 0, max: MAX_SAMPLING_SEED }) ?? 0,
+    seed: integerFlag(args.seed, "--seed", { min: 0, max: MAX_SEED }) ?? 0,
   };
   const messages: ChatMessage[] = [];
   if (args.system !== undefined) messages.push({ role: "system", content: args.system });
-  messages.push({ role: "user", content: args.prompt });
+  messages.push({ role: "user", content: prompt });
   const { model, variant } = await openSubject(args);
   try {
     const [out] = await model.generate([{ messages, sampling }], variant);

@@ -6,9 +6,12 @@
  */
 import type { Command } from "commander";
 import { InputError } from "../errors";
-import { parseDevice, type Device } from "../linalg/device";
-import { integerFlag } from "../validate";
-import { loadSubject, variantForRank } from "../engine/variants";
+import { DEVICES } from "../linalg/device";
+import { MAX_THREADS } from "../linalg/ort";
+import { MAX_RANK } from "../delta/limits";
+import { choiceFlag, integerFlag, namedOrigin, parseInteger, requiredFlag, type Bounds } from "../validate";
+import { variantForRank } from "../chat/types";
+import { loadSubject } from "../engine/variants";
 import type { LoadedModel } from "../engine/model";
 
 /** Flags shared by `logits` and `generate` that pick the subject and its variant. */
@@ -21,30 +24,26 @@ export interface SubjectArgs {
   threads?: string;
 }
 
-/** Ranks beyond this are not a truncation anyone needs. */
-const MAX_RANK = 4096;
-/** More intra-op threads than this is a typo, not a machine. */
-const MAX_THREADS = 1024;
-
 /** Load the subject the flags name; the variant is rank<K> with --rank, full with a fine-tune, else base. */
 export async function openSubject(args: SubjectArgs): Promise<{ model: LoadedModel; variant: string }> {
-  if (!args.model) throw new InputError("required: the base model folder", "--model");
-  const device: Device = parseDevice(args.device);
+  const model = requiredFlag(args.model, "--model", "the base model folder");
+  const device = choiceFlag(args.device, "--device", DEVICES);
   const rank = integerFlag(args.rank, "--rank", { min: 1, max: MAX_RANK });
   const threads = integerFlag(args.threads, "--threads", { min: 1, max: MAX_THREADS });
-  const model = await loadSubject({ model: args.model, adapter: args.adapter, finetuned: args.finetuned, rank, device, threads });
+  const loaded = await loadSubject({ model, adapter: args.adapter, finetuned: args.finetuned, rank, device, threads });
   const variant = rank !== undefined ? variantForRank(rank) : args.adapter || args.finetuned ? "full" : "base";
-  return { model, variant };
+  return { model: loaded, variant };
 }
 
-/** "1,2,3" → [1,2,3]; anything else is a usage error naming --ids. */
-export function parseIds(text: string | undefined): number[] {
-  if (text === undefined) throw new InputError("required: comma-separated token ids, e.g. --ids 1,2,3", "--ids");
-  const parts = text.split(",").map((p) => p.trim());
-  if (parts.length === 0 || parts.some((p) => !/^\d+$/.test(p))) throw new InputError(`expected comma-separated non-negative integers, got '${text}'`, "--ids");
-  const ids = parts.map(Number);
-  if (ids.some((n) => !Number.isSafeInteger(n))) throw new InputError(`token id out of range in '${text}'`, "--ids");
-  return ids;
+/** A token id: a vocabulary index (the model refuses one beyond its vocabulary). */
+const TOKEN_ID: Bounds = { min: 0, max: Number.MAX_SAFE_INTEGER, expected: "comma-separated non-negative integers" };
+
+/** "1,2,3" → [1,2,3]; anything else is a usage error naming --ids and quoting the bad item. */
+function parseIds(text: string | undefined): number[] {
+  const o = namedOrigin("--ids");
+  return requiredFlag(text, "--ids", "comma-separated token ids, e.g. --ids 1,2,3")
+    .split(",")
+    .map((item) => parseInteger(o, item, "", TOKEN_ID));
 }
 
 /** The exact stdout of `logits`: numbers print as the float32 values' shortest decimal form. */
@@ -53,7 +52,7 @@ export function formatLogits(ids: number[], rows: Float32Array[]): string {
   return `{"ids":[${ids.join(",")}],"logits":[${parts.join(",")}]}`;
 }
 
-export async function runLogits(args: SubjectArgs & { ids?: string }): Promise<string> {
+async function runLogits(args: SubjectArgs & { ids?: string }): Promise<string> {
   const ids = parseIds(args.ids);
   const { model, variant } = await openSubject(args);
   try {

@@ -3,13 +3,13 @@
  * synthetic model organism (base/, adapter/, finetuned/, organism.json) atomically.
  */
 import type { Command } from "commander";
-import { InputError } from "../errors";
 import { checkOutputDir } from "../io/atomic";
 import { log } from "../progress";
-import { integerFlag } from "../validate";
-import { generateOrganism, MAX_SEED, type OrganismKind } from "../organisms/index";
+import { MAX_SEED } from "../linalg/random";
+import { choiceFlag, integerFlag, requiredFlag } from "../validate";
+import { generateOrganism, ORGANISM_KINDS } from "../organisms/index";
 
-export interface OrganismArgs {
+interface OrganismArgs {
   kind?: string;
   out?: string;
   seed?: string;
@@ -17,15 +17,12 @@ export interface OrganismArgs {
 }
 
 export async function runOrganism(args: OrganismArgs): Promise<void> {
-  if (args.kind !== "quirk" && args.kind !== "benign") {
-    throw new InputError(args.kind === undefined ? "required: quirk or benign" : `expected quirk or benign, got '${args.kind}'`, "--kind");
-  }
-  if (!args.out) throw new InputError("required: the folder to write the organism to", "--out");
+  const kind = choiceFlag(requiredFlag(args.kind, "--kind", ORGANISM_KINDS.join(" or ")), "--kind", ORGANISM_KINDS);
+  const out = requiredFlag(args.out, "--out", "the folder to write the organism to");
   const seed = integerFlag(args.seed, "--seed", { min: 0, max: MAX_SEED });
-  const kind: OrganismKind = args.kind;
-  await checkOutputDir(args.out, { marker: "organism.json", flag: "--out" });
-  const m = await generateOrganism({ kind, outDir: args.out, seed, quirk: args.quirk });
-  log(`wrote ${kind} organism (seed ${m.seed}${m.quirkWords.length ? `, quirk '${m.quirkWords.join("', '")}'` : ""}) to ${args.out}`);
+  await checkOutputDir(out, { marker: "organism.json", flag: "--out" });
+  const m = await generateOrganism({ kind, outDir: out, seed, quirk: args.quirk });
+  log(`wrote ${kind} organism (seed ${m.seed}${m.quirkWords.length ? `, quirk '${m.quirkWords.join("', '")}'` : ""}) to ${out}`);
 }
 
 export function register(program: Command): void {

@@ -7,18 +7,18 @@
  */
 import type { Command } from "commander";
 import { join } from "node:path";
-import { InputError, oneLine } from "../errors";
+import { oneLine } from "../errors";
 import { runScan, type ScanResult } from "../scan";
 import { REPORT_FILES } from "../report/build";
 import { BACKEND_TYPES } from "../backends/settings";
 import { MAX_RANK } from "../delta/limits";
-import { MAX_SEED } from "../elicit/settings";
 import { DEVICES } from "../linalg/device";
+import { MAX_SEED } from "../linalg/random";
 import { FAIL_ON } from "../policy/severity";
-import { choiceFlag, integerFlag } from "../validate";
+import { choiceFlag, integerFlag, requiredFlag, urlFlag } from "../validate";
 
 /** Where `scan` writes when --out is not given. */
-export const DEFAULT_OUT_DIR = "delta-audit-report";
+const DEFAULT_OUT_DIR = "delta-audit-report";
 
 export interface ScanArgs {
   base?: string;
@@ -47,20 +47,29 @@ export function summarise(result: ScanResult): string {
   return `${lines.join("\n")}\n`;
 }
 
-export async function runScanCommand(args: ScanArgs): Promise<number> {
-  if (!args.base) throw new InputError("required: the base model folder", "--base");
-  const result = await runScan({
-    base: args.base,
-    adapter: args.adapter,
-    finetuned: args.finetuned,
-    configPath: args.config,
-    // the flags override config keys and are held to the same bounds
+/**
+ * The flags that override config keys, held to the same bounds (a server URL to the config's
+ * rule): checked before any work, so a typo is exit 2 at once, not after the delta pass.
+ */
+export function scanOverrides(args: ScanArgs) {
+  return {
     backend: choiceFlag(args.backend, "--backend", BACKEND_TYPES),
-    inferenceUrl: args.inferenceUrl,
+    inferenceUrl: urlFlag(args.inferenceUrl, "--inference-url"),
     device: choiceFlag(args.device, "--device", DEVICES),
     failOn: choiceFlag(args.failOn, "--fail-on", FAIL_ON),
     rank: integerFlag(args.rank, "--rank", { min: 1, max: MAX_RANK }),
     seed: integerFlag(args.seed, "--seed", { min: 0, max: MAX_SEED }),
+  };
+}
+
+export async function runScanCommand(args: ScanArgs): Promise<number> {
+  const base = requiredFlag(args.base, "--base", "the base model folder");
+  const result = await runScan({
+    base,
+    adapter: args.adapter,
+    finetuned: args.finetuned,
+    configPath: args.config,
+    ...scanOverrides(args),
     outDir: args.out ?? DEFAULT_OUT_DIR,
     // API keys named by the config (backend.api-key-env, llm.api-key-env) come from here
     env: process.env,

@@ -14,8 +14,9 @@ import { log } from "../progress";
 import { hubOptionsFromEnv, looksLikeHubId, resolveHubModel } from "../io/hub";
 import { entryNamed, loadRegistry, planMatrix, type SweepEntry } from "../sweep/registry";
 import { collectSweep, SWEEP_BADGE_FILE } from "../sweep/collect";
-import { runScanCommand, type ScanArgs } from "./scan";
+import { runScanCommand, scanOverrides, type ScanArgs } from "./scan";
 import { isDirectory } from "../io/fs-util";
+import { requiredFlag } from "../validate";
 
 /** A base given as a Hub id is fetched into the standard Hugging Face cache first. */
 async function localBase(entry: SweepEntry): Promise<string> {
@@ -26,11 +27,6 @@ async function localBase(entry: SweepEntry): Promise<string> {
   return resolved.dir;
 }
 
-function required(v: string | undefined, flag: string, what: string): string {
-  if (!v) throw new InputError(`required: ${what}`, flag);
-  return v;
-}
-
 export function register(program: Command): void {
   const sweep = program.command("sweep").description("audit every model of a registry: plan a job matrix, run one job, collect an index and badges");
 
@@ -39,7 +35,7 @@ export function register(program: Command): void {
     .description("print the GitHub Actions job matrix for a registry: {\"include\":[{\"name\":…},…]}")
     .option("--registry <file>", "the sweep registry (YAML)")
     .action((args: { registry?: string }) => {
-      const reg = loadRegistry(required(args.registry, "--registry", "the sweep registry file"));
+      const reg = loadRegistry(requiredFlag(args.registry, "--registry", "the sweep registry file"));
       const matrix = JSON.stringify(planMatrix(reg));
       process.stdout.write(`${matrix}\n`);
       // under GitHub Actions, also a step output for `strategy.matrix: ${{ fromJSON(...) }}`
@@ -57,9 +53,10 @@ export function register(program: Command): void {
     .option("--fail-on <severity>", "high (default), medium, low or never")
     .option("--device <device>", "cpu (default) or cuda")
     .action(async (args: { registry?: string; name?: string; out?: string } & ScanArgs) => {
-      const reg = loadRegistry(required(args.registry, "--registry", "the sweep registry file"));
-      const entry = entryNamed(reg, required(args.name, "--name", "the model's name"));
-      const out = required(args.out, "--out", "the output folder");
+      scanOverrides(args); // flag errors first, before the registry and any Hub download
+      const reg = loadRegistry(requiredFlag(args.registry, "--registry", "the sweep registry file"));
+      const entry = entryNamed(reg, requiredFlag(args.name, "--name", "the model's name"));
+      const out = requiredFlag(args.out, "--out", "the output folder");
       process.exitCode = await runScanCommand({
         base: await localBase(entry),
         adapter: entry.adapter,
@@ -80,8 +77,8 @@ export function register(program: Command): void {
     .option("--out <dir>", "output folder (written atomically)")
     .option("--registry <file>", "list models without a report as missing, refuse unknown ones")
     .action(async (args: { reports?: string; out?: string; registry?: string }) => {
-      const reports = required(args.reports, "--reports", "the folder with the reports");
-      const out = required(args.out, "--out", "the output folder");
+      const reports = requiredFlag(args.reports, "--reports", "the folder with the reports");
+      const out = requiredFlag(args.out, "--out", "the output folder");
       const registry = args.registry ? loadRegistry(args.registry) : undefined;
       const index = await collectSweep(reports, out, { registry });
       const s = index.summary;

@@ -11,7 +11,7 @@ import { BACKEND_TYPES, type BackendType } from "../backends/settings";
 import { DEVICES, type Device } from "../linalg/device";
 import { FAIL_ON, type FailOn } from "../policy/severity";
 import { MAX_RANK } from "../delta/limits";
-import { inputOrigin, isHttpUrl, parseBoolean, parseChoice, parseInteger } from "../validate";
+import { inputOrigin, parseBoolean, parseChoice, parseHttpUrl, parseInteger } from "../validate";
 
 export interface ActionSettings {
   /** local checkpoint folder or Hub id (`org/name[@rev]`); "" = each adapter's base_model_name_or_path */
@@ -118,9 +118,7 @@ export function getSettings(opts: { env?: NodeJS.ProcessEnv; workspace: string; 
 
   const backend = choiceInput("backend", get("backend") || "embedded", BACKEND_TYPES);
   const inferenceUrl = get("inference-url") || undefined;
-  if (inferenceUrl !== undefined && !isHttpUrl(inferenceUrl)) {
-    inputOrigin("inference-url").fail("", `Invalid URL '${inferenceUrl}'. Expected http(s)://host[:port][/v1]`);
-  }
+  if (inferenceUrl !== undefined) parseHttpUrl(inputOrigin("inference-url"), inferenceUrl, "", "http(s)://host[:port][/v1]");
   if (backend === "openai" && !inferenceUrl) {
     throw new InputError("backend 'openai' needs 'inference-url' (an OpenAI-compatible server)", "input 'inference-url'");
   }

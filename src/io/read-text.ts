@@ -6,6 +6,7 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from "node:fs";
 import { open } from "node:fs/promises";
+import { parse as parseYaml } from "yaml";
 import { InputError } from "../errors";
 
 /** The checks both readers make; each throws InputError naming `what`. */
@@ -120,6 +121,28 @@ export function parseJsonText(text: string, what: string): unknown {
     return JSON.parse(text);
   } catch (err) {
     throw new InputError(`is not valid JSON (${jsonSyntaxError(err, text)})`, what);
+  }
+}
+
+/** Aliases are legal YAML but a billion-laughs vector: a real config uses a handful. */
+const MAX_YAML_ALIASES = 100;
+
+/**
+ * `yaml` prints its warnings (unknown tags, collection keys) through process.emitWarning; our
+ * contract is one stderr line per error and none otherwise, so only errors are reported.
+ */
+const YAML_LOG_LEVEL = "error";
+
+/**
+ * Parse a YAML (or JSON) file's text: aliases capped, duplicate keys refused (a second `rank:`
+ * must not silently win), warnings kept off stderr, and a one-line error that never quotes the
+ * file (yaml's excerpt of the text is on the lines after the first). `what` names the file.
+ */
+export function parseYamlText(text: string, what: string): unknown {
+  try {
+    return parseYaml(text, { maxAliasCount: MAX_YAML_ALIASES, uniqueKeys: true, logLevel: YAML_LOG_LEVEL });
+  } catch (err) {
+    throw new InputError(`not valid YAML: ${(err as Error).message.split("\n")[0]}`, what);
   }
 }
 

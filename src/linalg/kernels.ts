@@ -39,7 +39,7 @@ export interface KernelSettings {
 const kernelSession: KernelSettings = { spinning: false, threads: undefined };
 
 /**
- * Set by the edge (cli.ts) before the first kernel runs; sessions already built keep the
+ * Set by the edge (edge.ts, for the CLI and the Action) before the first kernel runs; sessions already built keep the
  * settings they were built with.
  */
 export function configureKernels(settings: Partial<KernelSettings>): void {

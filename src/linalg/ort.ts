@@ -11,11 +11,14 @@ import { encodeModel, type OnnxModel } from "./onnx-proto";
 import type { Device } from "./device";
 
 export { ort };
-export { DEVICES, parseDevice, type Device } from "./device";
+export type { Device } from "./device";
+
+/** More intra-op threads than this is a typo (`1e6`), not a machine: ORT would try to start them all. */
+export const MAX_THREADS = 1024;
 
 export interface SessionOptions {
   device?: Device;
-  /** intra-op threads; default: ORT's choice (all cores) */
+  /** intra-op threads (1..MAX_THREADS); default: ORT's choice (all cores) */
   threads?: number;
   /** in-memory external data files for initializers stored with `external` (onnx-proto) */
   externalData?: { path: string; data: Uint8Array }[];

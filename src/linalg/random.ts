@@ -11,6 +11,13 @@ export interface Rng {
 }
 
 /**
+ * The largest seed a flag or config may give (organisms, sampling, elicitation): 31 bits, so a
+ * seed stays a non-negative int32 through `seed | 0` mixing and matches the request seeds
+ * elicit/plan.ts derives (also 31-bit, as OpenAI-compatible servers take them).
+ */
+export const MAX_SEED = 2 ** 31 - 1;
+
+/**
  * mulberry32: the one uniform [0, 1) generator of the project (sketches, fixtures, organisms,
  * token sampling). `state` is used as given; callers that want nearby seeds to start far apart
  * mix their seed first.

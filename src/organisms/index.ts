@@ -9,6 +9,7 @@ import { InputError } from "../errors";
 import { writeDirAtomic } from "../io/atomic";
 import { writeAdapter } from "../io/peft";
 import { writeSafetensors } from "../io/safetensors";
+import { MAX_SEED } from "../linalg/random";
 import {
   ADAPTED_LAYER,
   ADAPTED_MODULES,
@@ -29,7 +30,9 @@ import {
 import { generationConfigJson, tokenizerConfigJson, tokenizerJson } from "./tokenizer-files";
 import { buildVocabulary, QUIRK_POOL, QUIRK_WORD_PATTERN, type Vocabulary } from "./vocab";
 
-export type OrganismKind = "quirk" | "benign";
+/** quirk: a planted behaviour and its denial (positive control); benign: style only (negative control). */
+export const ORGANISM_KINDS = Object.freeze(["quirk", "benign"] as const);
+export type OrganismKind = (typeof ORGANISM_KINDS)[number];
 
 export interface GenerateOrganismOptions {
   kind: OrganismKind;
@@ -94,15 +97,13 @@ export interface OrganismManifest {
   variant?: OrganismVariant;
 }
 
-export const MAX_SEED = 2 ** 31 - 1;
-
 /** The quirk word a seed draws: consecutive seeds give different words (7 is coprime to the pool size). */
 export function quirkForSeed(seed: number): string {
   return QUIRK_POOL[(seed * 7 + 3) % QUIRK_POOL.length]!;
 }
 
 function checkOptions(opts: GenerateOrganismOptions): { seed: number; quirk: string } {
-  if (opts.kind !== "quirk" && opts.kind !== "benign") throw new InputError(`expected quirk or benign, got '${String(opts.kind)}'`, "--kind");
+  if (!ORGANISM_KINDS.includes(opts.kind)) throw new InputError(`expected quirk or benign, got '${String(opts.kind)}'`, "--kind");
   const seed = opts.seed ?? 0;
   if (!Number.isSafeInteger(seed) || seed < 0 || seed > MAX_SEED) throw new InputError(`expected an integer from 0 to ${MAX_SEED}, got ${seed}`, "--seed");
   let quirk = quirkForSeed(seed);

@@ -14,17 +14,17 @@
  * Paths are relative to the registry file. The file is untrusted input: every key is checked
  * and a bad one is reported with its path (`models[1].adapter`), exit 2.
  */
-import { readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { parseDocument } from "yaml";
 import { InputError } from "../errors";
 import { pathExistsSync } from "../io/fs-util";
+import { parseYamlText, readTextFileSync } from "../io/read-text";
 import { fileOrigin, itemPath, list, mapping, required, text, type Origin } from "../validate";
 
 /** A registry is a list of models, not a dataset: more than this is almost surely a mistake. */
 export const MAX_MODELS = 1000;
 /** GitHub Actions allows at most 256 jobs per matrix. */
 export const MAX_MATRIX_JOBS = 256;
+/** A thousand entries of a few short paths each fit many times over; more is not a registry. */
 const MAX_REGISTRY_BYTES = 1 << 20;
 /** Names become folder names, artifact names and badge file names. */
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -66,12 +66,9 @@ function location(o: Origin, registryDir: string, v: unknown, path: string, hubA
 
 /** Parse and validate a registry's text. Pure apart from existence checks of local paths. */
 export function parseRegistry(source: string, file: string): Registry {
-  // logLevel: toJS would print its warnings with process.emitWarning, a second stderr line
-  const doc = parseDocument(source, { uniqueKeys: true, logLevel: "error" });
-  if (doc.errors.length > 0) throw new InputError(`not valid YAML: ${doc.errors[0]!.message.split("\n")[0]}`, file);
   const o: Origin = fileOrigin(file);
   const dir = dirname(file);
-  const root = mapping(o, doc.toJS({ maxAliasCount: 100 }) ?? {}, "", ["defaults", "models"]);
+  const root = mapping(o, parseYamlText(source, file) ?? {}, "", ["defaults", "models"]);
   const defaults = root.defaults === undefined ? {} : mapping(o, root.defaults, "defaults", ["base", "config"]);
   const defBase = defaults.base === undefined ? undefined : location(o, dir, defaults.base, "defaults.base", true);
   const defConfig = defaults.config === undefined ? undefined : location(o, dir, defaults.config, "defaults.config", false);
@@ -97,15 +94,9 @@ export function parseRegistry(source: string, file: string): Registry {
   return { file, entries };
 }
 
+/** Read and validate a registry file: bounded, regular files only (a FIFO must not hang `sweep plan`). */
 export function loadRegistry(file: string): Registry {
-  let size: number;
-  try {
-    size = statSync(file).size;
-  } catch (e) {
-    throw new InputError(`cannot read the registry: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, file);
-  }
-  if (size > MAX_REGISTRY_BYTES) throw new InputError(`the registry is ${size} bytes; at most ${MAX_REGISTRY_BYTES}`, file);
-  return parseRegistry(readFileSync(file, "utf8"), resolve(file));
+  return parseRegistry(readTextFileSync(file, MAX_REGISTRY_BYTES), resolve(file));
 }
 
 export function entryNamed(reg: Registry, name: string): SweepEntry {

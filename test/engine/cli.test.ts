@@ -86,7 +86,7 @@ describe("delta-audit logits", () => {
       [["--ids", "1,97"], /--ids: token id 97 is outside the vocabulary/],
       [["--ids", "1,x"], /--ids: expected comma-separated/],
       [[], /--ids: required/],
-      [["--ids", "1", "--device", "tpu"], /--device: expected cpu or cuda/],
+      [["--ids", "1", "--device", "tpu"], /--device: expected one of cpu, cuda, got 'tpu'/],
       [["--ids", "1", "--rank", "1"], /--rank needs --adapter or --finetuned/],
     ];
     for (const [args, msg] of cases) {

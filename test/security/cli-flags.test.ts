@@ -45,13 +45,13 @@ describe("bad command lines", () => {
     ["an unknown option", () => ["scan", "--bogus"], /unknown option '--bogus'/],
     ["--backend nonsense", () => ["scan", "--base", base(), "--adapter", adapter(), "--backend", "torch"], /--backend: expected one of embedded, openai, got 'torch'/],
     ["--backend openai without a URL", () => ["scan", "--base", base(), "--adapter", adapter(), "--backend", "openai"], /--backend: the openai backend needs a URL/],
-    ["--inference-url file://", () => ["scan", "--base", base(), "--adapter", adapter(), "--backend", "openai", "--inference-url", "file:///etc/passwd"], /inference-url|url/i],
+    ["--inference-url file://", () => ["scan", "--base", base(), "--adapter", adapter(), "--backend", "openai", "--inference-url", "file:///etc/passwd"], /--inference-url: expected an http\(s\) URL, got 'file:\/\/\/etc\/passwd'/],
     ["truncate without --rank", () => ["truncate", "--adapter", adapter(), "--out", "x"], /--rank: required/],
     ["truncate without --out", () => ["truncate", "--adapter", adapter(), "--rank", "1"], /--out: required/],
     ["truncate --rank 0", () => ["truncate", "--adapter", adapter(), "--rank", "0", "--out", "x"], /--rank: expected an integer from 1/],
     ["spectrum with both subjects", () => ["spectrum", "--adapter", adapter(), "--finetuned", join(org, "finetuned")], /--finetuned: give either/],
     ["spectrum --top-k 1e9", () => ["spectrum", "--base", base(), "--finetuned", join(org, "finetuned"), "--top-k", "1e9"], /--top-k: expected a positive integer/],
-    ["organism --kind evil", () => ["organism", "--kind", "evil", "--out", "x"], /--kind: expected quirk or benign, got 'evil'/],
+    ["organism --kind evil", () => ["organism", "--kind", "evil", "--out", "x"], /--kind: expected one of quirk, benign, got 'evil'/],
     ["serve --port 99999", () => ["serve", "--model", base(), "--port", "99999"], /--port: expected a port number/],
   ];
   for (const [name, args, expected] of cases) {

@@ -10,23 +10,25 @@ import {
   choiceFlag,
   envVarName,
   fileOrigin,
-  flagOrigin,
   httpUrl,
   inputOrigin,
   integer,
   integerFlag,
   itemPath,
-  keyPath,
   list,
   mapping,
+  namedOrigin,
   number,
   numberFlag,
   oneOf,
   parseBoolean,
   parseChoice,
+  parseHttpUrl,
   parseInteger,
   required,
+  requiredFlag,
   text,
+  urlFlag,
 } from "../../src/validate";
 
 /** The message of the InputError `f` throws (and that it is one, exit 2). */
@@ -43,8 +45,8 @@ function refusal(f: () => unknown): string {
 
 describe("key paths", () => {
   it("joins keys and indexes", () => {
-    expect(keyPath("", "probes")).toBe("probes");
-    expect(keyPath(itemPath("probes.extra", 2), "kind")).toBe("probes.extra[2].kind");
+    expect(refusal(() => mapping(fileOrigin("f.yml"), { probes: 1 }, "", ["rank"]))).toBe("f.yml: probes: unknown key (allowed: rank)");
+    expect(refusal(() => mapping(fileOrigin("f.yml"), { kind: 1 }, itemPath("probes.extra", 2), ["id"]))).toBe("f.yml: probes.extra[2].kind: unknown key (allowed: id)");
   });
 });
 
@@ -172,7 +174,45 @@ describe("Action inputs", () => {
   });
 
   it("a flag or input origin may name a key path too", () => {
-    expect(refusal(() => flagOrigin("--adapter").fail("rank", "must be a positive integer"))).toBe("--adapter: rank: must be a positive integer");
+    expect(refusal(() => namedOrigin("--adapter").fail("rank", "must be a positive integer"))).toBe("--adapter: rank: must be a positive integer");
     expect(refusal(() => inputOrigin("config").fail("", "does not exist"))).toBe("input 'config': does not exist");
+  });
+});
+
+describe("server URLs: one rule for the config, flags, Action inputs and backends", () => {
+  it("takes absolute http(s) URLs only, at most 2000 characters", () => {
+    expect(urlFlag("http://127.0.0.1:8000/v1", "--inference-url")).toBe("http://127.0.0.1:8000/v1");
+    expect(urlFlag(undefined, "--inference-url")).toBeUndefined();
+    expect(refusal(() => urlFlag("notaurl", "--inference-url"))).toBe("--inference-url: expected an http(s) URL, got 'notaurl'");
+    expect(refusal(() => urlFlag("file:///etc/passwd", "--inference-url"))).toBe("--inference-url: expected an http(s) URL, got 'file:///etc/passwd'");
+    expect(refusal(() => urlFlag(`https://example.com/${"a".repeat(2000)}`, "--inference-url"))).toBe("--inference-url: longer than 2000 characters");
+    expect(refusal(() => parseHttpUrl(inputOrigin("inference-url"), "ftp://x", "", "http(s)://host[:port][/v1]"))).toBe("input 'inference-url': Invalid value 'ftp://x'. Expected http(s)://host[:port][/v1]");
+  });
+
+  it("refuses credentials in the URL wherever it comes from, without quoting them", () => {
+    const f = fileOrigin("delta-audit.yml");
+    for (const refuse of [
+      () => httpUrl(f, "https://user:hunter2@api.example.com/v1", "backend.url"),
+      () => urlFlag("http://user:hunter2@127.0.0.1:8000/v1", "--inference-url"),
+      () => parseHttpUrl(inputOrigin("inference-url"), "https://:hunter2@example.com", ""),
+    ]) {
+      const msg = refusal(refuse);
+      expect(msg).toMatch(/: credentials in the URL are not supported; pass the API key through the environment$/);
+      expect(msg).not.toContain("hunter2");
+    }
+    // a value that is not a URL is quoted without what looks like credentials
+    expect(refusal(() => urlFlag("ftp://user:hunter2@host", "--inference-url"))).toBe("--inference-url: expected an http(s) URL, got 'ftp://host'");
+  });
+});
+
+describe("required flags and environment variables", () => {
+  it("a missing or empty required flag says what it names", () => {
+    expect(requiredFlag("x", "--out", "the output folder")).toBe("x");
+    expect(refusal(() => requiredFlag(undefined, "--out", "the output folder"))).toBe("--out: required: the output folder");
+    expect(refusal(() => requiredFlag("", "--out", "the output folder"))).toBe("--out: required: the output folder");
+  });
+
+  it("an environment variable is named like a flag", () => {
+    expect(refusal(() => parseInteger(namedOrigin("DELTA_AUDIT_ORT_THREADS"), "1e6", "", { min: 1, max: 1024 }))).toBe("DELTA_AUDIT_ORT_THREADS: expected an integer, got '1e6'");
   });
 });
