@@ -13,12 +13,8 @@ import { createReadStream } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { BackendError, EXIT, InputError, oneLine } from "./errors";
-import { log } from "./progress";
 import { checkOutputDir, writeDirAtomic } from "./io/atomic";
-import { openCheckpoint } from "./io/checkpoint";
-import { openAdapter } from "./io/peft";
-import type { Checkpoint, LoraAdapter } from "./io/types";
-import { deltaPass, type DeltaSubject } from "./delta/pass";
+import { deltaPass, withDeltaSubject, type DeltaSubjectPaths } from "./delta/pass";
 import type { Backend } from "./backends/backend";
 import { apiKeyFrom, createBackend, type BackendFactory, type BackendSubject } from "./backends/index";
 import { chatCompletion } from "./backends/chat-completion";
@@ -28,7 +24,9 @@ import { applyOverrides, defaultConfig, loadConfig, type ScanConfig } from "./co
 import type { BackendType } from "./backends/settings";
 import type { Device } from "./linalg/device";
 import type { FailOn } from "./policy/severity";
-import { decideVerdict, type Verdict } from "./policy/verdict";
+import { assessMeasurement } from "./policy/measured";
+import { decideVerdict, type Unmeasured } from "./policy/verdict";
+import { variantForRank } from "./chat/types";
 import { buildReport, REPORT_FILES, writeReportFiles } from "./report/build";
 import type { ElicitationReport } from "./elicit/types";
 import type { Finding } from "./judge/types";
@@ -125,142 +123,28 @@ async function measureAndTruncate(
   const hashing = new AbortController();
   const digest = digestOf((subject.adapter ?? subject.finetuned)!, WEIGHT_FILE, hashing.signal);
   digest.catch(() => undefined); // awaited after the pass, whose errors are reported first
-  const opened: Array<Checkpoint | LoraAdapter> = [];
   try {
-    let base: Checkpoint | undefined;
-    if (await isDirectory(subject.base)) {
-      base = await openCheckpoint(subject.base);
-      opened.push(base);
-    } else if (needBase) {
-      throw new InputError("not a model folder", subject.base);
-    }
-    let delta: DeltaSubject;
-    if (subject.kind === "lora") {
-      const adapter = await openAdapter(subject.adapter!, { base });
-      opened.push(adapter);
-      delta = { kind: "lora", adapter };
-    } else {
-      const finetuned = await openCheckpoint(subject.finetuned!);
-      opened.push(finetuned);
-      delta = { kind: "full", base: base!, finetuned };
-    }
-    const t = Date.now();
-    const spectrum = await deltaPass(delta, rank, rankDir, { onWarning: (m) => log(`warning: ${m}`) });
-    // one walk measures and truncates: its time is the spectrum's, and truncation adds none of its own
-    timings.spectrum = seconds(t);
-    timings.truncate = 0;
+    // the base checks an adapter's shapes where it is a folder (an openai backend may name a hub model instead)
+    const base = (await isDirectory(subject.base)) ? subject.base : undefined;
+    if (!base && needBase) throw new InputError("not a model folder", subject.base);
+    const paths: DeltaSubjectPaths = subject.kind === "lora" ? { kind: "lora", adapter: subject.adapter!, base } : { kind: "full", base: base!, finetuned: subject.finetuned! };
+    const spectrum = await withDeltaSubject(paths, async (delta) => {
+      const t = Date.now();
+      const measured = await deltaPass(delta, rank, rankDir);
+      // one walk measures and truncates: timings.spectrum is the whole pass (there is no separate truncation time)
+      timings.spectrum = seconds(t);
+      return measured;
+    });
     return { spectrum, digest: await digest };
   } catch (err) {
     hashing.abort();
     throw err;
-  } finally {
-    await Promise.all(opened.map((o) => o.close().catch(() => undefined)));
   }
 }
 
 function describeFault(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
   return msg.split("\n")[0] ?? msg;
-}
-
-/** True when variants `a` and `b` answered every prompt of a big enough suite identically although some weight changed. */
-function variantsIdentical(elicitation: ElicitationReport, spectrum: SpectrumReport, variants: readonly string[], a: string, b: string): boolean {
-  if (spectrum.summary.modules === 0 || !variants.includes(a) || !variants.includes(b)) return false;
-  if (elicitation.probes.length < MIN_PROBES_FOR_IDENTITY_CHECK) return false;
-  return elicitation.probes.every((p) => {
-    const x = p.responses[a] ?? [];
-    const y = p.responses[b] ?? [];
-    return x.length === y.length && x.every((t, i) => t === y[i]);
-  });
-}
-
-/** True when `full` answered every prompt exactly like `base` although some weight changed. */
-export function fullIdenticalToBase(elicitation: ElicitationReport, spectrum: SpectrumReport, variants: readonly string[]): boolean {
-  return variantsIdentical(elicitation, spectrum, variants, "base", "full");
-}
-
-/**
- * Why the transcripts cannot support a verdict, or undefined when they can. A backend can
- * "succeed" without measuring anything: a server that answers every prompt with empty text,
- * or one that ignores the model name (llama.cpp's server does) and answers every variant with
- * the base model. Judging such transcripts finds nothing and would report a pass for a
- * fine-tune that was never observed, so they end the scan as neutral instead. The embedded
- * engine applies the fine-tune itself, so there identical answers are a measurement (the
- * change does not show in this suite), reported as a notice by the caller, not a fault.
- */
-export function unobservedReason(elicitation: ElicitationReport, spectrum: SpectrumReport, variants: readonly string[]): string | undefined {
-  const texts = (v: string) => elicitation.probes.flatMap((p) => p.responses[v] ?? []);
-  for (const v of variants) {
-    const all = texts(v);
-    if (all.length > 0 && all.every((t) => t.trim() === "")) return `the ${v} variant answered all ${all.length} prompts with empty text, so nothing was measured`;
-  }
-  if (elicitation.backend !== "embedded" && fullIdenticalToBase(elicitation, spectrum, variants)) {
-    return `the full variant answered all ${elicitation.probes.length} prompts exactly like base although ${spectrum.summary.modules} module(s) changed: the backend is probably not applying the fine-tune (check the model names; llama.cpp's server ignores them)`;
-  }
-  return undefined;
-}
-
-/** Below this many prompts, identical answers of two variants are not evidence of a misconfigured backend. */
-const MIN_PROBES_FOR_IDENTITY_CHECK = 8;
-
-/**
- * Why the suite, though it ran and was judged, measured nothing for its main question — does
- * the rank-k variant say what the full fine-tune does not? — or undefined when it did. Such a
- * suite may still fail a subject (a finding is a finding), but it must not pass one:
- *
- * - `rank` ≥ the adapter's rank: the truncation is the adapter itself, so rank-k *is* full
- *   (on every backend; the embedded engine builds it exactly so);
- * - on a server, rank-k answering exactly like base (the truncated adapter is not applied), or
- *   exactly like full when the config names the same served model for both (`rankNamedAsFull`).
- *   Text identical to full under *different* names is a measurement, not a fault: a fine-tune
- *   whose whole effect lives in σ₁ (the benign organism, say) answers so through a correct
- *   server too, and a server that ignores names altogether already shows as full = base. On the
- *   embedded engine we build the variants ourselves, so identical answers there are a measurement;
- * - a variant that answers every interrogation probe with empty text but the ordinary prompts
- *   with words: an empty reply hides whatever it would have said, so it was never asked.
- *
- * `maxRank` is the largest rank of the adapter's modules (undefined for a full fine-tune).
- */
-export function unansweredReason(
-  elicitation: ElicitationReport,
-  spectrum: SpectrumReport,
-  variants: readonly string[],
-  rank: number,
-  maxRank?: number,
-  rankNamedAsFull = false,
-): string | undefined {
-  const truncated = `rank${rank}`;
-  if (maxRank !== undefined && maxRank > 0 && rank >= maxRank) {
-    const lower = maxRank > 1 ? `use a --rank below ${maxRank} (1 is the method's default), or pin it with the Action's rank input` : "a rank-1 adapter has no lower rank to truncate to";
-    return `rank ${rank} is not below the adapter's rank (${maxRank}): the ${truncated} variant is the full fine-tune itself, so nothing could reveal what the full fine-tune hides; ${lower}`;
-  }
-  for (const v of variants) {
-    const asked = elicitation.probes.filter((p) => p.kind === "probe");
-    const answers = asked.flatMap((p) => p.responses[v] ?? []);
-    if (answers.length > 0 && answers.every((t) => t.trim() === "")) {
-      return `the ${v} variant answered all ${asked.length} interrogation probes with empty text (and the ordinary prompts with words): an empty reply hides whatever it would have said, so it was never interrogated`;
-    }
-  }
-  if (elicitation.backend !== "embedded") {
-    const truncates = maxRank === undefined || rank < maxRank;
-    if (truncates && rankNamedAsFull && variantsIdentical(elicitation, spectrum, variants, "full", truncated)) {
-      return `the ${truncated} variant answered all ${elicitation.probes.length} prompts exactly like full although the truncation changes the weights: backend.models.rank1 names the same served model as backend.models.full (point it at the rank-${rank} adapter)`;
-    }
-    if (variantsIdentical(elicitation, spectrum, variants, "base", truncated)) {
-      return `the ${truncated} variant answered all ${elicitation.probes.length} prompts exactly like base: the backend is probably not applying the truncated adapter (check backend.models.rank1, load-adapter and request-extras)`;
-    }
-  }
-  return undefined;
-}
-
-/** A pass that measured nothing for the main question is neutral; a fail stands. */
-function withUnanswered(verdict: Verdict, reason: string | undefined): Verdict {
-  if (!reason || verdict.conclusion !== "pass") return verdict;
-  return {
-    conclusion: "neutral",
-    reasons: ["the suite ran, but measured nothing for its main question (does the truncated variant reveal what the full fine-tune hides?), so it cannot pass the subject", reason],
-    failOn: verdict.failOn,
-  };
 }
 
 /** Run a whole scan and write its output folder. */
@@ -306,10 +190,9 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
     };
 
     let elicitation: ElicitationReport | undefined;
-    let fault: string | undefined;
     let findings: Finding[] = [];
-    let completed = false;
-    let unanswered: string | undefined;
+    // what went unmeasured, for the verdict; `unfinished ?? unobserved` is the report's error
+    const unmeasured: Unmeasured = {};
     let backend: Backend | undefined;
     try {
       let t = Date.now();
@@ -322,7 +205,7 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
       }
       timings.load = seconds(t);
       t = Date.now();
-      const variants = ["base", "full", `rank${config.rank}`];
+      const variants = ["base", "full", variantForRank(config.rank)];
       const run = await runElicitation({
         backend,
         probes: config.probes,
@@ -336,42 +219,41 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
       elicitation = run.report;
       const extra = (backend as Backend & { notices?: unknown }).notices;
       if (Array.isArray(extra)) for (const n of extra) if (typeof n === "string") elicitation.notices.push(n);
-      const maxRank = kind === "lora" ? Math.max(0, ...spectrum.modules.map((m) => m.rank)) : undefined;
-      const unobserved = run.error ? undefined : unobservedReason(elicitation, spectrum, variants);
-      if (!run.error && !unobserved) {
-        unanswered = unansweredReason(elicitation, spectrum, variants, config.rank, maxRank, config.backend.models.rank1 === config.backend.models.full);
-        if (unanswered) elicitation.notices.push(unanswered);
-      }
-      if (!run.error && !unobserved && fullIdenticalToBase(elicitation, spectrum, variants)) {
-        elicitation.notices.push("the full fine-tune answered every prompt exactly like base: whatever it changed does not show in this suite (try more probes, samples > 1, or longer max-tokens)");
-      }
       if (run.error) {
-        fault = `backend failed after ${run.completedVariants.length} of ${variants.length} variants: ${describeFault(run.error)}`;
-      } else if (unobserved) {
-        fault = unobserved;
-      } else if (config.judges.length === 0) {
-        // validateConfig refuses `judges: []`; a config built in code can still carry it
-        fault = "no judge is configured, so nothing was judged";
+        unmeasured.unfinished = `backend failed after ${run.completedVariants.length} of ${variants.length} variants: ${describeFault(run.error)}`;
       } else {
+        const measured = assessMeasurement({
+          elicitation,
+          spectrum,
+          adapterRank: kind === "lora" ? Math.max(0, ...spectrum.modules.map((m) => m.rank)) : undefined,
+          rankNamedAsFull: config.backend.models.rank1 === config.backend.models.full,
+        });
+        elicitation.notices.push(...measured.notices);
+        unmeasured.unobserved = measured.unobserved;
+        unmeasured.unanswered = measured.unanswered;
+        // validateConfig refuses `judges: []`; a config built in code can still carry it
+        if (!measured.unobserved && config.judges.length === 0) unmeasured.unobserved = "no judge is configured, so nothing was judged";
+      }
+      if (unmeasured.unfinished === undefined && unmeasured.unobserved === undefined) {
         t = Date.now();
         const judged = await runJudges(elicitation, spectrum, config, { investigator });
         findings = judged.findings;
         elicitation.notices.push(...judged.notices);
         timings.judge = seconds(t);
-        completed = true;
       }
     } catch (e) {
       if (e instanceof InputError) throw e;
-      fault = describeFault(e);
+      unmeasured.unfinished = describeFault(e);
     } finally {
       await backend?.close().catch(() => undefined);
     }
-    if (!completed) {
+    const fault = unmeasured.unfinished ?? unmeasured.unobserved;
+    if (fault !== undefined) {
       // still report what the spectrum says (warnings), never a pass
       findings = (await runJudges(undefined, spectrum, config)).findings;
     }
     timings.total = seconds(t0);
-    const verdict = withUnanswered(decideVerdict(findings, config.failOn, completed, fault), unanswered);
+    const verdict = decideVerdict(findings, config.failOn, unmeasured);
     const report = buildReport({ subject, spectrum, elicitation, findings, verdict, timings, error: fault });
     await writeReportFiles(tmp, report);
     const exitCode = verdict.conclusion === "pass" ? EXIT.pass : verdict.conclusion === "fail" ? EXIT.fail : EXIT.fault;

@@ -3,7 +3,7 @@
  * jitter (honouring Retry-After), a concurrency limit, an overall deadline, and size-capped
  * JSON bodies. Server responses are untrusted, so nothing here trusts a length or a shape.
  */
-import { BackendError } from "../errors";
+import { BackendError, oneLine } from "../errors";
 
 /** Statuses worth retrying: rate limiting and transient server faults. */
 export const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([408, 425, 429, 500, 502, 503, 504]);
@@ -177,7 +177,7 @@ export function serverMessage(text: string): string {
     // not JSON: quote the text itself
   }
   // control characters could rewrite a terminal line; the message is untrusted
-  const clean = msg.replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ").trim();
+  const clean = oneLine(msg).replace(/\s+/g, " ").trim();
   return clean.length > ERROR_BODY_QUOTE_CHARS ? `${clean.slice(0, ERROR_BODY_QUOTE_CHARS)}…` : clean;
 }
 

@@ -3,15 +3,17 @@
  * the job summary and the check-run annotations, from templates/ through report/templates.ts.
  *
  * Everything that came from a model or from the pull request (model text, module names,
- * folder names, finding titles) is untrusted and goes through report/sanitize.ts; templates
- * use triple-stash only on values produced by those helpers (templates.ts registers them). Each body is sized to its
- * GitHub limit here, where the limit bites, with a visible truncation note.
+ * folder names, finding titles) is untrusted and goes through report/sanitize.ts. Templates
+ * compile with noEscape (report/templates.ts), so `{{x}}` is as raw as `{{{x}}}`: every value
+ * must be neutralised before it reaches a template, in the view model or by a helper
+ * (`inline`, `code`, `fence`). Each body is sized to its GitHub limit here, where the limit
+ * bites, with a visible truncation note.
  */
 import type { Conclusion } from "../policy/verdict";
 import type { Report } from "../report/types";
-import { bySeverity, type Severity } from "../judge/types";
+import type { Severity } from "../judge/types";
 import { findingsAtOrAbove, type FailOn } from "../policy/severity";
-import { cut, cutDocument, HIDDEN_CHARS, inlineCode } from "../report/sanitize";
+import { cut, cutDocument, inlineCode, plainLine } from "../report/sanitize";
 import { renderMarkdown } from "../report/markdown";
 import { EXCERPT_CHARS, renderTemplate } from "../report/templates";
 import type { AuditSubject } from "./subjects";
@@ -27,9 +29,7 @@ export const MAX_JOB_SUMMARY_BYTES = 1_000_000;
 const MAX_TITLE_CHARS = 200;
 /** Annotation messages: plain text, long enough for a finding and its first excerpts. */
 const MAX_ANNOTATION_MESSAGE_CHARS = 2_000;
-/** Findings listed per subject in the comment and check summary; the rest stay in report.json. */
-const MAX_FINDINGS_LISTED = 20;
-/** Evidence excerpts per finding in the comment. */
+/** Evidence excerpts per finding in an annotation message. */
 const MAX_EVIDENCE_LISTED = 3;
 /** Room kept for the frame (marker, header, table, footer) before sections are sized. */
 const FRAME_RESERVE_CHARS = 6_000;
@@ -103,32 +103,15 @@ function subjectRow(r: SubjectResult, failOn: FailOn) {
   };
 }
 
-function sectionView(r: SubjectResult, headingLevel: number, findingsLimit: number) {
-  const report = r.report;
-  const byType = Object.entries(report?.spectrum?.summary?.byType ?? {})
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([type, v]) => ({ type, modules: v.modules, p10: fmt(v.stableRank?.p10), median: fmt(v.stableRank?.median), p90: fmt(v.stableRank?.p90) }));
-  const findings = [...(report?.findings ?? [])].sort(bySeverity);
+/** The section of a subject without a report: what the Action knows of it and why the scan stopped. */
+function reportlessView(r: SubjectResult, headingLevel: number) {
   return {
     heading: "#".repeat(headingLevel),
     icon: ICON[r.conclusion],
     rel: r.subject.rel,
     conclusion: r.conclusion,
     base: r.base,
-    digest: (report?.subject?.digest ?? "").slice(0, 12) || "–",
-    backend: report?.elicitation?.backend,
-    error: r.error ?? report?.error,
-    reasons: report?.verdict?.reasons ?? [],
-    byType,
-    findings: findings.slice(0, findingsLimit).map((f) => ({
-      severity: f.severity,
-      title: f.title,
-      confidence: fmt(f.confidence),
-      source: f.source,
-      terms: f.terms.slice(0, 8),
-      evidence: f.evidence.slice(0, MAX_EVIDENCE_LISTED),
-    })),
-    findingsOmitted: Math.max(0, findings.length - findingsLimit),
+    error: r.error,
   };
 }
 
@@ -143,13 +126,7 @@ export function renderSection(r: SubjectResult, maxChars: number, headingLevel =
     const body = renderMarkdown(r.report, { headingLevel: headingLevel + 1, maxChars: Math.max(200, maxChars - head.length) });
     return cutDocument(`${head}${body.trimEnd()}`, maxChars, TRUNCATION_NOTE);
   }
-  let limit = MAX_FINDINGS_LISTED;
-  let md = renderTemplate("subject-section.md.hbs", sectionView(r, headingLevel, limit));
-  while (md.length > maxChars && limit > 1) {
-    limit = Math.floor(limit / 2);
-    md = renderTemplate("subject-section.md.hbs", sectionView(r, headingLevel, limit));
-  }
-  return cutDocument(md.trimEnd(), maxChars, TRUNCATION_NOTE);
+  return cutDocument(renderTemplate("subject-section.md.hbs", reportlessView(r, headingLevel)).trimEnd(), maxChars, TRUNCATION_NOTE);
 }
 
 function headline(results: SubjectResult[], overall: Conclusion, failOn: FailOn): string {
@@ -222,11 +199,6 @@ export function renderJobSummary(results: SubjectResult[], meta: RenderMeta): st
   return cutDocument(md, Math.floor(MAX_JOB_SUMMARY_BYTES / 4), TRUNCATION_NOTE);
 }
 
-/** Plain text for annotation messages (not markdown): controls removed, whitespace collapsed, cut. */
-function plain(s: string, max: number): string {
-  return cut(String(s).replace(HIDDEN_CHARS, " ").replace(/\s+/g, " ").trim(), max);
-}
-
 /**
  * One annotation per subject with its verdict, and one per finding at its severity's level,
  * all on line 1 of the subject's adapter_config.json / config.json.
@@ -237,14 +209,14 @@ export function buildAnnotations(results: SubjectResult[]): CheckAnnotation[] {
     const at = { path: r.subject.configFile, start_line: 1, end_line: 1 };
     const level: AnnotationLevel = r.conclusion === "fail" ? "failure" : r.conclusion === "neutral" ? "warning" : "notice";
     const reasons = r.error ? [r.error] : (r.report?.verdict?.reasons ?? []);
-    out.push({ ...at, annotation_level: level, title: plain(`delta-audit: ${r.conclusion}`, MAX_TITLE_CHARS), message: plain(reasons.join("; ") || r.conclusion, MAX_ANNOTATION_MESSAGE_CHARS) });
+    out.push({ ...at, annotation_level: level, title: plainLine(`delta-audit: ${r.conclusion}`, MAX_TITLE_CHARS), message: plainLine(reasons.join("; ") || r.conclusion, MAX_ANNOTATION_MESSAGE_CHARS) });
     for (const f of r.report?.findings ?? []) {
       const evidence = f.evidence.slice(0, MAX_EVIDENCE_LISTED).map((e) => `[${e.probeId} / ${e.variant}] ${e.excerpt}`).join(" | ");
       out.push({
         ...at,
         annotation_level: ANNOTATION_LEVEL[f.severity],
-        title: plain(`${f.severity}: ${f.title}`, MAX_TITLE_CHARS),
-        message: plain(`${f.description ?? f.title} (confidence ${fmt(f.confidence)}, ${f.source}). ${evidence}`, MAX_ANNOTATION_MESSAGE_CHARS),
+        title: plainLine(`${f.severity}: ${f.title}`, MAX_TITLE_CHARS),
+        message: plainLine(`${f.description ?? f.title} (confidence ${fmt(f.confidence)}, ${f.source}). ${evidence}`, MAX_ANNOTATION_MESSAGE_CHARS),
       });
     }
   }

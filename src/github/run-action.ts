@@ -12,7 +12,7 @@ import { describeError, InputError, oneLine } from "../errors";
 import type { Conclusion } from "../policy/verdict";
 import type { ActionSettings } from "./input-helper";
 import type { GitHubContext } from "./context";
-import { GitHubHelper, isPermissionError } from "./github-helper";
+import { GitHubHelper, isPermissionError, MAX_ANNOTATIONS_PER_REQUEST } from "./github-helper";
 import { checkSubjectFiles, filterChanged, findSubjects, type AuditSubject } from "./subjects";
 import { readTextFileSync } from "../io/read-text";
 import {
@@ -33,9 +33,7 @@ import { writeFileAtomic } from "../io/atomic";
 import { looksLikeHubId, type ResolvedModel } from "../io/hub";
 import { isDirectorySync } from "../io/fs-util";
 import { applyOverrides, defaultConfig, loadConfig, type ScanConfig } from "../config";
-import type { BackendType } from "../backends/settings";
-import type { Device } from "../linalg/device";
-import { DEFAULT_FAIL_ON, type FailOn } from "../policy/severity";
+import { DEFAULT_FAIL_ON } from "../policy/severity";
 
 /**
  * The policy every subject is audited under, resolved once from the config file and the inputs
@@ -54,20 +52,18 @@ function resolvePolicy(settings: ActionSettings): { config: ScanConfig } | { err
   }
 }
 
-/** The scan stage's entry (src/scan.ts `runScan`), as the Action calls it. */
+/**
+ * The scan stage's entry (src/scan.ts `runScan`), as the Action calls it: the policy arrives
+ * resolved (resolvePolicy), so the scan has nothing left to override.
+ */
 export type ScanFn = (opts: {
   base: string;
   adapter?: string;
   finetuned?: string;
+  /** the config file, so the scan refuses an output folder that would hold it (checkOutputDir) */
   configPath?: string;
-  /** the config resolved once for the whole run (file + inputs); wins over configPath */
-  config?: ScanConfig;
-  backend?: BackendType;
-  inferenceUrl?: string;
-  device?: Device;
-  failOn?: FailOn;
-  /** the workflow's pinned truncation rank (input `rank`); wins over the config's */
-  rank?: number;
+  /** the config resolved once for the whole run: the file, then the inputs (fail-on, backend, inference-url, device, rank) */
+  config: ScanConfig;
   outDir: string;
   /** where API keys named by the config are looked up (runner credentials removed) */
   env?: Readonly<Record<string, string | undefined>>;
@@ -233,7 +229,7 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
   await writeFileAtomic(join(settings.outputDir, "comment.md"), comment);
   await writeFileAtomic(
     join(settings.outputDir, "check-run.json"),
-    `${JSON.stringify({ name: settings.checkName, head_sha: ctx.headSha, status: "completed", conclusion: checkConclusionFor(overall, settings.failOnNeutral), output: { ...output, annotations: annotations.slice(0, 50) } }, null, 2)}\n`,
+    `${JSON.stringify({ name: settings.checkName, head_sha: ctx.headSha, status: "completed", conclusion: checkConclusionFor(overall, settings.failOnNeutral), output: { ...output, annotations: annotations.slice(0, MAX_ANNOTATIONS_PER_REQUEST) } }, null, 2)}\n`,
   );
   await writeFileAtomic(
     join(settings.outputDir, "summary.json"),
@@ -309,11 +305,6 @@ async function auditOne(
       ...(subject.kind === "adapter" ? { adapter: subject.dir } : { finetuned: subject.dir }),
       configPath: settings.configPath,
       config: policy.config,
-      backend: settings.backend,
-      inferenceUrl: settings.inferenceUrl,
-      device: settings.device,
-      failOn: settings.failOn,
-      rank: settings.rank,
       outDir,
       env: scanEnvironment(),
     });

@@ -26,8 +26,11 @@ export const BADGE_COLOR: Readonly<Record<Conclusion, string>> = Object.freeze({
 /** A scan's fail badge shows how bad its worst finding is. */
 const FAIL_COLOR_BY_WORST: Readonly<Record<Severity, string>> = Object.freeze({ high: "red", medium: "orange", low: "yellow", info: "yellow" });
 
-/** The words for an audit that could not reach a verdict. */
-const INCONCLUSIVE = "inconclusive";
+/**
+ * The one word for each outcome on every badge (scan, run, sweep) and in a sweep's index; an
+ * audit that could not reach a verdict is "inconclusive", a model without a report "no report".
+ */
+export const BADGE_WORD: Readonly<Record<Conclusion | "missing", string>> = Object.freeze({ pass: "pass", fail: "fail", neutral: "inconclusive", missing: "no report" });
 
 function badge(label: string, message: string, color: string): Badge {
   return { schemaVersion: 1, label, message, color };
@@ -35,14 +38,13 @@ function badge(label: string, message: string, color: string): Badge {
 
 /** "fail (1 finding)", "fail (3 findings)". */
 export function failMessage(findings: number): string {
-  return `fail (${findings} ${findings === 1 ? "finding" : "findings"})`;
+  return `${BADGE_WORD.fail} (${findings} ${findings === 1 ? "finding" : "findings"})`;
 }
 
 /** badge.json of one scan: the verdict, the findings that failed it, and its worst severity. */
 export function badgeFor(report: Report, label = BADGE_LABEL): Badge {
   const v = report.verdict;
-  if (v.conclusion === "neutral") return badge(label, INCONCLUSIVE, BADGE_COLOR.neutral);
-  if (v.conclusion === "pass") return badge(label, "pass", BADGE_COLOR.pass);
+  if (v.conclusion !== "fail") return badge(label, BADGE_WORD[v.conclusion], BADGE_COLOR[v.conclusion]);
   // a fail under `never` only comes from a hand-edited report (sweeps read downloaded ones):
   // count every finding rather than claim a failure with none
   const n = v.failOn === "never" ? report.findings.length : findingsAtOrAbove(report.findings, v.failOn).length;
@@ -51,10 +53,10 @@ export function badgeFor(report: Report, label = BADGE_LABEL): Badge {
 
 /**
  * The Action's badge for a whole run over several subjects: `findings` counted at the run's
- * fail-on by the caller. An undecided run says "neutral", the check-run word the Action uses.
+ * fail-on by the caller. Its words are a scan's: an undecided run is "inconclusive".
  */
 export function runBadge(conclusion: Conclusion, findings: number, label = BADGE_LABEL): Badge {
-  return badge(label, conclusion === "fail" ? failMessage(findings) : conclusion, BADGE_COLOR[conclusion]);
+  return badge(label, conclusion === "fail" ? failMessage(findings) : BADGE_WORD[conclusion], BADGE_COLOR[conclusion]);
 }
 
 /** How many models of a sweep ended each way ("missing": no report was collected). */
@@ -64,12 +66,12 @@ export type SweepSummary = Record<Conclusion | "missing", number>;
 export function sweepBadge(summary: SweepSummary, label = SWEEP_BADGE_LABEL): Badge {
   const total = summary.pass + summary.fail + summary.neutral + summary.missing;
   const undecided = summary.neutral + summary.missing;
-  if (summary.fail > 0) return badge(label, `${summary.fail}/${total} fail`, BADGE_COLOR.fail);
-  if (undecided > 0) return badge(label, `${summary.pass}/${total} pass, ${undecided} ${INCONCLUSIVE}`, BADGE_COLOR.neutral);
-  return badge(label, `${summary.pass}/${total} pass`, BADGE_COLOR.pass);
+  if (summary.fail > 0) return badge(label, `${summary.fail}/${total} ${BADGE_WORD.fail}`, BADGE_COLOR.fail);
+  if (undecided > 0) return badge(label, `${summary.pass}/${total} ${BADGE_WORD.pass}, ${undecided} ${BADGE_WORD.neutral}`, BADGE_COLOR.neutral);
+  return badge(label, `${summary.pass}/${total} ${BADGE_WORD.pass}`, BADGE_COLOR.pass);
 }
 
 /** The badge of a model a sweep has no report for. */
 export function missingBadge(label: string): Badge {
-  return badge(label, "no report", BADGE_COLOR.neutral);
+  return badge(label, BADGE_WORD.missing, BADGE_COLOR.neutral);
 }

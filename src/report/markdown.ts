@@ -14,8 +14,6 @@ export interface RenderOptions {
   maxChars?: number;
   /** level of the top heading (1 = `#`); sections use the next level */
   headingLevel?: number;
-  /** where report.md.hbs lives (default: the package's templates/) */
-  templatesDir?: string;
 }
 
 /** One excerpt in a finding; long ones are cut with sanitize's marker. */
@@ -136,6 +134,6 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
     notices,
     footer: `_${safe(report.tool.name, 40)} ${safe(report.tool.version, 20)} · fail-on ${report.verdict.failOn} · findings are evidence with a confidence, not a certification._`,
   };
-  const md = `${renderTemplate("report.md.hbs", view, opts.templatesDir).replace(/\n{3,}/g, "\n\n").trimEnd()}\n`;
+  const md = `${renderTemplate("report.md.hbs", view).replace(/\n{3,}/g, "\n\n").trimEnd()}\n`;
   return opts.maxChars !== undefined ? cutDocument(md, opts.maxChars) : md;
 }

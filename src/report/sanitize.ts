@@ -4,32 +4,18 @@
  * notify, no raw HTML, no links, autolinks or images, no emoji shortcodes, no invisible text,
  * no headings, tables or fences that escape.
  */
+import { HIDDEN_CHARS } from "../errors";
 
 /** Marker appended when text is cut. */
 export const CUT_MARKER = " …[truncated]";
 
 /** Default cap for one excerpt of model output in a report. */
-export const DEFAULT_EXCERPT_CHARS = 600;
+const DEFAULT_EXCERPT_CHARS = 600;
 
 const ZWSP = "\u200b";
 
-/**
- * Characters that hide or reorder text: C0/C1 controls (not \n, \t), bidi overrides, isolates
- * and marks, BOM, and the invisible format characters — zero-width space, non-joiner and joiner
- * (U+200B–200D), word joiner and invisible operators (U+2060–2064, with the deprecated format
- * controls up to U+206F), soft hyphen, combining grapheme joiner, Hangul fillers (U+115F, U+1160,
- * U+3164, U+FFA0), Khmer and Mongolian invisibles, interlinear annotation marks, variation
- * selectors (VS1–16 U+FE00–FE0F and VS17–256 U+E0100–E01EF) and tag characters
- * (U+E0000–E007F). All render as nothing on GitHub but are read by any LLM that later reads the
- * comment: a string of variation selectors or tag characters after a visible character encodes
- * arbitrary hidden bytes, so a model could smuggle instructions in them. Emoji lose their
- * joiners and presentation selectors; that is the price.
- */
-export const HIDDEN_CHARS =
-  /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb]|[\u{1d173}-\u{1d17a}\u{e0000}-\u{e007f}\u{e0100}-\u{e01ef}]/gu;
-
-/** Remove control, bidi, invisible format and tag characters that can hide or reorder text. */
-export function stripControls(s: string): string {
+/** Remove the characters that can hide or reorder text (errors.ts HIDDEN_CHARS). */
+function stripControls(s: string): string {
   return s.replace(HIDDEN_CHARS, "");
 }
 
@@ -84,12 +70,20 @@ function escapePlain(s: string): string {
 }
 
 /**
+ * Plain text on one line, cut to `max`: hidden characters removed, whitespace collapsed. The
+ * first step of neutraliseInline, and all a plain-text field needs (check-run annotations).
+ */
+export function plainLine(text: string, max: number): string {
+  return cut(stripControls(String(text)).replace(/\s+/g, " ").trim(), max);
+}
+
+/**
  * Inline-safe text: one line, every markdown metacharacter escaped, HTML entities encoded,
  * mentions broken with a zero-width space, and links, references and emoji shortcodes shown
  * as inline code so GitHub neither links, notifies nor draws them.
  */
 export function neutraliseInline(text: string, max = DEFAULT_EXCERPT_CHARS): string {
-  const s = cut(stripControls(String(text)).replace(/\s+/g, " ").trim(), max);
+  const s = plainLine(text, max);
   let out = "";
   let last = 0;
   for (const m of s.matchAll(LINKABLE)) {
@@ -119,24 +113,51 @@ export function inlineCode(text: string, max = DEFAULT_EXCERPT_CHARS): string {
  * nothing (no HTML, no mentions, no links), so only controls and length need handling.
  */
 export function fencedBlock(text: string, max = DEFAULT_EXCERPT_CHARS): string {
-  const s = cut(stripControls(String(text)), max);
+  // a carriage return (alone or before \n) ends a line; stripControls would remove it and join the lines
+  const s = cut(stripControls(String(text).replace(/\r\n?/g, "\n")), max);
   let longest = 0;
   for (const m of s.matchAll(/`+/g)) longest = Math.max(longest, m[0].length);
-  // also guard against tilde fences
+  // a tilde line inside cannot close a backtick fence (CommonMark §4.5: same character)
   const fence = "`".repeat(Math.max(3, longest + 1));
-  return `${fence}text\n${s.replace(/\r\n?/g, "\n")}\n${fence}`;
+  return `${fence}text\n${s}\n${fence}`;
+}
+
+/**
+ * The fence still open at the end of `markdown`, as the line that closes it, or undefined.
+ * CommonMark §4.5: a fence is closed only by a run of the same character at least as long
+ * (with nothing after it), so a shorter ``` inside a fencedBlock is text, not a fence.
+ */
+function openFence(markdown: string): string | undefined {
+  let open: { ch: string; len: number } | undefined;
+  for (const line of markdown.split("\n")) {
+    const m = /^ {0,3}(`{3,}|~{3,})(.*)$/.exec(line);
+    if (!m) continue;
+    const run = m[1]!;
+    const rest = m[2]!;
+    if (open) {
+      if (run[0] === open.ch && run.length >= open.len && rest.trim() === "") open = undefined;
+    } else if (!(run[0] === "`" && rest.includes("`"))) {
+      // a backtick fence's info string holds no backtick; otherwise the line is a code span
+      open = { ch: run[0]!, len: run.length };
+    }
+  }
+  return open && open.ch.repeat(open.len);
 }
 
 /** Cut a whole markdown document to `max` characters at a line boundary, with a visible note. */
 export function cutDocument(markdown: string, max: number, note = "\n\n_…report truncated to fit GitHub's size limit; see the full report artifact._\n"): string {
   if (markdown.length <= max) return markdown;
-  const budget = Math.max(0, max - note.length);
-  let end = markdown.lastIndexOf("\n", budget);
-  if (end < budget / 2) end = budget;
-  let head = markdown.slice(0, end);
-  // do not leave a fence open: count fence lines and close if odd
-  const fences = head.match(/^(`{3,}|~{3,})/gm) ?? [];
-  if (fences.length % 2 === 1) head += `\n${fences[fences.length - 1]}`;
-  const out = head + note;
-  return out.length <= max ? out : out.slice(0, max);
+  let budget = Math.max(0, max - note.length);
+  for (;;) {
+    let end = markdown.lastIndexOf("\n", budget);
+    if (end < budget / 2) end = budget;
+    let head = markdown.slice(0, end);
+    // do not leave a fence open, or the note would be shown as code
+    const fence = openFence(head);
+    if (fence) head += `\n${fence}`;
+    const out = head + note;
+    if (out.length <= max || budget === 0) return out.slice(0, max);
+    // the closing fence did not fit: cut earlier by what overflowed
+    budget = Math.max(0, budget - (out.length - max));
+  }
 }

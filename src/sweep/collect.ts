@@ -9,10 +9,11 @@ import { readdir, readFile, stat, writeFile, mkdir } from "node:fs/promises";
 import { basename, dirname, join, relative } from "node:path";
 import { InputError } from "../errors";
 import { writeDirAtomic } from "../io/atomic";
-import { badgeFor, missingBadge, sweepBadge, type SweepSummary } from "../report/badge";
+import { BADGE_WORD, badgeFor, missingBadge, sweepBadge, type SweepSummary } from "../report/badge";
 import { neutraliseInline } from "../report/sanitize";
 import { REPORT_SCHEMA_VERSION, type Report } from "../report/types";
 import type { Conclusion } from "../policy/verdict";
+import { FAIL_ON, type FailOn } from "../policy/severity";
 import { bySeverity, SEVERITIES, type Severity } from "../judge/types";
 import { isValidModelName, type Registry } from "./registry";
 
@@ -72,6 +73,8 @@ export function validateReport(raw: unknown, file: string): Report {
   if (raw.schemaVersion !== REPORT_SCHEMA_VERSION) bad(`schemaVersion ${JSON.stringify(raw.schemaVersion)}, expected ${REPORT_SCHEMA_VERSION}`);
   const v = raw.verdict;
   if (!isObj(v) || !["pass", "fail", "neutral"].includes(v.conclusion as string)) bad("verdict.conclusion must be pass, fail or neutral");
+  // the badge counts the findings that failed the verdict at this threshold
+  if (!FAIL_ON.includes((v as Record<string, unknown>).failOn as FailOn)) bad(`verdict.failOn must be one of ${FAIL_ON.join(", ")}`);
   if (!isObj(raw.subject)) bad("subject must be an object");
   if (!Array.isArray(raw.findings)) bad("findings must be a list");
   (raw.findings as unknown[]).forEach((f, i) => {
@@ -98,14 +101,14 @@ function entryOf(name: string, report: Report, reportPath: string): IndexEntry {
   };
 }
 
-const ICON: Record<IndexEntry["conclusion"], string> = { pass: "✅ pass", fail: "❌ fail", neutral: "⚪ inconclusive", missing: "⚪ no report" };
+const ICON: Readonly<Record<IndexEntry["conclusion"], string>> = Object.freeze({ pass: "✅", fail: "❌", neutral: "⚪", missing: "⚪" });
 
 export function renderIndexMarkdown(index: SweepIndex): string {
   const s = index.summary;
   const lines = [
     "# delta-audit sweep",
     "",
-    `${index.models.length} models · ${s.pass} pass · ${s.fail} fail · ${s.neutral} inconclusive · ${s.missing} without a report · ${index.generatedAt}`,
+    `${index.models.length} models · ${s.pass} ${BADGE_WORD.pass} · ${s.fail} ${BADGE_WORD.fail} · ${s.neutral} ${BADGE_WORD.neutral} · ${s.missing} without a report · ${index.generatedAt}`,
     "",
     "| model | verdict | high | medium | low | stable rank (median) | top finding |",
     "|---|---|---:|---:|---:|---:|---|",
@@ -113,7 +116,7 @@ export function renderIndexMarkdown(index: SweepIndex): string {
   for (const m of index.models) {
     const top = m.topFinding ? `${m.topFinding.severity}: ${neutraliseInline(m.topFinding.title, 200)}` : "";
     const sr = m.stableRankMedian === undefined ? "" : m.stableRankMedian.toFixed(2);
-    lines.push(`| ${neutraliseInline(m.name, 100)} | ${ICON[m.conclusion]} | ${m.findings.high} | ${m.findings.medium} | ${m.findings.low} | ${sr} | ${top} |`);
+    lines.push(`| ${neutraliseInline(m.name, 100)} | ${ICON[m.conclusion]} ${BADGE_WORD[m.conclusion]} | ${m.findings.high} | ${m.findings.medium} | ${m.findings.low} | ${sr} | ${top} |`);
   }
   lines.push("", "_Findings are evidence with a confidence, not a certification._", "");
   return lines.join("\n");
@@ -128,6 +131,8 @@ export function renderIndexMarkdown(index: SweepIndex): string {
 export async function collectSweep(reportsDir: string, outDir: string, opts: { registry?: Registry; now?: Date } = {}): Promise<SweepIndex> {
   const files = await findReports(reportsDir);
   const byName = new Map<string, IndexEntry>();
+  /** the validated reports, for the badges: each file is read and checked once */
+  const reports = new Map<string, Report>();
   for (const file of files) {
     const name = basename(dirname(file));
     if (!isValidModelName(name)) throw new InputError(`the folder name '${name.slice(0, 100)}' is not a model name (letters, digits, '.', '_', '-')`, file);
@@ -145,6 +150,7 @@ export async function collectSweep(reportsDir: string, outDir: string, opts: { r
       throw new InputError(`model '${name}' is not in the registry ${opts.registry.file}`, file);
     }
     byName.set(name, entryOf(name, report, file));
+    reports.set(name, report);
   }
   const names = opts.registry ? opts.registry.entries.map((e) => e.name) : [...byName.keys()].sort();
   if (names.length === 0) throw new InputError("no <model>/report.json found below this folder", reportsDir);
@@ -161,7 +167,7 @@ export async function collectSweep(reportsDir: string, outDir: string, opts: { r
     await writeFile(join(tmp, "index.json"), `${JSON.stringify({ ...index, models: forJson }, null, 2)}\n`);
     await writeFile(join(tmp, "index.md"), renderIndexMarkdown(index));
     for (const m of models) {
-      const report = byName.get(m.name) ? (JSON.parse(await readFile(m.report!, "utf8")) as Report) : undefined;
+      const report = reports.get(m.name);
       const badge = report ? badgeFor(report, m.name) : missingBadge(m.name);
       await writeFile(join(tmp, "badges", `${m.name}.json`), `${JSON.stringify(badge)}\n`);
     }

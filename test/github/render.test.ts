@@ -3,6 +3,7 @@
  * stay inert, the marker survives truncation, annotations follow severity.
  */
 import { describe, expect, it } from "vitest";
+import { liveText } from "../security/markdown-check";
 import type { Finding } from "../../src/judge/types";
 import type { Report } from "../../src/report/types";
 import {
@@ -77,8 +78,8 @@ function assertInert(md: string) {
   expect(outside).not.toMatch(/(^|[^\\\u200b])@octocat/);
   expect(outside).not.toMatch(/(^|[^\u200b])@admin/);
   // URLs and references only as inline code (unlinked, still copyable)
-  expect(outside).not.toMatch(/(^|[^`])https?:\/\/evil/);
-  expect(outside).not.toMatch(/(^|[^`])#1\b/);
+  expect(liveText(body)).not.toMatch(/https?:\/\/evil/);
+  expect(liveText(body)).not.toMatch(/#1\b/);
   expect(outside).not.toMatch(/^# Fake heading/m);
   expect(outside).not.toMatch(/\u202e/);
   // fences are balanced

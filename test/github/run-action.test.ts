@@ -13,7 +13,6 @@ import { GitHubHelper } from "../../src/github/github-helper";
 import type { GitHubContext } from "../../src/github/context";
 import { getSettings } from "../../src/github/input-helper";
 import { runAction, type ScanFn } from "../../src/github/run-action";
-import { applyOverrides, loadConfig } from "../../src/config";
 import { MAX_CHECK_OUTPUT_CHARS, MAX_COMMENT_CHARS, commentMarker } from "../../src/github/render";
 import type { Finding } from "../../src/judge/types";
 import type { Report } from "../../src/report/types";
@@ -211,9 +210,9 @@ describe("the workflow pins rank", () => {
     // the attack: a PR raises rank to the adapter's, so the truncated variant is the adapter itself
     writeFileSync(join(ws, ".github", "delta-audit.yml"), "rank: 64\n");
     const seen: number[] = [];
+    // the stand-in reads the config it is handed and overrides nothing: the pin must already be in it
     const scan: ScanFn = async (opts) => {
-      // what runScan resolves: the given config, then the overrides (src/scan.ts resolveConfig)
-      seen.push(applyOverrides(opts.config ?? loadConfig(opts.configPath!), { rank: opts.rank }).rank);
+      seen.push(opts.config.rank);
       return scanWith(() => report("pass", []))(opts);
     };
     await runAction(settings({ "INPUT_CHANGED-ONLY": "false", INPUT_RANK: "1" }), ctx(), deps(scan));
@@ -232,23 +231,33 @@ describe("the workflow pins rank", () => {
 describe("runAction resolves the policy once", () => {
   const medium: Finding = { id: "m1", title: "Style shift", severity: "medium", source: "implant", terms: ["glad"], evidence: [], confidence: 0.5 };
 
-  it("counts findings with the config's fail-on and hands every scan the same resolved config", async () => {
+  it("counts findings with the config's fail-on and hands every scan the same resolved config, and nothing to override", async () => {
     gh = await startFakeGitHub();
     mkdirSync(join(ws, ".github"));
-    writeFileSync(join(ws, ".github", "delta-audit.yml"), "fail-on: medium\nseed: 7\n");
-    const seen: (string | number | undefined)[][] = [];
+    writeFileSync(join(ws, ".github", "delta-audit.yml"), "fail-on: medium\nseed: 7\nrank: 8\n");
+    const configPath = join(ws, ".github", "delta-audit.yml");
+    const seen: unknown[] = [];
+    // the stand-in applies no overrides: what it records is exactly what the scan is handed
     const scan: ScanFn = async (opts) => {
-      seen.push([opts.config?.failOn, opts.config?.seed]);
+      const { failOn, seed, rank, backend } = opts.config;
+      seen.push({ keys: Object.keys(opts).sort(), configPath: opts.configPath, failOn, seed, rank, backend: backend.type, url: backend.url, device: backend.device });
       // the stand-in reports a verdict under "high": the outputs must still count at the run's fail-on
       return scanWith(() => report("pass", [medium]))(opts);
     };
+    const keys = ["adapter", "base", "config", "configPath", "env", "outDir"];
     const r = await runAction(settings({ "INPUT_CHANGED-ONLY": "false" }), ctx(), deps(scan));
-    expect(seen).toEqual([["medium", 7], ["medium", 7]]);
+    const fromFile = { keys, configPath, failOn: "medium", seed: 7, rank: 8, backend: "embedded", url: undefined, device: "cpu" };
+    expect(seen).toEqual([fromFile, fromFile]);
     expect(r.findings).toBe(2);
-    // an input wins over the file, for the scans and the count alike
+    // the inputs win over the file, for the scans and the count alike
     seen.length = 0;
-    const pinned = await runAction(settings({ "INPUT_CHANGED-ONLY": "false", "INPUT_FAIL-ON": "high" }), ctx(), deps(scan));
-    expect(seen).toEqual([["high", 7], ["high", 7]]);
+    const pinned = await runAction(
+      settings({ "INPUT_CHANGED-ONLY": "false", "INPUT_FAIL-ON": "high", INPUT_RANK: "2", INPUT_BACKEND: "openai", "INPUT_INFERENCE-URL": "http://127.0.0.1:9/v1", INPUT_DEVICE: "cuda" }),
+      ctx(),
+      deps(scan),
+    );
+    const fromInputs = { keys, configPath, failOn: "high", seed: 7, rank: 2, backend: "openai", url: "http://127.0.0.1:9/v1", device: "cuda" };
+    expect(seen).toEqual([fromInputs, fromInputs]);
     expect(pinned.findings).toBe(0);
   });
 

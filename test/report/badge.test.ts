@@ -46,8 +46,8 @@ describe("badges", () => {
     expect(badgeFor(report("pass", "high", ["medium"]))).toEqual({ schemaVersion: 1, label: BADGE_LABEL, message: "pass", color: BADGE_COLOR.pass });
     expect(badgeFor(report("neutral", "high", ["high"]))).toMatchObject({ message: "inconclusive", color: BADGE_COLOR.neutral });
     expect(runBadge("pass", 0)).toEqual({ schemaVersion: 1, label: BADGE_LABEL, message: "pass", color: BADGE_COLOR.pass });
-    // the run badge uses the check run's word for an undecided run
-    expect(runBadge("neutral", 3)).toEqual({ schemaVersion: 1, label: BADGE_LABEL, message: "neutral", color: BADGE_COLOR.neutral });
+    // the run badge says a scan's word for an undecided run
+    expect(runBadge("neutral", 3)).toEqual({ schemaVersion: 1, label: BADGE_LABEL, message: "inconclusive", color: BADGE_COLOR.neutral });
     expect(runBadge("fail", 1)).toEqual({ schemaVersion: 1, label: BADGE_LABEL, message: "fail (1 finding)", color: BADGE_COLOR.fail });
   });
 

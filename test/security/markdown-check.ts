@@ -63,6 +63,15 @@ export function withoutCodeSpans(line: string): string {
   return out;
 }
 
+/**
+ * What GitHub renders live: the lines outside fenced blocks with their code spans removed. A
+ * URL or reference found here is linked; an escaped backtick (\\`) opens no span, so text after
+ * it counts.
+ */
+export function liveText(md: string): string {
+  return outsideFences(md).lines.map(withoutCodeSpans).join("\n");
+}
+
 /** Unescaped occurrences of `ch` (not preceded by an odd number of backslashes). */
 export function unescaped(text: string, ch: string): number {
   let n = 0;

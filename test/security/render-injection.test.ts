@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { renderMarkdown } from "../../src/report/markdown";
 import { buildAnnotations, MAX_CHECK_OUTPUT_CHARS, MAX_COMMENT_CHARS, MAX_JOB_SUMMARY_BYTES, renderCheckOutput, renderComment, renderJobSummary, type SubjectResult } from "../../src/github/render";
 import type { Report } from "../../src/report/types";
-import { outsideFences, problems } from "./markdown-check";
+import { liveText, outsideFences, problems } from "./markdown-check";
 
 /** References GitHub links (and notifies), shortcodes it draws, and characters it hides. */
 const AUTOLINKS_AND_INVISIBLES = [
@@ -80,6 +80,10 @@ describe("untrusted text is inert on every GitHub surface", () => {
     for (const inj of AUTOLINKS_AND_INVISIBLES) expect(problems(`| a |\n|---|\n| ${inj} |\n`), JSON.stringify(inj)).not.toEqual([]);
     // and does not flag plain prose, times, digests too long to be a SHA, or our own mention breaker
     expect(problems(`at 12:30:45, ratio 3:4, digest ${"e".repeat(64)}, @\u200boctocat, &#123; C# 9`)).toEqual([]);
+    // what the other tests search for live links: a code span hides a URL, an escaped backtick does not
+    expect(liveText("see `https://evil.example` and `#1`")).toBe("see  CODE  and  CODE ");
+    expect(liveText("see \\`https://evil.example`")).toMatch(/https:\/\/evil/);
+    expect(liveText("```\nhttps://evil.example\n```\nafter")).toBe("after");
   });
 
   it("autolinks, shortcodes and invisible characters survive in no body, and a URL stays copyable", () => {

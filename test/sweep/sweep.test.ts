@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InputError } from "../../src/errors";
 import { generateOrganism } from "../../src/organisms/index";
 import { MAX_MATRIX_JOBS, parseRegistry, planMatrix } from "../../src/sweep/registry";
-import { renderIndexMarkdown, validateReport } from "../../src/sweep/collect";
+import { collectSweep, renderIndexMarkdown, validateReport } from "../../src/sweep/collect";
 import { sweepBadge } from "../../src/report/badge";
 
 const root = new URL("../..", import.meta.url).pathname;
@@ -77,6 +77,45 @@ models:
   it("refuses a report.json that is not a delta-audit report", () => {
     expect(() => validateReport({ schemaVersion: 2 }, "r.json")).toThrow(/r\.json: not a delta-audit report: schemaVersion 2/);
     expect(() => validateReport({ schemaVersion: 1, verdict: { conclusion: "maybe" } }, "r.json")).toThrow(/verdict\.conclusion/);
+  });
+
+  const minimal = (failOn: unknown) => ({
+    schemaVersion: 1,
+    verdict: { conclusion: "fail", reasons: ["x"], failOn },
+    subject: { base: "b", kind: "lora" },
+    findings: [
+      { severity: "high", title: "h" },
+      { severity: "medium", title: "m" },
+      { severity: "low", title: "l" },
+    ],
+    spectrum: { summary: {} },
+  });
+
+  it("refuses a verdict whose fail-on is not a threshold (its badge would say 'fail (0 findings)')", () => {
+    for (const failOn of ["critical", undefined, 1]) {
+      expect(() => validateReport(minimal(failOn), "r.json")).toThrow(/r\.json: not a delta-audit report: verdict\.failOn must be one of high, medium, low, never/);
+    }
+    for (const failOn of ["high", "medium", "low", "never"]) expect(validateReport(minimal(failOn), "r.json").verdict.failOn).toBe(failOn);
+  });
+
+  it("collect badges each model from its validated report, and stops on one with an unknown fail-on", async () => {
+    const reports = join(dir, "collect-failon");
+    mkdirSync(join(reports, "m"), { recursive: true });
+    writeFileSync(join(reports, "m", "report.json"), JSON.stringify(minimal("medium")));
+    const site = join(dir, "collect-failon-site");
+    await collectSweep(reports, site);
+    expect(JSON.parse(readFileSync(join(site, "badges", "m.json"), "utf8"))).toEqual({ schemaVersion: 1, label: "m", message: "fail (2 findings)", color: "red" });
+
+    mkdirSync(join(reports, "n"));
+    writeFileSync(join(reports, "n", "report.json"), JSON.stringify(minimal("critical")));
+    const site2 = join(dir, "collect-failon-site2");
+    const err = await collectSweep(reports, site2).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as InputError).message).toMatch(/n\/report\.json: not a delta-audit report: verdict\.failOn must be one of/);
+    expect(existsSync(site2)).toBe(false);
   });
 });
 
