@@ -52122,18 +52122,21 @@ function linksOutside(path, root) {
   const rel = relative(realpathSync(root), real);
   return rel === ".." || rel.startsWith(`..${sep}`) || resolve(rel) === rel;
 }
-function checkSubjectFiles(subject, root) {
+function checkFolderFiles(dir, label, root) {
   let names;
   try {
-    names = readdirSync(subject.dir);
+    names = readdirSync(dir);
   } catch {
     return;
   }
   for (const name of names) {
-    if (linksOutside(join(subject.dir, name), root)) {
-      throw new InputError("is a symlink to outside the workspace; refusing to read it", subject.rel === "." ? name : `${subject.rel}/${name}`);
+    if (linksOutside(join(dir, name), root)) {
+      throw new InputError("is a symlink to outside the workspace; refusing to read it", label === "." ? name : `${label}/${name}`);
     }
   }
+}
+function checkSubjectFiles(subject, root) {
+  checkFolderFiles(subject.dir, subject.rel, root);
 }
 function filterChanged(subjects, changedFiles, configRel) {
   if (configRel && changedFiles.includes(configRel)) return subjects;
@@ -62705,7 +62708,10 @@ async function resolveBase(subject, settings, ctx, deps, cache2) {
   let spec = settings.base;
   if (spec) {
     const local = resolve6(ctx.workspace, spec);
-    if (isDirectorySync(local)) return local;
+    if (isDirectorySync(local)) {
+      if (0) checkFolderFiles2(local, relative5(ctx.workspace, local).split(sep5).join("/") || ".", ctx.workspace);
+      return local;
+    }
     if (!looksLikeHubId(spec)) throw new InputError(`'${spec}' is neither a folder nor a Hub model id ({org}/{name}[@{revision}])`, "input 'base'");
   } else {
     if (subject.kind !== "adapter") throw new InputError(`set 'base' to audit the full checkpoint ${subject.rel}`, "input 'base'");

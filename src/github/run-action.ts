@@ -13,7 +13,7 @@ import type { Conclusion } from "../policy/verdict";
 import type { ActionSettings } from "./input-helper";
 import type { GitHubContext } from "./context";
 import { GitHubHelper, isPermissionError, MAX_ANNOTATIONS_PER_REQUEST } from "./github-helper";
-import { checkSubjectFiles, filterChanged, findSubjects, type AuditSubject } from "./subjects";
+import { checkFolderFiles, checkSubjectFiles, filterChanged, findSubjects, type AuditSubject } from "./subjects";
 import { readTextFileSync } from "../io/read-text";
 import {
   buildAnnotations,
@@ -265,7 +265,11 @@ async function resolveBase(subject: AuditSubject, settings: ActionSettings, ctx:
   let spec = settings.base;
   if (spec) {
     const local = resolve(ctx.workspace, spec);
-    if (isDirectorySync(local)) return local;
+    if (isDirectorySync(local)) {
+      // a base folder in the workspace comes from the pull request as much as the subject does
+      checkFolderFiles(local, relative(ctx.workspace, local).split(sep).join("/") || ".", ctx.workspace);
+      return local;
+    }
     if (!looksLikeHubId(spec)) throw new InputError(`'${spec}' is neither a folder nor a Hub model id ({org}/{name}[@{revision}])`, "input 'base'");
   } else {
     if (subject.kind !== "adapter") throw new InputError(`set 'base' to audit the full checkpoint ${subject.rel}`, "input 'base'");

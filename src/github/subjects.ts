@@ -167,22 +167,29 @@ export function linksOutside(path: string, root: string): boolean {
 }
 
 /**
- * Refuse a subject any of whose files is a symlink out of the workspace: a pull request could
- * otherwise point adapter_config.json at /proc/self/environ or a runner secret and get bits of
- * it quoted back in an error, or point a weights file at /dev/zero.
+ * Refuse a model folder in the workspace any of whose files is a symlink out of it: a pull
+ * request could point adapter_config.json, tokenizer.json or a weights file at a runner secret
+ * (read, and bits of it quoted back) or at /dev/zero (read forever). `label` names the folder
+ * in the error, workspace-relative. Folders outside the workspace were given on purpose (a
+ * Hub cache) and are not ours to judge.
  */
-export function checkSubjectFiles(subject: AuditSubject, root: string): void {
+export function checkFolderFiles(dir: string, label: string, root: string): void {
   let names: string[];
   try {
-    names = readdirSync(subject.dir);
+    names = readdirSync(dir);
   } catch {
     return;
   }
   for (const name of names) {
-    if (linksOutside(join(subject.dir, name), root)) {
-      throw new InputError("is a symlink to outside the workspace; refusing to read it", subject.rel === "." ? name : `${subject.rel}/${name}`);
+    if (linksOutside(join(dir, name), root)) {
+      throw new InputError("is a symlink to outside the workspace; refusing to read it", label === "." ? name : `${label}/${name}`);
     }
   }
+}
+
+/** checkFolderFiles for an audited subject. */
+export function checkSubjectFiles(subject: AuditSubject, root: string): void {
+  checkFolderFiles(subject.dir, subject.rel, root);
 }
 
 /**

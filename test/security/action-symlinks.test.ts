@@ -80,6 +80,22 @@ describe("symlinks out of the workspace", () => {
     expect(r.results[0]!.error).toMatch(/zero\/adapter_model\.safetensors: is a symlink to outside the workspace/);
   });
 
+  it("a base folder in the workspace whose tokenizer.json links to a secret is refused before any scan", async () => {
+    gh = await startFakeGitHub();
+    const a = join(ws, "adapters", "fine");
+    mkdirSync(a, { recursive: true });
+    writeFileSync(join(a, "adapter_config.json"), JSON.stringify({ peft_type: "LORA", base_model_name_or_path: "org/base" }));
+    writeFileSync(join(a, "adapter_model.safetensors"), "x");
+    symlinkSync(join(outside, "secret.txt"), join(ws, "base", "tokenizer.json"));
+    scanned.length = 0;
+    const r = await runAction(settings(), ctx(), deps());
+    expect(scanned).toEqual([]);
+    expect(r.conclusion).toBe("neutral");
+    expect(r.results[0]!.error).toMatch(/^base\/tokenizer\.json: is a symlink to outside the workspace/);
+    const published = JSON.stringify({ run: [...gh.checkRuns.values()][0], comments: gh.comments, files: readFileSync(join(r.reportDir, "comment.md"), "utf8") });
+    expect(published).not.toContain("TOPSECRET");
+  });
+
   it("a config input that is a symlink out of the workspace is an input error; links inside it are fine", () => {
     mkdirSync(join(ws, ".github"));
     symlinkSync(join(outside, "secret.txt"), join(ws, ".github", "delta-audit.yml"));
