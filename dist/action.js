@@ -43145,6 +43145,11 @@ function changeSums(f, b) {
   }
   return { d2, b2 };
 }
+function nonFinite(name, base, ft, baseBlock) {
+  const tensor2 = JSON.stringify(name);
+  if (!baseBlock.every(Number.isFinite)) return new InputError(`tensor ${tensor2} holds NaN or Inf weights`, base.dir);
+  return new InputError(`tensor ${tensor2} differs from the base by a non-finite amount (NaN or Inf weights)`, ft.dir);
+}
 async function denseDelta(base, ft, module, opts = {}) {
   const name = `${module}.weight`;
   const shape = ft.info(name)?.shape;
@@ -43152,10 +43157,12 @@ async function denseDelta(base, ft, module, opts = {}) {
   const [rows, cols] = shape;
   const delta = opts.into && opts.into.length >= rows * cols ? opts.into.subarray(0, rows * cols) : new Float32Array(rows * cols);
   let f2 = 0;
+  let bad;
   await forEachBlock(base, ft, name, shape, (b, f, off) => {
     f2 += subtractInto(f, b, delta, off);
+    if (!bad && !Number.isFinite(f2)) bad = nonFinite(name, base, ft, b);
   }, opts.blocks);
-  if (!Number.isFinite(f2)) throw new InputError(`tensor ${JSON.stringify(name)} differs from the base by a non-finite amount (NaN or Inf weights)`, ft.dir);
+  if (bad) throw bad;
   return { delta, rows, cols, frobenius: Math.sqrt(f2) };
 }
 async function denseTopK(delta, rows, cols, frobenius, k) {
@@ -43168,12 +43175,14 @@ async function tensorChange(base, ft, name, blocks) {
   const shape = ft.info(name).shape;
   let d2 = 0;
   let b2 = 0;
+  let bad;
   await forEachBlock(base, ft, name, shape, (b, f) => {
     const s = changeSums(f, b);
     d2 += s.d2;
     b2 += s.b2;
+    if (!bad && !Number.isFinite(d2)) bad = nonFinite(name, base, ft, b);
   }, blocks);
-  if (!Number.isFinite(d2)) throw new InputError(`tensor ${JSON.stringify(name)} differs from the base by a non-finite amount (NaN or Inf weights)`, ft.dir);
+  if (bad) throw bad;
   if (d2 === 0) return void 0;
   const frobenius = Math.sqrt(d2);
   const relative6 = b2 > 0 ? frobenius / Math.sqrt(b2) : 1;
@@ -44812,7 +44821,7 @@ var init_model = __esm({
         }, ctx.pool);
       }
       get tokenizer() {
-        if (!this.tok) throw new InputError("no tokenizer.json: text generation needs the tokenizer files", this.where);
+        if (!this.tok) throw new InputError("not found: text generation needs the tokenizer", join12(this.where, "tokenizer.json"));
         return this.tok;
       }
       variants() {
@@ -51573,12 +51582,26 @@ function plainChat(messages, addGenerationPrompt) {
   return addGenerationPrompt ? `${body}
 Assistant:` : body;
 }
+function quoteToken(t) {
+  return JSON.stringify(t.length > MAX_QUOTED_TOKEN_CHARS ? `${t.slice(0, MAX_QUOTED_TOKEN_CHARS)}\u2026` : t);
+}
+function checkModelUnk(tok, model, tjPath) {
+  if (!model || typeof model !== "object") return;
+  const m = model;
+  if (typeof m.unk_token === "string" && tok.token_to_id(m.unk_token) === void 0) {
+    throw new InputError(`model.unk_token ${quoteToken(m.unk_token)} is not in the vocabulary`, tjPath);
+  }
+  if (typeof m.unk_id === "number" && Array.isArray(m.vocab) && !(Number.isInteger(m.unk_id) && m.unk_id >= 0 && m.unk_id < m.vocab.length)) {
+    throw new InputError(`model.unk_id ${m.unk_id} is outside the vocabulary [0, ${m.vocab.length})`, tjPath);
+  }
+}
 async function loadTokenizer(dir) {
   const tjPath = join13(dir, "tokenizer.json");
   const tcPath = join13(dir, "tokenizer_config.json");
+  const stmPath = join13(dir, "special_tokens_map.json");
   const tj = await readJson(tjPath, true);
   const tc = await readJson(tcPath, false) ?? {};
-  const stm = await readJson(join13(dir, "special_tokens_map.json"), false) ?? {};
+  const stm = await readJson(stmPath, false) ?? {};
   const gen = await readJson(join13(dir, "generation_config.json"), false);
   const cfg = await readJson(join13(dir, "config.json"), false);
   let tok;
@@ -51589,7 +51612,12 @@ async function loadTokenizer(dir) {
     throw new InputError(`unsupported or malformed tokenizer: ${err.message}`, tjPath);
   }
   const idOf = (text3) => text3 === void 0 ? void 0 : tok.token_to_id(text3);
+  checkModelUnk(tok, tj?.model, tjPath);
   const special = (k) => tokenText(tc[k]) ?? tokenText(stm[k]);
+  const unkText = special("unk_token");
+  if (unkText !== void 0 && idOf(unkText) === void 0) {
+    throw new InputError(`unk_token ${quoteToken(unkText)} is not in the vocabulary of tokenizer.json`, tokenText(tc.unk_token) !== void 0 ? tcPath : stmPath);
+  }
   const bosText = special("bos_token");
   const eosText = special("eos_token");
   const bosTokenId = ids(gen?.bos_token_id)[0] ?? idOf(bosText) ?? ids(cfg?.bos_token_id)[0] ?? null;
@@ -51633,19 +51661,26 @@ async function loadTokenizer(dir) {
     }
   };
   const encodeChat = (text3) => tok.encode(text3, { add_special_tokens: template === void 0 }).ids;
+  const applyChatTemplate = (messages, opts) => {
+    const text3 = renderChat(messages, opts);
+    const list2 = encodeChat(text3);
+    if (list2.length > 0) return list2;
+    if (template) throw new InputError(`chat_template renders ${text3.trim() === "" ? "an empty prompt" : "a prompt of no tokens"}`, tcPath);
+    throw new InputError("encodes the prompt as no tokens", tjPath);
+  };
   return {
     encode: (text3, opts = {}) => tok.encode(text3, { add_special_tokens: opts.addSpecialTokens ?? true }).ids,
     // the tokenizers library rejects an empty list; a reply whose first token ends the turn is empty text
     decode: (list2, opts = {}) => list2.length === 0 ? "" : tok.decode(list2, { skip_special_tokens: opts.skipSpecialTokens ?? false }),
     renderChat,
     encodeChat,
-    applyChatTemplate: (messages, opts) => encodeChat(renderChat(messages, opts)),
+    applyChatTemplate,
     bosTokenId,
     eosTokenIds,
     hasChatTemplate: template !== void 0
   };
 }
-var END_OF_TURN_TOKENS;
+var MAX_QUOTED_TOKEN_CHARS, END_OF_TURN_TOKENS;
 var init_tokenizer = __esm({
   "src/engine/tokenizer.ts"() {
     "use strict";
@@ -51655,6 +51690,7 @@ var init_tokenizer = __esm({
     init_checkpoint();
     init_fs_util();
     init_chat_template();
+    MAX_QUOTED_TOKEN_CHARS = 64;
     END_OF_TURN_TOKENS = Object.freeze(["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>"]);
   }
 });
@@ -62709,7 +62745,7 @@ async function resolveBase(subject, settings, ctx, deps, cache2) {
   if (spec) {
     const local = resolve6(ctx.workspace, spec);
     if (isDirectorySync(local)) {
-      if (0) checkFolderFiles2(local, relative5(ctx.workspace, local).split(sep5).join("/") || ".", ctx.workspace);
+      checkFolderFiles(local, relative5(ctx.workspace, local).split(sep5).join("/") || ".", ctx.workspace);
       return local;
     }
     if (!looksLikeHubId(spec)) throw new InputError(`'${spec}' is neither a folder nor a Hub model id ({org}/{name}[@{revision}])`, "input 'base'");
@@ -62920,6 +62956,7 @@ function chatCompletion(opts) {
 }
 
 // src/elicit/run.ts
+init_errors();
 init_progress();
 
 // src/elicit/plan.ts
@@ -63020,6 +63057,7 @@ async function runElicitation(opts) {
       completed.push(v);
     } catch (err) {
       bar.done("failed");
+      if (err instanceof InputError) throw err;
       return { report, completedVariants: completed, error: err instanceof Error ? err : new Error(String(err)) };
     }
   }
@@ -63040,6 +63078,7 @@ async function runElicitation(opts) {
         completed.push(CONTRAST_VARIANT);
       } catch (err) {
         bar.done("failed");
+        if (err instanceof InputError) throw err;
         return { report, completedVariants: completed, error: err instanceof Error ? err : new Error(String(err)) };
       }
     }

@@ -146,6 +146,16 @@ function changeSums(f: Float32Array, b: Float32Array): { d2: number; b2: number 
   return { d2, b2 };
 }
 
+/**
+ * ΔW is non-finite when either side holds NaN/Inf (float32 differences cannot overflow a float64
+ * square): the error names the base's folder when its block does, else the fine-tune's.
+ */
+function nonFinite(name: string, base: Checkpoint, ft: Checkpoint, baseBlock: Float32Array): InputError {
+  const tensor = JSON.stringify(name);
+  if (!baseBlock.every(Number.isFinite)) return new InputError(`tensor ${tensor} holds NaN or Inf weights`, base.dir);
+  return new InputError(`tensor ${tensor} differs from the base by a non-finite amount (NaN or Inf weights)`, ft.dir);
+}
+
 interface DenseDeltaOptions {
   /** reused block buffers for the reads (the walk keeps one for the whole pass) */
   blocks?: TensorBlockReader;
@@ -161,10 +171,12 @@ export async function denseDelta(base: Checkpoint, ft: Checkpoint, module: strin
   const [rows, cols] = shape as [number, number];
   const delta = opts.into && opts.into.length >= rows * cols ? opts.into.subarray(0, rows * cols) : new Float32Array(rows * cols);
   let f2 = 0;
+  let bad: InputError | undefined;
   await forEachBlock(base as RowSource, ft as RowSource, name, shape, (b, f, off) => {
     f2 += subtractInto(f, b, delta, off);
+    if (!bad && !Number.isFinite(f2)) bad = nonFinite(name, base, ft, b);
   }, opts.blocks);
-  if (!Number.isFinite(f2)) throw new InputError(`tensor ${JSON.stringify(name)} differs from the base by a non-finite amount (NaN or Inf weights)`, ft.dir);
+  if (bad) throw bad;
   return { delta, rows, cols, frobenius: Math.sqrt(f2) };
 }
 
@@ -181,12 +193,14 @@ export async function tensorChange(base: Checkpoint, ft: Checkpoint, name: strin
   const shape = ft.info(name)!.shape;
   let d2 = 0;
   let b2 = 0;
+  let bad: InputError | undefined;
   await forEachBlock(base as RowSource, ft as RowSource, name, shape, (b, f) => {
     const s = changeSums(f, b);
     d2 += s.d2;
     b2 += s.b2;
+    if (!bad && !Number.isFinite(d2)) bad = nonFinite(name, base, ft, b);
   }, blocks);
-  if (!Number.isFinite(d2)) throw new InputError(`tensor ${JSON.stringify(name)} differs from the base by a non-finite amount (NaN or Inf weights)`, ft.dir);
+  if (bad) throw bad;
   if (d2 === 0) return undefined;
   const frobenius = Math.sqrt(d2);
   // a tensor that is zero in the base (a bias initialised to 0) changed by 100% of itself

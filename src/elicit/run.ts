@@ -2,8 +2,12 @@
  * Runs the elicitation suite: every probe × sample on every variant, one batch per variant
  * (the backend batches as it sees fit), plus the contrastive variant when asked and possible.
  * A backend failure does not lose what was already generated: the partial transcripts come
- * back with the error, so the report can still show them (verdict neutral).
+ * back with the error, so the report can still show them (verdict neutral). An InputError is
+ * not a backend failure but a fault in the subject's files found while generating (a chat
+ * template that raises or renders nothing, a context shorter than the prompts, NaN weights):
+ * it is thrown, so the scan stops with exit 2 naming the file and writes nothing.
  */
+import { InputError } from "../errors";
 import type { Backend } from "../backends/backend";
 import type { ContrastOptions, GenerationResult } from "../chat/types";
 import type { ElicitationReport, ProbeRecord } from "./types";
@@ -30,7 +34,7 @@ export interface ElicitResult {
   report: ElicitationReport;
   /** variants that ran to the end */
   completedVariants: string[];
-  /** set when a variant failed; the report then holds what finished before it */
+  /** set when a variant failed with a backend fault; the report then holds what finished before it */
   error?: Error;
 }
 
@@ -95,6 +99,7 @@ export async function runElicitation(opts: ElicitOptions): Promise<ElicitResult>
       completed.push(v);
     } catch (err) {
       bar.done("failed");
+      if (err instanceof InputError) throw err;
       return { report, completedVariants: completed, error: err instanceof Error ? err : new Error(String(err)) };
     }
   }
@@ -116,6 +121,7 @@ export async function runElicitation(opts: ElicitOptions): Promise<ElicitResult>
         completed.push(CONTRAST_VARIANT);
       } catch (err) {
         bar.done("failed");
+        if (err instanceof InputError) throw err;
         return { report, completedVariants: completed, error: err instanceof Error ? err : new Error(String(err)) };
       }
     }

@@ -234,7 +234,7 @@ export class DecoderModel implements LoadedModel {
   }
 
   get tokenizer(): TextTokenizer {
-    if (!this.tok) throw new InputError("no tokenizer.json: text generation needs the tokenizer files", this.where);
+    if (!this.tok) throw new InputError("not found: text generation needs the tokenizer", join(this.where, "tokenizer.json"));
     return this.tok;
   }
 

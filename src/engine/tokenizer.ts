@@ -15,7 +15,7 @@ import type { ChatMessage } from "../chat/types";
 export interface TextTokenizer {
   encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
   decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;
-  /** the chat template rendered and tokenized (encodeChat of renderChat) */
+  /** the chat template rendered and tokenized (encodeChat of renderChat); no tokens is an InputError naming the file */
   applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): number[];
   /** the chat template rendered as text */
   renderChat(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): string;
@@ -62,6 +62,29 @@ function plainChat(messages: ChatMessage[], addGenerationPrompt: boolean): strin
   return addGenerationPrompt ? `${body}\nAssistant:` : body;
 }
 
+/** Longest token text quoted in an error message (token texts come from the checkpoint's files). */
+const MAX_QUOTED_TOKEN_CHARS = 64;
+
+function quoteToken(t: string): string {
+  return JSON.stringify(t.length > MAX_QUOTED_TOKEN_CHARS ? `${t.slice(0, MAX_QUOTED_TOKEN_CHARS)}…` : t);
+}
+
+/**
+ * The tokenizer model's own unknown token must have an id: WordPiece and BPE emit it for every
+ * word they cannot split, and tokenizers.js then maps it to no id at all (the Rust crate fails
+ * on the first unknown word). Checked at load, so a scan does not fail only once a probe holds one.
+ */
+function checkModelUnk(tok: Tokenizer, model: unknown, tjPath: string): void {
+  if (!model || typeof model !== "object") return;
+  const m = model as { unk_token?: unknown; unk_id?: unknown; vocab?: unknown };
+  if (typeof m.unk_token === "string" && tok.token_to_id(m.unk_token) === undefined) {
+    throw new InputError(`model.unk_token ${quoteToken(m.unk_token)} is not in the vocabulary`, tjPath);
+  }
+  if (typeof m.unk_id === "number" && Array.isArray(m.vocab) && !(Number.isInteger(m.unk_id) && m.unk_id >= 0 && m.unk_id < m.vocab.length)) {
+    throw new InputError(`model.unk_id ${m.unk_id} is outside the vocabulary [0, ${m.vocab.length})`, tjPath);
+  }
+}
+
 /** End-of-turn markers of common chat templates (Llama 3, ChatML/Qwen, Phi, Gemma). */
 const END_OF_TURN_TOKENS = Object.freeze(["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>"]);
 
@@ -69,10 +92,11 @@ const END_OF_TURN_TOKENS = Object.freeze(["<|eot_id|>", "<|im_end|>", "<|end|>",
 export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   const tjPath = join(dir, "tokenizer.json");
   const tcPath = join(dir, "tokenizer_config.json");
+  const stmPath = join(dir, "special_tokens_map.json");
   const tj = await readJson(tjPath, true);
   const tc = (await readJson(tcPath, false)) ?? {};
   // transformers falls back to special_tokens_map.json for special tokens tokenizer_config.json lacks
-  const stm = (await readJson(join(dir, "special_tokens_map.json"), false)) ?? {};
+  const stm = (await readJson(stmPath, false)) ?? {};
   const gen = await readJson(join(dir, "generation_config.json"), false);
   const cfg = await readJson(join(dir, "config.json"), false);
   let tok: Tokenizer;
@@ -84,8 +108,15 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
     throw new InputError(`unsupported or malformed tokenizer: ${(err as Error).message}`, tjPath);
   }
   const idOf = (text: string | undefined): number | undefined => (text === undefined ? undefined : tok.token_to_id(text));
+  checkModelUnk(tok, tj?.model, tjPath);
 
   const special = (k: string): string | undefined => tokenText(tc[k]) ?? tokenText(stm[k]);
+  // transformers would append a named unk_token the vocabulary lacks as a new token, past the
+  // model's embedding rows: a checkpoint whose files disagree is refused here, naming the file
+  const unkText = special("unk_token");
+  if (unkText !== undefined && idOf(unkText) === undefined) {
+    throw new InputError(`unk_token ${quoteToken(unkText)} is not in the vocabulary of tokenizer.json`, tokenText(tc.unk_token) !== undefined ? tcPath : stmPath);
+  }
   const bosText = special("bos_token");
   const eosText = special("eos_token");
   const bosTokenId = ids(gen?.bos_token_id)[0] ?? idOf(bosText) ?? ids(cfg?.bos_token_id)[0] ?? null;
@@ -138,13 +169,21 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
   // the template writes BOS etc. itself (transformers tokenizes it with add_special_tokens=False);
   // the plain format gets the tokenizer's own specials
   const encodeChat = (text: string): number[] => tok.encode(text, { add_special_tokens: template === undefined }).ids;
+  // a prompt of no tokens has no position to predict from; the file that produced it is named
+  const applyChatTemplate = (messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): number[] => {
+    const text = renderChat(messages, opts);
+    const list = encodeChat(text);
+    if (list.length > 0) return list;
+    if (template) throw new InputError(`chat_template renders ${text.trim() === "" ? "an empty prompt" : "a prompt of no tokens"}`, tcPath);
+    throw new InputError("encodes the prompt as no tokens", tjPath);
+  };
   return {
     encode: (text, opts = {}) => tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids,
     // the tokenizers library rejects an empty list; a reply whose first token ends the turn is empty text
     decode: (list, opts = {}) => (list.length === 0 ? "" : tok.decode(list, { skip_special_tokens: opts.skipSpecialTokens ?? false })),
     renderChat,
     encodeChat,
-    applyChatTemplate: (messages, opts) => encodeChat(renderChat(messages, opts)),
+    applyChatTemplate,
     bosTokenId,
     eosTokenIds,
     hasChatTemplate: template !== undefined,
