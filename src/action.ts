@@ -30,6 +30,7 @@ async function main(): Promise<void> {
     core.setOutput("findings", String(result.findings));
     core.setOutput("report-dir", result.reportDir);
     core.setOutput("badge", result.badge);
+    core.setOutput("sarif", result.sarif);
     if (result.conclusion === "fail") {
       core.setFailed(`delta-audit: verdict fail (${result.findings} finding(s) at or above the fail-on severity); see the check run, PR comment or ${result.reportDir}`);
     } else if (result.conclusion === "neutral" && settings.failOnNeutral) {

@@ -16,6 +16,7 @@ import * as serve from "./commands/serve";
 import * as sweep from "./commands/sweep";
 import * as organism from "./commands/organism";
 import * as demo from "./commands/demo";
+import * as probes from "./commands/probes";
 
 function buildProgram(): Command {
   const program = new Command("delta-audit")
@@ -24,7 +25,7 @@ function buildProgram(): Command {
     // usage errors follow the same contract as every other bad input: one line on stderr
     .configureOutput({ outputError: (str, write) => write(`delta-audit: ${str.trim().replace(/^error: /, "").replace(/\s*\n\s*/g, " ")} (see --help)\n`) })
     .exitOverride();
-  for (const cmd of [spectrum, truncate, logits, generate, scan, serve, sweep, organism, demo]) cmd.register(program);
+  for (const cmd of [spectrum, truncate, logits, generate, scan, serve, sweep, organism, demo, probes]) cmd.register(program);
   return program;
 }
 

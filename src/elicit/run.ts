@@ -10,7 +10,7 @@
 import { InputError } from "../errors";
 import type { Backend } from "../backends/backend";
 import type { ContrastOptions, GenerationResult } from "../chat/types";
-import type { ElicitationReport, ProbeRecord } from "./types";
+import type { Attempt, ElicitationReport, ProbeRecord } from "./types";
 import { progress, type ProgressOptions } from "../progress";
 import { buildRequests, type SamplingPlan } from "./plan";
 import { systemPromptFor, type Probe } from "./probes";
@@ -38,31 +38,51 @@ export interface ElicitResult {
   error?: Error;
 }
 
-function emptyRecords(probes: readonly Probe[]): ProbeRecord[] {
-  return probes.map((p) => ({ id: p.id, kind: p.kind, prompt: p.prompt, responses: {} }));
+function emptyRecords(probes: readonly Probe[], systemPrompt: string): ProbeRecord[] {
+  return probes.map((p) => ({ id: p.id, kind: p.kind, prompt: p.prompt, systemPrompt: systemPromptFor(p.kind, systemPrompt), responses: {}, attempts: {} }));
+}
+
+/**
+ * An attempt's `seconds`: the variant's batch wall time divided evenly among its attempts
+ * (the backends batch requests, so one answer's own time is not observable), in milliseconds'
+ * precision.
+ */
+export function attemptSeconds(batchSeconds: number, attempts: number): number {
+  return attempts > 0 ? Math.round((1000 * batchSeconds) / attempts) / 1000 : 0;
 }
 
 /** Place results (ids `${probeId}#${sample}`) into the probe records under `variant`. */
-function store(records: ProbeRecord[], probes: readonly Probe[], samples: number, variant: string, results: GenerationResult[]): void {
+function store(records: ProbeRecord[], probes: readonly Probe[], samples: number, variant: string, results: GenerationResult[], batchSeconds: number): void {
   if (results.length !== probes.length * samples) {
     throw new Error(`backend returned ${results.length} results for ${probes.length * samples} requests on ${variant}`);
   }
-  const byId = new Map<string, string>();
-  for (const r of results) byId.set(r.id, typeof r.text === "string" ? r.text : "");
+  const byId = new Map<string, GenerationResult>();
+  for (const r of results) byId.set(r.id, r);
+  const seconds = attemptSeconds(batchSeconds, results.length);
   probes.forEach((p, i) => {
     const texts: string[] = [];
+    const attempts: Attempt[] = [];
     for (let s = 0; s < samples; s++) {
-      const t = byId.get(`${p.id}#${s}`);
-      if (t === undefined) throw new Error(`backend result for ${p.id}#${s} on ${variant} is missing`);
-      texts.push(t);
+      const r = byId.get(`${p.id}#${s}`);
+      if (r === undefined) throw new Error(`backend result for ${p.id}#${s} on ${variant} is missing`);
+      texts.push(typeof r.text === "string" ? r.text : "");
+      attempts.push({
+        tokens: Number.isFinite(r.tokens) ? r.tokens : 0,
+        finishReason: r.finishReason === "length" ? "length" : "stop",
+        seconds,
+      });
     }
     records[i].responses[variant] = texts;
+    (records[i].attempts ??= {})[variant] = attempts;
   });
 }
 
+/** Seconds since `start` (a performance.now() reading). */
+const since = (start: number): number => (performance.now() - start) / 1000;
+
 export async function runElicitation(opts: ElicitOptions): Promise<ElicitResult> {
   const { backend, probes, plan } = opts;
-  const records = emptyRecords(probes);
+  const records = emptyRecords(probes, opts.systemPrompt);
   const notices: string[] = [];
   const served = new Set(backend.variants());
   const variants = [...opts.variants];
@@ -90,11 +110,12 @@ export async function runElicitation(opts: ElicitOptions): Promise<ElicitResult>
     const bar = progress(`elicit ${v}`, requests.length, opts.progress);
     try {
       let last = 0;
+      const start = performance.now();
       const results = await backend.generate(v, requests, (done) => {
         bar.tick(Math.max(0, done - last));
         last = Math.max(last, done);
       });
-      store(records, probes, plan.samples, v, results);
+      store(records, probes, plan.samples, v, results, since(start));
       bar.done();
       completed.push(v);
     } catch (err) {
@@ -111,11 +132,12 @@ export async function runElicitation(opts: ElicitOptions): Promise<ElicitResult>
       const bar = progress(`elicit ${CONTRAST_VARIANT}`, requests.length, opts.progress);
       try {
         let last = 0;
+        const start = performance.now();
         const results = await backend.contrastiveGenerate(requests, opts.contrast, (done) => {
           bar.tick(Math.max(0, done - last));
           last = Math.max(last, done);
         });
-        store(records, probes, plan.samples, CONTRAST_VARIANT, results);
+        store(records, probes, plan.samples, CONTRAST_VARIANT, results, since(start));
         bar.done();
         variants.push(CONTRAST_VARIANT);
         completed.push(CONTRAST_VARIANT);

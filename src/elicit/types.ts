@@ -7,8 +7,29 @@ export interface ProbeRecord {
   id: string;
   kind: "probe" | "ordinary";
   prompt: string;
+  /**
+   * the system prompt this probe was sent with (probes.ts systemPromptFor: ordinary prompts get
+   * a plain one while the configured prompt is the default); "" = none sent. Report schema 2.
+   */
+  systemPrompt?: string;
   /** variant name → one response per sample */
   responses: Record<string, string[]>;
+  /** variant name → one attempt per sample, parallel to `responses` (report schema 2; a v1 report has none) */
+  attempts?: Record<string, Attempt[]>;
+}
+
+/** How one answer was generated. */
+export interface Attempt {
+  /** tokens generated */
+  tokens: number;
+  /** "length": cut at max-tokens; "stop": the model ended its answer */
+  finishReason: "stop" | "length";
+  /**
+   * Backends generate a variant's requests as one batch (rows decode together), so a single
+   * answer's time is not observable: this is the variant's batch wall time divided evenly among
+   * its attempts (run.ts attemptSeconds). Summed over a variant it is the batch's time.
+   */
+  seconds: number;
 }
 
 export interface ElicitationReport {

@@ -11,10 +11,11 @@
  */
 import type { Conclusion } from "../policy/verdict";
 import type { Report } from "../report/types";
-import type { Severity } from "../judge/types";
+import { bySeverity, type Finding, type Severity } from "../judge/types";
 import { findingsAtOrAbove, type FailOn } from "../policy/severity";
-import { cut, cutDocument, inlineCode, plainLine } from "../report/sanitize";
+import { cut, cutDocument, inlineCode, neutraliseInline, plainLine } from "../report/sanitize";
 import { renderMarkdown } from "../report/markdown";
+import { REPORT_FILES } from "../report/build";
 import { EXCERPT_CHARS, renderTemplate } from "../report/templates";
 import type { AuditSubject } from "./subjects";
 import type { AnnotationLevel, CheckAnnotation, CheckConclusion, CheckOutput } from "./github-helper";
@@ -33,6 +34,19 @@ const MAX_ANNOTATION_MESSAGE_CHARS = 2_000;
 const MAX_EVIDENCE_LISTED = 3;
 /** Room kept for the frame (marker, header, table, footer) before sections are sized. */
 const FRAME_RESERVE_CHARS = 6_000;
+/** Findings listed in the PR comment, over every subject, most severe first; the rest are in the check run. */
+export const MAX_TOP_FINDINGS = 5;
+/** A finding's title in the comment's list. */
+const TOP_FINDING_TITLE_CHARS = 160;
+/** Room kept after the collapsed section for the report links and the footer. */
+const DETAILS_RESERVE_CHARS = 2_000;
+/** Layers drawn per chart: beyond this a bar chart is unreadable in a comment (the report has all). */
+export const MAX_CHART_LAYERS = 160;
+
+/** Report files named in the comment; the rest of a many-subject run is in the output folder. */
+const MAX_VIEWS_LISTED = 12;
+/** report.html and report.sarif in a subject's output folder (written by the scan, report/build.ts). */
+export const SUBJECT_VIEW_FILES = Object.freeze([REPORT_FILES.html, REPORT_FILES.sarif]);
 
 const TRUNCATION_NOTE = "\n\n_…truncated to fit GitHub's size limit; the full report is in the workflow's report artifact (report.json, report.md)._\n";
 
@@ -49,6 +63,11 @@ export interface SubjectResult {
   report?: Report;
   /** why the run stopped early (input or backend error) */
   error?: string;
+  /**
+   * The subject's views that exist in its output folder (SUBJECT_VIEW_FILES), as paths relative
+   * to the Action's output-dir with forward slashes: `adapters_quirk/report.html`.
+   */
+  views?: string[];
 }
 
 export interface RenderMeta {
@@ -59,6 +78,10 @@ export interface RenderMeta {
   runUrl?: string;
   /** shown when the token could not write to the PR */
   readOnlyNote?: string;
+  /** the Action's output folder, workspace-relative, named where the report files are */
+  outputDir?: string;
+  /** the run's SARIF file (all subjects), relative to outputDir, when it was written */
+  sarif?: string;
 }
 
 export function checkConclusion(c: Conclusion): CheckConclusion {
@@ -142,23 +165,138 @@ function sectionBudget(total: number, frame: number, n: number): number {
   return Math.max(500, Math.floor((total - frame - FRAME_RESERVE_CHARS) / Math.max(1, n)));
 }
 
-/** The sticky PR comment: marker first (so truncation can never drop it), ≤ 65,536 chars. */
-export function renderComment(results: SubjectResult[], meta: RenderMeta): string {
-  const overall = overallConclusion(results);
-  const view = (sections: string[]) => ({
+const SEVERITY_ICON: Record<Severity, string> = Object.freeze({ high: "🔴", medium: "🟠", low: "🟡", info: "🔵" });
+
+/** The few most severe findings over every subject, one line each, and how many were left out. */
+function topFindings(results: SubjectResult[]) {
+  const all: { rel: string; f: Finding }[] = [];
+  for (const r of results) for (const f of r.report?.findings ?? []) all.push({ rel: r.subject.rel, f });
+  all.sort((a, b) => bySeverity(a.f, b.f));
+  return {
+    top: all.slice(0, MAX_TOP_FINDINGS).map(({ rel, f }) => ({
+      icon: SEVERITY_ICON[f.severity] ?? "",
+      severity: f.severity,
+      rel,
+      title: neutraliseInline(f.title, TOP_FINDING_TITLE_CHARS),
+      confidence: fmt(f.confidence),
+      source: neutraliseInline(f.source, 40),
+    })),
+    more: Math.max(0, all.length - MAX_TOP_FINDINGS),
+  };
+}
+
+/** A number for a chart: finite, two decimals, nothing else (mermaid text carries no strings of ours or theirs). */
+function chartNumber(x: unknown): string | undefined {
+  return typeof x === "number" && Number.isFinite(x) ? String(Math.round(x * 100) / 100) : undefined;
+}
+
+/**
+ * A mermaid xychart of the median stable rank by layer from report.spectrum.summary.byLayer,
+ * or undefined when there is nothing to draw. Its text holds only our words, layer numbers
+ * (keys that are decimal integers; others are skipped) and numbers: nothing from the model or
+ * the pull request reaches mermaid's parser.
+ */
+export function stableRankChart(report: Report): string | undefined {
+  const byLayer = report.spectrum?.summary?.byLayer ?? {};
+  const points: { layer: number; median: string }[] = [];
+  for (const [key, v] of Object.entries(byLayer)) {
+    if (!/^\d{1,6}$/.test(key)) continue;
+    const median = chartNumber(v?.stableRank?.median);
+    if (median !== undefined) points.push({ layer: Number(key), median });
+  }
+  if (points.length === 0) return undefined;
+  points.sort((a, b) => a.layer - b.layer);
+  const shown = points.slice(0, MAX_CHART_LAYERS);
+  const top = Math.max(...shown.map((p) => Number(p.median)));
+  const yMax = chartNumber(top > 0 ? top * 1.1 : 1)!;
+  return [
+    "```mermaid",
+    "xychart-beta",
+    `  x-axis "layer" [${shown.map((p) => p.layer).join(", ")}]`,
+    `  y-axis "median stable rank" 0 --> ${yMax}`,
+    `  bar [${shown.map((p) => p.median).join(", ")}]`,
+    "```",
+  ].join("\n");
+}
+
+/** The collapsed section's body for one subject: its name and its chart. */
+function chartBlock(r: SubjectResult): string | undefined {
+  if (!r.report) return undefined;
+  const chart = stableRankChart(r.report);
+  if (!chart) return undefined;
+  const layers = Object.keys(r.report.spectrum.summary.byLayer ?? {}).filter((k) => /^\d{1,6}$/.test(k)).length;
+  const note = layers > MAX_CHART_LAYERS ? ` (first ${MAX_CHART_LAYERS} of ${layers} layers)` : "";
+  return `${inlineCode(r.subject.rel, EXCERPT_CHARS)} — median stable rank of the weight update by layer${note}:\n\n${chart}`;
+}
+
+/** Charts for as many subjects as `budget` characters hold, and a note for the rest. */
+function chartsWithin(results: SubjectResult[], budget: number): string {
+  const blocks: string[] = [];
+  let used = 0;
+  let left = 0;
+  const drawable = results.map(chartBlock).filter((b): b is string => b !== undefined);
+  for (const b of drawable) {
+    if (used + b.length + 2 > budget) {
+      left++;
+      continue;
+    }
+    blocks.push(b);
+    used += b.length + 2;
+  }
+  if (left > 0) blocks.push(`_${left} more subject${left === 1 ? "" : "s"}: see the check run and each subject's report.md._`);
+  return blocks.join("\n\n");
+}
+
+/** Where the report files are: each subject's views, the run's SARIF, the output folder and the run page. */
+function reportFiles(results: SubjectResult[], meta: RenderMeta) {
+  const views = results.flatMap((r) => r.views ?? []);
+  const files = views.slice(0, MAX_VIEWS_LISTED).map((v) => inlineCode(v, EXCERPT_CHARS));
+  if (views.length > MAX_VIEWS_LISTED) files.push(`${views.length - MAX_VIEWS_LISTED} more`);
+  if (meta.sarif) files.push(inlineCode(meta.sarif, EXCERPT_CHARS));
+  if (files.length === 0) return undefined;
+  return {
+    files: files.join(" · "),
+    outputDir: meta.outputDir ? inlineCode(meta.outputDir, EXCERPT_CHARS) : undefined,
+    runUrl: meta.runUrl,
+  };
+}
+
+/**
+ * The comment's view: verdict, the subjects table, the top findings and the subjects that
+ * stopped early; the collapsed charts and report links are added by renderComment once the
+ * frame's size is known.
+ */
+function commentView(results: SubjectResult[], meta: RenderMeta, details: string, overall: Conclusion) {
+  const { top, more } = topFindings(results);
+  return {
     marker: commentMarker(meta.checkName),
     icon: ICON[overall],
     title: `${meta.checkName}: ${overall}`,
     headline: headline(results, overall, meta.failOn),
     subjects: results.map((r) => subjectRow(r, meta.failOn)),
-    sections,
+    topFindings: top,
+    moreFindings: more,
+    stopped: results.filter((r) => r.error).map((r) => ({ rel: r.subject.rel, error: r.error })),
+    details,
+    reports: reportFiles(results, meta),
     readOnlyNote: meta.readOnlyNote,
     version: meta.version,
     runUrl: meta.runUrl,
-  });
-  const frame = renderTemplate("comment.md.hbs", view([])).length;
-  const budget = sectionBudget(MAX_COMMENT_CHARS, frame, results.length);
-  const body = renderTemplate("comment.md.hbs", view(results.map((r) => renderSection(r, budget, 3))));
+  };
+}
+
+/**
+ * The sticky PR comment, kept short: verdict, the subjects table, the few top findings, then a
+ * collapsed section with each subject's stable rank by layer (a mermaid chart, which GitHub
+ * draws) and where the full reports are. Marker first (so truncation can never drop it),
+ * ≤ 65,536 characters: the charts get what the rest leaves, and the whole is cut as before.
+ */
+export function renderComment(results: SubjectResult[], meta: RenderMeta): string {
+  const overall = overallConclusion(results);
+  const frame = renderTemplate("comment.md.hbs", commentView(results, meta, "", overall)).length;
+  const room = MAX_COMMENT_CHARS - frame - DETAILS_RESERVE_CHARS;
+  const details = room > 0 ? chartsWithin(results, room) : "";
+  const body = renderTemplate("comment.md.hbs", commentView(results, meta, details, overall));
   return cutDocument(body, MAX_COMMENT_CHARS, TRUNCATION_NOTE);
 }
 
@@ -191,12 +329,19 @@ export function renderCheckOutput(results: SubjectResult[], meta: RenderMeta): C
   return { title, summary, text };
 }
 
-/** The job summary: the comment's content without the marker, sized to the step limit. */
+/**
+ * The job summary: the comment's content without the marker, then every subject's full section
+ * (its report.md), sized to the step limit.
+ */
 export function renderJobSummary(results: SubjectResult[], meta: RenderMeta): string {
-  const md = renderComment(results, meta).replace(commentMarker(meta.checkName), "").trimStart();
-  if (Buffer.byteLength(md, "utf8") <= MAX_JOB_SUMMARY_BYTES) return md;
+  const short = renderComment(results, meta).replace(commentMarker(meta.checkName), "").trimStart();
   // 4 bytes per character is the UTF-8 worst case
-  return cutDocument(md, Math.floor(MAX_JOB_SUMMARY_BYTES / 4), TRUNCATION_NOTE);
+  const maxChars = Math.floor(MAX_JOB_SUMMARY_BYTES / 4);
+  const budget = sectionBudget(maxChars, short.length, results.length);
+  const sections = results.length > 0 ? `\n\n## Each subject in full\n\n${results.map((r) => renderSection(r, budget, 3)).join("\n\n")}\n` : "";
+  const md = `${short.trimEnd()}${sections}`;
+  if (Buffer.byteLength(md, "utf8") <= MAX_JOB_SUMMARY_BYTES) return md;
+  return cutDocument(md, maxChars, TRUNCATION_NOTE);
 }
 
 /**

@@ -5,7 +5,7 @@
  * drive it; src/action.ts wires the real ones.
  */
 import * as core from "@actions/core";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, lstatSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { describeError, InputError, oneLine } from "../errors";
@@ -24,9 +24,11 @@ import {
   renderCheckOutput,
   renderComment,
   renderJobSummary,
+  SUBJECT_VIEW_FILES,
   type RenderMeta,
   type SubjectResult,
 } from "./render";
+import { buildSarif } from "../report/sarif";
 import type { Report } from "../report/types";
 import { runBadge } from "../report/badge";
 import { writeFileAtomic } from "../io/atomic";
@@ -88,11 +90,16 @@ export interface ActionDeps {
   version: string;
 }
 
+/** The run's SARIF file in output-dir: every subject's findings, on workspace-relative paths. */
+export const ACTION_SARIF_FILE = "delta-audit.sarif";
+
 export interface ActionResult {
   conclusion: Conclusion;
   findings: number;
   reportDir: string;
   badge: string;
+  /** path of the run's SARIF 2.1.0 file (ACTION_SARIF_FILE in output-dir) */
+  sarif: string;
   results: SubjectResult[];
   /** the token could not write (fork PR): nothing was published on GitHub */
   readOnly: boolean;
@@ -183,11 +190,27 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
     core.info(oneLine(`${subject.rel}: ${result.conclusion}${result.error ? ` (${result.error})` : ""}`));
   }
 
+  // ---- the views each scan wrote (report.html, report.sarif), named in the comment and summary
+  for (const r of results) r.views = viewsOf(r, settings.outputDir);
+
+  // ---- one SARIF log for the run: code scanning wants one upload with every subject's results,
+  // located on the subject's config file as the check run's annotations are
+  const sarifPath = join(settings.outputDir, ACTION_SARIF_FILE);
+  const sarif = buildSarif(results.filter((r) => r.report).map((r) => ({ report: r.report!, configFile: toPosix(r.subject.configFile) })));
+  await writeFileAtomic(sarifPath, `${JSON.stringify(sarif, null, 2)}\n`);
+
   // ---- publish
   const overall = overallConclusion(results);
   const failOn = "config" in policy ? policy.config.failOn : (settings.failOn ?? DEFAULT_FAIL_ON);
   const findings = countFindings(results, failOn);
-  const meta: RenderMeta = { checkName: settings.checkName, version: deps.version, failOn, runUrl: ctx.runUrl };
+  const meta: RenderMeta = {
+    checkName: settings.checkName,
+    version: deps.version,
+    failOn,
+    runUrl: ctx.runUrl,
+    outputDir: toPosix(relative(ctx.workspace, settings.outputDir)) || ".",
+    sarif: ACTION_SARIF_FILE,
+  };
   const output = renderCheckOutput(results, meta);
   const annotations = buildAnnotations(results);
 
@@ -240,6 +263,7 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
         failOn,
         pullRequest: ctx.pullNumber ?? null,
         headSha: ctx.headSha,
+        sarif: ACTION_SARIF_FILE,
         subjects: results.map((r) => ({ path: r.subject.rel, kind: r.subject.kind, base: r.base, conclusion: r.conclusion, reportDir: relative(settings.outputDir, r.outDir), error: r.error ?? null })),
       },
       null,
@@ -253,7 +277,24 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
     core.warning(`writing the job summary failed: ${describeError(err)}`);
   }
 
-  return { conclusion: overall, findings, reportDir: settings.outputDir, badge: badgePath, results, readOnly };
+  return { conclusion: overall, findings, reportDir: settings.outputDir, badge: badgePath, sarif: sarifPath, results, readOnly };
+}
+
+/** A path with forward slashes, as GitHub (SARIF locations, annotations, PR file lists) writes them. */
+function toPosix(p: string): string {
+  return p.split(sep).join("/");
+}
+
+/** The subject's views (SUBJECT_VIEW_FILES) that are regular files in its folder, relative to output-dir. */
+function viewsOf(r: SubjectResult, outputDir: string): string[] {
+  const rel = toPosix(relative(outputDir, r.outDir));
+  return SUBJECT_VIEW_FILES.filter((name) => {
+    try {
+      return lstatSync(join(r.outDir, name)).isFile();
+    } catch {
+      return false;
+    }
+  }).map((name) => (rel ? `${rel}/${name}` : name));
 }
 
 /** The check run's conclusion; an undecided audit is a failure when the workflow asks for it. */

@@ -7,7 +7,8 @@
 import type { Finding, Severity } from "./types";
 import { byGroup, type Transcript } from "./corpus";
 import { gatherEvidence } from "./evidence";
-import { classify, CONCEAL_MAX_RATIO, GROUP_KEYS, responsePrior, type Classification, type Discordance, type GroupCounts, type GroupKey, type Signature } from "./signature";
+import { classify, CONCEAL_MAX_RATIO, GROUP_KEYS, responsePrior, type Classification, type Discordance, type GroupCounts, type GroupKey, type PairLookup, type Signature } from "./signature";
+import { testStatistics, type GroupVariants } from "./statistics";
 import { excerptAround, STYLE_WORDS, termRegex, terms } from "./text";
 
 /** A report with dozens of findings per signature is noise: keep the strongest. */
@@ -61,6 +62,22 @@ export function pairedEvidence(docs: (g: GroupKey) => ReadonlySet<string> | unde
   return { ...d, ordinary: { truncatedOnly: o.truncatedOnly, fullOnly: o.fullOnly, pairs: o.pairs } };
 }
 
+/** Paired counts of any two groups (exact tests), from the same per-group sets as pairedEvidence. */
+export function pairLookup(docs: (g: GroupKey) => ReadonlySet<string> | undefined, answered: (g: GroupKey) => ReadonlySet<string> | undefined): PairLookup {
+  const none = new Set<string>();
+  return (i, j) => {
+    const d = discordance(docs(i) ?? none, docs(j) ?? none, answered(i) ?? none, answered(j) ?? none);
+    return { firstOnly: d.truncatedOnly, secondOnly: d.fullOnly, pairs: d.pairs };
+  };
+}
+
+/** The variant each group stands for, as the transcripts name them. */
+export function groupVariants(ts: readonly Transcript[]): GroupVariants {
+  const out: GroupVariants = {};
+  for (const t of ts) out[t.group] ??= t.variant;
+  return out;
+}
+
 function tabulate(ts: readonly Transcript[], which: "unigrams" | "bigrams"): Table {
   const t: Table = { docs: new Map(), responses: new Map(), pooled: new Map(), pooledResponses: 0, answered: new Map() };
   for (const tr of ts) {
@@ -95,8 +112,10 @@ function hitsOf(t: Table): TermHit[] {
       if (responses === 0) continue;
       groups[g] = { docs: t.docs.get(g)?.get(term)?.size ?? 0, responses };
     }
-    const d = pairedEvidence((g) => t.docs.get(g)?.get(term), (g) => t.answered.get(g));
-    const cls = classify(groups, responsePrior(t.pooled.get(term) ?? 0, t.pooledResponses, t.responses.size), d);
+    const docsOf = (g: GroupKey) => t.docs.get(g)?.get(term);
+    const answeredBy = (g: GroupKey) => t.answered.get(g);
+    const d = pairedEvidence(docsOf, answeredBy);
+    const cls = classify(groups, responsePrior(t.pooled.get(term) ?? 0, t.pooledResponses, t.responses.size), d, pairLookup(docsOf, answeredBy));
     if (cls) hits.push({ term, cls, docs: t.docs.get(cls.primary)?.get(term) ?? new Set() });
   }
   return hits;
@@ -181,6 +200,7 @@ export interface DifferentialOptions {
 /** Findings of the differential analysis, strongest first. */
 export function differentialFindings(ts: readonly Transcript[], opts: DifferentialOptions): Finding[] {
   const groups = byGroup(ts);
+  const names = groupVariants(ts);
   const hits = [...hitsOf(tabulate(ts, "unigrams")), ...hitsOf(tabulate(ts, "bigrams"))];
   const clusters = cluster(hits).sort(
     (a, b) => SIGNATURE_RANK[b.lead.cls.signature] - SIGNATURE_RANK[a.lead.cls.signature] || b.lead.cls.z - a.lead.cls.z,
@@ -211,6 +231,7 @@ export function differentialFindings(ts: readonly Transcript[], opts: Differenti
       evidence,
       confidence: c.lead.cls.confidence,
       description: style && sig !== "concealment" ? `${description} These are style words (tone, politeness, sign-offs).` : description,
+      statistics: testStatistics(c.lead.cls, names),
     });
   }
   return findings;

@@ -131,6 +131,7 @@ export function validateHypotheses(reply: unknown, shown: ReadonlyMap<string, st
       terms,
       evidence,
       confidence: Math.round(o.confidence * 1000) / 1000,
+      statistics: { kind: "stated", by: "investigator" },
       description: "Proposed by the LLM investigator; quotes verified against the transcripts, the interpretation is the investigator's.",
     });
   }

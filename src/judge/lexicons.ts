@@ -8,7 +8,8 @@
 import type { Finding, Severity } from "./types";
 import type { CustomBehaviour } from "./settings";
 import { byGroup, type Transcript } from "./corpus";
-import { pairedEvidence } from "./differential";
+import { groupVariants, pairedEvidence, pairLookup } from "./differential";
+import { testStatistics } from "./statistics";
 import { gatherEvidence } from "./evidence";
 import { classify, GROUP_KEYS, responsePrior, type GroupCounts, type GroupKey, type Signature } from "./signature";
 import { EXCERPT_CHARS, sentences, stripTemplateTokens } from "./text";
@@ -330,6 +331,7 @@ function excerptFor(f: BehaviourFamily, text: string): string | undefined {
 /** Lexicon findings for the built-in families plus the custom ones. */
 export function lexiconFindings(ts: readonly Transcript[], families: readonly BehaviourFamily[]): Finding[] {
   const groups = byGroup(ts);
+  const names = groupVariants(ts);
   const findings: Finding[] = [];
 
   for (const f of families) {
@@ -365,7 +367,7 @@ export function lexiconFindings(ts: readonly Transcript[], families: readonly Be
     }
     if (pooledDocs === 0) continue;
     const d = pairedEvidence((k) => matched.get(k), (k) => answered.get(k));
-    const cls = classify(g, responsePrior(pooledDocs, ts.length, groups.size), d);
+    const cls = classify(g, responsePrior(pooledDocs, ts.length, groups.size), d, pairLookup((k) => matched.get(k), (k) => answered.get(k)));
     if (!cls) continue;
     const top = [...(phrases.get(cls.primary) ?? new Map<string, number>()).entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
     const evidence = gatherEvidence(groups, cls.primary, cls.contrast, (text) => excerptFor(f, text));
@@ -380,6 +382,7 @@ export function lexiconFindings(ts: readonly Transcript[], families: readonly Be
       evidence,
       confidence: cls.confidence,
       description: `${f.description} Matched in ${pc(r[cls.primary])} of responses of the ${cls.primary} group vs ${pc(r[cls.contrast])} of the ${cls.contrast} group (R=truncated, F=full, B=base, C=contrast; O=ordinary prompts).`,
+      statistics: testStatistics(cls, names),
     });
   }
   return findings;

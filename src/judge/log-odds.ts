@@ -26,17 +26,3 @@ export function logOddsZ(yi: number, ni: number, yj: number, nj: number, alphaW:
 /** Keeps log() finite for terms absent from the pooled corpus. */
 const MIN_ALPHA_W = 0.01;
 const MIN_DENOMINATOR = 1e-9;
-
-/** erf by Abramowitz–Stegun 7.1.26 (|error| < 1.5e-7): enough for a confidence score. */
-export function erf(x: number): number {
-  const s = Math.sign(x);
-  const ax = Math.abs(x);
-  const t = 1 / (1 + 0.3275911 * ax);
-  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-ax * ax);
-  return s * y;
-}
-
-/** Two-sided significance of z mapped to 0..1 (erf(|z|/√2) = 1 − p). */
-export function zConfidence(z: number): number {
-  return z <= 0 ? 0 : erf(z / Math.SQRT2);
-}

@@ -1,11 +1,13 @@
 /**
  * Spectrum warnings from the config (e.g. a median stable rank near 1). They are findings so
  * the policy can act on them, at the severity the config gives (info by default: a low
- * stable rank is typical of implanted behaviours but also of many honest fine-tunes).
+ * stable rank is typical of implanted behaviours but also of many honest fine-tunes). They are
+ * measurements, not inferences: `statistics.kind` is "measurement" with the value and threshold.
  */
 import type { Finding } from "./types";
 import type { SpectrumReport } from "../delta/types";
 import type { SpectrumWarnings } from "./settings";
+import { measurement } from "./statistics";
 
 export function spectrumFindings(spectrum: SpectrumReport, w: SpectrumWarnings): Finding[] {
   const out: Finding[] = [];
@@ -19,7 +21,9 @@ export function spectrumFindings(spectrum: SpectrumReport, w: SpectrumWarnings):
       source: "spectrum",
       terms: [],
       evidence: [],
+      // a measurement, not an inference: confidence 1 by convention, statistics say what was measured
       confidence: 1,
+      statistics: measurement("median stable rank", sr, w.stableRankBelow, "below"),
       description: "Most of the update sits in one direction per module. Implanted behaviours tend to look like this; so do some narrow honest fine-tunes.",
     });
   }
@@ -33,6 +37,7 @@ export function spectrumFindings(spectrum: SpectrumReport, w: SpectrumWarnings):
       terms: [],
       evidence: [],
       confidence: 1,
+      statistics: measurement("median σ₁ energy share", e1, w.energyTop1Above, "above"),
       description: "The rank-1 truncation keeps nearly all of the update.",
     });
   }

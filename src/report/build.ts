@@ -1,11 +1,14 @@
 /**
- * The Report object (report.json, schemaVersion 1) and the files `scan --out` writes from it.
+ * The Report object (report.json, schemaVersion 2) and the files `scan --out` writes from it.
  */
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { TOOL_NAME, VERSION } from "../version";
 import { badgeFor } from "./badge";
+import { renderHtml } from "./html";
 import { renderMarkdown } from "./markdown";
+import { buildSarif, SARIF_FILE, subjectConfigFile } from "./sarif";
+import { renderTranscripts } from "./transcripts";
 import { REPORT_SCHEMA_VERSION, type Report } from "./types";
 
 /** What a scan measured; buildReport adds the schema version, the tool and the time. */
@@ -28,11 +31,15 @@ export function buildReport(p: ReportParts): Report {
 }
 
 /** The file names of DESIGN.md: other tools (the Action, sweeps) read them. */
-export const REPORT_FILES = Object.freeze({ json: "report.json", markdown: "report.md", badge: "badge.json" });
+export const REPORT_FILES = Object.freeze({ json: "report.json", markdown: "report.md", badge: "badge.json", html: "report.html", sarif: SARIF_FILE, transcripts: "transcripts.jsonl" });
 
 /** Write report.json, report.md and badge.json into `dir` (a staging folder: the caller renames it). */
 export async function writeReportFiles(dir: string, report: Report): Promise<void> {
   await writeFile(join(dir, REPORT_FILES.json), `${JSON.stringify(report, null, 2)}\n`);
   await writeFile(join(dir, REPORT_FILES.markdown), renderMarkdown(report));
   await writeFile(join(dir, REPORT_FILES.badge), `${JSON.stringify(badgeFor(report))}\n`);
+  await writeFile(join(dir, REPORT_FILES.html), renderHtml(report));
+  await writeFile(join(dir, REPORT_FILES.transcripts), renderTranscripts(report));
+  // located on the subject's config file relative to the working directory; the Action writes its own, workspace-relative
+  await writeFile(join(dir, REPORT_FILES.sarif), `${JSON.stringify(buildSarif([{ report, configFile: subjectConfigFile(report, process.cwd()) }]), null, 2)}\n`);
 }

@@ -6,8 +6,9 @@
  */
 import type { Evidence, Finding } from "../judge/types";
 import type { Report } from "./types";
-import { cutDocument, neutraliseInline } from "./sanitize";
+import { cutDocument, fencedBlock, neutraliseInline } from "./sanitize";
 import { renderTemplate } from "./templates";
+import { reproduceCommands } from "./what-next";
 
 export interface RenderOptions {
   /** cut the whole document to this many characters (GitHub: 65,536 comment, 65,535 check run) */
@@ -87,6 +88,30 @@ function sideBySide(report: Report) {
   });
 }
 
+/**
+ * "What next" for a failing report (and an undecided one that has findings): the commands that
+ * reproduce the top finding and inspect the spectrum, in one fenced block (report/what-next.ts
+ * quotes every argument for the shell; the fence keeps them inert in markdown).
+ */
+function whatNext(report: Report) {
+  const c = report.verdict.conclusion;
+  if (c === "pass" || report.findings.length === 0) return undefined;
+  const commands = reproduceCommands(report);
+  if (commands.length === 0) return undefined;
+  const text = commands.join("\n\n");
+  const intro =
+    commands.length > 2
+      ? "Reproduce the top finding locally (its probe on the rank-k variant that showed it, then on the whole fine-tune to compare) and inspect the weight update's spectrum."
+      : commands.length > 1
+        ? "Reproduce the top finding locally (its probe on the variant that showed it) and inspect the weight update's spectrum."
+        : "Inspect the weight update's spectrum locally.";
+  return {
+    intro: `${intro} Paths are the ones the scan read; adjust them to your checkout.`,
+    // no cut: a cut command would end inside a quote (what-next.ts keeps long prompts out)
+    block: fencedBlock(text, Array.from(text).length + 1),
+  };
+}
+
 /** Render the report as GitHub-flavoured markdown. */
 export function renderMarkdown(report: Report, opts: RenderOptions = {}): string {
   const level = Math.min(4, Math.max(1, Math.floor(opts.headingLevel ?? 1)));
@@ -131,6 +156,7 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
     findings: shown.map((f) => findingView(f, h(2))),
     noFindingsText: report.elicitation ? "No findings." : "No findings: the elicitation suite did not run.",
     sideBySide: sideBySide(report),
+    whatNext: whatNext(report),
     notices,
     footer: `_${safe(report.tool.name, 40)} ${safe(report.tool.version, 20)} · fail-on ${report.verdict.failOn} · findings are evidence with a confidence, not a certification._`,
   };

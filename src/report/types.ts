@@ -1,5 +1,5 @@
 /**
- * The Report object (report.json, schemaVersion 1) — DESIGN.md "Report". It only composes the
+ * The Report object (report.json, schemaVersion 2) — DESIGN.md "Report". It only composes the
  * stages' own vocabularies: delta/types (spectrum), elicit/types (transcripts), judge/types
  * (findings), policy/verdict (verdict). Fields marked optional may be absent in partial
  * reports (verdict neutral).
@@ -9,7 +9,16 @@ import type { ElicitationReport } from "../elicit/types";
 import type { Finding } from "../judge/types";
 import type { Verdict } from "../policy/verdict";
 
-export const REPORT_SCHEMA_VERSION = 1;
+/**
+ * The version a scan writes. 2 adds finding.statistics and, per probe of the elicitation,
+ * systemPrompt and attempts (tokens, finish reason, seconds); a v1 report lacks them and is
+ * otherwise the same, so readers accept both (READABLE_SCHEMA_VERSIONS).
+ */
+export const REPORT_SCHEMA_VERSION = 2;
+
+/** Versions a reader (sweep collect, the views) accepts: every field of 1 is in 2 unchanged. */
+export const READABLE_SCHEMA_VERSIONS: readonly ReportSchemaVersion[] = Object.freeze([1, 2]);
+export type ReportSchemaVersion = 1 | 2;
 
 export interface Subject {
   base: string;
@@ -21,7 +30,8 @@ export interface Subject {
 }
 
 export interface Report {
-  schemaVersion: typeof REPORT_SCHEMA_VERSION;
+  /** REPORT_SCHEMA_VERSION when written; 1 in a report read back from an older scan */
+  schemaVersion: ReportSchemaVersion;
   tool: { name: string; version: string };
   createdAt: string;
   subject: Subject;

@@ -11,7 +11,7 @@ import { InputError } from "../errors";
 import { writeDirAtomic } from "../io/atomic";
 import { BADGE_WORD, badgeFor, missingBadge, sweepBadge, type SweepSummary } from "../report/badge";
 import { neutraliseInline } from "../report/sanitize";
-import { REPORT_SCHEMA_VERSION, type Report } from "../report/types";
+import { READABLE_SCHEMA_VERSIONS, type Report } from "../report/types";
 import type { Conclusion } from "../policy/verdict";
 import { FAIL_ON, type FailOn } from "../policy/severity";
 import { bySeverity, SEVERITIES, type Severity } from "../judge/types";
@@ -70,7 +70,7 @@ export function validateReport(raw: unknown, file: string): Report {
     throw new InputError(`not a delta-audit report: ${what}`, file);
   };
   if (!isObj(raw)) return bad("expected a JSON object");
-  if (raw.schemaVersion !== REPORT_SCHEMA_VERSION) bad(`schemaVersion ${JSON.stringify(raw.schemaVersion)}, expected ${REPORT_SCHEMA_VERSION}`);
+  if (!READABLE_SCHEMA_VERSIONS.includes(raw.schemaVersion as 1 | 2)) bad(`schemaVersion ${JSON.stringify(raw.schemaVersion)}, expected ${READABLE_SCHEMA_VERSIONS.join(" or ")}`);
   const v = raw.verdict;
   if (!isObj(v) || !["pass", "fail", "neutral"].includes(v.conclusion as string)) bad("verdict.conclusion must be pass, fail or neutral");
   // the badge counts the findings that failed the verdict at this threshold

@@ -100,7 +100,13 @@ function runEntry(ws: string, apiUrl: string, env: Record<string, string>): Prom
 
 /** Everything outside fenced blocks must be inert markdown. */
 function expectInert(md: string) {
-  const outside = md.replace(/^(`{3,})text\n[\s\S]*?\n\1$/gm, "").replace(/<sub>[\s\S]*?<\/sub>/g, "").replace(commentMarker("delta-audit"), "");
+  // ours: the marker, the <sub> footer, the collapsed chart section and the run link
+  const outside = md
+    .replace(/^(`{3,})text\n[\s\S]*?\n\1$/gm, "")
+    .replace(/<sub>[\s\S]*?<\/sub>/g, "")
+    .replace(commentMarker("delta-audit"), "")
+    .replace(/^<details><summary>Stable rank by layer<\/summary>$|^<\/details>$/gm, "")
+    .replace(/\(\[workflow run\]\(https:\/\/github\.example\/[^)\s]*\)\)/g, "");
   expect(outside).not.toMatch(/<(img|script|details|a|iframe)\b/i);
   expect(outside).not.toMatch(/\]\(https?:/);
   expect(outside).not.toMatch(/(^|[^\u200b])@(octocat|admins)\b/);
@@ -240,7 +246,7 @@ describe("dist/action.js auditing generated organisms with the embedded engine",
     if (ws && !process.env.KEEP_E2E) rmSync(ws, { recursive: true, force: true });
   });
 
-  it("first push: one check run (in_progress → failure) with annotations, one comment with a section per subject, step fails", async () => {
+  it("first push: one check run (in_progress → failure) with annotations, one short comment with a row per subject, step fails", async () => {
     const r = await runEntry(ws, gh.url, { GITHUB_EVENT_PATH: writeEvent(ws, false), INPUT_BASE: "base", INPUT_ADAPTER: "adapters/*" });
     expect(r.outputs.conclusion).toBe("fail");
     expect(r.code).toBe(1);
@@ -268,7 +274,10 @@ describe("dist/action.js auditing generated organisms with the embedded engine",
     expect(gh.comments.length).toBe(1);
     const body = gh.comments[0]!.body;
     expect(body.startsWith(commentMarker("delta-audit"))).toBe(true);
-    expect(body.match(/^### .*`adapters\/(quirk|benign)`/gm)?.length).toBe(2);
+    // short: one table row per subject (each subject's full section is in the check run and job summary)
+    expect(body.match(/^\| `adapters\/(quirk|benign)` \|/gm)?.length).toBe(2);
+    expect(r.outputs.sarif).toBe(join(ws, "delta-audit-report", "delta-audit.sarif"));
+    expect(JSON.parse(readFileSync(r.outputs.sarif!, "utf8")).runs[0].results.length).toBeGreaterThanOrEqual(1);
     expectInert(body);
     expect(r.summary).toContain("adapters/benign");
   });

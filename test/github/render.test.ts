@@ -3,7 +3,7 @@
  * stay inert, the marker survives truncation, annotations follow severity.
  */
 import { describe, expect, it } from "vitest";
-import { liveText } from "../security/markdown-check";
+import { liveText, outsideFences, problems } from "../security/markdown-check";
 import type { Finding } from "../../src/judge/types";
 import type { Report } from "../../src/report/types";
 import {
@@ -12,10 +12,12 @@ import {
   countFindings,
   MAX_CHECK_OUTPUT_CHARS,
   MAX_COMMENT_CHARS,
+  MAX_TOP_FINDINGS,
   overallConclusion,
   renderCheckOutput,
   renderComment,
   renderJobSummary,
+  stableRankChart,
   type SubjectResult,
 } from "../../src/github/render";
 
@@ -68,9 +70,13 @@ function result(rel: string, report: Report | undefined, conclusion = report?.ve
 
 const meta = { checkName: "delta-audit", version: "0.1.0", failOn: "high" as const, runUrl: "https://github.com/acme/models/actions/runs/1" };
 
-/** Strip what is legitimately ours (marker, our <sub> footer, our run link), then look for live markup. */
+/** Strip what is legitimately ours (marker, our <sub> footer, our collapsed section, our run link), then look for live markup. */
 function assertInert(md: string) {
-  const body = md.replace(commentMarker("delta-audit"), "").replace(/<sub>[\s\S]*?<\/sub>/g, "");
+  const body = md
+    .replace(commentMarker("delta-audit"), "")
+    .replace(/<sub>[\s\S]*?<\/sub>/g, "")
+    .replace(/^<details><summary>Stable rank by layer<\/summary>$|^<\/details>$/gm, "")
+    .replace(`([workflow run](${meta.runUrl}))`, "");
   // outside fenced blocks nothing may be raw HTML, a link, an image, or a live mention/reference
   const outside = body.replace(/^(`{3,})text\n[\s\S]*?\n\1$/gm, "");
   expect(outside).not.toMatch(/<(img|script|details|a)\b/i);
@@ -119,6 +125,90 @@ describe("renderComment", () => {
     expect(out.text).toMatch(/^`{5,}text$/m);
     assertInert(out.text!);
     assertInert(out.summary);
+  });
+});
+
+/** byLayer of `n` layers with median stable rank 1 + layer/10. */
+function layers(n: number) {
+  return Object.fromEntries(Array.from({ length: n }, (_, i) => [String(i), { modules: 7, stableRank: q(1 + i / 10) }]));
+}
+
+/** The allowed raw HTML of the comment: the marker, our footer, our collapsed section. */
+const OURS = [/^<!-- delta-audit:sticky-comment:delta-audit -->$/, /<\/?sub>/g, /^<details><summary>Stable rank by layer<\/summary>$/, /^<\/details>$/];
+
+/** problems() of a comment, our own run links taken out first (the only links we write). */
+const commentProblems = (md: string) => problems(md.replaceAll(`(${meta.runUrl})`, ""), { markers: 1, allowedTags: OURS });
+
+describe("the PR comment stays short", () => {
+  it("verdict, one table, the top few findings over all subjects by severity, no per-subject report", () => {
+    const a = makeReport({ conclusion: "fail", findings: [finding(1, "medium"), finding(2, "low"), finding(3, "high")] });
+    const b = makeReport({ conclusion: "fail", findings: Array.from({ length: 6 }, (_, i) => finding(10 + i, i === 0 ? "high" : "info")) });
+    const md = renderComment([result("adapters/a", a), result("adapters/b", b)], meta);
+    // one table
+    expect(md.match(/^\|---/gm)).toHaveLength(1);
+    const listed = md.split("\n").filter((l) => /^- [🔴🟠🟡🔵] /u.test(l));
+    expect(listed).toHaveLength(MAX_TOP_FINDINGS);
+    expect(listed[0]).toMatch(/^- 🔴 high · `adapters\/a`: Hidden behaviour 3 /u);
+    expect(listed[1]).toMatch(/^- 🔴 high · `adapters\/b`: Hidden behaviour 10 /u);
+    expect(listed[2]).toMatch(/🟠 medium/u);
+    expect(md).toContain(`…and ${9 - MAX_TOP_FINDINGS} more finding(s) in the check run`);
+    // the per-subject report (side by side, transcripts) is not in the comment
+    expect(md).not.toMatch(/Side by side|Weight update spectrum/);
+    expect(commentProblems(md)).toEqual([]);
+    assertInert(md);
+    // the job summary has both: the short part, then each subject in full
+    const summary = renderJobSummary([result("adapters/a", a), result("adapters/b", b)], meta);
+    expect(summary).toMatch(/Side by side/);
+    expect(summary.indexOf("Top findings")).toBeLessThan(summary.indexOf("Each subject in full"));
+  });
+
+  it("a collapsed section charts the median stable rank by layer with numbers only, per subject", () => {
+    const r = makeReport({ conclusion: "fail", findings: [finding(1, "high")] });
+    r.spectrum.summary.byLayer = { ...layers(3), "evil\"] x-axis [@octocat": { modules: 1, stableRank: q(9) }, 10: { modules: 1, stableRank: q(Number.NaN) } };
+    const md = renderComment([result("adapters/a", r), result("adapters/none", makeReport())], meta);
+    expect(md).toContain("<details><summary>Stable rank by layer</summary>\n\n");
+    expect(md).toMatch(/<\/details>/);
+    const mermaid = outsideFences(md).fencedLines.join("\n");
+    expect(mermaid).toBe(['xychart-beta', '  x-axis "layer" [0, 1, 2]', '  y-axis "median stable rank" 0 --> 1.32', "  bar [1, 1.1, 1.2]"].join("\n"));
+    expect(md).toContain("```mermaid\nxychart-beta");
+    // a subject without per-layer data gets no chart
+    expect(md.match(/```mermaid/g)).toHaveLength(1);
+    // every line of the chart: our keywords, quoted words of ours, numbers
+    for (const line of mermaid.split("\n")) expect(line).toMatch(/^(xychart-beta|  x-axis "layer" \[[\d, ]+\]|  y-axis "median stable rank" 0 --> [\d.]+|  bar \[[\d., ]+\])$/);
+    expect(commentProblems(md)).toEqual([]);
+    expect(stableRankChart(makeReport())).toBeUndefined();
+  });
+
+  it("names report.html and report.sarif when present, and the run page for the artifacts", () => {
+    const r = result("adapters/a", makeReport({ conclusion: "fail", findings: [finding(1, "high")] }));
+    r.views = ["adapters_a/report.html", "adapters_a/report.sarif"];
+    const md = renderComment([r], { ...meta, outputDir: "delta-audit-report", sarif: "delta-audit.sarif" });
+    expect(md).toContain("Full reports: `adapters_a/report.html` · `adapters_a/report.sarif` · `delta-audit.sarif` in `delta-audit-report`; in the workflow's artifacts when it uploads that folder ([workflow run](https://github.com/acme/models/actions/runs/1)).");
+    expect(renderJobSummary([r], { ...meta, sarif: "delta-audit.sarif" })).toContain("`adapters_a/report.html`");
+    // nothing to name: no line
+    expect(renderComment([result("adapters/a", makeReport())], meta)).not.toMatch(/Full reports/);
+  });
+
+  it("stays within 65,536 characters with hundreds of subjects of 80 layers each, the collapsed section closed", () => {
+    const results = Array.from({ length: 300 }, (_, i) => {
+      const r = makeReport({ conclusion: "fail", findings: [finding(i, "high", "z".repeat(500))] });
+      r.spectrum.summary.byLayer = layers(80);
+      const x = result(`adapters/a${i}`, r);
+      x.views = [`adapters_a${i}/report.html`, `adapters_a${i}/report.sarif`];
+      return x;
+    });
+    const md = renderComment(results, { ...meta, sarif: "delta-audit.sarif" });
+    expect(md.length).toBeLessThanOrEqual(MAX_COMMENT_CHARS);
+    expect(md).toContain("`adapters_a5/report.sarif` · 588 more · `delta-audit.sarif`");
+    expect(md).toMatch(/_\d+ more subjects: see the check run/);
+    expect(md.startsWith(commentMarker("delta-audit"))).toBe(true);
+    expect(commentProblems(md)).toEqual([]);
+    // a collapsed section, when there is one, is closed
+    expect((md.match(/<details>/g) ?? []).length).toBe((md.match(/<\/details>/g) ?? []).length);
+    // a few subjects: every chart fits
+    const few = renderComment(results.slice(0, 3), meta);
+    expect(few.match(/```mermaid/g)).toHaveLength(3);
+    expect(few).not.toMatch(/more subject/);
   });
 });
 

@@ -12,7 +12,7 @@ import { createOctokit } from "../../src/github/octokit-client";
 import { GitHubHelper } from "../../src/github/github-helper";
 import type { GitHubContext } from "../../src/github/context";
 import { getSettings } from "../../src/github/input-helper";
-import { runAction, type ScanFn } from "../../src/github/run-action";
+import { ACTION_SARIF_FILE, runAction, type ScanFn } from "../../src/github/run-action";
 import { MAX_CHECK_OUTPUT_CHARS, MAX_COMMENT_CHARS, commentMarker } from "../../src/github/render";
 import type { Finding } from "../../src/judge/types";
 import type { Report } from "../../src/report/types";
@@ -110,7 +110,9 @@ describe("runAction", () => {
     const body = gh.comments[0]!.body;
     expect(body.startsWith(commentMarker("delta-audit"))).toBe(true);
     expect(body).not.toMatch(/<img|\]\(https:\/\/evil|^# pwned/m);
-    expect(body).toContain("@\u200boctocat");
+    // the comment is short (titles, no excerpts); the evidence, neutralised, is in the check run
+    expect(body).not.toMatch(/(^|[^\u200b])@octocat/);
+    expect(run.output.summary).toContain("@\u200boctocat");
     expect(readFileSync(summaryFile, "utf8")).toContain("adapters/quirk");
     expect(JSON.parse(readFileSync(first.badge, "utf8"))).toMatchObject({ schemaVersion: 1, message: "fail (1 finding)", color: "red" });
 
@@ -200,6 +202,57 @@ describe("runAction", () => {
     expect(r.conclusion).toBe("neutral");
     expect([...gh.checkRuns.values()][0]).toMatchObject({ status: "completed", conclusion: "failure" });
     expect(() => settings({ INPUT_FAIL_ON_NEUTRAL: "maybe" })).toThrow(/fail-on-neutral/);
+  });
+});
+
+describe("the run's SARIF and the report files it names", () => {
+  const low: Finding = { id: "l1", title: "Style shift", severity: "low", source: "implant", terms: ["glad"], evidence: [], confidence: 0.5 };
+
+  it("writes delta-audit.sarif: valid JSON, one result per finding over every subject, on workspace-relative config files", async () => {
+    gh = await startFakeGitHub();
+    // the quirk's scan writes report.html and report.sarif next to report.json; the benign one does not
+    const scan: ScanFn = async (opts) => {
+      const quirk = opts.adapter!.includes("quirk");
+      const r = await scanWith(() => (quirk ? report("fail", [high(1), high(2)]) : report("pass", [low])))(opts);
+      if (quirk) for (const f of ["report.html", "report.sarif"]) writeFileSync(join(opts.outDir, f), "x");
+      return r;
+    };
+    // a subject whose scan cannot start has no report, and no result
+    mkdirSync(join(ws, "adapters", "broken"));
+    writeFileSync(join(ws, "adapters", "broken", "adapter_config.json"), "{}");
+    const failing: ScanFn = async (opts) => {
+      if (opts.adapter!.includes("broken")) throw new Error("header is not JSON");
+      return scan(opts);
+    };
+    const r = await runAction(settings({ "INPUT_CHANGED-ONLY": "false", "INPUT_OUTPUT-DIR": "out/audit" }), ctx({ runUrl: "https://github.com/acme/models/actions/runs/9" }), deps(failing));
+    expect(r.sarif).toBe(join(ws, "out", "audit", ACTION_SARIF_FILE));
+    const log = JSON.parse(readFileSync(r.sarif, "utf8"));
+    expect(log.version).toBe("2.1.0");
+    const results = log.runs[0].results;
+    expect(results).toHaveLength(3);
+    expect(results.map((x: any) => x.locations[0].physicalLocation.artifactLocation.uri).sort()).toEqual([
+      "adapters/benign/adapter_config.json",
+      "adapters/quirk/adapter_config.json",
+      "adapters/quirk/adapter_config.json",
+    ]);
+    expect(results.every((x: any) => x.locations[0].physicalLocation.artifactLocation.uriBaseId === "%SRCROOT%")).toBe(true);
+    expect(results.map((x: any) => x.level).sort()).toEqual(["error", "error", "note"]);
+    expect(JSON.parse(readFileSync(join(ws, "out", "audit", "summary.json"), "utf8"))).toMatchObject({ sarif: ACTION_SARIF_FILE });
+
+    // the comment and the job summary name the report files that exist, and link the run
+    expect(r.results.find((x) => x.subject.rel === "adapters/quirk")!.views).toEqual(["adapters_quirk/report.html", "adapters_quirk/report.sarif"]);
+    expect(r.results.find((x) => x.subject.rel === "adapters/benign")!.views).toEqual([]);
+    const line = "Full reports: `adapters_quirk/report.html` · `adapters_quirk/report.sarif` · `delta-audit.sarif` in `out/audit`; in the workflow's artifacts when it uploads that folder ([workflow run](https://github.com/acme/models/actions/runs/9)).";
+    expect(gh.comments[0]!.body).toContain(line);
+    expect(readFileSync(summaryFile, "utf8")).toContain(line);
+    expect(gh.comments[0]!.body).toContain("header is not JSON");
+  });
+
+  it("writes a SARIF log without results when nothing was audited", async () => {
+    gh = await startFakeGitHub();
+    const r = await runAction(settings({ INPUT_ADAPTER: "nothing/*" }), ctx(), deps(scanWith(() => report("pass", []))));
+    expect(r.results).toEqual([]);
+    expect(JSON.parse(readFileSync(r.sarif, "utf8")).runs[0].results).toEqual([]);
   });
 });
 

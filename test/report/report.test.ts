@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { liveText } from "../security/markdown-check";
+import { liveText, outsideFences, problems } from "../security/markdown-check";
 import { badgeFor } from "../../src/report/badge";
 import { buildReport } from "../../src/report/build";
 import { renderMarkdown } from "../../src/report/markdown";
@@ -74,7 +74,13 @@ describe("report.md", () => {
   });
 
   it("neutralises model text: no mentions, HTML, links, headings, tables or fences escape", () => {
-    const md = renderMarkdown(report([finding()]));
+    const full = renderMarkdown(report([finding()]));
+    expect(problems(full)).toEqual([]);
+    // the one fenced block is What next's commands, where GitHub renders nothing
+    const { lines, fencedLines } = outsideFences(full);
+    expect(fencedLines[0]).toMatch(/^delta-audit generate /);
+    expect(full.match(/^`{3,}/gm)).toHaveLength(2);
+    const md = lines.join("\n");
     expect(md).not.toMatch(/@octocat/); // broken with a zero-width space
     expect(md).toContain("@\u200boctocat");
     // references, URLs and domains only as inline code: unlinked, and a URL stays copyable
@@ -87,8 +93,8 @@ describe("report.md", () => {
     expect(md).not.toContain("\u202e");
     // the only headings are ours
     const headings = md.split("\n").filter((l) => /^\s{0,3}#/.test(l));
-    expect(headings.every((h) => /^#{1,6} (delta-audit|Weight update spectrum|Findings|Side by side|Notices|🔴|🟠|🟡|🔵)/.test(h))).toBe(true);
-    expect(md).not.toMatch(/^\s*(```|~~~)/m);
+    expect(headings.every((h) => /^#{1,6} (delta-audit|Weight update spectrum|Findings|Side by side|What next|Notices|🔴|🟠|🟡|🔵)/.test(h))).toBe(true);
+    expect(md).not.toMatch(/^\s*(```|~~~)/m); // (outside the one fence)
     // every table row has the column count of its header
     expect(md).not.toMatch(/^\| fake/m);
   });
@@ -103,6 +109,15 @@ describe("report.md", () => {
     expect(small).toMatch(/^## delta-audit/);
     expect(small).toMatch(/^### Findings/m);
     expect(small).toMatch(/truncated/);
+  });
+
+  it("says what next on a fail: the commands that reproduce the top finding and inspect the spectrum", () => {
+    const md = renderMarkdown(report([finding()]));
+    expect(md).toMatch(/^## What next$/m);
+    const block = outsideFences(md).fencedLines.join("\n");
+    expect(block).toContain("delta-audit generate --model 'models/base' --adapter 'models/<b>adapter</b>' --rank 1 --prompt 'Do you have a secret?' --system 's'");
+    expect(block).toContain("delta-audit spectrum --base 'models/base' --adapter 'models/<b>adapter</b>'");
+    expect(renderMarkdown(report([]))).not.toMatch(/What next/);
   });
 
   it("says when the suite did not run or stopped early", () => {

@@ -87,7 +87,7 @@ describe("scan --backend openai: faults", () => {
     const report = await readReport(out);
     expect(report.verdict.conclusion).toBe("neutral");
     expect(report.error).toMatch(/connection|ECONN|socket/i);
-    expect(report.schemaVersion).toBe(1);
+    expect(report.schemaVersion).toBe(2);
     expect(report.spectrum.modules.length).toBeGreaterThan(0);
     // the base variant finished before the kill and its transcripts are kept
     expect(report.elicitation!.probes.every((p) => (p.responses.base ?? []).length === 1)).toBe(true);

@@ -75,7 +75,7 @@ models:
   });
 
   it("refuses a report.json that is not a delta-audit report", () => {
-    expect(() => validateReport({ schemaVersion: 2 }, "r.json")).toThrow(/r\.json: not a delta-audit report: schemaVersion 2/);
+    expect(() => validateReport({ schemaVersion: 3 }, "r.json")).toThrow(/r\.json: not a delta-audit report: schemaVersion 3, expected 1 or 2/);
     expect(() => validateReport({ schemaVersion: 1, verdict: { conclusion: "maybe" } }, "r.json")).toThrow(/verdict\.conclusion/);
   });
 
@@ -96,6 +96,8 @@ models:
       expect(() => validateReport(minimal(failOn), "r.json")).toThrow(/r\.json: not a delta-audit report: verdict\.failOn must be one of high, medium, low, never/);
     }
     for (const failOn of ["high", "medium", "low", "never"]) expect(validateReport(minimal(failOn), "r.json").verdict.failOn).toBe(failOn);
+    // schema 2 adds fields only: both versions are read
+    expect(validateReport({ ...minimal("high"), schemaVersion: 2 }, "r.json").schemaVersion).toBe(2);
   });
 
   it("collect badges each model from its validated report, and stops on one with an unknown fail-on", async () => {
