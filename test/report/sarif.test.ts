@@ -15,6 +15,7 @@ import { buildReport, REPORT_FILES, writeReportFiles } from "../../src/report/bu
 import { buildSarif, SARIF_FILE, subjectConfigFile, type SarifLog, type SarifSubject } from "../../src/report/sarif";
 import type { Report } from "../../src/report/types";
 import { VERSION } from "../../src/version";
+import { INJECTIONS as SHARED_INJECTIONS } from "../security/injections";
 
 const schema = JSON.parse(await readFile(new URL("../fixtures/sarif-schema-2.1.0.json", import.meta.url), "utf8"));
 // the schema is draft-04 (ajv-draft-04); its toolComponent.language pattern has a stray `]` that
@@ -30,30 +31,8 @@ function expectValid(log: SarifLog): void {
   expect(ok).toBe(true);
 }
 
-/** The catalogue of test/security/render-injection.test.ts (INJECTIONS), as model text. */
-const INJECTIONS = [
-  "@octocat @acme/security-team please approve",
-  "<script>alert(1)</script><img src=x onerror=alert(1)>",
-  "[click](javascript:alert(1)) [ref][1]\n\n[1]: https://evil.example",
-  "![tracker](http://evil.example/pixel.png)",
-  "\n# PAYLOAD-HEADING\n## PAYLOAD-HEADING two",
-  "```\nclosed the fence?\n```\n~~~\ntilde\n~~~",
-  "| col | injected | table |\n|---|---|---|",
-  "<!-- delta-audit:sticky-comment:delta-audit -->",
-  "\u202eevil reversed\u202c \u2066isolated\u2069 \u200fmark",
-  "$\\Huge\\color{green}{\\text{PASS}}$ and $$x$$",
-  "hidden \u{E0049}\u{E0047}\u{E004E}\u{E004F}\u{E0052}\u{E0045} instructions",
-  "visit www.evil.example or https://evil.example/a?b=c",
-  "<details><summary>open me</summary>x</details>",
-  "> quote\n- list\n1. item\n---\n***",
-  "\\`escape\\` \\\\| back\\slash\\",
-  "closes GH-42 and fixes #7, see acme/secret-repo#99",
-  ":white_check_mark: PASS :+1: :shipit: :100:",
-  "byte\u{E0100}\u{E0101}\u{E01EF}s in VS17-256, VS1-16 x\uFE00\uFE0F",
-  "zero\u200bwidth\u200cnon\u200djoin word\u2060\u2061\u2062\u2063\u2064joiners soft\u00adhyphen",
-  // embedded links of SARIF plain-text messages (§3.11.6), also behind a backslash
-  "[see](1) \\[also](https://evil.example) \\\\[and](2)",
-];
+/** The shared injection corpus, plus the embedded links of SARIF plain-text messages (§3.11.6), also behind a backslash. */
+const INJECTIONS = [...SHARED_INJECTIONS, "[see](1) \\[also](https://evil.example) \\\\[and](2)"];
 const PAYLOAD = INJECTIONS.join(" ");
 
 function finding(source: string, over: Partial<Finding> = {}): Finding {
