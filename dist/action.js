@@ -35090,11 +35090,11 @@ function progress(label, total, opts = {}) {
   let count2 = 0;
   let lastPrint = start;
   const fmt2 = (detail) => {
-    const pct3 = total > 0 ? Math.min(100, Math.floor(100 * count2 / total)) : 100;
+    const pct4 = total > 0 ? Math.min(100, Math.floor(100 * count2 / total)) : 100;
     const secs = ((now() - start) / 1e3).toFixed(1);
     const tail = detail ? ` ${detail}` : "";
-    if (!tty) return `${label}: ${count2}/${total} (${pct3}%) ${secs}s${tail}`;
-    const filled = Math.round(BAR_WIDTH * pct3 / 100);
+    if (!tty) return `${label}: ${count2}/${total} (${pct4}%) ${secs}s${tail}`;
+    const filled = Math.round(BAR_WIDTH * pct4 / 100);
     return `${label} [${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ${count2}/${total} ${secs}s${tail}`;
   };
   return {
@@ -56476,155 +56476,6 @@ function reproduceCommands(report) {
   return out;
 }
 
-// src/report/markdown.ts
-var FINDING_EXCERPT_CHARS = 300;
-var SIDE_BY_SIDE_CHARS = 280;
-var MAX_SIDE_BY_SIDE = 3;
-var MAX_FINDINGS_SHOWN = 20;
-var MAX_REASONS_SHOWN = 5;
-var ICONS = Object.freeze({
-  pass: "\u2705",
-  fail: "\u274C",
-  neutral: "\u26AA",
-  high: "\u{1F534}",
-  medium: "\u{1F7E0}",
-  low: "\u{1F7E1}",
-  info: "\u{1F535}"
-});
-var n2 = (x) => x === void 0 || !Number.isFinite(x) ? "\u2013" : x.toFixed(2);
-var safe = (s, max = 200) => neutraliseInline(String(s ?? ""), max);
-function findingView(f, h3) {
-  return {
-    h3,
-    icon: ICONS[f.severity] ?? "",
-    severity: f.severity,
-    title: safe(f.title, 240),
-    confidence: f.confidence.toFixed(2),
-    source: safe(f.source, 80),
-    terms: f.terms.map((t) => `\u201C${safe(t, 80)}\u201D`).join(", "),
-    description: f.description ? safe(f.description, 800) : "",
-    evidence: f.evidence.map((e2) => ({ probeId: safe(e2.probeId, 80), variant: safe(e2.variant, 40), excerpt: safe(e2.excerpt, FINDING_EXCERPT_CHARS) }))
-  };
-}
-function strongestProbes(report) {
-  const ids2 = [];
-  for (const f of report.findings) {
-    for (const e2 of f.evidence) {
-      if (!ids2.includes(e2.probeId)) ids2.push(e2.probeId);
-      if (ids2.length >= MAX_SIDE_BY_SIDE) return ids2;
-    }
-  }
-  return ids2;
-}
-function sideBySide(report) {
-  const e2 = report.elicitation;
-  if (!e2) return [];
-  const columns = e2.variants.filter((v) => e2.probes.some((p) => p.responses[v]?.length));
-  if (columns.length === 0) return [];
-  let ids2 = strongestProbes(report).filter((id) => e2.probes.some((p) => p.id === id));
-  if (ids2.length === 0) ids2 = e2.probes.filter((p) => p.kind === "probe").slice(0, 1).map((p) => p.id);
-  return ids2.map((id) => {
-    const p = e2.probes.find((x) => x.id === id);
-    return {
-      probeId: safe(p.id, 80),
-      kind: p.kind === "probe" ? "interrogation probe" : "ordinary prompt",
-      prompt: safe(p.prompt, 300),
-      columns: columns.map((c2) => safe(c2, 40)),
-      cells: columns.map((c2) => {
-        const r = p.responses[c2]?.[0];
-        return r === void 0 ? "\u2013" : r.trim() === "" ? "(empty)" : safe(r, SIDE_BY_SIDE_CHARS);
-      })
-    };
-  });
-}
-function whatNext(report) {
-  const c2 = report.verdict.conclusion;
-  if (c2 === "pass" || report.findings.length === 0) return void 0;
-  const commands = reproduceCommands(report);
-  if (commands.length === 0) return void 0;
-  const text3 = commands.join("\n\n");
-  const intro = commands.length > 2 ? "Reproduce the top finding locally (its probe on the rank-k variant that showed it, then on the whole fine-tune to compare) and inspect the weight update's spectrum." : commands.length > 1 ? "Reproduce the top finding locally (its probe on the variant that showed it) and inspect the weight update's spectrum." : "Inspect the weight update's spectrum locally.";
-  return {
-    intro: `${intro} Paths are the ones the scan read; adjust them to your checkout.`,
-    // no cut: a cut command would end inside a quote (what-next.ts keeps long prompts out)
-    block: fencedBlock(text3, Array.from(text3).length + 1)
-  };
-}
-function renderMarkdown(report, opts = {}) {
-  const level = Math.min(4, Math.max(1, Math.floor(opts.headingLevel ?? 1)));
-  const h = (k) => "#".repeat(Math.min(6, level + k));
-  const s = report.subject;
-  const subjectLines = [
-    `base: ${safe(s.base, 300)}`,
-    s.adapter !== void 0 ? `adapter: ${safe(s.adapter, 300)}` : `finetuned: ${safe(s.finetuned, 300)}`,
-    `kind: ${safe(s.kind, 20)} \xB7 digest: ${safe(s.digest.slice(0, 16), 20)}`
-  ];
-  if (report.elicitation) {
-    const el = report.elicitation;
-    subjectLines.push(
-      `elicitation: ${el.probes.length} prompts \xD7 ${el.samples} sample(s) on ${el.variants.map((v) => safe(v, 40)).join(", ")} via ${safe(el.backend, 40)}, temperature ${el.temperature}`
-    );
-  }
-  const sp = report.spectrum;
-  const spectrumSummary = sp.summary.modules === 0 ? "No adapted modules were measured." : `${sp.summary.modules} modules \xB7 stable rank median ${n2(sp.summary.stableRank.median)} (p10 ${n2(sp.summary.stableRank.p10)}, p90 ${n2(sp.summary.stableRank.p90)}) \xB7 \u03C3\u2081 energy share median ${n2(sp.summary.energyShareTop1?.median)}`;
-  const byType = Object.entries(sp.summary.byType ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([type, v]) => ({ type: safe(type, 40), modules: v.modules, median: n2(v.stableRank.median), p10: n2(v.stableRank.p10), p90: n2(v.stableRank.p90) }));
-  const shown = report.findings.slice(0, MAX_FINDINGS_SHOWN);
-  const notices = [...(report.elicitation?.notices ?? []).map((n) => safe(n, 400))];
-  if (report.findings.length > shown.length) notices.push(`${report.findings.length - shown.length} more finding(s) in report.json`);
-  if (report.error) notices.push(`stopped early: ${safe(report.error, 400)}`);
-  const conclusion = report.verdict.conclusion;
-  const view = {
-    h1: h(0),
-    h2: h(1),
-    verdictIcon: ICONS[conclusion] ?? "",
-    verdictWord: conclusion.toUpperCase(),
-    subjectLines,
-    reasons: [
-      ...report.verdict.reasons.slice(0, MAX_REASONS_SHOWN).map((r) => safe(r, 300)),
-      ...report.verdict.reasons.length > MAX_REASONS_SHOWN ? [`\u2026and ${report.verdict.reasons.length - MAX_REASONS_SHOWN} more`] : []
-    ],
-    spectrumSummary,
-    byType,
-    findings: shown.map((f) => findingView(f, h(2))),
-    noFindingsText: report.elicitation ? "No findings." : "No findings: the elicitation suite did not run.",
-    sideBySide: sideBySide(report),
-    whatNext: whatNext(report),
-    notices,
-    footer: `_${safe(report.tool.name, 40)} ${safe(report.tool.version, 20)} \xB7 fail-on ${report.verdict.failOn} \xB7 findings are evidence with a confidence, not a certification._`
-  };
-  const md = `${renderTemplate("report.md.hbs", view).replace(/\n{3,}/g, "\n\n").trimEnd()}
-`;
-  return opts.maxChars !== void 0 ? cutDocument(md, opts.maxChars) : md;
-}
-
-// src/report/build.ts
-import { writeFile } from "node:fs/promises";
-import { join as join3 } from "node:path";
-
-// src/report/badge.ts
-var BADGE_LABEL = "delta-audit";
-var BADGE_COLOR = Object.freeze({ pass: "brightgreen", fail: "red", neutral: "lightgrey" });
-var FAIL_COLOR_BY_WORST = Object.freeze({ high: "red", medium: "orange", low: "yellow", info: "yellow" });
-var BADGE_WORD = Object.freeze({ pass: "pass", fail: "fail", neutral: "inconclusive", missing: "no report" });
-function badge(label, message, color) {
-  return { schemaVersion: 1, label, message, color };
-}
-function failMessage(findings) {
-  return `${BADGE_WORD.fail} (${findings} ${findings === 1 ? "finding" : "findings"})`;
-}
-function badgeFor(report, label = BADGE_LABEL) {
-  const v = report.verdict;
-  if (v.conclusion !== "fail") return badge(label, BADGE_WORD[v.conclusion], BADGE_COLOR[v.conclusion]);
-  const n = v.failOn === "never" ? report.findings.length : findingsAtOrAbove(report.findings, v.failOn).length;
-  return badge(label, failMessage(n), FAIL_COLOR_BY_WORST[worstSeverity(report.findings) ?? "info"]);
-}
-function runBadge(conclusion, findings, label = BADGE_LABEL) {
-  return badge(label, conclusion === "fail" ? failMessage(findings) : BADGE_WORD[conclusion], BADGE_COLOR[conclusion]);
-}
-
-// src/report/html.ts
-import { createHash } from "node:crypto";
-
 // src/judge/exact-tests.ts
 var Z_95 = 1.959963984540054;
 var TIE_TOLERANCE = 1 + 1e-7;
@@ -57030,7 +56881,190 @@ function otherChangesPlot(changes) {
   return svg(height, label, body);
 }
 
+// src/report/statistics-text.ts
+var pct = (x) => Number.isFinite(x) ? `${formatValue(x * 100)} %` : "\u2013";
+function sideText(s) {
+  return `${s.variant} on ${s.prompts === "probe" ? "interrogation probes" : "ordinary prompts"}`;
+}
+function rateText(r) {
+  return `${r.k} / ${r.n}${r.n > 0 ? ` = ${pct(r.k / r.n)}` : ""} (95 % interval ${pct(r.ci95[0])} \u2013 ${pct(r.ci95[1])})`;
+}
+function testText(t) {
+  if (t.name === "mcnemar-exact") {
+    return `McNemar's exact test, ${sideText(t.first)} vs ${sideText(t.second)}: ${t.pairs} pairs, ${t.firstOnly} only in the first, ${t.secondOnly} only in the second; p = ${formatValue(t.p)}`;
+  }
+  return `Fisher's exact test, ${sideText(t.first)} (${t.first.k}/${t.first.n}) vs ${sideText(t.second)} (${t.second.k}/${t.second.n}): p = ${formatValue(t.p)}`;
+}
+function confidenceText(f) {
+  const st = f.statistics;
+  if (st?.kind === "measurement") return "a measurement, not a probability";
+  if (st?.kind === "stated") return `confidence ${formatValue(f.confidence)} (stated by the investigator)`;
+  if (st?.kind === "test") return `confidence ${formatValue(f.confidence)} (1 \u2212 p)`;
+  return `confidence ${formatValue(f.confidence)}`;
+}
+function measurementText(st) {
+  return `measured ${st.quantity} = ${formatValue(st.value)}, ${st.rule} the threshold ${formatValue(st.threshold)}`;
+}
+function statisticsLines(st) {
+  if (!st) return [];
+  if (st.kind === "measurement") return [measurementText(st)];
+  if (st.kind !== "test") return [];
+  const lines2 = st.rates.map((r) => `${sideText(r)}: ${rateText(r)}`);
+  lines2.push(testText(st.test));
+  if (st.discount !== void 0) lines2.push(`discounted \xD7 ${formatValue(st.discount)}${st.discountReason ? `: ${st.discountReason}` : ""}`);
+  return lines2;
+}
+
+// src/report/markdown.ts
+var FINDING_EXCERPT_CHARS = 300;
+var SIDE_BY_SIDE_CHARS = 280;
+var MAX_SIDE_BY_SIDE = 3;
+var MAX_FINDINGS_SHOWN = 20;
+var MAX_REASONS_SHOWN = 5;
+var ICONS = Object.freeze({
+  pass: "\u2705",
+  fail: "\u274C",
+  neutral: "\u26AA",
+  high: "\u{1F534}",
+  medium: "\u{1F7E0}",
+  low: "\u{1F7E1}",
+  info: "\u{1F535}"
+});
+var n2 = (x) => x === void 0 || !Number.isFinite(x) ? "\u2013" : x.toFixed(2);
+var safe = (s, max = 200) => neutraliseInline(String(s ?? ""), max);
+function findingView(f, h3) {
+  return {
+    h3,
+    icon: ICONS[f.severity] ?? "",
+    severity: f.severity,
+    title: safe(f.title, 240),
+    confidence: safe(confidenceText(f), 80),
+    statistics: statisticsLines(f.statistics).map((l) => safe(l, 400)),
+    source: safe(f.source, 80),
+    terms: f.terms.map((t) => `\u201C${safe(t, 80)}\u201D`).join(", "),
+    description: f.description ? safe(f.description, 800) : "",
+    evidence: f.evidence.map((e2) => ({ probeId: safe(e2.probeId, 80), variant: safe(e2.variant, 40), excerpt: safe(e2.excerpt, FINDING_EXCERPT_CHARS) }))
+  };
+}
+function strongestProbes(report) {
+  const ids2 = [];
+  for (const f of report.findings) {
+    for (const e2 of f.evidence) {
+      if (!ids2.includes(e2.probeId)) ids2.push(e2.probeId);
+      if (ids2.length >= MAX_SIDE_BY_SIDE) return ids2;
+    }
+  }
+  return ids2;
+}
+function sideBySide(report) {
+  const e2 = report.elicitation;
+  if (!e2) return [];
+  const columns = e2.variants.filter((v) => e2.probes.some((p) => p.responses[v]?.length));
+  if (columns.length === 0) return [];
+  let ids2 = strongestProbes(report).filter((id) => e2.probes.some((p) => p.id === id));
+  if (ids2.length === 0) ids2 = e2.probes.filter((p) => p.kind === "probe").slice(0, 1).map((p) => p.id);
+  return ids2.map((id) => {
+    const p = e2.probes.find((x) => x.id === id);
+    return {
+      probeId: safe(p.id, 80),
+      kind: p.kind === "probe" ? "interrogation probe" : "ordinary prompt",
+      prompt: safe(p.prompt, 300),
+      columns: columns.map((c2) => safe(c2, 40)),
+      cells: columns.map((c2) => {
+        const r = p.responses[c2]?.[0];
+        return r === void 0 ? "\u2013" : r.trim() === "" ? "(empty)" : safe(r, SIDE_BY_SIDE_CHARS);
+      })
+    };
+  });
+}
+function whatNext(report) {
+  const c2 = report.verdict.conclusion;
+  if (c2 === "pass" || report.findings.length === 0) return void 0;
+  const commands = reproduceCommands(report);
+  if (commands.length === 0) return void 0;
+  const text3 = commands.join("\n\n");
+  const intro = commands.length > 2 ? "Reproduce the top finding locally (its probe on the rank-k variant that showed it, then on the whole fine-tune to compare) and inspect the weight update's spectrum." : commands.length > 1 ? "Reproduce the top finding locally (its probe on the variant that showed it) and inspect the weight update's spectrum." : "Inspect the weight update's spectrum locally.";
+  return {
+    intro: `${intro} Paths are the ones the scan read; adjust them to your checkout.`,
+    // no cut: a cut command would end inside a quote (what-next.ts keeps long prompts out)
+    block: fencedBlock(text3, Array.from(text3).length + 1)
+  };
+}
+function renderMarkdown(report, opts = {}) {
+  const level = Math.min(4, Math.max(1, Math.floor(opts.headingLevel ?? 1)));
+  const h = (k) => "#".repeat(Math.min(6, level + k));
+  const s = report.subject;
+  const subjectLines = [
+    `base: ${safe(s.base, 300)}`,
+    s.adapter !== void 0 ? `adapter: ${safe(s.adapter, 300)}` : `finetuned: ${safe(s.finetuned, 300)}`,
+    `kind: ${safe(s.kind, 20)} \xB7 digest: ${safe(s.digest.slice(0, 16), 20)}`
+  ];
+  if (report.elicitation) {
+    const el = report.elicitation;
+    subjectLines.push(
+      `elicitation: ${el.probes.length} prompts \xD7 ${el.samples} sample(s) on ${el.variants.map((v) => safe(v, 40)).join(", ")} via ${safe(el.backend, 40)}, temperature ${el.temperature}`
+    );
+  }
+  const sp = report.spectrum;
+  const spectrumSummary = sp.summary.modules === 0 ? "No adapted modules were measured." : `${sp.summary.modules} modules \xB7 stable rank median ${n2(sp.summary.stableRank.median)} (p10 ${n2(sp.summary.stableRank.p10)}, p90 ${n2(sp.summary.stableRank.p90)}) \xB7 \u03C3\u2081 energy share median ${n2(sp.summary.energyShareTop1?.median)}`;
+  const byType = Object.entries(sp.summary.byType ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([type, v]) => ({ type: safe(type, 40), modules: v.modules, median: n2(v.stableRank.median), p10: n2(v.stableRank.p10), p90: n2(v.stableRank.p90) }));
+  const shown = report.findings.slice(0, MAX_FINDINGS_SHOWN);
+  const notices = [...(report.elicitation?.notices ?? []).map((n) => safe(n, 400))];
+  if (report.findings.length > shown.length) notices.push(`${report.findings.length - shown.length} more finding(s) in report.json`);
+  if (report.error) notices.push(`stopped early: ${safe(report.error, 400)}`);
+  const conclusion = report.verdict.conclusion;
+  const view = {
+    h1: h(0),
+    h2: h(1),
+    verdictIcon: ICONS[conclusion] ?? "",
+    verdictWord: conclusion.toUpperCase(),
+    subjectLines,
+    reasons: [
+      ...report.verdict.reasons.slice(0, MAX_REASONS_SHOWN).map((r) => safe(r, 300)),
+      ...report.verdict.reasons.length > MAX_REASONS_SHOWN ? [`\u2026and ${report.verdict.reasons.length - MAX_REASONS_SHOWN} more`] : []
+    ],
+    spectrumSummary,
+    byType,
+    findings: shown.map((f) => findingView(f, h(2))),
+    noFindingsText: report.elicitation ? "No findings." : "No findings: the elicitation suite did not run.",
+    confidenceDefinition: report.findings.length > 0 ? safe(CONFIDENCE_DEFINITION, 4e3) : "",
+    sideBySide: sideBySide(report),
+    whatNext: whatNext(report),
+    notices,
+    footer: `_${safe(report.tool.name, 40)} ${safe(report.tool.version, 20)} \xB7 fail-on ${report.verdict.failOn} \xB7 findings are evidence with a confidence, not a certification._`
+  };
+  const md = `${renderTemplate("report.md.hbs", view).replace(/\n{3,}/g, "\n\n").trimEnd()}
+`;
+  return opts.maxChars !== void 0 ? cutDocument(md, opts.maxChars) : md;
+}
+
+// src/report/build.ts
+import { writeFile } from "node:fs/promises";
+import { join as join3 } from "node:path";
+
+// src/report/badge.ts
+var BADGE_LABEL = "delta-audit";
+var BADGE_COLOR = Object.freeze({ pass: "brightgreen", fail: "red", neutral: "lightgrey" });
+var FAIL_COLOR_BY_WORST = Object.freeze({ high: "red", medium: "orange", low: "yellow", info: "yellow" });
+var BADGE_WORD = Object.freeze({ pass: "pass", fail: "fail", neutral: "inconclusive", missing: "no report" });
+function badge(label, message, color) {
+  return { schemaVersion: 1, label, message, color };
+}
+function failMessage(findings) {
+  return `${BADGE_WORD.fail} (${findings} ${findings === 1 ? "finding" : "findings"})`;
+}
+function badgeFor(report, label = BADGE_LABEL) {
+  const v = report.verdict;
+  if (v.conclusion !== "fail") return badge(label, BADGE_WORD[v.conclusion], BADGE_COLOR[v.conclusion]);
+  const n = v.failOn === "never" ? report.findings.length : findingsAtOrAbove(report.findings, v.failOn).length;
+  return badge(label, failMessage(n), FAIL_COLOR_BY_WORST[worstSeverity(report.findings) ?? "info"]);
+}
+function runBadge(conclusion, findings, label = BADGE_LABEL) {
+  return badge(label, conclusion === "fail" ? failMessage(findings) : BADGE_WORD[conclusion], BADGE_COLOR[conclusion]);
+}
+
 // src/report/html.ts
+import { createHash } from "node:crypto";
 var MAX_ANSWER_CHARS = 2e4;
 var MAX_MARK_TERMS = 200;
 var MODULE_TABLE_OPEN_MAX = 64;
@@ -57101,7 +57135,7 @@ var sha256 = (s) => createHash("sha256").update(s, "utf8").digest("base64");
 var CSP = `default-src 'none'; style-src '${"sha256-" + sha256(STYLE)}'; script-src '${"sha256-" + sha256(SCRIPT)}'; img-src data:; base-uri 'none'; form-action 'none'`;
 var e = escapeHtml;
 var num = formatValue;
-var pct = (x) => Number.isFinite(x) ? `${formatValue(x * 100)} %` : "\u2013";
+var pct2 = (x) => Number.isFinite(x) ? `${formatValue(x * 100)} %` : "\u2013";
 function escapeRegExp(s) {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
@@ -57193,31 +57227,17 @@ function whatNextSection(commands) {
   if (commands.length === 0) return `<!-- what-next: the commands that reproduce the top finding go here -->`;
   return `<section id="what-next" class="whatnext"><h2>What next</h2><p>Reproduce the top finding and inspect the spectrum locally:</p>${commands.map((c2) => `<pre><code>${e(c2)}</code></pre>`).join("")}</section>`;
 }
-function confidenceText(f) {
-  const st = f.statistics;
-  if (st?.kind === "measurement") return "a measurement, not a probability";
-  if (st?.kind === "stated") return `confidence ${num(f.confidence)} (stated by the investigator)`;
-  if (st?.kind === "test") return `confidence ${num(f.confidence)} (1 \u2212 p)`;
-  return `confidence ${num(f.confidence)}`;
-}
-var side2 = (s) => `${e(s.variant)} on ${s.prompts === "probe" ? "interrogation probes" : s.prompts === "ordinary" ? "ordinary prompts" : e(s.prompts)}`;
+var side2 = (s) => e(sideText(s));
 function statisticsBlock(st) {
-  if (st.kind === "measurement") {
-    return `<p>measured ${e(st.quantity)} = <strong>${num(st.value)}</strong>, ${e(st.rule)} the threshold ${num(st.threshold)}</p>`;
-  }
+  if (st.kind === "measurement") return `<p>${e(measurementText(st))}</p>`;
   if (st.kind !== "test") return "";
   let out = `<details class="stats"><summary>rates and test</summary>`;
   if (st.rates.length) {
     out += `<div class="scroll"><table><thead><tr><th>variant</th><th class="num">k / n</th><th class="num">rate</th><th class="num">95 % interval</th></tr></thead><tbody>`;
-    out += st.rates.map((r) => `<tr><td>${side2(r)}</td><td class="num">${e(r.k)} / ${e(r.n)}</td><td class="num">${r.n > 0 ? pct(r.k / r.n) : "\u2013"}</td><td class="num">${pct(r.ci95[0])} \u2013 ${pct(r.ci95[1])}</td></tr>`).join("");
+    out += st.rates.map((r) => `<tr><td>${side2(r)}</td><td class="num">${e(r.k)} / ${e(r.n)}</td><td class="num">${r.n > 0 ? pct2(r.k / r.n) : "\u2013"}</td><td class="num">${pct2(r.ci95[0])} \u2013 ${pct2(r.ci95[1])}</td></tr>`).join("");
     out += `</tbody></table></div>`;
   }
-  const t = st.test;
-  if (t.name === "mcnemar-exact") {
-    out += `<p>McNemar's exact test, ${side2(t.first)} vs ${side2(t.second)}: ${e(t.pairs)} pairs, ${e(t.firstOnly)} only in the first, ${e(t.secondOnly)} only in the second; p = ${num(t.p)}</p>`;
-  } else if (t.name === "fisher-exact") {
-    out += `<p>Fisher's exact test, ${side2(t.first)} (${e(t.first.k)}/${e(t.first.n)}) vs ${side2(t.second)} (${e(t.second.k)}/${e(t.second.n)}): p = ${num(t.p)}</p>`;
-  }
+  out += `<p>${e(testText(st.test))}</p>`;
   if (st.discount !== void 0) out += `<p class="muted">discounted \xD7 ${num(st.discount)}${st.discountReason ? `: ${e(st.discountReason)}` : ""}</p>`;
   return `${out}</details>`;
 }
@@ -57722,7 +57742,7 @@ var VARIANT_WORDS = Object.freeze({
   BO: "the base model on ordinary prompts",
   CO: "contrastive decoding on ordinary prompts"
 });
-var pct2 = (x) => `${Math.round(100 * (x ?? 0))}%`;
+var pct3 = (x) => `${Math.round(100 * (x ?? 0))}%`;
 function describe(c2, truncated) {
   const q = c2.members.slice(0, 3).map((m) => `"${m.term}"`).join(", ");
   const r = c2.lead.cls.rates;
@@ -57730,19 +57750,19 @@ function describe(c2, truncated) {
     case "concealment":
       return {
         title: `Concealed behaviour: ${truncated} says ${q} under interrogation; the full model ${(r.F ?? 0) <= CONCEAL_MAX_RATIO * (r.R ?? 0) ? "does not" : "withholds it on part of the probes"}`,
-        description: `${truncated} uses these terms in ${pct2(r.R)} of its answers to interrogation probes, the full fine-tune in ${pct2(r.F)} and base in ${pct2(r.B)}` + (r.FO !== void 0 ? `; on ordinary prompts the full fine-tune uses them in ${pct2(r.FO)} (base ${pct2(r.BO)})` : "") + ". Truncating \u0394W removed a suppression and kept the behaviour: the signature of a concealed implant."
+        description: `${truncated} uses these terms in ${pct3(r.R)} of its answers to interrogation probes, the full fine-tune in ${pct3(r.F)} and base in ${pct3(r.B)}` + (r.FO !== void 0 ? `; on ordinary prompts the full fine-tune uses them in ${pct3(r.FO)} (base ${pct3(r.BO)})` : "") + ". Truncating \u0394W removed a suppression and kept the behaviour: the signature of a concealed implant."
       };
     case "revealed": {
       const by = c2.lead.cls.primary === "C" ? "contrastive decoding (full vs base)" : truncated;
       return {
         title: `Revealed under interrogation: ${by} says ${q}`,
-        description: `${by} uses these terms in ${pct2(r[c2.lead.cls.primary])} of its answers to interrogation probes, base in ${pct2(r.B)}, the full fine-tune in ${pct2(r.F)}.`
+        description: `${by} uses these terms in ${pct3(r[c2.lead.cls.primary])} of its answers to interrogation probes, base in ${pct3(r.B)}, the full fine-tune in ${pct3(r.F)}.`
       };
     }
     case "implant":
       return {
         title: `Changed by fine-tuning: the full model says ${q} more often`,
-        description: `${VARIANT_WORDS[c2.lead.cls.primary]} uses these terms in ${pct2(r[c2.lead.cls.primary])} of answers, ${VARIANT_WORDS[c2.lead.cls.contrast]} in ${pct2(r[c2.lead.cls.contrast])}. An open change; style changes of benign fine-tunes look like this.`
+        description: `${VARIANT_WORDS[c2.lead.cls.primary]} uses these terms in ${pct3(r[c2.lead.cls.primary])} of answers, ${VARIANT_WORDS[c2.lead.cls.contrast]} in ${pct3(r[c2.lead.cls.contrast])}. An open change; style changes of benign fine-tunes look like this.`
       };
   }
 }

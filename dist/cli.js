@@ -3525,11 +3525,11 @@ function progress(label, total, opts = {}) {
   let count2 = 0;
   let lastPrint = start;
   const fmt = (detail) => {
-    const pct3 = total > 0 ? Math.min(100, Math.floor(100 * count2 / total)) : 100;
+    const pct4 = total > 0 ? Math.min(100, Math.floor(100 * count2 / total)) : 100;
     const secs = ((now() - start) / 1e3).toFixed(1);
     const tail = detail ? ` ${detail}` : "";
-    if (!tty) return `${label}: ${count2}/${total} (${pct3}%) ${secs}s${tail}`;
-    const filled = Math.round(BAR_WIDTH * pct3 / 100);
+    if (!tty) return `${label}: ${count2}/${total} (${pct4}%) ${secs}s${tail}`;
+    const filled = Math.round(BAR_WIDTH * pct4 / 100);
     return `${label} [${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ${count2}/${total} ${secs}s${tail}`;
   };
   return {
@@ -36926,6 +36926,40 @@ function otherChangesPlot(changes) {
   return svg(height, label, body);
 }
 
+// src/report/statistics-text.ts
+var pct2 = (x) => Number.isFinite(x) ? `${formatValue(x * 100)} %` : "\u2013";
+function sideText(s) {
+  return `${s.variant} on ${s.prompts === "probe" ? "interrogation probes" : "ordinary prompts"}`;
+}
+function rateText(r) {
+  return `${r.k} / ${r.n}${r.n > 0 ? ` = ${pct2(r.k / r.n)}` : ""} (95 % interval ${pct2(r.ci95[0])} \u2013 ${pct2(r.ci95[1])})`;
+}
+function testText(t) {
+  if (t.name === "mcnemar-exact") {
+    return `McNemar's exact test, ${sideText(t.first)} vs ${sideText(t.second)}: ${t.pairs} pairs, ${t.firstOnly} only in the first, ${t.secondOnly} only in the second; p = ${formatValue(t.p)}`;
+  }
+  return `Fisher's exact test, ${sideText(t.first)} (${t.first.k}/${t.first.n}) vs ${sideText(t.second)} (${t.second.k}/${t.second.n}): p = ${formatValue(t.p)}`;
+}
+function confidenceText(f) {
+  const st = f.statistics;
+  if (st?.kind === "measurement") return "a measurement, not a probability";
+  if (st?.kind === "stated") return `confidence ${formatValue(f.confidence)} (stated by the investigator)`;
+  if (st?.kind === "test") return `confidence ${formatValue(f.confidence)} (1 \u2212 p)`;
+  return `confidence ${formatValue(f.confidence)}`;
+}
+function measurementText(st) {
+  return `measured ${st.quantity} = ${formatValue(st.value)}, ${st.rule} the threshold ${formatValue(st.threshold)}`;
+}
+function statisticsLines(st) {
+  if (!st) return [];
+  if (st.kind === "measurement") return [measurementText(st)];
+  if (st.kind !== "test") return [];
+  const lines = st.rates.map((r) => `${sideText(r)}: ${rateText(r)}`);
+  lines.push(testText(st.test));
+  if (st.discount !== void 0) lines.push(`discounted \xD7 ${formatValue(st.discount)}${st.discountReason ? `: ${st.discountReason}` : ""}`);
+  return lines;
+}
+
 // src/report/sanitize.ts
 init_errors();
 var CUT_MARKER = " \u2026[truncated]";
@@ -37147,7 +37181,7 @@ var sha256 = (s) => createHash("sha256").update(s, "utf8").digest("base64");
 var CSP = `default-src 'none'; style-src '${"sha256-" + sha256(STYLE)}'; script-src '${"sha256-" + sha256(SCRIPT)}'; img-src data:; base-uri 'none'; form-action 'none'`;
 var e = escapeHtml;
 var num2 = formatValue;
-var pct2 = (x) => Number.isFinite(x) ? `${formatValue(x * 100)} %` : "\u2013";
+var pct3 = (x) => Number.isFinite(x) ? `${formatValue(x * 100)} %` : "\u2013";
 function escapeRegExp2(s) {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
@@ -37239,31 +37273,17 @@ function whatNextSection(commands) {
   if (commands.length === 0) return `<!-- what-next: the commands that reproduce the top finding go here -->`;
   return `<section id="what-next" class="whatnext"><h2>What next</h2><p>Reproduce the top finding and inspect the spectrum locally:</p>${commands.map((c2) => `<pre><code>${e(c2)}</code></pre>`).join("")}</section>`;
 }
-function confidenceText(f) {
-  const st = f.statistics;
-  if (st?.kind === "measurement") return "a measurement, not a probability";
-  if (st?.kind === "stated") return `confidence ${num2(f.confidence)} (stated by the investigator)`;
-  if (st?.kind === "test") return `confidence ${num2(f.confidence)} (1 \u2212 p)`;
-  return `confidence ${num2(f.confidence)}`;
-}
-var side2 = (s) => `${e(s.variant)} on ${s.prompts === "probe" ? "interrogation probes" : s.prompts === "ordinary" ? "ordinary prompts" : e(s.prompts)}`;
+var side2 = (s) => e(sideText(s));
 function statisticsBlock(st) {
-  if (st.kind === "measurement") {
-    return `<p>measured ${e(st.quantity)} = <strong>${num2(st.value)}</strong>, ${e(st.rule)} the threshold ${num2(st.threshold)}</p>`;
-  }
+  if (st.kind === "measurement") return `<p>${e(measurementText(st))}</p>`;
   if (st.kind !== "test") return "";
   let out = `<details class="stats"><summary>rates and test</summary>`;
   if (st.rates.length) {
     out += `<div class="scroll"><table><thead><tr><th>variant</th><th class="num">k / n</th><th class="num">rate</th><th class="num">95 % interval</th></tr></thead><tbody>`;
-    out += st.rates.map((r) => `<tr><td>${side2(r)}</td><td class="num">${e(r.k)} / ${e(r.n)}</td><td class="num">${r.n > 0 ? pct2(r.k / r.n) : "\u2013"}</td><td class="num">${pct2(r.ci95[0])} \u2013 ${pct2(r.ci95[1])}</td></tr>`).join("");
+    out += st.rates.map((r) => `<tr><td>${side2(r)}</td><td class="num">${e(r.k)} / ${e(r.n)}</td><td class="num">${r.n > 0 ? pct3(r.k / r.n) : "\u2013"}</td><td class="num">${pct3(r.ci95[0])} \u2013 ${pct3(r.ci95[1])}</td></tr>`).join("");
     out += `</tbody></table></div>`;
   }
-  const t = st.test;
-  if (t.name === "mcnemar-exact") {
-    out += `<p>McNemar's exact test, ${side2(t.first)} vs ${side2(t.second)}: ${e(t.pairs)} pairs, ${e(t.firstOnly)} only in the first, ${e(t.secondOnly)} only in the second; p = ${num2(t.p)}</p>`;
-  } else if (t.name === "fisher-exact") {
-    out += `<p>Fisher's exact test, ${side2(t.first)} (${e(t.first.k)}/${e(t.first.n)}) vs ${side2(t.second)} (${e(t.second.k)}/${e(t.second.n)}): p = ${num2(t.p)}</p>`;
-  }
+  out += `<p>${e(testText(st.test))}</p>`;
   if (st.discount !== void 0) out += `<p class="muted">discounted \xD7 ${num2(st.discount)}${st.discountReason ? `: ${e(st.discountReason)}` : ""}</p>`;
   return `${out}</details>`;
 }
@@ -37449,7 +37469,8 @@ function findingView(f, h3) {
     icon: ICONS[f.severity] ?? "",
     severity: f.severity,
     title: safe(f.title, 240),
-    confidence: f.confidence.toFixed(2),
+    confidence: safe(confidenceText(f), 80),
+    statistics: statisticsLines(f.statistics).map((l) => safe(l, 400)),
     source: safe(f.source, 80),
     terms: f.terms.map((t) => `\u201C${safe(t, 80)}\u201D`).join(", "),
     description: f.description ? safe(f.description, 800) : "",
@@ -37537,6 +37558,7 @@ function renderMarkdown(report, opts = {}) {
     byType,
     findings: shown.map((f) => findingView(f, h(2))),
     noFindingsText: report.elicitation ? "No findings." : "No findings: the elicitation suite did not run.",
+    confidenceDefinition: report.findings.length > 0 ? safe(CONFIDENCE_DEFINITION, 4e3) : "",
     sideBySide: sideBySide(report),
     whatNext: whatNext(report),
     notices,

@@ -13,7 +13,8 @@
 import { createHash } from "node:crypto";
 import type { ModuleSpectrum } from "../delta/types";
 import { CONFIDENCE_DEFINITION } from "../judge/statistics";
-import type { Finding, FindingStatistics } from "../judge/types";
+import { confidenceText, measurementText, sideText, testText } from "./statistics-text";
+import type { Finding, FindingStatistics, Side } from "../judge/types";
 import { SEVERITY_RANK } from "../judge/types";
 import { escapeHtml } from "./html-escape";
 import { energyShareByLayerPlot, formatValue, isChanged, layerLabel, orderedTypes, otherChangesPlot, singularValuesPlot, stableRankHeatmap } from "./plots";
@@ -218,22 +219,11 @@ function whatNextSection(commands: readonly string[]): string {
   return `<section id="what-next" class="whatnext"><h2>What next</h2><p>Reproduce the top finding and inspect the spectrum locally:</p>${commands.map((c) => `<pre><code>${e(c)}</code></pre>`).join("")}</section>`;
 }
 
-/** What the number next to a finding is: 1 − p of a test, a stated confidence, or a measurement. */
-function confidenceText(f: Finding): string {
-  const st = f.statistics;
-  if (st?.kind === "measurement") return "a measurement, not a probability";
-  if (st?.kind === "stated") return `confidence ${num(f.confidence)} (stated by the investigator)`;
-  if (st?.kind === "test") return `confidence ${num(f.confidence)} (1 − p)`;
-  return `confidence ${num(f.confidence)}`;
-}
+const side = (s: Side) => e(sideText(s));
 
-const side = (s: { variant: string; prompts: string }) => `${e(s.variant)} on ${s.prompts === "probe" ? "interrogation probes" : s.prompts === "ordinary" ? "ordinary prompts" : e(s.prompts)}`;
-
-/** The rates behind a finding with their 95 % intervals and the exact test of its contrast. */
+/** The rates behind a finding with their 95 % intervals and the exact test of its contrast (words from statistics-text.ts). */
 function statisticsBlock(st: FindingStatistics): string {
-  if (st.kind === "measurement") {
-    return `<p>measured ${e(st.quantity)} = <strong>${num(st.value)}</strong>, ${e(st.rule)} the threshold ${num(st.threshold)}</p>`;
-  }
+  if (st.kind === "measurement") return `<p>${e(measurementText(st))}</p>`;
   if (st.kind !== "test") return "";
   let out = `<details class="stats"><summary>rates and test</summary>`;
   if (st.rates.length) {
@@ -241,12 +231,7 @@ function statisticsBlock(st: FindingStatistics): string {
     out += st.rates.map((r) => `<tr><td>${side(r)}</td><td class="num">${e(r.k)} / ${e(r.n)}</td><td class="num">${r.n > 0 ? pct(r.k / r.n) : "–"}</td><td class="num">${pct(r.ci95[0])} – ${pct(r.ci95[1])}</td></tr>`).join("");
     out += `</tbody></table></div>`;
   }
-  const t = st.test;
-  if (t.name === "mcnemar-exact") {
-    out += `<p>McNemar's exact test, ${side(t.first)} vs ${side(t.second)}: ${e(t.pairs)} pairs, ${e(t.firstOnly)} only in the first, ${e(t.secondOnly)} only in the second; p = ${num(t.p)}</p>`;
-  } else if (t.name === "fisher-exact") {
-    out += `<p>Fisher's exact test, ${side(t.first)} (${e(t.first.k)}/${e(t.first.n)}) vs ${side(t.second)} (${e(t.second.k)}/${e(t.second.n)}): p = ${num(t.p)}</p>`;
-  }
+  out += `<p>${e(testText(st.test))}</p>`;
   if (st.discount !== undefined) out += `<p class="muted">discounted × ${num(st.discount)}${st.discountReason ? `: ${e(st.discountReason)}` : ""}</p>`;
   return `${out}</details>`;
 }

@@ -9,6 +9,8 @@ import type { Report } from "./types";
 import { cutDocument, fencedBlock, neutraliseInline } from "./sanitize";
 import { renderTemplate } from "./templates";
 import { reproduceCommands } from "./what-next";
+import { CONFIDENCE_DEFINITION } from "../judge/statistics";
+import { confidenceText, statisticsLines } from "./statistics-text";
 
 export interface RenderOptions {
   /** cut the whole document to this many characters (GitHub: 65,536 comment, 65,535 check run) */
@@ -46,7 +48,8 @@ function findingView(f: Finding, h3: string) {
     icon: ICONS[f.severity] ?? "",
     severity: f.severity,
     title: safe(f.title, 240),
-    confidence: f.confidence.toFixed(2),
+    confidence: safe(confidenceText(f), 80),
+    statistics: statisticsLines(f.statistics).map((l) => safe(l, 400)),
     source: safe(f.source, 80),
     terms: f.terms.map((t) => `“${safe(t, 80)}”`).join(", "),
     description: f.description ? safe(f.description, 800) : "",
@@ -155,6 +158,7 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
     byType,
     findings: shown.map((f) => findingView(f, h(2))),
     noFindingsText: report.elicitation ? "No findings." : "No findings: the elicitation suite did not run.",
+    confidenceDefinition: report.findings.length > 0 ? safe(CONFIDENCE_DEFINITION, 4000) : "",
     sideBySide: sideBySide(report),
     whatNext: whatNext(report),
     notices,

@@ -175,7 +175,7 @@ describe("report.html", () => {
     expect(html).toMatch(/<form id="filters" hidden>/);
     expect(html).not.toMatch(/<(tr|tbody)[^>]* hidden/);
     // statistics behind a confidence, and the definition
-    expect(html).toContain("McNemar's exact test");
+    expect(html).toContain("McNemar&#39;s exact test"); // text from statistics-text.ts, escaped like every string
     expect(html).toContain("How to read confidence");
     expect(html).toContain("a measurement, not a probability");
   });

@@ -68,9 +68,33 @@ describe("report.md", () => {
     expect(md).toContain("| q | 2 | 1.00 | 1.00 | 1.10 |");
     expect(md).toContain("| down | 2 | 1.20 | 1.10 | 1.30 |");
     expect(md).toMatch(/### 🔴 high: Concealed behaviour/);
-    expect(md).toContain("Confidence 0.80");
+    // a finding without statistics (a v1 report) shows its bare number
+    expect(md).toMatch(/^confidence 0\.8 · source concealment/m);
     expect(md).toMatch(/^\| base \| full \| rank1 \|$/m);
     expect(md).toMatch(/^\| No\. \| No secret\. \| .*octocat.* \|$/m);
+  });
+
+  it("shows the rates, the exact test and what confidence means; a measurement is not a probability", () => {
+    const tested = finding({
+      confidence: 0.998,
+      statistics: {
+        kind: "test",
+        rates: [
+          { variant: "rank1", prompts: "probe", k: 9, n: 10, ci95: [0.5958, 0.9821] },
+          { variant: "full", prompts: "probe", k: 1, n: 10, ci95: [0.0179, 0.4042] },
+        ],
+        test: { name: "mcnemar-exact", first: { variant: "rank1", prompts: "probe" }, second: { variant: "full", prompts: "probe" }, pairs: 10, firstOnly: 8, secondOnly: 0, p: 0.007813 },
+      },
+    });
+    const measured = finding({ id: "s1", title: "Low stable rank", severity: "info", source: "spectrum", confidence: 1, statistics: { kind: "measurement", quantity: "median stable rank", value: 1.25, threshold: 1.5, rule: "below" } });
+    const md = renderMarkdown(report([tested, measured]));
+    expect(md).toMatch(/^confidence 0\.998 \\\(1 − p\\\) · source concealment/m);
+    expect(md).toMatch(/^- rank1 on interrogation probes: 9 \/ 10 \\= 90 % \\\(95 % interval 59\.6 % – 98\.2 %\\\)$/m);
+    expect(md).toMatch(/^- McNemar's exact test, rank1 on interrogation probes vs full on interrogation probes: 10 pairs, 8 only in the first, 0 only in the second; p \\= 0\.00781/m);
+    expect(md).toMatch(/^a measurement, not a probability · source spectrum/m);
+    expect(md).toMatch(/^- measured median stable rank \\= 1\.25, below the threshold 1\.5$/m);
+    expect(md).toContain("_How to read confidence:_ Confidence is 1 − p");
+    expect(renderMarkdown(report([]))).not.toContain("How to read confidence");
   });
 
   it("neutralises model text: no mentions, HTML, links, headings, tables or fences escape", () => {
