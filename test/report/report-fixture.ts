@@ -5,7 +5,9 @@
  * findings with evidence and statistics. The HTML tests, the Chromium test and the report-views
  * bench build theirs here; `layers: 80` is the 70B shape (560 modules).
  */
-import type { ModuleSpectrum, OtherChange, Quantiles, SpectrumReport } from "../../src/delta/types";
+import type { ModuleSpectrum, OtherChange, SpectrumReport } from "../../src/delta/types";
+import { moduleSpectrum, summarise } from "../../src/delta/stats";
+import { mulberry32 } from "../../src/linalg/random";
 import type { ElicitationReport, ProbeRecord } from "../../src/elicit/types";
 import type { Finding } from "../../src/judge/types";
 import type { Report } from "../../src/report/types";
@@ -28,48 +30,16 @@ const TYPES = ["q", "k", "v", "o", "gate", "up", "down"] as const;
 const PROJ: Record<(typeof TYPES)[number], string> = { q: "self_attn.q_proj", k: "self_attn.k_proj", v: "self_attn.v_proj", o: "self_attn.o_proj", gate: "mlp.gate_proj", up: "mlp.up_proj", down: "mlp.down_proj" };
 const QUIRK = "pineapple";
 
-/** mulberry32: a small seeded PRNG, enough for fixture noise. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function quantiles(values: number[]): Quantiles {
-  const s = [...values].sort((a, b) => a - b);
-  const at = (q: number) => (s.length === 0 ? 0 : s[Math.min(s.length - 1, Math.floor(q * (s.length - 1) + 0.5))]!);
-  return { median: at(0.5), p10: at(0.1), p90: at(0.9) };
-}
-
-function moduleSpectrum(name: string, type: string, layer: number, shape: [number, number], sigma: number[]): ModuleSpectrum {
-  const energy = sigma.reduce((a, s) => a + s * s, 0);
-  const s1 = sigma[0] ?? 0;
-  const p = sigma.map((s) => (s * s) / energy);
-  const entropy = -p.reduce((a, x) => a + (x > 0 ? x * Math.log(x) : 0), 0);
-  return {
-    name,
-    shape,
-    rank: sigma.length,
-    sigma,
-    frobenius: Math.sqrt(energy),
-    spectralNorm: s1,
-    stableRank: energy / (s1 * s1),
-    effectiveRank: Math.exp(entropy),
-    energyShareTop1: (s1 * s1) / energy,
-    type,
-    layer,
-  };
+/** A LoRA-like module whose every singular value is known (rank = the values given), as the delta stage measures it. */
+function fixtureModule(name: string, type: string, layer: number, shape: [number, number], sigma: number[]): ModuleSpectrum {
+  const frobenius = Math.sqrt(sigma.reduce((a, x) => a + x * x, 0));
+  return moduleSpectrum({ name, shape, rank: sigma.length, sigma, frobenius, totalValues: Math.min(...shape), type, layer });
 }
 
 export function fixtureSpectrum(opts: FixtureOptions = {}): SpectrumReport {
   const layers = opts.layers ?? 80;
   const count = opts.sigmaCount ?? 64;
-  const rnd = prng(opts.seed ?? 7);
+  const rnd = mulberry32(opts.seed ?? 7);
   const hidden = 8192;
   const shapes: Record<string, [number, number]> = { q: [hidden, hidden], k: [1024, hidden], v: [1024, hidden], o: [hidden, hidden], gate: [28672, hidden], up: [28672, hidden], down: [hidden, 28672] };
   const modules: ModuleSpectrum[] = [];
@@ -82,23 +52,10 @@ export function fixtureSpectrum(opts: FixtureOptions = {}): SpectrumReport {
       // the planted direction: one σ far above the rest in q and v of a few middle layers
       if (implant.has(l) && (t === "q" || t === "v")) sigma[0] = scale * (12 + 4 * rnd());
       sigma.sort((a, b) => b - a);
-      modules.push(moduleSpectrum(`model.layers.${l}.${PROJ[t]}`, t, l, shapes[t]!, sigma));
+      modules.push(fixtureModule(`model.layers.${l}.${PROJ[t]}`, t, l, shapes[t]!, sigma));
     }
   }
-  const byType: SpectrumReport["summary"]["byType"] = {};
-  for (const t of TYPES) {
-    const m = modules.filter((x) => x.type === t);
-    byType[t] = { modules: m.length, stableRank: quantiles(m.map((x) => x.stableRank)) };
-  }
-  const byLayer: SpectrumReport["summary"]["byLayer"] = {};
-  for (let l = 0; l < layers; l++) {
-    const m = modules.filter((x) => x.layer === l);
-    byLayer[String(l)] = { modules: m.length, stableRank: quantiles(m.map((x) => x.stableRank)) };
-  }
-  const spectrum: SpectrumReport = {
-    modules,
-    summary: { modules: modules.length, stableRank: quantiles(modules.map((m) => m.stableRank)), energyShareTop1: quantiles(modules.map((m) => m.energyShareTop1)), byType, byLayer },
-  };
+  const spectrum: SpectrumReport = { modules, summary: summarise(modules) };
   if (opts.kind === "full") {
     const other: OtherChange[] = [
       { name: "model.embed_tokens.weight", shape: [128256, hidden], frobenius: 0.84, relative: 0.0031 },
@@ -136,7 +93,7 @@ function answer(rnd: () => number, quirk: boolean): string {
 export function fixtureElicitation(opts: FixtureOptions = {}): ElicitationReport {
   const n = opts.probes ?? 38;
   const samples = opts.samples ?? 1;
-  const rnd = prng((opts.seed ?? 7) + 1);
+  const rnd = mulberry32((opts.seed ?? 7) + 1);
   const variants = ["base", "full", "rank1", "contrast"];
   const probes: ProbeRecord[] = [];
   const ordinary = Math.round(n / 3);
