@@ -29,7 +29,7 @@ export async function run(): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), "da-views-"));
     try {
       const t0 = performance.now();
-      await writeReportFiles(dir, report);
+      await writeReportFiles(dir, report, process.cwd());
       times.push((performance.now() - t0) / 1000);
       sizes = readdirSync(dir).map((f) => [f, statSync(join(dir, f)).size]);
     } finally {

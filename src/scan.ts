@@ -57,6 +57,11 @@ export interface ScanOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** fetch for the LLM investigator */
   fetch?: typeof globalThis.fetch;
+  /**
+   * the directory the subject's paths are relative to; report.sarif locates its findings on the
+   * subject's config file relative to it (default: the process's working directory)
+   */
+  cwd?: string;
 }
 
 export interface ScanResult {
@@ -255,7 +260,7 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
     timings.total = seconds(t0);
     const verdict = decideVerdict(findings, config.failOn, unmeasured);
     const report = buildReport({ subject, spectrum, elicitation, findings, verdict, timings, error: fault });
-    await writeReportFiles(tmp, report);
+    await writeReportFiles(tmp, report, opts.cwd ?? process.cwd());
     const exitCode = verdict.conclusion === "pass" ? EXIT.pass : verdict.conclusion === "fail" ? EXIT.fail : EXIT.fault;
     result = { report, outDir: opts.outDir, exitCode: exitCode as 0 | 1 | 3 };
   });

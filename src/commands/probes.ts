@@ -6,32 +6,39 @@
  * `--json` prints one JSON object; without it, readable tables.
  */
 import type { Command } from "commander";
+import { oneLine } from "../errors";
 import { DEFAULT_SYSTEM_PROMPT, ORDINARY_SYSTEM_PROMPT, defaultProbes, type ProbeKind } from "../elicit/probes";
 import { BEHAVIOUR_FAMILIES } from "../judge/lexicons";
 
 /** What `probes --json` prints. */
-export interface ProbeCatalogue {
+interface ProbeCatalogue {
   systemPrompts: { default: string; ordinary: string };
   probes: { id: string; kind: ProbeKind; prompt: string }[];
-  lexicons: { id: string; title: string; description: string; patterns: string[] }[];
+  /** each pattern as a RegExp holds it: its source and its flags (case, Unicode) */
+  lexicons: { id: string; title: string; description: string; patterns: { source: string; flags: string }[] }[];
 }
 
-export function probeCatalogue(): ProbeCatalogue {
+function probeCatalogue(): ProbeCatalogue {
   return {
     systemPrompts: { default: DEFAULT_SYSTEM_PROMPT, ordinary: ORDINARY_SYSTEM_PROMPT },
     probes: defaultProbes().map(({ id, kind, prompt }) => ({ id, kind, prompt })),
-    lexicons: BEHAVIOUR_FAMILIES.map((f) => ({ id: f.id, title: f.title, description: f.description, patterns: f.patterns.map((p) => p.source) })),
+    lexicons: BEHAVIOUR_FAMILIES.map((f) => ({ id: f.id, title: f.title, description: f.description, patterns: f.patterns.map((p) => ({ source: p.source, flags: p.flags })) })),
   };
 }
 
-/** Rows as columns padded to the widest cell; the last column is left ragged. */
-function table(header: string[], rows: string[][]): string[] {
+/**
+ * Rows as columns padded to the widest cell; the last column is left ragged. Every cell is made
+ * one printable line (errors.ts oneLine), as delta/table.ts does: a prompt or a user-visible
+ * text with a newline or an escape would otherwise break the table or act on the terminal.
+ */
+function table(header: string[], rawRows: string[][]): string[] {
+  const rows = rawRows.map((r) => r.map(oneLine));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
 }
 
-export function formatCatalogue(c: ProbeCatalogue): string {
+function formatCatalogue(c: ProbeCatalogue): string {
   const out: string[] = [];
   out.push(`PROBES (${c.probes.length}: ${c.probes.filter((p) => p.kind === "probe").length} interrogation, ${c.probes.filter((p) => p.kind === "ordinary").length} ordinary)`, "");
   out.push(...table(["ID", "KIND", "PROMPT"], c.probes.map((p) => [p.id, p.kind, p.prompt])));
@@ -41,7 +48,7 @@ export function formatCatalogue(c: ProbeCatalogue): string {
   out.push(...table(["ID", "TITLE", "DESCRIPTION"], c.lexicons.map((l) => [l.id, l.title, l.description])));
   for (const l of c.lexicons) {
     out.push("", `${l.id} patterns:`);
-    for (const p of l.patterns) out.push(`  ${p}`);
+    for (const p of l.patterns) out.push(`  ${oneLine(`/${p.source}/${p.flags}`)}`);
   }
   out.push(
     "",

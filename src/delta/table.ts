@@ -7,12 +7,30 @@ import type { ModuleSpectrum, SpectrumReport } from "./types";
 
 /** Modules listed under "largest updates" by default. */
 export const DEFAULT_TABLE_MODULES = 10;
-const TYPE_ORDER = ["q", "k", "v", "o", "gate", "up", "down", "other"];
+/** Module types in the order of a decoder layer: every view (this table, report.html) lists them so. */
+export const TYPE_ORDER: readonly string[] = Object.freeze(["q", "k", "v", "o", "gate", "up", "down", "other"]);
 
-function num(x: number, digits = 3): string {
+/**
+ * A number for people, the one formatter of every view (this table, report.html, the statistics
+ * text): three significant digits without trailing zeros, exponent form outside 1e-3 … 1e4
+ * (toPrecision(3) itself turns to exponent form at 1e3 … 1e4, and above 1e4 plain digits would
+ * pretend to a precision three digits do not have), "–" for a value that is not finite.
+ */
+export function formatNumber(x: number): string {
+  if (!Number.isFinite(x)) return "–";
   if (x === 0) return "0";
   const a = Math.abs(x);
-  return a >= 1e4 || a < 1e-3 ? x.toExponential(digits - 1) : x.toPrecision(digits);
+  if (a >= 1e4 || a < 1e-3) return x.toExponential(2);
+  return String(Number(x.toPrecision(3)));
+}
+
+const num = formatNumber;
+
+/** Module types present, in decoder order (TYPE_ORDER), unknown ones after, alphabetically. */
+export function orderedTypes(modules: readonly { type: string }[]): string[] {
+  const present = [...new Set(modules.map((m) => m.type))];
+  const rank = (t: string) => (TYPE_ORDER.includes(t) ? TYPE_ORDER.indexOf(t) : TYPE_ORDER.length);
+  return present.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }
 
 /**
@@ -35,7 +53,7 @@ export function formatSpectrum(report: SpectrumReport, show = DEFAULT_TABLE_MODU
       `σ₁ energy share median ${num(s.energyShareTop1.median)}`,
   );
   out.push("");
-  const types = Object.keys(s.byType).sort((a, b) => (TYPE_ORDER.indexOf(a) + 99) % 99 - (TYPE_ORDER.indexOf(b) + 99) % 99 || a.localeCompare(b));
+  const types = orderedTypes(Object.keys(s.byType).map((type) => ({ type })));
   out.push(
     table(
       ["type", "modules", "stable rank p10", "median", "p90"],

@@ -15,6 +15,7 @@ import { bySeverity, type Finding, type Severity } from "../judge/types";
 import { findingsAtOrAbove, type FailOn } from "../policy/severity";
 import { cut, cutDocument, inlineCode, neutraliseInline, plainLine } from "../report/sanitize";
 import { renderMarkdown } from "../report/markdown";
+import { confidenceText } from "../report/statistics-text";
 import { REPORT_FILES } from "../report/build";
 import { EXCERPT_CHARS, renderTemplate } from "../report/templates";
 import type { AuditSubject } from "./subjects";
@@ -41,7 +42,7 @@ const TOP_FINDING_TITLE_CHARS = 160;
 /** Room kept after the collapsed section for the report links and the footer. */
 const DETAILS_RESERVE_CHARS = 2_000;
 /** Layers drawn per chart: beyond this a bar chart is unreadable in a comment (the report has all). */
-export const MAX_CHART_LAYERS = 160;
+const MAX_CHART_LAYERS = 160;
 
 /** Report files named in the comment; the rest of a many-subject run is in the output folder. */
 const MAX_VIEWS_LISTED = 12;
@@ -178,7 +179,8 @@ function topFindings(results: SubjectResult[]) {
       severity: f.severity,
       rel,
       title: neutraliseInline(f.title, TOP_FINDING_TITLE_CHARS),
-      confidence: fmt(f.confidence),
+      // what the number is: a measurement's "1" is no confidence (report/statistics-text.ts)
+      confidence: confidenceText(f),
       source: neutraliseInline(f.source, 40),
     })),
     more: Math.max(0, all.length - MAX_TOP_FINDINGS),
@@ -361,7 +363,7 @@ export function buildAnnotations(results: SubjectResult[]): CheckAnnotation[] {
         ...at,
         annotation_level: ANNOTATION_LEVEL[f.severity],
         title: plainLine(`${f.severity}: ${f.title}`, MAX_TITLE_CHARS),
-        message: plainLine(`${f.description ?? f.title} (confidence ${fmt(f.confidence)}, ${f.source}). ${evidence}`, MAX_ANNOTATION_MESSAGE_CHARS),
+        message: plainLine(`${f.description ?? f.title} (${confidenceText(f)}, ${f.source}). ${evidence}`, MAX_ANNOTATION_MESSAGE_CHARS),
       });
     }
   }

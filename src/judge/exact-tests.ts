@@ -7,6 +7,8 @@
  *                             statsmodels proportion_confint(method="wilson")
  *   fisherExact(a, b, c, d) ≙ R fisher.test(matrix(c(a, c, b, d), 2))$p.value, scipy.stats.fisher_exact
  *   binomialTest(k, n, p)   ≙ R binom.test(k, n, p)$p.value, scipy.stats.binomtest(k, n, p).pvalue
+ * and how a finding's confidence follows from its p (roundP, confidenceFromP), here so that
+ * signature.ts (which computes it) and statistics.ts (which reports the p) share one rule.
  */
 
 /** z for a two-sided 95 % interval: Φ⁻¹(0.975). */
@@ -16,20 +18,34 @@ export const Z_95 = 1.959963984540054;
  * Relative tolerance when collecting outcomes "as or less likely than the observed one": the
  * same 1 + 10⁻⁷ R's fisher.test and binom.test use, so ties lost to rounding still count.
  */
-export const TIE_TOLERANCE = 1 + 1e-7;
+const TIE_TOLERANCE = 1 + 1e-7;
 
 const logFactorials: number[] = [0];
 
 /** ln(n!) from a cumulative table: exact to ~1e-13 relative for the few thousand responses a scan has. */
-export function logFactorial(n: number): number {
+function logFactorial(n: number): number {
   if (!Number.isInteger(n) || n < 0) throw new RangeError(`logFactorial needs a non-negative integer, got ${n}`);
   for (let i = logFactorials.length; i <= n; i++) logFactorials.push(logFactorials[i - 1]! + Math.log(i));
   return logFactorials[n]!;
 }
 
 /** ln C(n, k). */
-export function logChoose(n: number, k: number): number {
+function logChoose(n: number, k: number): number {
   return logFactorial(n) - logFactorial(k) - logFactorial(n - k);
+}
+
+/** p-values keep 4 significant digits: enough to check, short in report.json. */
+export function roundP(p: number): number {
+  return Number(p.toPrecision(4));
+}
+
+/**
+ * 1 − p rounded to 3 decimals, times the discount when there is one. p is first rounded as
+ * report.json stores it (roundP), so a reviewer recomputing 1 − p from the report gets this
+ * number exactly; roundP is idempotent, so passing the stored p gives the same result.
+ */
+export function confidenceFromP(p: number, discount = 1): number {
+  return Math.round(discount * (1 - Math.min(1, Math.max(0, roundP(p)))) * 1000) / 1000;
 }
 
 function count(name: string, x: number): void {

@@ -21,11 +21,12 @@
  * twenty. Rates and counts of responses add floors so one odd answer is never a behaviour.
  * These gates decide the signature (and so the severity); the confidence a finding reports is
  * separate and checkable: 1 − p of the exact test of the contrast that defines the signature
- * (McNemar's where requests pair, Fisher's otherwise: exactTest below, statistics.ts).
+ * (McNemar's where requests pair, Fisher's otherwise: exactTest below, statistics.ts). Those
+ * tests count responses as independent too, which several samples of one probe are not: with
+ * samples > 1 the p is optimistic, as CONFIDENCE_DEFINITION says.
  */
 import { logOddsZ } from "./log-odds";
-import { fisherExact, mcnemarExact } from "./exact-tests";
-import { confidenceFromP } from "./statistics";
+import { confidenceFromP, fisherExact, mcnemarExact } from "./exact-tests";
 
 export type GroupKey = "R" | "F" | "B" | "C" | "RO" | "FO" | "BO" | "CO";
 export const GROUP_KEYS: readonly GroupKey[] = ["R", "F", "B", "C", "RO", "FO", "BO", "CO"];
@@ -53,7 +54,7 @@ export interface Discordance {
 }
 
 /** Paired counts of two groups over the (probe, sample) requests both answered. */
-export interface PairCounts {
+interface PairCounts {
   /** pairs where only the first group's answer shows it */
   firstOnly: number;
   /** pairs where only the second group's answer shows it */
@@ -68,7 +69,7 @@ export type PairLookup = (first: GroupKey, second: GroupKey) => PairCounts;
  * The exact test of the contrast that defines a classification (exact-tests.ts), by group:
  * paired (McNemar) where both groups answered the same requests, else Fisher's on k/n.
  */
-export type GroupTest =
+type GroupTest =
   | ({ name: "mcnemar-exact"; first: GroupKey; second: GroupKey; p: number } & PairCounts)
   | { name: "fisher-exact"; first: GroupKey; second: GroupKey; p: number };
 
@@ -79,7 +80,7 @@ export interface Classification {
   /** the group the evidence is contrasted with (same probes) */
   contrast: GroupKey;
   z: number;
-  /** round(discount × (1 − test.p), 3) */
+  /** round(discount × (1 − p), 3), p = test.p to 4 significant digits as report.json stores it (confidenceFromP) */
   confidence: number;
   rates: Partial<Record<GroupKey, number>>;
   /** the counts behind `rates` */
@@ -152,7 +153,7 @@ function present(g: GroupCounts | undefined): boolean {
  * The exact test of `first` vs `second`: McNemar's on the requests both answered when the
  * caller paired them (the same probe and sample put to two variants), else Fisher's on k/n.
  */
-export function exactTest(g: Partial<Record<GroupKey, GroupCounts>>, first: GroupKey, second: GroupKey, pairs?: PairLookup, paired = true): GroupTest {
+function exactTest(g: Partial<Record<GroupKey, GroupCounts>>, first: GroupKey, second: GroupKey, pairs?: PairLookup, paired = true): GroupTest {
   if (paired && pairs) {
     const c = pairs(first, second);
     if (c.pairs > 0) return { name: "mcnemar-exact", first, second, ...c, p: mcnemarExact(c.firstOnly, c.secondOnly) };

@@ -33,13 +33,19 @@ export function buildReport(p: ReportParts): Report {
 /** The file names of DESIGN.md: other tools (the Action, sweeps) read them. */
 export const REPORT_FILES = Object.freeze({ json: "report.json", markdown: "report.md", badge: "badge.json", html: "report.html", sarif: SARIF_FILE, transcripts: "transcripts.jsonl" });
 
-/** Write report.json, report.md and badge.json into `dir` (a staging folder: the caller renames it). */
-export async function writeReportFiles(dir: string, report: Report): Promise<void> {
+/**
+ * Write every file of REPORT_FILES (report.json, report.md, badge.json, report.html,
+ * report.sarif, transcripts.jsonl) into `dir` (a staging folder: the caller renames it).
+ * `cwd` is the directory the subject's paths are relative to — the scan's working directory,
+ * passed in by the scan so this stage stays pure: report.sarif locates its findings on the
+ * subject's config file relative to it.
+ */
+export async function writeReportFiles(dir: string, report: Report, cwd: string): Promise<void> {
   await writeFile(join(dir, REPORT_FILES.json), `${JSON.stringify(report, null, 2)}\n`);
   await writeFile(join(dir, REPORT_FILES.markdown), renderMarkdown(report));
   await writeFile(join(dir, REPORT_FILES.badge), `${JSON.stringify(badgeFor(report))}\n`);
   await writeFile(join(dir, REPORT_FILES.html), renderHtml(report));
   await writeFile(join(dir, REPORT_FILES.transcripts), renderTranscripts(report));
-  // located on the subject's config file relative to the working directory; the Action writes its own, workspace-relative
-  await writeFile(join(dir, REPORT_FILES.sarif), `${JSON.stringify(buildSarif([{ report, configFile: subjectConfigFile(report, process.cwd()) }]), null, 2)}\n`);
+  // located on the subject's config file relative to `cwd`; the Action writes its own, workspace-relative
+  await writeFile(join(dir, REPORT_FILES.sarif), `${JSON.stringify(buildSarif([{ report, configFile: subjectConfigFile(report, cwd) }]), null, 2)}\n`);
 }

@@ -8,16 +8,17 @@
  * filtering script are inline, and a Content-Security-Policy allows exactly those two inline
  * blocks (by their SHA-256), no other script, style or source, so even text that slipped past
  * escaping could neither run nor load anything. Every string from the report passes through
- * html-escape.ts `escapeHtml`; every number through plots.ts `formatValue`.
+ * html-escape.ts `escapeHtml`; every number through delta/table.ts `formatNumber`.
  */
 import { createHash } from "node:crypto";
+import { formatNumber, orderedTypes } from "../delta/table";
 import type { ModuleSpectrum } from "../delta/types";
 import { CONFIDENCE_DEFINITION } from "../judge/statistics";
-import { confidenceText, measurementText, sideText, testText } from "./statistics-text";
+import { confidenceText, measurementText, pct, sideText, testText } from "./statistics-text";
 import type { Finding, FindingStatistics, Side } from "../judge/types";
-import { SEVERITY_RANK } from "../judge/types";
+import { bySeverity, SEVERITY_RANK } from "../judge/types";
 import { escapeHtml } from "./html-escape";
-import { energyShareByLayerPlot, formatValue, isChanged, layerLabel, orderedTypes, otherChangesPlot, singularValuesPlot, stableRankHeatmap } from "./plots";
+import { energyShareByLayerPlot, isChanged, layerLabel, otherChangesPlot, singularValuesPlot, stableRankHeatmap } from "./plots";
 import { cut } from "./sanitize";
 import type { Report } from "./types";
 import { reproduceCommands } from "./what-next";
@@ -27,11 +28,11 @@ import { reproduceCommands } from "./what-next";
  * hostile or runaway answer beyond it is cut with a marker (report.json keeps all of it) so the
  * page stays small enough to open.
  */
-export const MAX_ANSWER_CHARS = 20_000;
+const MAX_ANSWER_CHARS = 20_000;
 /** Finding terms marked in transcripts (longest first): enough for any judge, a bounded pattern. */
-export const MAX_MARK_TERMS = 200;
+const MAX_MARK_TERMS = 200;
 /** The per-module table starts open up to this many modules (a 70B model has 560: folded). */
-export const MODULE_TABLE_OPEN_MAX = 64;
+const MODULE_TABLE_OPEN_MAX = 64;
 
 const STYLE = `
 :root{color-scheme:light dark;--bg:#fff;--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--card:#f6f8fa;--mark:#fff3a3;--pass:#1a7f37;--fail:#cf222e;--neutral:#6e7781;--high:#cf222e;--medium:#bc4c00;--low:#9a6700;--info:#0969da;--link:#0969da}
@@ -105,8 +106,7 @@ const sha256 = (s: string) => createHash("sha256").update(s, "utf8").digest("bas
 const CSP = `default-src 'none'; style-src '${"sha256-" + sha256(STYLE)}'; script-src '${"sha256-" + sha256(SCRIPT)}'; img-src data:; base-uri 'none'; form-action 'none'`;
 
 const e = escapeHtml;
-const num = formatValue;
-const pct = (x: number) => (Number.isFinite(x) ? `${formatValue(x * 100)} %` : "–");
+const num = formatNumber;
 
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -186,7 +186,7 @@ function findingsSection(report: Report, pattern: RegExp | undefined, probes: Ma
   let out = `<section id="findings"><h2>Findings</h2>`;
   if (report.findings.length === 0) return `${out}<p class="muted">No findings.</p></section>`;
   out += `<details><summary>How to read confidence</summary><p>${e(CONFIDENCE_DEFINITION)}</p></details>`;
-  const sorted = [...report.findings].sort((a, b) => (SEVERITY_RANK[b.severity] ?? 0) - (SEVERITY_RANK[a.severity] ?? 0) || b.confidence - a.confidence);
+  const sorted = [...report.findings].sort(bySeverity);
   for (const f of sorted) {
     const sev = f.severity in SEVERITY_RANK ? f.severity : "info";
     out += `<article class="finding ${sev}"><h3><span class="chip sev-${sev}">${e(f.severity)}</span> ${e(f.title)}</h3>`;
@@ -212,10 +212,10 @@ function findingsSection(report: Report, pattern: RegExp | undefined, probes: Ma
 
 /**
  * The commands that reproduce the top finding and inspect the spectrum (what-next.ts: each
- * argument shell-quoted there, HTML-escaped here), shown when there are any.
+ * argument shell-quoted there, HTML-escaped here; it also decides when there are any).
  */
 function whatNextSection(commands: readonly string[]): string {
-  if (commands.length === 0) return `<!-- what-next: the commands that reproduce the top finding go here -->`;
+  if (commands.length === 0) return "";
   return `<section id="what-next" class="whatnext"><h2>What next</h2><p>Reproduce the top finding and inspect the spectrum locally:</p>${commands.map((c) => `<pre><code>${e(c)}</code></pre>`).join("")}</section>`;
 }
 

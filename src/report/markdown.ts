@@ -92,13 +92,12 @@ function sideBySide(report: Report) {
 }
 
 /**
- * "What next" for a failing report (and an undecided one that has findings): the commands that
- * reproduce the top finding and inspect the spectrum, in one fenced block (report/what-next.ts
- * quotes every argument for the shell; the fence keeps them inert in markdown).
+ * "What next" where what-next.ts gives commands (a failing report, or an undecided one that has
+ * findings): the commands that reproduce the top finding and inspect the spectrum, in one fenced
+ * block (report/what-next.ts quotes every argument for the shell; the fence keeps them inert in
+ * markdown).
  */
 function whatNext(report: Report) {
-  const c = report.verdict.conclusion;
-  if (c === "pass" || report.findings.length === 0) return undefined;
   const commands = reproduceCommands(report);
   if (commands.length === 0) return undefined;
   const text = commands.join("\n\n");

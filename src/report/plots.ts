@@ -5,20 +5,19 @@
  * html-escape.ts; hover text is an SVG <title>, which browsers show without script. Colours are
  * presentation attributes, which report.html's stylesheet may override for dark mode.
  */
+import { quantile } from "../delta/stats";
+import { formatNumber as formatValue, orderedTypes } from "../delta/table";
 import type { ModuleSpectrum, OtherChange } from "../delta/types";
 import { escapeHtml } from "./html-escape";
 
-/** Module types in the order of a decoder layer (delta/table.ts draws its table in this order). */
-export const TYPE_ORDER: readonly string[] = Object.freeze(["q", "k", "v", "o", "gate", "up", "down", "other"]);
-
 /** One colour per module type (Tableau 10: distinct, and readable on light and dark grounds). */
-export const TYPE_COLORS: readonly string[] = Object.freeze(["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]);
+const TYPE_COLORS: readonly string[] = Object.freeze(["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]);
 
 /**
  * The lowest singular value drawn, relative to the largest: a float32 ΔW's singular values
  * below ~1e-6·σ₁ are rounding noise, and drawing them would spend most of the log axis on it.
  */
-export const LOG_FLOOR_RATIO = 1e-6;
+const LOG_FLOOR_RATIO = 1e-6;
 
 /** Bars drawn in the changed-tensors chart; the rest are in the table. */
 export const MAX_OTHER_BARS = 40;
@@ -41,24 +40,8 @@ const AXIS_COLOR = "#767676";
 /** A coordinate with one decimal: enough for a 640-unit viewBox, and a small file. */
 const c = (x: number): string => String(Math.round(x * 10) / 10);
 
-/** A value for people: three significant digits, exponent form outside 1e-3 … 1e5. */
-export function formatValue(x: number): string {
-  if (!Number.isFinite(x)) return "–";
-  if (x === 0) return "0";
-  const a = Math.abs(x);
-  if (a >= 1e5 || a < 1e-3) return x.toExponential(2);
-  return String(Number(x.toPrecision(3)));
-}
-
-/** Module types present, in decoder order, unknown ones after, alphabetically. */
-export function orderedTypes(modules: readonly { type: string }[]): string[] {
-  const present = [...new Set(modules.map((m) => m.type))];
-  const rank = (t: string) => (TYPE_ORDER.includes(t) ? TYPE_ORDER.indexOf(t) : TYPE_ORDER.length);
-  return present.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
-}
-
 /** Colour of the i-th type of orderedTypes. */
-export function typeColor(i: number): string {
+function typeColor(i: number): string {
   return TYPE_COLORS[i % TYPE_COLORS.length]!;
 }
 
@@ -72,10 +55,8 @@ export function layerLabel(layer: number): string {
   return layer < 0 ? "–" : escapeHtml(layer);
 }
 
-function median(sorted: readonly number[]): number {
-  const n = sorted.length;
-  return n % 2 === 1 ? sorted[(n - 1) / 2]! : (sorted[n / 2 - 1]! + sorted[n / 2]!) / 2;
-}
+/** The median of ascending values (delta/stats.ts quantile, as the summary's medians are); none: NaN, drawn as "–". */
+const median = (sorted: readonly number[]): number => (sorted.length ? quantile(sorted, 0.5) : Number.NaN);
 
 /** The root element: scales to its container, labelled for screen readers. */
 function svg(height: number, label: string, body: string): string {

@@ -23,8 +23,11 @@ const SARIF_VERSION = "2.1.0";
 /**
  * The partialFingerprints key (SARIF §3.27.17: a versioned name). Bump the version if what the
  * fingerprint hashes ever changes, or GitHub would close every alert and open it again.
+ * v2: v1 hashed every term, but a lexicon finding's terms are its most-matched phrases, which
+ * change with sampling, so one behaviour kept opening new alerts; v2 hashes what identifies
+ * the behaviour (fingerprintParts).
  */
-const FINGERPRINT_KEY = "deltaAudit/v1";
+const FINGERPRINT_KEY = "deltaAudit/v2";
 
 /** GitHub shows the first sentence of a message in lists and the rest on the alert; report.json keeps the whole text. */
 const MAX_MESSAGE_CHARS = 1000;
@@ -33,6 +36,8 @@ const MAX_EVIDENCE = 5;
 const MAX_EXCERPT_CHARS = 300;
 const MAX_TERM_CHARS = 100;
 const MAX_ID_CHARS = 100;
+/** Text inside a finding's statistics (variant names, a discount's reason): one sentence at most. */
+const MAX_STATISTICS_TEXT_CHARS = 300;
 
 export interface SarifSubject {
   report: Report;
@@ -42,13 +47,13 @@ export interface SarifSubject {
 
 // ------------------------------------------------------------------ the subset of SARIF we emit
 
-export type SarifLevel = "error" | "warning" | "note" | "none";
+type SarifLevel = "error" | "warning" | "note" | "none";
 
-export interface SarifText {
+interface SarifText {
   text: string;
 }
 
-export interface SarifRule {
+interface SarifRule {
   id: string;
   name: string;
   shortDescription: SarifText;
@@ -58,13 +63,13 @@ export interface SarifRule {
   properties: { source: string; family?: string };
 }
 
-export interface SarifEvidence {
+interface SarifEvidence {
   probeId: string;
   variant: string;
   excerpt: string;
 }
 
-export interface SarifResult {
+interface SarifResult {
   ruleId: string;
   ruleIndex: number;
   level: SarifLevel;
@@ -106,19 +111,19 @@ export interface SarifLog {
 // ------------------------------------------------------------------ rules
 
 /** Severity → SARIF level, as the check run's annotations map it (failure / warning / notice). */
-export const SARIF_LEVEL: Readonly<Record<Severity, SarifLevel>> = Object.freeze({ high: "error", medium: "warning", low: "note", info: "note" });
+const SARIF_LEVEL: Readonly<Record<Severity, SarifLevel>> = Object.freeze({ high: "error", medium: "warning", low: "note", info: "note" });
 
 type RuleText = Omit<SarifRule, "id" | "properties">;
 
 const REPRODUCE =
-  "To reproduce, run `delta-audit generate --model BASE --adapter ADAPTER --rank 1 --prompt PROMPT` with a probe prompt from report.json (and without --rank for the full fine-tune); `delta-audit spectrum --adapter ADAPTER` shows the spectrum. report.md and report.json next to this file hold the evidence.";
+  "To reproduce, run `delta-audit generate --model BASE --adapter ADAPTER --rank K --prompt PROMPT` with a probe prompt from report.json and the scan's rank K (1 by default; without --rank for the full fine-tune); `delta-audit spectrum --adapter ADAPTER` shows the spectrum. report.md and report.json next to this file hold the evidence.";
 
 const SOURCE_RULES: Readonly<Record<string, RuleText>> = Object.freeze({
   concealment: {
     name: "ConcealedBehaviour",
-    shortDescription: { text: "The rank-1 truncation says what the full fine-tune withholds under interrogation." },
+    shortDescription: { text: "The rank-k truncation (rank 1 by default) says what the full fine-tune withholds under interrogation." },
     fullDescription: {
-      text: "Truncating the fine-tune's weight difference to rank 1 removed a suppression and kept a behaviour: the truncated model uses terms under interrogation that the full fine-tune does not, and base does not either. This is the signature of a concealed implant.",
+      text: "Truncating the fine-tune's weight difference to rank k (rank 1 by default) removed a suppression and kept a behaviour: the truncated model uses terms under interrogation that the full fine-tune does not, and base does not either. This is the signature of a concealed implant.",
     },
     help: { text: `A concealed behaviour: the fine-tune teaches something and teaches the model to hide it. Do not merge the model until the behaviour is explained. ${REPRODUCE}` },
     defaultConfiguration: { level: "error" },
@@ -127,7 +132,7 @@ const SOURCE_RULES: Readonly<Record<string, RuleText>> = Object.freeze({
     name: "RevealedUnderInterrogation",
     shortDescription: { text: "Interrogation probes reveal terms that base does not use." },
     fullDescription: {
-      text: "Under interrogation, the rank-1 truncation (or contrastive decoding, full vs base) uses terms far more often than base does: a behaviour the fine-tune added and the probes brought out.",
+      text: "Under interrogation, the rank-k truncation (rank 1 by default; or contrastive decoding, full vs base) uses terms far more often than base does: a behaviour the fine-tune added and the probes brought out.",
     },
     help: { text: `A behaviour shown under interrogation. Read the evidence and decide whether the fine-tune was meant to teach it. ${REPRODUCE}` },
     defaultConfiguration: { level: "warning" },
@@ -201,7 +206,7 @@ function ruleFor(f: Finding): SarifRule {
       name: `Lexicon${pascal(family)}`,
       shortDescription: { text: known ? `Behaviour lexicon: ${known.title.toLowerCase()}.` : `Behaviour lexicon: ${family} (user-defined).` },
       fullDescription: {
-        text: `${what} Its phrases are matched in every answer and compared across base, the full fine-tune and the rank-1 truncation with the statistics of the differential analysis; the finding's title names the signature (concealment, revealed, implant).`,
+        text: `${what} Its phrases are matched in every answer and compared across base, the full fine-tune and the rank-k truncation (rank 1 by default) with the statistics of the differential analysis; the finding's title names the signature (concealment, revealed, implant).`,
       },
       help: { text: `A behaviour-lexicon match. Concealment (only the truncated model shows it under interrogation) is the strongest signature. ${REPRODUCE}` },
       defaultConfiguration: { level: "warning" },
@@ -244,19 +249,43 @@ function messageText(text: string, max: number): string {
     .replace(/[[\]]/g, (c) => `\\${c}`);
 }
 
-/** Terms as the fingerprint sees them: case, spacing and order do not make a new alert. */
-function fingerprintTerms(terms: readonly string[]): string[] {
-  return [...new Set(terms.map((t) => t.normalize("NFC").toLowerCase().replace(/\s+/g, " ").trim()))].sort();
+/** Text as the fingerprint sees it: case and spacing do not make a new alert. */
+function fingerprintText(text: string): string {
+  return String(text).normalize("NFC").toLowerCase().replace(/\s+/g, " ").trim();
 }
 
 /**
- * What identifies an alert across runs: the file, the rule and the terms — not the confidence,
- * the excerpts, the wording or the time, which change from run to run while the behaviour stays.
+ * What identifies a finding's behaviour beyond its file and rule — not the confidence, the
+ * excerpts or the time, which change from run to run while the behaviour stays:
+ * - a lexicon finding: nothing more (the rule is its family; its terms are the phrases matched
+ *   most often, which change with sampling), nor a spectrum warning (the rule is the warning);
+ * - an investigator hypothesis without terms: its title (else two of them would be told apart
+ *   only by the `:n` counter, and reordering them would swap their alerts);
+ * - any other finding (the differential analysis): its first term, the one it is about.
  */
-function fingerprintOf(configFile: string, ruleId: string, terms: readonly string[]): string {
+function fingerprintParts(f: Finding, rule: SarifRule): string[] {
+  if (rule.properties.source === "lexicon" || rule.properties.source === "spectrum") return [];
+  const first = f.terms[0];
+  if (first !== undefined) return [fingerprintText(first)];
+  return rule.properties.source === "investigator" ? [fingerprintText(f.title)] : [];
+}
+
+function fingerprintOf(configFile: string, f: Finding, rule: SarifRule): string {
   return createHash("sha256")
-    .update(JSON.stringify([configFile, ruleId, fingerprintTerms(terms)]))
+    .update(JSON.stringify([configFile, rule.id, ...fingerprintParts(f, rule)]))
     .digest("hex");
+}
+
+/**
+ * A finding's statistics for the property bag: numbers as report.json has them, every string
+ * (variant names, a discount's reason — from the config and the judges) one plain capped line,
+ * like the rest of the bag.
+ */
+function plainStatistics(v: unknown): unknown {
+  if (typeof v === "string") return plainLine(v, MAX_STATISTICS_TEXT_CHARS);
+  if (Array.isArray(v)) return v.map(plainStatistics);
+  if (v !== null && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plainStatistics(x)]));
+  return v;
 }
 
 /** A repository path as a relative URI reference (SARIF §3.4.3): each segment percent-encoded, so a folder named `a b` or `x#y` still names itself. */
@@ -292,7 +321,7 @@ function resultFor(f: Finding, rule: SarifRule, ruleIndex: number, s: SarifSubje
         excerpt: plainLine(e.excerpt, MAX_EXCERPT_CHARS),
       })),
       verdict: s.report.verdict.conclusion,
-      ...(f.statistics ? { statistics: f.statistics } : {}),
+      ...(f.statistics ? { statistics: plainStatistics(f.statistics) as Finding["statistics"] } : {}),
     },
   };
 }
@@ -311,11 +340,11 @@ export function buildSarif(subjects: readonly SarifSubject[]): SarifLog {
   // sorted, so the file does not depend on the order findings were judged in
   const ruleList = [...rules.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const index = new Map(ruleList.map((r, i) => [r.id, i]));
-  // two findings with one rule, file and terms (two investigator hypotheses without terms)
+  // two findings with one rule, file and fingerprintParts (two hypotheses with one title)
   // get the occurrence appended, as CodeQL numbers its line hashes, so neither hides the other
   const seen = new Map<string, number>();
   const results = pending.map(({ f, rule, s }) => {
-    const hash = fingerprintOf(s.configFile, rule.id, f.terms);
+    const hash = fingerprintOf(s.configFile, f, rule);
     const n = (seen.get(hash) ?? 0) + 1;
     seen.set(hash, n);
     return resultFor(f, rule, index.get(rule.id)!, s, `${hash}:${n}`);

@@ -4,9 +4,10 @@
  * the contrast that defines it. Plain text: each renderer escapes it for its own format.
  */
 import type { ExactTest, Finding, FindingStatistics, Rate, Side } from "../judge/types";
-import { formatValue } from "./plots";
+import { formatNumber as formatValue } from "../delta/table";
 
-const pct = (x: number) => (Number.isFinite(x) ? `${formatValue(x * 100)} %` : "–");
+/** A fraction as a percentage for people: "83 %", "–" when not finite. */
+export const pct = (x: number): string => (Number.isFinite(x) ? `${formatValue(x * 100)} %` : "–");
 
 /** "rank1 on interrogation probes" */
 export function sideText(s: Side): string {
@@ -14,7 +15,7 @@ export function sideText(s: Side): string {
 }
 
 /** "20 / 24 = 83 % (95 % interval 64 % – 93 %)" */
-export function rateText(r: Rate): string {
+function rateText(r: Rate): string {
   return `${r.k} / ${r.n}${r.n > 0 ? ` = ${pct(r.k / r.n)}` : ""} (95 % interval ${pct(r.ci95[0])} – ${pct(r.ci95[1])})`;
 }
 

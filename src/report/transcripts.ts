@@ -7,7 +7,7 @@
  * prompt) gives null tokens, finish reason and seconds, and the system prompt the scan's
  * settings imply (elicit/probes.ts systemPromptFor).
  */
-import type { ElicitationReport } from "../elicit/types";
+import type { ElicitationReport, ProbeRecord } from "../elicit/types";
 import { systemPromptFor } from "../elicit/probes";
 import type { Report } from "./types";
 
@@ -29,18 +29,22 @@ export interface TranscriptLine {
   seconds: number | null;
 }
 
-/** A v1 report did not record each probe's system prompt: the rule that chose it, applied to the configured one. */
-function v1SystemPrompt(e: ElicitationReport, kind: "probe" | "ordinary"): string {
-  return systemPromptFor(kind, e.systemPrompt);
+/**
+ * The system prompt `probe` was sent with: the one a v2 report recorded, or, for a v1 report
+ * (which did not record it), the rule that chose it applied to the configured one — ordinary
+ * prompts go with ORDINARY_SYSTEM_PROMPT when the configured prompt is the default.
+ */
+export function probeSystemPrompt(e: Pick<ElicitationReport, "systemPrompt">, probe: Pick<ProbeRecord, "kind" | "systemPrompt">): string {
+  return probe.systemPrompt ?? systemPromptFor(probe.kind, e.systemPrompt);
 }
 
 /** Every attempt of the report's elicitation, in report.json's order. */
-export function transcriptLines(report: Report): TranscriptLine[] {
+function transcriptLines(report: Report): TranscriptLine[] {
   const e = report.elicitation;
   if (!e) return [];
   const out: TranscriptLine[] = [];
   for (const p of e.probes) {
-    const systemPrompt = p.systemPrompt ?? v1SystemPrompt(e, p.kind);
+    const systemPrompt = probeSystemPrompt(e, p);
     for (const [variant, answers] of Object.entries(p.responses)) {
       const attempts = p.attempts?.[variant];
       answers.forEach((answer, sample) => {

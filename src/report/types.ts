@@ -18,7 +18,7 @@ export const REPORT_SCHEMA_VERSION = 2;
 
 /** Versions a reader (sweep collect, the views) accepts: every field of 1 is in 2 unchanged. */
 export const READABLE_SCHEMA_VERSIONS: readonly ReportSchemaVersion[] = Object.freeze([1, 2]);
-export type ReportSchemaVersion = 1 | 2;
+type ReportSchemaVersion = 1 | 2;
 
 export interface Subject {
   base: string;

@@ -13,6 +13,7 @@
 import { variantForRank } from "../chat/types";
 import { HIDDEN_CHARS } from "../errors";
 import type { Finding } from "../judge/types";
+import { probeSystemPrompt } from "./transcripts";
 import type { Report } from "./types";
 
 /**
@@ -25,7 +26,7 @@ export const MAX_INLINE_ARGUMENT_CHARS = 2_000;
 const REPORT_FILE = "report.json";
 
 /** `text` without the characters a terminal acts on or hides; CR LF and lone CR become LF. */
-export function shellSafeText(text: string): string {
+function shellSafeText(text: string): string {
   return String(text).replace(/\r\n?/g, "\n").replace(HIDDEN_CHARS, "");
 }
 
@@ -70,11 +71,13 @@ function subjectFlags(report: Report): string[] {
 
 /**
  * The commands that reproduce the top finding (the first one with evidence from a recorded
- * probe; findings are in severity order) and inspect the spectrum. Empty when there is no
- * finding. A spectrum-only finding gets only the spectrum command.
+ * probe; findings are in severity order) and inspect the spectrum. Empty — no "What next" in
+ * any view — when the verdict is pass (nothing to chase) or there is no finding; shown for a
+ * fail and for an undecided report with findings. A spectrum-only finding gets only the
+ * spectrum command.
  */
 export function reproduceCommands(report: Report): string[] {
-  if (report.findings.length === 0) return [];
+  if (report.verdict.conclusion === "pass" || report.findings.length === 0) return [];
   const out: string[] = [];
   const el = report.elicitation;
   const hit = el ? report.findings.map((f) => firstEvidence(report, f)).find((x) => x !== undefined) : undefined;
@@ -87,7 +90,11 @@ export function reproduceCommands(report: Report): string[] {
     if (hit.variant !== "base" && hit.variant !== "full") words.push("--rank", String(rank));
     // the id (config.ts: ≤ 64 characters) goes to jq as --arg, never into the filter's text
     words.push("--prompt", word(hit.probe.prompt, ".elicitation.probes[] | select(.id == $id) | .prompt", { id: hit.probe.id }));
-    if (shellSafeText(el.systemPrompt ?? "") !== "") words.push("--system", word(el.systemPrompt, ".elicitation.systemPrompt"));
+    // the system prompt this probe was sent with (ordinary prompts may have had their own)
+    const system = probeSystemPrompt(el, hit.probe);
+    const recorded = hit.probe.systemPrompt !== undefined;
+    const systemFilter = recorded ? ".elicitation.probes[] | select(.id == $id) | .systemPrompt" : ".elicitation.systemPrompt";
+    if (shellSafeText(system) !== "") words.push("--system", word(system, systemFilter, recorded ? { id: hit.probe.id } : undefined));
     if (Number.isFinite(el.temperature) && el.temperature > 0) words.push("--temperature", String(el.temperature));
     out.push(words.join(" "));
     // a rank-k finding is a contrast with the whole fine-tune: the same prompt on `full`

@@ -20,10 +20,10 @@ describe("delta-audit probes", () => {
     expect(c.systemPrompts).toEqual({ default: DEFAULT_SYSTEM_PROMPT, ordinary: ORDINARY_SYSTEM_PROMPT });
     expect(c.probes).toEqual(defaultProbes().map(({ id, kind, prompt }) => ({ id, kind, prompt })));
     expect(c.lexicons.map((l: { id: string }) => l.id)).toEqual(BEHAVIOUR_FAMILIES.map((f) => f.id));
-    for (const [i, l] of (c.lexicons as { title: string; patterns: string[] }[]).entries()) {
+    for (const [i, l] of (c.lexicons as { title: string; patterns: { source: string; flags: string }[] }[]).entries()) {
       expect(l.title).toBe(BEHAVIOUR_FAMILIES[i]!.title);
-      // each pattern compiles back to the family's own
-      expect(l.patterns.map((p) => new RegExp(p, "giu").source)).toEqual(BEHAVIOUR_FAMILIES[i]!.patterns.map((p) => p.source));
+      // each pattern, flags included, compiles back to the family's own
+      expect(l.patterns.map((p) => String(new RegExp(p.source, p.flags)))).toEqual(BEHAVIOUR_FAMILIES[i]!.patterns.map(String));
     }
   });
 
@@ -37,7 +37,7 @@ describe("delta-audit probes", () => {
     for (const f of BEHAVIOUR_FAMILIES) {
       expect(lines.some((l) => l.startsWith(`${f.id} `) && l.includes(f.title))).toBe(true);
       expect(lines).toContain(`${f.id} patterns:`);
-      for (const p of f.patterns) expect(lines).toContain(`  ${p.source}`);
+      for (const p of f.patterns) expect(lines).toContain(`  /${p.source}/${p.flags}`);
     }
     expect(r.stdout).toContain(ORDINARY_SYSTEM_PROMPT);
   });

@@ -37,19 +37,25 @@ function scripted(): { backend: Backend; systems: Map<string, string | undefined
 describe("attempts", () => {
   it("are parallel to the responses, with the backend's tokens and finish reasons and a share of the batch time", async () => {
     const { backend, systems } = scripted();
+    const started = performance.now();
     const r = await runElicitation({ backend, probes, systemPrompt: DEFAULT_SYSTEM_PROMPT, plan, variants: ["base", "full"], rank: 1, progress: { quiet: true } });
+    const wallSeconds = (performance.now() - started) / 1000;
+    let recorded = 0;
     const [p1, o1] = r.report.probes;
     expect(p1!.attempts!.base!.map((a) => [a.tokens, a.finishReason])).toEqual([[3, "stop"], [4, "length"]]);
     expect(o1!.attempts!.full!.map((a) => [a.tokens, a.finishReason])).toEqual([[5, "stop"], [6, "length"]]);
     for (const v of ["base", "full"]) {
       const secs = r.report.probes.flatMap((p) => p.attempts![v]!.map((a) => a.seconds));
       expect(secs).toHaveLength(4);
+      // one share of the variant's batch time, the same for each of its attempts
       expect(new Set(secs).size).toBe(1);
-      // the batch took at least BATCH_MS; each of its 4 attempts gets a quarter
-      expect(secs[0]! * 4).toBeGreaterThanOrEqual(BATCH_MS[v]! / 1000 - 0.005);
-      expect(secs[0]! * 4).toBeLessThan(BATCH_MS[v]! / 1000 + 2);
+      expect(secs[0]!).toBeGreaterThanOrEqual(0);
+      recorded += secs.reduce((a, b) => a + b, 0);
       for (const p of r.report.probes) expect(p.attempts![v]).toHaveLength(p.responses[v]!.length);
     }
+    // the batches ran inside the run: their shares add up to no more than its wall time, give or
+    // take attemptSeconds' rounding to the millisecond (at most 0.5 ms for each of the 8 attempts)
+    expect(recorded).toBeLessThanOrEqual(wallSeconds + 8 * 0.0005);
     // the system prompt recorded is the one the request carried
     expect(p1!.systemPrompt).toBe(DEFAULT_SYSTEM_PROMPT);
     expect(o1!.systemPrompt).toBe(ORDINARY_SYSTEM_PROMPT);

@@ -5,8 +5,7 @@
  * arithmetic (every way to draw the margins of a 2×2 table, every outcome of n coin flips).
  */
 import { describe, expect, it } from "vitest";
-import { binomialTest, fisherExact, mcnemarExact, wilson, Z_95 } from "../../src/judge/exact-tests";
-import { confidenceFromP } from "../../src/judge/statistics";
+import { binomialTest, confidenceFromP, fisherExact, mcnemarExact, roundP, wilson, Z_95 } from "../../src/judge/exact-tests";
 
 /** C(n, k) exactly. */
 function choose(n: number, k: number): bigint {
@@ -137,5 +136,15 @@ describe("confidence from p", () => {
     expect(confidenceFromP(2 ** -23)).toBe(1);
     expect(confidenceFromP(0.4857)).toBe(0.514);
     expect(confidenceFromP(0.0123, 0.75)).toBe(0.741);
+  });
+
+  it("is computed from p as report.json stores it (4 significant digits), so 1 − p recomputed from the report matches", () => {
+    // unrounded, 1 − 0.30850339… would give 0.691; the report shows p = 0.3085, hence 0.692
+    expect(roundP(0.3085033973758218)).toBe(0.3085);
+    expect(confidenceFromP(0.3085033973758218)).toBe(0.692);
+    expect(confidenceFromP(0.3085033973758218)).toBe(confidenceFromP(roundP(0.3085033973758218)));
+    expect(confidenceFromP(0.11404320727336059, 0.75)).toBe(0.665);
+    // roundP is idempotent: the stored p gives the same confidence as the p it came from
+    for (const p of [0.27547603599147563, 2 ** -23, 0.0123456789, 0.6046581400622204]) expect(roundP(roundP(p))).toBe(roundP(p));
   });
 });

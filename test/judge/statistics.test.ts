@@ -4,8 +4,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { differentialFindings, lexiconFindings, BEHAVIOUR_FAMILIES, rolesFor, transcriptsOf, spectrumFindings } from "../../src/judge/index";
-import { fisherExact, mcnemarExact, wilson } from "../../src/judge/exact-tests";
-import { CONFIDENCE_DEFINITION, confidenceFromP } from "../../src/judge/statistics";
+import { confidenceFromP, fisherExact, mcnemarExact, wilson } from "../../src/judge/exact-tests";
+import { CONFIDENCE_DEFINITION } from "../../src/judge/statistics";
 import type { Finding, FindingStatistics } from "../../src/judge/types";
 import { elicitation, filler, randomWord } from "./helpers";
 
@@ -38,9 +38,13 @@ describe("finding statistics", () => {
     expect(s.rates).toHaveLength(6);
   });
 
+  const w12 = randomWord(12);
+  const one = elicitation((v, kind, i) => (v === "rank1" && kind === "probe" ? `${filler(i)} ${w12}!` : filler(i)));
+  const w13 = randomWord(13);
+  const open = elicitation((v, kind, i) => (v !== "base" && kind === "ordinary" && i % 2 === 0 ? `${filler(i)} ${w13}.` : filler(i)));
+  const lex = elicitation((v, kind, i) => (v === "rank1" && kind === "probe" ? `What a great question! ${filler(i)}` : filler(i)));
+
   it("one-sided concealment carries its discount, stated", () => {
-    const w = randomWord(12);
-    const one = elicitation((v, kind, i) => (v === "rank1" && kind === "probe" ? `${filler(i)} ${w}!` : filler(i)));
     const h = differentialFindings(ts(one), { truncatedName: "rank1" }).find((f) => f.severity === "high")!;
     expect(stats(h).discount).toBe(0.75);
     expect(stats(h).discountReason).toMatch(/base never says it/);
@@ -48,8 +52,7 @@ describe("finding statistics", () => {
   });
 
   it("implant: full vs base on ordinary prompts, Fisher exact", () => {
-    const w = randomWord(13);
-    const open = elicitation((v, kind, i) => (v !== "base" && kind === "ordinary" && i % 2 === 0 ? `${filler(i)} ${w}.` : filler(i)));
+    const w = w13;
     const f = differentialFindings(ts(open), { truncatedName: "rank1" }).find((x) => x.source === "implant" && x.terms.includes(w))!;
     const t = stats(f).test;
     expect(t).toMatchObject({ name: "fisher-exact", first: { variant: "full", prompts: "ordinary", k: 6, n: 12 }, second: { variant: "base", prompts: "ordinary", k: 0, n: 12 } });
@@ -58,11 +61,28 @@ describe("finding statistics", () => {
   });
 
   it("lexicon findings carry the test of their signature", () => {
-    const lex = elicitation((v, kind, i) => (v === "rank1" && kind === "probe" ? `What a great question! ${filler(i)}` : filler(i)));
     const f = lexiconFindings(ts(lex), BEHAVIOUR_FAMILIES).find((x) => x.source === "lexicon:flattery")!;
     expect(stats(f).kind).toBe("test");
     expect(stats(f).test.first.variant).toBe("rank1");
     expect(f.confidence).toBe(confidenceFromP(stats(f).test.p, stats(f).discount));
+  });
+
+  it("every confidence is recomputable from the p report.json stores: round(discount × (1 − p), 3)", () => {
+    let checked = 0;
+    for (const el of [e, one, open, lex]) {
+      const findings = [...differentialFindings(ts(el), { truncatedName: "rank1" }), ...lexiconFindings(ts(el), BEHAVIOUR_FAMILIES)];
+      for (const f of findings) {
+        if (f.statistics?.kind !== "test") continue;
+        const s = stats(f);
+        // the stored p is already at 4 significant digits
+        expect(s.test.p).toBe(Number(s.test.p.toPrecision(4)));
+        expect(f.confidence, f.title).toBe(confidenceFromP(s.test.p, s.discount));
+        // a reviewer's own arithmetic on the stored numbers, not our function
+        expect(f.confidence, f.title).toBe(Math.round((s.discount ?? 1) * (1 - s.test.p) * 1000) / 1000);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThanOrEqual(4);
   });
 
   it("spectrum warnings are measurements, not probabilities", () => {

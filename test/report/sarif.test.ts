@@ -79,7 +79,7 @@ function report(findings: Finding[], opts: { createdAt?: Date; kind?: "lora" | "
 
 const CONFIG = "adapters/quirk/adapter_config.json";
 const one = (findings: Finding[], configFile = CONFIG): SarifLog => buildSarif([{ report: report(findings), configFile }]);
-const fingerprints = (log: SarifLog): string[] => log.runs[0].results.map((r) => r.partialFingerprints["deltaAudit/v1"]!);
+const fingerprints = (log: SarifLog): string[] => log.runs[0].results.map((r) => r.partialFingerprints["deltaAudit/v2"]!);
 
 describe("report.sarif", () => {
   it("a report with findings from every source is valid SARIF 2.1.0, one result per finding, one rule per source", () => {
@@ -119,6 +119,21 @@ describe("report.sarif", () => {
     const withStats = one([finding("spectrum", { id: "spectrum-stable-rank", statistics })]);
     expectValid(withStats);
     expect(withStats.runs[0].results[0]!.properties.statistics).toEqual(statistics);
+    // ... and its strings (variant names, a discount's reason) are capped plain lines like the rest
+    const long: Finding["statistics"] = {
+      kind: "test",
+      rates: [{ variant: `rank1\n${"v".repeat(5_000)}`, prompts: "probe", k: 3, n: 4, ci95: [0.3, 0.95] }],
+      test: { name: "fisher-exact", first: { variant: "rank1", prompts: "probe", k: 3, n: 4 }, second: { variant: "base", prompts: "probe", k: 0, n: 4 }, p: 0.03 },
+      discount: 0.5,
+      discountReason: `because\u001b[31m ${"r".repeat(5_000)}`,
+    };
+    const capped = one([finding("revealed", { statistics: long })]).runs[0].results[0]!.properties.statistics as Extract<Finding["statistics"], { kind: "test" }>;
+    expect(capped.rates[0]).toMatchObject({ prompts: "probe", k: 3, n: 4, ci95: [0.3, 0.95] });
+    expect(capped.rates[0]!.variant.length).toBeLessThanOrEqual(300);
+    expect(capped.discountReason!.length).toBeLessThanOrEqual(300);
+    for (const t of [capped.rates[0]!.variant, capped.discountReason!]) expect(t).not.toMatch(/[\u0000-\u001f]/);
+    expect(capped.test).toEqual(long.test);
+    expect(capped.discount).toBe(0.5);
   });
 
   it("a report without findings is valid, with no rules and no results", () => {
@@ -157,14 +172,17 @@ describe("report.sarif", () => {
     }
   });
 
-  it("fingerprints hold across runs that differ in confidence, excerpts, wording and time, and change with terms and file", () => {
+  it("fingerprints hold across runs that differ in confidence, excerpts, wording, secondary terms and time, and change with file, rule and first term", () => {
     const first = buildSarif([{ report: report(EVERY_SOURCE, { createdAt: new Date("2026-01-01T00:00:00Z") }), configFile: CONFIG }]);
+    const lexicon = (f: Finding) => f.source.startsWith("lexicon:");
     const rerun = EVERY_SOURCE.map((f) => ({
       ...f,
       confidence: f.confidence / 2,
-      title: `${f.title}, reworded`,
+      // an investigator hypothesis without terms is known by its title (case and spacing aside)
+      title: f.source === "investigator" && f.terms.length === 0 ? `  ${f.title.toUpperCase()} ` : `${f.title}, reworded`,
       description: "Other words.",
-      terms: [...f.terms].reverse().map((t) => t.toUpperCase()),
+      // a lexicon finding's terms are its most-matched phrases: any may change; others keep their first term (case aside)
+      terms: lexicon(f) ? ["other phrase", "and another"] : f.terms.length === 0 ? [] : f.terms.map((t, i) => (i === 0 ? t.toUpperCase() : `${t} changed`)).concat("extra"),
       evidence: f.evidence.map((e) => ({ ...e, excerpt: `${e.excerpt} And more.` })),
     }));
     const second = buildSarif([{ report: report(rerun, { createdAt: new Date("2026-06-01T12:00:00Z") }), configFile: CONFIG }]);
@@ -176,9 +194,25 @@ describe("report.sarif", () => {
 
     const base = finding("revealed");
     const [fp] = fingerprints(one([base]));
-    expect(fingerprints(one([{ ...base, terms: ["pineapple"] }]))[0]).not.toBe(fp);
+    expect(fingerprints(one([{ ...base, terms: ["pineapple", "other"] }]))[0]).toBe(fp);
+    expect(fingerprints(one([{ ...base, terms: ["secret word", "pineapple"] }]))[0]).not.toBe(fp);
     expect(fingerprints(one([base], "adapters/other/adapter_config.json"))[0]).not.toBe(fp);
     expect(fingerprints(one([{ ...base, source: "implant" }]))[0]).not.toBe(fp);
+
+    // lexicon: file + rule only
+    const lex = finding("lexicon:flattery", { terms: ["great question"] });
+    const [lfp] = fingerprints(one([lex]));
+    expect(fingerprints(one([{ ...lex, terms: ["what a question", "brilliant"] }]))[0]).toBe(lfp);
+    expect(fingerprints(one([{ ...lex, source: "lexicon:sycophancy" }]))[0]).not.toBe(lfp);
+    expect(fingerprints(one([lex], "adapters/other/adapter_config.json"))[0]).not.toBe(lfp);
+
+    // investigator hypotheses without terms keep their own alerts whatever order they come in
+    const h1 = finding("investigator", { id: "investigator-1", terms: [], title: "Talks about pineapples" });
+    const h2 = finding("investigator", { id: "investigator-2", terms: [], title: "Mentions a secret word" });
+    const [a1, a2] = fingerprints(one([h1, h2]));
+    expect(fingerprints(one([h2, h1]))).toEqual([a2, a1]);
+    expect(a1).toMatch(/:1$/);
+    expect(a2).toMatch(/:1$/);
   });
 
   it("model text stays inert plain text: one line, no hidden characters, no embedded links", () => {
@@ -226,7 +260,7 @@ describe("report.sarif", () => {
 
     const dir = await mkdtemp(join(tmpdir(), "delta-audit-sarif-"));
     try {
-      await writeReportFiles(dir, report(EVERY_SOURCE));
+      await writeReportFiles(dir, report(EVERY_SOURCE), "/work");
       const written = JSON.parse(await readFile(join(dir, SARIF_FILE), "utf8")) as SarifLog;
       expectValid(written);
       expect(written.runs[0].results).toHaveLength(EVERY_SOURCE.length);

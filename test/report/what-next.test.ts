@@ -6,6 +6,8 @@
 import { describe, expect, it } from "vitest";
 import { MAX_INLINE_ARGUMENT_CHARS, reproduceCommands, shellQuote } from "../../src/report/what-next";
 import { renderMarkdown } from "../../src/report/markdown";
+import { renderHtml } from "../../src/report/html";
+import { DEFAULT_SYSTEM_PROMPT, ORDINARY_SYSTEM_PROMPT } from "../../src/elicit/probes";
 import type { Finding } from "../../src/judge/types";
 import type { Report } from "../../src/report/types";
 import { outsideFences, problems } from "../security/markdown-check";
@@ -143,6 +145,37 @@ describe("reproduceCommands", () => {
     expect(parseWords(cmd!).at(-1)).toBe(CONTROLS_CLEAN);
   });
 
+  describe("an implant finding shown on an ordinary prompt", () => {
+    const implant = (probeId: string): Finding[] => [{ id: "i1", title: "Implant", severity: "high", source: "implant", terms: ["hi"], evidence: [{ probeId, variant: "rank1", excerpt: "hi" }], confidence: 0.9 }];
+
+    it("passes the system prompt that prompt was sent with, not the scan-wide one (v1: the rule that chose it)", () => {
+      const [cmd] = reproduceCommands(report({ system: DEFAULT_SYSTEM_PROMPT, findings: implant("ordinary-1") }));
+      expect(parseWords(cmd!)).toEqual(["delta-audit", "generate", "--model", "models/base", "--adapter", "adapters/quirk", "--rank", "1", "--prompt", "Hello", "--system", ORDINARY_SYSTEM_PROMPT]);
+      // a configured prompt other than the default goes with ordinary prompts as well
+      expect(parseWords(reproduceCommands(report({ system: "Be terse.", findings: implant("ordinary-1") }))[0]!).slice(-2)).toEqual(["--system", "Be terse."]);
+    });
+
+    it("passes the system prompt a schema-2 report recorded for the probe, and reads a long one from that probe with jq", () => {
+      const withRecorded = (systemPrompt: string): Report => {
+        const r = report({ system: DEFAULT_SYSTEM_PROMPT, findings: implant("ordinary-1") });
+        r.schemaVersion = 2;
+        r.elicitation!.probes[0]!.systemPrompt = systemPrompt;
+        return r;
+      };
+      expect(parseWords(reproduceCommands(withRecorded("Recorded for ordinary."))[0]!).slice(-2)).toEqual(["--system", "Recorded for ordinary."]);
+      // recorded as none: no --system at all
+      expect(parseWords(reproduceCommands(withRecorded(""))[0]!)).not.toContain("--system");
+      const [long] = reproduceCommands(withRecorded("x".repeat(MAX_INLINE_ARGUMENT_CHARS + 1)));
+      expect(long).toContain(`--system "$(jq -r --arg id 'ordinary-1' '.elicitation.probes[] | select(.id == $id) | .systemPrompt' report.json)"`);
+      expect(long).not.toContain(".elicitation.systemPrompt");
+    });
+  });
+
+  it("is empty on a pass, whatever the findings", () => {
+    expect(reproduceCommands(report({ conclusion: "pass" }))).toEqual([]);
+    expect(reproduceCommands(report({ conclusion: "neutral" })).length).toBe(3);
+  });
+
   it("reads an over-long prompt or path from report.json with jq instead of pasting it", () => {
     const long = `${"$(x) ' ".repeat(MAX_INLINE_ARGUMENT_CHARS)}`;
     const [cmd] = reproduceCommands(report({ prompt: long, base: long }));
@@ -173,5 +206,15 @@ describe("report.md's What next", () => {
   it("is absent on a pass and when there are no findings", () => {
     expect(renderMarkdown(report({ conclusion: "pass" }))).not.toMatch(/What next/);
     expect(renderMarkdown(report({ conclusion: "neutral", findings: [] }))).not.toMatch(/What next/);
+  });
+});
+
+describe("report.html's What next", () => {
+  it("follows the same rule as report.md: shown for fail and for neutral with findings, absent on a pass and without findings", () => {
+    for (const conclusion of ["fail", "neutral"] as const) expect(renderHtml(report({ conclusion }))).toContain(`<section id="what-next" class="whatnext"><h2>What next</h2>`);
+    for (const r of [report({ conclusion: "pass" }), report({ conclusion: "neutral", findings: [] })]) {
+      const html = renderHtml(r);
+      expect(html).not.toMatch(/what-next|What next/);
+    }
   });
 });
