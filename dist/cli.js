@@ -37382,7 +37382,8 @@ function transcriptsSection(report, pattern, variants) {
   out += `<div class="scroll"><table id="transcripts-table" class="transcripts"><thead><tr><th>variant</th><th class="num">#</th><th>answer</th></tr></thead>`;
   el.probes.forEach((p, pi) => {
     const ki = kinds.indexOf(String(p.kind));
-    const system = p.systemPrompt !== void 0 && p.systemPrompt !== el.systemPrompt ? `<br><span class="muted">system: ${p.systemPrompt === "" ? "(none)" : e(p.systemPrompt)}</span>` : "";
+    const sent = probeSystemPrompt(el, p);
+    const system = sent !== el.systemPrompt ? `<br><span class="muted">system: ${sent === "" ? "(none)" : e(sent)}</span>` : "";
     out += `<tbody data-kind="${ki}"><tr><th colspan="3" id="p-${pi}"><span class="probe-id">${e(p.id)}</span> <span class="muted">\xB7 ${e(kindName(String(p.kind)))}</span><br>${markTerms(p.prompt, pattern).html}${system}</th></tr>`;
     variants.forEach((v, vi) => {
       const answers = p.responses[v] ?? [];

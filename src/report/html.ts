@@ -22,6 +22,7 @@ import { energyShareByLayerPlot, isChanged, layerLabel, otherChangesPlot, singul
 import { cut } from "./sanitize";
 import type { Report } from "./types";
 import { reproduceCommands } from "./what-next";
+import { probeSystemPrompt } from "./transcripts";
 
 /**
  * One answer shown in full up to this many characters (far beyond any probe's max-tokens); a
@@ -302,7 +303,9 @@ function transcriptsSection(report: Report, pattern: RegExp | undefined, variant
   out += `<div class="scroll"><table id="transcripts-table" class="transcripts"><thead><tr><th>variant</th><th class="num">#</th><th>answer</th></tr></thead>`;
   el.probes.forEach((p, pi) => {
     const ki = kinds.indexOf(String(p.kind));
-    const system = p.systemPrompt !== undefined && p.systemPrompt !== el.systemPrompt ? `<br><span class="muted">system: ${p.systemPrompt === "" ? "(none)" : e(p.systemPrompt)}</span>` : "";
+    // the prompt this probe was sent with (a v1 report: the rule that chose it), noted where it is not the scan's
+    const sent = probeSystemPrompt(el, p);
+    const system = sent !== el.systemPrompt ? `<br><span class="muted">system: ${sent === "" ? "(none)" : e(sent)}</span>` : "";
     out += `<tbody data-kind="${ki}"><tr><th colspan="3" id="p-${pi}"><span class="probe-id">${e(p.id)}</span> <span class="muted">· ${e(kindName(String(p.kind)))}</span><br>${markTerms(p.prompt, pattern).html}${system}</th></tr>`;
     variants.forEach((v, vi) => {
       const answers = p.responses[v] ?? [];
