@@ -7,6 +7,7 @@ import { Command, CommanderError } from "commander";
 import { describeError, exitCodeOf, EXIT } from "./errors";
 import { VERSION } from "./version";
 import { configureFromEnvironment, exitOnSignals } from "./edge";
+import { configureOutput } from "./progress";
 import * as spectrum from "./commands/spectrum";
 import * as truncate from "./commands/truncate";
 import * as logits from "./commands/logits";
@@ -24,7 +25,12 @@ function buildProgram(): Command {
     .version(VERSION)
     // usage errors follow the same contract as every other bad input: one line on stderr
     .configureOutput({ outputError: (str, write) => write(`delta-audit: ${str.trim().replace(/^error: /, "").replace(/\s*\n\s*/g, " ")} (see --help)\n`) })
-    .exitOverride();
+    .exitOverride()
+    // global: taken before or after the subcommand (`delta-audit --quiet scan …`, `scan … --quiet`)
+    .option("-q, --quiet", "no progress bars or log lines on stderr (as DELTA_AUDIT_QUIET=1); results and errors still print")
+    .hook("preAction", (cmd) => {
+      if (cmd.opts().quiet) configureOutput({ quiet: true });
+    });
   for (const cmd of [spectrum, truncate, logits, generate, scan, serve, sweep, organism, demo, probes]) cmd.register(program);
   return program;
 }

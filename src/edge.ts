@@ -13,12 +13,24 @@ import { namedOrigin, parseInteger } from "./validate";
 const ORT_THREADS_ENV = "DELTA_AUDIT_ORT_THREADS";
 
 /**
- * Quiet output (DELTA_AUDIT_QUIET=1) and ORT kernel threading (DELTA_AUDIT_ORT_THREADS=N,
- * DELTA_AUDIT_ORT_SPIN=1). A bad thread count is an InputError naming the variable (exit 2),
- * never a guess: `1e6` threads would hang the first kernel.
+ * Whether verdicts are coloured on stdout: never with NO_COLOR set to anything (no-color.org),
+ * always with FORCE_COLOR (a CI log that renders colour) unless it says 0 or false, else only
+ * on a terminal. NO_COLOR wins over FORCE_COLOR: the person who opts out is the one reading.
  */
-export function configureFromEnvironment(env: NodeJS.ProcessEnv = process.env): void {
-  configureOutput({ quiet: env.DELTA_AUDIT_QUIET === "1" });
+export function wantsColour(env: NodeJS.ProcessEnv, stdoutIsTTY: boolean): boolean {
+  if (env.NO_COLOR) return false;
+  const force = env.FORCE_COLOR;
+  if (force !== undefined && force !== "") return force !== "0" && force.toLowerCase() !== "false";
+  return stdoutIsTTY;
+}
+
+/**
+ * Quiet output (DELTA_AUDIT_QUIET=1), colour (NO_COLOR, FORCE_COLOR, stdout a TTY) and ORT
+ * kernel threading (DELTA_AUDIT_ORT_THREADS=N, DELTA_AUDIT_ORT_SPIN=1). A bad thread count is an
+ * InputError naming the variable (exit 2), never a guess: `1e6` threads would hang the first kernel.
+ */
+export function configureFromEnvironment(env: NodeJS.ProcessEnv = process.env, stdoutIsTTY = Boolean(process.stdout.isTTY)): void {
+  configureOutput({ quiet: env.DELTA_AUDIT_QUIET === "1", colour: wantsColour(env, stdoutIsTTY) });
   const raw = env[ORT_THREADS_ENV];
   const threads = raw ? parseInteger(namedOrigin(ORT_THREADS_ENV), raw, "", { min: 1, max: MAX_THREADS }) : undefined;
   configureKernels({ spinning: env.DELTA_AUDIT_ORT_SPIN === "1", threads });

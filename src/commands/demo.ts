@@ -11,7 +11,7 @@ import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { EXIT, oneLine } from "../errors";
 import { integerFlag } from "../validate";
-import { log } from "../progress";
+import { log, paintVerdict } from "../progress";
 import { MAX_SEED } from "../linalg/random";
 import { generateOrganism, type OrganismKind } from "../organisms/index";
 import { checkOutputDir } from "../io/atomic";
@@ -39,7 +39,7 @@ function describeResult(c: DemoCase, r: ScanResult, planted: string[]): string {
   const top = rep.findings.find((f) => f.source !== "spectrum") ?? rep.findings[0];
   const lines = [
     `${c.label}`,
-    `  verdict:     ${got.toUpperCase()} (expected ${c.expected})${got === c.expected ? "" : "  <-- unexpected"}`,
+    `  verdict:     ${paintVerdict(got.toUpperCase(), got)} (expected ${c.expected})${got === c.expected ? "" : "  <-- unexpected"}`,
     `  top finding: ${top ? `[${top.severity}] ${oneLine(top.title).replace(/\s+/g, " ").slice(0, 160)} (confidence ${top.confidence.toFixed(2)})` : "none"}`,
   ];
   if (planted.length > 0) lines.push(`  planted:     ${planted.join(", ")} (from organism.json, which the scan never reads)`);

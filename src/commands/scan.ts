@@ -8,6 +8,7 @@
 import type { Command } from "commander";
 import { join } from "node:path";
 import { oneLine } from "../errors";
+import { paintVerdict } from "../progress";
 import { runScan, type ScanResult } from "../scan";
 import { REPORT_FILES } from "../report/build";
 import { BACKEND_TYPES } from "../backends/settings";
@@ -38,7 +39,7 @@ export interface ScanArgs {
 export function summarise(result: ScanResult): string {
   const r = result.report;
   const top = r.findings[0];
-  const lines = [`verdict: ${r.verdict.conclusion} (fail-on ${r.verdict.failOn})`];
+  const lines = [`verdict: ${paintVerdict(r.verdict.conclusion, r.verdict.conclusion)} (fail-on ${r.verdict.failOn})`];
   // titles and errors quote model and server text: no escape sequences reach the terminal
   if (top) lines.push(`top finding: [${top.severity}] ${oneLine(top.title).replace(/\s+/g, " ").slice(0, 200)} (confidence ${top.confidence.toFixed(2)})`);
   else lines.push("top finding: none");
