@@ -2,10 +2,11 @@
  * GitHub Action entry (bundled to dist/action.js; action.yml runs it after installing the
  * native onnxruntime-node next to it). Only wiring: settings → work → outputs, and one
  * try/catch that fails the step. The step fails exactly when the verdict is `fail` (or `neutral` with
- * fail-on-neutral), or when the Action itself cannot run (bad inputs).
+ * fail-on-neutral), or when the Action itself cannot run (bad inputs: exit 2, as the CLI's). A run
+ * with nothing to audit (`skipped`) never fails the step, fail-on-neutral or not.
  */
 import * as core from "@actions/core";
-import { describeError } from "./errors";
+import { describeError, EXIT, InputError } from "./errors";
 import { readContext } from "./github/context";
 import { getSettings } from "./github/input-helper";
 import { createOctokit } from "./github/octokit-client";
@@ -38,6 +39,8 @@ async function main(): Promise<void> {
     }
   } catch (err) {
     core.setFailed(`delta-audit: ${describeError(err)}`);
+    // a configuration error (a pattern that matches nothing, a bad input) exits 2 like the CLI's
+    if (err instanceof InputError) process.exitCode = EXIT.input;
     if (process.env.DELTA_AUDIT_DEBUG && err instanceof Error) core.debug(String(err.stack));
   }
 }

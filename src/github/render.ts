@@ -51,8 +51,26 @@ export const SUBJECT_VIEW_FILES = Object.freeze([REPORT_FILES.html, REPORT_FILES
 
 const TRUNCATION_NOTE = "\n\n_…truncated to fit GitHub's size limit; the full report is in the workflow's report artifact (report.json, report.md)._\n";
 
-const ICON: Record<Conclusion, string> = Object.freeze({ pass: "✅", fail: "❌", neutral: "⚪" });
-const CHECK_CONCLUSION: Record<Conclusion, CheckConclusion> = Object.freeze({ pass: "success", fail: "failure", neutral: "neutral" });
+/**
+ * The run's conclusion: a verdict over the audited subjects, or `skipped` when there was nothing
+ * to audit (the pull request touched no subject). Skipped is not neutral: neutral is an audit
+ * that started and could not decide.
+ */
+export type ActionConclusion = Conclusion | "skipped";
+
+/** The sentence every view of a run without subjects says. */
+export const NOTHING_TO_AUDIT = "Nothing to audit: no adapter or checkpoint the inputs select changed in this pull request (or none matched).";
+
+const ICON: Record<ActionConclusion, string> = Object.freeze({ pass: "✅", fail: "❌", neutral: "⚪", skipped: "⏭️" });
+/**
+ * Nothing to audit completes the check as `success`, not `skipped`: the check's name may be
+ * required by branch protection, and a pull request that touches no model must never be blocked
+ * by it, whichever way GitHub treats a required `skipped` check; the title and summary say that
+ * nothing was audited, and the outputs say `skipped`.
+ */
+const CHECK_CONCLUSION: Record<ActionConclusion, CheckConclusion> = Object.freeze({ pass: "success", fail: "failure", neutral: "neutral", skipped: "success" });
+/** Subjects named in the in-progress check run; the rest are counted. */
+const MAX_SUBJECTS_LISTED = 50;
 const ANNOTATION_LEVEL: Record<Severity, AnnotationLevel> = Object.freeze({ high: "failure", medium: "warning", low: "notice", info: "notice" });
 
 /** One audited subject's outcome. `report` is absent when the scan could not even start. */
@@ -85,15 +103,28 @@ export interface RenderMeta {
   sarif?: string;
 }
 
-export function checkConclusion(c: Conclusion): CheckConclusion {
+export function checkConclusion(c: ActionConclusion): CheckConclusion {
   return CHECK_CONCLUSION[c];
 }
 
-/** fail if any subject failed; else neutral if any was neutral or none was audited; else pass. */
-export function overallConclusion(results: SubjectResult[]): Conclusion {
+/** skipped if nothing was audited; fail if any subject failed; else neutral if any was neutral; else pass. */
+export function overallConclusion(results: SubjectResult[]): ActionConclusion {
+  if (results.length === 0) return "skipped";
   if (results.some((r) => r.conclusion === "fail")) return "fail";
-  if (results.length === 0 || results.some((r) => r.conclusion === "neutral")) return "neutral";
+  if (results.some((r) => r.conclusion === "neutral")) return "neutral";
   return "pass";
+}
+
+/**
+ * The in-progress check run's output: which subjects are being audited. Folder names come from
+ * the pull request, so each is inline code (report/sanitize.ts), like every other view.
+ */
+export function renderProgressOutput(subjects: AuditSubject[]): CheckOutput {
+  if (subjects.length === 0) return { title: "Nothing to audit", summary: NOTHING_TO_AUDIT };
+  const names = subjects.slice(0, MAX_SUBJECTS_LISTED).map((s) => `- ${inlineCode(s.rel, EXCERPT_CHARS)} (${s.kind})`);
+  if (subjects.length > MAX_SUBJECTS_LISTED) names.push(`- …and ${subjects.length - MAX_SUBJECTS_LISTED} more`);
+  const summary = `Auditing ${subjects.length} subject${subjects.length === 1 ? "" : "s"}:\n\n${names.join("\n")}\n`;
+  return { title: "Auditing…", summary: cutDocument(summary, MAX_CHECK_OUTPUT_CHARS, TRUNCATION_NOTE) };
 }
 
 /** Findings at or above the threshold, over every subject (policy/severity: none for `never`). */
@@ -127,6 +158,20 @@ function subjectRow(r: SubjectResult, failOn: FailOn) {
   };
 }
 
+/**
+ * The report as GitHub shows it: its subject named the way the workflow names it (the
+ * workspace-relative folder, the base as given or as the Hub id with the commit it resolved
+ * to), not by the runner's absolute paths that the scan read.
+ */
+function displayReport(r: SubjectResult & { report: Report }): Report {
+  const s = r.report.subject;
+  const where = r.subject.kind === "adapter" ? { adapter: r.subject.rel, finetuned: undefined } : { finetuned: r.subject.rel, adapter: undefined };
+  const subject = { ...s, ...where, base: r.base || s.base };
+  if (subject.adapter === undefined) delete subject.adapter;
+  if (subject.finetuned === undefined) delete subject.finetuned;
+  return { ...r.report, subject };
+}
+
 /** The section of a subject without a report: what the Action knows of it and why the scan stopped. */
 function reportlessView(r: SubjectResult, headingLevel: number) {
   return {
@@ -140,21 +185,22 @@ function reportlessView(r: SubjectResult, headingLevel: number) {
 }
 
 /**
- * One subject's section, cut to `maxChars`: a heading naming the subject, then the report
- * rendered by report/markdown.ts one level down. A subject without a report (the scan could
- * not start) gets the compact section template, which shows the error.
+ * One subject's section, cut to `maxChars`: one heading naming the subject and its verdict, then
+ * the report rendered by report/markdown.ts without its own title (its sections one level down),
+ * on workspace-relative paths (displayReport). A subject without a report (the scan could not
+ * start) gets the compact section template, which shows the error.
  */
 export function renderSection(r: SubjectResult, maxChars: number, headingLevel = 3): string {
   if (r.report) {
-    const head = `${"#".repeat(headingLevel)} ${ICON[r.conclusion]} ${inlineCode(r.subject.rel, EXCERPT_CHARS)} (base ${inlineCode(r.base, EXCERPT_CHARS)})\n\n`;
-    const body = renderMarkdown(r.report, { headingLevel: headingLevel + 1, maxChars: Math.max(200, maxChars - head.length) });
+    const head = `${"#".repeat(headingLevel)} ${ICON[r.conclusion]} ${inlineCode(r.subject.rel, EXCERPT_CHARS)} — ${r.conclusion.toUpperCase()}\n\n`;
+    const body = renderMarkdown(displayReport(r as SubjectResult & { report: Report }), { headingLevel, title: false, maxChars: Math.max(200, maxChars - head.length) });
     return cutDocument(`${head}${body.trimEnd()}`, maxChars, TRUNCATION_NOTE);
   }
   return cutDocument(renderTemplate("subject-section.md.hbs", reportlessView(r, headingLevel)).trimEnd(), maxChars, TRUNCATION_NOTE);
 }
 
-function headline(results: SubjectResult[], overall: Conclusion, failOn: FailOn): string {
-  if (results.length === 0) return "Nothing to audit: no adapter or checkpoint matched (or none changed in this pull request).";
+function headline(results: SubjectResult[], overall: ActionConclusion, failOn: FailOn): string {
+  if (results.length === 0) return NOTHING_TO_AUDIT;
   const n = countFindings(results, failOn);
   const subjects = `${results.length} subject${results.length === 1 ? "" : "s"} audited`;
   if (overall === "fail") return `${subjects}; ${n} finding${n === 1 ? "" : "s"} at or above ${failOn} severity.`;
@@ -268,7 +314,7 @@ function reportFiles(results: SubjectResult[], meta: RenderMeta) {
  * stopped early; the collapsed charts and report links are added by renderComment once the
  * frame's size is known.
  */
-function commentView(results: SubjectResult[], meta: RenderMeta, details: string, overall: Conclusion) {
+function commentView(results: SubjectResult[], meta: RenderMeta, details: string, overall: ActionConclusion) {
   const { top, more } = topFindings(results);
   return {
     marker: commentMarker(meta.checkName),
@@ -327,7 +373,7 @@ export function renderCheckOutput(results: SubjectResult[], meta: RenderMeta): C
     })),
   };
   const text = cutDocument(renderTemplate("check-text.md.hbs", textView), MAX_CHECK_OUTPUT_CHARS, TRUNCATION_NOTE);
-  const title = cut(`${meta.checkName}: ${overall} — ${headline(results, overall, meta.failOn)}`, MAX_TITLE_CHARS);
+  const title = cut(overall === "skipped" ? `${meta.checkName}: nothing to audit` : `${meta.checkName}: ${overall} — ${headline(results, overall, meta.failOn)}`, MAX_TITLE_CHARS);
   return { title, summary, text };
 }
 

@@ -7,9 +7,8 @@
 import * as core from "@actions/core";
 import { existsSync, lstatSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { join, relative, resolve, sep } from "node:path";
+import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { describeError, InputError, oneLine } from "../errors";
-import type { Conclusion } from "../policy/verdict";
 import type { ActionSettings } from "./input-helper";
 import type { GitHubContext } from "./context";
 import { GitHubHelper, isPermissionError, MAX_ANNOTATIONS_PER_REQUEST } from "./github-helper";
@@ -24,7 +23,9 @@ import {
   renderCheckOutput,
   renderComment,
   renderJobSummary,
+  renderProgressOutput,
   SUBJECT_VIEW_FILES,
+  type ActionConclusion,
   type RenderMeta,
   type SubjectResult,
 } from "./render";
@@ -94,7 +95,8 @@ export interface ActionDeps {
 export const ACTION_SARIF_FILE = "delta-audit.sarif";
 
 export interface ActionResult {
-  conclusion: Conclusion;
+  /** the verdict over every subject, or `skipped` when there was nothing to audit */
+  conclusion: ActionConclusion;
   findings: number;
   reportDir: string;
   badge: string;
@@ -142,8 +144,13 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
   await mkdir(settings.outputDir, { recursive: true });
   const policy = resolvePolicy(settings);
 
-  // ---- subjects
-  let subjects = [...findSubjects(ctx.workspace, "adapter", settings.adapterPatterns), ...findSubjects(ctx.workspace, "finetuned", settings.finetunedPatterns)];
+  // ---- subjects: unless changed-only narrows them to the pull request's, a pattern that matches
+  // nothing is a configuration error (before anything is published), not a quiet "nothing to audit"
+  const requireMatches = !(settings.changedOnly && ctx.pullNumber !== undefined);
+  let subjects = [
+    ...findSubjects(ctx.workspace, "adapter", settings.adapterPatterns, { requireMatches }),
+    ...findSubjects(ctx.workspace, "finetuned", settings.finetunedPatterns, { requireMatches }),
+  ];
   core.info(`delta-audit: ${subjects.length} subject(s) match the inputs`);
   if (settings.changedOnly) {
     if (ctx.pullNumber === undefined) {
@@ -172,8 +179,7 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
     }
   };
   try {
-    const names = subjects.map((s) => s.rel).join(", ") || "nothing to audit";
-    checkRunId = await github.createCheckRun(settings.checkName, ctx.headSha, { title: "Auditing…", summary: `Auditing ${subjects.length} subject(s): ${names}`.slice(0, 60_000) }, ctx.runUrl);
+    checkRunId = await github.createCheckRun(settings.checkName, ctx.headSha, renderProgressOutput(subjects), ctx.runUrl);
   } catch (err) {
     onWriteError("creating the check run", err);
   }
@@ -181,7 +187,7 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
   // ---- scan each subject
   const results: SubjectResult[] = [];
   const taken = new Set<string>();
-  const hubCache = new Map<string, string>();
+  const hubCache = new Map<string, ResolvedBase>();
   for (const subject of subjects) {
     const outDir = join(settings.outputDir, slug(subject.rel, taken));
     const result = await core.group(`delta-audit: ${subject.rel}`, () => auditOne(subject, outDir, settings, policy, ctx, deps, hubCache));
@@ -222,6 +228,9 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
     }
   }
 
+  // Nothing to audit posts no new comment. An earlier sticky comment is updated to say so: the
+  // file list is the whole pull request's, so its subjects are no longer changed by it and the
+  // earlier verdict would be stale.
   let comment = renderComment(results, meta);
   if (settings.comment && ctx.pullNumber !== undefined && !readOnly) {
     try {
@@ -297,19 +306,31 @@ function viewsOf(r: SubjectResult, outputDir: string): string[] {
   }).map((name) => (rel ? `${rel}/${name}` : name));
 }
 
-/** The check run's conclusion; an undecided audit is a failure when the workflow asks for it. */
-export function checkConclusionFor(overall: Conclusion, failOnNeutral: boolean): ReturnType<typeof checkConclusion> {
+/**
+ * The check run's conclusion; an undecided audit is a failure when the workflow asks for it.
+ * Nothing to audit is not undecided: fail-on-neutral leaves it a success.
+ */
+export function checkConclusionFor(overall: ActionConclusion, failOnNeutral: boolean): ReturnType<typeof checkConclusion> {
   return overall === "neutral" && failOnNeutral ? "failure" : checkConclusion(overall);
 }
 
-async function resolveBase(subject: AuditSubject, settings: ActionSettings, ctx: GitHubContext, deps: ActionDeps, cache: Map<string, string>): Promise<string> {
+/** The base folder the scan reads, and how GitHub views name it (never the runner's cache path). */
+interface ResolvedBase {
+  dir: string;
+  /** workspace-relative folder, the folder as the workflow gave it, or `{org}/{name}@{commit}` */
+  label: string;
+}
+
+async function resolveBase(subject: AuditSubject, settings: ActionSettings, ctx: GitHubContext, deps: ActionDeps, cache: Map<string, ResolvedBase>): Promise<ResolvedBase> {
   let spec = settings.base;
   if (spec) {
     const local = resolve(ctx.workspace, spec);
     if (isDirectorySync(local)) {
+      const rel = toPosix(relative(ctx.workspace, local)) || ".";
+      const inside = rel !== ".." && !rel.startsWith("../") && !isAbsolute(rel);
       // a base folder in the workspace comes from the pull request as much as the subject does
-      checkFolderFiles(local, relative(ctx.workspace, local).split(sep).join("/") || ".", ctx.workspace);
-      return local;
+      checkFolderFiles(local, rel, ctx.workspace);
+      return { dir: local, label: inside ? rel : spec };
     }
     if (!looksLikeHubId(spec)) throw new InputError(`'${spec}' is neither a folder nor a Hub model id ({org}/{name}[@{revision}])`, "input 'base'");
   } else {
@@ -321,13 +342,15 @@ async function resolveBase(subject: AuditSubject, settings: ActionSettings, ctx:
     }
     spec = fromConfig;
   }
-  let dir = cache.get(spec);
-  if (!dir) {
+  let resolved = cache.get(spec);
+  if (!resolved) {
     core.info(`resolving ${spec} from the Hugging Face Hub`);
-    dir = (await deps.resolveHub(spec)).dir;
-    cache.set(spec, dir);
+    const model = await deps.resolveHub(spec);
+    // the commit, not a branch name: the revision the verdict is about, and one the CLI accepts
+    resolved = { dir: model.dir, label: `${model.repo}@${model.commit}` };
+    cache.set(spec, resolved);
   }
-  return dir;
+  return resolved;
 }
 
 async function auditOne(
@@ -337,16 +360,17 @@ async function auditOne(
   policy: ReturnType<typeof resolvePolicy>,
   ctx: GitHubContext,
   deps: ActionDeps,
-  hubCache: Map<string, string>,
+  hubCache: Map<string, ResolvedBase>,
 ): Promise<SubjectResult> {
   let base = "";
   try {
     if ("error" in policy) throw policy.error;
     checkSubjectFiles(subject, ctx.workspace);
     base = settings.base || baseFromAdapter(subject) || "";
-    const baseDir = await resolveBase(subject, settings, ctx, deps, hubCache);
+    const resolved = await resolveBase(subject, settings, ctx, deps, hubCache);
+    base = resolved.label;
     const { report, exitCode } = await deps.scan({
-      base: baseDir,
+      base: resolved.dir,
       ...(subject.kind === "adapter" ? { adapter: subject.dir } : { finetuned: subject.dir }),
       configPath: settings.configPath,
       config: policy.config,

@@ -109,11 +109,22 @@ function toRel(root: string, p: string): string {
   return relative(root, p).split(sep).join("/") || ".";
 }
 
+export interface FindSubjectsOptions {
+  /**
+   * Every including pattern must match at least one subject folder. Set when nothing narrows the
+   * subjects afterwards (`changed-only` off, or not a pull request): a pattern that matches
+   * nothing is then a typo or a moved folder, and a run that audits nothing because of it would
+   * look like a clean pass.
+   */
+  requireMatches?: boolean;
+}
+
 /**
  * Expand `patterns` of one kind into subjects. A literal path that is not a subject is an
- * input error (a typo should not pass silently); a glob simply skips non-matching folders.
+ * input error (a typo should not pass silently); a glob skips non-matching folders, and with
+ * `requireMatches` a glob that matches no subject folder at all is an input error too.
  */
-export function findSubjects(root: string, kind: AuditSubject["kind"], patterns: string[]): AuditSubject[] {
+export function findSubjects(root: string, kind: AuditSubject["kind"], patterns: string[], options: FindSubjectsOptions = {}): AuditSubject[] {
   const markers = kind === "adapter" ? ADAPTER_MARKERS : FINETUNED_MARKERS;
   const configName = kind === "adapter" ? "adapter_config.json" : "config.json";
   const dirs = new Set<string>();
@@ -122,6 +133,7 @@ export function findSubjects(root: string, kind: AuditSubject["kind"], patterns:
     const negate = raw.startsWith("!");
     const pattern = negate ? raw.slice(1) : raw;
     const matches = hasMagic(pattern) ? expandGlob(root, pattern) : [resolve(root, pattern)];
+    let matched = 0;
     for (const m of matches) {
       const dir = isFile(m) && markers.has(basename(m)) ? dirname(m) : m;
       const ok = isDirectorySync(dir) && isFile(join(dir, configName));
@@ -138,6 +150,10 @@ export function findSubjects(root: string, kind: AuditSubject["kind"], patterns:
         throw new InputError(`'${pattern}' points outside the workspace`, `input '${kind}'`);
       }
       (negate ? excluded : dirs).add(dir);
+      matched++;
+    }
+    if (options.requireMatches && !negate && matched === 0) {
+      throw new InputError(`pattern '${pattern}' matches no ${kind === "adapter" ? "PEFT adapter folder (with adapter_config.json)" : "checkpoint folder (with config.json)"} in the workspace`, `input '${kind}'`);
     }
   }
   return [...dirs]

@@ -32,6 +32,9 @@ const FAIL_COLOR_BY_WORST: Readonly<Record<Severity, string>> = Object.freeze({ 
  */
 export const BADGE_WORD: Readonly<Record<Conclusion | "missing", string>> = Object.freeze({ pass: "pass", fail: "fail", neutral: "inconclusive", missing: "no report" });
 
+/** The run badge's message when an Action run had no subject to audit. */
+export const NOTHING_TO_AUDIT = "nothing to audit";
+
 function badge(label: string, message: string, color: string): Badge {
   return { schemaVersion: 1, label, message, color };
 }
@@ -55,7 +58,9 @@ export function badgeFor(report: Report, label = BADGE_LABEL): Badge {
  * The Action's badge for a whole run over several subjects: `findings` counted at the run's
  * fail-on by the caller. Its words are a scan's: an undecided run is "inconclusive".
  */
-export function runBadge(conclusion: Conclusion, findings: number, label = BADGE_LABEL): Badge {
+export function runBadge(conclusion: Conclusion | "skipped", findings: number, label = BADGE_LABEL): Badge {
+  // an Action run whose pull request touched no subject audited nothing: say so, in grey, never "pass"
+  if (conclusion === "skipped") return badge(label, NOTHING_TO_AUDIT, BADGE_COLOR.neutral);
   return badge(label, conclusion === "fail" ? failMessage(findings) : BADGE_WORD[conclusion], BADGE_COLOR[conclusion]);
 }
 

@@ -17,6 +17,11 @@ export interface RenderOptions {
   maxChars?: number;
   /** level of the top heading (1 = `#`); sections use the next level */
   headingLevel?: number;
+  /**
+   * false: leave out the report's own title line (a surface that heads each subject itself —
+   * the PR comment and check run — would otherwise show two headings per subject)
+   */
+  title?: boolean;
 }
 
 /** One excerpt in a finding; long ones are cut with sanitize's marker. */
@@ -144,7 +149,7 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
   if (report.error) notices.push(`stopped early: ${safe(report.error, 400)}`);
   const conclusion = report.verdict.conclusion;
   const view = {
-    h1: h(0),
+    h1: opts.title === false ? "" : h(0),
     h2: h(1),
     verdictIcon: ICONS[conclusion] ?? "",
     verdictWord: conclusion.toUpperCase(),

@@ -213,8 +213,8 @@ describe("the PR comment stays short", () => {
 });
 
 describe("verdict aggregation and annotations", () => {
-  it("fails if any subject fails, is neutral for errors or nothing audited, passes only when all pass", () => {
-    expect(overallConclusion([])).toBe("neutral");
+  it("fails if any subject fails, is neutral for errors, skipped when nothing was audited, passes only when all pass", () => {
+    expect(overallConclusion([])).toBe("skipped");
     expect(overallConclusion([result("a", makeReport()), result("b", makeReport())])).toBe("pass");
     expect(overallConclusion([result("a", makeReport()), result("b", undefined)])).toBe("neutral");
     expect(overallConclusion([result("a", makeReport({ conclusion: "fail" })), result("b", undefined)])).toBe("fail");

@@ -104,7 +104,8 @@ describe("neutral stays neutral on every output", () => {
 
   it("the Action's conclusion, badge and check-run conclusion", () => {
     expect(overallConclusion([result("pass"), result("neutral"), result("pass")])).toBe("neutral");
-    expect(overallConclusion([])).toBe("neutral");
+    // nothing audited is its own outcome (issue 11): never a pass, never a failed gate
+    expect(overallConclusion([])).toBe("skipped");
     expect(overallConclusion([result("neutral"), result("fail")])).toBe("fail");
     expect(checkConclusion("neutral")).toBe("neutral");
     expect(badge("neutral", 0)).toMatchObject({ message: "inconclusive", color: "lightgrey" });
