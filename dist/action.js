@@ -32000,7 +32000,7 @@ var require_util8 = __commonJS({
         }
         path = url.path;
       }
-      var isAbsolute2 = exports.isAbsolute(path);
+      var isAbsolute3 = exports.isAbsolute(path);
       var parts = path.split(/\/+/);
       for (var part, up = 0, i = parts.length - 1; i >= 0; i--) {
         part = parts[i];
@@ -32020,7 +32020,7 @@ var require_util8 = __commonJS({
       }
       path = parts.join("/");
       if (path === "") {
-        path = isAbsolute2 ? "/" : ".";
+        path = isAbsolute3 ? "/" : ".";
       }
       if (url) {
         url.path = path;
@@ -34896,6 +34896,7 @@ function moduleSpectrum(x) {
   let stableRank = 0;
   let effectiveRank = 0;
   let energyShareTop1 = 0;
+  let estimated = false;
   if (s1 > 0 && f2 > 0) {
     stableRank = f2 / (s1 * s1);
     energyShareTop1 = Math.min(1, s1 * s1 / f2);
@@ -34911,6 +34912,7 @@ function moduleSpectrum(x) {
     if (tailCount > 0 && tail > 0) {
       const q = tail / f2 / tailCount;
       h -= tailCount * q * Math.log(q);
+      estimated = tail > UNSEEN_ENERGY_SHARE * f2;
     }
     effectiveRank = Math.exp(h);
   }
@@ -34924,6 +34926,7 @@ function moduleSpectrum(x) {
     stableRank,
     effectiveRank,
     energyShareTop1,
+    ...estimated ? { effectiveRankEstimated: true } : {},
     type: x.type,
     layer: x.layer
   };
@@ -34961,11 +34964,12 @@ function summarise(modules) {
     byLayer: group2((m) => String(m.layer))
   };
 }
-var SIGMA_REPORT_LIMIT;
+var SIGMA_REPORT_LIMIT, UNSEEN_ENERGY_SHARE;
 var init_stats = __esm({
   "src/delta/stats.ts"() {
     "use strict";
     SIGMA_REPORT_LIMIT = 64;
+    UNSEEN_ENERGY_SHARE = 1e-6;
   }
 });
 
@@ -35161,6 +35165,27 @@ var init_chunk_FFYIGW52 = __esm({
 // src/progress.ts
 function configureOutput(settings) {
   if (settings.quiet !== void 0) output.quiet = settings.quiet;
+  if (settings.colour !== void 0) output.colour = settings.colour;
+}
+function formatDuration(seconds2) {
+  if (!Number.isFinite(seconds2) || seconds2 < 0) return "?";
+  if (seconds2 < 10) return `${seconds2.toFixed(1)}s`;
+  const s = Math.round(seconds2);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
+}
+function formatRate(perSecond) {
+  if (perSecond >= 100) return `${Math.round(perSecond)}/s`;
+  if (perSecond >= 10) return `${perSecond.toFixed(1)}/s`;
+  return `${perSecond.toFixed(2)}/s`;
+}
+function fit(text3, width) {
+  const chars = Array.from(text3);
+  if (chars.length <= width) return text3;
+  if (width <= 0) return "";
+  return `${chars.slice(0, width - 1).join("")}\u2026`;
 }
 function progress(label, total, opts = {}) {
   const stream = opts.stream ?? output.stream;
@@ -35170,46 +35195,90 @@ function progress(label, total, opts = {}) {
   const start = now();
   let count2 = 0;
   let lastPrint = start;
-  const fmt2 = (detail) => {
+  let drawn = false;
+  const stats = (finished) => {
+    const elapsed = (now() - start) / 1e3;
+    const rate2 = elapsed > 0 && count2 > 0 ? count2 / elapsed : void 0;
+    const parts = [`${count2}/${total}`];
+    if (rate2 !== void 0) parts.push(formatRate(rate2));
+    if (finished) parts.push(`in ${formatDuration(elapsed)}`);
+    else {
+      if (rate2 !== void 0 && count2 >= MIN_UNITS_FOR_ETA && count2 < total) parts.push(`ETA ${formatDuration((total - count2) / rate2)}`);
+      parts.push(formatDuration(elapsed));
+    }
+    return parts.join(" ");
+  };
+  const tailOf = (detail) => detail ? ` ${detail.replace(CONTROL_CHARS, " ")}` : "";
+  const plain = (finished, detail) => {
     const pct3 = total > 0 ? Math.min(100, Math.floor(100 * count2 / total)) : 100;
-    const secs = ((now() - start) / 1e3).toFixed(1);
-    const tail = detail ? ` ${detail}` : "";
-    if (!tty) return `${label}: ${count2}/${total} (${pct3}%) ${secs}s${tail}`;
-    const filled = Math.round(BAR_WIDTH * pct3 / 100);
-    return `${label} [${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ${count2}/${total} ${secs}s${tail}`;
+    return `${label}: ${stats(finished).replace(" ", ` (${pct3}%) `)}${tailOf(detail)}`;
+  };
+  const frame = (finished, detail) => {
+    const width = Math.max(1, (stream.columns || DEFAULT_COLUMNS) - 1);
+    const pct3 = total > 0 ? Math.min(1, count2 / total) : 1;
+    const head = `${label} `;
+    const numbers = ` ${stats(finished)}`;
+    const room = width - Array.from(head).length - numbers.length - 2;
+    const barWidth = Math.min(BAR_WIDTH, room);
+    let line;
+    if (barWidth >= MIN_BAR_WIDTH) {
+      const filled = Math.round(barWidth * pct3);
+      line = `${head}[${"#".repeat(filled)}${"-".repeat(barWidth - filled)}]${numbers}`;
+    } else line = `${label}:${numbers}`;
+    const left = width - Array.from(line).length;
+    const tail = tailOf(detail);
+    return left > 1 && tail ? `${line}${fit(tail, left)}` : fit(line, width);
   };
   return {
     tick(n = 1, detail) {
       count2 += n;
       if (quiet) return;
       const t = now();
-      if (tty) stream.write(`\r\x1B[2K${fmt2(detail)}`);
-      else if (t - lastPrint >= PLAIN_INTERVAL_MS) {
-        stream.write(`${fmt2(detail)}
+      if (tty) {
+        if (drawn && t - lastPrint < TTY_INTERVAL_MS && count2 < total) return;
+        stream.write(`${CLEAR_LINE}${frame(false, detail)}`);
+        activeBar = stream;
+        drawn = true;
+        lastPrint = t;
+      } else if (t - lastPrint >= PLAIN_INTERVAL_MS) {
+        stream.write(`${plain(false, detail)}
 `);
         lastPrint = t;
       }
     },
     done(detail) {
       if (quiet) return;
-      stream.write(tty ? `\r\x1B[2K${fmt2(detail)}
-` : `${fmt2(detail)}
+      if (!tty) return void stream.write(`${plain(true, detail)}
 `);
+      stream.write(`${CLEAR_LINE}${frame(true, detail)}
+`);
+      if (activeBar === stream) activeBar = void 0;
     }
   };
 }
 function log(message) {
   if (output.quiet) return;
+  if (activeBar === output.stream) {
+    output.stream.write(CLEAR_LINE);
+    activeBar = void 0;
+  }
   output.stream.write(`${message}
 `);
 }
-var output, PLAIN_INTERVAL_MS, BAR_WIDTH;
+var output, PLAIN_INTERVAL_MS, TTY_INTERVAL_MS, BAR_WIDTH, MIN_BAR_WIDTH, DEFAULT_COLUMNS, MIN_UNITS_FOR_ETA, CLEAR_LINE, CONTROL_CHARS, activeBar, VERDICT_SGR;
 var init_progress = __esm({
   "src/progress.ts"() {
     "use strict";
-    output = { quiet: true, stream: process.stderr };
+    output = { quiet: true, colour: false, stream: process.stderr };
     PLAIN_INTERVAL_MS = 5e3;
+    TTY_INTERVAL_MS = 100;
     BAR_WIDTH = 28;
+    MIN_BAR_WIDTH = 6;
+    DEFAULT_COLUMNS = 80;
+    MIN_UNITS_FOR_ETA = 3;
+    CLEAR_LINE = "\r\x1B[2K";
+    CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+    VERDICT_SGR = Object.freeze({ pass: "32", fail: "31", neutral: "33" });
   }
 });
 
@@ -35857,7 +35926,7 @@ var init_safetensors = __esm({
 });
 
 // src/io/checkpoint.ts
-import { readdir as readdir2 } from "node:fs/promises";
+import { readdir as readdir2, stat as stat3 } from "node:fs/promises";
 import { join as join9 } from "node:path";
 async function readJsonFile(path, maxBytes = MAX_JSON_BYTES) {
   return parseJsonText(await readTextFile(path, maxBytes), path);
@@ -35877,8 +35946,17 @@ function checkShardName(shard, tensor2, indexPath) {
   }
   return shard;
 }
+async function folderProblem(path) {
+  try {
+    return (await stat3(path)).isDirectory() ? void 0 : "is not a folder";
+  } catch (e2) {
+    const code = e2.code;
+    return code === "ENOENT" || code === "ENOTDIR" ? "does not exist" : `cannot be read (${code ?? String(e2)})`;
+  }
+}
 async function openCheckpoint(dir) {
-  if (!await isDirectory(dir)) throw new InputError("checkpoint folder not found (or not a folder)", dir);
+  const problem = await folderProblem(dir);
+  if (problem) throw new InputError(`${problem}; a model folder holds config.json and *.safetensors`, dir);
   const configPath = join9(dir, CONFIG_FILE);
   if (!await pathExists(configPath)) throw new InputError(`no ${CONFIG_FILE} (not a Hugging Face checkpoint folder?)`, dir);
   const config = await readJsonFile(configPath);
@@ -36029,7 +36107,7 @@ var init_checkpoint = __esm({
 });
 
 // src/io/peft.ts
-import { open as open4, readdir as readdir3, rm as rm4, stat as stat3 } from "node:fs/promises";
+import { open as open4, readdir as readdir3, rm as rm4 } from "node:fs/promises";
 import { join as join10 } from "node:path";
 function isPlainObject5(x) {
   return typeof x === "object" && x !== null && !Array.isArray(x);
@@ -36113,11 +36191,8 @@ function describeUnusedKey(key) {
   return "is not a LoRA factor (expected <module>.lora_A.weight / <module>.lora_B.weight)";
 }
 async function openAdapter(dir, opts = {}) {
-  try {
-    if (!(await stat3(dir)).isDirectory()) throw new Error();
-  } catch {
-    throw new InputError("adapter folder not found (or not a folder)", dir);
-  }
+  const problem = await folderProblem(dir);
+  if (problem) throw new InputError(`${problem}; a PEFT adapter folder holds ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE}`, dir);
   const configPath = join10(dir, ADAPTER_CONFIG_FILE);
   if (!await pathExists(configPath)) throw new InputError(`no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter folder?)`, dir);
   const config = parseAdapterConfig(await readJsonFile(configPath), configPath);
@@ -43298,7 +43373,7 @@ function walkFull(base, finetuned, opts) {
             type,
             layer
           });
-          const truncated = rank === void 0 ? void 0 : rankKModule({ name: module, outFeatures: rows, inFeatures: cols }, rank, sqrtSplit(top, rows, cols, Math.min(rank, rows, cols)));
+          const truncated = rank === void 0 || frobenius === 0 ? void 0 : rankKModule({ name: module, outFeatures: rows, inFeatures: cols }, rank, sqrtSplit(top, rows, cols, Math.min(rank, rows, cols)));
           yield { kind: "module", spectrum, truncated };
         } else {
           const change = await tensorChange(base, finetuned, name, blocks);
@@ -43332,7 +43407,7 @@ var init_walk = __esm({
 
 // src/delta/truncate.ts
 async function* truncatedModules(steps) {
-  for await (const step of steps) if (step.kind === "module") yield step.truncated;
+  for await (const step of steps) if (step.kind === "module" && step.truncated) yield step.truncated;
 }
 function truncateAdapter(adapter, k, opts = {}) {
   return truncatedModules(walkAdapter(adapter, { ...opts, rank: k, label: "truncate" }));
@@ -43447,6 +43522,9 @@ function serverMessage(text3) {
       else if (typeof e2 === "string") msg = e2;
       else if (typeof o.message === "string") msg = o.message;
       else if (typeof o.detail === "string") msg = o.detail;
+      else if (Array.isArray(o.detail) && o.detail.some((d) => typeof d?.msg === "string")) {
+        msg = o.detail.flatMap((d) => typeof d?.msg === "string" ? [d.msg] : []).join("; ");
+      }
     }
   } catch {
   }
@@ -52115,7 +52193,7 @@ function isFile(p) {
 function toRel(root, p) {
   return relative(root, p).split(sep).join("/") || ".";
 }
-function findSubjects(root, kind, patterns) {
+function findSubjects(root, kind, patterns, options = {}) {
   const markers = kind === "adapter" ? ADAPTER_MARKERS : FINETUNED_MARKERS;
   const configName = kind === "adapter" ? "adapter_config.json" : "config.json";
   const dirs = /* @__PURE__ */ new Set();
@@ -52124,6 +52202,7 @@ function findSubjects(root, kind, patterns) {
     const negate = raw.startsWith("!");
     const pattern = negate ? raw.slice(1) : raw;
     const matches = hasMagic(pattern) ? expandGlob(root, pattern) : [resolve(root, pattern)];
+    let matched = 0;
     for (const m of matches) {
       const dir = isFile(m) && markers.has(basename(m)) ? dirname(m) : m;
       const ok = isDirectorySync(dir) && isFile(join(dir, configName));
@@ -52139,6 +52218,10 @@ function findSubjects(root, kind, patterns) {
         throw new InputError(`'${pattern}' points outside the workspace`, `input '${kind}'`);
       }
       (negate ? excluded : dirs).add(dir);
+      matched++;
+    }
+    if (options.requireMatches && !negate && matched === 0) {
+      throw new InputError(`pattern '${pattern}' matches no ${kind === "adapter" ? "PEFT adapter folder (with adapter_config.json)" : "checkpoint folder (with config.json)"} in the workspace`, `input '${kind}'`);
     }
   }
   return [...dirs].filter((d) => !excluded.has(d)).sort().map((dir) => {
@@ -56271,7 +56354,7 @@ var core3 = __toESM(require_core(), 1);
 init_errors();
 import { existsSync as existsSync4, lstatSync } from "node:fs";
 import { mkdir as mkdir3 } from "node:fs/promises";
-import { join as join7, relative as relative6, resolve as resolve7, sep as sep6 } from "node:path";
+import { isAbsolute as isAbsolute2, join as join7, relative as relative6, resolve as resolve7, sep as sep6 } from "node:path";
 init_read_text();
 
 // src/report/sanitize.ts
@@ -56918,7 +57001,7 @@ function renderMarkdown(report, opts = {}) {
   if (report.error) notices.push(`stopped early: ${safe(report.error, 400)}`);
   const conclusion = report.verdict.conclusion;
   const view = {
-    h1: h(0),
+    h1: opts.title === false ? "" : h(0),
     h2: h(1),
     verdictIcon: ICONS[conclusion] ?? "",
     verdictWord: conclusion.toUpperCase(),
@@ -56951,6 +57034,7 @@ var BADGE_LABEL = "delta-audit";
 var BADGE_COLOR = Object.freeze({ pass: "brightgreen", fail: "red", neutral: "lightgrey" });
 var FAIL_COLOR_BY_WORST = Object.freeze({ high: "red", medium: "orange", low: "yellow", info: "yellow" });
 var BADGE_WORD = Object.freeze({ pass: "pass", fail: "fail", neutral: "inconclusive", missing: "no report" });
+var NOTHING_TO_AUDIT = "nothing to audit";
 function badge(label, message, color) {
   return { schemaVersion: 1, label, message, color };
 }
@@ -56964,6 +57048,7 @@ function badgeFor(report, label = BADGE_LABEL) {
   return badge(label, failMessage(n), FAIL_COLOR_BY_WORST[worstSeverity(report.findings) ?? "info"]);
 }
 function runBadge(conclusion, findings, label = BADGE_LABEL) {
+  if (conclusion === "skipped") return badge(label, NOTHING_TO_AUDIT, BADGE_COLOR.neutral);
   return badge(label, conclusion === "fail" ? failMessage(findings) : BADGE_WORD[conclusion], BADGE_COLOR[conclusion]);
 }
 
@@ -58549,16 +58634,29 @@ var MAX_CHART_LAYERS = 160;
 var MAX_VIEWS_LISTED = 12;
 var SUBJECT_VIEW_FILES = Object.freeze([REPORT_FILES.html, REPORT_FILES.sarif]);
 var TRUNCATION_NOTE = "\n\n_\u2026truncated to fit GitHub's size limit; the full report is in the workflow's report artifact (report.json, report.md)._\n";
-var ICON = Object.freeze({ pass: "\u2705", fail: "\u274C", neutral: "\u26AA" });
-var CHECK_CONCLUSION = Object.freeze({ pass: "success", fail: "failure", neutral: "neutral" });
+var NOTHING_TO_AUDIT2 = "Nothing to audit: no adapter or checkpoint the inputs select changed in this pull request (or none matched).";
+var ICON = Object.freeze({ pass: "\u2705", fail: "\u274C", neutral: "\u26AA", skipped: "\u23ED\uFE0F" });
+var CHECK_CONCLUSION = Object.freeze({ pass: "success", fail: "failure", neutral: "neutral", skipped: "success" });
+var MAX_SUBJECTS_LISTED = 50;
 var ANNOTATION_LEVEL = Object.freeze({ high: "failure", medium: "warning", low: "notice", info: "notice" });
 function checkConclusion(c2) {
   return CHECK_CONCLUSION[c2];
 }
 function overallConclusion(results) {
+  if (results.length === 0) return "skipped";
   if (results.some((r) => r.conclusion === "fail")) return "fail";
-  if (results.length === 0 || results.some((r) => r.conclusion === "neutral")) return "neutral";
+  if (results.some((r) => r.conclusion === "neutral")) return "neutral";
   return "pass";
+}
+function renderProgressOutput(subjects) {
+  if (subjects.length === 0) return { title: "Nothing to audit", summary: NOTHING_TO_AUDIT2 };
+  const names = subjects.slice(0, MAX_SUBJECTS_LISTED).map((s) => `- ${inlineCode(s.rel, EXCERPT_CHARS)} (${s.kind})`);
+  if (subjects.length > MAX_SUBJECTS_LISTED) names.push(`- \u2026and ${subjects.length - MAX_SUBJECTS_LISTED} more`);
+  const summary2 = `Auditing ${subjects.length} subject${subjects.length === 1 ? "" : "s"}:
+
+${names.join("\n")}
+`;
+  return { title: "Auditing\u2026", summary: cutDocument(summary2, MAX_CHECK_OUTPUT_CHARS, TRUNCATION_NOTE) };
 }
 function countFindings(results, failOn) {
   let n = 0;
@@ -58583,6 +58681,14 @@ function subjectRow(r, failOn) {
     median: fmt(summary2?.stableRank?.median)
   };
 }
+function displayReport(r) {
+  const s = r.report.subject;
+  const where = r.subject.kind === "adapter" ? { adapter: r.subject.rel, finetuned: void 0 } : { finetuned: r.subject.rel, adapter: void 0 };
+  const subject = { ...s, ...where, base: r.base || s.base };
+  if (subject.adapter === void 0) delete subject.adapter;
+  if (subject.finetuned === void 0) delete subject.finetuned;
+  return { ...r.report, subject };
+}
 function reportlessView(r, headingLevel) {
   return {
     heading: "#".repeat(headingLevel),
@@ -58595,16 +58701,16 @@ function reportlessView(r, headingLevel) {
 }
 function renderSection(r, maxChars, headingLevel = 3) {
   if (r.report) {
-    const head = `${"#".repeat(headingLevel)} ${ICON[r.conclusion]} ${inlineCode(r.subject.rel, EXCERPT_CHARS)} (base ${inlineCode(r.base, EXCERPT_CHARS)})
+    const head = `${"#".repeat(headingLevel)} ${ICON[r.conclusion]} ${inlineCode(r.subject.rel, EXCERPT_CHARS)} \u2014 ${r.conclusion.toUpperCase()}
 
 `;
-    const body = renderMarkdown(r.report, { headingLevel: headingLevel + 1, maxChars: Math.max(200, maxChars - head.length) });
+    const body = renderMarkdown(displayReport(r), { headingLevel, title: false, maxChars: Math.max(200, maxChars - head.length) });
     return cutDocument(`${head}${body.trimEnd()}`, maxChars, TRUNCATION_NOTE);
   }
   return cutDocument(renderTemplate("subject-section.md.hbs", reportlessView(r, headingLevel)).trimEnd(), maxChars, TRUNCATION_NOTE);
 }
 function headline(results, overall, failOn) {
-  if (results.length === 0) return "Nothing to audit: no adapter or checkpoint matched (or none changed in this pull request).";
+  if (results.length === 0) return NOTHING_TO_AUDIT2;
   const n = countFindings(results, failOn);
   const subjects = `${results.length} subject${results.length === 1 ? "" : "s"} audited`;
   if (overall === "fail") return `${subjects}; ${n} finding${n === 1 ? "" : "s"} at or above ${failOn} severity.`;
@@ -58744,7 +58850,7 @@ function renderCheckOutput(results, meta) {
     }))
   };
   const text3 = cutDocument(renderTemplate("check-text.md.hbs", textView), MAX_CHECK_OUTPUT_CHARS, TRUNCATION_NOTE);
-  const title = cut(`${meta.checkName}: ${overall} \u2014 ${headline(results, overall, meta.failOn)}`, MAX_TITLE_CHARS);
+  const title = cut(overall === "skipped" ? `${meta.checkName}: nothing to audit` : `${meta.checkName}: ${overall} \u2014 ${headline(results, overall, meta.failOn)}`, MAX_TITLE_CHARS);
   return { title, summary: summary2, text: text3 };
 }
 function renderJobSummary(results, meta) {
@@ -63843,7 +63949,11 @@ async function runAction(settings, ctx, deps) {
   const { github } = deps;
   await mkdir3(settings.outputDir, { recursive: true });
   const policy = resolvePolicy(settings);
-  let subjects = [...findSubjects(ctx.workspace, "adapter", settings.adapterPatterns), ...findSubjects(ctx.workspace, "finetuned", settings.finetunedPatterns)];
+  const requireMatches = !(settings.changedOnly && ctx.pullNumber !== void 0);
+  let subjects = [
+    ...findSubjects(ctx.workspace, "adapter", settings.adapterPatterns, { requireMatches }),
+    ...findSubjects(ctx.workspace, "finetuned", settings.finetunedPatterns, { requireMatches })
+  ];
   core3.info(`delta-audit: ${subjects.length} subject(s) match the inputs`);
   if (settings.changedOnly) {
     if (ctx.pullNumber === void 0) {
@@ -63871,8 +63981,7 @@ ${FORK_HELP}`);
     }
   };
   try {
-    const names = subjects.map((s) => s.rel).join(", ") || "nothing to audit";
-    checkRunId = await github.createCheckRun(settings.checkName, ctx.headSha, { title: "Auditing\u2026", summary: `Auditing ${subjects.length} subject(s): ${names}`.slice(0, 6e4) }, ctx.runUrl);
+    checkRunId = await github.createCheckRun(settings.checkName, ctx.headSha, renderProgressOutput(subjects), ctx.runUrl);
   } catch (err) {
     onWriteError("creating the check run", err);
   }
@@ -63986,8 +64095,10 @@ async function resolveBase(subject, settings, ctx, deps, cache2) {
   if (spec) {
     const local = resolve7(ctx.workspace, spec);
     if (isDirectorySync(local)) {
-      checkFolderFiles(local, relative6(ctx.workspace, local).split(sep6).join("/") || ".", ctx.workspace);
-      return local;
+      const rel = toPosix(relative6(ctx.workspace, local)) || ".";
+      const inside = rel !== ".." && !rel.startsWith("../") && !isAbsolute2(rel);
+      checkFolderFiles(local, rel, ctx.workspace);
+      return { dir: local, label: inside ? rel : spec };
     }
     if (!looksLikeHubId(spec)) throw new InputError(`'${spec}' is neither a folder nor a Hub model id ({org}/{name}[@{revision}])`, "input 'base'");
   } else {
@@ -63999,13 +64110,14 @@ async function resolveBase(subject, settings, ctx, deps, cache2) {
     }
     spec = fromConfig;
   }
-  let dir = cache2.get(spec);
-  if (!dir) {
+  let resolved = cache2.get(spec);
+  if (!resolved) {
     core3.info(`resolving ${spec} from the Hugging Face Hub`);
-    dir = (await deps.resolveHub(spec)).dir;
-    cache2.set(spec, dir);
+    const model = await deps.resolveHub(spec);
+    resolved = { dir: model.dir, label: `${model.repo}@${model.commit}` };
+    cache2.set(spec, resolved);
   }
-  return dir;
+  return resolved;
 }
 async function auditOne(subject, outDir, settings, policy, ctx, deps, hubCache) {
   let base = "";
@@ -64013,9 +64125,10 @@ async function auditOne(subject, outDir, settings, policy, ctx, deps, hubCache) 
     if ("error" in policy) throw policy.error;
     checkSubjectFiles(subject, ctx.workspace);
     base = settings.base || baseFromAdapter(subject) || "";
-    const baseDir = await resolveBase(subject, settings, ctx, deps, hubCache);
+    const resolved = await resolveBase(subject, settings, ctx, deps, hubCache);
+    base = resolved.label;
     const { report, exitCode } = await deps.scan({
-      base: baseDir,
+      base: resolved.dir,
       ...subject.kind === "adapter" ? { adapter: subject.dir } : { finetuned: subject.dir },
       configPath: settings.configPath,
       config: policy.config,
@@ -64084,19 +64197,34 @@ async function withDeltaSubject(paths, use) {
 }
 var PASS_LABEL = "spectrum+truncate";
 var TRUNCATE_LABEL = "truncate";
+async function* atLeastOneModule(modules, first) {
+  let any = false;
+  for await (const m of modules) {
+    any = true;
+    yield m;
+  }
+  if (!any) {
+    const { name, rank, scale, outFeatures, inFeatures } = first;
+    yield { name, rank, scale, outFeatures, inFeatures, A: new Float32Array(rank * inFeatures), B: new Float32Array(outFeatures * rank) };
+  }
+}
 async function writeRankAdapter(subject, rank, outDir, opts = {}) {
   const { spectrum, ...options } = opts;
   const walk = { ...options, rank, label: spectrum ? PASS_LABEL : TRUNCATE_LABEL };
   const steps = subject.kind === "lora" ? walkAdapter(subject.adapter, walk) : walkFull(subject.base, subject.finetuned, spectrum ? { ...walk, tensors: "all" } : { ...walk, tensors: "linear" });
-  const layout = subject.kind === "lora" ? truncatedLayout(subject.adapter, rank) : fullLayout(subject.finetuned, rank);
-  const config = subject.kind === "lora" ? subject.adapter.config : fullSourceConfig(subject.base);
   async function* measured() {
     for await (const step of steps) {
       spectrum.add(step);
       yield step;
     }
   }
-  await writeTruncatedAdapter(outDir, truncatedModules(spectrum ? measured() : steps), config, { layout });
+  const modules = truncatedModules(spectrum ? measured() : steps);
+  if (subject.kind === "lora") {
+    await writeTruncatedAdapter(outDir, modules, subject.adapter.config, { layout: truncatedLayout(subject.adapter, rank) });
+  } else {
+    const first = fullLayout(subject.finetuned, rank)[0];
+    await writeTruncatedAdapter(outDir, atLeastOneModule(modules, first), fullSourceConfig(subject.base));
+  }
 }
 async function deltaPass(subject, rank, outDir, opts = {}) {
   const spectrum = new SpectrumCollector();
@@ -64189,7 +64317,12 @@ function chatCompletion(opts) {
         maxBytes: opts.maxBytes ?? MAX_COMPLETION_BYTES
       },
       policy
-    );
+    ).catch((e2) => {
+      if (opts.apiKey && e2 instanceof HttpError && e2.message.includes(opts.apiKey)) {
+        throw new HttpError(e2.message.split(opts.apiKey).join("[api key]"), e2.status, e2.retryable, e2.retryAfterMs);
+      }
+      throw e2;
+    });
     const content = contentOf(body);
     if (content === void 0) throw new BackendError(`POST ${redactUrl(endpoint2)}: the reply has no message content`);
     return content;
@@ -64616,7 +64749,9 @@ function decideVerdict(findings, failOn, unmeasured = {}) {
 
 // src/scan.ts
 init_types();
+init_checkpoint();
 init_fs_util();
+init_ort();
 var RANK_ADAPTER_DIR = "rank1-adapter";
 async function digestOf(dir, accept, signal) {
   const h = createHash4("sha256");
@@ -64659,8 +64794,11 @@ async function measureAndTruncate(subject, rank, rankDir, needBase, timings) {
   const digest = digestOf(subject.adapter ?? subject.finetuned, WEIGHT_FILE, hashing.signal);
   digest.catch(() => void 0);
   try {
+    if (needBase) {
+      const problem = await folderProblem(subject.base);
+      if (problem) throw new InputError(`${problem}; a model folder holds config.json and *.safetensors`, subject.base);
+    }
     const base = await isDirectory(subject.base) ? subject.base : void 0;
-    if (!base && needBase) throw new InputError("not a model folder", subject.base);
     const paths = subject.kind === "lora" ? { kind: "lora", adapter: subject.adapter, base } : { kind: "full", base, finetuned: subject.finetuned };
     const spectrum = await withDeltaSubject(paths, async (delta) => {
       const t = Date.now();
@@ -64674,6 +64812,13 @@ async function measureAndTruncate(subject, rank, rankDir, needBase, timings) {
     throw err;
   }
 }
+function checkDevice(config, fromFlag) {
+  if (config.backend.type !== "embedded" || config.backend.device !== "cuda" || cudaAvailable()) return;
+  throw new InputError(
+    "the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9) or use the cpu device",
+    fromFlag ? "--device cuda" : "backend.device: cuda"
+  );
+}
 function describeFault(err) {
   const msg = err instanceof Error ? err.message : String(err);
   return msg.split("\n")[0] ?? msg;
@@ -64686,6 +64831,7 @@ async function runScan(opts) {
   if (!opts.outDir) throw new InputError("required: the output folder", "--out");
   const config = resolveConfig(opts);
   await checkOutputDir(opts.outDir, { inputs: [opts.base, opts.adapter, opts.finetuned, opts.configPath], marker: REPORT_FILES.json });
+  checkDevice(config, opts.device !== void 0);
   const kind = opts.adapter ? "lora" : "full";
   const backendSubject = { base: opts.base, adapter: opts.adapter, finetuned: opts.finetuned, kind };
   const needBase = config.backend.type === "embedded" || kind === "full";
@@ -64791,8 +64937,14 @@ init_ort();
 init_atomic();
 init_validate();
 var ORT_THREADS_ENV = "DELTA_AUDIT_ORT_THREADS";
-function configureFromEnvironment(env = process.env) {
-  configureOutput({ quiet: env.DELTA_AUDIT_QUIET === "1" });
+function wantsColour(env, stdoutIsTTY) {
+  if (env.NO_COLOR) return false;
+  const force = env.FORCE_COLOR;
+  if (force !== void 0 && force !== "") return force !== "0" && force.toLowerCase() !== "false";
+  return stdoutIsTTY;
+}
+function configureFromEnvironment(env = process.env, stdoutIsTTY = Boolean(process.stdout.isTTY)) {
+  configureOutput({ quiet: env.DELTA_AUDIT_QUIET === "1", colour: wantsColour(env, stdoutIsTTY) });
   const raw = env[ORT_THREADS_ENV];
   const threads = raw ? parseInteger(namedOrigin(ORT_THREADS_ENV), raw, "", { min: 1, max: MAX_THREADS }) : void 0;
   configureKernels({ spinning: env.DELTA_AUDIT_ORT_SPIN === "1", threads });
@@ -64838,6 +64990,7 @@ async function main() {
     }
   } catch (err) {
     core4.setFailed(`delta-audit: ${describeError(err)}`);
+    if (err instanceof InputError) process.exitCode = EXIT.input;
     if (process.env.DELTA_AUDIT_DEBUG && err instanceof Error) core4.debug(String(err.stack));
   }
 }

@@ -3515,6 +3515,27 @@ var init_errors = __esm({
 // src/progress.ts
 function configureOutput(settings) {
   if (settings.quiet !== void 0) output.quiet = settings.quiet;
+  if (settings.colour !== void 0) output.colour = settings.colour;
+}
+function formatDuration(seconds2) {
+  if (!Number.isFinite(seconds2) || seconds2 < 0) return "?";
+  if (seconds2 < 10) return `${seconds2.toFixed(1)}s`;
+  const s = Math.round(seconds2);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, "0")}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
+}
+function formatRate(perSecond) {
+  if (perSecond >= 100) return `${Math.round(perSecond)}/s`;
+  if (perSecond >= 10) return `${perSecond.toFixed(1)}/s`;
+  return `${perSecond.toFixed(2)}/s`;
+}
+function fit(text3, width) {
+  const chars = Array.from(text3);
+  if (chars.length <= width) return text3;
+  if (width <= 0) return "";
+  return `${chars.slice(0, width - 1).join("")}\u2026`;
 }
 function progress(label, total, opts = {}) {
   const stream = opts.stream ?? output.stream;
@@ -3524,46 +3545,93 @@ function progress(label, total, opts = {}) {
   const start = now();
   let count2 = 0;
   let lastPrint = start;
-  const fmt = (detail) => {
+  let drawn = false;
+  const stats = (finished) => {
+    const elapsed = (now() - start) / 1e3;
+    const rate2 = elapsed > 0 && count2 > 0 ? count2 / elapsed : void 0;
+    const parts = [`${count2}/${total}`];
+    if (rate2 !== void 0) parts.push(formatRate(rate2));
+    if (finished) parts.push(`in ${formatDuration(elapsed)}`);
+    else {
+      if (rate2 !== void 0 && count2 >= MIN_UNITS_FOR_ETA && count2 < total) parts.push(`ETA ${formatDuration((total - count2) / rate2)}`);
+      parts.push(formatDuration(elapsed));
+    }
+    return parts.join(" ");
+  };
+  const tailOf = (detail) => detail ? ` ${detail.replace(CONTROL_CHARS, " ")}` : "";
+  const plain = (finished, detail) => {
     const pct3 = total > 0 ? Math.min(100, Math.floor(100 * count2 / total)) : 100;
-    const secs = ((now() - start) / 1e3).toFixed(1);
-    const tail = detail ? ` ${detail}` : "";
-    if (!tty) return `${label}: ${count2}/${total} (${pct3}%) ${secs}s${tail}`;
-    const filled = Math.round(BAR_WIDTH * pct3 / 100);
-    return `${label} [${"#".repeat(filled)}${"-".repeat(BAR_WIDTH - filled)}] ${count2}/${total} ${secs}s${tail}`;
+    return `${label}: ${stats(finished).replace(" ", ` (${pct3}%) `)}${tailOf(detail)}`;
+  };
+  const frame = (finished, detail) => {
+    const width = Math.max(1, (stream.columns || DEFAULT_COLUMNS) - 1);
+    const pct3 = total > 0 ? Math.min(1, count2 / total) : 1;
+    const head = `${label} `;
+    const numbers = ` ${stats(finished)}`;
+    const room = width - Array.from(head).length - numbers.length - 2;
+    const barWidth = Math.min(BAR_WIDTH, room);
+    let line;
+    if (barWidth >= MIN_BAR_WIDTH) {
+      const filled = Math.round(barWidth * pct3);
+      line = `${head}[${"#".repeat(filled)}${"-".repeat(barWidth - filled)}]${numbers}`;
+    } else line = `${label}:${numbers}`;
+    const left = width - Array.from(line).length;
+    const tail = tailOf(detail);
+    return left > 1 && tail ? `${line}${fit(tail, left)}` : fit(line, width);
   };
   return {
     tick(n = 1, detail) {
       count2 += n;
       if (quiet) return;
       const t = now();
-      if (tty) stream.write(`\r\x1B[2K${fmt(detail)}`);
-      else if (t - lastPrint >= PLAIN_INTERVAL_MS) {
-        stream.write(`${fmt(detail)}
+      if (tty) {
+        if (drawn && t - lastPrint < TTY_INTERVAL_MS && count2 < total) return;
+        stream.write(`${CLEAR_LINE}${frame(false, detail)}`);
+        activeBar = stream;
+        drawn = true;
+        lastPrint = t;
+      } else if (t - lastPrint >= PLAIN_INTERVAL_MS) {
+        stream.write(`${plain(false, detail)}
 `);
         lastPrint = t;
       }
     },
     done(detail) {
       if (quiet) return;
-      stream.write(tty ? `\r\x1B[2K${fmt(detail)}
-` : `${fmt(detail)}
+      if (!tty) return void stream.write(`${plain(true, detail)}
 `);
+      stream.write(`${CLEAR_LINE}${frame(true, detail)}
+`);
+      if (activeBar === stream) activeBar = void 0;
     }
   };
 }
 function log(message) {
   if (output.quiet) return;
+  if (activeBar === output.stream) {
+    output.stream.write(CLEAR_LINE);
+    activeBar = void 0;
+  }
   output.stream.write(`${message}
 `);
 }
-var output, PLAIN_INTERVAL_MS, BAR_WIDTH;
+function paintVerdict(text3, tone) {
+  return output.colour ? `\x1B[1;${VERDICT_SGR[tone]}m${text3}\x1B[0m` : text3;
+}
+var output, PLAIN_INTERVAL_MS, TTY_INTERVAL_MS, BAR_WIDTH, MIN_BAR_WIDTH, DEFAULT_COLUMNS, MIN_UNITS_FOR_ETA, CLEAR_LINE, CONTROL_CHARS, activeBar, VERDICT_SGR;
 var init_progress = __esm({
   "src/progress.ts"() {
     "use strict";
-    output = { quiet: true, stream: process.stderr };
+    output = { quiet: true, colour: false, stream: process.stderr };
     PLAIN_INTERVAL_MS = 5e3;
+    TTY_INTERVAL_MS = 100;
     BAR_WIDTH = 28;
+    MIN_BAR_WIDTH = 6;
+    DEFAULT_COLUMNS = 80;
+    MIN_UNITS_FOR_ETA = 3;
+    CLEAR_LINE = "\r\x1B[2K";
+    CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+    VERDICT_SGR = Object.freeze({ pass: "32", fail: "31", neutral: "33" });
   }
 });
 
@@ -12450,7 +12518,7 @@ var init_fs_util = __esm({
 });
 
 // src/io/checkpoint.ts
-import { readdir as readdir2 } from "node:fs/promises";
+import { readdir as readdir2, stat as stat2 } from "node:fs/promises";
 import { join as join4 } from "node:path";
 async function readJsonFile(path, maxBytes = MAX_JSON_BYTES) {
   return parseJsonText(await readTextFile(path, maxBytes), path);
@@ -12470,8 +12538,17 @@ function checkShardName(shard, tensor2, indexPath) {
   }
   return shard;
 }
+async function folderProblem(path) {
+  try {
+    return (await stat2(path)).isDirectory() ? void 0 : "is not a folder";
+  } catch (e2) {
+    const code2 = e2.code;
+    return code2 === "ENOENT" || code2 === "ENOTDIR" ? "does not exist" : `cannot be read (${code2 ?? String(e2)})`;
+  }
+}
 async function openCheckpoint(dir) {
-  if (!await isDirectory(dir)) throw new InputError("checkpoint folder not found (or not a folder)", dir);
+  const problem = await folderProblem(dir);
+  if (problem) throw new InputError(`${problem}; a model folder holds config.json and *.safetensors`, dir);
   const configPath = join4(dir, CONFIG_FILE);
   if (!await pathExists(configPath)) throw new InputError(`no ${CONFIG_FILE} (not a Hugging Face checkpoint folder?)`, dir);
   const config = await readJsonFile(configPath);
@@ -12652,7 +12729,7 @@ var init_linear_regexp = __esm({
 });
 
 // src/io/peft.ts
-import { open as open4, readdir as readdir3, rm as rm3, stat as stat2 } from "node:fs/promises";
+import { open as open4, readdir as readdir3, rm as rm3 } from "node:fs/promises";
 import { join as join5 } from "node:path";
 function isPlainObject3(x) {
   return typeof x === "object" && x !== null && !Array.isArray(x);
@@ -12736,11 +12813,8 @@ function describeUnusedKey(key) {
   return "is not a LoRA factor (expected <module>.lora_A.weight / <module>.lora_B.weight)";
 }
 async function openAdapter(dir, opts = {}) {
-  try {
-    if (!(await stat2(dir)).isDirectory()) throw new Error();
-  } catch {
-    throw new InputError("adapter folder not found (or not a folder)", dir);
-  }
+  const problem = await folderProblem(dir);
+  if (problem) throw new InputError(`${problem}; a PEFT adapter folder holds ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE}`, dir);
   const configPath = join5(dir, ADAPTER_CONFIG_FILE);
   if (!await pathExists(configPath)) throw new InputError(`no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter folder?)`, dir);
   const config = parseAdapterConfig(await readJsonFile(configPath), configPath);
@@ -13170,6 +13244,7 @@ function moduleSpectrum(x) {
   let stableRank = 0;
   let effectiveRank = 0;
   let energyShareTop1 = 0;
+  let estimated = false;
   if (s1 > 0 && f2 > 0) {
     stableRank = f2 / (s1 * s1);
     energyShareTop1 = Math.min(1, s1 * s1 / f2);
@@ -13185,6 +13260,7 @@ function moduleSpectrum(x) {
     if (tailCount > 0 && tail > 0) {
       const q = tail / f2 / tailCount;
       h -= tailCount * q * Math.log(q);
+      estimated = tail > UNSEEN_ENERGY_SHARE * f2;
     }
     effectiveRank = Math.exp(h);
   }
@@ -13198,6 +13274,7 @@ function moduleSpectrum(x) {
     stableRank,
     effectiveRank,
     energyShareTop1,
+    ...estimated ? { effectiveRankEstimated: true } : {},
     type: x.type,
     layer: x.layer
   };
@@ -13235,11 +13312,12 @@ function summarise(modules) {
     byLayer: group((m) => String(m.layer))
   };
 }
-var SIGMA_REPORT_LIMIT;
+var SIGMA_REPORT_LIMIT, UNSEEN_ENERGY_SHARE;
 var init_stats = __esm({
   "src/delta/stats.ts"() {
     "use strict";
     SIGMA_REPORT_LIMIT = 64;
+    UNSEEN_ENERGY_SHARE = 1e-6;
   }
 });
 
@@ -19576,7 +19654,7 @@ function walkFull(base, finetuned, opts) {
             type,
             layer
           });
-          const truncated = rank === void 0 ? void 0 : rankKModule({ name: module, outFeatures: rows, inFeatures: cols }, rank, sqrtSplit(top, rows, cols, Math.min(rank, rows, cols)));
+          const truncated = rank === void 0 || frobenius === 0 ? void 0 : rankKModule({ name: module, outFeatures: rows, inFeatures: cols }, rank, sqrtSplit(top, rows, cols, Math.min(rank, rows, cols)));
           yield { kind: "module", spectrum, truncated };
         } else {
           const change = await tensorChange(base, finetuned, name, blocks);
@@ -19610,7 +19688,7 @@ var init_walk = __esm({
 
 // src/delta/truncate.ts
 async function* truncatedModules(steps) {
-  for await (const step of steps) if (step.kind === "module") yield step.truncated;
+  for await (const step of steps) if (step.kind === "module" && step.truncated) yield step.truncated;
 }
 function truncateAdapter(adapter, k, opts = {}) {
   return truncatedModules(walkAdapter(adapter, { ...opts, rank: k, label: "truncate" }));
@@ -27703,6 +27781,9 @@ function serverMessage(text3) {
       else if (typeof e2 === "string") msg = e2;
       else if (typeof o.message === "string") msg = o.message;
       else if (typeof o.detail === "string") msg = o.detail;
+      else if (Array.isArray(o.detail) && o.detail.some((d) => typeof d?.msg === "string")) {
+        msg = o.detail.flatMap((d) => typeof d?.msg === "string" ? [d.msg] : []).join("; ");
+      }
     }
   } catch {
   }
@@ -34295,8 +34376,14 @@ init_ort();
 init_atomic();
 init_validate();
 var ORT_THREADS_ENV = "DELTA_AUDIT_ORT_THREADS";
-function configureFromEnvironment(env = process.env) {
-  configureOutput({ quiet: env.DELTA_AUDIT_QUIET === "1" });
+function wantsColour(env, stdoutIsTTY) {
+  if (env.NO_COLOR) return false;
+  const force = env.FORCE_COLOR;
+  if (force !== void 0 && force !== "") return force !== "0" && force.toLowerCase() !== "false";
+  return stdoutIsTTY;
+}
+function configureFromEnvironment(env = process.env, stdoutIsTTY = Boolean(process.stdout.isTTY)) {
+  configureOutput({ quiet: env.DELTA_AUDIT_QUIET === "1", colour: wantsColour(env, stdoutIsTTY) });
   const raw = env[ORT_THREADS_ENV];
   const threads = raw ? parseInteger(namedOrigin(ORT_THREADS_ENV), raw, "", { min: 1, max: MAX_THREADS }) : void 0;
   configureKernels({ spinning: env.DELTA_AUDIT_ORT_SPIN === "1", threads });
@@ -34320,6 +34407,9 @@ function exitOnSignals(seams = {}) {
     });
   }
 }
+
+// src/cli.ts
+init_progress();
 
 // src/commands/spectrum.ts
 var spectrum_exports = {};
@@ -34388,19 +34478,34 @@ async function withDeltaSubject(paths, use) {
 }
 var PASS_LABEL = "spectrum+truncate";
 var TRUNCATE_LABEL = "truncate";
+async function* atLeastOneModule(modules, first) {
+  let any = false;
+  for await (const m of modules) {
+    any = true;
+    yield m;
+  }
+  if (!any) {
+    const { name, rank, scale, outFeatures, inFeatures } = first;
+    yield { name, rank, scale, outFeatures, inFeatures, A: new Float32Array(rank * inFeatures), B: new Float32Array(outFeatures * rank) };
+  }
+}
 async function writeRankAdapter(subject, rank, outDir, opts = {}) {
   const { spectrum, ...options } = opts;
   const walk = { ...options, rank, label: spectrum ? PASS_LABEL : TRUNCATE_LABEL };
   const steps = subject.kind === "lora" ? walkAdapter(subject.adapter, walk) : walkFull(subject.base, subject.finetuned, spectrum ? { ...walk, tensors: "all" } : { ...walk, tensors: "linear" });
-  const layout = subject.kind === "lora" ? truncatedLayout(subject.adapter, rank) : fullLayout(subject.finetuned, rank);
-  const config = subject.kind === "lora" ? subject.adapter.config : fullSourceConfig(subject.base);
   async function* measured() {
     for await (const step of steps) {
       spectrum.add(step);
       yield step;
     }
   }
-  await writeTruncatedAdapter(outDir, truncatedModules(spectrum ? measured() : steps), config, { layout });
+  const modules = truncatedModules(spectrum ? measured() : steps);
+  if (subject.kind === "lora") {
+    await writeTruncatedAdapter(outDir, modules, subject.adapter.config, { layout: truncatedLayout(subject.adapter, rank) });
+  } else {
+    const first = fullLayout(subject.finetuned, rank)[0];
+    await writeTruncatedAdapter(outDir, atLeastOneModule(modules, first), fullSourceConfig(subject.base));
+  }
 }
 async function deltaPass(subject, rank, outDir, opts = {}) {
   const spectrum = new SpectrumCollector();
@@ -34431,6 +34536,7 @@ function table(header2, rawRows) {
   const line = (cells) => cells.map((c2, i) => i === 0 ? c2.padEnd(widths[i]) : c2.padStart(widths[i])).join("  ");
   return [line(header2), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
+var ESTIMATE_NOTE = "~ effective rank estimated from the top singular values only (randomized SVD): an upper bound";
 function formatSpectrum(report, show = DEFAULT_TABLE_MODULES) {
   const s = report.summary;
   const out = [];
@@ -34448,7 +34554,8 @@ function formatSpectrum(report, show = DEFAULT_TABLE_MODULES) {
       })
     )
   );
-  const top = [...report.modules].sort((a, b) => b.frobenius - a.frobenius).slice(0, show);
+  const top = report.modules.filter((m) => m.frobenius > 0).sort((a, b) => b.frobenius - a.frobenius).slice(0, show);
+  const estimated = top.some((m) => m.effectiveRankEstimated);
   if (top.length > 0) {
     out.push("");
     out.push(`largest updates (by \u2016\u0394W\u2016_F):`);
@@ -34462,11 +34569,12 @@ function formatSpectrum(report, show = DEFAULT_TABLE_MODULES) {
           num(m.frobenius),
           num(m.spectralNorm),
           num(m.stableRank),
-          num(m.effectiveRank),
+          m.effectiveRankEstimated ? `~${num(m.effectiveRank)}` : num(m.effectiveRank),
           num(m.energyShareTop1)
         ])
       )
     );
+    if (estimated) out.push(ESTIMATE_NOTE);
   }
   const other = report.otherChanges ?? [];
   if (other.length > 0) {
@@ -34550,19 +34658,38 @@ function register(program2) {
 var truncate_exports = {};
 __export(truncate_exports, {
   register: () => register2,
-  runTruncate: () => runTruncate
+  runTruncate: () => runTruncate,
+  truncationCeiling: () => truncationCeiling
 });
+init_errors();
 init_atomic();
 init_peft();
 init_progress();
+init_truncate();
 init_limits();
 init_validate();
+function truncationCeiling(s) {
+  const ranks = s.kind === "lora" ? s.adapter.moduleNames().map((name) => ({ rank: s.adapter.moduleInfo(name).rank, module: name })) : fullLayout(s.finetuned, 1).map((m) => ({ rank: Math.min(m.outFeatures, m.inFeatures), module: m.name }));
+  if (ranks.length === 0) return void 0;
+  const least = ranks.reduce((a, b) => b.rank < a.rank ? b : a);
+  return { ...least, uniform: ranks.every((r) => r.rank === least.rank) };
+}
+function checkRankFits(s, k) {
+  const ceiling = truncationCeiling(s);
+  if (!ceiling || k <= ceiling.rank) return;
+  const { rank, module, uniform } = ceiling;
+  const what = s.kind === "lora" ? `the adapter's rank is ${rank}${uniform ? "" : ` (its smallest, ${module})`}` : `${module} can hold at most rank ${rank}`;
+  throw new InputError(`${k} is above what the truncation can keep: ${what}; give --rank ${rank} or less (a higher rank would only pad with zeros)`, "--rank");
+}
 async function runTruncate(args) {
   const subject = subjectOf(args);
   const k = integerFlag(requiredFlag(args.rank, "--rank", "the rank K to keep"), "--rank", { min: 1, max: MAX_RANK, expected: `an integer from 1 to ${MAX_RANK}` });
   const out = requiredFlag(args.out, "--out", "the folder to write the truncated adapter to");
   await checkOutputDir(out, { inputs: [args.base, args.adapter, args.finetuned], marker: ADAPTER_CONFIG_FILE, flag: "--out" });
-  await withDeltaSubject(subject, (s) => writeRankAdapter(s, k, out));
+  await withDeltaSubject(subject, (s) => {
+    checkRankFits(s, k);
+    return writeRankAdapter(s, k, out);
+  });
   log(`wrote rank-${k} adapter to ${out}`);
 }
 function register2(program2) {
@@ -34672,6 +34799,7 @@ __export(scan_exports, {
   summarise: () => summarise2
 });
 init_errors();
+init_progress();
 import { join as join16 } from "node:path";
 
 // src/scan.ts
@@ -34767,7 +34895,12 @@ function chatCompletion(opts) {
         maxBytes: opts.maxBytes ?? MAX_COMPLETION_BYTES
       },
       policy
-    );
+    ).catch((e2) => {
+      if (opts.apiKey && e2 instanceof HttpError && e2.message.includes(opts.apiKey)) {
+        throw new HttpError(e2.message.split(opts.apiKey).join("[api key]"), e2.status, e2.retryable, e2.retryAfterMs);
+      }
+      throw e2;
+    });
     const content = contentOf(body);
     if (content === void 0) throw new BackendError(`POST ${redactUrl(endpoint)}: the reply has no message content`);
     return content;
@@ -37579,7 +37712,7 @@ function renderMarkdown(report, opts = {}) {
   if (report.error) notices.push(`stopped early: ${safe(report.error, 400)}`);
   const conclusion = report.verdict.conclusion;
   const view = {
-    h1: h(0),
+    h1: opts.title === false ? "" : h(0),
     h2: h(1),
     verdictIcon: ICONS[conclusion] ?? "",
     verdictWord: conclusion.toUpperCase(),
@@ -37841,7 +37974,9 @@ async function writeReportFiles(dir, report, cwd) {
 }
 
 // src/scan.ts
+init_checkpoint();
 init_fs_util();
+init_ort();
 var RANK_ADAPTER_DIR = "rank1-adapter";
 async function digestOf(dir, accept, signal) {
   const h = createHash3("sha256");
@@ -37884,8 +38019,11 @@ async function measureAndTruncate(subject, rank, rankDir, needBase, timings) {
   const digest = digestOf(subject.adapter ?? subject.finetuned, WEIGHT_FILE, hashing.signal);
   digest.catch(() => void 0);
   try {
+    if (needBase) {
+      const problem = await folderProblem(subject.base);
+      if (problem) throw new InputError(`${problem}; a model folder holds config.json and *.safetensors`, subject.base);
+    }
     const base = await isDirectory(subject.base) ? subject.base : void 0;
-    if (!base && needBase) throw new InputError("not a model folder", subject.base);
     const paths = subject.kind === "lora" ? { kind: "lora", adapter: subject.adapter, base } : { kind: "full", base, finetuned: subject.finetuned };
     const spectrum = await withDeltaSubject(paths, async (delta) => {
       const t = Date.now();
@@ -37899,6 +38037,13 @@ async function measureAndTruncate(subject, rank, rankDir, needBase, timings) {
     throw err;
   }
 }
+function checkDevice(config, fromFlag) {
+  if (config.backend.type !== "embedded" || config.backend.device !== "cuda" || cudaAvailable()) return;
+  throw new InputError(
+    "the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9) or use the cpu device",
+    fromFlag ? "--device cuda" : "backend.device: cuda"
+  );
+}
 function describeFault(err) {
   const msg = err instanceof Error ? err.message : String(err);
   return msg.split("\n")[0] ?? msg;
@@ -37911,6 +38056,7 @@ async function runScan(opts) {
   if (!opts.outDir) throw new InputError("required: the output folder", "--out");
   const config = resolveConfig(opts);
   await checkOutputDir(opts.outDir, { inputs: [opts.base, opts.adapter, opts.finetuned, opts.configPath], marker: REPORT_FILES.json });
+  checkDevice(config, opts.device !== void 0);
   const kind = opts.adapter ? "lora" : "full";
   const backendSubject = { base: opts.base, adapter: opts.adapter, finetuned: opts.finetuned, kind };
   const needBase = config.backend.type === "embedded" || kind === "full";
@@ -38017,7 +38163,7 @@ var DEFAULT_OUT_DIR = "delta-audit-report";
 function summarise2(result) {
   const r = result.report;
   const top = r.findings[0];
-  const lines = [`verdict: ${r.verdict.conclusion} (fail-on ${r.verdict.failOn})`];
+  const lines = [`verdict: ${paintVerdict(r.verdict.conclusion, r.verdict.conclusion)} (fail-on ${r.verdict.failOn})`];
   if (top) lines.push(`top finding: [${top.severity}] ${oneLine(top.title).replace(/\s+/g, " ").slice(0, 200)} (confidence ${top.confidence.toFixed(2)})`);
   else lines.push("top finding: none");
   if (r.error) lines.push(`stopped early: ${oneLine(r.error)}`);
@@ -44361,7 +44507,7 @@ function describeResult(c2, r, planted) {
   const top = rep.findings.find((f) => f.source !== "spectrum") ?? rep.findings[0];
   const lines = [
     `${c2.label}`,
-    `  verdict:     ${got.toUpperCase()} (expected ${c2.expected})${got === c2.expected ? "" : "  <-- unexpected"}`,
+    `  verdict:     ${paintVerdict(got.toUpperCase(), got)} (expected ${c2.expected})${got === c2.expected ? "" : "  <-- unexpected"}`,
     `  top finding: ${top ? `[${top.severity}] ${oneLine(top.title).replace(/\s+/g, " ").slice(0, 160)} (confidence ${top.confidence.toFixed(2)})` : "none"}`
   ];
   if (planted.length > 0) lines.push(`  planted:     ${planted.join(", ")} (from organism.json, which the scan never reads)`);
@@ -44447,7 +44593,9 @@ function register10(program2) {
 // src/cli.ts
 function buildProgram() {
   const program2 = new Command("delta-audit").description("Audit fine-tuned language models for hidden behaviours via the spectrum of \u0394W").version(VERSION).configureOutput({ outputError: (str, write) => write(`delta-audit: ${str.trim().replace(/^error: /, "").replace(/\s*\n\s*/g, " ")} (see --help)
-`) }).exitOverride();
+`) }).exitOverride().option("-q, --quiet", "no progress bars or log lines on stderr (as DELTA_AUDIT_QUIET=1); results and errors still print").hook("preAction", (cmd) => {
+    if (cmd.opts().quiet) configureOutput({ quiet: true });
+  });
   for (const cmd of [spectrum_exports, truncate_exports, logits_exports, generate_exports, scan_exports, serve_exports, sweep_exports, organism_exports, demo_exports, probes_exports]) cmd.register(program2);
   return program2;
 }

@@ -32,7 +32,9 @@ import type { ElicitationReport } from "./elicit/types";
 import type { Finding } from "./judge/types";
 import type { Report, Subject } from "./report/types";
 import type { SpectrumReport } from "./delta/types";
+import { folderProblem } from "./io/checkpoint";
 import { isDirectory } from "./io/fs-util";
+import { cudaAvailable } from "./linalg/ort";
 
 /** The truncated adapter's folder inside the output (DESIGN.md). */
 export const RANK_ADAPTER_DIR = "rank1-adapter";
@@ -130,8 +132,11 @@ async function measureAndTruncate(
   digest.catch(() => undefined); // awaited after the pass, whose errors are reported first
   try {
     // the base checks an adapter's shapes where it is a folder (an openai backend may name a hub model instead)
+    if (needBase) {
+      const problem = await folderProblem(subject.base);
+      if (problem) throw new InputError(`${problem}; a model folder holds config.json and *.safetensors`, subject.base);
+    }
     const base = (await isDirectory(subject.base)) ? subject.base : undefined;
-    if (!base && needBase) throw new InputError("not a model folder", subject.base);
     const paths: DeltaSubjectPaths = subject.kind === "lora" ? { kind: "lora", adapter: subject.adapter!, base } : { kind: "full", base: base!, finetuned: subject.finetuned! };
     const spectrum = await withDeltaSubject(paths, async (delta) => {
       const t = Date.now();
@@ -145,6 +150,18 @@ async function measureAndTruncate(
     hashing.abort();
     throw err;
   }
+}
+
+/**
+ * The embedded engine on CUDA needs onnxruntime-node's CUDA provider: without it the engine
+ * would refuse only when it loads, after the whole delta pass, so it is checked up front.
+ */
+function checkDevice(config: ScanConfig, fromFlag: boolean): void {
+  if (config.backend.type !== "embedded" || config.backend.device !== "cuda" || cudaAvailable()) return;
+  throw new InputError(
+    "the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9) or use the cpu device",
+    fromFlag ? "--device cuda" : "backend.device: cuda",
+  );
 }
 
 function describeFault(err: unknown): string {
@@ -162,6 +179,7 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
   const config = resolveConfig(opts);
   // refuse a wrong output folder now, not after minutes of work
   await checkOutputDir(opts.outDir, { inputs: [opts.base, opts.adapter, opts.finetuned, opts.configPath], marker: REPORT_FILES.json });
+  checkDevice(config, opts.device !== undefined);
   const kind: "lora" | "full" = opts.adapter ? "lora" : "full";
   const backendSubject: BackendSubject & { kind: "lora" | "full" } = { base: opts.base, adapter: opts.adapter, finetuned: opts.finetuned, kind };
   // the embedded engine and full fine-tunes need the base weights; an OpenAI server holds its own

@@ -10,7 +10,7 @@
  */
 import { BackendError } from "../errors";
 import type { ChatCompletionFn } from "../chat/types";
-import { redactUrl, requestJson, type RequestPolicy } from "./http";
+import { HttpError, redactUrl, requestJson, type RequestPolicy } from "./http";
 import { namedOrigin, parseHttpUrl } from "../validate";
 
 /** A reply of a few thousand tokens is far below this; more is not an answer but a flood. */
@@ -82,7 +82,13 @@ export function chatCompletion(opts: ChatCompletionOptions): ChatCompletionFn {
         maxBytes: opts.maxBytes ?? MAX_COMPLETION_BYTES,
       },
       policy,
-    );
+    ).catch((e: unknown) => {
+      // the server's message is quoted (http.ts serverMessage); one that echoes the key must not carry it on
+      if (opts.apiKey && e instanceof HttpError && e.message.includes(opts.apiKey)) {
+        throw new HttpError(e.message.split(opts.apiKey).join("[api key]"), e.status, e.retryable, e.retryAfterMs);
+      }
+      throw e;
+    });
     const content = contentOf(body);
     if (content === undefined) throw new BackendError(`POST ${redactUrl(endpoint)}: the reply has no message content`);
     return content;

@@ -172,6 +172,10 @@ export function serverMessage(text: string): string {
       else if (typeof e === "string") msg = e;
       else if (typeof o.message === "string") msg = o.message;
       else if (typeof o.detail === "string") msg = o.detail;
+      // FastAPI servers (vLLM, TGI's router) answer a 422 with detail: [{loc, msg, type}]
+      else if (Array.isArray(o.detail) && o.detail.some((d) => typeof (d as { msg?: unknown } | null)?.msg === "string")) {
+        msg = o.detail.flatMap((d) => (typeof (d as { msg?: unknown } | null)?.msg === "string" ? [(d as { msg: string }).msg] : [])).join("; ");
+      }
     }
   } catch {
     // not JSON: quote the text itself

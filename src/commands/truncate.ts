@@ -4,10 +4,12 @@
  * The output folder appears atomically (io/atomic.ts) or not at all.
  */
 import type { Command } from "commander";
+import { InputError } from "../errors";
 import { checkOutputDir } from "../io/atomic";
 import { ADAPTER_CONFIG_FILE } from "../io/peft";
 import { log } from "../progress";
-import { withDeltaSubject, writeRankAdapter } from "../delta/pass";
+import { withDeltaSubject, writeRankAdapter, type DeltaSubject } from "../delta/pass";
+import { fullLayout } from "../delta/truncate";
 import { MAX_RANK } from "../delta/limits";
 import { integerFlag, requiredFlag } from "../validate";
 import { subjectOf } from "./spectrum";
@@ -20,12 +22,43 @@ export interface TruncateArgs {
   out?: string;
 }
 
+/**
+ * The largest rank a truncation of the subject can keep without padding: an adapter's smallest
+ * module rank (a module of rank r is its own best rank-K approximation for every K ≥ r), a full
+ * fine-tune's smallest min(out, in) over its decoder linears; with the module that sets it.
+ */
+export function truncationCeiling(s: DeltaSubject): { rank: number; module: string; uniform: boolean } | undefined {
+  const ranks =
+    s.kind === "lora"
+      ? s.adapter.moduleNames().map((name) => ({ rank: s.adapter.moduleInfo(name).rank, module: name }))
+      : fullLayout(s.finetuned, 1).map((m) => ({ rank: Math.min(m.outFeatures, m.inFeatures), module: m.name }));
+  if (ranks.length === 0) return undefined; // the walk refuses a subject without modules
+  const least = ranks.reduce((a, b) => (b.rank < a.rank ? b : a));
+  return { ...least, uniform: ranks.every((r) => r.rank === least.rank) };
+}
+
+/**
+ * Refuse a rank above the subject's ceiling: its factors would be zero-padded to r = K, an
+ * adapter K/r times the size that is no better an approximation. (scan's pass pads instead:
+ * its rank variant must exist, and policy reads rank ≥ the adapter's as a neutral measurement.)
+ */
+function checkRankFits(s: DeltaSubject, k: number): void {
+  const ceiling = truncationCeiling(s);
+  if (!ceiling || k <= ceiling.rank) return;
+  const { rank, module, uniform } = ceiling;
+  const what = s.kind === "lora" ? `the adapter's rank is ${rank}${uniform ? "" : ` (its smallest, ${module})`}` : `${module} can hold at most rank ${rank}`;
+  throw new InputError(`${k} is above what the truncation can keep: ${what}; give --rank ${rank} or less (a higher rank would only pad with zeros)`, "--rank");
+}
+
 export async function runTruncate(args: TruncateArgs): Promise<void> {
   const subject = subjectOf(args); // flag errors first, before the rank and the output
   const k = integerFlag(requiredFlag(args.rank, "--rank", "the rank K to keep"), "--rank", { min: 1, max: MAX_RANK, expected: `an integer from 1 to ${MAX_RANK}` });
   const out = requiredFlag(args.out, "--out", "the folder to write the truncated adapter to");
   await checkOutputDir(out, { inputs: [args.base, args.adapter, args.finetuned], marker: ADAPTER_CONFIG_FILE, flag: "--out" });
-  await withDeltaSubject(subject, (s) => writeRankAdapter(s, k, out));
+  await withDeltaSubject(subject, (s) => {
+    checkRankFits(s, k);
+    return writeRankAdapter(s, k, out);
+  });
   log(`wrote rank-${k} adapter to ${out}`);
 }
 

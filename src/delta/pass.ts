@@ -6,8 +6,8 @@
  * through the same writer, without the spectrum; both open their subject with withDeltaSubject.
  */
 import { openCheckpoint } from "../io/checkpoint";
-import { openAdapter } from "../io/peft";
-import type { Checkpoint, LoraAdapter } from "../io/types";
+import { openAdapter, type LoraModuleLayout } from "../io/peft";
+import type { Checkpoint, LoraAdapter, LoraModule } from "../io/types";
 import type { SpectrumReport } from "./types";
 import { SpectrumCollector } from "./spectrum";
 import { fullLayout, fullSourceConfig, truncatedLayout, truncatedModules, writeTruncatedAdapter } from "./truncate";
@@ -54,9 +54,29 @@ const PASS_LABEL = "spectrum+truncate";
 const TRUNCATE_LABEL = "truncate";
 
 /**
- * Write the subject's rank-k truncation to `outDir` (a PEFT adapter, r = lora_alpha = k), each
- * module's factors streamed to disk as soon as the walk computes them. Bad input (the rank, the
- * pairing, a checkpoint without decoder linears) is refused before anything is read or written.
+ * A full fine-tune's truncated modules, or — where no decoder linear changed — the first linear
+ * with zero factors: an adapter needs at least one module, and a zero one loads as the base,
+ * which is what the rank-k approximation of no update is.
+ */
+async function* atLeastOneModule(modules: AsyncIterable<LoraModule>, first: LoraModuleLayout): AsyncGenerator<LoraModule> {
+  let any = false;
+  for await (const m of modules) {
+    any = true;
+    yield m;
+  }
+  if (!any) {
+    const { name, rank, scale, outFeatures, inFeatures } = first;
+    yield { name, rank, scale, outFeatures, inFeatures, A: new Float32Array(rank * inFeatures), B: new Float32Array(outFeatures * rank) };
+  }
+}
+
+/**
+ * Write the subject's rank-k truncation to `outDir` (a PEFT adapter, r = lora_alpha = k). A LoRA
+ * adapter's modules stream to disk as soon as the walk computes them; a full fine-tune's
+ * unchanged modules are left out, which is known only as the walk goes, so its factors are
+ * staged and the header written after (io/peft.ts writeAdapter without a layout). Bad input
+ * (the rank, the pairing, a checkpoint without decoder linears) is refused before anything is
+ * read or written.
  */
 export async function writeRankAdapter(subject: DeltaSubject, rank: number, outDir: string, opts: RankAdapterOptions = {}): Promise<void> {
   const { spectrum, ...options } = opts;
@@ -66,15 +86,19 @@ export async function writeRankAdapter(subject: DeltaSubject, rank: number, outD
     subject.kind === "lora"
       ? walkAdapter(subject.adapter, walk)
       : walkFull(subject.base, subject.finetuned, spectrum ? { ...walk, tensors: "all" } : { ...walk, tensors: "linear" });
-  const layout = subject.kind === "lora" ? truncatedLayout(subject.adapter, rank) : fullLayout(subject.finetuned, rank);
-  const config = subject.kind === "lora" ? subject.adapter.config : fullSourceConfig(subject.base);
   async function* measured(): AsyncGenerator<DeltaStep> {
     for await (const step of steps) {
       spectrum!.add(step);
       yield step;
     }
   }
-  await writeTruncatedAdapter(outDir, truncatedModules(spectrum ? measured() : steps), config, { layout });
+  const modules = truncatedModules(spectrum ? measured() : steps);
+  if (subject.kind === "lora") {
+    await writeTruncatedAdapter(outDir, modules, subject.adapter.config, { layout: truncatedLayout(subject.adapter, rank) });
+  } else {
+    const first = fullLayout(subject.finetuned, rank)[0]!;
+    await writeTruncatedAdapter(outDir, atLeastOneModule(modules, first), fullSourceConfig(subject.base));
+  }
 }
 
 export type DeltaPassOptions = Omit<RankAdapterOptions, "spectrum">;

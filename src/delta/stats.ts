@@ -7,6 +7,13 @@ import type { ModuleSpectrum, Quantiles, SpectrumSummary } from "./types";
 /** report.json keeps at most this many singular values per module (the schema's limit). */
 export const SIGMA_REPORT_LIMIT = 64;
 
+/**
+ * Below this share of ‖ΔW‖²_F the unseen energy is at the level of float32 rounding between the
+ * exact Frobenius norm and the computed σ, and however it is spread it moves the entropy by
+ * under share·ln(n/share) ≈ 2e-5: the effective rank is then as good as exact, not an estimate.
+ */
+export const UNSEEN_ENERGY_SHARE = 1e-6;
+
 export interface SpectrumInput {
   name: string;
   shape: [number, number];
@@ -35,6 +42,7 @@ export function moduleSpectrum(x: SpectrumInput): ModuleSpectrum {
   let stableRank = 0;
   let effectiveRank = 0;
   let energyShareTop1 = 0;
+  let estimated = false;
   if (s1 > 0 && f2 > 0) {
     stableRank = f2 / (s1 * s1);
     energyShareTop1 = Math.min(1, (s1 * s1) / f2);
@@ -50,6 +58,7 @@ export function moduleSpectrum(x: SpectrumInput): ModuleSpectrum {
     if (tailCount > 0 && tail > 0) {
       const q = tail / f2 / tailCount;
       h -= tailCount * q * Math.log(q);
+      estimated = tail > UNSEEN_ENERGY_SHARE * f2;
     }
     effectiveRank = Math.exp(h);
   }
@@ -63,6 +72,7 @@ export function moduleSpectrum(x: SpectrumInput): ModuleSpectrum {
     stableRank,
     effectiveRank,
     energyShareTop1,
+    ...(estimated ? { effectiveRankEstimated: true as const } : {}),
     type: x.type,
     layer: x.layer,
   };

@@ -45,6 +45,9 @@ function table(header: string[], rawRows: string[][]): string {
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
+/** Under the table when an effective rank there is marked "~" (stats.ts moduleSpectrum says why it is an upper bound). */
+export const ESTIMATE_NOTE = "~ effective rank estimated from the top singular values only (randomized SVD): an upper bound";
+
 export function formatSpectrum(report: SpectrumReport, show = DEFAULT_TABLE_MODULES): string {
   const s = report.summary;
   const out: string[] = [];
@@ -63,7 +66,12 @@ export function formatSpectrum(report: SpectrumReport, show = DEFAULT_TABLE_MODU
       }),
     ),
   );
-  const top = [...report.modules].sort((a, b) => b.frobenius - a.frobenius).slice(0, show);
+  // a full fine-tune's unchanged modules (ΔW = 0) are not updates, however few changed
+  const top = report.modules
+    .filter((m) => m.frobenius > 0)
+    .sort((a, b) => b.frobenius - a.frobenius)
+    .slice(0, show);
+  const estimated = top.some((m) => m.effectiveRankEstimated);
   if (top.length > 0) {
     out.push("");
     out.push(`largest updates (by ‖ΔW‖_F):`);
@@ -77,11 +85,12 @@ export function formatSpectrum(report: SpectrumReport, show = DEFAULT_TABLE_MODU
           num(m.frobenius),
           num(m.spectralNorm),
           num(m.stableRank),
-          num(m.effectiveRank),
+          m.effectiveRankEstimated ? `~${num(m.effectiveRank)}` : num(m.effectiveRank),
           num(m.energyShareTop1),
         ]),
       ),
     );
+    if (estimated) out.push(ESTIMATE_NOTE);
   }
   const other = report.otherChanges ?? [];
   if (other.length > 0) {

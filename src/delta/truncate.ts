@@ -20,9 +20,9 @@ export function truncateModule(m: LoraModule, k: number): LoraModule {
 
 export type TruncateOptions = Pick<WalkOptions, "onProgress" | "quiet">;
 
-/** The rank-k factors of the walk's module steps, in order. */
+/** The rank-k factors of the walk's module steps, in order (a full fine-tune's unchanged modules have none). */
 export async function* truncatedModules(steps: AsyncIterable<DeltaStep>): AsyncGenerator<LoraModule> {
-  for await (const step of steps) if (step.kind === "module") yield step.truncated!;
+  for await (const step of steps) if (step.kind === "module" && step.truncated) yield step.truncated;
 }
 
 /**
@@ -44,7 +44,10 @@ export function truncatedLayout(adapter: LoraAdapter, k: number): LoraModuleLayo
 
 export type FullTruncateOptions = Pick<WalkOptions, "onProgress" | "quiet" | "onWarning">;
 
-/** Linear decoder modules of a full fine-tune, as LoRA layouts of rank k. */
+/**
+ * Linear decoder modules of a full fine-tune, as LoRA layouts of rank k (all of them: which are
+ * unchanged, and so left out of a truncation, is known only once each ΔW is formed).
+ */
 export function fullLayout(finetuned: Checkpoint, k: number): LoraModuleLayout[] {
   return linearModuleNames(finetuned).map((name) => {
     const [out, inf] = finetuned.info(`${name}.weight`)!.shape as [number, number];
@@ -59,7 +62,8 @@ export function fullSourceConfig(base: Checkpoint): Partial<AdapterConfig> {
 }
 
 /**
- * A rank-k LoRA extracted from a full fine-tune: for each decoder linear, the top-k SVD of the
+ * A rank-k LoRA extracted from a full fine-tune: for each changed decoder linear (an unchanged
+ * one, ΔW = 0, yields nothing), the top-k SVD of the
  * dense ΔW = W_ft − W_base (the walk's randomized subspace iteration with k = min(k, out, in):
  * no spectrum is wanted, so no value past the rank is computed), as B = U·√Σ, A = √Σ·Vᵀ.
  * Streams: one ΔW in memory at a time; the other tensors are not read. The rank and the

@@ -19,6 +19,13 @@ export interface ModuleSpectrum {
   stableRank: number;
   /** exp(entropy of σ²/Σσ²) */
   effectiveRank: number;
+  /**
+   * true where effectiveRank is an estimate: only the top k singular values were computed (a
+   * full fine-tune's randomized top-k SVD) and the unseen tail's energy was spread evenly over
+   * the rest, which gives an upper bound; absent where every σ was known (LoRA, or a ΔW whose
+   * top k hold all its energy)
+   */
+  effectiveRankEstimated?: true;
   /** σ₁² / ‖ΔW‖²_F */
   energyShareTop1: number;
   /** module type: q,k,v,o,gate,up,down or "other" */

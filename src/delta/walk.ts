@@ -31,7 +31,11 @@ export const DEFAULT_TOP_K = 8;
 /** Called after each module (or tensor) with the count done, the total and what was just done. */
 export type ProgressFn = (done: number, total: number, name: string) => void;
 
-/** What the walk yields: a module's spectrum (with its rank-k factors when a rank was asked for), or a changed non-linear tensor. */
+/**
+ * What the walk yields: a module's spectrum (with its rank-k factors when a rank was asked for,
+ * except for a full fine-tune's unchanged module: ΔW = 0 has no factors worth writing), or a
+ * changed non-linear tensor.
+ */
 export type DeltaStep = { kind: "module"; spectrum: ModuleSpectrum; truncated?: LoraModule } | { kind: "other"; change: OtherChange };
 
 /**
@@ -204,7 +208,8 @@ export function walkFull(base: Checkpoint, finetuned: Checkpoint, opts: FullWalk
             type,
             layer,
           });
-          const truncated = rank === undefined ? undefined : rankKModule({ name: module, outFeatures: rows, inFeatures: cols }, rank, sqrtSplit(top, rows, cols, Math.min(rank, rows, cols)));
+          // an unchanged module (frozen in training) is left out of the truncation: its best rank-k is zero
+          const truncated = rank === undefined || frobenius === 0 ? undefined : rankKModule({ name: module, outFeatures: rows, inFeatures: cols }, rank, sqrtSplit(top, rows, cols, Math.min(rank, rows, cols)));
           yield { kind: "module", spectrum, truncated };
         } else {
           const change = await tensorChange(base, finetuned, name, blocks);

@@ -3,13 +3,13 @@
  * `model.safetensors.index.json` (`weight_map`: tensor name → shard file). Pickle checkpoints
  * (.bin/.pt/.ckpt/.pth) are refused, never opened: unpickling runs arbitrary code.
  */
-import { readdir } from "node:fs/promises";
+import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors";
 import { parseJsonText, readTextFile } from "./read-text";
 import { SafetensorsFile } from "./safetensors";
 import type { Checkpoint, TensorInfo } from "./types";
-import { isDirectory, pathExists } from "./fs-util";
+import { pathExists } from "./fs-util";
 
 /** JSON files we read (configs, shard indexes, tokenizers) stay far below this; a larger one is not what we think it is. */
 export const MAX_JSON_BYTES = 64 * 1024 * 1024;
@@ -87,11 +87,26 @@ function checkShardName(shard: unknown, tensor: string, indexPath: string): stri
 }
 
 /**
+ * What is wrong with a path the user named as a folder, in words that tell a typo ("does not
+ * exist") from a wrong pick ("is not a folder"); undefined when it is a folder.
+ */
+export async function folderProblem(path: string): Promise<string | undefined> {
+  try {
+    return (await stat(path)).isDirectory() ? undefined : "is not a folder";
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // ENOTDIR: a parent on the path is a file; a dangling symlink is ENOENT too
+    return code === "ENOENT" || code === "ENOTDIR" ? "does not exist" : `cannot be read (${code ?? String(e)})`;
+  }
+}
+
+/**
  * Open a Hugging Face checkpoint folder: parses config.json and validates the single file or
  * every shard of the index (each shard exists and holds every tensor mapped to it).
  */
 export async function openCheckpoint(dir: string): Promise<Checkpoint> {
-  if (!(await isDirectory(dir))) throw new InputError("checkpoint folder not found (or not a folder)", dir);
+  const problem = await folderProblem(dir);
+  if (problem) throw new InputError(`${problem}; a model folder holds config.json and *.safetensors`, dir);
   const configPath = join(dir, CONFIG_FILE);
   if (!(await pathExists(configPath))) throw new InputError(`no ${CONFIG_FILE} (not a Hugging Face checkpoint folder?)`, dir);
   const config = await readJsonFile(configPath);

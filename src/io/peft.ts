@@ -11,10 +11,10 @@
  * because the base weight itself is stored as [in, out]. So A and B are returned as stored, and
  * the base-shape check expects `${module}.weight` to be [in, out] for such adapters.
  */
-import { open, readdir, rm, stat } from "node:fs/promises";
+import { open, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors";
-import { readJsonFile } from "./checkpoint";
+import { folderProblem, readJsonFile } from "./checkpoint";
 import { linearRegExp, NESTED_QUANTIFIER } from "./linear-regexp";
 import { writeDirAtomic } from "./atomic";
 import { DTYPE_BYTES, encodeFromFloat32 } from "./dtype";
@@ -324,11 +324,8 @@ function describeUnusedKey(key: string): string {
  * module exists in the base with the matching shape. Factors are read lazily by readModule().
  */
 export async function openAdapter(dir: string, opts: { base?: Checkpoint } = {}): Promise<LoraAdapter> {
-  try {
-    if (!(await stat(dir)).isDirectory()) throw new Error();
-  } catch {
-    throw new InputError("adapter folder not found (or not a folder)", dir);
-  }
+  const problem = await folderProblem(dir);
+  if (problem) throw new InputError(`${problem}; a PEFT adapter folder holds ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE}`, dir);
   const configPath = join(dir, ADAPTER_CONFIG_FILE);
   if (!(await pathExists(configPath))) throw new InputError(`no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter folder?)`, dir);
   const config = parseAdapterConfig(await readJsonFile(configPath), configPath);

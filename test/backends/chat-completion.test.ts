@@ -122,6 +122,26 @@ describe("chatCompletion", () => {
     expect(retries).toEqual([1]);
   });
 
+  it("quotes the server's own message on an HTTP error: one line, bounded, without the key", async () => {
+    const cases: Array<[number, string, RegExp]> = [
+      [400, JSON.stringify({ error: { message: "model 'judge' does not exist", type: "invalid_request_error" } }), /HTTP 400: model 'judge' does not exist$/],
+      [400, JSON.stringify({ object: "error", message: "max_tokens is too large", code: 400 }), /HTTP 400: max_tokens is too large$/],
+      [422, JSON.stringify({ detail: [{ loc: ["body", "messages"], msg: "field required", type: "missing" }] }), /HTTP 422: field required$/],
+      [401, JSON.stringify({ error: { message: `Incorrect API key provided: ${KEY}` } }), /HTTP 401: Incorrect API key provided: \[api key\]$/],
+      [400, `line one\u001b[2J\r\nline two ${"z".repeat(5000)}`, /HTTP 400: line one.*line two z+…$/],
+    ];
+    for (const [status, body, want] of cases) {
+      handle = (_req, _body, res) => res.writeHead(status, { "content-type": "application/json" }).end(body);
+      const complete = chatCompletion({ url: `${root}/v1`, model: "judge", apiKey: KEY, timeoutMs: 5_000 });
+      const err = await rejectionOf(complete(messages, { maxTokens: 10 }));
+      expect(err).toBeInstanceOf(HttpError);
+      expect(err.message).toMatch(want);
+      expect(err.message).not.toContain(KEY);
+      expect(err.message).not.toMatch(/[\u0000-\u001f\u007f]/);
+      expect(err.message.length).toBeLessThan(500);
+    }
+  });
+
   it("keeps the key and URL secrets out of its messages", async () => {
     handle = (_req, _body, res) => res.writeHead(500).end("{}");
     const complete = chatCompletion({ url: `${root}/v1?token=url-secret`, model: "m", apiKey: KEY, timeoutMs: 5_000 });

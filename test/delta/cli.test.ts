@@ -79,10 +79,16 @@ describe("delta-audit spectrum / truncate", () => {
     expect(spec.modules[0].sigma).toHaveLength(3);
     expect(spec.otherChanges.map((o: { name: string }) => o.name).sort()).toEqual(["model.embed_tokens.weight", "model.layers.0.input_layernorm.weight"]);
 
+    // the unchanged k_proj is no update: not among the largest, and written without factors
+    expect(r.stdout).not.toContain("k_proj");
+    // this pair's noise is ~1e-6 of ‖ΔW‖²_F: the top 3 hold all else, so nothing is marked an estimate
+    expect(r.stdout).not.toContain("~");
+
     const out = join(work, "full-rank2");
     const t = cli("truncate", "--base", base, "--finetuned", ft, "--rank", "2", "--out", out);
     expect(t.status, t.stderr).toBe(0);
     const back = await openAdapter(out);
+    expect(back.moduleNames()).toEqual(pair.linear.filter((n) => !n.includes("k_proj")));
     expect(back.config.base_model_name_or_path).toBe("test/base");
     const q = await back.readModule(Q0);
     const b = pair.base.find((x) => x.name === `${Q0}.weight`)!;
@@ -92,11 +98,54 @@ describe("delta-audit spectrum / truncate", () => {
     await back.close();
   });
 
+  it("spectrum marks an effective rank from a top-k SVD with an unseen tail as an estimate", async () => {
+    const pair = fullPair(15, 0.05);
+    const base = await writeCheckpointDir(join(work, "base-noisy"), pair.base);
+    const ft = await writeCheckpointDir(join(work, "ft-noisy"), pair.ft);
+    const json = join(work, "noisy.json");
+    const r = cli("spectrum", "--base", base, "--finetuned", ft, "--json", json, "--top-k", "3");
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.match(/ ~\d/g)).toHaveLength(3);
+    expect(r.stdout).toContain("~ effective rank estimated from the top singular values only");
+    const spec = JSON.parse(readFileSync(json, "utf8")).spectrum;
+    expect(spec.modules.map((m: { effectiveRankEstimated?: true }) => m.effectiveRankEstimated ?? false)).toEqual([true, false, true, true]);
+    // a LoRA spectrum knows every σ: nothing is an estimate
+    const lora = cli("spectrum", "--adapter", adapterDir);
+    expect(lora.stdout).not.toContain("~");
+  });
+
+  it("truncate refuses a rank above what the subject can hold instead of padding with zeros", async () => {
+    const uniform = await writeAdapterDir(join(work, "uniform"), makeModules([[Q0, 24, 16, 4], [V0, 8, 16, 4]], 79), { r: 4, lora_alpha: 8 });
+    const pair = fullPair(14);
+    const base = await writeCheckpointDir(join(work, "base-ceiling"), pair.base);
+    const ft = await writeCheckpointDir(join(work, "ft-ceiling"), pair.ft);
+    const cases: Array<[string[], RegExp]> = [
+      [["--adapter", uniform, "--rank", "5"], /--rank: 5 is above what the truncation can keep: the adapter's rank is 4; give --rank 4 or less/],
+      // rank_pattern: q and v have r = 4, down_proj 6
+      [["--adapter", adapterDir, "--rank", "6"], /--rank: 6 .*the adapter's rank is 4 \(its smallest, model\.layers\.0\.self_attn\.q_proj\)/],
+      // k_proj and v_proj are 8×16
+      [["--base", base, "--finetuned", ft, "--rank", "9"], /--rank: 9 .*k_proj can hold at most rank 8; give --rank 8 or less/],
+    ];
+    for (const [args, msg] of cases) {
+      const out = join(work, "too-high");
+      const r = cli("truncate", ...args, "--out", out);
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(msg);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(existsSync(out)).toBe(false);
+    }
+    // the ceiling itself is accepted
+    const ok = cli("truncate", "--adapter", uniform, "--rank", "4", "--out", join(work, "uniform-4"));
+    expect(ok.status, ok.stderr).toBe(0);
+  });
+
   it("exits 2 with a one-line message on bad input, and writes nothing", () => {
     const cases: Array<[string[], RegExp]> = [
       [["spectrum"], /--adapter/],
       [["spectrum", "--finetuned", adapterDir], /--base/],
-      [["spectrum", "--adapter", join(work, "missing")], /missing: adapter folder not found/],
+      [["spectrum", "--adapter", join(work, "missing")], /missing: does not exist/],
+      [["spectrum", "--base", join(work, "missing-base"), "--finetuned", adapterDir], /missing-base: does not exist/],
+      [["spectrum", "--adapter", join(adapterDir, "adapter_config.json")], /adapter_config\.json: is not a folder/],
       [["spectrum", "--adapter", adapterDir, "--finetuned", adapterDir], /not both/],
       [["spectrum", "--adapter", adapterDir, "--top-k", "0"], /--top-k/],
       [["truncate", "--adapter", adapterDir, "--out", join(work, "x")], /--rank/],

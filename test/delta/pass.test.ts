@@ -188,7 +188,8 @@ describe("deltaPass on a full fine-tune", () => {
       expect(report).toEqual(await fullSpectrum(base, ft, { quiet: true }));
       expect(report.otherChanges!.map((o) => o.name).sort()).toEqual(["model.embed_tokens.weight", "model.layers.0.input_layernorm.weight"]);
       const written = await readFolder(out);
-      expect(written.map((m) => m.name)).toEqual(pair.linear);
+      // the unchanged k_proj is in the spectrum, but its truncation has no factors to write
+      expect(written.map((m) => m.name)).toEqual(pair.linear.filter((n) => !n.includes("k_proj")));
       for (const m of written) expectBestRankK(m, pairDelta(pair, m.name), 1, FULL_TOL);
 
       // rank 10 > DEFAULT_TOP_K: one wider SVD per module; the report still carries the top 8 (clamped to the shape)
@@ -216,6 +217,25 @@ describe("deltaPass on a full fine-tune", () => {
       expect(ks()).toEqual(changed.map((shape) => Math.min(DEFAULT_TOP_K, ...shape)));
     } finally {
       await close();
+    }
+  });
+
+  it("where no decoder linear changed, writes one zero module so the rank adapter still loads (as the base)", async () => {
+    const root = tempDir("pass-full-frozen");
+    dirs.push(root);
+    const pair = fullPair(16);
+    // only the norm and the embedding were trained
+    const ft = pair.ft.map((t) => (t.name.endsWith("_proj.weight") ? pair.base.find((b) => b.name === t.name)! : t));
+    const opened = await openFullPair(root, { base: pair.base, ft });
+    const out = join(root, "rank1");
+    try {
+      const report = await deltaPass({ kind: "full", base: opened.base, finetuned: opened.ft }, 1, out, { quiet: true });
+      expect(report.summary.modules).toBe(0);
+      const written = await readFolder(out);
+      expect(written.map((m) => m.name)).toEqual([pair.linear[0]]);
+      expect(written[0]!.A.every((x) => x === 0) && written[0]!.B.every((x) => x === 0)).toBe(true);
+    } finally {
+      await opened.close();
     }
   });
 

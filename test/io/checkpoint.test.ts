@@ -121,7 +121,8 @@ describe("openCheckpoint", () => {
 
   it("explains missing config, invalid config, missing weights, stray shards, missing folder", async () => {
     await withTempDir(async (dir) => {
-      await expectInputError(openCheckpoint(join(dir, "nope")), "not found");
+      await expectInputError(openCheckpoint(join(dir, "nope")), "nope: does not exist");
+      await expectInputError(openCheckpoint(join(dir, "nope", "deeper")), "does not exist");
       await expectInputError(openCheckpoint(dir), "config.json");
       await writeFile(join(dir, "config.json"), "{ not json");
       await expectInputError(openCheckpoint(dir), "config.json", "not valid JSON");

@@ -281,7 +281,8 @@ describe("openAdapter: refusals", () => {
 
   it("refuses pickled adapters with a safetensors hint; explains missing files", async () => {
     await withTempDir(async (dir) => {
-      await expectInputError(openAdapter(join(dir, "nope")), "not found");
+      await expectInputError(openAdapter(join(dir, "nope")), "nope: does not exist");
+      await expectInputError(openAdapter(join(dir, "nope", "deeper")), "does not exist");
       await expectInputError(openAdapter(dir), "adapter_config.json");
       await writeJson(join(dir, "adapter_config.json"), BASE_CONFIG);
       await expectInputError(openAdapter(dir), "no adapter_model.safetensors");

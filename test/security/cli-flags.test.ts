@@ -9,6 +9,7 @@ import { cp, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { cudaAvailable } from "../../src/linalg/ort";
 import { generateOrganism } from "../../src/organisms/index";
 import { cli, oneLineError } from "./helpers";
 
@@ -34,9 +35,14 @@ describe("bad command lines", () => {
     ["scan with --adapter and --finetuned", () => ["scan", "--base", base(), "--adapter", adapter(), "--finetuned", join(org, "finetuned")], /--finetuned: give either --adapter or --finetuned, not both/],
     ["scan with neither", () => ["scan", "--base", base()], /--adapter: nothing to audit/],
     ["scan without --base", () => ["scan", "--adapter", adapter()], /--base: required/],
-    ["scan of a missing folder", () => ["scan", "--base", base(), "--adapter", join(dir, "nope")], /nope: adapter folder not found/],
-    ["scan of a file as the adapter folder", () => ["scan", "--base", base(), "--adapter", join(adapter(), "adapter_config.json")], /adapter_config\.json: adapter folder not found \(or not a folder\)/],
-    ["scan with a file as the base", () => ["scan", "--base", join(base(), "config.json"), "--adapter", adapter()], /config\.json: not a model folder/],
+    ["scan of a missing folder", () => ["scan", "--base", base(), "--adapter", join(dir, "nope")], /nope: does not exist; a PEFT adapter folder holds/],
+    ["scan of a file as the adapter folder", () => ["scan", "--base", base(), "--adapter", join(adapter(), "adapter_config.json")], /adapter_config\.json: is not a folder; a PEFT adapter folder holds/],
+    ["scan with a file as the base", () => ["scan", "--base", join(base(), "config.json"), "--adapter", adapter()], /config\.json: is not a folder; a model folder holds config\.json/],
+    ["scan with a missing base", () => ["scan", "--base", join(dir, "no-base"), "--adapter", adapter()], /no-base: does not exist; a model folder holds/],
+    ["scan --finetuned of a missing folder", () => ["scan", "--base", base(), "--finetuned", join(dir, "no-ft")], /no-ft: does not exist; a model folder holds/],
+    ...(cudaAvailable()
+      ? []
+      : ([["--device cuda without the CUDA provider", () => ["scan", "--base", base(), "--adapter", adapter(), "--device", "cuda"], /--device cuda: the CUDA execution provider is not installed/]] as Array<[string, () => string[], RegExp]>)),
     ["--rank 0", () => ["scan", "--base", base(), "--adapter", adapter(), "--rank", "0"], /--rank: expected 1\.\.1024, got '0'/],
     ["--rank -1", () => ["scan", "--base", base(), "--adapter", adapter(), "--rank", "-1"], /--rank: expected an integer, got '-1'/],
     ["--rank abc", () => ["scan", "--base", base(), "--adapter", adapter(), "--rank", "abc"], /--rank: expected an integer, got 'abc'/],
