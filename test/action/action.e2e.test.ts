@@ -310,4 +310,23 @@ describe("dist/action.js auditing generated organisms with the embedded engine",
     expect(gh.comments[0]!.body).not.toContain("adapters/quirk");
     expect([...gh.checkRuns.values()][1]).toMatchObject({ status: "completed", conclusion: "success" });
   });
+
+  it("a pattern that matches nothing outside changed-only: exit 2 naming it, before any check run or comment", async () => {
+    const before = gh.requests.length;
+    const r = await runEntry(ws, gh.url, {
+      GITHUB_EVENT_PATH: writeEvent(ws, false),
+      INPUT_BASE: "base",
+      INPUT_ADAPTER: "adaptors/*",
+      "INPUT_CHANGED-ONLY": "false",
+    });
+    expect(r.code).toBe(2);
+    const errors = r.stdout.split("\n").filter((l) => l.startsWith("::error::"));
+    expect(errors.length).toBe(1);
+    expect(errors[0]).toContain("pattern 'adaptors/*' matches no PEFT adapter folder");
+    expect(errors[0]).toContain("input 'adapter'");
+    // a configuration error publishes nothing: no check run, no comment, no report folder files
+    const mine = gh.requests.slice(before);
+    expect(mine.filter((q) => q.method !== "GET")).toEqual([]);
+    expect(r.outputs.conclusion ?? "").not.toBe("pass");
+  });
 });
