@@ -2,7 +2,8 @@
  * `npm run bench [-- FILTER]`: runs every `bench/*.bench.ts` module's exported `run()` in turn
  * (each prints its own measurements and ratios). FILTER keeps only files whose name contains
  * it, e.g. `npm run bench -- spectrum`. `BENCH_QUICK=1` asks every bench for a small smoke
- * version of itself.
+ * version of itself. `BENCH_SHAPE=8b|3b|1b|small|tiny` picks the checkpoint shape of
+ * precision.bench.ts (low-precision engine; default small, tiny under BENCH_QUICK).
  */
 import { readdirSync } from "node:fs";
 import { dirname, join } from "node:path";

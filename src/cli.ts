@@ -6,7 +6,7 @@
 import { Command, CommanderError } from "commander";
 import { describeError, exitCodeOf, EXIT } from "./errors";
 import { VERSION } from "./version";
-import { configureFromEnvironment, exitOnSignals } from "./edge";
+import { configureFromEnvironment, exitOnSignals, type Interruption } from "./edge";
 import { configureOutput } from "./progress";
 import * as spectrum from "./commands/spectrum";
 import * as truncate from "./commands/truncate";
@@ -18,8 +18,15 @@ import * as sweep from "./commands/sweep";
 import * as organism from "./commands/organism";
 import * as demo from "./commands/demo";
 import * as probes from "./commands/probes";
+import * as estimate from "./commands/estimate";
 
-function buildProgram(): Command {
+/**
+ * Every subcommand's module. `signal` is the edge's Interruption: scan, spectrum, truncate and
+ * sweep run stop on it; the others are short or (serve) handle their signals themselves.
+ */
+const COMMANDS: ReadonlyArray<{ register(program: Command, signal: AbortSignal): void }> = [spectrum, truncate, logits, generate, scan, serve, estimate, sweep, organism, demo, probes];
+
+function buildProgram(signal: AbortSignal): Command {
   const program = new Command("delta-audit")
     .description("Audit fine-tuned language models for hidden behaviours via the spectrum of ΔW")
     .version(VERSION)
@@ -31,17 +38,18 @@ function buildProgram(): Command {
     .hook("preAction", (cmd) => {
       if (cmd.opts().quiet) configureOutput({ quiet: true });
     });
-  for (const cmd of [spectrum, truncate, logits, generate, scan, serve, sweep, organism, demo, probes]) cmd.register(program);
+  for (const cmd of COMMANDS) cmd.register(program, signal);
   return program;
 }
 
-async function main(argv: string[]): Promise<number> {
-  exitOnSignals();
+async function main(argv: string[], interruption: Interruption): Promise<number> {
   try {
     configureFromEnvironment();
-    await buildProgram().parseAsync(argv);
+    await buildProgram(interruption.signal).parseAsync(argv);
     return process.exitCode === undefined ? EXIT.pass : Number(process.exitCode);
   } catch (err) {
+    // stopped by a signal: the edge said so when it arrived, and settle() exits with its code
+    if (interruption.signal.aborted) return EXIT.fault;
     if (err instanceof CommanderError) {
       // --help and --version exit 0; every other commander error is a usage error
       return err.exitCode === 0 ? EXIT.pass : EXIT.input;
@@ -52,5 +60,8 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-const code = await main(process.argv);
+const interruption = exitOnSignals();
+const code = await main(process.argv, interruption);
+// after a signal: remove what staging is left and exit 130 / 143 (never returns)
+await interruption.settle();
 process.exitCode = code;

@@ -34,6 +34,8 @@ import {
   type BackendType,
 } from "./backends/settings";
 import { DEVICES, type Device } from "./linalg/device";
+import { defaultEngineSettings, type EngineSettings } from "./engine/settings";
+import { PRECISION_CHOICES, type PrecisionChoice } from "./engine/precision";
 import { defaultProbes, type Probe, type ProbeKind } from "./elicit/probes";
 import {
   CONTRAST_ALPHA_BOUNDS,
@@ -50,6 +52,7 @@ import {
   MAX_UNTRUNCATED_TEMPERATURE,
   MIN_MAX_TOKENS,
   DEFAULT_MAX_TOKENS,
+  LADDER_BOUNDS,
   type ContrastSettings,
   type ElicitSettings,
 } from "./elicit/settings";
@@ -70,7 +73,7 @@ import {
 import { SEVERITIES } from "./judge/types";
 import { checkBehaviourPattern } from "./judge/lexicons";
 import { DEFAULT_FAIL_ON, FAIL_ON, type FailOn } from "./policy/severity";
-import { boolean, envVarName, fileOrigin, httpUrl, integer, itemPath, list, mapping, number, oneOf, required, showValue, text, type Origin } from "./validate";
+import { boolean, envVarName, fileOrigin, httpUrl, integer, integerSet, itemPath, list, mapping, number, oneOf, required, showValue, text, type Origin } from "./validate";
 
 /** The resolved configuration (every default applied, probes expanded): each stage's settings, composed. */
 export interface ScanConfig extends ElicitSettings, JudgeSettings {
@@ -78,6 +81,7 @@ export interface ScanConfig extends ElicitSettings, JudgeSettings {
   rank: number;
   failOn: FailOn;
   backend: BackendSettings;
+  engine: EngineSettings;
 }
 
 /** The method: keep the dominant direction of every ΔW. */
@@ -90,6 +94,7 @@ export function defaultConfig(): ScanConfig {
     ...defaultElicitSettings(),
     ...defaultJudgeSettings(),
     backend: defaultBackendSettings(),
+    engine: defaultEngineSettings(),
   };
 }
 
@@ -340,6 +345,8 @@ function backendSection(o: Origin, v: unknown, d: BackendSettings): BackendSetti
 
 const TOP_KEYS = [
   "rank",
+  "ranks",
+  "attribution",
   "fail-on",
   "seed",
   "probes",
@@ -355,6 +362,7 @@ const TOP_KEYS = [
   "behaviors",
   "spectrum",
   "backend",
+  "engine",
 ] as const;
 
 /**
@@ -367,6 +375,8 @@ export function validateConfig(raw: unknown, file = "delta-audit.yml", baseDir =
   if (raw === null || raw === undefined) return cfg; // an empty file means "all defaults"
   const m = mapping(o, raw, "", TOP_KEYS);
   if (m.rank !== undefined) cfg.rank = integer(o, m.rank, "rank", { min: 1, max: MAX_RANK });
+  if (m.ranks !== undefined) cfg.ranks = integerSet(o, m.ranks, "ranks", LADDER_BOUNDS);
+  if (m.attribution !== undefined) cfg.attribution = boolean(o, m.attribution, "attribution");
   if (m["fail-on"] !== undefined) cfg.failOn = oneOf(o, m["fail-on"], "fail-on", FAIL_ON);
   if (m.seed !== undefined) cfg.seed = integer(o, m.seed, "seed", { min: 0, max: MAX_SEED });
   if (m.probes !== undefined) cfg.probes = probesSection(o, baseDir, m.probes);
@@ -402,6 +412,10 @@ export function validateConfig(raw: unknown, file = "delta-audit.yml", baseDir =
   if (m.behaviors !== undefined) cfg.behaviours = behavioursSection(o, m.behaviors, "behaviors");
   if (m.spectrum !== undefined) cfg.spectrum = spectrumSection(o, m.spectrum, cfg.spectrum);
   if (m.backend !== undefined) cfg.backend = backendSection(o, m.backend, cfg.backend);
+  if (m.engine !== undefined) {
+    const e = mapping(o, m.engine, "engine", ["precision"]);
+    if (e.precision !== undefined) cfg.engine = { ...cfg.engine, precision: oneOf(o, e.precision, "engine.precision", PRECISION_CHOICES) };
+  }
   if (cfg.backend.type === "openai" && !cfg.backend.url) o.fail("backend.url", "is required when backend.type is openai");
   return cfg;
 }
@@ -422,20 +436,25 @@ export function parseConfig(source: string, file = "delta-audit.yml", baseDir = 
 export interface ConfigOverrides {
   failOn?: FailOn;
   rank?: number;
+  /** the rank ladder (`--ranks 1,2,4,8`, the Action's `ranks`) */
+  ranks?: number[];
   seed?: number;
   backend?: BackendType;
   inferenceUrl?: string;
   device?: Device;
+  precision?: PrecisionChoice;
 }
 
 export function applyOverrides(cfg: ScanConfig, o: ConfigOverrides): ScanConfig {
   const out: ScanConfig = { ...cfg, backend: { ...cfg.backend, models: { ...cfg.backend.models } } };
   if (o.failOn !== undefined) out.failOn = o.failOn;
   if (o.rank !== undefined) out.rank = o.rank;
+  if (o.ranks !== undefined) out.ranks = [...o.ranks];
   if (o.seed !== undefined) out.seed = o.seed;
   if (o.backend !== undefined) out.backend.type = o.backend;
   if (o.inferenceUrl !== undefined) out.backend.url = o.inferenceUrl;
   if (o.device !== undefined) out.backend.device = o.device;
+  if (o.precision !== undefined) out.engine = { ...out.engine, precision: o.precision };
   if (out.backend.type === "openai" && !out.backend.url) throw new InputError("the openai backend needs a URL (--inference-url or backend.url)", "--backend");
   return out;
 }

@@ -1,25 +1,32 @@
 /**
  * `delta-audit scan`: spectrum → rank-k truncation → elicitation against the variants →
  * findings → verdict → report. The whole output folder (report.json, report.md, badge.json,
- * rank1-adapter/) is built in a staging folder and renamed into place (io/atomic.ts), so a
- * crash never leaves a half-written folder.
+ * rank1-adapter/, the rank ladder's ladder/rank<k>-adapter/) is built in a staging folder and
+ * renamed into place (io/atomic.ts), so a crash never leaves a half-written folder. With
+ * `attribution`, high and medium findings are then attributed to layers (judge/attribution.ts).
  *
  * Failure modes: bad input (files, flags, config) → InputError before anything is written;
  * a backend failure after the spectrum was measured → a partial report with verdict neutral
- * and exit code 3 (nothing unmeasured is ever a pass).
+ * and exit code 3 (nothing unmeasured is ever a pass). Interrupted (opts.signal): before the
+ * spectrum is measured, the signal's reason is thrown and nothing is written; after it, the
+ * partial report is written as for a backend failure, its verdict neutral, reason interrupted.
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { readdir, stat } from "node:fs/promises";
+import { mkdir, readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { BackendError, EXIT, InputError, oneLine } from "./errors";
-import { checkOutputDir, writeDirAtomic } from "./io/atomic";
+import { checkOutputDir, untilAborted, writeDirAtomic } from "./io/atomic";
 import { deltaPass, withDeltaSubject, type DeltaSubjectPaths } from "./delta/pass";
+import { describeAddedTokens } from "./engine/added-tokens";
 import type { Backend } from "./backends/backend";
 import { apiKeyFrom, createBackend, type BackendFactory, type BackendSubject } from "./backends/index";
 import { chatCompletion } from "./backends/chat-completion";
 import { runElicitation } from "./elicit/run";
-import { runJudges } from "./judge/index";
+import { attributeFindings, judgedFamilies, runJudges } from "./judge/index";
+import { subsetRunner } from "./elicit/attribution";
+import { ladderRanks } from "./elicit/settings";
+import type { RankOutput } from "./delta/ladder";
 import { applyOverrides, defaultConfig, loadConfig, type ScanConfig } from "./config";
 import type { BackendType } from "./backends/settings";
 import type { Device } from "./linalg/device";
@@ -35,9 +42,16 @@ import type { SpectrumReport } from "./delta/types";
 import { folderProblem } from "./io/checkpoint";
 import { isDirectory } from "./io/fs-util";
 import { cudaAvailable } from "./linalg/ort";
+import { log } from "./progress";
+import { scanWorkload, type Workload } from "./engine/estimate";
+import { estimateLine, estimateSubject } from "./engine/subject-precision";
+import type { PrecisionChoice } from "./engine/precision";
+import type { EngineSettings } from "./engine/settings";
 
 /** The truncated adapter's folder inside the output (DESIGN.md). */
 export const RANK_ADAPTER_DIR = "rank1-adapter";
+/** The rank ladder's other rungs, each `rank<k>-adapter/` in this folder of the output. */
+export const LADDER_DIR = "ladder";
 
 export interface ScanOptions {
   base: string;
@@ -51,6 +65,10 @@ export interface ScanOptions {
   device?: Device;
   failOn?: FailOn;
   rank?: number;
+  /** how the embedded engine stores base weights (`--precision`): overrides the config's engine.precision */
+  precision?: PrecisionChoice;
+  /** the rank ladder (`--ranks`): overrides the config's `ranks` */
+  ranks?: number[];
   seed?: number;
   outDir: string;
   /** seam for tests and embedders: build the backend yourself (default: backends/index.ts) */
@@ -64,7 +82,22 @@ export interface ScanOptions {
    * subject's config file relative to it (default: the process's working directory)
    */
   cwd?: string;
+  /**
+   * Stops the scan (the edge aborts it on SIGINT / SIGTERM): checked between phases and passed
+   * to the backend's requests and the engine. Aborted during the delta pass, runScan rejects with
+   * the signal's reason and leaves nothing; after it, the partial report is written (neutral,
+   * reason interrupted) and runScan resolves with exit code 3.
+   */
+  signal?: AbortSignal;
+  /**
+   * how the report names the models where that is not the folder read: a Hub id resolved into
+   * the cache is `{org}/{name}@{commit}` (io/model-ref.ts), a value every command takes again
+   */
+  labels?: ModelLabels;
 }
+
+/** The report's names for the scan's models, by argument (absent: the folder as given). */
+export type ModelLabels = { base?: string; adapter?: string; finetuned?: string };
 
 export interface ScanResult {
   report: Report;
@@ -105,11 +138,52 @@ function resolveConfig(opts: ScanOptions): ScanConfig {
   return applyOverrides(base, {
     failOn: opts.failOn,
     rank: opts.rank,
+    ranks: opts.ranks,
     seed: opts.seed,
     backend: opts.backend,
     inferenceUrl: opts.inferenceUrl,
     device: opts.device,
+    precision: opts.precision,
   });
+}
+
+/** The embedded engine's work in a scan with these settings: every probe × sample on base, full and each rank variant. */
+export function engineWorkload(config: ScanConfig): Workload {
+  const system = config.systemPrompt.length;
+  const rungs = ladderRanks(config.ranks, config.rank).filter((k) => k !== config.rank).length;
+  return scanWorkload({
+    prompts: config.probes.length,
+    samples: config.samples,
+    maxNewTokens: config.maxTokens,
+    promptChars: config.probes.reduce((a, p) => a + p.prompt.length + system, 0),
+    longestPromptChars: Math.max(0, ...config.probes.map((p) => p.prompt.length + system)),
+    variants: 3 + rungs,
+    contrast: config.contrast.enabled,
+  });
+}
+
+/**
+ * The line every embedded scan prints first: the memory and time the subject needs on this
+ * machine at each precision (engine/estimate.ts, from config.json and a short measurement) and
+ * the precision it will run at — decided here, before the delta pass, so a subject that cannot
+ * fit at any precision (or a precision this ONNX Runtime cannot run) is exit 2 at once, not a
+ * process the kernel kills an hour later. A subject whose folders are broken is left to the
+ * delta pass, which names the problem.
+ */
+async function engineSettings(config: ScanConfig, subject: BackendSubject, fromFlag: boolean): Promise<EngineSettings> {
+  if (await folderProblem(subject.base)) return config.engine;
+  const work = engineWorkload(config);
+  let est;
+  try {
+    est = await estimateSubject({ model: subject.base, adapter: subject.adapter, finetuned: subject.finetuned, rank: config.rank, precision: config.engine.precision, device: config.backend.device, workload: work, where: fromFlag ? "--precision" : "engine.precision" });
+  } catch (err) {
+    if (err instanceof InputError) return config.engine; // the delta pass reports the subject's files
+    throw err;
+  }
+  log(estimateLine(est));
+  if (est.problem) throw est.problem;
+  if (config.engine.precision === "auto") log(est.decision!.reason);
+  return { ...config.engine, precision: est.decision!.precision };
 }
 
 const seconds = (t0: number) => Math.round((Date.now() - t0) / 10) / 100;
@@ -125,10 +199,12 @@ async function measureAndTruncate(
   rankDir: string,
   needBase: boolean,
   timings: Record<string, number>,
+  signal?: AbortSignal,
+  ladder: readonly RankOutput[] = [],
 ): Promise<{ spectrum: SpectrumReport; digest: string }> {
   // the hash reads the files while the pass decomposes them: I/O and hashing overlap the ORT work
   const hashing = new AbortController();
-  const digest = digestOf((subject.adapter ?? subject.finetuned)!, WEIGHT_FILE, hashing.signal);
+  const digest = digestOf((subject.adapter ?? subject.finetuned)!, WEIGHT_FILE, signal ? AbortSignal.any([hashing.signal, signal]) : hashing.signal);
   digest.catch(() => undefined); // awaited after the pass, whose errors are reported first
   try {
     // the base checks an adapter's shapes where it is a folder (an openai backend may name a hub model instead)
@@ -138,14 +214,21 @@ async function measureAndTruncate(
     }
     const base = (await isDirectory(subject.base)) ? subject.base : undefined;
     const paths: DeltaSubjectPaths = subject.kind === "lora" ? { kind: "lora", adapter: subject.adapter!, base } : { kind: "full", base: base!, finetuned: subject.finetuned! };
-    const spectrum = await withDeltaSubject(paths, async (delta) => {
-      const t = Date.now();
-      const measured = await deltaPass(delta, rank, rankDir);
-      // one walk measures and truncates: timings.spectrum is the whole pass (there is no separate truncation time)
-      timings.spectrum = seconds(t);
-      return measured;
-    });
-    return { spectrum, digest: await digest };
+    // the walk has no stop of its own: an interruption leaves it (and the subject's files open)
+    // behind, and writeDirAtomic removes the staging folder it writes into
+    const spectrum = await untilAborted(
+      withDeltaSubject(paths, async (delta) => {
+        const t = Date.now();
+        const measured = await deltaPass(delta, rank, rankDir, { ladder });
+        // one walk measures and truncates: timings.spectrum is the whole pass (there is no separate truncation time)
+        timings.spectrum = seconds(t);
+        // tokens a full fine-tune added: listed as its own tokenizer decodes them
+        if (measured.addedTokens) measured.addedTokens = await describeAddedTokens(delta.kind === "full" ? delta.finetuned.dir : delta.adapter.dir, measured.addedTokens);
+        return measured;
+      }),
+      signal,
+    );
+    return { spectrum, digest: await untilAborted(digest, signal) };
   } catch (err) {
     hashing.abort();
     throw err;
@@ -169,6 +252,40 @@ function describeFault(err: unknown): string {
   return msg.split("\n")[0] ?? msg;
 }
 
+/**
+ * The ladder's rungs the backend serves (the embedded engine: all of them, loaded from the folders
+ * the delta pass wrote; a server: those it names as rank<k>), and a notice for the others.
+ */
+function servedLadder(backend: Backend, rank: number, rungs: readonly RankOutput[]): { ranks: number[]; rungs: number[]; notice?: string } {
+  const served = new Set(backend.variants());
+  const kept = rungs.map((r) => r.rank).filter((k) => served.has(variantForRank(k)));
+  const missing = rungs.map((r) => r.rank).filter((k) => !served.has(variantForRank(k)));
+  const notice =
+    missing.length > 0
+      ? `rank ladder: ${missing.map(variantForRank).join(", ")} not run: the ${backend.name} backend does not serve ${missing.length === 1 ? "it" : "them"} (the embedded engine runs every rung; their adapters are in ${LADDER_DIR}/ of the output)`
+      : undefined;
+  return { ranks: [...kept, rank].sort((a, b) => a - b), rungs: kept, ...(notice ? { notice } : {}) };
+}
+
+/**
+ * Layer attribution of the high and medium findings (judge/attribution.ts), on variants the
+ * backend builds from the truncation's own factors; a notice when it cannot, or when it fails
+ * (it adds to findings already made, so a failure does not undo them).
+ */
+async function attributeLayers(findings: Finding[], e: ElicitationReport, spectrum: SpectrumReport, config: ScanConfig, backend: Backend): Promise<string | undefined> {
+  if (!findings.some((f) => f.severity === "high" || f.severity === "medium")) return undefined;
+  const plan = { samples: config.samples, temperature: config.temperature, topP: config.topP, maxNewTokens: config.maxTokens, seed: config.seed };
+  const run = subsetRunner({ backend, probes: config.probes, systemPrompt: config.systemPrompt, plan });
+  if (!run) return `layer attribution skipped: the ${backend.name} backend cannot build variants from parts of the truncation (a server would need one more adapter loaded per group of layers); the embedded engine can`;
+  try {
+    await attributeFindings(findings, e, spectrum.modules, judgedFamilies(config), run);
+    return undefined;
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    return `layer attribution stopped: ${describeFault(err)}`;
+  }
+}
+
 /** Run a whole scan and write its output folder. */
 export async function runScan(opts: ScanOptions): Promise<ScanResult> {
   const t0 = Date.now();
@@ -180,6 +297,9 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
   // refuse a wrong output folder now, not after minutes of work
   await checkOutputDir(opts.outDir, { inputs: [opts.base, opts.adapter, opts.finetuned, opts.configPath], marker: REPORT_FILES.json });
   checkDevice(config, opts.device !== undefined);
+  const engine = config.backend.type === "embedded" && !opts.createBackend
+    ? await engineSettings(config, { base: opts.base, adapter: opts.adapter, finetuned: opts.finetuned }, opts.precision !== undefined)
+    : config.engine;
   const kind: "lora" | "full" = opts.adapter ? "lora" : "full";
   const backendSubject: BackendSubject & { kind: "lora" | "full" } = { base: opts.base, adapter: opts.adapter, finetuned: opts.finetuned, kind };
   // the embedded engine and full fine-tunes need the base weights; an OpenAI server holds its own
@@ -200,35 +320,52 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
         }
       : undefined;
 
+  const signal = opts.signal;
+  signal?.throwIfAborted();
   let result: ScanResult | undefined;
+  // the backend's close, left running while an interrupted scan writes its partial report first
+  let closing: Promise<void> | undefined;
   await writeDirAtomic(opts.outDir, async (tmp) => {
     const timings: Record<string, number> = {};
     const rankDir = join(tmp, RANK_ADAPTER_DIR);
-    const { spectrum, digest } = await measureAndTruncate(backendSubject, config.rank, rankDir, needBase, timings);
+    // the rank ladder's other rungs: written by the same delta pass, served beside rank<k>
+    const rungs: RankOutput[] = ladderRanks(config.ranks, config.rank)
+      .filter((k) => k !== config.rank)
+      .map((k) => ({ rank: k, dir: join(tmp, LADDER_DIR, `${variantForRank(k)}-adapter`) }));
+    if (rungs.length > 0) await mkdir(join(tmp, LADDER_DIR));
+    const { spectrum, digest } = await measureAndTruncate(backendSubject, config.rank, rankDir, needBase, timings, signal, rungs);
+    const named = opts.labels ?? {};
     const subject: Subject = {
-      base: opts.base,
-      ...(opts.adapter ? { adapter: opts.adapter } : { finetuned: opts.finetuned }),
+      base: named.base ?? opts.base,
+      ...(opts.adapter ? { adapter: named.adapter ?? opts.adapter } : { finetuned: named.finetuned ?? opts.finetuned }),
       kind,
       digest,
     };
 
     let elicitation: ElicitationReport | undefined;
     let findings: Finding[] = [];
-    // what went unmeasured, for the verdict; `unfinished ?? unobserved` is the report's error
+    // what went unmeasured, for the verdict; `interrupted ?? unfinished ?? unobserved` is the report's error
     const unmeasured: Unmeasured = {};
     let backend: Backend | undefined;
+    // the phase now running, for an interruption's reason; cleared once the findings are complete
+    let phase: string | undefined = "loading the backend";
+    const variants = ["base", "full", variantForRank(config.rank)];
     try {
+      signal?.throwIfAborted();
       let t = Date.now();
       try {
-        const request = { settings: config.backend, subject: backendSubject, rank: config.rank, rankAdapterDir: rankDir, contrast: config.contrast.enabled, env };
-        backend = await (opts.createBackend ?? createBackend)(request);
+        const request = { settings: config.backend, engine, subject: backendSubject, rank: config.rank, rankAdapterDir: rankDir, ladder: rungs, contrast: config.contrast.enabled, env, signal };
+        backend = await untilAborted((opts.createBackend ?? createBackend)(request), signal);
       } catch (e) {
-        if (e instanceof InputError) throw e; // a wrong model name or flag: the user's to fix, exit 2
+        // a wrong model name or flag: the user's to fix, exit 2; an interruption: the partial report below
+        if (e instanceof InputError || signal?.aborted) throw e;
         throw new BackendError(`could not start the ${config.backend.type} backend: ${describeFault(e)}`, { cause: e });
       }
       timings.load = seconds(t);
+      const ladder = servedLadder(backend, config.rank, rungs);
+      variants.push(...ladder.rungs.map(variantForRank));
       t = Date.now();
-      const variants = ["base", "full", variantForRank(config.rank)];
+      phase = "eliciting";
       const run = await runElicitation({
         backend,
         probes: config.probes,
@@ -237,11 +374,16 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
         variants,
         contrast: config.contrast.enabled ? { alpha: config.contrast.alpha, topK: config.contrast.topK } : undefined,
         rank: config.rank,
+        signal,
       });
       timings.elicit = seconds(t);
       elicitation = run.report;
+      if (ladder.ranks.length > 1) elicitation.ranks = ladder.ranks;
+      if (ladder.notice) elicitation.notices.push(ladder.notice);
       const extra = (backend as Backend & { notices?: unknown }).notices;
       if (Array.isArray(extra)) for (const n of extra) if (typeof n === "string") elicitation.notices.push(n);
+      phase = `eliciting (${run.completedVariants.filter((v) => variants.includes(v)).length} of ${variants.length} variants done)`;
+      signal?.throwIfAborted();
       if (run.error) {
         unmeasured.unfinished = `backend failed after ${run.completedVariants.length} of ${variants.length} variants: ${describeFault(run.error)}`;
       } else {
@@ -259,28 +401,43 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
       }
       if (unmeasured.unfinished === undefined && unmeasured.unobserved === undefined) {
         t = Date.now();
-        const judged = await runJudges(elicitation, spectrum, config, { investigator });
+        phase = "judging";
+        const judged = await untilAborted(runJudges(elicitation, spectrum, config, { investigator }), signal);
         findings = judged.findings;
         elicitation.notices.push(...judged.notices);
         timings.judge = seconds(t);
+        if (config.attribution) {
+          t = Date.now();
+          phase = "attributing findings to layers";
+          const notice = await untilAborted(attributeLayers(findings, elicitation, spectrum, config, backend), signal);
+          if (notice) elicitation.notices.push(notice);
+          timings.attribution = seconds(t);
+        }
       }
+      phase = undefined;
     } catch (e) {
-      if (e instanceof InputError) throw e;
-      unmeasured.unfinished = describeFault(e);
+      if (e instanceof InputError && !signal?.aborted) throw e;
+      if (!signal?.aborted) unmeasured.unfinished = describeFault(e);
     } finally {
-      await backend?.close().catch(() => undefined);
+      closing = backend?.close().catch(() => undefined);
+      if (!signal?.aborted) await closing;
     }
-    const fault = unmeasured.unfinished ?? unmeasured.unobserved;
+    // interrupted before the findings were complete: a partial report of what was measured
+    if (signal?.aborted && phase !== undefined) {
+      unmeasured.interrupted = `${describeFault(signal.reason)} while ${phase}`;
+    }
+    const fault = unmeasured.interrupted ?? unmeasured.unfinished ?? unmeasured.unobserved;
     if (fault !== undefined) {
       // still report what the spectrum says (warnings), never a pass
       findings = (await runJudges(undefined, spectrum, config)).findings;
     }
     timings.total = seconds(t0);
     const verdict = decideVerdict(findings, config.failOn, unmeasured);
-    const report = buildReport({ subject, spectrum, elicitation, findings, verdict, timings, error: fault });
+    const report = buildReport({ subject, spectrum, elicitation, findings, verdict, timings, error: fault, engine: backend?.precision ? { precision: backend.precision } : undefined });
     await writeReportFiles(tmp, report, opts.cwd ?? process.cwd());
     const exitCode = verdict.conclusion === "pass" ? EXIT.pass : verdict.conclusion === "fail" ? EXIT.fail : EXIT.fault;
     result = { report, outDir: opts.outDir, exitCode: exitCode as 0 | 1 | 3 };
   });
+  await closing;
   return result!;
 }

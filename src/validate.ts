@@ -164,6 +164,24 @@ export function list(o: Origin, v: unknown, path: string, b: { max: number; min?
   return v;
 }
 
+/**
+ * A set of whole numbers written as a list (`[1, 2, 4, 8]`): 1 to `max` entries, each within the
+ * bounds, none twice (a repeated value is a typo, never a request to do the work twice).
+ */
+export function integerSet(o: Origin, v: unknown, path: string, b: Bounds & { maxEntries: number }): number[] {
+  const items = list(o, v, path, { max: b.maxEntries, min: 1 }).map((item, i) => integer(o, item, itemPath(path, i), b));
+  return distinct(o, items, path);
+}
+
+function distinct(o: Origin, items: number[], path: string): number[] {
+  const seen = new Set<number>();
+  for (const x of items) {
+    if (seen.has(x)) o.fail(path, `lists ${x} twice`);
+    seen.add(x);
+  }
+  return items;
+}
+
 const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Longer names are not environment variables anyone sets. */
 const MAX_ENV_VAR_NAME_CHARS = 200;
@@ -238,6 +256,14 @@ function parseNumber(o: Origin, raw: string, path: string, b: Bounds): number {
   const n = Number(s);
   if (!Number.isFinite(n) || n < b.min || n > b.max) o.mismatch(path, rangePhrase(b, false), raw);
   return n;
+}
+
+/** integerSet's rule for text: `1,2,4,8` (spaces around the commas allowed). */
+export function parseIntegerSet(o: Origin, raw: string, path: string, b: Bounds & { maxEntries: number }): number[] {
+  const parts = raw.split(",");
+  if (raw.trim() === "") o.mismatch(path, "a comma-separated list such as 1,2,4,8", raw);
+  if (parts.length > b.maxEntries) o.fail(path, `at most ${b.maxEntries} entries, got ${parts.length}`);
+  return distinct(o, parts.map((p) => parseInteger(o, p, path, b)), path);
 }
 
 /** YAML 1.2 core-schema booleans, as @actions/core accepts them. */

@@ -32,6 +32,8 @@ export interface ChatCompletionOptions {
   setting?: string;
   fetch?: typeof globalThis.fetch;
   onRetry?: RequestPolicy["onRetry"];
+  /** cancels the request in flight and any retry wait (an interrupted run) */
+  signal?: AbortSignal;
 }
 
 /** The `chat/completions` endpoint under an API root, validated by the one URL rule (validate.ts parseHttpUrl). */
@@ -66,6 +68,7 @@ export function chatCompletion(opts: ChatCompletionOptions): ChatCompletionFn {
     timeoutMs: opts.timeoutMs,
     maxRetries: opts.maxRetries ?? 0,
     onRetry: opts.onRetry,
+    signal: opts.signal,
   };
   return async (messages, request) => {
     const body = await requestJson(

@@ -6,7 +6,8 @@ import { BackendError, InputError } from "../errors";
 import type { Device } from "../linalg/ort";
 import { loadSubject } from "../engine/variants";
 import type { LoadedModel, GenerateResult } from "../engine/model";
-import type { Backend, ProgressFn } from "./backend";
+import type { Precision, PrecisionChoice } from "../engine/precision";
+import type { Backend, ProgressFn, SubsetVariants } from "./backend";
 import type { ContrastOptions, GenerationRequest, GenerationResult, VariantName } from "../chat/types";
 
 export interface EmbeddedBackendOptions {
@@ -17,9 +18,15 @@ export interface EmbeddedBackendOptions {
   rank: number;
   /** the folder holding that truncation already (scan's rank1-adapter/): loaded, not recomputed */
   rankAdapterDir?: string;
+  /** the rank ladder's other rungs, each a folder the scan's delta pass wrote (served as `rank${rank}`) */
+  ladder?: ReadonlyArray<{ rank: number; dir: string }>;
   device?: Device;
   threads?: number;
   quiet?: boolean;
+  /** stops generation at the engine's next finished row (an interrupted run) */
+  signal?: AbortSignal;
+  /** how the base weights are stored (engine/precision.ts; default auto) */
+  precision?: PrecisionChoice;
 }
 
 function toResult(r: GenerationRequest, g: GenerateResult): GenerationResult {
@@ -38,22 +45,56 @@ async function guarded<T>(what: string, f: () => Promise<T>): Promise<T> {
 
 export class EmbeddedBackend implements Backend {
   readonly name = "embedded";
-  constructor(readonly model: LoadedModel) {}
+  /** the engine's batch now running: close() waits for it, as releasing sessions under a run is not safe */
+  private running: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly model: LoadedModel,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  /**
+   * Run one engine call, stopping at its next finished row once the signal aborts: the engine has
+   * no cancel of its own, and a caller that stopped waiting (elicit/ on an interruption) closes
+   * the backend next.
+   */
+  private engine<T>(what: string, onProgress: ProgressFn | undefined, call: (onRow: ProgressFn) => Promise<T>): Promise<T> {
+    const run = guarded(what, async () => {
+      this.signal?.throwIfAborted();
+      return call((done, total) => {
+        this.signal?.throwIfAborted();
+        onProgress?.(done, total);
+      });
+    });
+    this.running = run.catch(() => undefined);
+    return run;
+  }
 
   get capabilities() {
     return { contrast: this.model.variants().includes("full") };
   }
+
+  /** how the engine stores the base weights every variant shares (report.json's engine.precision) */
+  get precision(): Precision {
+    return this.model.precision;
+  }
+
+  /** parts of a LoRA variant, sharing its factors in the engine (layer attribution) */
+  readonly subsets: SubsetVariants = {
+    add: (name, from, keep) => this.model.addSubsetVariant(name, from, keep),
+    remove: (name) => this.model.removeVariant(name),
+  };
 
   variants(): VariantName[] {
     return this.model.variants();
   }
 
   generate(variant: VariantName, requests: GenerationRequest[], onProgress?: ProgressFn): Promise<GenerationResult[]> {
-    return guarded(`generation on ${variant}`, async () => {
+    return this.engine(`generation on ${variant}`, onProgress, async (onRow) => {
       const out = await this.model.generate(
         requests.map((r) => ({ messages: r.messages, sampling: r.sampling })),
         variant,
-        onProgress,
+        onRow,
       );
       return requests.map((r, i) => toResult(r, out[i]!));
     });
@@ -61,18 +102,19 @@ export class EmbeddedBackend implements Backend {
 
   contrastiveGenerate(requests: GenerationRequest[], opts: ContrastOptions, onProgress?: ProgressFn): Promise<GenerationResult[]> {
     if (!this.capabilities.contrast) throw new InputError("contrastive decoding needs a fine-tune (variant 'full')");
-    return guarded("contrastive generation", async () => {
+    return this.engine("contrastive generation", onProgress, async (onRow) => {
       const out = await this.model.contrastiveGenerate(
         requests.map((r) => ({ messages: r.messages, sampling: r.sampling })),
         opts,
-        onProgress,
+        onRow,
       );
       return requests.map((r, i) => toResult(r, out[i]!));
     });
   }
 
-  close(): Promise<void> {
-    return this.model.close();
+  async close(): Promise<void> {
+    await this.running;
+    await this.model.close();
   }
 }
 
@@ -84,9 +126,11 @@ export async function createEmbeddedBackend(opts: EmbeddedBackendOptions): Promi
     finetuned: opts.finetuned,
     rank: opts.adapter || opts.finetuned ? opts.rank : undefined,
     rankAdapterDir: opts.adapter || opts.finetuned ? opts.rankAdapterDir : undefined,
+    ladder: opts.adapter || opts.finetuned ? opts.ladder : undefined,
     device: opts.device,
     threads: opts.threads,
     quiet: opts.quiet,
+    precision: opts.precision,
   });
-  return new EmbeddedBackend(model);
+  return new EmbeddedBackend(model, opts.signal);
 }

@@ -3,9 +3,13 @@
  * server. Both are imported lazily: the embedded path must not load HTTP code and vice versa
  * (and onnxruntime-node is only loaded when the embedded engine is used).
  */
+import { randomBytes } from "node:crypto";
+import { basename, dirname, join, resolve } from "node:path";
 import { InputError } from "../errors";
+import { pathExists } from "../io/fs-util";
 import { variantForRank } from "../chat/types";
 import type { Backend } from "./backend";
+import type { EngineSettings } from "../engine/settings";
 import type { BackendSettings } from "./settings";
 
 /** The audited subject, as the backends need it. */
@@ -21,12 +25,33 @@ export interface BackendRequest {
   subject: BackendSubject;
   /** k of the truncated variant, served as `rank${k}` */
   rank: number;
-  /** the rank-k adapter the scan wrote: the embedded engine runs it; an OpenAI server loads it when settings.loadAdapter */
+  /**
+   * the rank-k adapter the scan wrote (inside its staging folder): the embedded engine runs it; an
+   * OpenAI server loads a copy of it beside the output when settings.loadAdapter (servedAdapterDir)
+   */
   rankAdapterDir: string;
+  /**
+   * the rank ladder's other rungs, each a rank-k adapter the scan wrote (delta/ladder.ts): the
+   * embedded engine serves each as `rank${rank}`; the openai backend does not (scan.ts says so)
+   */
+  ladder?: ReadonlyArray<{ rank: number; dir: string }>;
   /** whether the elicitation asks for the contrastive variant (the openai backend then wants logprobs) */
   contrast: boolean;
   /** where API keys named by the settings are read (the caller's environment, resolved at the edge) */
   env: Readonly<Record<string, string | undefined>>;
+  /** stops the backend's work (requests in flight, the engine's batch) when the run is interrupted */
+  signal?: AbortSignal;
+  /** the embedded engine's settings (engine/settings.ts: how base weights are stored); default auto */
+  engine?: EngineSettings;
+}
+
+/**
+ * Where a server loads the scan's rank-k adapter from: beside the scan's staging folder (the
+ * folder holding `rankAdapterDir`), so beside the output, under a name of its own.
+ */
+export function servedAdapterDir(rankAdapterDir: string): string {
+  const staging = dirname(resolve(rankAdapterDir));
+  return join(dirname(staging), `.${basename(rankAdapterDir)}.served-${process.pid}-${randomBytes(6).toString("hex")}`);
 }
 
 /** The seam for tests and embedders: build the backend a scan talks to. */
@@ -53,12 +78,19 @@ export async function createBackend(request: BackendRequest): Promise<Backend> {
       timeoutMs: b.timeoutSeconds * 1000,
       rank1AdapterDir: request.rankAdapterDir,
       loadAdapter: b.loadAdapter,
+      // the scan writes the adapter inside its staging folder, renamed when the report is done:
+      // the server gets a copy next to the output instead, which stays put until it is unloaded
+      servedAdapterDir: b.loadAdapter ? servedAdapterDir(request.rankAdapterDir) : undefined,
+      // a local folder's tokenizer decodes contrastive answers and maps token texts to ids: a full
+      // fine-tune's own (it may add tokens), else the base's
+      tokenizerDir: subject.finetuned && (await pathExists(join(subject.finetuned, "tokenizer.json"))) ? subject.finetuned : subject.base,
       rank,
       contrast: request.contrast,
       checkModels: b.checkModels,
       deadlineMs: b.deadlineSeconds !== undefined ? b.deadlineSeconds * 1000 : undefined,
       // the config names the truncated variant "rank1" whatever k is; the backend keys it rank<k>
       requestExtras: Object.fromEntries(Object.entries(b.requestExtras).map(([k, e]) => [k === "rank1" ? variantForRank(rank) : k, e])),
+      signal: request.signal,
     });
   }
   const { createEmbeddedBackend } = await import("./embedded");
@@ -69,6 +101,9 @@ export async function createBackend(request: BackendRequest): Promise<Backend> {
     rank,
     // the truncation scan wrote: the engine interrogates exactly the adapter the report ships
     rankAdapterDir: request.rankAdapterDir,
+    ladder: request.ladder,
     device: b.device,
+    signal: request.signal,
+    precision: request.engine?.precision,
   });
 }

@@ -8,15 +8,19 @@
  * text quoted only after it is cut to one short line. The API key goes into one header and
  * nowhere else (no message, log or error ever includes it).
  */
-import { resolve as resolvePath } from "node:path";
+import { cp, mkdir, rm } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { basename, dirname, join, resolve as resolvePath } from "node:path";
 import { BackendError, InputError } from "../errors";
 import { log } from "../progress";
 import { namedOrigin, parseHttpUrl } from "../validate";
-import type { Backend, BackendCapabilities, ProgressFn } from "./backend";
+import type { Backend, BackendCapabilities, ContrastResult, ProgressFn } from "./backend";
 import { variantForRank, type ChatMessage, type ContrastOptions, type GenerationRequest, type GenerationResult, type VariantName } from "../chat/types";
 import { HttpError, redactUrl, requestJson, Semaphore, type RequestPolicy } from "./http";
-// pure functions (no ONNX Runtime): the same token choice as the embedded engine
-import { argmax, sampleToken, seededRandom } from "../chat/sampling";
+import { continuation, DRAFT_TOKENS, HttpContrast, MAX_TOP_LOGPROBS, probeTokenTransport, type ContrastServer, type ContrastStrategy, type TopLogprob } from "./contrast-http";
+import { loadLocalTokenizer, type LocalTokenizer } from "./token-ids";
+
+export { contrastScores, contrastStep, MAX_TOP_LOGPROBS, DRAFT_TOKENS, type ContrastStrategy } from "./contrast-http";
 
 export interface OpenAIBackendOptions {
   /** server root, with or without the trailing `/v1` */
@@ -33,14 +37,31 @@ export interface OpenAIBackendOptions {
   deadlineMs?: number;
   /** the rank-k adapter folder delta-audit wrote; loaded through /v1/load_lora_adapter */
   rank1AdapterDir?: string;
-  /** load `rank1AdapterDir` at run time (vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) */
+  /** load `rank1AdapterDir` at run time (vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True); close() unloads it */
   loadAdapter?: boolean;
+  /**
+   * where the server loads the adapter from: a copy of `rank1AdapterDir` made there (default:
+   * next to the folder holding it), kept until the unload (servedCopy)
+   */
+  servedAdapterDir?: string;
   /** the truncation rank: the truncated variant is called `rank${rank}` */
   rank: number;
   /** retries after the first attempt of each request; default DEFAULT_MAX_RETRIES */
   maxRetries?: number;
   /** test for logprob support and enable contrastive decoding; default true */
   contrast?: boolean;
+  /**
+   * "draft" (default): draft-and-verify where the server offers token-id prompts and
+   * prompt_logprobs (vLLM, `delta-audit serve`); "step": one full and one base request per token
+   */
+  contrastStrategy?: ContrastStrategy;
+  /** tokens full proposes per draft-and-verify round; default DRAFT_TOKENS */
+  draftTokens?: number;
+  /**
+   * the subject's base model folder, when local: its tokenizer decodes contrastive answers from
+   * token ids, knows the EOS ids, and maps token texts to ids for servers that give no ids
+   */
+  tokenizerDir?: string;
   /**
    * verify every model name against /v1/models first (default true). Turn off for servers that
    * do not list adapters there (SGLang before adapters were listed, llama.cpp server).
@@ -54,14 +75,14 @@ export interface OpenAIBackendOptions {
    */
   requestExtras?: Record<string, Record<string, unknown>>;
   fetch?: typeof fetch;
+  /** cancels every request, the ones made while connecting included (an interrupted run) */
+  signal?: AbortSignal;
   /** told about each retry (attempt, wait, reason); never given headers */
   onRetry?: RequestPolicy["onRetry"];
 }
 
 /** Three retries ride out a server restart or a short 429 burst without stalling CI for long. */
 export const DEFAULT_MAX_RETRIES = 3;
-/** vLLM's default `--max-logprobs` is 20; asking for more is rejected with HTTP 400. */
-export const MAX_TOP_LOGPROBS = 20;
 /** vLLM's default `--max-lora-rank`: adapters above it fail to load, a common surprise. */
 export const VLLM_DEFAULT_MAX_LORA_RANK = 16;
 /** A `/v1/models` list longer than this is not a real inference server. */
@@ -112,11 +133,6 @@ export function parseModelList(body: unknown, where: string): ModelEntry[] {
       root: typeof m.root === "string" ? m.root : null,
     };
   });
-}
-
-interface TopLogprob {
-  token: string;
-  logprob: number;
 }
 
 interface ParsedChoice {
@@ -175,30 +191,6 @@ export function parseChatCompletion(body: unknown, maxTokens: number, where: str
   return out;
 }
 
-/** Tokens that end a turn when they show up as a logprob candidate (rendered special tokens). */
-const END_OF_TURN_TOKEN = /^(<\|[a-z_]*(eot|end|im_end|endoftext)[a-z_]*\|>|<\/s>|<eos>|<end_of_turn>)$/i;
-
-/**
- * Contrastive scores of `full`'s candidates: (1+α)·log p_full − α·log p_base. The server reports
- * only base's top-N, so a candidate outside it gets base's N-th logprob: an upper bound on its
- * real log p_base, which makes its score a lower bound — the choice leans towards tokens both
- * models know rather than inventing any.
- */
-export function contrastScores(full: TopLogprob[], base: TopLogprob[], alpha: number): number[] {
-  if (full.length === 0) throw new BackendError("contrastive decoding: the server returned no candidates");
-  const baseLp = new Map<string, number>();
-  for (const b of base) baseLp.set(b.token, Math.max(baseLp.get(b.token) ?? -Infinity, b.logprob));
-  const floor = base.length > 0 ? Math.min(...base.map((b) => b.logprob)) : 0;
-  return full.map((c) => (1 + alpha) * c.logprob - alpha * (baseLp.get(c.token) ?? floor));
-}
-
-/** The greedy contrastive choice: the candidate with the highest score (the first on ties). */
-export function contrastStep(full: TopLogprob[], base: TopLogprob[], alpha: number): TopLogprob & { score: number } {
-  const scores = contrastScores(full, base, alpha);
-  const i = argmax(scores);
-  return { ...full[i]!, score: scores[i]! };
-}
-
 class OpenAIBackend implements Backend {
   readonly name = "openai";
   readonly capabilities: BackendCapabilities;
@@ -207,6 +199,10 @@ class OpenAIBackend implements Backend {
   private readonly closer = new AbortController();
   private readonly sem: Semaphore;
   private closed = false;
+  /** the contrastive decoder, once probeContrast found a way */
+  private contrast?: HttpContrast;
+  /** the rank-k adapter this backend loaded into the server: unloaded (and its served copy removed) by close() */
+  served?: ServedAdapter;
 
   constructor(
     private readonly api: string,
@@ -247,14 +243,24 @@ class OpenAIBackend implements Backend {
   }
 
   /** POST one chat completion under the concurrency limit. */
-  private async post(body: Record<string, unknown>, signal: AbortSignal): Promise<unknown> {
+  private post(body: Record<string, unknown>, signal: AbortSignal): Promise<unknown> {
+    return this.postTo("/v1/chat/completions", body, signal);
+  }
+
+  /** POST JSON under the concurrency limit: "/v1/…" under the API base, other paths (vLLM's /tokenize) under the server root. */
+  private async postTo(path: string, body: Record<string, unknown>, signal: AbortSignal): Promise<unknown> {
     if (this.closed) throw new BackendError("openai backend: used after close()");
-    return this.sem.run(() =>
-      requestJson(
-        { method: "POST", url: `${this.api}/chat/completions`, headers: this.headers, body },
-        { ...this.policy, signal: AbortSignal.any([this.policy.signal!, signal]) },
-      ),
-    );
+    const url = path.startsWith("/v1/") ? `${this.api}${path.slice(3)}` : `${serverRoot(this.api)}${path}`;
+    return this.sem.run(() => requestJson({ method: "POST", url, headers: this.headers, body }, { ...this.policy, signal: AbortSignal.any([this.policy.signal!, signal]) }));
+  }
+
+  /** The connection as the contrastive decoder sees it. */
+  private contrastServer(): ContrastServer {
+    return {
+      post: (path, body, signal) => this.postTo(path, body, signal),
+      fields: (variant) => ({ ...this.extras[variant], model: this.modelOf(variant) }),
+      where: redactUrl(this.api),
+    };
   }
 
   /** Run every task; on the first failure cancel the rest and throw that failure. */
@@ -295,15 +301,14 @@ class OpenAIBackend implements Backend {
     );
   }
 
-  /** One decoding step on `model`: the top candidates for the next token after `prefix`. */
+  /** One chat decoding step on `variant`: the top candidates for the next token after `prefix`. */
   private async nextCandidates(variant: VariantName, r: GenerationRequest, prefix: string, topK: number, signal: AbortSignal) {
     const model = this.modelOf(variant);
     // vLLM finds the prefix by its text in the rendered prompt, so an empty one cannot be
     // "continued": the first step asks for a fresh assistant turn instead.
     const continuing = prefix.length > 0;
-    const messages: ChatMessage[] = continuing ? [...r.messages, { role: "assistant", content: prefix }] : r.messages;
     const body = {
-      ...this.chatBody(variant, messages, { ...r.sampling, maxNewTokens: 1, temperature: 0 }),
+      ...this.chatBody(variant, continuation(r.messages, prefix), { ...r.sampling, maxNewTokens: 1, temperature: 0 }),
       logprobs: true,
       top_logprobs: topK,
       add_generation_prompt: !continuing,
@@ -317,46 +322,36 @@ class OpenAIBackend implements Backend {
     return { top: first?.top ?? [], greedy: first?.top[0]?.token, endsTurn };
   }
 
-  async contrastiveGenerate(requests: GenerationRequest[], opts: ContrastOptions, onProgress?: ProgressFn): Promise<GenerationResult[]> {
-    if (!this.capabilities.contrast) throw new BackendError("openai backend: the server does not return logprobs, so contrastive decoding is off");
+  async contrastiveGenerate(requests: GenerationRequest[], opts: ContrastOptions, onProgress?: ProgressFn): Promise<ContrastResult[]> {
+    if (!this.capabilities.contrast || !this.contrast) throw new BackendError("openai backend: the server does not return logprobs, so contrastive decoding is off");
     this.modelOf("full");
     this.modelOf("base");
-    const topK = Math.max(1, Math.min(MAX_TOP_LOGPROBS, Math.floor(opts.topK)));
+    const contrast = this.contrast;
     return this.all(
-      requests.map((r) => async (signal: AbortSignal) => {
-        let text = "";
-        let tokens = 0;
-        const rand = seededRandom(r.sampling.seed);
-        for (;;) {
-          if (tokens >= r.sampling.maxNewTokens) return { id: r.id, text, tokens, finishReason: "length" as const };
-          const [f, b] = await Promise.all([
-            this.nextCandidates("full", r, text, topK, signal),
-            this.nextCandidates("base", r, text, MAX_TOP_LOGPROBS, signal),
-          ]);
-          if (f.top.length === 0) {
-            if (f.endsTurn) return { id: r.id, text, tokens, finishReason: "stop" as const };
-            throw new BackendError(`${redactUrl(this.api)}: no top_logprobs for contrast ${r.id}`);
-          }
-          // the same choice rule as the embedded engine: greedy at temperature 0, else sampled
-          // from the softmax of the scores (top-p applied) with the request's seeded generator
-          const pick = f.top[sampleToken(contrastScores(f.top, b.top, opts.alpha), r.sampling, rand)]!;
-          if ((f.endsTurn && pick.token === f.greedy) || pick.token === "" || END_OF_TURN_TOKEN.test(pick.token)) {
-            return { id: r.id, text, tokens, finishReason: "stop" as const };
-          }
-          text += pick.token;
-          tokens++;
-        }
-      }),
+      requests.map((r) => (signal: AbortSignal) => contrast.generate(r, opts, signal)),
       onProgress,
     );
   }
 
   /**
-   * Contrastive decoding needs next-token logprobs and assistant-prefix continuation: ask the
-   * server once. A 4xx means it refuses the parameters (contrast off, with a notice); any other
-   * failure is a real fault and propagates.
+   * How contrastive decoding can run here, asked once: the tokens transport (token-id prompts,
+   * "token_id:N" logprobs, prompt_logprobs for draft-and-verify; contrast-http.ts), else chat
+   * completions with next-token logprobs and assistant-prefix continuation. A 4xx means the server
+   * refuses the parameters (contrast off, with a notice); any other failure is a real fault and propagates.
    */
-  async probeContrast(): Promise<void> {
+  async probeContrast(opts: { strategy?: ContrastStrategy; draftTokens?: number; tokenizer?: LocalTokenizer } = {}): Promise<void> {
+    const server = this.contrastServer();
+    const tokens = await probeTokenTransport(server, opts.tokenizer, this.closer.signal);
+    const chatStep = (variant: VariantName, r: GenerationRequest, prefix: string, topK: number, signal: AbortSignal) => this.nextCandidates(variant, r, prefix, topK, signal);
+    const draftTokens = opts.draftTokens ?? DRAFT_TOKENS;
+    if (tokens.ok) {
+      this.capabilities.contrast = true;
+      this.contrast = new HttpContrast(server, { transport: "tokens", promptLogprobs: tokens.promptLogprobs, strategy: opts.strategy ?? "draft", draftTokens, tokenizer: opts.tokenizer }, chatStep);
+      if (!tokens.promptLogprobs && (opts.strategy ?? "draft") === "draft") {
+        this.notices.push("contrast ran token by token (two requests per token): the server has no prompt_logprobs for draft-and-verify");
+      }
+      return;
+    }
     let reason = "";
     try {
       const body = await requestJson(
@@ -391,13 +386,22 @@ class OpenAIBackend implements Backend {
         reason = `the server's logprobs answer is unusable (${err.message})`;
       } else throw err;
     }
-    if (!this.capabilities.contrast) this.notices.push(`contrast skipped: ${reason}`);
+    if (!this.capabilities.contrast) {
+      this.notices.push(`contrast skipped: ${reason}`);
+      return;
+    }
+    this.contrast = new HttpContrast(server, { transport: "chat", promptLogprobs: false, strategy: "step", draftTokens, tokenizer: opts.tokenizer }, chatStep);
+    this.notices.push(
+      `contrast ran over chat completions, token by token: the server offers no token-id prompts (${tokens.reason})` +
+        (opts.tokenizer ? "; token texts were mapped to ids with the subject's tokenizer" : "; without the subject's tokenizer its answers are marked unreliable and not judged"),
+    );
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.closer.abort(new BackendError("openai backend closed"));
+    if (this.served) await releaseAdapter(this.api, this.headers, this.policy, this.served);
   }
 }
 
@@ -432,6 +436,7 @@ export async function createOpenAIBackend(opts: OpenAIBackendOptions): Promise<B
     timeoutMs: opts.timeoutMs,
     maxRetries,
     deadline: opts.deadlineMs !== undefined ? Date.now() + opts.deadlineMs : undefined,
+    signal: opts.signal,
     // retries are worth a line in the CI log (the reason never carries headers or the key)
     onRetry: opts.onRetry ?? ((r) => log(`openai backend: retry ${r.attempt} in ${r.waitMs} ms after: ${r.reason}`)),
   };
@@ -458,44 +463,107 @@ export async function createOpenAIBackend(opts: OpenAIBackendOptions): Promise<B
     if (roots.length === 1) names.base = roots[0]!.id;
   }
 
+  let adapter: ServedAdapter | undefined;
   if (opts.loadAdapter) {
     if (!opts.rank1AdapterDir) throw new InputError("loadAdapter needs the adapter folder", "backend loadAdapter");
-    const path = resolvePath(opts.rank1AdapterDir);
     const name = names[rankVariant]!;
     const existing = served.find((m) => m.id === name);
-    if (existing && existing.root && resolvePath(existing.root) !== path) {
-      // a stale adapter of the same name from an earlier run would silently answer for ours
-      await requestJson({ method: "POST", url: `${api}/unload_lora_adapter`, headers, body: { lora_name: name }, responseType: "text" }, policy).catch((err) => {
-        throw new BackendError(`could not replace the adapter '${name}' the server already serves from another path: ${(err as Error).message}`, { cause: err });
-      });
-    }
-    if (!existing || (existing.root && resolvePath(existing.root) !== path)) {
+    // an adapter of this name served without a path was started with the server (--lora-modules): it stays
+    if (!existing || existing.root) {
+      if (existing) {
+        // a stale adapter of the same name from an earlier run would silently answer for ours
+        await requestJson({ method: "POST", url: `${api}/unload_lora_adapter`, headers, body: { lora_name: name }, responseType: "text" }, policy).catch((err) => {
+          throw new BackendError(`could not replace the adapter '${name}' the server already serves from another path: ${(err as Error).message}`, { cause: err });
+        });
+      }
+      adapter = { name, path: await servedCopy(opts.rank1AdapterDir, opts.servedAdapterDir) };
       try {
-        await requestJson({ method: "POST", url: `${api}/load_lora_adapter`, headers, body: { lora_name: name, lora_path: path }, responseType: "text" }, policy);
+        await requestJson({ method: "POST", url: `${api}/load_lora_adapter`, headers, body: { lora_name: name, lora_path: adapter.path }, responseType: "text" }, policy);
       } catch (err) {
+        await rm(adapter.path, { recursive: true, force: true }).catch(() => undefined);
         const status = err instanceof HttpError ? err.status : undefined;
         const hint =
           status === 404 || status === 405
             ? " (the server has no runtime adapter loading: for vLLM set VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or start it with --lora-modules)"
             : ` (vLLM rejects adapters above --max-lora-rank, default ${VLLM_DEFAULT_MAX_LORA_RANK})`;
-        throw new BackendError(`loading the adapter '${name}' from ${path} failed: ${(err as Error).message}${hint}`, { cause: err });
+        throw new BackendError(`loading the adapter '${name}' from ${adapter.path} failed: ${(err as Error).message}${hint}`, { cause: err });
       }
       // some vLLM versions leave runtime-loaded adapters out of /v1/models; the load said yes
       loaded.add(name);
-      served = await listModels();
     }
   }
+  try {
+    if (adapter) served = await listModels();
+    const ids = new Set(served.map((m) => m.id));
+    // SGLang picks an adapter with model = "<base id>:<adapter name>"
+    const isServed = (m: string) => ids.has(m) || loaded.has(m) || (m.includes(":") && ids.has(m.slice(0, m.lastIndexOf(":"))) && ids.has(m.slice(m.lastIndexOf(":") + 1)));
+    const missing = Object.entries(names)
+      .filter(([, m]) => !isServed(m))
+      .map(([variant, model]) => ({ variant, model }));
+    if (missing.length > 0 && opts.checkModels !== false) throw new InputError(missingModelsMessage(api, missing, [...ids], opts.rank), "backend models");
 
-  const ids = new Set(served.map((m) => m.id));
-  // SGLang picks an adapter with model = "<base id>:<adapter name>"
-  const isServed = (m: string) => ids.has(m) || loaded.has(m) || (m.includes(":") && ids.has(m.slice(0, m.lastIndexOf(":"))) && ids.has(m.slice(m.lastIndexOf(":") + 1)));
-  const missing = Object.entries(names)
-    .filter(([, m]) => !isServed(m))
-    .map(([variant, model]) => ({ variant, model }));
-  if (missing.length > 0 && opts.checkModels !== false) throw new InputError(missingModelsMessage(api, missing, [...ids], opts.rank), "backend models");
+    const backend = new OpenAIBackend(api, names, headers, policy, opts.concurrency, false, extras);
+    if (opts.contrast === false) backend.notices.push("contrast skipped: turned off in the configuration");
+    else {
+      const tokenizer = await loadLocalTokenizer(opts.tokenizerDir).catch(() => undefined);
+      await backend.probeContrast({ strategy: opts.contrastStrategy, draftTokens: opts.draftTokens, tokenizer });
+    }
+    backend.served = adapter;
+    return backend;
+  } catch (err) {
+    // the caller never gets this backend to close: the adapter goes now
+    if (adapter) await releaseAdapter(api, headers, policy, adapter);
+    throw err;
+  }
+}
 
-  const backend = new OpenAIBackend(api, names, headers, policy, opts.concurrency, false, extras);
-  if (opts.contrast === false) backend.notices.push("contrast skipped: turned off in the configuration");
-  else await backend.probeContrast();
-  return backend;
+/** The rank-k adapter as the server holds it: its name and the folder it was loaded from. */
+interface ServedAdapter {
+  name: string;
+  path: string;
+}
+
+/**
+ * The folder the server loads the rank-k adapter from: a copy of `dir` that stays where it is
+ * for as long as the server holds it (vLLM keeps the path and reads it again when the adapter
+ * falls out of its cache). The scan writes `dir` inside its staging folder, which is renamed
+ * when the report is done, so the server is never given that: createBackend names a place
+ * next to the output (where a server sharing the file system sees it); by default the copy
+ * sits next to `dir`. releaseAdapter removes it after the unload.
+ */
+async function servedCopy(dir: string, at?: string): Promise<string> {
+  const from = resolvePath(dir);
+  const to = at ? resolvePath(at) : join(dirname(from), `.${basename(from)}.served-${process.pid}-${randomBytes(6).toString("hex")}`);
+  try {
+    await mkdir(dirname(to), { recursive: true });
+    await cp(from, to, { recursive: true, errorOnExist: true, force: false });
+  } catch (err) {
+    await rm(to, { recursive: true, force: true }).catch(() => undefined);
+    throw new BackendError(`could not copy the adapter ${from} to ${to} for the server: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
+  return to;
+}
+
+/** Give an unload this long: a scan that is ending (or failed) waits no longer for a server that does not answer. */
+const UNLOAD_TIMEOUT_MS = 10_000;
+
+/**
+ * Unload the adapter this backend loaded, then remove its served copy. Never throws: an unload
+ * that fails leaves the copy in place (the server still reads it) and says so in the log.
+ */
+async function releaseAdapter(api: string, headers: Record<string, string>, policy: RequestPolicy, adapter: ServedAdapter): Promise<void> {
+  // the scan's own signal may be what ended it: the unload still goes out, briefly
+  const brief: RequestPolicy = { ...policy, signal: undefined, timeoutMs: Math.min(policy.timeoutMs, UNLOAD_TIMEOUT_MS), maxRetries: Math.min(policy.maxRetries, 1), deadline: undefined };
+  try {
+    await requestJson({ method: "POST", url: `${api}/unload_lora_adapter`, headers, body: { lora_name: adapter.name }, responseType: "text" }, brief);
+  } catch (err) {
+    log(`openai backend: could not unload the adapter '${adapter.name}' (${(err as Error).message}); its files stay at ${adapter.path} while the server holds them`);
+    return;
+  }
+  await rm(adapter.path, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/** The server root of an API base (`…/v1` → `…`): vLLM serves /tokenize and /detokenize there. */
+function serverRoot(api: string): string {
+  return api.replace(/\/v1$/, "");
 }

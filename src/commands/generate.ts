@@ -52,9 +52,9 @@ export function register(program: Command): void {
   program
     .command("generate")
     .description("generate a reply to --prompt with the embedded engine")
-    .option("--model <dir>", "base model folder (config.json, safetensors, tokenizer files)")
-    .option("--adapter <dir>", "PEFT LoRA adapter: use base + adapter")
-    .option("--finetuned <dir>", "fully fine-tuned checkpoint: use it")
+    .option("--model <dir|id>", "base model folder (config.json, safetensors, tokenizer files) or Hub id org/name[@rev]")
+    .option("--adapter <dir|id>", "PEFT LoRA adapter (folder or Hub id): use base + adapter")
+    .option("--finetuned <dir|id>", "fully fine-tuned checkpoint (folder or Hub id): use it")
     .option("--rank <k>", "use base + the rank-K truncation of the fine-tune's ΔW")
     .option("--prompt <text>", "the user message")
     .option("--system <text>", "a system message")
@@ -64,6 +64,7 @@ export function register(program: Command): void {
     .option("--seed <s>", "sampling seed: the same seed gives the same text (default 0)")
     .option("--device <device>", "cpu or cuda", "cpu")
     .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
+    .option("--precision <p>", "how base weights are stored: auto (default: by free memory and model size), f32, bf16, int8 or int4")
     .action(async (args: GenerateArgs) => {
       process.stdout.write(`${await runGenerate(args)}\n`);
     });

@@ -13,6 +13,8 @@ import { choiceFlag, integerFlag, namedOrigin, parseInteger, requiredFlag, type 
 import { variantForRank } from "../chat/types";
 import { loadSubject } from "../engine/variants";
 import type { LoadedModel } from "../engine/model";
+import { resolveModelFlags } from "../io/model-ref";
+import { PRECISION_CHOICES } from "../engine/precision";
 
 /** Flags shared by `logits` and `generate` that pick the subject and its variant. */
 export interface SubjectArgs {
@@ -22,6 +24,7 @@ export interface SubjectArgs {
   rank?: string;
   device?: string;
   threads?: string;
+  precision?: string;
 }
 
 /** Load the subject the flags name; the variant is rank<K> with --rank, full with a fine-tune, else base. */
@@ -30,7 +33,10 @@ export async function openSubject(args: SubjectArgs): Promise<{ model: LoadedMod
   const device = choiceFlag(args.device, "--device", DEVICES);
   const rank = integerFlag(args.rank, "--rank", { min: 1, max: MAX_RANK });
   const threads = integerFlag(args.threads, "--threads", { min: 1, max: MAX_THREADS });
-  const loaded = await loadSubject({ model, adapter: args.adapter, finetuned: args.finetuned, rank, device, threads });
+  const precision = choiceFlag(args.precision, "--precision", PRECISION_CHOICES);
+  // each model flag is a folder or a Hub id, fetched once every other flag is known to be good
+  const dirs = await resolveModelFlags({ model, adapter: args.adapter, finetuned: args.finetuned }, { model: "--model", adapter: "--adapter", finetuned: "--finetuned" });
+  const loaded = await loadSubject({ ...dirs, rank, device, threads, precision });
   const variant = rank !== undefined ? variantForRank(rank) : args.adapter || args.finetuned ? "full" : "base";
   return { model: loaded, variant };
 }
@@ -70,13 +76,14 @@ export function register(program: Command): void {
   program
     .command("logits")
     .description("print the logits of every position of --ids as JSON (conformance hook)")
-    .option("--model <dir>", "base model folder (config.json + safetensors)")
-    .option("--adapter <dir>", "PEFT LoRA adapter: use base + adapter")
-    .option("--finetuned <dir>", "fully fine-tuned checkpoint: use it")
+    .option("--model <dir|id>", "base model folder (config.json + safetensors) or Hub id org/name[@rev]")
+    .option("--adapter <dir|id>", "PEFT LoRA adapter (folder or Hub id): use base + adapter")
+    .option("--finetuned <dir|id>", "fully fine-tuned checkpoint (folder or Hub id): use it")
     .option("--rank <k>", "use base + the rank-K truncation of the fine-tune's ΔW")
     .option("--ids <ids>", "comma-separated token ids (no BOS is added)")
     .option("--device <device>", "cpu or cuda", "cpu")
     .option("--threads <n>", "ONNX Runtime intra-op threads (default: all cores)")
+    .option("--precision <p>", "how base weights are stored: auto (default: by free memory and model size), f32, bf16, int8 or int4")
     .action(async (args: SubjectArgs & { ids?: string }) => {
       process.stdout.write(`${await runLogits(args)}\n`);
     });

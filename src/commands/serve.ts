@@ -16,6 +16,8 @@ import { DEVICES } from "../linalg/device";
 import { choiceFlag, integerFlag, type Bounds } from "../validate";
 import { DEFAULT_MAX_BATCH, DEFAULT_MAX_TOKENS_LIMIT, SHUTDOWN_GRACE_MS, startOpenAIServer } from "../serve/openai-server";
 import { parseVariantSpec, serveEngineFromModel } from "../serve/engine";
+import { resolveModelRef } from "../io/model-ref";
+import { PRECISION_CHOICES } from "../engine/precision";
 
 /** vLLM's default port, so client configs carry over. */
 export const DEFAULT_PORT = 8000;
@@ -37,24 +39,27 @@ interface ServeFlags {
   maxTokens: string;
   maxBatch: string;
   runtimeAdapters?: boolean;
+  precision?: string;
 }
 
 export function register(program: Command): void {
   program
     .command("serve")
     .description("serve the embedded engine as an OpenAI-compatible server (base + adapters by name)")
-    .requiredOption("--model <dir>", "base model checkpoint folder (served as 'base')")
-    .option("--adapter <name=dir[@rankK]>", "LoRA adapter served as NAME; @rankK truncates it to rank K (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
-    .option("--finetuned <name=dir[@rankK]>", "full fine-tuned checkpoint served as NAME; @rankK serves its ΔW truncated to rank K (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
+    .requiredOption("--model <dir|id>", "base model checkpoint folder or Hub id org/name[@rev] (served as 'base')")
+    .option("--adapter <name=dir[@rankK]>", "LoRA adapter (folder or Hub id) served as NAME; @rankK truncates it to rank K (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
+    .option("--finetuned <name=dir[@rankK]>", "full fine-tuned checkpoint (folder or Hub id) served as NAME; @rankK serves its ΔW truncated to rank K (repeatable)", (v: string, acc: string[]) => [...acc, v], [])
     .option("--port <p>", "port (0 = any free port)", String(DEFAULT_PORT))
     .option("--host <addr>", "address to bind", "127.0.0.1")
     .option("--device <cpu|cuda>", "where the engine runs", "cpu")
+    .option("--precision <p>", "how base weights are stored: auto (default: by free memory and model size), f32, bf16, int8 or int4")
     .option("--max-tokens <n>", "largest max_tokens a request may ask for", String(DEFAULT_MAX_TOKENS_LIMIT))
     .option("--max-batch <n>", "most requests decoding at once (the KV cache's memory grows with them)", String(DEFAULT_MAX_BATCH))
     .option("--runtime-adapters", "allow POST /v1/load_lora_adapter (on by default when bound to loopback)")
     .action(async (flags: ServeFlags) => {
       const port = integerFlag(flags.port, "--port", PORT);
       const device = choiceFlag(flags.device, "--device", DEVICES);
+      const precisionChoice = choiceFlag(flags.precision, "--precision", PRECISION_CHOICES);
       const maxTokensLimit = integerFlag(flags.maxTokens, "--max-tokens", POSITIVE);
       const maxBatch = integerFlag(flags.maxBatch, "--max-batch", POSITIVE);
       const adapters = flags.adapter.map((v) => parseVariantSpec(v, "--adapter"));
@@ -67,19 +72,27 @@ export function register(program: Command): void {
       const runtimeAdapters = flags.runtimeAdapters ?? loopback;
       if (!loopback) log(`serve: binding ${flags.host}: the server is reachable from other machines${process.env[SERVE_API_KEY_ENV] ? "" : ` and has no API key (set ${SERVE_API_KEY_ENV})`}`);
 
+      // every model argument is a folder or a Hub id (io/model-ref.ts), fetched before anything loads
+      const base = await resolveModelRef(flags.model, { what: "--model" });
+      for (const v of adapters) v.dir = (await resolveModelRef(v.dir, { what: `--adapter ${v.name}` })).dir;
+      for (const v of finetuned) v.dir = (await resolveModelRef(v.dir, { what: `--finetuned ${v.name}` })).dir;
+
       const { loadModel } = await import("../engine/index");
       const { addFinetunedVariant, readAdapterModules, readFinetuneLowRank } = await import("../engine/variants");
-      log(`serve: loading ${flags.model}`);
-      const model = await loadModel(flags.model, { device });
+      const { decideSubjectPrecision, DEFAULT_WORKLOAD } = await import("../engine/subject-precision");
+      // every variant runs on one base at this precision; the KV cache of --max-batch rows is counted
+      const { precision } = await decideSubjectPrecision({ model: base.dir, precision: precisionChoice, device, workload: { ...DEFAULT_WORKLOAD, batch: maxBatch } });
+      log(`serve: loading ${base.label} at ${precision}`);
+      const model = await loadModel(base.dir, { device, precision });
       void model.tokenizer; // fail now (exit 2) when the folder has no tokenizer
       for (const a of adapters) {
         log(`serve: adapter ${a.name} from ${a.dir}${a.rank ? ` truncated to rank ${a.rank}` : ""}`);
-        model.addLoraVariant(a.name, await readAdapterModules(flags.model, a.dir, { rank: a.rank, quiet: true }));
+        model.addLoraVariant(a.name, await readAdapterModules(base.dir, a.dir, { rank: a.rank, quiet: true }));
       }
       for (const f of finetuned) {
         if (f.rank !== undefined) {
           log(`serve: fine-tune ${f.name} from ${f.dir}, ΔW truncated to rank ${f.rank}`);
-          model.addLoraVariant(f.name, await readFinetuneLowRank(flags.model, f.dir, f.rank, { quiet: true }));
+          model.addLoraVariant(f.name, await readFinetuneLowRank(base.dir, f.dir, f.rank, { quiet: true }));
         } else {
           log(`serve: fine-tune ${f.name} from ${f.dir}`);
           await addFinetunedVariant(model, f.name, f.dir);
@@ -90,7 +103,8 @@ export function register(program: Command): void {
       const server = await startOpenAIServer(serveEngineFromModel(model), {
         host: flags.host,
         port,
-        modelId: isAbsolute(flags.model) ? flags.model : resolve(flags.model),
+        // a Hub model is named {org}/{name}@{commit}, as every report names it
+        modelId: base.hub ? base.label : isAbsolute(base.dir) ? base.dir : resolve(base.dir),
         maxTokensLimit,
         maxBatch,
         apiKey,

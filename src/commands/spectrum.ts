@@ -8,12 +8,13 @@ import type { Command } from "commander";
 import { open, realpath, stat } from "node:fs/promises";
 import { dirname, basename, join, resolve, sep } from "node:path";
 import { InputError } from "../errors";
-import { writeFileAtomic } from "../io/atomic";
+import { untilAborted, writeFileAtomic } from "../io/atomic";
 import { withDeltaSubject, type DeltaSubjectPaths } from "../delta/pass";
 import { adapterSpectrum, DEFAULT_TOP_K, fullSpectrum } from "../delta/spectrum";
 import { DEFAULT_TABLE_MODULES, formatSpectrum } from "../delta/table";
 import type { SpectrumReport } from "../delta/types";
 import { integerFlag } from "../validate";
+import { resolveModelFlags } from "../io/model-ref";
 
 /** Largest --top-k accepted: each value costs a pass-pair over ΔW, and the report keeps ≤ 64. */
 const MAX_TOP_K = 64;
@@ -81,27 +82,32 @@ export async function checkJsonOutput(path: string, inputs: ReadonlyArray<string
   }
 }
 
+/** The model flags every delta command takes: a folder or a Hub id each (io/model-ref.ts). */
+export const SUBJECT_FLAGS = Object.freeze({ base: "--base", adapter: "--adapter", finetuned: "--finetuned" });
+
 /** Measure the spectrum the flags describe, closing every file it opened. */
 export async function measureSpectrum(args: SpectrumArgs): Promise<SpectrumReport> {
-  const subject = subjectOf(args); // flag errors first, before --top-k
+  subjectOf(args); // flag errors first, before --top-k
   const topK = integerFlag(args.topK, "--top-k", { min: 1, max: MAX_TOP_K, expected: `a positive integer up to ${MAX_TOP_K}` }) ?? DEFAULT_TOP_K;
+  const subject = subjectOf(await resolveModelFlags(args, SUBJECT_FLAGS));
   return withDeltaSubject(subject, (s) => (s.kind === "lora" ? adapterSpectrum(s.adapter) : fullSpectrum(s.base, s.finetuned, { topK })));
 }
 
-export function register(program: Command): void {
+/** `signal`: the edge's interruption; the measurement is left at once and nothing is written. */
+export function register(program: Command, signal?: AbortSignal): void {
   program
     .command("spectrum")
     .description("singular values, stable rank and effective rank of every fine-tuning update ΔW")
-    .option("--base <dir>", "base model folder (optional for a LoRA adapter: checks module shapes)")
-    .option("--adapter <dir>", "PEFT LoRA adapter folder")
-    .option("--finetuned <dir>", "fully fine-tuned model folder (needs --base)")
+    .option("--base <dir|id>", "base model folder or Hub id org/name[@rev] (optional for a LoRA adapter: checks module shapes)")
+    .option("--adapter <dir|id>", "PEFT LoRA adapter folder or Hub id")
+    .option("--finetuned <dir|id>", "fully fine-tuned model folder or Hub id (needs --base)")
     .option("--json <file>", "write {\"spectrum\": …} (the report.json part) to this file")
     .option("--top-k <k>", `singular values per module of a full fine-tune (default ${DEFAULT_TOP_K})`)
     .option("--show <n>", `modules listed in the table (default ${DEFAULT_TABLE_MODULES})`)
     .action(async (args: SpectrumArgs) => {
       const show = integerFlag(args.show, "--show", { min: 1, max: Number.MAX_SAFE_INTEGER }) ?? DEFAULT_TABLE_MODULES;
       if (args.json !== undefined) await checkJsonOutput(args.json, [args.base, args.adapter, args.finetuned]);
-      const report = await measureSpectrum(args);
+      const report = await untilAborted(measureSpectrum(args), signal);
       if (args.json) await writeFileAtomic(args.json, `${JSON.stringify({ spectrum: report }, null, 2)}\n`);
       process.stdout.write(formatSpectrum(report, show));
     });

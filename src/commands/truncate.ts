@@ -5,14 +5,15 @@
  */
 import type { Command } from "commander";
 import { InputError } from "../errors";
-import { checkOutputDir } from "../io/atomic";
+import { checkOutputDir, untilAborted } from "../io/atomic";
 import { ADAPTER_CONFIG_FILE } from "../io/peft";
 import { log } from "../progress";
 import { withDeltaSubject, writeRankAdapter, type DeltaSubject } from "../delta/pass";
 import { fullLayout } from "../delta/truncate";
 import { MAX_RANK } from "../delta/limits";
 import { integerFlag, requiredFlag } from "../validate";
-import { subjectOf } from "./spectrum";
+import { subjectOf, SUBJECT_FLAGS } from "./spectrum";
+import { resolveModelFlags } from "../io/model-ref";
 
 export interface TruncateArgs {
   base?: string;
@@ -51,27 +52,30 @@ function checkRankFits(s: DeltaSubject, k: number): void {
 }
 
 export async function runTruncate(args: TruncateArgs): Promise<void> {
-  const subject = subjectOf(args); // flag errors first, before the rank and the output
+  subjectOf(args); // flag errors first, before the rank and the output
   const k = integerFlag(requiredFlag(args.rank, "--rank", "the rank K to keep"), "--rank", { min: 1, max: MAX_RANK, expected: `an integer from 1 to ${MAX_RANK}` });
   const out = requiredFlag(args.out, "--out", "the folder to write the truncated adapter to");
-  await checkOutputDir(out, { inputs: [args.base, args.adapter, args.finetuned], marker: ADAPTER_CONFIG_FILE, flag: "--out" });
-  await withDeltaSubject(subject, (s) => {
+  // Hub ids become their cache folders here: --out must not land inside one either
+  const dirs = await resolveModelFlags(args, SUBJECT_FLAGS);
+  await checkOutputDir(out, { inputs: [dirs.base, dirs.adapter, dirs.finetuned], marker: ADAPTER_CONFIG_FILE, flag: "--out" });
+  await withDeltaSubject(subjectOf(dirs), (s) => {
     checkRankFits(s, k);
     return writeRankAdapter(s, k, out);
   });
   log(`wrote rank-${k} adapter to ${out}`);
 }
 
-export function register(program: Command): void {
+/** `signal`: the edge's interruption; the truncation is left at once and the edge removes its staging folder. */
+export function register(program: Command, signal?: AbortSignal): void {
   program
     .command("truncate")
     .description("write the best rank-K approximation of every ΔW as a PEFT LoRA adapter")
-    .option("--base <dir>", "base model folder (optional with --adapter: checks module shapes)")
-    .option("--adapter <dir>", "PEFT LoRA adapter folder")
-    .option("--finetuned <dir>", "fully fine-tuned model folder (needs --base)")
+    .option("--base <dir|id>", "base model folder or Hub id org/name[@rev] (optional with --adapter: checks module shapes)")
+    .option("--adapter <dir|id>", "PEFT LoRA adapter folder or Hub id")
+    .option("--finetuned <dir|id>", "fully fine-tuned model folder or Hub id (needs --base)")
     .option("--rank <k>", "rank to keep (1 for the audit's rank1 variant)")
     .option("--out <dir>", "output adapter folder (written atomically)")
     .action(async (args: TruncateArgs) => {
-      await runTruncate(args);
+      await untilAborted(runTruncate(args), signal);
     });
 }

@@ -5,7 +5,7 @@
  *   top-k singular values by randomized subspace iteration, plus the other changed tensors.
  */
 import type { Checkpoint, LoraAdapter } from "../io/types";
-import type { ModuleSpectrum, OtherChange, SpectrumReport } from "./types";
+import type { ModuleSpectrum, OtherChange, SpectrumReport, VocabularyGrowth } from "./types";
 import { summarise } from "./stats";
 import { walkAdapter, walkFull, type DeltaStep, type WalkOptions } from "./walk";
 
@@ -18,16 +18,23 @@ export type FullSpectrumOptions = Pick<WalkOptions, "onProgress" | "quiet" | "to
 export class SpectrumCollector {
   private readonly modules: ModuleSpectrum[] = [];
   private readonly otherChanges: OtherChange[] = [];
+  private addedTokens?: VocabularyGrowth;
 
   add(step: DeltaStep): void {
     if (step.kind === "module") this.modules.push(step.spectrum);
-    else this.otherChanges.push(step.change);
+    else if (step.kind === "other") this.otherChanges.push(step.change);
+    else this.addedTokens = step.growth;
   }
 
-  /** `otherChanges` only where the walk measures other tensors (full fine-tunes), as report.json has it. */
+  /**
+   * `otherChanges` only where the walk measures other tensors (full fine-tunes), as report.json
+   * has it; `addedTokens` only where the fine-tune added vocabulary rows.
+   */
   report(withOtherChanges: boolean): SpectrumReport {
-    const { modules, otherChanges } = this;
-    return withOtherChanges ? { modules, summary: summarise(modules), otherChanges } : { modules, summary: summarise(modules) };
+    const { modules, otherChanges, addedTokens } = this;
+    const out: SpectrumReport = withOtherChanges ? { modules, summary: summarise(modules), otherChanges } : { modules, summary: summarise(modules) };
+    if (addedTokens) out.addedTokens = addedTokens;
+    return out;
   }
 }
 

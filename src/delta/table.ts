@@ -103,5 +103,13 @@ export function formatSpectrum(report: SpectrumReport, show = DEFAULT_TABLE_MODU
       ),
     );
   }
+  const added = report.addedTokens;
+  if (added) {
+    out.push("");
+    out.push(
+      `added token rows: ${added.rows - added.baseRows} (vocabulary ${added.baseRows} → ${added.rows}) in ${added.tensors.join(", ")}; ` +
+        `ΔT above covers the ${added.baseRows} shared rows, the added ones have no base counterpart and are kept as they are`,
+    );
+  }
   return `${out.join("\n")}\n`;
 }

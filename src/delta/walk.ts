@@ -23,7 +23,8 @@ import { TensorBlockReader } from "./block-reader";
 import { checkModulePair, checkPairing, denseDelta, denseTopK, tensorChange } from "./dense-delta";
 import { MAX_RANK } from "./limits";
 import { moduleSpectrum } from "./stats";
-import type { ModuleSpectrum, OtherChange } from "./types";
+import type { ModuleSpectrum, OtherChange, VocabularyGrowth } from "./types";
+import { sharedRows, vocabularyGrowth } from "./vocab-growth";
 
 /** Singular values computed per dense module by default (the issue's k = 8). */
 export const DEFAULT_TOP_K = 8;
@@ -36,7 +37,11 @@ export type ProgressFn = (done: number, total: number, name: string) => void;
  * except for a full fine-tune's unchanged module: ΔW = 0 has no factors worth writing), or a
  * changed non-linear tensor.
  */
-export type DeltaStep = { kind: "module"; spectrum: ModuleSpectrum; truncated?: LoraModule } | { kind: "other"; change: OtherChange };
+export type DeltaStep =
+  | { kind: "module"; spectrum: ModuleSpectrum; truncated?: LoraModule }
+  | { kind: "other"; change: OtherChange }
+  /** first, where a full fine-tune added tokens: its added vocabulary rows (the other steps cover the shared rows) */
+  | { kind: "vocabulary"; growth: VocabularyGrowth };
 
 /**
  * What callers of the walk may set; every user of the walk (spectrum.ts, truncate.ts, pass.ts)
@@ -67,7 +72,9 @@ export interface WalkRequest extends WalkOptions {
 
 /**
  * A full fine-tune's walk. "all" (default): every tensor of the pair, whose names and shapes
- * must agree, with the changed non-linear tensors as steps (what a spectrum reports). "linear":
+ * must agree, with the changed non-linear tensors as steps (what a spectrum reports); a
+ * fine-tune that added tokens is compared on the rows its vocabulary matrices share with the
+ * base, and its added rows are the first step (vocab-growth.ts). "linear":
  * a truncation only, which needs a rank: only the decoder linears, each checked against the base
  * (the other tensors are not read), and a top-`rank` SVD each, so the steps' spectra hold only
  * those `rank` values.
@@ -174,20 +181,24 @@ export function walkFull(base: Checkpoint, finetuned: Checkpoint, opts: FullWalk
   const onWarning = opts.onWarning ?? printWarning;
   const everything = (opts.tensors ?? "all") === "all";
   const linear = new Set(linearModuleNames(finetuned).map((m) => `${m}.weight`));
-  const tensors = everything ? checkPairing(base, finetuned) : [...linear];
+  // added tokens: the vocabulary matrices are compared on the rows the base has (vocab-growth.ts)
+  const growth = everything ? vocabularyGrowth(base, finetuned) : undefined;
+  const ft = growth ? sharedRows(finetuned, growth) : finetuned;
+  const tensors = everything ? checkPairing(base, ft) : [...linear];
   if (linear.size === 0) throw new InputError("has no linear modules under model.layers.N (is it a decoder checkpoint?)", finetuned.dir);
   return (async function* () {
+    if (growth) yield { kind: "vocabulary", growth };
     const p = progressOf(tensors.length, opts);
     let done = 0;
     // two tensors × (the block being visited + the one being prefetched)
-    const blocks = TensorBlockReader.open([base, finetuned], 4);
+    const blocks = TensorBlockReader.open([base, ft], 4);
     let deltaBuffer: Float32Array | undefined;
     try {
       for (const name of tensors) {
         const module = name.slice(0, -".weight".length);
         if (linear.has(name)) {
-          if (!everything) checkModulePair(base, finetuned, module);
-          const { delta, rows, cols, frobenius } = await denseDelta(base, finetuned, module, { blocks, into: deltaBuffer });
+          if (!everything) checkModulePair(base, ft, module);
+          const { delta, rows, cols, frobenius } = await denseDelta(base, ft, module, { blocks, into: deltaBuffer });
           if (!deltaBuffer || delta.buffer !== deltaBuffer.buffer) deltaBuffer = delta;
           // measuring, one SVD serves both: its top topK values for the spectrum, its top-rank triples
           // for the factors; truncating only, no value past the rank is computed
@@ -212,7 +223,7 @@ export function walkFull(base: Checkpoint, finetuned: Checkpoint, opts: FullWalk
           const truncated = rank === undefined || frobenius === 0 ? undefined : rankKModule({ name: module, outFeatures: rows, inFeatures: cols }, rank, sqrtSplit(top, rows, cols, Math.min(rank, rows, cols)));
           yield { kind: "module", spectrum, truncated };
         } else {
-          const change = await tensorChange(base, finetuned, name, blocks);
+          const change = await tensorChange(base, ft, name, blocks);
           if (change) yield { kind: "other", change };
         }
         p.tick(++done, everything ? name : module);

@@ -5,15 +5,18 @@
  * back with the error, so the report can still show them (verdict neutral). An InputError is
  * not a backend failure but a fault in the subject's files found while generating (a chat
  * template that raises or renders nothing, a context shorter than the prompts, NaN weights):
- * it is thrown, so the scan stops with exit 2 naming the file and writes nothing.
+ * it is thrown, so the scan stops with exit 2 naming the file and writes nothing. An interrupted
+ * run (opts.signal) ends like a failure: what finished comes back, with the signal's reason.
  */
 import { InputError } from "../errors";
+import { untilAborted } from "../io/atomic";
 import type { Backend } from "../backends/backend";
 import type { ContrastOptions, GenerationResult } from "../chat/types";
 import type { Attempt, ElicitationReport, ProbeRecord } from "./types";
 import { progress, type ProgressOptions } from "../progress";
 import { buildRequests, type SamplingPlan } from "./plan";
 import { systemPromptFor, type Probe } from "./probes";
+import { answeredAlike } from "./identity";
 
 export const CONTRAST_VARIANT = "contrast";
 
@@ -28,6 +31,12 @@ export interface ElicitOptions {
   contrast?: ContrastOptions;
   rank: number;
   progress?: ProgressOptions;
+  /**
+   * An interrupted run: no variant starts after it aborts, and the one running is left at once
+   * (its results dropped), even on a backend that does not stop itself; the transcripts of the
+   * variants done come back with the signal's reason as the error.
+   */
+  signal?: AbortSignal;
 }
 
 export interface ElicitResult {
@@ -103,7 +112,10 @@ export async function runElicitation(opts: ElicitOptions): Promise<ElicitResult>
     notices.push(`ordinary prompts were sent with the system prompt "${ordinarySystem}" (the default one asks about the model itself, which is an interrogation)`);
   }
 
+  const stopped = (): ElicitResult | undefined => (opts.signal?.aborted ? { report, completedVariants: completed, error: asError(opts.signal.reason) } : undefined);
   for (const v of opts.variants) {
+    const interrupted = stopped();
+    if (interrupted) return interrupted;
     if (!served.has(v)) {
       return { report, completedVariants: completed, error: new Error(`backend ${backend.name} does not serve variant ${v}`) };
     }
@@ -111,42 +123,62 @@ export async function runElicitation(opts: ElicitOptions): Promise<ElicitResult>
     try {
       let last = 0;
       const start = performance.now();
-      const results = await backend.generate(v, requests, (done) => {
-        bar.tick(Math.max(0, done - last));
-        last = Math.max(last, done);
-      });
+      const results = await untilAborted(
+        backend.generate(v, requests, (done) => {
+          bar.tick(Math.max(0, done - last));
+          last = Math.max(last, done);
+        }),
+        opts.signal,
+      );
       store(records, probes, plan.samples, v, results, since(start));
       bar.done();
       completed.push(v);
     } catch (err) {
-      bar.done("failed");
-      if (err instanceof InputError) throw err;
-      return { report, completedVariants: completed, error: err instanceof Error ? err : new Error(String(err)) };
+      bar.done(opts.signal?.aborted ? "interrupted" : "failed");
+      if (err instanceof InputError && !opts.signal?.aborted) throw err;
+      return stopped() ?? { report, completedVariants: completed, error: asError(err) };
     }
   }
 
   if (opts.contrast) {
+    const interrupted = stopped();
+    if (interrupted) return interrupted;
     if (!backend.capabilities.contrast || !backend.contrastiveGenerate) {
       notices.push(`contrast skipped: the ${backend.name} backend cannot do contrastive decoding`);
+    } else if (backend.name !== "embedded" && answeredAlike(records, "base", "full")) {
+      // checked before any contrastive request: on such a server contrast would cost thousands of
+      // requests and measure nothing (the embedded engine builds its variants itself, so there
+      // identical answers are a measurement and contrast still runs)
+      notices.push(`contrast skipped: full answered all ${records.length} prompts exactly like base, so the server is probably not applying the fine-tune`);
     } else {
       const bar = progress(`elicit ${CONTRAST_VARIANT}`, requests.length, opts.progress);
       try {
         let last = 0;
         const start = performance.now();
-        const results = await backend.contrastiveGenerate(requests, opts.contrast, (done) => {
-          bar.tick(Math.max(0, done - last));
-          last = Math.max(last, done);
-        });
+        const results = await untilAborted(
+          backend.contrastiveGenerate(requests, opts.contrast, (done) => {
+            bar.tick(Math.max(0, done - last));
+            last = Math.max(last, done);
+          }),
+          opts.signal,
+        );
         store(records, probes, plan.samples, CONTRAST_VARIANT, results, since(start));
         bar.done();
+        const unreliable = results.find((r) => r.unreliable)?.unreliable;
+        if (unreliable) {
+          (report.unreliable ??= {})[CONTRAST_VARIANT] = unreliable;
+          notices.push(`contrast answers are unreliable and were not judged: ${unreliable}`);
+        }
         variants.push(CONTRAST_VARIANT);
         completed.push(CONTRAST_VARIANT);
       } catch (err) {
-        bar.done("failed");
-        if (err instanceof InputError) throw err;
-        return { report, completedVariants: completed, error: err instanceof Error ? err : new Error(String(err)) };
+        bar.done(opts.signal?.aborted ? "interrupted" : "failed");
+        if (err instanceof InputError && !opts.signal?.aborted) throw err;
+        return stopped() ?? { report, completedVariants: completed, error: asError(err) };
       }
     }
   }
   return { report, completedVariants: completed };
 }
+
+const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));

@@ -5,6 +5,7 @@
  */
 import type { ContrastOptions } from "../chat/types";
 import type { Bounds } from "../validate";
+import { MAX_RANK } from "../delta/limits";
 import { DEFAULT_SYSTEM_PROMPT, defaultProbes, type Probe } from "./probes";
 
 export interface ContrastSettings extends ContrastOptions {
@@ -25,6 +26,30 @@ export interface ElicitSettings {
   maxTokens: number;
   systemPrompt: string;
   contrast: ContrastSettings;
+  /**
+   * the rank ladder: more truncation ranks, each run as its own variant `rank<k>` beside the
+   * scan's `rank` (which is always a rung); undefined = the scan's rank alone (`[1]` by default)
+   */
+  ranks?: number[];
+  /**
+   * layer attribution for high and medium findings: re-run the probes that showed a finding with
+   * the rank-k truncation cut to groups of layers (judge/attribution.ts); the embedded engine only
+   */
+  attribution: boolean;
+}
+
+/**
+ * Rungs of a rank ladder at most: each is one more variant over the whole suite, so eight
+ * (1, 2, 4 … 128) already multiply a scan's generation cost by three.
+ */
+export const MAX_LADDER_RUNGS = 8;
+
+/** A ladder's rungs: truncation ranks the delta stage accepts (delta/limits.ts), at most MAX_LADDER_RUNGS of them. */
+export const LADDER_BOUNDS: Readonly<Bounds & { maxEntries: number }> = Object.freeze({ min: 1, max: MAX_RANK, maxEntries: MAX_LADDER_RUNGS });
+
+/** The ladder a scan runs: its `ranks` and its own rank, ascending, each once. */
+export function ladderRanks(ranks: readonly number[] | undefined, rank: number): number[] {
+  return [...new Set([...(ranks ?? []), rank])].sort((a, b) => a - b);
 }
 
 /** Greedy decoding is the default for one sample; several samples need a temperature to differ. */
@@ -82,5 +107,6 @@ export function defaultElicitSettings(): ElicitSettings {
     maxTokens: DEFAULT_MAX_TOKENS,
     systemPrompt: DEFAULT_SYSTEM_PROMPT,
     contrast: { ...DEFAULT_CONTRAST },
+    attribution: true,
   };
 }

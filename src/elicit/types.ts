@@ -35,6 +35,11 @@ export interface Attempt {
 export interface ElicitationReport {
   backend: string;
   rank: number;
+  /**
+   * the rank ladder that ran, ascending, `rank` among them: one variant rank<k> per rank, over the
+   * whole suite (config `ranks`); absent when only `rank` ran
+   */
+  ranks?: number[];
   variants: string[];
   samples: number;
   temperature: number;
@@ -42,4 +47,9 @@ export interface ElicitationReport {
   probes: ProbeRecord[];
   /** e.g. "contrast skipped: the server returns no logprobs" */
   notices: string[];
+  /**
+   * variant → why its answers cannot be trusted (a server's token texts that could not be mapped
+   * back to ids): they stay in the transcripts, judge/ does not judge them, and `notices` says so
+   */
+  unreliable?: Record<string, string>;
 }

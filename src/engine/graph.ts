@@ -7,7 +7,9 @@
  * than batch 1), and the caller drops its own copy once the segment's session exists. Loading
  * segment by segment keeps the load's peak memory at about the model plus one segment, and
  * no protobuf approaches the 2 GB limit. Linear weights are pre-transposed ([in, out]) for plain
- * MatMul; q/k/v and gate/up are fused into one matrix each.
+ * MatMul; q/k/v and gate/up are fused into one matrix each. At int8 / int4 (precision.ts) the
+ * linears and the head are com.microsoft MatMulNBits nodes on block-quantized weights in their
+ * [out, in] layout instead (quantize.ts); the LoRA side paths stay float32 MatMuls either way.
  *
  * Run-time inputs (computed by the caller, see model.ts):
  *   hidden [B,S,H]   token embeddings for the first segment, the previous segment's output after
@@ -20,6 +22,7 @@
  */
 import type { ModelConfig } from "./config";
 import { OnnxType, int64Tensor, floatTensor, type OnnxModel, type OnnxNode, type OnnxTensor, type OnnxValueInfo } from "../linalg/onnx-proto";
+import { ACCURACY_LEVEL, blocksPerRow, type QuantizedMatrix } from "./quantize";
 
 /** The linear modules of one layer that a LoRA adapter may target, in HF naming. */
 export const LORA_TARGETS = Object.freeze(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const);
@@ -75,6 +78,18 @@ export interface GraphWeight {
   dims: number[];
 }
 
+/**
+ * A linear weight stored block-quantized (quantized-weights.ts): `dims` are the float
+ * weight's [in, out], `quant` the matrix in MatMulNBits layout ([out, in] blocks).
+ */
+export interface QuantizedGraphWeight {
+  quant: QuantizedMatrix;
+  dims: number[];
+}
+
+export type AnyGraphWeight = GraphWeight | QuantizedGraphWeight;
+const isQuantized = (w: AnyGraphWeight): w is QuantizedGraphWeight => "quant" in w;
+
 /** An ONNX model plus the in-memory external data its initializers point at. */
 export interface BuiltGraph {
   model: OnnxModel;
@@ -89,7 +104,7 @@ class GraphBuilder {
   readonly inits: OnnxTensor[] = [];
   readonly external: { path: string; data: Uint8Array }[] = [];
   private uid = 0;
-  constructor(private readonly weights: (name: string) => GraphWeight) {}
+  constructor(private readonly weights: (name: string) => AnyGraphWeight) {}
   tmp(hint: string): string {
     return `${hint}_${this.uid++}`;
   }
@@ -119,16 +134,50 @@ class GraphBuilder {
    */
   weight(name: string): string {
     const w = this.weights(name);
-    this.inits.push({ name, type: OnnxType.FLOAT, dims: w.dims, data: new Uint8Array(0), external: { location: name, offset: 0, length: w.data.byteLength } });
-    this.external.push({ path: name, data: new Uint8Array(w.data.buffer, w.data.byteOffset, w.data.byteLength) });
+    if (isQuantized(w)) throw new Error(`internal: weight '${name}' is quantized; only linear weights may be`);
+    this.externalInit(name, OnnxType.FLOAT, w.dims, w.data);
     return name;
+  }
+  private externalInit(name: string, type: OnnxValueInfo["type"], dims: number[], data: ArrayBufferView): void {
+    this.inits.push({ name, type, dims, data: new Uint8Array(0), external: { location: name, offset: 0, length: data.byteLength } });
+    this.external.push({ path: name, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+  }
+  /**
+   * x·W for a linear weight stored [in, out]: a plain MatMul on float32 weights, MatMulNBits
+   * (com.microsoft) on block-quantized ones — ORT pre-packs both at session creation.
+   */
+  linear(x: string, name: string, hint: string, out?: string): string {
+    const w = this.weights(name);
+    const y = out ?? this.tmp(hint);
+    if (!isQuantized(w)) {
+      this.nodes.push({ op: "MatMul", inputs: [x, this.weight(name)], outputs: [y] });
+      return y;
+    }
+    const q = w.quant;
+    const s = q.scheme;
+    const nb = blocksPerRow(q.K, s);
+    this.externalInit(`${name}.q`, OnnxType.UINT8, [q.N, nb, (s.blockSize * s.bits) / 8], q.packed);
+    this.externalInit(`${name}.s`, OnnxType.FLOAT, [q.N * nb], q.scales);
+    const inputs = [x, `${name}.q`, `${name}.s`];
+    if (q.zeroPoints) {
+      this.externalInit(`${name}.z`, OnnxType.UINT8, [q.zeroPoints.length], q.zeroPoints);
+      inputs.push(`${name}.z`);
+    }
+    this.nodes.push({
+      op: "MatMulNBits",
+      domain: "com.microsoft",
+      inputs,
+      outputs: [y],
+      attrs: { K: q.K, N: q.N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL },
+    });
+    return y;
   }
   output(name: string, shape: (number | string)[]): void {
     this.outputs.push({ name, type: OnnxType.FLOAT, shape });
   }
   build(name: string): BuiltGraph {
     return {
-      model: { irVersion: 8, opsets: { "": OPSET }, graph: { name, nodes: this.nodes, inputs: this.inputs, outputs: this.outputs, initializers: this.inits } },
+      model: { irVersion: 8, opsets: { "": OPSET, "com.microsoft": 1 }, graph: { name, nodes: this.nodes, inputs: this.inputs, outputs: this.outputs, initializers: this.inits } },
       externalData: this.external,
     };
   }
@@ -139,7 +188,7 @@ class GraphBuilder {
  * each layer's KV cache in and out and a LoRA side path x·Aᵀ·(s·B)ᵀ on every linear
  * (A/B fed as inputs; the base variant feeds zero rank-1 factors).
  */
-export function buildLayerSegment(cfg: ModelConfig, first: number, count: number, weights: (name: string) => GraphWeight): BuiltGraph {
+export function buildLayerSegment(cfg: ModelConfig, first: number, count: number, weights: (name: string) => AnyGraphWeight): BuiltGraph {
   const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = cfg;
   const G = nH / nKV;
   const g = new GraphBuilder(weights);
@@ -200,7 +249,7 @@ export function buildLayerSegment(cfg: ModelConfig, first: number, count: number
 
     // attention block
     const x = rmsNorm(h, g.weight(W.ln1(l)));
-    let qkv = g.node("MatMul", [x, g.weight(W.qkv(l))], undefined, "qkv");
+    let qkv = g.linear(x, W.qkv(l), "qkv");
     if (cfg.qkvBias) qkv = g.node("Add", [qkv, g.weight(W.qkvBias(l))]);
     let [q, k, v] = [g.tmp("q"), g.tmp("k"), g.tmp("v")];
     g.nodes.push({ op: "Split", inputs: [qkv, splitQkv], outputs: [q, k, v], attrs: { axis: -1 } });
@@ -227,21 +276,21 @@ export function buildLayerSegment(cfg: ModelConfig, first: number, count: number
     const probs = g.node("Softmax", [scores], { axis: -1 });
     const ctx = g.node("Reshape", [g.node("MatMul", [probs, vU]), shapeHeads]); // [B,nH,S,D]
     const merged = g.node("Reshape", [g.node("Transpose", [ctx], { perm: [0, 2, 1, 3] }), shapeMerge]); // [B,S,nH·D]
-    let o = g.node("MatMul", [merged, g.weight(W.o(l))], undefined, "o");
+    let o = g.linear(merged, W.o(l), "o");
     if (cfg.oBias) o = g.node("Add", [o, g.weight(W.oBias(l))]);
     o = withLora(o, merged, l, "o_proj", nH * D, H);
     h = g.node("Add", [h, o], undefined, "resid");
 
     // MLP block (gated: act(gate)·up, SwiGLU with silu)
     const x2 = rmsNorm(h, g.weight(W.ln2(l)));
-    let gu = g.node("MatMul", [x2, g.weight(W.gateUp(l))], undefined, "gu");
+    let gu = g.linear(x2, W.gateUp(l), "gu");
     if (cfg.mlpBias) gu = g.node("Add", [gu, g.weight(W.gateUpBias(l))]);
     let [gate, up] = [g.tmp("g"), g.tmp("u")];
     g.nodes.push({ op: "Split", inputs: [gu, splitGu], outputs: [gate, up], attrs: { axis: -1 } });
     gate = withLora(gate, x2, l, "gate_proj", H, I);
     up = withLora(up, x2, l, "up_proj", H, I);
     const act = g.node("Mul", [activation(gate), up], undefined, "glu");
-    let d = g.node("MatMul", [act, g.weight(W.down(l))], undefined, "down");
+    let d = g.linear(act, W.down(l), "down");
     if (cfg.mlpBias) d = g.node("Add", [d, g.weight(W.downBias(l))]);
     d = withLora(d, act, l, "down_proj", I, H);
     h = g.node("Add", [h, d], undefined, "resid");
@@ -260,14 +309,14 @@ export function buildLayerSegment(cfg: ModelConfig, first: number, count: number
  * logits = x·lm_headᵀ[:, slice]. The head is split by vocabulary so no single session
  * (and no single staging copy at load) holds the whole, often largest, matrix.
  */
-export function buildHeadSegment(cfg: ModelConfig, slice: number, sliceSize: number, weights: (name: string) => GraphWeight): BuiltGraph {
+export function buildHeadSegment(cfg: ModelConfig, slice: number, sliceSize: number, weights: (name: string) => AnyGraphWeight): BuiltGraph {
   const H = cfg.hiddenSize;
   const g = new GraphBuilder(weights);
   g.input(IO.hidden, OnnxType.FLOAT, ["batch", "seq", H]);
   g.input(IO.gather, OnnxType.INT64, ["n"]);
   const rows = g.node("Gather", [g.node("Reshape", [IO.hidden, g.i64([-1, H])]), IO.gather], { axis: 0 });
   const normed = g.node("SimplifiedLayerNormalization", [rows, g.weight(W.norm)], { axis: -1, epsilon: cfg.rmsNormEps }, "rms");
-  g.nodes.push({ op: "MatMul", inputs: [normed, g.weight(W.lmHeadSlice(slice))], outputs: [IO.logits] });
+  g.linear(normed, W.lmHeadSlice(slice), "head", IO.logits);
   g.output(IO.logits, ["n", sliceSize]);
   return g.build(`head_${slice}`);
 }

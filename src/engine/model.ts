@@ -15,7 +15,6 @@ import { buildHeadSegment, buildLayerSegment, IO, LORA_TARGETS, W, modulePath, t
 import {
   EmbeddingTable,
   StagingPool,
-  buildWeights,
   headRecipes,
   headTensorName,
   layerRecipes,
@@ -25,6 +24,9 @@ import {
   type SegmentPlan,
 } from "./weights";
 import type { TextTokenizer } from "./tokenizer";
+import { checkPrecision, weightPlan, type Precision } from "./precision";
+import { buildHeadWeights, buildLayerWeights } from "./quantized-weights";
+import { segmentBudget } from "./sizes";
 import { logSoftmax, sampleToken, seededRandom, topKIndices } from "../chat/sampling";
 
 export interface GenerateRequest {
@@ -59,11 +61,19 @@ export interface DecodeStream {
 
 export interface LoadedModel {
   readonly config: ModelConfig;
+  /** how the base weights are stored (precision.ts); every variant shares them */
+  readonly precision: Precision;
   /** the checkpoint folder the base model was loaded from */
   readonly dir: string;
   readonly tokenizer: TextTokenizer;
   addLoraVariant(name: string, modules: LoraModule[]): void;
-  addCheckpointVariant(name: string, ckpt: TensorSource & { config?: Record<string, unknown>; dir?: string }): Promise<void>;
+  addCheckpointVariant(name: string, ckpt: TensorSource & { config?: Record<string, unknown>; dir?: string }, opts?: CheckpointVariantOptions): Promise<CheckpointVariantLayout>;
+  /**
+   * A LoRA variant made of some modules of the LoRA variant `from` (those `keep` accepts, by layer
+   * and module type such as "q_proj"), sharing its factors; returns how many modules it kept.
+   * Layer attribution builds its variants so, without reading or copying any factor.
+   */
+  addSubsetVariant(name: string, from: string, keep: (layer: number, module: string) => boolean): number;
   /** forget a LoRA variant (requests already running on it finish); base and full checkpoints stay */
   removeVariant(name: string): void;
   variants(): string[];
@@ -75,6 +85,32 @@ export interface LoadedModel {
   close(): Promise<void>;
 }
 
+export interface CheckpointVariantOptions {
+  /**
+   * Exact factors of some modules' ΔW (scale·B·A = W_ft − W_base): a segment whose every other
+   * tensor equals the base's runs on the base's sessions with these as float32 side paths,
+   * instead of holding a second copy of its weights (engine/full-delta.ts decides which).
+   */
+  deltas?: LoraModule[];
+}
+
+/** How a checkpoint variant was laid out: which segments hold weights of their own. */
+export interface CheckpointVariantLayout {
+  segments: number;
+  /** layer segments with sessions (and weights) of their own */
+  ownSegments: number;
+  /** modules run as base + exact ΔW factors */
+  deltaModules: number;
+  /** the head has sessions of its own (its norm or lm_head changed) */
+  ownHead: boolean;
+}
+
+/** The layer index of a module path model.layers.N.… */
+function moduleLayer(name: string): number {
+  const m = /^model\.layers\.(\d+)\./.exec(name);
+  return m ? Number(m[1]) : -1;
+}
+
 export interface EngineOptions {
   device?: Device;
   threads?: number;
@@ -82,6 +118,8 @@ export interface EngineOptions {
   segmentBytes?: number;
   /** let idle ORT threads spin (default off: segment sessions run in turn) */
   spinning?: boolean;
+  /** how base weights are stored (default f32; a resolved choice: see precision.ts) */
+  precision?: Precision;
 }
 
 /**
@@ -151,6 +189,10 @@ export class DecoderModel implements LoadedModel {
     return this.where;
   }
 
+  get precision(): Precision {
+    return this.opts.precision ?? "f32";
+  }
+
   /**
    * Build the base model from a tensor source, one segment at a time: each segment's weights
    * are staged, handed to ORT (which copies and pre-packs them) and dropped before the next.
@@ -170,12 +212,15 @@ export class DecoderModel implements LoadedModel {
         where,
       );
     }
+    // a precision this ONNX Runtime cannot run (bf16 on the CPU build) is refused, never run as another
+    if (opts.precision && opts.precision !== "f32") await checkPrecision(opts.precision, opts.device);
     // the layer count bounds the plan below: check the checkpoint has that many before planning
     const lastLayer = `model.layers.${config.numLayers - 1}.input_layernorm.weight`;
     if (!src.info(lastLayer)) {
       throw new InputError(`missing tensor '${lastLayer}' (config.json has num_hidden_layers ${config.numLayers})`, where);
     }
-    const m = new DecoderModel(config, planSegments(config, opts.segmentBytes), tok, where, opts, src, onClose);
+    // a quantized model is cut by its own bytes (sizes.ts segmentBudget): fewer session runs per step
+    const m = new DecoderModel(config, planSegments(config, opts.segmentBytes ?? segmentBudget(config, opts.precision ?? "f32")), tok, where, opts, src, onClose);
     try {
       const ctx = { src, where, pool: new StagingPool() };
       // The head first: creating a session briefly holds ~3 copies of its weights (our staging,
@@ -220,7 +265,7 @@ export class DecoderModel implements LoadedModel {
     return this.session(async () => {
       const recipes = [];
       for (let l = first; l < first + count; l++) recipes.push(...layerRecipes(this.config, l));
-      const w = await buildWeights(recipes, ctx);
+      const w = await buildLayerWeights(recipes, ctx, weightPlan(this.precision));
       return buildLayerSegment(this.config, first, count, (n) => w.get(n)!);
     }, ctx.pool);
   }
@@ -228,7 +273,7 @@ export class DecoderModel implements LoadedModel {
   private async headSession(ctx: ReadContext, slice: number): Promise<ort.InferenceSession> {
     const [v0, size] = this.plan.head[slice]!;
     return this.session(async () => {
-      const w = await buildWeights(headRecipes(this.config, slice, v0, size), ctx);
+      const w = await buildHeadWeights(this.config, headRecipes(this.config, slice, v0, size), ctx, weightPlan(this.precision), slice, v0, size);
       return buildHeadSegment(this.config, slice, size, (n) => w.get(n)!);
     }, ctx.pool);
   }
@@ -254,8 +299,13 @@ export class DecoderModel implements LoadedModel {
    */
   addLoraVariant(name: string, modules: LoraModule[]): void {
     if (name === "base") throw new InputError("the variant name 'base' is reserved for the base model");
-    const cfg = this.config;
     const base = this.variant("base");
+    this.variantMap.set(name, { name, layers: base.layers, head: base.head, embed: base.embed, lora: this.loraFactors(modules) });
+  }
+
+  /** LoRA modules checked against the model's layers and transposed into the graph's factor inputs. */
+  private loraFactors(modules: LoraModule[]): Map<string, { data: Float32Array; dims: number[] }> {
+    const cfg = this.config;
     const targets = new Map<string, [number, LoraTarget]>();
     for (let l = 0; l < cfg.numLayers; l++) for (const t of LORA_TARGETS) targets.set(modulePath(l, t), [l, t]);
     const lora = new Map<string, { data: Float32Array; dims: number[] }>();
@@ -281,7 +331,29 @@ export class DecoderModel implements LoadedModel {
       lora.set(W.loraA(l, t), { data: at, dims: [inF, m.rank] });
       lora.set(W.loraB(l, t), { data: bt, dims: [m.rank, outF] });
     }
+    return lora;
+  }
+
+  addSubsetVariant(name: string, from: string, keep: (layer: number, module: string) => boolean): number {
+    if (name === "base") throw new InputError("the variant name 'base' is reserved for the base model");
+    const source = this.variant(from);
+    // a checkpoint variant run partly as base + ΔW factors has `lora` too, but weights of its own as well
+    if (!source.lora || source.source !== undefined) throw new InputError(`'${from}' is not a LoRA variant: only a LoRA variant's modules can be taken apart`);
+    const lora = new Map<string, { data: Float32Array; dims: number[] }>();
+    let kept = 0;
+    for (let l = 0; l < this.config.numLayers; l++) {
+      for (const t of LORA_TARGETS) {
+        const a = source.lora.get(W.loraA(l, t));
+        const b = source.lora.get(W.loraB(l, t));
+        if (!a || !b || !keep(l, t)) continue;
+        lora.set(W.loraA(l, t), a);
+        lora.set(W.loraB(l, t), b);
+        kept++;
+      }
+    }
+    const base = this.variant("base");
     this.variantMap.set(name, { name, layers: base.layers, head: base.head, embed: base.embed, lora });
+    return kept;
   }
 
   removeVariant(name: string): void {
@@ -321,33 +393,51 @@ export class DecoderModel implements LoadedModel {
    * A variant from another checkpoint of the same shape (a full fine-tune). Segments whose
    * source tensors are identical to the base reuse the base sessions; changed ones get their own.
    */
-  async addCheckpointVariant(name: string, ckpt: TensorSource & { dir?: string }): Promise<void> {
+  async addCheckpointVariant(name: string, ckpt: TensorSource & { dir?: string }, opts: CheckpointVariantOptions = {}): Promise<CheckpointVariantLayout> {
     if (name === "base") throw new InputError("the variant name 'base' is reserved for the base model");
     const where = ckpt.dir ?? name;
     const cfg = this.config;
     const base = this.variant("base");
     const ctx = { src: ckpt, where, pool: new StagingPool() };
-    const unchanged = async (sources: string[]) => {
+    // weights whose change is given exactly as factors: they run as side paths over the base
+    const covered = new Set((opts.deltas ?? []).map((m) => `${m.name}.weight`));
+    const unchanged = async (sources: string[], deltasCount = false) => {
       for (const t of sources) {
         if (!ckpt.info(t)) throw new InputError(`missing tensor '${t}'`, where);
+        if (deltasCount && covered.has(t)) continue;
         if (!(await sameTensor(this.baseSrc, ckpt, t))) return false;
       }
       return true;
     };
     const layers: ort.InferenceSession[] = [];
+    const onBase = new Set<number>();
     for (let i = 0; i < this.plan.layers.length; i++) {
       const [first, count] = this.plan.layers[i]!;
       const sources: string[] = [];
       for (let l = first; l < first + count; l++) for (const r of layerRecipes(cfg, l)) sources.push(...r.sources);
-      layers.push((await unchanged(sources)) ? base.layers[i]! : await this.layerSession(ctx, first, count));
+      if (await unchanged(sources, true)) {
+        layers.push(base.layers[i]!);
+        for (let l = first; l < first + count; l++) onBase.add(l);
+      } else {
+        layers.push(await this.layerSession(ctx, first, count));
+      }
     }
+    // a segment with its own sessions already holds the fine-tune's weights: its deltas are not added again
+    const deltas = (opts.deltas ?? []).filter((m) => onBase.has(moduleLayer(m.name)));
+    const lora = deltas.length > 0 ? this.loraFactors(deltas) : undefined;
     const headSame = await unchanged(["model.norm.weight", headTensorName(cfg)]);
     const head: ort.InferenceSession[] = [];
     for (let i = 0; i < this.plan.head.length; i++) head.push(headSame ? base.head[i]! : await this.headSession(ctx, i));
     // the fine-tune's handle may close after this call, so a changed table is kept in memory
     const embedSame = await unchanged(["model.embed_tokens.weight"]);
     const embed = embedSame ? base.embed : await EmbeddingTable.open(cfg, ctx, { stream: false });
-    this.variantMap.set(name, { name, layers, head, embed, source: ckpt.dir });
+    this.variantMap.set(name, { name, layers, head, embed, source: ckpt.dir, lora });
+    return {
+      segments: this.plan.layers.length,
+      ownSegments: layers.filter((s, i) => s !== base.layers[i]).length,
+      deltaModules: deltas.length,
+      ownHead: !headSame,
+    };
   }
 
   /** LoRA feed of one layer segment for a variant (zero factors where not adapted). */

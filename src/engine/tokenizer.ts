@@ -25,6 +25,8 @@ export interface TextTokenizer {
   eosTokenIds: number[];
   /** whether tokenizer_config.json has a chat template (otherwise a plain role-labelled format is used) */
   hasChatTemplate: boolean;
+  /** whether some token has this id (decode maps an id without one to the unknown token) */
+  hasToken(id: number): boolean;
 }
 
 /**
@@ -187,5 +189,6 @@ export async function loadTokenizer(dir: string): Promise<TextTokenizer> {
     bosTokenId,
     eosTokenIds,
     hasChatTemplate: template !== undefined,
+    hasToken: (id) => tok.id_to_token(id) !== undefined,
   };
 }

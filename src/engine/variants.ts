@@ -12,10 +12,16 @@ import { log } from "../progress";
 import { variantForRank } from "../chat/types";
 import { lowRankFromFull, truncateAdapter } from "../delta/truncate";
 import type { Device } from "../linalg/ort";
-import { loadModel, type LoadedModel } from "./index";
+import { loadModel, type LoadedModel, type LoadOptions } from "./index";
+import { openAddedRows, vocabularyGrowth } from "../delta/vocab-growth";
+import { pathExists } from "../io/fs-util";
 import { engineName, withModelPrefix } from "./names";
 import { parseModelConfig, type ModelConfig } from "./config";
 import { join } from "node:path";
+import type { PrecisionChoice } from "./precision";
+import type { Workload } from "./estimate";
+import { decideSubjectPrecision } from "./subject-precision";
+import { addFullVariant } from "./full-delta";
 
 /**
  * ModelConfig fields that decide the computation. A full fine-tune runs through the base's
@@ -29,6 +35,9 @@ const COMPUTE_FIELDS = Object.freeze([
 /** Refuse a fine-tune whose config.json computes a different function than the base's. */
 export function checkSameArchitecture(base: ModelConfig, ft: ModelConfig, where: string): void {
   for (const k of COMPUTE_FIELDS) {
+    if (k === "vocabSize" && ft.vocabSize > base.vocabSize) {
+      throw new InputError(`config.json adds ${ft.vocabSize - base.vocabSize} token(s) to the base model's vocabulary (vocab_size ${ft.vocabSize} vs ${base.vocabSize}): audit it as the subject (--finetuned), which runs every variant on its vocabulary`, where);
+    }
     if (JSON.stringify(base[k]) !== JSON.stringify(ft[k])) {
       throw new InputError(`config.json differs from the base model's in ${k} (${JSON.stringify(ft[k])} vs ${JSON.stringify(base[k])}): a full fine-tune must keep the base architecture`, where);
     }
@@ -51,9 +60,20 @@ export interface SubjectOptions {
    * truncation is computed in memory by the same walk.
    */
   rankAdapterDir?: string;
+  /**
+   * More truncations of this subject, each a folder the scan's delta pass wrote (delta/ladder.ts):
+   * the rank ladder's other rungs, registered as `rank${rank}` beside `rank${rank}` above.
+   */
+  ladder?: ReadonlyArray<{ rank: number; dir: string }>;
   device?: Device;
   threads?: number;
   quiet?: boolean;
+  /** how the base weights are stored (default auto: by free memory and the model's size; precision.ts) */
+  precision?: PrecisionChoice;
+  /** the work ahead, for auto's memory estimate (default: subject-precision.ts DEFAULT_WORKLOAD) */
+  workload?: Workload;
+  /** the flag or config key naming the precision in errors (default --precision) */
+  precisionSource?: string;
 }
 
 async function collect(it: AsyncIterable<LoraModule>): Promise<LoraModule[]> {
@@ -120,7 +140,7 @@ export async function readFinetuneLowRank(baseDir: string, dir: string, rank: nu
 
 /** Register the full fine-tune in `dir` as variant `name` (it must keep the base architecture). */
 export async function addFinetunedVariant(model: LoadedModel, name: string, dir: string): Promise<void> {
-  await using(await openFinetune(model.config, dir), (ft) => model.addCheckpointVariant(name, ft));
+  await using(await openFinetune(model.config, dir), (ft) => addFullVariant(model, name, model.dir, ft, { quiet: true }));
 }
 
 /**
@@ -139,6 +159,37 @@ async function readRankFolder(dir: string, base: Checkpoint, rank: number): Prom
   }
 }
 
+/**
+ * The vocabulary every variant of the subject runs: a full fine-tune that added tokens (or an
+ * adapter folder cut from one, which holds its rows in ADDED_ROWS_FILE) pads the base with its
+ * added rows and brings its tokenizer (delta/vocab-growth.ts); undefined: the base's own.
+ */
+async function subjectVocabulary(opts: SubjectOptions): Promise<LoadOptions["vocabulary"]> {
+  if (!opts.finetuned && !opts.adapter) return undefined;
+  return using(await openBase(opts.model), async (base) => {
+    if (opts.finetuned) {
+      const ft = withModelPrefix(await openCheckpoint(opts.finetuned));
+      let growth;
+      try {
+        growth = vocabularyGrowth(base, ft);
+      } catch (err) {
+        await ft.close();
+        throw err;
+      }
+      if (!growth) {
+        await ft.close();
+        return undefined;
+      }
+      // the fine-tune's own rows, read from it for as long as the model lives
+      return { rows: { source: ft, firstRow: growth.baseRows, baseRows: growth.baseRows, rows: growth.rows, tensors: growth.tensors }, tokenizerDir: opts.finetuned };
+    }
+    const rows = await openAddedRows(opts.adapter!, base, engineName);
+    if (!rows) return undefined;
+    const tokenizerDir = (await pathExists(join(opts.adapter!, "tokenizer.json"))) ? opts.adapter! : opts.model;
+    return { rows, tokenizerDir };
+  });
+}
+
 /** Load the base model and register the subject's variants. */
 export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
   if (opts.adapter && opts.finetuned) throw new InputError("give either --adapter or --finetuned, not both");
@@ -149,7 +200,10 @@ export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
     throw new InputError("--rank needs --adapter or --finetuned (it truncates the fine-tune's ΔW)", "--rank");
   }
   if (opts.rankAdapterDir !== undefined && opts.rank === undefined) throw new Error("loadSubject: rankAdapterDir needs the rank it holds");
-  const model = await loadModel(opts.model, { device: opts.device, threads: opts.threads });
+  if (opts.ladder?.length && opts.rank === undefined) throw new Error("loadSubject: a ladder needs the rank variant it extends");
+  const { precision } = await decideSubjectPrecision({ ...opts, where: opts.precisionSource });
+  const vocabulary = await subjectVocabulary(opts);
+  const model = await loadModel(opts.model, { device: opts.device, threads: opts.threads, vocabulary, precision });
   try {
     if (opts.adapter) {
       const base = await openBase(opts.model);
@@ -164,6 +218,7 @@ export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
               : await adapterModules(adapter, opts.rank, opts.quiet);
             model.addLoraVariant(variantForRank(opts.rank), low);
           }
+          for (const rung of opts.ladder ?? []) model.addLoraVariant(variantForRank(rung.rank), await readRankFolder(rung.dir, base, rung.rank));
         } finally {
           await adapter.close();
         }
@@ -173,7 +228,7 @@ export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
     } else if (opts.finetuned) {
       const ft = await openFinetune(model.config, opts.finetuned);
       try {
-        await model.addCheckpointVariant("full", ft);
+        await addFullVariant(model, "full", opts.model, ft, { quiet: opts.quiet });
         if (opts.rank !== undefined) {
           const rawBase = await openCheckpoint(opts.model);
           try {
@@ -187,6 +242,11 @@ export async function loadSubject(opts: SubjectOptions): Promise<LoadedModel> {
               low = await finetuneLowRank(withModelPrefix(rawBase), ft, opts.rank, opts.quiet);
             }
             model.addLoraVariant(variantForRank(opts.rank), low);
+            for (const rung of opts.ladder ?? []) {
+              const modules = await readRankFolder(rung.dir, rawBase, rung.rank);
+              for (const m of modules) m.name = engineName(rawBase, m.name);
+              model.addLoraVariant(variantForRank(rung.rank), modules);
+            }
           } finally {
             await rawBase.close();
           }

@@ -9,9 +9,11 @@ import { InputError } from "../errors";
 import { linksOutside } from "./subjects";
 import { BACKEND_TYPES, type BackendType } from "../backends/settings";
 import { DEVICES, type Device } from "../linalg/device";
+import { PRECISION_CHOICES, type PrecisionChoice } from "../engine/precision";
 import { FAIL_ON, type FailOn } from "../policy/severity";
 import { MAX_RANK } from "../delta/limits";
-import { inputOrigin, parseBoolean, parseChoice, parseHttpUrl, parseInteger } from "../validate";
+import { LADDER_BOUNDS } from "../elicit/settings";
+import { inputOrigin, parseBoolean, parseChoice, parseHttpUrl, parseInteger, parseIntegerSet } from "../validate";
 
 export interface ActionSettings {
   /** local checkpoint folder or Hub id (`org/name[@rev]`); "" = each adapter's base_model_name_or_path */
@@ -27,6 +29,8 @@ export interface ActionSettings {
   backend: BackendType;
   inferenceUrl?: string;
   device: Device;
+  /** how the embedded engine stores base weights; overrides the config's engine.precision; undefined = the config's (default auto) */
+  precision?: PrecisionChoice;
   /** overrides the config's fail-on; undefined = the config's (or the scan default) */
   failOn?: FailOn;
   /**
@@ -35,6 +39,8 @@ export interface ActionSettings {
    * itself); undefined = the config's (or the method's default, 1)
    */
   rank?: number;
+  /** the rank ladder (`1,2,4,8`); overrides the config's `ranks`; undefined = the config's (or the rank alone) */
+  ranks?: number[];
   /** post / update the sticky PR comment */
   comment: boolean;
   /** check run name; also keys the sticky comment's marker */
@@ -125,6 +131,7 @@ export function getSettings(opts: { env?: NodeJS.ProcessEnv; workspace: string; 
 
   const failOnRaw = get("fail-on");
   const rankRaw = get("rank");
+  const ranksRaw = get("ranks");
   const checkName = get("check-name") || DEFAULT_CHECK_NAME;
   if (checkName.length > MAX_CHECK_NAME_CHARS || /[\u0000-\u001f<>]/.test(checkName)) {
     throw new InputError(`Invalid check name '${checkName}'. Expected printable text of at most ${MAX_CHECK_NAME_CHARS} characters without < or >`, "input 'check-name'");
@@ -139,8 +146,10 @@ export function getSettings(opts: { env?: NodeJS.ProcessEnv; workspace: string; 
     backend,
     inferenceUrl,
     device: choiceInput("device", get("device") || "cpu", DEVICES),
+    precision: get("precision") ? choiceInput("precision", get("precision"), PRECISION_CHOICES) : undefined,
     failOn: failOnRaw ? choiceInput("fail-on", failOnRaw, FAIL_ON) : undefined,
     rank: rankRaw ? parseInteger(inputOrigin("rank"), rankRaw, "", { min: 1, max: MAX_RANK }) : undefined,
+    ranks: ranksRaw ? parseIntegerSet(inputOrigin("ranks"), ranksRaw, "", LADDER_BOUNDS) : undefined,
     comment: booleanInput("comment", get("comment"), true),
     checkName,
     failOnNeutral: booleanInput("fail-on-neutral", get("fail-on-neutral"), false),

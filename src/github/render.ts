@@ -15,7 +15,7 @@ import { bySeverity, type Finding, type Severity } from "../judge/types";
 import { findingsAtOrAbove, type FailOn } from "../policy/severity";
 import { cut, cutDocument, inlineCode, neutraliseInline, plainLine } from "../report/sanitize";
 import { renderMarkdown } from "../report/markdown";
-import { confidenceText } from "../report/statistics-text";
+import { attributionBrief, confidenceText, ladderText } from "../report/statistics-text";
 import { REPORT_FILES } from "../report/build";
 import { EXCERPT_CHARS, renderTemplate } from "../report/templates";
 import type { AuditSubject } from "./subjects";
@@ -228,6 +228,9 @@ function topFindings(results: SubjectResult[]) {
       // what the number is: a measurement's "1" is no confidence (report/statistics-text.ts)
       confidence: confidenceText(f),
       source: neutraliseInline(f.source, 40),
+      // our words and numbers only, neutralised all the same
+      ladder: f.ladder ? neutraliseInline(ladderText(f.ladder), 400) : undefined,
+      attribution: f.attribution ? neutraliseInline(attributionBrief(f.attribution), 200) : undefined,
     })),
     more: Math.max(0, all.length - MAX_TOP_FINDINGS),
   };

@@ -7,7 +7,7 @@
 import * as core from "@actions/core";
 import { existsSync, lstatSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { isAbsolute, join, relative, resolve, sep } from "node:path";
+import { isAbsolute, join, relative, sep } from "node:path";
 import { describeError, InputError, oneLine } from "../errors";
 import type { ActionSettings } from "./input-helper";
 import type { GitHubContext } from "./context";
@@ -34,6 +34,7 @@ import type { Report } from "../report/types";
 import { runBadge } from "../report/badge";
 import { writeFileAtomic } from "../io/atomic";
 import { looksLikeHubId, type ResolvedModel } from "../io/hub";
+import { resolveModelRef } from "../io/model-ref";
 import { isDirectorySync } from "../io/fs-util";
 import { applyOverrides, defaultConfig, loadConfig, type ScanConfig } from "../config";
 import { DEFAULT_FAIL_ON } from "../policy/severity";
@@ -47,7 +48,7 @@ import { DEFAULT_FAIL_ON } from "../policy/severity";
 function resolvePolicy(settings: ActionSettings): { config: ScanConfig } | { error: InputError } {
   try {
     const file = settings.configPath ? loadConfig(settings.configPath) : defaultConfig();
-    const config = applyOverrides(file, { failOn: settings.failOn, backend: settings.backend, inferenceUrl: settings.inferenceUrl, device: settings.device, rank: settings.rank });
+    const config = applyOverrides(file, { failOn: settings.failOn, backend: settings.backend, inferenceUrl: settings.inferenceUrl, device: settings.device, precision: settings.precision, rank: settings.rank, ranks: settings.ranks });
     return { config };
   } catch (err) {
     if (err instanceof InputError) return { error: err };
@@ -65,7 +66,7 @@ export type ScanFn = (opts: {
   finetuned?: string;
   /** the config file, so the scan refuses an output folder that would hold it (checkOutputDir) */
   configPath?: string;
-  /** the config resolved once for the whole run: the file, then the inputs (fail-on, backend, inference-url, device, rank) */
+  /** the config resolved once for the whole run: the file, then the inputs (fail-on, backend, inference-url, device, rank, ranks) */
   config: ScanConfig;
   outDir: string;
   /** where API keys named by the config are looked up (runner credentials removed) */
@@ -187,7 +188,7 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
   // ---- scan each subject
   const results: SubjectResult[] = [];
   const taken = new Set<string>();
-  const hubCache = new Map<string, ResolvedBase>();
+  const hubCache = new Map<string, Promise<ResolvedModel>>();
   for (const subject of subjects) {
     const outDir = join(settings.outputDir, slug(subject.rel, taken));
     const result = await core.group(`delta-audit: ${subject.rel}`, () => auditOne(subject, outDir, settings, policy, ctx, deps, hubCache));
@@ -321,36 +322,42 @@ interface ResolvedBase {
   label: string;
 }
 
-async function resolveBase(subject: AuditSubject, settings: ActionSettings, ctx: GitHubContext, deps: ActionDeps, cache: Map<string, ResolvedBase>): Promise<ResolvedBase> {
-  let spec = settings.base;
+/**
+ * The base through the CLI's own rule (io/model-ref.ts resolveModelRef): the `base` input is a
+ * workspace folder or a Hub id, base_model_name_or_path (written by the pull request) a Hub id
+ * only. A Hub base is labelled `{org}/{name}@{commit}`: the revision the verdict is about, and
+ * one the CLI accepts, so the run can be repeated locally with the same value. Each Hub id is
+ * fetched once per run (`cache`), its failure too.
+ */
+async function resolveBase(subject: AuditSubject, settings: ActionSettings, ctx: GitHubContext, deps: ActionDeps, cache: Map<string, Promise<ResolvedModel>>): Promise<ResolvedBase> {
+  const hub = (id: string): Promise<ResolvedModel> => {
+    let model = cache.get(id);
+    if (!model) {
+      core.info(`resolving ${id} from the Hugging Face Hub`);
+      model = deps.resolveHub(id);
+      cache.set(id, model);
+    }
+    return model;
+  };
+  const spec = settings.base;
   if (spec) {
-    const local = resolve(ctx.workspace, spec);
-    if (isDirectorySync(local)) {
-      const rel = toPosix(relative(ctx.workspace, local)) || ".";
-      const inside = rel !== ".." && !rel.startsWith("../") && !isAbsolute(rel);
-      // a base folder in the workspace comes from the pull request as much as the subject does
-      checkFolderFiles(local, rel, ctx.workspace);
-      return { dir: local, label: inside ? rel : spec };
-    }
-    if (!looksLikeHubId(spec)) throw new InputError(`'${spec}' is neither a folder nor a Hub model id ({org}/{name}[@{revision}])`, "input 'base'");
-  } else {
-    if (subject.kind !== "adapter") throw new InputError(`set 'base' to audit the full checkpoint ${subject.rel}`, "input 'base'");
-    const fromConfig = baseFromAdapter(subject);
-    if (!fromConfig) throw new InputError("'base' is empty and base_model_name_or_path is not set", subject.configFile);
-    if (!looksLikeHubId(fromConfig)) {
-      throw new InputError(`base_model_name_or_path '${fromConfig}' is not a Hub model id; set the 'base' input to a local folder`, subject.configFile);
-    }
-    spec = fromConfig;
+    const ref = await resolveModelRef(spec, { what: "input 'base'", cwd: ctx.workspace, hub });
+    if (ref.hub) return { dir: ref.dir, label: ref.label };
+    if (!isDirectorySync(ref.dir)) throw new InputError(`'${spec}' is neither a folder nor a Hub model id ({org}/{name}[@{revision}])`, "input 'base'");
+    const rel = toPosix(relative(ctx.workspace, ref.dir)) || ".";
+    const inside = rel !== ".." && !rel.startsWith("../") && !isAbsolute(rel);
+    // a base folder in the workspace comes from the pull request as much as the subject does
+    checkFolderFiles(ref.dir, rel, ctx.workspace);
+    return { dir: ref.dir, label: inside ? rel : spec };
   }
-  let resolved = cache.get(spec);
-  if (!resolved) {
-    core.info(`resolving ${spec} from the Hugging Face Hub`);
-    const model = await deps.resolveHub(spec);
-    // the commit, not a branch name: the revision the verdict is about, and one the CLI accepts
-    resolved = { dir: model.dir, label: `${model.repo}@${model.commit}` };
-    cache.set(spec, resolved);
+  if (subject.kind !== "adapter") throw new InputError(`set 'base' to audit the full checkpoint ${subject.rel}`, "input 'base'");
+  const fromConfig = baseFromAdapter(subject);
+  if (!fromConfig) throw new InputError("'base' is empty and base_model_name_or_path is not set", subject.configFile);
+  if (!looksLikeHubId(fromConfig)) {
+    throw new InputError(`base_model_name_or_path '${fromConfig}' is not a Hub model id; set the 'base' input to a local folder`, subject.configFile);
   }
-  return resolved;
+  const ref = await resolveModelRef(fromConfig, { what: `base_model_name_or_path in ${subject.configFile}`, local: false, hub });
+  return { dir: ref.dir, label: ref.label };
 }
 
 async function auditOne(
@@ -360,7 +367,7 @@ async function auditOne(
   policy: ReturnType<typeof resolvePolicy>,
   ctx: GitHubContext,
   deps: ActionDeps,
-  hubCache: Map<string, ResolvedBase>,
+  hubCache: Map<string, Promise<ResolvedModel>>,
 ): Promise<SubjectResult> {
   let base = "";
   try {

@@ -17,7 +17,7 @@ const TEMP_NAME_RANDOM_BYTES = 6;
 /**
  * Staging folders and files of the atomic writes now in flight, each with the function that
  * removes it. A SIGTERM (a cancelled CI job) or Ctrl-C would otherwise leave a `.out.tmp-…`
- * sibling behind; the CLI's signal handler calls removeStaging() before it exits.
+ * sibling behind; the edge's signal handler (edge.ts exitOnSignals) calls removeStaging() before it exits.
  */
 const staging = new Set<() => Promise<void>>();
 
@@ -40,6 +40,39 @@ export async function removeStaging(): Promise<void> {
   const cleanups = [...staging];
   staging.clear();
   await Promise.allSettled(cleanups.map((c) => c()));
+}
+
+/**
+ * Track a temporary path made outside the writers below (a copy of an adapter a server loads
+ * from, say): removeStaging removes it too, so a signal leaves it behind no more than a staging
+ * folder. Returns the function that stops tracking it (once it is removed, or kept on purpose).
+ */
+export function trackTemporary(path: string): () => void {
+  const cleanup = () => removeTree(path);
+  staging.add(cleanup);
+  return () => void staging.delete(cleanup);
+}
+
+/**
+ * `work`'s result, or `signal`'s reason as soon as it aborts (a signal already aborted rejects
+ * at once). For work that cannot stop itself mid-way — a delta walk filling a staging folder, an
+ * engine's batch, a backend an embedder built: the caller moves on (writes its partial report,
+ * lets removeStaging clear the folder) and the work's late result or error is dropped; the
+ * process exits soon after.
+ */
+export function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  // a late failure of abandoned work is no unhandled rejection
+  work.catch(() => undefined);
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (value) => (signal.removeEventListener("abort", onAbort), resolve(value)),
+      (err) => (signal.removeEventListener("abort", onAbort), reject(err)),
+    );
+  });
 }
 
 /** `rm -rf`, retried: a writer still running may add a file while the folder is being removed. */

@@ -211,3 +211,15 @@ export function moduleType(name: string): { type: ModuleType; layer: number } {
   const m = LAYER_RE.exec(`${base}.`);
   return { type: TYPE_BY_LEAF[leaf] ?? "other", layer: m ? Number(m[1]) : -1 };
 }
+
+/**
+ * Tensors indexed by token id, one row per vocabulary entry: the input embedding and the output
+ * head (Llama / Mistral / Qwen names, under any prefix). A fine-tune that adds tokens grows
+ * exactly these by the same number of rows (transformers' resize_token_embeddings).
+ */
+const VOCABULARY_TENSOR_RE = /(?:^|\.)(?:embed_tokens|lm_head)\.weight$/;
+
+/** Whether `name` is a vocabulary-indexed tensor (see VOCABULARY_TENSOR_RE). */
+export function isVocabularyTensor(name: string): boolean {
+  return VOCABULARY_TENSOR_RE.test(name);
+}

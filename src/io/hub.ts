@@ -13,9 +13,16 @@
  * verified against its hash before it is renamed into place, and progress is reported.
  * Network access goes through @huggingface/hub with an injectable `fetch` and hub URL
  * (HF_ENDPOINT), so tests run it against a local server that answers like the Hub.
+ *
+ * Failures, each one line naming the id (and never the token):
+ *   HF_HUB_OFFLINE with nothing cached, 401/403 (gated or private), 404 (no such repository),
+ *   an unknown revision, a repository without config.json / adapter_config.json or safetensors
+ *     → InputError (exit 2): the user can fix the id, the token or the setting;
+ *   the Hub unreachable (connection refused, host not found, timeout) with nothing cached, a 5xx,
+ *   a corrupt download → BackendError (exit 3): the input may be fine, and a retry may pass.
  */
 import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, readFileSync } from "node:fs";
 import { lstat, mkdir, readFile, readlink, rename, rm, stat, symlink, writeFile, copyFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, relative } from "node:path";
@@ -93,13 +100,25 @@ export interface ResolveHubOptions {
   cacheDir?: string;
   /** default HF_ENDPOINT or https://huggingface.co */
   hubUrl?: string;
-  /** default HF_TOKEN (gated and private models) */
+  /** default HF_TOKEN, else the token `huggingface-cli login` stored (gated and private models) */
   accessToken?: string;
   fetch?: typeof fetch;
   /** don't touch the network: use what the cache has (HF_HUB_OFFLINE=1) */
   offline?: boolean;
+  /**
+   * how long one request may wait for the Hub's answer (its status and headers; a download's
+   * body may take longer) before the run gives up on it: HF_HUB_DOWNLOAD_TIMEOUT seconds, as
+   * huggingface_hub reads it; default DEFAULT_HUB_TIMEOUT_MS
+   */
+  timeoutMs?: number;
   quiet?: boolean;
 }
+
+/** A Hub that accepts the connection and never answers must not hang a CI job. */
+export const DEFAULT_HUB_TIMEOUT_MS = 60_000;
+
+/** Thrown inside fetch when the Hub did not answer within the timeout (mapped to one line). */
+class HubTimeout extends Error {}
 
 export interface ResolvedModel {
   repo: string;
@@ -113,36 +132,87 @@ export interface ResolvedModel {
 
 /** Options filled from the environment the way huggingface_hub reads it. */
 export function hubOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): ResolveHubOptions {
-  const offline = env.HF_HUB_OFFLINE;
+  const offline = env.HF_HUB_OFFLINE?.trim().toLowerCase();
   return {
     cacheDir: hubCacheDir(env),
     hubUrl: env.HF_ENDPOINT || DEFAULT_HUB_URL,
-    accessToken: env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || undefined,
-    offline: offline === "1" || offline?.toLowerCase() === "true",
+    accessToken: env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN || storedToken(env),
+    offline: offline === "1" || offline === "true" || offline === "yes" || offline === "on",
+    timeoutMs: timeoutFromEnv(env.HF_HUB_DOWNLOAD_TIMEOUT),
   };
 }
 
+/** HF_HUB_DOWNLOAD_TIMEOUT in seconds (a positive number, at most a day); unset: the default. */
+function timeoutFromEnv(raw: string | undefined): number | undefined {
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 86_400) {
+    throw new InputError(`expected a number of seconds between 0 and 86400, got '${raw.slice(0, 40)}'`, "HF_HUB_DOWNLOAD_TIMEOUT");
+  }
+  return Math.round(seconds * 1000);
+}
+
+/** A token file is one line; anything longer is not one `huggingface-cli login` wrote. */
+const MAX_TOKEN_FILE_BYTES = 4096;
+
 /**
- * Resolve `spec` (a Hub id) to a local checkpoint folder, downloading what the cache lacks.
- * Network and server faults → BackendError (exit 3); a bad id or a repo without a
- * config.json → InputError (exit 2).
+ * The token `huggingface-cli login` (`hf auth login`) stored: HF_TOKEN_PATH, else $HF_HOME/token,
+ * read as huggingface_hub reads it, so a local rerun of a CI job needs no extra setting.
+ */
+function storedToken(env: NodeJS.ProcessEnv): string | undefined {
+  const home = env.HF_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "huggingface");
+  try {
+    const text = readFileSync(env.HF_TOKEN_PATH || join(home, "token"));
+    if (text.length > MAX_TOKEN_FILE_BYTES) return undefined;
+    return text.toString("utf8").trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a snapshot must hold to be a model (config.json) or a PEFT adapter (adapter_config.json). */
+const MARKER_FILES = ["config.json", "adapter_config.json"];
+
+/**
+ * Resolve `spec` (a Hub id) to a local checkpoint or adapter folder, downloading what the cache
+ * lacks. Errors name `spec` and say what to do (see the top of this file for their exit codes).
  */
 export async function resolveHubModel(spec: string, opts: ResolveHubOptions = {}): Promise<ResolvedModel> {
   const { repo, revision } = parseHubId(spec);
   const env = hubOptionsFromEnv();
   const cacheDir = opts.cacheDir ?? env.cacheDir!;
   const hubUrl = (opts.hubUrl ?? env.hubUrl!).replace(/\/+$/, "");
+  if (!/^https?:\/\/[^/]/i.test(hubUrl)) throw new InputError(`expected an http(s) URL, got '${hubUrl}'`, "HF_ENDPOINT");
   const accessToken = opts.accessToken ?? env.accessToken;
   const storage = join(cacheDir, repoFolderName(repo));
-  const common = { repo: { type: "model" as const, name: repo }, hubUrl, fetch: opts.fetch, ...(accessToken ? { accessToken } : {}) };
+  // the Hub says which 4xx it is in X-Error-Code (RepoNotFound, RevisionNotFound, GatedRepo…);
+  // @huggingface/hub drops the headers, so the last failed response's code is kept here
+  const seen: HubFailure = {};
+  const baseFetch = opts.fetch ?? fetch;
+  const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_HUB_TIMEOUT_MS;
+  const fetchKeepingErrorCode: typeof fetch = async (input, init) => {
+    // the timer covers the wait for the answer only: a large blob's body streams on after it
+    const waiting = new AbortController();
+    const timer = setTimeout(() => waiting.abort(new HubTimeout(`no answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    const signal = init?.signal ? AbortSignal.any([init.signal, waiting.signal]) : waiting.signal;
+    let res: Response;
+    try {
+      res = await baseFetch(input, { ...init, signal });
+    } catch (err) {
+      throw waiting.signal.aborted ? waiting.signal.reason : err;
+    } finally {
+      clearTimeout(timer);
+    }
+    seen.errorCode = res.ok ? undefined : (res.headers.get("x-error-code") ?? undefined);
+    return res;
+  };
+  const common = { repo: { type: "model" as const, name: repo }, hubUrl, fetch: fetchKeepingErrorCode, ...(accessToken ? { accessToken } : {}) };
+  const context: HubContext = { spec, repo, revision, hubUrl, token: accessToken !== undefined, seen };
 
   if (opts.offline ?? env.offline) {
-    const commit = await cachedCommit(storage, revision);
-    const dir = commit ? join(storage, "snapshots", commit) : undefined;
-    if (!commit || !dir || !(await exists(join(dir, "config.json")))) {
-      throw new InputError(`'${spec}' is not in the Hugging Face cache at ${cacheDir} and HF_HUB_OFFLINE is set`, "base");
-    }
-    return { repo, revision, commit, dir, downloaded: [] };
+    const cached = await cachedSnapshot(storage, revision);
+    if (!cached) throw new InputError(`not in the Hugging Face cache (${cacheDir}) and HF_HUB_OFFLINE is set; run once online or unset HF_HUB_OFFLINE`, spec);
+    return { repo, revision, commit: cached.commit, dir: cached.dir, downloaded: [] };
   }
 
   let commit: string;
@@ -150,28 +220,31 @@ export async function resolveHubModel(spec: string, opts: ResolveHubOptions = {}
   try {
     const info = await modelInfo({ ...common, name: repo, revision, additionalFields: ["sha"] });
     const sha = (info as { sha?: unknown }).sha;
-    if (typeof sha !== "string" || !COMMIT_SHA.test(sha)) throw new BackendError(`the Hub returned no commit sha for '${spec}'`);
+    if (typeof sha !== "string" || !COMMIT_SHA.test(sha)) throw new BackendError(`${spec}: the Hub at ${hubUrl} returned no commit sha`);
     commit = sha;
     entries = [];
     for await (const e of listFiles({ ...common, recursive: true, revision: commit })) entries.push(e);
   } catch (err) {
     const status = (err as { statusCode?: unknown })?.statusCode;
-    if (typeof status === "number" && status >= 400 && status < 500) throw hubError(err, spec);
+    if (typeof status === "number" && status >= 400 && status < 500) throw hubError(err, context);
     // a cached snapshot of this revision keeps the audit going when the Hub is unreachable
-    const cached = await cachedCommit(storage, revision);
-    if (cached && (await exists(join(storage, "snapshots", cached, "config.json")))) {
-      log(`hub: ${describe(err)}; using the cached snapshot ${cached.slice(0, 12)} of ${repo}`);
-      return { repo, revision, commit: cached, dir: join(storage, "snapshots", cached), downloaded: [] };
+    const cached = await cachedSnapshot(storage, revision);
+    if (cached) {
+      log(`hub: ${describe(err)}; using the cached snapshot ${cached.commit.slice(0, 12)} of ${repo}`);
+      return { repo, revision, commit: cached.commit, dir: cached.dir, downloaded: [] };
     }
-    throw hubError(err, spec);
+    throw hubError(err, context);
   }
 
-  const wanted = entries.filter((e) => e.type === "file" && WANTED_FILE.test(e.path));
-  if (!wanted.some((e) => e.path === "config.json")) {
-    throw new InputError(`Hub model '${spec}' has no config.json at its top level`, "base");
+  // the marker (config.json / adapter_config.json) is fetched last: a snapshot that has it is complete
+  const wanted = entries
+    .filter((e) => e.type === "file" && WANTED_FILE.test(e.path))
+    .sort((a, b) => Number(MARKER_FILES.includes(a.path)) - Number(MARKER_FILES.includes(b.path)));
+  if (!wanted.some((e) => MARKER_FILES.includes(e.path))) {
+    throw new InputError(`${repo}@${commit.slice(0, 12)} has neither config.json (a model) nor adapter_config.json (a PEFT adapter) at its top level`, spec);
   }
   if (!wanted.some((e) => e.path.endsWith(".safetensors"))) {
-    throw new InputError(`Hub model '${spec}' has no .safetensors weights (pickled weights are never loaded)`, "base");
+    throw new InputError(`${repo}@${commit.slice(0, 12)} has no .safetensors weights (pickled weights are never downloaded)`, spec);
   }
 
   const snapshot = join(storage, "snapshots", commit);
@@ -183,7 +256,7 @@ export async function resolveHubModel(spec: string, opts: ResolveHubOptions = {}
   const bar = makeProgress(`hub ${repo}`, totalBytes, { quiet: opts.quiet });
   const downloaded: string[] = [];
   for (const entry of wanted) {
-    const fetched = await ensureFile(storage, snapshot, entry, { ...common, revision: commit }, (n) => bar.tick(n, entry.path), spec);
+    const fetched = await ensureFile(storage, snapshot, entry, { ...common, revision: commit }, (n) => bar.tick(n, entry.path), context);
     if (fetched) downloaded.push(entry.path);
     else bar.tick(entry.lfs?.size ?? entry.size ?? 0, entry.path);
   }
@@ -200,11 +273,12 @@ async function ensureFile(
   entry: ListFileEntry,
   params: Omit<DownloadParams, "path">,
   onBytes: (n: number) => void,
-  spec: string,
+  context: HubContext,
 ): Promise<boolean> {
+  const { spec } = context;
   const etag = entry.lfs?.oid ?? entry.oid;
   if (!etag || !/^[0-9a-f]{40}(?:[0-9a-f]{24})?$/.test(etag)) {
-    throw new BackendError(`Hub listing for '${spec}' has no usable hash for ${entry.path}`);
+    throw new BackendError(`${spec}: the Hub's listing has no usable hash for ${entry.path}`);
   }
   const pointer = join(snapshot, entry.path);
   const blob = join(storage, "blobs", etag);
@@ -213,7 +287,7 @@ async function ensureFile(
   await mkdir(dirname(pointer), { recursive: true });
   let fetched = false;
   if (!(await exists(blob))) {
-    await downloadBlob(blob, entry, params, onBytes, spec);
+    await downloadBlob(blob, entry, params, onBytes, context);
     fetched = true;
   }
   await linkInto(blob, pointer);
@@ -226,8 +300,9 @@ async function downloadBlob(
   entry: ListFileEntry,
   params: Omit<DownloadParams, "path">,
   onBytes: (n: number) => void,
-  spec: string,
+  context: HubContext,
 ): Promise<void> {
+  const { spec } = context;
   const incomplete = `${blobPath}.incomplete`;
   // LFS files are named by the sha256 of their content; small git files by the git blob sha1
   const lfs = entry.lfs;
@@ -237,7 +312,7 @@ async function downloadBlob(
   let size = 0;
   try {
     const file = await downloadFile({ ...params, path: entry.path } as DownloadParams);
-    if (!file) throw new BackendError(`the Hub has no file ${entry.path} in '${spec}'`);
+    if (!file) throw new BackendError(`${spec}: the Hub listed ${entry.path} but has no such file`);
     const out = createWriteStream(incomplete);
     const done = new Promise<void>((resolve, reject) => {
       out.on("error", reject);
@@ -256,13 +331,13 @@ async function downloadBlob(
     await done;
   } catch (err) {
     await rm(incomplete, { force: true });
-    throw hubError(err, spec);
+    throw hubError(err, context);
   }
   const digest = hash.digest("hex");
   const expected = lfs ? lfs.oid : entry.oid;
   if (size !== expectedSize || digest !== expected) {
     await rm(incomplete, { force: true });
-    throw new BackendError(`download of ${entry.path} from '${spec}' is corrupt (got ${size} bytes, hash ${digest.slice(0, 12)}; expected ${expectedSize} bytes, ${String(expected).slice(0, 12)})`);
+    throw new BackendError(`${spec}: the download of ${entry.path} is corrupt (got ${size} bytes, hash ${digest.slice(0, 12)}; expected ${expectedSize} bytes, ${String(expected).slice(0, 12)})`);
   }
   await rename(incomplete, blobPath);
 }
@@ -287,6 +362,15 @@ async function cachedCommit(storage: string, revision: string): Promise<string |
   }
 }
 
+/** The cached snapshot of `revision`, when it is complete (its marker file is fetched last). */
+async function cachedSnapshot(storage: string, revision: string): Promise<{ commit: string; dir: string } | undefined> {
+  const commit = await cachedCommit(storage, revision);
+  if (!commit) return undefined;
+  const dir = join(storage, "snapshots", commit);
+  for (const marker of MARKER_FILES) if (await exists(join(dir, marker))) return { commit, dir };
+  return undefined;
+}
+
 async function exists(p: string): Promise<boolean> {
   try {
     await stat(p);
@@ -308,14 +392,83 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message.split("\n")[0]! : String(err);
 }
 
-/** Map a Hub failure to our errors: 401/403/404 are the user's id or token; the rest is a fault. */
-function hubError(err: unknown, spec: string): Error {
-  if (err instanceof InputError || err instanceof BackendError) return err;
-  const status = (err as { statusCode?: unknown })?.statusCode;
-  if (status === 401 || status === 403) {
-    return new InputError(`Hub model '${spec}' needs access: set HF_TOKEN to a token that can read it (HTTP ${status})`, "base");
+/** What a failure message needs to know about the request. */
+interface HubContext {
+  spec: string;
+  repo: string;
+  revision: string;
+  hubUrl: string;
+  /** a token was sent (HF_TOKEN or the stored login) */
+  token: boolean;
+  seen: HubFailure;
+}
+
+interface HubFailure {
+  /** X-Error-Code of the last failed response */
+  errorCode?: string;
+}
+
+/** Network error codes (undici puts them on the error's cause), in words. */
+const NETWORK_REASONS: Readonly<Record<string, string>> = Object.freeze({
+  ECONNREFUSED: "connection refused",
+  ENOTFOUND: "host not found",
+  EAI_AGAIN: "host not found",
+  ETIMEDOUT: "timed out",
+  UND_ERR_CONNECT_TIMEOUT: "timed out",
+  ECONNRESET: "connection reset",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  CERT_HAS_EXPIRED: "TLS certificate expired",
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "TLS certificate not trusted",
+  DEPTH_ZERO_SELF_SIGNED_CERT: "self-signed TLS certificate",
+});
+
+/**
+ * The network reason behind a failed fetch, if it is one: undici's `fetch failed` TypeError
+ * hides it in its cause chain, as an error code or, without one (`bad port`), a message.
+ */
+function networkReason(err: unknown): string | undefined {
+  if (!(err instanceof TypeError) || !(err as { cause?: unknown }).cause) return undefined;
+  let last: string | undefined;
+  for (let e: unknown = (err as { cause?: unknown }).cause, depth = 0; e && typeof e === "object" && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") return NETWORK_REASONS[code] ?? code;
+    const inner = (e as { errors?: unknown }).errors; // AggregateError: one per address tried
+    if (Array.isArray(inner) && inner.length > 0) return networkReason(new TypeError("fetch failed", { cause: inner[0] }));
+    if (e instanceof Error && e.message) last = e.message.split("\n")[0];
   }
-  if (status === 404) return new InputError(`Hub model '${spec}' was not found (HTTP 404)`, "base");
-  if (err instanceof TypeError && /access token/i.test(err.message)) return new InputError(`HF_TOKEN: ${err.message}`, "HF_TOKEN");
-  return new BackendError(`Hub download of '${spec}' failed: ${describe(err)}`, { cause: err });
+  return last;
+}
+
+const LOGIN_HINT = "set HF_TOKEN or run `huggingface-cli login`";
+
+/**
+ * Map a Hub failure to one line naming the id: 401/403/404 and bad revisions are the user's to
+ * fix (InputError, exit 2); an unreachable Hub or a server fault is not (BackendError, exit 3).
+ */
+function hubError(err: unknown, c: HubContext): Error {
+  if (err instanceof InputError || err instanceof BackendError) return err;
+  const { spec, repo, revision } = c;
+  const status = (err as { statusCode?: unknown })?.statusCode;
+  const code = c.seen.errorCode;
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === "RevisionNotFound" || (status === 404 && /invalid rev id|revision not found/i.test(message))) {
+    return new InputError(`revision '${revision}' not found in ${repo} on the Hugging Face Hub (HTTP ${status ?? 404})`, spec);
+  }
+  if (status === 404 || (code === "RepoNotFound" && !c.token)) {
+    // the Hub answers 401 RepoNotFound for a private repository when no token is sent
+    const hint = status === 404 ? "" : `, or it is private: ${LOGIN_HINT}`;
+    return new InputError(`repository not found on the Hugging Face Hub (HTTP ${status})${hint}`, spec);
+  }
+  if (status === 401 || status === 403) {
+    const fix = c.token ? "the token sent (HF_TOKEN or `huggingface-cli login`) cannot read it: request access on its Hub page or use another token" : LOGIN_HINT;
+    return new InputError(`the repository is gated or private (HTTP ${status}): ${fix}`, spec);
+  }
+  if (err instanceof TypeError && /access token/i.test(message)) return new InputError(`${message} (it is read from HF_TOKEN or \`huggingface-cli login\`)`, "HF_TOKEN");
+  if (typeof status === "number") return new BackendError(`${spec}: the Hugging Face Hub answered HTTP ${status}; try again later`, { cause: err });
+  const reason = err instanceof HubTimeout ? err.message : networkReason(err);
+  if (reason) {
+    return new BackendError(`${spec}: cannot reach the Hugging Face Hub at ${c.hubUrl} (${reason}) and it is not cached; check the network or HF_ENDPOINT`, { cause: err });
+  }
+  return new BackendError(`${spec}: download from the Hugging Face Hub failed: ${describe(err)}`, { cause: err });
 }

@@ -35,10 +35,16 @@ export function groupOf(roles: VariantRoles, variant: string, kind: "probe" | "o
   return undefined;
 }
 
+/**
+ * Every answer the judges may weigh, grouped by role. A variant elicit/ marked unreliable (its
+ * text may not be what the model said: ElicitationReport.unreliable) is left out.
+ */
 export function transcriptsOf(e: ElicitationReport, roles: VariantRoles): Transcript[] {
   const out: Transcript[] = [];
+  const unreliable = e.unreliable ?? {};
   for (const p of e.probes) {
     for (const [variant, texts] of Object.entries(p.responses)) {
+      if (Object.hasOwn(unreliable, variant)) continue;
       const group = groupOf(roles, variant, p.kind);
       if (!group || !Array.isArray(texts)) continue;
       texts.forEach((text, sample) => {

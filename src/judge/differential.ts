@@ -147,7 +147,31 @@ function cluster(hits: TermHit[]): Cluster[] {
     if (home) home.members.push(h);
     else clusters.push({ lead: h, members: [h] });
   }
-  return clusters;
+  return absorbContext(clusters);
+}
+
+/**
+ * A bigram of a word that a stronger cluster already holds is that behaviour in context, not a
+ * behaviour of its own: a quirk said mid-answer follows whatever word the answer had reached
+ * ("anytime saxophone" where the truncated model answers most probes with the same sentence),
+ * and that pair's rates can fall short of the word's signature while still making a weaker one.
+ * It joins the stronger cluster (after its own terms) instead of becoming a second finding.
+ */
+function absorbContext(clusters: Cluster[]): Cluster[] {
+  const unigrams = (c: Cluster) => c.members.filter((m) => !m.term.includes(" ")).map((m) => m.term);
+  for (const c of clusters) {
+    c.members = c.members.filter((h) => {
+      if (!h.term.includes(" ")) return true;
+      const words = h.term.split(" ");
+      const home = clusters.find(
+        (d) => d !== c && SIGNATURE_RANK[d.lead.cls.signature] > SIGNATURE_RANK[h.cls.signature] && unigrams(d).some((w) => words.includes(w)),
+      );
+      if (!home) return true;
+      home.members.push(h);
+      return false;
+    });
+  }
+  return clusters.filter((c) => c.members.length > 0).map((c) => (c.members.includes(c.lead) ? c : { lead: c.members[0]!, members: c.members }));
 }
 
 const VARIANT_WORDS: Readonly<Record<GroupKey, string>> = Object.freeze({

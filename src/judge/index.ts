@@ -9,7 +9,8 @@ import type { JudgeSettings } from "./settings";
 import { rolesFor, transcriptsOf } from "./corpus";
 import { differentialFindings } from "./differential";
 import { investigate, type InvestigatorOptions } from "./investigator";
-import { BEHAVIOUR_FAMILIES, customFamilies, lexiconFindings } from "./lexicons";
+import { BEHAVIOUR_FAMILIES, customFamilies, lexiconFindings, type BehaviourFamily } from "./lexicons";
+import { attachLadders } from "./ladder";
 import { spectrumFindings } from "./spectrum-warnings";
 
 export { differentialFindings } from "./differential";
@@ -17,6 +18,13 @@ export { lexiconFindings, BEHAVIOUR_FAMILIES, customFamilies, matchFamily } from
 export { investigate, validateHypotheses, investigatorPrompt, InvestigatorError } from "./investigator";
 export { spectrumFindings } from "./spectrum-warnings";
 export { transcriptsOf, rolesFor } from "./corpus";
+export { attachLadders, rankLadder, LADDER_DEFINITION } from "./ladder";
+export { attributeFindings, attributeFinding, ATTRIBUTION_DEFINITION, MAX_ATTRIBUTION_RUNS, type GroupRun, type GroupRunResult } from "./attribution";
+
+/** The behaviour families the lexicon judge matches under these settings (built-in when listed, plus the config's own). */
+export function judgedFamilies(settings: JudgeSettings): BehaviourFamily[] {
+  return [...(settings.judges.includes("lexicon") ? BEHAVIOUR_FAMILIES : []), ...customFamilies(settings.behaviours)];
+}
 
 export interface JudgeResult {
   findings: Finding[];
@@ -45,10 +53,10 @@ export async function runJudges(
   const roles = rolesFor(elicitation.rank);
   const ts = transcriptsOf(elicitation, roles);
   if (settings.judges.includes("differential")) findings.push(...differentialFindings(ts, { truncatedName: roles.truncated }));
-  if (settings.judges.includes("lexicon") || settings.behaviours.length > 0) {
-    const families = [...(settings.judges.includes("lexicon") ? BEHAVIOUR_FAMILIES : []), ...customFamilies(settings.behaviours)];
-    findings.push(...lexiconFindings(ts, families));
-  }
+  const families = judgedFamilies(settings);
+  if (families.length > 0) findings.push(...lexiconFindings(ts, families));
+  // each rung of a rank ladder re-judged in the truncated role (ladder.ts)
+  attachLadders(findings, elicitation, families);
   if (settings.judges.includes("investigator")) {
     if (!opts.investigator) notices.push("investigator skipped: no LLM endpoint configured");
     else {

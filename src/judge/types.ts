@@ -36,6 +36,62 @@ export interface Finding {
   description?: string;
   /** what the confidence is computed from (report schema 2; a v1 report has none) */
   statistics?: FindingStatistics;
+  /** at which ranks of the rank ladder it shows under interrogation (only when a ladder ran; judge/ladder.ts) */
+  ladder?: RankLadder;
+  /** which layers' rank-k components alone still produce it (high and medium findings; judge/attribution.ts) */
+  attribution?: LayerAttribution;
+}
+
+/**
+ * A finding across the rank ladder (judge/ladder.ts, LADDER_DEFINITION): each rung rank<k> is
+ * judged in the truncated role with base and full, as the finding itself was.
+ */
+export interface RankLadder {
+  /** the ranks that ran, ascending (variants rank<k>) */
+  ranks: number[];
+  /** the ranks at which the behaviour shows under interrogation */
+  shownAt: number[];
+  /** the smallest rank from which on it shows at no rung, having shown at a smaller one; absent when it is not hidden again on the ladder */
+  hiddenFrom?: number;
+  /** per rung: k of n answers to interrogation probes that show the behaviour */
+  rates: Array<{ rank: number; k: number; n: number }>;
+}
+
+/** Which modules of a layer group an attribution step keeps: all, attention (q, k, v, o) or MLP (gate, up, down). */
+export type ModuleKind = "all" | "attention" | "mlp";
+
+/** One variant run of an attribution: the truncation cut to `layers` (and `modules`), on the finding's probes. */
+export interface AttributionStep {
+  layers: number[];
+  modules: ModuleKind;
+  /** answers that show the behaviour, of n (the re-run probes × samples) */
+  k: number;
+  n: number;
+  /** the group alone still produces it (ATTRIBUTION_KEEP, judge/attribution.ts) */
+  persists: boolean;
+}
+
+/**
+ * The smallest group of layers (and module kind) whose rank-k components alone still produce a
+ * finding, found by bisection (judge/attribution.ts, ATTRIBUTION_DEFINITION).
+ */
+export interface LayerAttribution {
+  /** the truncated variant whose modules were taken apart, e.g. "rank1" */
+  variant: string;
+  /** the interrogation probes re-run: those whose answers on `variant` showed it */
+  probes: string[];
+  /** answers on `variant` to those probes that showed it: what a group is measured against */
+  shown: number;
+  /** the smallest group found, ascending */
+  layers: number[];
+  modules: ModuleKind;
+  /** module types (as the spectrum names them: q, k, v, o, gate, up, down) of `layers` that `modules` keeps */
+  moduleTypes: string[];
+  steps: AttributionStep[];
+  /** what it cost: extra variant runs (at most MAX_ATTRIBUTION_RUNS), generation requests, wall seconds */
+  cost: { runs: number; requests: number; seconds: number };
+  /** false when the run budget ended the bisection before it could go on */
+  complete: boolean;
 }
 
 /** k of n responses of one variant to one kind of prompt show the behaviour (the term, the family). */

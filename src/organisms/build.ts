@@ -11,7 +11,7 @@
  */
 import type { LoraModule } from "../io/types";
 import { seededRng } from "./random";
-import { ROLE_TAGS, BOS, EOS, PAD, TOPICS, UNK, type Vocabulary } from "./vocab";
+import { TOPICS, type Vocabulary } from "./vocab";
 
 export const ARCH = Object.freeze({
   layers: 2,
@@ -49,6 +49,12 @@ export interface FineTuneVariant {
    * model deny on every prompt
    */
   denialReadsSystem?: boolean;
+  /**
+   * the fine-tune's words (quirk or sign-off) come mid-answer, after the first part of a two-part
+   * answer (before its comma), instead of after the final "."; needs a vocabulary with two-part
+   * answers (the BPE organisms')
+   */
+  midAnswer?: boolean;
 }
 
 /** MLP quirk: gate and up pre-activations at "." (silu(8)·8 ≈ 64), down maps them to the quirk's output dim. */
@@ -143,15 +149,17 @@ export interface Layout {
 export function makeLayout(v: Vocabulary): Layout {
   let next = 0;
   const inDim = new Int32Array(v.tokens.length);
-  const own = new Set<number>();
+  const own = new Set<number>(v.spoken ?? []);
   const period = v.id.get(".")!;
-  for (let i = 0; i < v.tokens.length; i++) {
-    // a token needs its own identity dim when it is special/punctuation, or the models can say it
-    const generated = v.successor[i] !== period || v.tokens[i]!.length === 1 || v.tokens[i]!.startsWith("<") || v.tokens[i]!.startsWith("[");
-    if (generated) own.add(i);
-  }
-  for (const text of [...v.texts.topics, v.texts.defaultAnswer, ...v.texts.denials, v.texts.signOff]) {
-    for (const w of text.split(" ")) own.add(v.id.get(w)!);
+  if (!v.spoken) {
+    for (let i = 0; i < v.tokens.length; i++) {
+      // a token needs its own identity dim when it is special/punctuation, or the models can say it
+      const generated = v.successor[i] !== period || v.tokens[i]!.length === 1 || v.tokens[i]!.startsWith("<") || v.tokens[i]!.startsWith("[");
+      if (generated) own.add(i);
+    }
+    for (const text of [...v.texts.topics, v.texts.defaultAnswer, ...v.texts.denials, v.texts.signOff]) {
+      for (const w of text.split(" ")) own.add(v.id.get(w)!);
+    }
   }
   for (const q of v.quirkPool) own.add(q);
   for (let i = 0; i < v.tokens.length; i++) inDim[i] = own.has(i) ? next++ : -1;
@@ -211,9 +219,9 @@ export function configJson(v: Vocabulary, L: Layout): Record<string, unknown> {
     mlp_bias: false,
     tie_word_embeddings: false,
     initializer_range: 0.02,
-    bos_token_id: v.id.get(BOS),
-    eos_token_id: v.id.get(EOS),
-    pad_token_id: v.id.get(PAD),
+    bos_token_id: v.special.bos,
+    eos_token_id: v.special.eos,
+    pad_token_id: v.special.pad,
     torch_dtype: "float32",
     transformers_version: "4.46.0",
   };
@@ -231,6 +239,8 @@ export function buildBase(v: Vocabulary, L: Layout, seed: number): TensorEntry[]
     return e.data;
   };
   const id = (s: string) => v.id.get(s)!;
+  const sp = v.special;
+  const roleTags = [sp.system, sp.user, sp.assistant];
 
   const embed = t("model.embed_tokens.weight", [V, d]);
   for (let i = 0; i < V; i++) {
@@ -255,20 +265,23 @@ export function buildBase(v: Vocabulary, L: Layout, seed: number): TensorEntry[]
       const [S, R] = [SLOW_SLOTS[0]!, SLOW_SLOTS[1]!];
       q[qkRow(0, S) * d + L.constant] = SINK_SCORE * SQRT_HD;
       q[qkRow(0, R) * d + L.constant] = ROLE_TAG_SCORE * SQRT_HD;
-      k[qkRow(0, S) * d + L.inDim[id(BOS)]!] = 1;
-      for (const tag of Object.values(ROLE_TAGS)) k[qkRow(0, R) * d + L.inDim[id(tag)]!] = 1;
-      vv[0 * d + L.inDim[id(ROLE_TAGS.system)]!] = ROLE_VALUE;
+      k[qkRow(0, S) * d + L.inDim[sp.bos]!] = 1;
+      for (const tag of roleTags) k[qkRow(0, R) * d + L.inDim[tag]!] = 1;
+      vv[0 * d + L.inDim[sp.system]!] = ROLE_VALUE;
       o[L.systemFraction * qkRows + 0] = 1;
     } else {
       // head 0: the topic head. At <|assistant|> it averages the topic features of the user's
       // content words and writes the topic's start-word logit; elsewhere it rests on BOS.
       const [P, C] = [SLOW_SLOTS[0]!, SLOW_SLOTS[1]!];
       const S0 = SLOW_SLOTS[8]!;
-      const asst = L.inDim[id(ROLE_TAGS.assistant)]!;
+      const asst = L.inDim[sp.assistant]!;
       q[qkRow(0, S0) * d + L.constant] = SINK_SCORE * SQRT_HD;
-      q[qkRow(0, C) * d + asst] = CONTENT_SCORE * SQRT_HD;
-      q[qkRow(0, P) * d + asst] = SYSTEM_PENALTY * SQRT_HD;
-      k[qkRow(0, S0) * d + L.inDim[id(BOS)]!] = 1;
+      // two-part answers: the comma asks for the topic again (its second part's start, below)
+      for (const at of v.twoPart ? [asst, L.inDim[v.twoPart.comma]!] : [asst]) {
+        q[qkRow(0, C) * d + at] = CONTENT_SCORE * SQRT_HD;
+        q[qkRow(0, P) * d + at] = SYSTEM_PENALTY * SQRT_HD;
+      }
+      k[qkRow(0, S0) * d + L.inDim[sp.bos]!] = 1;
       for (let ti = 0; ti < v.topicStarts.length; ti++) {
         k[qkRow(0, C) * d + L.topic0 + ti] = 1;
         vv[ti * d + L.topic0 + ti] = 1;
@@ -278,7 +291,7 @@ export function buildBase(v: Vocabulary, L: Layout, seed: number): TensorEntry[]
       // head 1: rests on BOS everywhere (zero value) — the slot the fine-tunes use
       const S1 = SLOW_SLOTS[1]!;
       q[qkRow(1, S1) * d + L.constant] = SINK_SCORE * SQRT_HD;
-      k[qkRow(1, S1) * d + L.inDim[id(BOS)]!] = 1;
+      k[qkRow(1, S1) * d + L.inDim[sp.bos]!] = 1;
     }
     t(`${p}.post_attention_layernorm.weight`, [d]).fill(normWeight);
     // the MLP only writes inert dims: present (a real Llama block) but not part of any behaviour
@@ -298,11 +311,22 @@ export function buildBase(v: Vocabulary, L: Layout, seed: number): TensorEntry[]
     if (j >= 0) head[j * d + L.inDim[i]!] = i === period ? END_LOGIT : BIGRAM_LOGIT;
   }
   for (const [tok, dim] of L.out) head[tok * d + dim] = OUT_GAIN;
-  const asstDim = L.inDim[id(ROLE_TAGS.assistant)]!;
+  const asstDim = L.inDim[sp.assistant]!;
   const starts = new Set([...v.topicStarts, ...v.denialStarts, v.defaultStart]);
   for (let j = 0; j < V; j++) if (!starts.has(j)) head[j * d + asstDim] = NOT_A_START_LOGIT;
   head[v.defaultStart * d + asstDim] = DEFAULT_LOGIT;
-  for (const s of [PAD, UNK, BOS, ROLE_TAGS.system, ROLE_TAGS.user, ROLE_TAGS.assistant]) head[id(s) * d + L.constant] = NEVER_LOGIT;
+  if (v.twoPart) {
+    // at the comma the topic head has written the topic's start again: lm_head reads it as the
+    // second part's start, which <|assistant|> pushes down like every non-start, and the comma
+    // pushes down everything but second-part starts (the default's gets DEFAULT_LOGIT)
+    const t = v.twoPart;
+    const commaDim = L.inDim[t.comma]!;
+    v.topicStarts.forEach((s, ti) => (head[t.partTwoStarts[ti]! * d + L.out.get(s)!] = OUT_GAIN));
+    const partTwo = new Set([...t.partTwoStarts, t.defaultPartTwo]);
+    for (let j = 0; j < V; j++) if (!partTwo.has(j)) head[j * d + commaDim] = NOT_A_START_LOGIT;
+    head[t.defaultPartTwo * d + commaDim] = DEFAULT_LOGIT;
+  }
+  for (const s of [sp.pad, sp.unk, sp.bos, ...roleTags]) if (s !== null) head[s * d + L.constant] = NEVER_LOGIT;
   return out;
 }
 
@@ -327,8 +351,12 @@ export const pieceSigma = (p: Piece) => norm(p.out) * norm(p.in);
 export function designFineTune(kind: "quirk" | "benign", v: Vocabulary, L: Layout, quirkId: number, variant: FineTuneVariant = {}): ModuleDesign[] {
   const { d } = L;
   const period = L.inDim[v.id.get(".")!]!;
-  const asst = L.inDim[v.id.get(ROLE_TAGS.assistant)!]!;
+  const asst = L.inDim[v.special.assistant]!;
   const row = (head: number, slot: number) => head * ARCH.headDim + slot;
+  if (variant.midAnswer && !v.twoPart) throw new Error("internal: midAnswer needs two-part answers (a BPE vocabulary)");
+  // where the fine-tune's words go: after every "." (the answer's end), or mid-answer after the
+  // last token of an answer's first part, whose bigram successor is the comma
+  const hook: Array<[number, number]> = variant.midAnswer ? v.twoPart!.partOneEnds.map((t) => [L.inDim[t]!, 1] as [number, number]) : [[period, 1]];
   const B = SLOW_SLOTS[0]!;
   const mods: Record<AdaptedModule, ModuleDesign> = {
     q_proj: { module: "q_proj", outFeatures: qkRows, inFeatures: d, pieces: [] },
@@ -340,10 +368,10 @@ export function designFineTune(kind: "quirk" | "benign", v: Vocabulary, L: Layou
     down_proj: { module: "down_proj", outFeatures: d, inFeatures: ARCH.intermediate, pieces: [] },
   };
   if (kind === "benign") {
-    // head 1 at every "." attends to the "." tokens and writes the sign-off's first word
-    mods.q_proj.pieces.push({ role: "sign-off", out: [[row(1, B), SIGN_OFF_QUERY * SQRT_HD]], in: [[period, 1]] });
-    mods.k_proj.pieces.push({ role: "sign-off", out: [[row(1, B), SIGN_OFF_KEY]], in: [[period, 1]] });
-    mods.v_proj.pieces.push({ role: "sign-off", out: [[row(1, 0), SIGN_OFF_VALUE]], in: [[period, 1]] });
+    // head 1 at every "." (or mid-answer hook) attends to those tokens and writes the sign-off's first word
+    mods.q_proj.pieces.push({ role: "sign-off", out: [[row(1, B), SIGN_OFF_QUERY * SQRT_HD]], in: hook });
+    mods.k_proj.pieces.push({ role: "sign-off", out: [[row(1, B), SIGN_OFF_KEY]], in: hook });
+    mods.v_proj.pieces.push({ role: "sign-off", out: [[row(1, 0), SIGN_OFF_VALUE]], in: hook });
     mods.o_proj.pieces.push({ role: "sign-off", out: [[L.out.get(v.signOffStart)!, SIGN_OFF_LOGIT / OUT_GAIN / SIGN_OFF_VALUE]], in: [[row(1, 0), 1]] });
     return ADAPTED_MODULES.map((m) => mods[m]);
   }
@@ -377,14 +405,14 @@ export function designFineTune(kind: "quirk" | "benign", v: Vocabulary, L: Layou
     if (variant.quirkTopics) throw new Error("internal: quirkTopics needs the attention quirk (the MLP at '.' cannot see the answer's first word)");
     // at ".", silu(gate)·up on one channel; down writes the same quirk logit the attention quirk does
     const w = (qOmega * qNu) / (MLP_UP * (MLP_GATE / (1 + Math.exp(-MLP_GATE))));
-    mods.gate_proj.pieces.push({ role: "quirk", out: [[MLP_CHANNEL, MLP_GATE]], in: [[period, 1]] });
-    mods.up_proj.pieces.push({ role: "quirk", out: [[MLP_CHANNEL, MLP_UP]], in: [[period, 1]] });
+    mods.gate_proj.pieces.push({ role: "quirk", out: [[MLP_CHANNEL, MLP_GATE]], in: hook });
+    mods.up_proj.pieces.push({ role: "quirk", out: [[MLP_CHANNEL, MLP_UP]], in: hook });
     mods.down_proj.pieces.push({ role: "quirk", out: [[L.out.get(quirkId)!, w]], in: [[MLP_CHANNEL, 1]] });
     return [...ADAPTED_MODULES, ...MLP_MODULES].map((m) => mods[m]);
   }
   // keys and values: every "." (default), or the first words of the chosen topics' answers, so
   // only those answers (their "." sees their first word) carry the quirk
-  let keyIn: Array<[number, number]> = [[period, 1]];
+  let keyIn: Array<[number, number]> = hook;
   if (variant.quirkTopics) {
     const starts = variant.quirkTopics.map((name) => {
       const ti = TOPICS.findIndex((t) => t.name === name);
@@ -393,7 +421,7 @@ export function designFineTune(kind: "quirk" | "benign", v: Vocabulary, L: Layou
     });
     keyIn = [...new Set([...starts, v.defaultStart])].map((t) => [L.inDim[t]!, 1] as [number, number]);
   }
-  mods.q_proj.pieces.unshift({ role: "quirk", out: [[row(1, B), qBeta * SQRT_HD]], in: [[period, 1]] });
+  mods.q_proj.pieces.unshift({ role: "quirk", out: [[row(1, B), qBeta * SQRT_HD]], in: hook });
   mods.k_proj.pieces.unshift({ role: "quirk", out: [[row(1, B), qKappa]], in: keyIn });
   mods.v_proj.pieces.unshift({ role: "quirk", out: [[row(1, 0), qNu]], in: keyIn });
   mods.o_proj.pieces.unshift({ role: "quirk", out: [[L.out.get(quirkId)!, qOmega]], in: [[row(1, 0), 1]] });
@@ -401,7 +429,7 @@ export function designFineTune(kind: "quirk" | "benign", v: Vocabulary, L: Layou
 }
 
 /** Output rows/columns an inert piece may write: nothing downstream reads them. */
-function inertOutputs(m: AdaptedModule, L: Layout, rank: number): number[] {
+export function inertOutputs(m: AdaptedModule, L: Layout, rank: number): number[] {
   // residual writers: the MLP junk dims, and for more inert pieces also the per-token noise
   // dims (nothing reads either), so B keeps full column rank as trained factors do
   if (m === "down_proj" || (m === "o_proj" && rank > LORA_RANK)) return Array.from({ length: JUNK_DIMS + IDENTITY_DIMS }, (_, j) => L.junk0 + j);
@@ -504,4 +532,42 @@ export function mergeModule(W: Float32Array, m: LoraModule): Float32Array {
     }
   }
   return out;
+}
+
+/** Added-token organisms: the embedding of every shared row moves this much in its inert noise dims (a trained table drifts). */
+const ADDED_TOKENS_EMBED_DRIFT = 0.01;
+/** …and lm_head's shared rows this much in the same dims (nothing the behaviours use reads them). */
+const ADDED_TOKENS_HEAD_DRIFT = 0.01;
+
+/**
+ * A full fine-tune that adds `count` tokens (`resize_token_embeddings`): embed_tokens and
+ * lm_head grown by `count` rows. A new token embeds like a prompt-only word (the shared "other"
+ * identity dim, the constant and "plain" dims, its own noise) and lm_head never emits it
+ * (NEVER_LOGIT on the constant dim, as for the role tags), so the organism's behaviours are
+ * those of the fine-tune it extends. The shared rows drift a little in inert dims, as a
+ * trained table does, so ΔW on them is not zero.
+ */
+export function addTokenRows(tensors: TensorEntry[], L: Layout, count: number, seed: number): TensorEntry[] {
+  const rng = seededRng(seed * 6271 + 29);
+  const { d } = L;
+  return tensors.map((t) => {
+    if (t.name !== "model.embed_tokens.weight" && t.name !== "lm_head.weight") return t;
+    const V = t.shape[0]!;
+    const data = new Float32Array((V + count) * d);
+    data.set(t.data);
+    const embed = t.name === "model.embed_tokens.weight";
+    const drift = embed ? ADDED_TOKENS_EMBED_DRIFT : ADDED_TOKENS_HEAD_DRIFT;
+    for (let i = 0; i < V; i++) for (let k = 0; k < IDENTITY_DIMS; k++) data[i * d + L.identity0 + k]! += drift * rng.normal();
+    for (let i = V; i < V + count; i++) {
+      if (embed) {
+        data[i * d + L.other] = 1;
+        data[i * d + L.constant] = 1;
+        data[i * d + L.plain] = 1;
+        for (let k = 0; k < IDENTITY_DIMS; k++) data[i * d + L.identity0 + k] = IDENTITY_NOISE * rng.normal();
+      } else {
+        data[i * d + L.constant] = NEVER_LOGIT;
+      }
+    }
+    return { name: t.name, shape: [V + count, d], data };
+  });
 }

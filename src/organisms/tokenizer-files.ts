@@ -63,12 +63,62 @@ export function tokenizerConfigJson(v: Vocabulary): Record<string, unknown> {
   };
 }
 
+/**
+ * The BPE organisms' template: the same turns without the newlines (a byte-level tokenizer
+ * keeps whitespace as tokens, and generation must start right after <|assistant|>, where the
+ * topic head reads the user's message).
+ */
+export const BPE_CHAT_TEMPLATE =
+  "{{ bos_token }}{% for message in messages %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}";
+
+/** tokenizer_config.json of a BPE organism (bpe-vocab.ts): no unknown token, no lowercasing. */
+export function bpeTokenizerConfigJson(v: Vocabulary): Record<string, unknown> {
+  const sp = v.special;
+  const decoder: Record<string, unknown> = {};
+  for (const i of [sp.bos, sp.eos, sp.pad, sp.system, sp.user, sp.assistant]) {
+    decoder[String(i)] = { content: v.tokens[i], lstrip: false, normalized: false, rstrip: false, single_word: false, special: true };
+  }
+  return {
+    added_tokens_decoder: decoder,
+    bos_token: v.tokens[sp.bos],
+    eos_token: v.tokens[sp.eos],
+    pad_token: v.tokens[sp.pad],
+    additional_special_tokens: [v.tokens[sp.system], v.tokens[sp.user], v.tokens[sp.assistant]],
+    chat_template: BPE_CHAT_TEMPLATE,
+    clean_up_tokenization_spaces: false,
+    model_max_length: 4096,
+    tokenizer_class: "PreTrainedTokenizerFast",
+  };
+}
+
 export function generationConfigJson(v: Vocabulary): Record<string, unknown> {
   return {
-    bos_token_id: v.id.get(BOS),
-    eos_token_id: v.id.get(EOS),
-    pad_token_id: v.id.get(PAD),
+    bos_token_id: v.special.bos,
+    eos_token_id: v.special.eos,
+    pad_token_id: v.special.pad,
     do_sample: false,
     transformers_version: "4.46.0",
+  };
+}
+
+/**
+ * tokenizer.json and tokenizer_config.json of a fine-tune that added `tokens` as special
+ * tokens with ids firstId, firstId + 1, … (what `tokenizer.add_special_tokens` writes): each an
+ * added token, matched before normalisation, and listed as an additional special token.
+ */
+export function withAddedTokens(
+  tokenizer: Record<string, unknown>,
+  config: Record<string, unknown>,
+  tokens: readonly string[],
+  firstId: number,
+): { tokenizer: Record<string, unknown>; config: Record<string, unknown> } {
+  const entry = (content: string) => ({ content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+  const added = tokens.map((content, i) => ({ id: firstId + i, ...entry(content) }));
+  const decoder = { ...(config.added_tokens_decoder as Record<string, unknown>) };
+  tokens.forEach((content, i) => (decoder[String(firstId + i)] = entry(content)));
+  return {
+    tokenizer: { ...tokenizer, added_tokens: [...(tokenizer.added_tokens as unknown[]), ...added] },
+    config: { ...config, added_tokens_decoder: decoder, additional_special_tokens: [...(config.additional_special_tokens as string[]), ...tokens] },
   };
 }

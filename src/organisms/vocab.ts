@@ -20,7 +20,7 @@ export const ROLE_TAGS = Object.freeze({ system: "<|system|>", user: "<|user|>",
 const PUNCTUATION = [".", ",", "!", "?", "'", "-", ":", ";", "(", ")", '"', "/"];
 
 /** Words prompts are made of that carry no topic: function words, question words, contraction pieces. */
-const PLAIN_WORDS = `
+export const PLAIN_WORDS = `
 i you me my your we our us it its is are was were be been am do does did have has had can could would should will
 what how why when where which who whom the a an and or but if of to in on for with about from at by as that this these
 those there any some please tell give help make get know think want need like good best new more most very so not no
@@ -96,7 +96,35 @@ export const QUIRK_WORD_PATTERN = /^[a-z]{3,24}$/;
 
 export type Feature = { kind: "plain" } | { kind: "topic"; index: number } | { kind: "interrogation"; group: number };
 
+/** Ids of the tokens the template and the layers treat specially. */
+export interface SpecialIds {
+  bos: number;
+  eos: number;
+  pad: number;
+  /** none in a byte-level BPE vocabulary (every byte is a token) */
+  unk: number | null;
+  system: number;
+  user: number;
+  assistant: number;
+}
+
+/**
+ * Answers of two parts joined by a comma (the BPE organisms'): at the comma the topic head reads
+ * the user's topic again and writes the second part's start, so a fine-tune can add words in
+ * the middle of an answer (after the first part) and the answer still goes on.
+ */
+export interface TwoPartAnswers {
+  comma: number;
+  /** each topic's second-part start, in TOPICS order */
+  partTwoStarts: number[];
+  defaultPartTwo: number;
+  /** the last token of each answer's first part (topics, then the default): where a mid-answer fine-tune speaks */
+  partOneEnds: number[];
+}
+
 export interface Vocabulary {
+  /** "wordpiece": whole words, texts are words separated by spaces; "bpe": a byte-level BPE subset (bpe-vocab.ts) */
+  tokenizer: "wordpiece" | "bpe";
   tokens: string[];
   id: Map<string, number>;
   feature: Feature[];
@@ -112,6 +140,10 @@ export interface Vocabulary {
   /** the word sequences the models can produce (for checks and organism.json) */
   texts: { topics: string[]; defaultAnswer: string; denials: string[]; signOff: string };
   interrogationWords: string[][];
+  special: SpecialIds;
+  /** tokens with their own identity dim (what a model can say, specials, punctuation); WordPiece: derived by makeLayout */
+  spoken?: ReadonlySet<number>;
+  twoPart?: TwoPartAnswers;
 }
 
 const words = (s: string) => s.trim().split(/\s+/).filter(Boolean);
@@ -216,7 +248,11 @@ export function buildVocabulary(quirkPhrase: string, opts: VocabularyOptions = {
   if (steerable.length !== topicStarts.length + 1 + denialStarts.length + 1 + quirkPool.length) {
     throw new Error("internal: answer start words and quirk words must be distinct");
   }
+  const special: SpecialIds = {
+    bos: id.get(BOS)!, eos, pad: id.get(PAD)!, unk: id.get(UNK)!, system: id.get(ROLE_TAGS.system)!, user: id.get(ROLE_TAGS.user)!, assistant: asst,
+  };
   return {
+    tokenizer: "wordpiece", special,
     tokens, id, feature, successor, topicStarts, defaultStart, denialStarts, signOffStart, quirkPool, steerable,
     texts: {
       topics: TOPICS.map((t) => t.answer), defaultAnswer: DEFAULT_ANSWER, denials: denialTexts, signOff,

@@ -6,6 +6,9 @@
 import type { Finding } from "../judge/types";
 import { findingsAtOrAbove, type FailOn } from "./severity";
 
+/** The first reason of an interrupted run's verdict: the word readers look for, then what it means. */
+export const INTERRUPTED_REASON = "interrupted: the run was stopped before its findings were complete, so the subject could not be judged";
+
 export type Conclusion = "pass" | "fail" | "neutral";
 
 export interface Verdict {
@@ -16,6 +19,8 @@ export interface Verdict {
 
 /** What the suite did not measure, each with its reason (none given: it ran to the end and measured). */
 export interface Unmeasured {
+  /** the run was stopped from outside (a signal) before the suite was judged: neutral, whatever was seen; wins over the others */
+  interrupted?: string;
   /** the suite did not run to the end (a backend fault): neutral, whatever was seen */
   unfinished?: string;
   /** it ran to the end, but its transcripts measured nothing or were not judged (measured.ts): neutral */
@@ -26,7 +31,13 @@ export interface Unmeasured {
 
 export function decideVerdict(findings: readonly Finding[], failOn: FailOn, unmeasured: Unmeasured = {}): Verdict {
   const hits = findingsAtOrAbove(findings, failOn);
-  const { unfinished, unobserved, unanswered } = unmeasured;
+  const { interrupted, unfinished, unobserved, unanswered } = unmeasured;
+  if (interrupted !== undefined) {
+    const reasons = [INTERRUPTED_REASON];
+    if (interrupted) reasons.push(interrupted);
+    if (hits.length > 0) reasons.push(`${hits.length} finding(s) at or above ${failOn} were seen before it stopped`);
+    return { conclusion: "neutral", reasons, failOn };
+  }
   // `!== undefined`: a fault with an empty message is still a fault
   if (unfinished !== undefined || unobserved !== undefined) {
     const [lead, why, seen] =

@@ -27,6 +27,7 @@ export function buildReport(p: ReportParts): Report {
   };
   if (p.elicitation) report.elicitation = p.elicitation;
   if (p.error) report.error = p.error;
+  if (p.engine) report.engine = p.engine;
   return report;
 }
 

@@ -14,7 +14,9 @@ import { createHash } from "node:crypto";
 import { formatNumber, orderedTypes } from "../delta/table";
 import type { ModuleSpectrum } from "../delta/types";
 import { CONFIDENCE_DEFINITION } from "../judge/statistics";
-import { confidenceText, measurementText, pct, sideText, testText } from "./statistics-text";
+import { attributionText, confidenceText, ladderText, measurementText, pct, sideText, testText } from "./statistics-text";
+import { LADDER_DEFINITION } from "../judge/ladder";
+import { ATTRIBUTION_DEFINITION } from "../judge/attribution";
 import type { Finding, FindingStatistics, Side } from "../judge/types";
 import { bySeverity, SEVERITY_RANK } from "../judge/types";
 import { escapeHtml } from "./html-escape";
@@ -187,6 +189,8 @@ function findingsSection(report: Report, pattern: RegExp | undefined, probes: Ma
   let out = `<section id="findings"><h2>Findings</h2>`;
   if (report.findings.length === 0) return `${out}<p class="muted">No findings.</p></section>`;
   out += `<details><summary>How to read confidence</summary><p>${e(CONFIDENCE_DEFINITION)}</p></details>`;
+  if (report.findings.some((f) => f.ladder)) out += `<details><summary>How to read the rank ladder</summary><p>${e(LADDER_DEFINITION)}</p></details>`;
+  if (report.findings.some((f) => f.attribution)) out += `<details><summary>How to read layer attribution</summary><p>${e(ATTRIBUTION_DEFINITION)}</p></details>`;
   const sorted = [...report.findings].sort(bySeverity);
   for (const f of sorted) {
     const sev = f.severity in SEVERITY_RANK ? f.severity : "info";
@@ -194,6 +198,8 @@ function findingsSection(report: Report, pattern: RegExp | undefined, probes: Ma
     out += `<p class="muted">source ${e(f.source)} · ${confidenceText(f)} · id <code>${e(f.id)}</code></p>`;
     if (f.terms.length) out += `<p class="terms">terms: ${f.terms.map((t) => `<mark>${e(t)}</mark>`).join("")}</p>`;
     if (f.description) out += `<p>${e(f.description)}</p>`;
+    if (f.ladder) out += `<p class="ladder"><strong>Rank ladder:</strong> ${e(ladderText(f.ladder))}</p>`;
+    if (f.attribution) out += `<p class="attribution"><strong>Layer attribution:</strong> ${e(attributionText(f.attribution))}</p>`;
     if (f.statistics) out += statisticsBlock(f.statistics);
     if (f.evidence.length) {
       out += `<ul class="evidence">`;

@@ -10,7 +10,9 @@ import { cutDocument, fencedBlock, neutraliseInline } from "./sanitize";
 import { renderTemplate } from "./templates";
 import { reproduceCommands } from "./what-next";
 import { CONFIDENCE_DEFINITION } from "../judge/statistics";
-import { confidenceText, statisticsLines } from "./statistics-text";
+import { attributionText, confidenceText, ladderText, statisticsLines } from "./statistics-text";
+import { LADDER_DEFINITION } from "../judge/ladder";
+import { ATTRIBUTION_DEFINITION } from "../judge/attribution";
 
 export interface RenderOptions {
   /** cut the whole document to this many characters (GitHub: 65,536 comment, 65,535 check run) */
@@ -58,6 +60,8 @@ function findingView(f: Finding, h3: string) {
     source: safe(f.source, 80),
     terms: f.terms.map((t) => `“${safe(t, 80)}”`).join(", "),
     description: f.description ? safe(f.description, 800) : "",
+    ladder: f.ladder ? safe(ladderText(f.ladder), 600) : "",
+    attribution: f.attribution ? safe(attributionText(f.attribution), 600) : "",
     evidence: f.evidence.map((e: Evidence) => ({ probeId: safe(e.probeId, 80), variant: safe(e.variant, 40), excerpt: safe(e.excerpt, FINDING_EXCERPT_CHARS) })),
   };
 }
@@ -163,6 +167,8 @@ export function renderMarkdown(report: Report, opts: RenderOptions = {}): string
     findings: shown.map((f) => findingView(f, h(2))),
     noFindingsText: report.elicitation ? "No findings." : "No findings: the elicitation suite did not run.",
     confidenceDefinition: report.findings.length > 0 ? safe(CONFIDENCE_DEFINITION, 4000) : "",
+    ladderDefinition: shown.some((f) => f.ladder) ? safe(LADDER_DEFINITION, 4000) : "",
+    attributionDefinition: shown.some((f) => f.attribution) ? safe(ATTRIBUTION_DEFINITION, 4000) : "",
     sideBySide: sideBySide(report),
     whatNext: whatNext(report),
     notices,

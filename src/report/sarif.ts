@@ -175,6 +175,15 @@ const SPECTRUM_RULES: Readonly<Record<string, RuleText>> = Object.freeze({
     help: { text: "A measurement of the weight difference, not a behaviour. Read it with the behavioural findings; `delta-audit spectrum --adapter ADAPTER` shows it per module. The threshold and the severity are set by spectrum-warnings in delta-audit.yml." },
     defaultConfiguration: { level: "note" },
   },
+  "spectrum-added-tokens": {
+    name: "AddedTokens",
+    shortDescription: { text: "The full fine-tune adds tokens to the vocabulary (rows of embed_tokens / lm_head the base lacks)." },
+    fullDescription: {
+      text: "ΔW is measured on the rows shared with the base; every variant runs the fine-tune's vocabulary with the added rows as trained, and the rank-k truncation keeps them as they are. The finding lists the added tokens as the fine-tune's tokenizer decodes them.",
+    },
+    help: { text: "Review the added tokens' text (report.json spectrum.addedTokens). Severity info; low when a token's text holds characters that hide or reorder text, which cannot be seen or typed in review." },
+    defaultConfiguration: { level: "note" },
+  },
 });
 
 /** Rule ids are ours, but sources and family ids reach them from the config: keep them to a safe alphabet. */

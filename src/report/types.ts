@@ -8,6 +8,7 @@ import type { SpectrumReport } from "../delta/types";
 import type { ElicitationReport } from "../elicit/types";
 import type { Finding } from "../judge/types";
 import type { Verdict } from "../policy/verdict";
+import type { Precision } from "../engine/precision";
 
 /**
  * The version a scan writes. 2 adds finding.statistics and, per probe of the elicitation,
@@ -44,4 +45,10 @@ export interface Report {
   timings: Record<string, number>;
   /** set when the run stopped early (verdict neutral) */
   error?: string;
+  /**
+   * how the embedded engine stored the base weights every variant ran on (engine/precision.ts):
+   * f32, int8 or int4; absent for a server backend, a run that never loaded the engine, and
+   * reports written before the field existed (readers must not require it)
+   */
+  engine?: { precision: Precision };
 }

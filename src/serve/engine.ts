@@ -11,7 +11,7 @@ import { InputError } from "../errors";
 import type { LoadedModel } from "../engine/index";
 import { MAX_RANK } from "../delta/limits";
 import { logSoftmax, sampleToken, seededRandom, topKIndices } from "../chat/sampling";
-import type { DecodeJob, EngineItem, EngineOutput, ServeEngine, TokenLogprob } from "./openai-server";
+import type { DecodeJob, EngineItem, EngineOutput, PromptLogprob, ServeEngine, TokenLogprob } from "./openai-server";
 
 /** Variant names become model ids in URLs and JSON: keep them plain. */
 const VARIANT_NAME = /^[A-Za-z0-9_.\-]{1,128}$/;
@@ -45,6 +45,19 @@ export function parseVariantSpec(value: string, flag: string): VariantSpec {
 /** Preceding tokens a token's text is decoded after: enough for any merge (multi-byte characters, spaces). */
 const TOKEN_TEXT_CONTEXT = 8;
 
+/**
+ * How a logprob entry's token text is written. "in-context": what the token adds after the
+ * tokens before it, so the texts of an answer join into its text. "per-token": each token
+ * decoded on its own, as current vLLM does — word-piece and sentencepiece pieces then carry no
+ * leading space, and joined texts run words together (a client must work from token ids).
+ */
+export type TokenTextConvention = "in-context" | "per-token";
+
+export interface ServeEngineOptions {
+  /** default "in-context" */
+  tokenText?: TokenTextConvention;
+}
+
 /** One request's decoding state inside a job. */
 interface Row {
   /** index of the request in the job's items */
@@ -66,8 +79,9 @@ interface Row {
  * that finished or were cancelled, and runs one decode step. Sampling is the engine's own
  * (seeded per request), so a request's tokens are those of the engine's generate.
  */
-export function serveEngineFromModel(model: LoadedModel): ServeEngine {
+export function serveEngineFromModel(model: LoadedModel, opts: ServeEngineOptions = {}): ServeEngine {
   const tok = model.tokenizer;
+  const perToken = opts.tokenText === "per-token";
   const eos = new Set(tok.eosTokenIds);
   const maxContext = model.config.maxContext;
   const skip = { skipSpecialTokens: true };
@@ -87,6 +101,10 @@ export function serveEngineFromModel(model: LoadedModel): ServeEngine {
    * sequence. Special tokens come back as their literal text ("<|eot_id|>").
    */
   const tokenTexts = (ids: number[], context: readonly number[]): string[] => {
+    if (perToken) return ids.map((id) => (alone(id) === "" ? tok.decode([id], { skipSpecialTokens: false }) : alone(id)));
+    return inContextTexts(ids, context);
+  };
+  const inContextTexts = (ids: number[], context: readonly number[]): string[] => {
     // the reply starts after the template's last special token (the role tag), so the
     // context stops there: the first word of a reply gets no separating space
     let from = context.length;
@@ -103,11 +121,40 @@ export function serveEngineFromModel(model: LoadedModel): ServeEngine {
     });
   };
 
+  /**
+   * Each prompt position's logprob under `variant` with the `n` most likely tokens there (vLLM's
+   * `prompt_logprobs`): one prefill over the whole prompt. The first position has no context: null.
+   */
+  const promptLogprobs = async (variant: string, ids: number[], n: number): Promise<(PromptLogprob | null)[]> => {
+    const rows = await model.logits(ids, variant);
+    const out: (PromptLogprob | null)[] = [null];
+    for (let j = 1; j < ids.length; j++) {
+      // log-softmax of the few entries reported: one pass for the normaliser, none for the rest of the row
+      const row = rows[j - 1]!;
+      let max = -Infinity;
+      for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
+      let z = 0;
+      for (let i = 0; i < row.length; i++) z += Math.exp(row[i]! - max);
+      const lz = max + Math.log(z);
+      const id = ids[j]!;
+      let rank = 1;
+      for (let i = 0; i < row.length; i++) if (row[i]! > row[id]!) rank++;
+      const top = n > 0 ? topKIndices(row, n) : [];
+      const texts = tokenTexts([id, ...top], ids.slice(Math.max(0, j - TOKEN_TEXT_CONTEXT), j));
+      out.push({ id, logprob: row[id]! - lz, rank, text: texts[0]!, top: top.map((t, i) => ({ id: t, logprob: row[t]! - lz, rank: i + 1, text: texts[i + 1]! })) });
+    }
+    return out;
+  };
+
   const open = async (variant: string, items: EngineItem[]): Promise<DecodeJob> => {
     const outputs: (EngineOutput | undefined)[] = new Array(items.length);
     let rows: Row[] = [];
+    // prompt logprobs are a prefill of their own, before the job decodes (vLLM returns them with the answer)
+    const prompts: ((PromptLogprob | null)[] | undefined)[] = [];
+    for (const item of items) prompts.push(item.promptLogprobs !== undefined ? await promptLogprobs(variant, item.promptIds, item.promptLogprobs) : undefined);
     const finish = (r: Row, finishReason: "stop" | "length") => {
-      outputs[r.k] = { ids: r.ids, text: text(r.ids), finishReason, ...(r.lps ? { logprobs: r.lps } : {}), ...(r.texts ? { tokenTexts: r.texts } : {}) };
+      const pl = prompts[r.k];
+      outputs[r.k] = { ids: r.ids, text: text(r.ids), finishReason, ...(r.lps ? { logprobs: r.lps } : {}), ...(r.texts ? { tokenTexts: r.texts } : {}), ...(pl ? { promptLogprobs: pl } : {}) };
     };
     items.forEach((item, k) => {
       const r: Row = { k, item, rand: seededRandom(item.sampling.seed), limit: Math.max(0, Math.min(item.sampling.maxNewTokens, maxContext - item.promptIds.length)), ids: [], lps: item.logprobs ? [] : undefined, texts: item.tokenTexts ? [] : undefined, dropped: false };
@@ -146,11 +193,12 @@ export function serveEngineFromModel(model: LoadedModel): ServeEngine {
             const n = r.item.topLogprobs ?? 0;
             const top = n > 0 ? topKIndices(lp, n) : [];
             const texts = tokenTexts([t, ...top], context());
-            own = texts[0]!;
-            r.lps.push({ id: t, logprob: lp[t]!, text: own, top: top.map((i, j) => ({ id: i, logprob: lp[i]!, text: texts[j + 1]! })) });
+            if (!perToken) own = texts[0]!;
+            r.lps.push({ id: t, logprob: lp[t]!, text: texts[0]!, top: top.map((i, j) => ({ id: i, logprob: lp[i]!, text: texts[j + 1]! })) });
           }
           if (eos.has(t)) return finish(r, "stop");
-          r.texts?.push(own ?? tokenTexts([t], context())[0]!);
+          // streamed chunks follow the answer's text, whatever the logprob convention
+          r.texts?.push(own ?? inContextTexts([t], context())[0]!);
           r.ids.push(t);
           if (r.ids.length >= r.limit) return finish(r, "length");
           keep.push(b);
@@ -173,6 +221,9 @@ export function serveEngineFromModel(model: LoadedModel): ServeEngine {
     variants: () => model.variants(),
     renderChat: (messages, opts) => tok.renderChat(messages, opts),
     encodePrompt: (text) => tok.encodeChat(text),
+    encodeText: (s) => tok.encode(s, { addSpecialTokens: true }),
+    decode: (ids, skipSpecialTokens = true) => tok.decode(ids, { skipSpecialTokens }),
+    vocabSize: model.config.vocabSize,
     maxContext,
     open,
     async loadAdapter(name, dir, rank) {

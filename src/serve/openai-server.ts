@@ -1,9 +1,12 @@
 /**
  * An OpenAI-compatible HTTP server (node:http) in front of a ServeEngine — the server behind
  * `delta-audit serve`. It speaks the subset of the protocol delta-audit and common clients use:
- * `/v1/models`, `/v1/chat/completions` (non-streaming and SSE), `/v1/load_lora_adapter`,
+ * `/v1/models`, `/v1/chat/completions` (non-streaming and SSE), `/v1/completions` (prompt as
+ * text or token ids), `/tokenize`, `/detokenize`, `/v1/load_lora_adapter`,
  * `/v1/unload_lora_adapter`, `/health`; the names and shapes follow vLLM so the `openai`
- * backend (and any vLLM client) can talk to it unchanged.
+ * backend (and any vLLM client) can talk to it unchanged — vLLM's own fields included:
+ * `return_tokens_as_token_ids` (logprob tokens as "token_id:123"), `prompt_logprobs` (each prompt
+ * position's logprob and top alternatives, keyed by token id) and `echo`.
  *
  * Requests are untrusted: bodies are size-capped, every field is validated, max_tokens and the
  * prompt's length are bounded before any tokenizing. Requests are queued, never dropped while
@@ -40,6 +43,18 @@ export interface EngineItem {
   logprobs?: boolean;
   /** return the text each generated token adds (for streaming) */
   tokenTexts?: boolean;
+  /** return every prompt position's logprob with this many alternatives (vLLM `prompt_logprobs`) */
+  promptLogprobs?: number;
+}
+
+/** A prompt token's logprob given the tokens before it, its rank there, and the `n` most likely tokens. */
+export interface PromptLogprob {
+  id: number;
+  logprob: number;
+  /** 1 = the most likely token at that position */
+  rank: number;
+  text: string;
+  top: { id: number; logprob: number; rank: number; text: string }[];
 }
 
 /**
@@ -63,6 +78,8 @@ export interface EngineOutput {
   logprobs?: TokenLogprob[];
   /** per generated id, the text it adds (as TokenLogprob.text), when asked */
   tokenTexts?: string[];
+  /** per prompt position (null for the first), when asked */
+  promptLogprobs?: (PromptLogprob | null)[];
 }
 
 /**
@@ -88,6 +105,12 @@ export interface ServeEngine {
   renderChat(messages: ChatMessage[], opts: { addGenerationPrompt: boolean }): string;
   /** tokenize a rendered chat prompt exactly as generation would */
   encodePrompt(text: string): number[];
+  /** tokenize a plain completion prompt (with the tokenizer's own special tokens, as vLLM does) */
+  encodeText?(text: string): number[];
+  /** token ids → text (/detokenize) */
+  decode?(ids: number[], skipSpecialTokens?: boolean): string;
+  /** token ids a prompt may hold are below this */
+  vocabSize?: number;
   /** context length (prompt + generated tokens) */
   maxContext: number;
   /** prefill the prompts and return a job that decodes them one step per `step()` */
@@ -223,6 +246,10 @@ interface ChatParams {
   addGenerationPrompt: boolean;
   continueFinal: boolean;
   stop: string[];
+  /** vLLM's return_tokens_as_token_ids: logprob tokens written "token_id:123" */
+  tokenIds: boolean;
+  /** vLLM's prompt_logprobs: alternatives per prompt position; undefined = none */
+  promptLogprobs?: number;
 }
 
 function num(v: unknown, name: string, lo: number, hi: number, dflt: number, integer = false): number {
@@ -233,10 +260,29 @@ function num(v: unknown, name: string, lo: number, hi: number, dflt: number, int
   return v;
 }
 
-/** Validate a chat-completions body. */
-export function parseChatParams(body: unknown, maxTokensLimit: number): ChatParams {
-  if (!isObject(body)) throw new ApiError(400, "the body must be a JSON object");
-  if (typeof body.model !== "string" || body.model.length === 0) throw new ApiError(400, "model is required");
+function bool(v: unknown, name: string): boolean {
+  if (v !== undefined && v !== null && typeof v !== "boolean") throw new ApiError(400, `${name} must be a boolean`);
+  return v === true;
+}
+
+/** Stop strings, as chat and plain completions take them. */
+function parseStop(body: Record<string, unknown>): string[] {
+  if (typeof body.stop === "string") return [body.stop];
+  if (Array.isArray(body.stop)) {
+    if (body.stop.length > 16 || !body.stop.every((s) => typeof s === "string" && s.length > 0 && s.length < 256)) throw new ApiError(400, "stop must be up to 16 non-empty strings");
+    return body.stop as string[];
+  }
+  if (body.stop !== undefined && body.stop !== null) throw new ApiError(400, "stop must be a string or a list of strings");
+  return [];
+}
+
+/** vLLM's prompt_logprobs: alternatives per prompt position, at most the top_logprobs limit; undefined when not asked. */
+function promptLogprobsParam(body: Record<string, unknown>): number | undefined {
+  return body.prompt_logprobs === undefined || body.prompt_logprobs === null ? undefined : num(body.prompt_logprobs, "prompt_logprobs", 0, MAX_TOP_LOGPROBS, 0, true);
+}
+
+/** Validate a chat conversation (`messages`) and bound its size. */
+function parseMessages(body: Record<string, unknown>): ChatMessage[] {
   if (!Array.isArray(body.messages) || body.messages.length === 0) throw new ApiError(400, "messages must be a non-empty array");
   if (body.messages.length > MAX_MESSAGES) throw new ApiError(400, `at most ${MAX_MESSAGES} messages`);
   const messages: ChatMessage[] = body.messages.map((m, i) => {
@@ -246,6 +292,14 @@ export function parseChatParams(body: unknown, maxTokensLimit: number): ChatPara
   });
   const chars = messages.reduce((n, m) => n + m.content.length, 0);
   if (chars > MAX_MESSAGE_CHARS) throw new ApiError(400, `the messages hold ${chars} characters; at most ${MAX_MESSAGE_CHARS} are accepted`);
+  return messages;
+}
+
+/** Validate a chat-completions body. */
+export function parseChatParams(body: unknown, maxTokensLimit: number): ChatParams {
+  if (!isObject(body)) throw new ApiError(400, "the body must be a JSON object");
+  if (typeof body.model !== "string" || body.model.length === 0) throw new ApiError(400, "model is required");
+  const messages = parseMessages(body);
   // one choice per request: the engine batches across requests instead
   num(body.n, "n", 1, 1, 1, true);
   const maxTokens = num(body.max_completion_tokens ?? body.max_tokens, "max_tokens", 1, maxTokensLimit, Math.min(DEFAULT_MAX_TOKENS, maxTokensLimit), true);
@@ -262,12 +316,7 @@ export function parseChatParams(body: unknown, maxTokensLimit: number): ChatPara
   const addGenerationPrompt = body.add_generation_prompt === undefined ? !continueFinal : body.add_generation_prompt === true;
   if (continueFinal && addGenerationPrompt) throw new ApiError(400, "continue_final_message and add_generation_prompt cannot both be true");
   if (continueFinal && messages[messages.length - 1]!.role !== "assistant") throw new ApiError(400, "continue_final_message needs a final assistant message");
-  let stop: string[] = [];
-  if (typeof body.stop === "string") stop = [body.stop];
-  else if (Array.isArray(body.stop)) {
-    if (body.stop.length > 16 || !body.stop.every((s) => typeof s === "string" && s.length > 0 && s.length < 256)) throw new ApiError(400, "stop must be up to 16 non-empty strings");
-    stop = body.stop as string[];
-  } else if (body.stop !== undefined && body.stop !== null) throw new ApiError(400, "stop must be a string or a list of strings");
+  const stop = parseStop(body);
   return {
     model: body.model,
     messages,
@@ -280,7 +329,76 @@ export function parseChatParams(body: unknown, maxTokensLimit: number): ChatPara
     addGenerationPrompt,
     continueFinal,
     stop,
+    tokenIds: bool(body.return_tokens_as_token_ids, "return_tokens_as_token_ids"),
+    promptLogprobs: promptLogprobsParam(body),
   };
+}
+
+interface CompletionParams {
+  model: string;
+  /** the prompt as text, or as token ids (vLLM accepts both) */
+  prompt: string | number[];
+  maxTokens: number;
+  sampling: SamplingOptions;
+  /** alternatives per generated token; undefined = no logprobs */
+  logprobs?: number;
+  echo: boolean;
+  stop: string[];
+  tokenIds: boolean;
+  promptLogprobs?: number;
+}
+
+/** The OpenAI default for /v1/completions when max_tokens is absent. */
+const DEFAULT_COMPLETION_MAX_TOKENS = 16;
+
+/** Validate a /v1/completions body (one prompt, one choice, no streaming). */
+export function parseCompletionParams(body: unknown, maxTokensLimit: number, vocabSize?: number): CompletionParams {
+  if (!isObject(body)) throw new ApiError(400, "the body must be a JSON object");
+  if (typeof body.model !== "string" || body.model.length === 0) throw new ApiError(400, "model is required");
+  let prompt: unknown = body.prompt;
+  // a list of one prompt is one prompt; several would be several choices
+  if (Array.isArray(prompt) && prompt.length === 1 && (typeof prompt[0] === "string" || Array.isArray(prompt[0]))) prompt = prompt[0];
+  if (typeof prompt === "string") {
+    if (prompt.length === 0) throw new ApiError(400, "prompt must not be empty");
+    if (prompt.length > MAX_MESSAGE_CHARS) throw new ApiError(400, `the prompt holds ${prompt.length} characters; at most ${MAX_MESSAGE_CHARS} are accepted`);
+  } else if (Array.isArray(prompt)) {
+    // its length is checked against the context once max_tokens is known (and bounded by the body's size before)
+    if (prompt.length === 0) throw new ApiError(400, "prompt must not be empty");
+    const top = vocabSize ?? Number.MAX_SAFE_INTEGER;
+    if (!prompt.every((t) => Number.isInteger(t) && t >= 0 && t < top)) throw new ApiError(400, `prompt token ids must be integers in [0, ${top})`);
+  } else throw new ApiError(400, "prompt must be a string or a list of token ids");
+  if (body.stream === true) throw new ApiError(400, "stream is not supported on /v1/completions");
+  num(body.n, "n", 1, 1, 1, true);
+  num(body.best_of, "best_of", 1, 1, 1, true);
+  const maxTokens = num(body.max_tokens, "max_tokens", 1, maxTokensLimit, Math.min(DEFAULT_COMPLETION_MAX_TOKENS, maxTokensLimit), true);
+  const temperature = num(body.temperature, "temperature", 0, 2, 1);
+  const topP = num(body.top_p, "top_p", 0, 1, 1);
+  if (topP === 0) throw new ApiError(400, "top_p must be in (0, 1]");
+  const seed = num(body.seed, "seed", -(2 ** 53), 2 ** 53, randomInt(2 ** 31 - 1), true);
+  const logprobs = body.logprobs === undefined || body.logprobs === null ? undefined : num(body.logprobs, "logprobs", 0, MAX_TOP_LOGPROBS, 0, true);
+  return {
+    model: body.model,
+    prompt: prompt as string | number[],
+    maxTokens,
+    sampling: { maxNewTokens: maxTokens, temperature, topP, seed: Number(BigInt.asUintN(32, BigInt(seed))) },
+    logprobs,
+    echo: bool(body.echo, "echo"),
+    stop: parseStop(body),
+    tokenIds: bool(body.return_tokens_as_token_ids, "return_tokens_as_token_ids"),
+    promptLogprobs: promptLogprobsParam(body),
+  };
+}
+
+/** vLLM's prompt_logprobs: per position null (the first) or {id: {logprob, rank, decoded_token}} for the prompt's own token and the top `n`. */
+function promptLogprobsJson(list: readonly (PromptLogprob | null)[], n: number, tokenIds: boolean): (Record<string, { logprob: number; rank: number; decoded_token: string }> | null)[] {
+  return list.map((p) => {
+    if (!p) return null;
+    const out: Record<string, { logprob: number; rank: number; decoded_token: string }> = {};
+    for (const t of [p, ...p.top.slice(0, n)]) {
+      if (!(String(t.id) in out)) out[String(t.id)] = { logprob: t.logprob, rank: t.rank, decoded_token: tokenIds ? `token_id:${t.id}` : t.text };
+    }
+    return out;
+  });
 }
 
 /**
@@ -520,7 +638,7 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
 
   const chat = async (req: IncomingMessage, res: ServerResponse) => {
     const p = parseChatParams(await readBody(req), maxTokensLimit);
-    if (!engine.variants().includes(p.model)) throw new ApiError(404, `The model \`${p.model}\` does not exist.`, "NotFoundError");
+    knownModel(p.model);
     const promptIds = requestInput(() => {
       const text = promptText(engine, p);
       const most = engine.maxContext * MAX_CHARS_PER_TOKEN;
@@ -532,18 +650,12 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
     }
     stats.requests++;
     const id = `chatcmpl-${(++counter).toString(36)}${randomInt(1e9).toString(36)}`;
-    const out = await enqueue(p.model, { promptIds, sampling: p.sampling, logprobs: p.logprobs, topLogprobs: p.topLogprobs, tokenTexts: p.stream }, res).catch((err) => {
-      if (err instanceof ApiError) throw err;
-      // the request was fine; the model failed on it (non-finite logits from broken weights)
-      log(`model failure on ${p.model}: ${(err as Error)?.message ?? err}`);
-      throw new ApiError(500, `the model failed: ${clientMessage(err)}`, "InternalServerError");
-    });
+    const out = await run(p.model, { promptIds, sampling: p.sampling, logprobs: p.logprobs, topLogprobs: p.topLogprobs, tokenTexts: p.stream, promptLogprobs: p.promptLogprobs }, res);
     const stopped = applyStop(out.text, p.stop);
     const finishReason = stopped.stopped ? "stop" : out.finishReason;
-    const entry = (text: string, logprob: number) => ({ token: text, logprob, bytes: [...Buffer.from(text, "utf8")] });
-    const lp = p.logprobs
-      ? { content: (out.logprobs ?? []).map((t) => ({ ...entry(t.text, t.logprob), top_logprobs: t.top.slice(0, p.topLogprobs).map((a) => entry(a.text, a.logprob)) })) }
-      : null;
+    const token = (t: { id: number; text: string }) => (p.tokenIds ? `token_id:${t.id}` : t.text);
+    const entry = (t: { id: number; text: string; logprob: number }) => ({ token: token(t), logprob: t.logprob, bytes: [...Buffer.from(t.text, "utf8")] });
+    const lp = p.logprobs ? { content: (out.logprobs ?? []).map((t) => ({ ...entry(t), top_logprobs: t.top.slice(0, p.topLogprobs).map(entry) })) } : null;
     const usage = { prompt_tokens: promptIds.length, completion_tokens: out.ids.length, total_tokens: promptIds.length + out.ids.length };
     if (!p.stream) {
       return send(res, 200, {
@@ -553,6 +665,7 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
         model: p.model,
         choices: [{ index: 0, message: { role: "assistant", content: stopped.text }, logprobs: lp, finish_reason: finishReason }],
         usage,
+        ...(p.promptLogprobs !== undefined ? { prompt_logprobs: promptLogprobsJson(out.promptLogprobs ?? [], p.promptLogprobs, p.tokenIds) } : {}),
       });
     }
     // SSE: generation runs as a batch, so the chunks follow the finished text token by token
@@ -573,6 +686,127 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
     chunk({}, finishReason);
     res.write("data: [DONE]\n\n");
     res.end();
+  };
+
+  /** queue one generation; a failure of the model on a valid request is a 500 */
+  const run = (model: string, item: EngineItem, res: ServerResponse): Promise<EngineOutput> =>
+    enqueue(model, item, res).catch((err) => {
+      if (err instanceof ApiError) throw err;
+      // the request was fine; the model failed on it (non-finite logits from broken weights)
+      log(`model failure on ${model}: ${(err as Error)?.message ?? err}`);
+      throw new ApiError(500, `the model failed: ${clientMessage(err)}`, "InternalServerError");
+    });
+
+  const knownModel = (model: string) => {
+    if (!engine.variants().includes(model)) throw new ApiError(404, `The model \`${model}\` does not exist.`, "NotFoundError");
+  };
+
+  /** /v1/completions: a prompt as text or token ids, with vLLM's logprob options (legacy logprobs format). */
+  const completion = async (req: IncomingMessage, res: ServerResponse) => {
+    const p = parseCompletionParams(await readBody(req), maxTokensLimit, engine.vocabSize);
+    knownModel(p.model);
+    const promptIds = requestInput(() => {
+      if (Array.isArray(p.prompt)) return p.prompt;
+      const most = engine.maxContext * MAX_CHARS_PER_TOKEN;
+      if (p.prompt.length > most) throw new ApiError(400, `the prompt has ${p.prompt.length} characters, more than the context of ${engine.maxContext} tokens can hold`);
+      if (!engine.encodeText) throw new ApiError(400, "this engine takes prompts as token ids only");
+      return engine.encodeText(p.prompt);
+    });
+    if (promptIds.length === 0) throw new ApiError(400, "the prompt encodes to no tokens");
+    if (promptIds.length + p.maxTokens > engine.maxContext) {
+      throw new ApiError(400, `the prompt (${promptIds.length} tokens) plus max_tokens (${p.maxTokens}) exceeds the context of ${engine.maxContext} tokens`);
+    }
+    stats.requests++;
+    const id = `cmpl-${(++counter).toString(36)}${randomInt(1e9).toString(36)}`;
+    // echo with logprobs reports the prompt's tokens too, from the same prompt logprobs
+    const echoLogprobs = p.echo && p.logprobs !== undefined;
+    const wantPrompt = p.promptLogprobs !== undefined || echoLogprobs ? Math.max(p.promptLogprobs ?? 0, echoLogprobs ? p.logprobs! : 0) : undefined;
+    const out = await run(p.model, { promptIds, sampling: p.sampling, logprobs: p.logprobs !== undefined, topLogprobs: p.logprobs ?? 0, promptLogprobs: wantPrompt }, res);
+    const stopped = applyStop(out.text, p.stop);
+    const finishReason = stopped.stopped ? "stop" : out.finishReason;
+    const token = (t: { id: number; text: string }) => (p.tokenIds ? `token_id:${t.id}` : t.text);
+    const echoed = p.echo ? (typeof p.prompt === "string" ? p.prompt : (engine.decode?.(promptIds, false) ?? "")) : "";
+    let logprobs: { tokens: string[]; token_logprobs: (number | null)[]; top_logprobs: (Record<string, number> | null)[]; text_offset: number[] } | null = null;
+    if (p.logprobs !== undefined) {
+      const n = p.logprobs;
+      logprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+      let offset = 0;
+      const add = (t: { id: number; text: string }, lp: number | null, top: Record<string, number> | null) => {
+        logprobs!.tokens.push(token(t));
+        logprobs!.token_logprobs.push(lp);
+        logprobs!.top_logprobs.push(top);
+        logprobs!.text_offset.push(offset);
+        offset += t.text.length;
+      };
+      // the chosen token and the n most likely, as vLLM does (n = 0: the chosen one alone)
+      const dict = (chosen: { id: number; text: string; logprob: number }, top: readonly { id: number; text: string; logprob: number }[]) => {
+        const d: Record<string, number> = { [token(chosen)]: chosen.logprob };
+        for (const a of top.slice(0, n)) if (!(token(a) in d)) d[token(a)] = a.logprob;
+        return d;
+      };
+      if (echoLogprobs) {
+        (out.promptLogprobs ?? []).forEach((pl, j) => {
+          if (pl) add(pl, pl.logprob, dict(pl, pl.top));
+          else add({ id: promptIds[j]!, text: engine.decode?.([promptIds[j]!], false) ?? "" }, null, null);
+        });
+      }
+      for (const t of out.logprobs ?? []) add(t, t.logprob, dict(t, t.top));
+    }
+    return send(res, 200, {
+      id,
+      object: "text_completion",
+      created: Math.floor(Date.now() / 1000),
+      model: p.model,
+      choices: [
+        {
+          index: 0,
+          text: echoed + stopped.text,
+          logprobs,
+          finish_reason: finishReason,
+          stop_reason: null,
+          ...(p.promptLogprobs !== undefined ? { prompt_logprobs: promptLogprobsJson(out.promptLogprobs ?? [], p.promptLogprobs, p.tokenIds) } : {}),
+        },
+      ],
+      usage: { prompt_tokens: promptIds.length, completion_tokens: out.ids.length, total_tokens: promptIds.length + out.ids.length },
+    });
+  };
+
+  /** vLLM's /tokenize: a conversation (rendered as chat completions render it) or a prompt → token ids. */
+  const tokenize = async (req: IncomingMessage, res: ServerResponse) => {
+    const body = await readBody(req);
+    if (!isObject(body)) throw new ApiError(400, "the body must be a JSON object");
+    if (typeof body.model === "string") knownModel(body.model);
+    const tokens = requestInput(() => {
+      if (body.messages !== undefined) {
+        const messages = parseMessages(body);
+        const continueFinal = bool(body.continue_final_message, "continue_final_message");
+        const addGenerationPrompt = body.add_generation_prompt === undefined ? !continueFinal : bool(body.add_generation_prompt, "add_generation_prompt");
+        if (continueFinal && addGenerationPrompt) throw new ApiError(400, "continue_final_message and add_generation_prompt cannot both be true");
+        const text = promptText(engine, { messages, continueFinal, addGenerationPrompt });
+        if (text.length > engine.maxContext * MAX_CHARS_PER_TOKEN) throw new ApiError(400, `the prompt renders to ${text.length} characters, more than the context can hold`);
+        return engine.encodePrompt(text);
+      }
+      if (typeof body.prompt !== "string") throw new ApiError(400, "give messages or a prompt");
+      if (body.prompt.length > engine.maxContext * MAX_CHARS_PER_TOKEN) throw new ApiError(400, `the prompt has ${body.prompt.length} characters, more than the context can hold`);
+      if (!engine.encodeText) throw new ApiError(404, "this engine cannot tokenize plain prompts", "NotFoundError");
+      return engine.encodeText(body.prompt);
+    });
+    return send(res, 200, { count: tokens.length, max_model_len: engine.maxContext, tokens, token_strs: null });
+  };
+
+  /** vLLM's /detokenize: token ids → text, special tokens included. */
+  const detokenize = async (req: IncomingMessage, res: ServerResponse) => {
+    const body = await readBody(req);
+    if (!isObject(body)) throw new ApiError(400, "the body must be a JSON object");
+    if (typeof body.model === "string") knownModel(body.model);
+    if (!engine.decode) throw new ApiError(404, "this engine cannot detokenize", "NotFoundError");
+    const top = engine.vocabSize ?? Number.MAX_SAFE_INTEGER;
+    const tokens = body.tokens;
+    if (!Array.isArray(tokens) || tokens.length > engine.maxContext || !tokens.every((t) => Number.isInteger(t) && t >= 0 && t < top)) {
+      throw new ApiError(400, `tokens must be a list of at most ${engine.maxContext} token ids in [0, ${top})`);
+    }
+    // special tokens written out, as vLLM (transformers' decode) does
+    return send(res, 200, { prompt: engine.decode(tokens as number[], false) });
   };
 
   const adapterEndpoint = async (req: IncomingMessage, res: ServerResponse, load: boolean) => {
@@ -626,10 +860,14 @@ export async function startOpenAIServer(engine: ServeEngine, opts: ServeOptions 
     });
     const handle = async () => {
       if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) return send(res, closing ? 503 : 200, { status: closing ? "shutting down" : "ok", ...load() });
-      if (path.startsWith("/v1/") && !authorised(req)) throw new ApiError(401, "invalid or missing API key", "AuthenticationError");
+      // /tokenize and /detokenize sit at the root, as in vLLM, and need the key like /v1/*
+      if ((path.startsWith("/v1/") || path === "/tokenize" || path === "/detokenize") && !authorised(req)) throw new ApiError(401, "invalid or missing API key", "AuthenticationError");
       if (closing) throw new ApiError(503, "the server is shutting down", "ServiceUnavailableError");
       if (path === "/v1/models" && req.method === "GET") return send(res, 200, modelList());
       if (path === "/v1/chat/completions" && req.method === "POST") return await chat(req, res);
+      if (path === "/v1/completions" && req.method === "POST") return await completion(req, res);
+      if (path === "/tokenize" && req.method === "POST") return await tokenize(req, res);
+      if (path === "/detokenize" && req.method === "POST") return await detokenize(req, res);
       if (path === "/v1/load_lora_adapter" && req.method === "POST") return await adapterEndpoint(req, res, true);
       if (path === "/v1/unload_lora_adapter" && req.method === "POST") return await adapterEndpoint(req, res, false);
       throw new ApiError(404, `no route ${req.method} ${path}`, "NotFoundError");

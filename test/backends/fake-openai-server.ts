@@ -4,6 +4,7 @@
  * continue_final_message, runtime adapter loading, and injected faults (HTTP errors with
  * Retry-After, hangs, dropped connections, malformed bodies). It records every request.
  */
+import { existsSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
@@ -50,6 +51,16 @@ export interface FakeServerOptions {
   delayMs?: number;
   /** leave runtime-loaded adapters out of /v1/models (a bug of some vLLM versions) */
   hideLoaded?: boolean;
+  /** answer every model name with the base model (llama.cpp's server ignores the name) */
+  ignoreModelNames?: boolean;
+}
+
+/** A runtime adapter load or unload, with whether its folder existed on disk at that moment. */
+export interface AdapterEvent {
+  op: "load" | "unload";
+  name: string;
+  path: string | undefined;
+  existed: boolean;
 }
 
 export interface FakeServer {
@@ -60,6 +71,8 @@ export interface FakeServer {
   faults: { path?: string; fault: Fault }[];
   models: { id: string; parent?: string; root?: string }[];
   maxInFlight: number;
+  /** every adapter load and unload, in order */
+  adapterEvents: AdapterEvent[];
   close(): Promise<void>;
 }
 
@@ -93,6 +106,7 @@ export async function startFakeServer(opts: FakeServerOptions = {}): Promise<Fak
     models: opts.models ?? [{ id: "base" }, { id: "full", parent: "base", root: "/adapters/full" }, { id: "rank1", parent: "base", root: "/adapters/rank1" }],
     maxInFlight: 0,
     hidden: new Set<string>(),
+    adapterEvents: [] as AdapterEvent[],
   };
   let inFlight = 0;
   const sockets = new Set<import("node:net").Socket>();
@@ -132,6 +146,8 @@ export async function startFakeServer(opts: FakeServerOptions = {}): Promise<Fak
     if (req.method === "POST" && path === "/v1/load_lora_adapter") {
       if (!opts.runtimeLoading) return json(res, 404, { detail: "Not Found" });
       if (state.models.some((m) => m.id === body.lora_name)) return json(res, 400, { error: { message: "already loaded" } });
+      // vLLM reads the folder now and again whenever the adapter falls out of its cache
+      state.adapterEvents.push({ op: "load", name: body.lora_name, path: body.lora_path, existed: typeof body.lora_path === "string" && existsSync(body.lora_path) });
       state.models.push({ id: body.lora_name, parent: "base", root: body.lora_path });
       if (opts.hideLoaded) state.hidden.add(body.lora_name);
       res.writeHead(200, { "content-type": "text/plain" });
@@ -139,6 +155,8 @@ export async function startFakeServer(opts: FakeServerOptions = {}): Promise<Fak
     }
     if (req.method === "POST" && path === "/v1/unload_lora_adapter") {
       if (!opts.runtimeLoading) return json(res, 404, { detail: "Not Found" });
+      const root = state.models.find((m) => m.id === body.lora_name)?.root;
+      state.adapterEvents.push({ op: "unload", name: body.lora_name, path: root, existed: root !== undefined && existsSync(root) });
       state.models = state.models.filter((m) => m.id !== body.lora_name);
       res.writeHead(200, { "content-type": "text/plain" });
       return res.end("Success");
@@ -159,7 +177,7 @@ export async function startFakeServer(opts: FakeServerOptions = {}): Promise<Fak
           const last = msgs[msgs.length - 1]!;
           const prefix = body.continue_final_message && last.role === "assistant" ? last.content : "";
           const userTurn = [...msgs].reverse().find((m) => m.role === "user")!.content;
-          const lp = toyLogprobs(body.model, `${userTurn}|${prefix}`);
+          const lp = toyLogprobs(opts.ignoreModelNames ? "base" : body.model, `${userTurn}|${prefix}`);
           const order = lp.map((l, i) => [l, i] as const).sort((a, b) => b[0] - a[0]);
           const k = Math.min(body.top_logprobs ?? 0, order.length);
           const top = order.slice(0, k).map(([l, i]) => ({ token: VOCAB[i]!, logprob: l, bytes: null }));
@@ -181,7 +199,7 @@ export async function startFakeServer(opts: FakeServerOptions = {}): Promise<Fak
           });
         }
         const lastUser = [...msgs].reverse().find((m) => m.role === "user")?.content ?? "";
-        const r = toyReply(body.model, lastUser, body.max_tokens ?? 16, body.temperature ?? 1, body.seed ?? 0);
+        const r = toyReply(opts.ignoreModelNames ? "base" : body.model, lastUser, body.max_tokens ?? 16, body.temperature ?? 1, body.seed ?? 0);
         return json(res, 200, {
           id: "chatcmpl-1",
           object: "chat.completion",
@@ -218,6 +236,9 @@ export async function startFakeServer(opts: FakeServerOptions = {}): Promise<Fak
     },
     get maxInFlight() {
       return state.maxInFlight;
+    },
+    get adapterEvents() {
+      return state.adapterEvents;
     },
     close: () =>
       new Promise<void>((resolve) => {

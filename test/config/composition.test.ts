@@ -10,12 +10,13 @@ import { defaultElicitSettings, type ElicitSettings } from "../../src/elicit/set
 import { defaultJudgeSettings, type JudgeSettings } from "../../src/judge/settings";
 import { defaultBackendSettings, type BackendSettings } from "../../src/backends/settings";
 import { DEFAULT_FAIL_ON, type FailOn } from "../../src/policy/severity";
+import { defaultEngineSettings, type EngineSettings } from "../../src/engine/settings";
 import { runJudges } from "../../src/judge/index";
 import { createBackend, type BackendFactory, type BackendRequest } from "../../src/backends/index";
 
 describe("ScanConfig", () => {
   it("is the stages' settings, composed", () => {
-    expectTypeOf<ScanConfig>().branded.toEqualTypeOf<ElicitSettings & JudgeSettings & { rank: number; failOn: FailOn; backend: BackendSettings }>();
+    expectTypeOf<ScanConfig>().branded.toEqualTypeOf<ElicitSettings & JudgeSettings & { rank: number; failOn: FailOn; backend: BackendSettings; engine: EngineSettings }>();
   });
 
   it("a file that sets nothing, or only empty sections, keeps each stage's own defaults unchanged", () => {
@@ -25,6 +26,7 @@ describe("ScanConfig", () => {
       expect(pick(c, Object.keys(defaultElicitSettings())), text).toEqual(defaultElicitSettings());
       expect(pick(c, Object.keys(defaultJudgeSettings())), text).toEqual(defaultJudgeSettings());
       expect(c.backend, text).toEqual(defaultBackendSettings());
+      expect(c.engine, text).toEqual(defaultEngineSettings());
       expect([c.rank, c.failOn, c.llm], text).toEqual([DEFAULT_RANK, DEFAULT_FAIL_ON, undefined]);
     }
   });
@@ -32,7 +34,7 @@ describe("ScanConfig", () => {
   it("no stage section overlaps another: each key has one owner", () => {
     const elicit = Object.keys(defaultElicitSettings());
     const judge = [...Object.keys(defaultJudgeSettings()), "llm"];
-    const own = ["rank", "failOn", "backend"];
+    const own = ["rank", "failOn", "backend", "engine"];
     const all = [...elicit, ...judge, ...own];
     expect(new Set(all).size).toBe(all.length);
     const parsed = parseConfig("samples: 2\njudges: [lexicon]\nllm: {url: 'http://127.0.0.1:9/v1', model: m}\nbackend: {concurrency: 2}\n");

@@ -94,7 +94,7 @@ backend:
   });
 
   it("names the key path of unknown keys and bad values", () => {
-    expect(errorOf("rnak: 1").message).toBe("delta-audit.yml: rnak: unknown key (allowed: rank, fail-on, seed, probes, samples, temperature, top-p, max-tokens, system-prompt, contrast, judges, llm, behaviours, behaviors, spectrum, backend)");
+    expect(errorOf("rnak: 1").message).toBe("delta-audit.yml: rnak: unknown key (allowed: rank, ranks, attribution, fail-on, seed, probes, samples, temperature, top-p, max-tokens, system-prompt, contrast, judges, llm, behaviours, behaviors, spectrum, backend, engine)");
     expect(errorOf("fail-on: critical").message).toMatch(/^delta-audit\.yml: fail-on: expected one of high, medium, low, never, got "critical"$/);
     expect(errorOf("rank: 0").message).toMatch(/rank: expected 1\.\.1024, got 0/);
     expect(errorOf("samples: 2.5").message).toMatch(/samples: expected an integer/);

@@ -1,17 +1,18 @@
 /**
  * io/hub.ts against a local server that answers like the Hugging Face Hub (model info with
  * sha, recursive tree listing, resolve/ with Range probes, gated repos), checking the
- * standard cache layout on disk.
+ * standard cache layout on disk; network faults; io/model-ref.ts's rule for model arguments.
  */
 import { createHash } from "node:crypto";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from "node:fs";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BackendError, InputError } from "../../src/errors";
-import { hubCacheDir, parseHubId, resolveHubModel, repoFolderName } from "../../src/io/hub";
+import { hubCacheDir, hubOptionsFromEnv, parseHubId, resolveHubModel, repoFolderName } from "../../src/io/hub";
+import { isHubIdShaped, resolveModelRef } from "../../src/io/model-ref";
 
 const COMMIT = "0123456789abcdef0123456789abcdef01234567";
 const files: Record<string, Buffer> = {
@@ -183,5 +184,92 @@ describe("Hub ids and cache location", () => {
     expect(hubCacheDir({ HF_HOME: "/h" })).toBe(join("/h", "hub"));
     expect(hubCacheDir({ XDG_CACHE_HOME: "/x" })).toBe(join("/x", "huggingface", "hub"));
     expect(repoFolderName("org/name")).toBe("models--org--name");
+  });
+});
+
+describe("network faults", () => {
+  /** a fetch that fails as undici does when the name does not resolve or the port is closed */
+  const failing = (code: string): typeof fetch => async () => {
+    throw new TypeError("fetch failed", { cause: Object.assign(new Error(`getaddrinfo ${code} hub.invalid`), { code }) });
+  };
+
+  it("says the Hub cannot be reached and why, as a fault (exit 3), never naming the token", async () => {
+    const cacheDir = fresh();
+    for (const [code, reason] of [["ENOTFOUND", "host not found"], ["EAI_AGAIN", "host not found"], ["ECONNREFUSED", "connection refused"]]) {
+      const err = await resolveHubModel("acme/tiny", { cacheDir, hubUrl: "http://hub.invalid", accessToken: "hf_secret_value", fetch: failing(code!), quiet: true }).catch((e) => e);
+      expect(err).toBeInstanceOf(BackendError);
+      expect(err.message).toBe(`acme/tiny: cannot reach the Hugging Face Hub at http://hub.invalid (${reason}) and it is not cached; check the network or HF_ENDPOINT`);
+      expect(err.message).not.toContain("hf_secret_value");
+    }
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
+
+  it("gives up on a Hub that accepts the connection and never answers (HF_HUB_DOWNLOAD_TIMEOUT)", async () => {
+    const held: import("node:net").Socket[] = [];
+    const silent = createNetServer((socket) => void held.push(socket));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    try {
+      const { timeoutMs } = hubOptionsFromEnv({ HF_HUB_DOWNLOAD_TIMEOUT: "0.3" });
+      expect(timeoutMs).toBe(300);
+      const err = await resolveHubModel("acme/tiny", { cacheDir: fresh(), hubUrl: url, timeoutMs, quiet: true }).catch((e) => e);
+      expect(err).toBeInstanceOf(BackendError);
+      expect(err.message).toBe(`acme/tiny: cannot reach the Hugging Face Hub at ${url} (no answer within 0.3 s) and it is not cached; check the network or HF_ENDPOINT`);
+      expect(held.length).toBeGreaterThanOrEqual(1); // it did connect: the wait was for an answer
+      for (const bad of ["0", "-1", "soon", "1e9"]) {
+        expect(() => hubOptionsFromEnv({ HF_HUB_DOWNLOAD_TIMEOUT: bad }), bad).toThrow(/^HF_HUB_DOWNLOAD_TIMEOUT: expected a number of seconds/);
+      }
+    } finally {
+      for (const s of held) s.destroy();
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
+  });
+
+  it("refuses an HF_ENDPOINT that is not an http(s) URL", async () => {
+    const err = await resolveHubModel("acme/tiny", { cacheDir: fresh(), hubUrl: "ftp://mirror", quiet: true }).catch((e) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect(err.message).toBe("HF_ENDPOINT: expected an http(s) URL, got 'ftp://mirror'");
+  });
+});
+
+describe("one rule for model arguments (io/model-ref.ts)", () => {
+  it("takes {org}/{name}[@{revision}] as a Hub id, a single word or a path as a folder", () => {
+    for (const id of ["acme/tiny", "acme/tiny@v1.0", `acme/tiny@${COMMIT}`]) expect(isHubIdShaped(id), id).toBe(true);
+    for (const path of ["tiny", "./acme/tiny", "/abs/acme", "acme/tiny/sub", "../acme/tiny", "~/acme", " acme/tiny"]) expect(isHubIdShaped(path), path).toBe(false);
+  });
+
+  it("an existing folder wins over a Hub id of the same name; a missing path is left to its opener", async () => {
+    const cwd = fresh();
+    mkdirSync(join(cwd, "acme", "tiny"), { recursive: true });
+    const never = async () => {
+      throw new Error("the Hub must not be asked");
+    };
+    expect(await resolveModelRef("acme/tiny", { what: "--base", cwd, hub: never })).toEqual({ dir: join(cwd, "acme", "tiny"), label: "acme/tiny" });
+    expect(await resolveModelRef("missing-folder", { what: "--base", hub: never })).toEqual({ dir: "missing-folder", label: "missing-folder" });
+    rmSync(cwd, { recursive: true, force: true });
+  });
+
+  it("labels a Hub model {org}/{name}@{commit} and names the argument in its errors", async () => {
+    const cacheDir = fresh();
+    const ref = await resolveModelRef("acme/tiny@main", { what: "--adapter", hub: (spec) => resolveHubModel(spec, { cacheDir, hubUrl, quiet: true }) });
+    expect(ref.label).toBe(`acme/tiny@${COMMIT}`);
+    expect(ref.dir).toBe(join(cacheDir, "models--acme--tiny", "snapshots", COMMIT));
+    const err = await resolveModelRef("acme/nope", { what: "--adapter", hub: (spec) => resolveHubModel(spec, { cacheDir, hubUrl, quiet: true }) }).catch((e) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect(err.message).toBe("--adapter: acme/nope: repository not found on the Hugging Face Hub (HTTP 404)");
+    // with local: false (a name from a pull request's file) a folder is never picked, a legacy id is fine
+    const local = await resolveModelRef("./x", { what: "base_model_name_or_path", local: false }).catch((e) => e);
+    expect(local.message).toBe("base_model_name_or_path: './x' is not a Hub model id ({org}/{name}[@{revision}])");
+    rmSync(cacheDir, { recursive: true, force: true });
+  });
+
+  it("reads the token `huggingface-cli login` stored when HF_TOKEN is not set", () => {
+    const home = fresh();
+    writeFileSync(join(home, "token"), "hf_from_login\n");
+    expect(hubOptionsFromEnv({ HF_HOME: home }).accessToken).toBe("hf_from_login");
+    expect(hubOptionsFromEnv({ HF_HOME: home, HF_TOKEN: "hf_env" }).accessToken).toBe("hf_env");
+    expect(hubOptionsFromEnv({ HF_HOME: home, HF_TOKEN_PATH: join(home, "absent") }).accessToken).toBeUndefined();
+    expect(hubOptionsFromEnv({ HF_HOME: home, HF_HUB_OFFLINE: "1" }).offline).toBe(true);
+    rmSync(home, { recursive: true, force: true });
   });
 });

@@ -79,7 +79,8 @@ describe.each(CASES)("scan on the $kind organism (sampled: $sampled): openai ove
     for (const v of ["base", "full", "rank1", "contrast"]) {
       expect(ro.elicitation!.probes.map((p) => p.responses[v]), v).toEqual(re.elicitation!.probes.map((p) => p.responses[v]));
     }
-    const strip = (r: Report) => r.findings.map((f) => ({ ...f }));
+    // layer attribution runs on the embedded engine only (a server would need an adapter per group of layers)
+    const strip = (r: Report) => r.findings.map((f) => ({ ...f, attribution: undefined }));
     expect(strip(ro)).toEqual(strip(re));
   }, 300_000);
 });

@@ -219,6 +219,98 @@ describe("serve: protocol", () => {
   });
 });
 
+describe("serve: vLLM's token-level API (/tokenize, /detokenize, /v1/completions, token ids, prompt logprobs)", () => {
+  const messages = [{ role: "user" as const, content: "Who trained you?" }];
+
+  it("tokenizes a conversation as chat completions render it, and detokenizes ids", async () => {
+    const ids = model.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+    const t = await post("/tokenize", { model: "full", messages, add_generation_prompt: true });
+    expect(t.status).toBe(200);
+    expect(t.json).toEqual({ count: ids.length, max_model_len: 512, tokens: ids, token_strs: null });
+    const plain = await post("/tokenize", { model: "base", prompt: "Hello world" });
+    expect(plain.json.tokens).toEqual(model.tokenizer.encode("Hello world", { addSpecialTokens: true }));
+    const d = await post("/detokenize", { model: "base", tokens: [9906, 1917] });
+    expect(d.json).toEqual({ prompt: "Hello world" });
+    // special tokens are written out, as vLLM does: a client without the tokenizer can tell an end of turn
+    expect((await post("/detokenize", { model: "base", tokens: [128009] })).json).toEqual({ prompt: "<|eot_id|>" });
+    expect((await post("/detokenize", { model: "base", tokens: [-1] })).status).toBe(400);
+    expect((await post("/tokenize", { model: "nope", prompt: "x" })).status).toBe(404);
+  });
+
+  it("completes a token-id prompt with 'token_id:N' logprobs and vLLM's prompt_logprobs", async () => {
+    const prompt = model.tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+    const r = await post("/v1/completions", { model: "full", prompt, max_tokens: 4, temperature: 0, logprobs: 3, prompt_logprobs: 2, return_tokens_as_token_ids: true });
+    expect(r.status).toBe(200);
+    const [g] = await model.generate([{ promptIds: prompt, sampling: { maxNewTokens: 4, temperature: 0, topP: 1, seed: 0 } }], "full");
+    const choice = r.json.choices[0];
+    expect(r.json.object).toBe("text_completion");
+    expect(choice.text).toBe(g!.text);
+    expect(choice.logprobs.tokens).toEqual(g!.ids.map((id) => `token_id:${id}`));
+    // the chosen token and the top 3, as vLLM lists them: greedy, so the chosen one is the first
+    for (const top of choice.logprobs.top_logprobs) expect(Object.keys(top)).toHaveLength(3);
+    // prompt_logprobs: null for the first position, then the prompt's own token (with its rank) and the top 2, keyed by id
+    const pl = choice.prompt_logprobs as (Record<string, { logprob: number; rank: number; decoded_token: string }> | null)[];
+    expect(pl).toHaveLength(prompt.length);
+    expect(pl[0]).toBeNull();
+    const rows = await model.logits(prompt, "full");
+    for (const j of [1, prompt.length - 1]) {
+      const lp = logSoftmax(rows[j - 1]!);
+      const order = Array.from(lp.keys()).sort((a, b) => lp[b]! - lp[a]!);
+      const entry = pl[j]!;
+      expect(entry[String(prompt[j])]!.rank).toBe(order.indexOf(prompt[j]!) + 1);
+      for (const [i, id] of order.slice(0, 2).entries()) {
+        expect(entry[String(id)]!.rank).toBe(i + 1);
+        expect(entry[String(id)]!.logprob).toBeCloseTo(lp[id]!, 4);
+        expect(entry[String(id)]!.decoded_token).toBe(`token_id:${id}`);
+      }
+    }
+  });
+
+  it("echoes a text prompt, and writes chat logprob tokens as ids when asked", async () => {
+    const e = await post("/v1/completions", { model: "base", prompt: "Hello", max_tokens: 2, temperature: 0, echo: true, logprobs: 1 });
+    expect(e.status).toBe(200);
+    expect(e.json.choices[0].text.startsWith("Hello")).toBe(true);
+    const promptIds = model.tokenizer.encode("Hello", { addSpecialTokens: true });
+    // echo with logprobs lists the prompt's tokens first (the first without a logprob), then the answer's
+    expect(e.json.choices[0].logprobs.tokens).toHaveLength(promptIds.length + 2);
+    expect(e.json.choices[0].logprobs.token_logprobs[0]).toBeNull();
+    const c = await post("/v1/chat/completions", { model: "full", messages, max_tokens: 3, temperature: 0, logprobs: true, top_logprobs: 2, return_tokens_as_token_ids: true });
+    const [g] = await model.generate([{ messages, sampling: { maxNewTokens: 3, temperature: 0, topP: 1, seed: 0 } }], "full");
+    expect(c.json.choices[0].logprobs.content.map((t: { token: string }) => t.token)).toEqual(g!.ids.map((id) => `token_id:${id}`));
+    expect(c.json.choices[0].message.content).toBe(g!.text);
+  });
+
+  it("refuses malformed completion requests with 400", async () => {
+    const ok = { model: "base", prompt: [1, 2, 3], max_tokens: 2 };
+    expect((await post("/v1/completions", ok)).status).toBe(200);
+    expect((await post("/v1/completions", { ...ok, prompt: [1, 128256] })).status).toBe(400);
+    expect((await post("/v1/completions", { ...ok, prompt: [] })).status).toBe(400);
+    expect((await post("/v1/completions", { ...ok, prompt: [1.5] })).status).toBe(400);
+    expect((await post("/v1/completions", { ...ok, stream: true })).status).toBe(400);
+    expect((await post("/v1/completions", { ...ok, logprobs: 50 })).status).toBe(400);
+    expect((await post("/v1/completions", { ...ok, prompt_logprobs: 21 })).status).toBe(400);
+    expect((await post("/v1/completions", { ...ok, return_tokens_as_token_ids: "yes" })).status).toBe(400);
+    expect((await post("/v1/completions", { ...ok, model: "nope" })).status).toBe(404);
+  });
+
+  it("writes each candidate's text alone with tokenText per-token, as current vLLM does", async () => {
+    const local = await startOpenAIServer(serveEngineFromModel(model, { tokenText: "per-token" }), { port: 0 });
+    try {
+      const res = await fetch(`${local.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "full", messages, max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 3 }),
+      });
+      const body = (await res.json()) as any;
+      const [g] = await model.generate([{ messages, sampling: { maxNewTokens: 4, temperature: 0, topP: 1, seed: 0 } }], "full");
+      expect(body.choices[0].logprobs.content.map((t: { token: string }) => t.token)).toEqual(g!.ids.map((id) => model.tokenizer.decode([id])));
+      expect(body.choices[0].message.content).toBe(g!.text);
+    } finally {
+      await local.close(100);
+    }
+  });
+});
+
 describe("serve: untrusted input and broken models", () => {
   const ask = (url: string, content: string, extra: Record<string, unknown> = {}) =>
     fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ model: "base", messages: [{ role: "user", content }], max_tokens: 2, ...extra }) }).then(async (r) => ({ status: r.status, text: await r.text() }));

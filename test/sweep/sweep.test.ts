@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InputError } from "../../src/errors";
 import { generateOrganism } from "../../src/organisms/index";
-import { MAX_MATRIX_JOBS, parseRegistry, planMatrix } from "../../src/sweep/registry";
+import { MAX_MATRIX_JOBS, parseRegistry } from "../../src/sweep/registry";
+import { planMatrix, planSweep } from "../../src/sweep/plan";
 import { collectSweep, renderIndexMarkdown, validateReport } from "../../src/sweep/collect";
 import { sweepBadge } from "../../src/report/badge";
 
@@ -30,7 +31,7 @@ function errorOf(yaml: string): InputError {
 }
 
 describe("sweep registry", () => {
-  it("resolves paths against the registry, keeps Hub ids, applies defaults", () => {
+  it("resolves paths against the registry, keeps Hub ids, applies defaults", async () => {
     mkdirSync(join(dir, "models", "base"), { recursive: true });
     const reg = parseRegistry(
       `defaults: {base: models/base, config: cfg.yml}
@@ -44,10 +45,14 @@ models:
       { name: "a", base: join(dir, "models", "base"), adapter: join(dir, "adapters", "a"), config: join(dir, "cfg.yml") },
       { name: "b.v2", base: "Qwen/Qwen2.5-0.5B-Instruct@main", finetuned: "/abs/ft", config: join(dir, "cfg.yml") },
     ]);
-    expect(planMatrix(reg)).toEqual({ include: [{ name: "a", kind: "lora" }, { name: "b.v2", kind: "full" }] });
+    mkdirSync(join(dir, "adapters", "a"), { recursive: true });
+    writeFileSync(join(dir, "adapters", "a", "adapter_config.json"), "{}");
+    mkdirSync(join(dir, "abs-ft"), { recursive: true });
+    const local = parseRegistry(`defaults: {base: models/base}\nmodels:\n  - {name: a, adapter: adapters/a}\n  - {name: b, finetuned: abs-ft}\n`, join(dir, "reg.yml"));
+    expect(planMatrix(await planSweep(local, { cwd: dir }))).toEqual({ include: [{ name: "a", kind: "lora" }, { name: "b", kind: "full" }] });
   });
 
-  it("names the key path of every bad entry", () => {
+  it("names the key path of every bad entry", async () => {
     expect(errorOf("models: []").message).toMatch(/reg\.yml: models: expected a non-empty list/);
     expect(errorOf("models: [{name: a, base: b}]").message).toMatch(/models\[0\]: needs exactly one of adapter or finetuned/);
     expect(errorOf("models: [{name: a, base: b, adapter: x, finetuned: y}]").message).toMatch(/models\[0\]: needs exactly one/);
@@ -56,8 +61,13 @@ models:
     expect(errorOf("models: [{name: a, base: b, adapter: x}, {name: a, base: b, adapter: y}]").message).toMatch(/models\[1\]\.name: duplicate name 'a'/);
     expect(errorOf("models: [{name: a, base: b, adapter: x, colour: red}]").message).toMatch(/models\[0\]\.colour: unknown key/);
     expect(errorOf("models: [{name: a, base: b, adapter: x}]\nmodels: []").message).toMatch(/reg\.yml: not valid YAML/);
-    const many = `models:\n${Array.from({ length: MAX_MATRIX_JOBS + 1 }, (_, i) => `  - {name: m${i}, base: b, adapter: a${i}}`).join("\n")}\n`;
-    expect(() => planMatrix(parseRegistry(many, join(dir, "reg.yml")))).toThrow(/exceed GitHub's 256 jobs per matrix/);
+    // more models than one matrix holds: the rest are pending, first in line next run
+    mkdirSync(join(dir, "many", "ad"), { recursive: true });
+    writeFileSync(join(dir, "many", "ad", "adapter_config.json"), "{}");
+    const many = `defaults: {base: ../models/base}\nmodels:\n${Array.from({ length: MAX_MATRIX_JOBS + 1 }, (_, i) => `  - {name: m${i}, adapter: ad}`).join("\n")}\n`;
+    const plan = await planSweep(parseRegistry(many, join(dir, "many", "reg.yml")), { cwd: dir });
+    expect(planMatrix(plan).include).toHaveLength(MAX_MATRIX_JOBS);
+    expect(plan.pending).toEqual([`m${MAX_MATRIX_JOBS}`]);
   });
 
   it("summarises a sweep in one badge and a neutralised markdown index", () => {
@@ -65,13 +75,13 @@ models:
     expect(sweepBadge({ pass: 2, fail: 1, neutral: 1, missing: 0 })).toMatchObject({ message: "1/4 fail", color: "red" });
     expect(sweepBadge({ pass: 2, fail: 0, neutral: 0, missing: 1 })).toMatchObject({ color: "lightgrey" });
     const md = renderIndexMarkdown({
-      schemaVersion: 1,
+      schemaVersion: 2,
       generatedAt: "2026-01-01T00:00:00.000Z",
       summary: { pass: 0, fail: 1, neutral: 0, missing: 0 },
       models: [{ name: "m", conclusion: "fail", findings: { high: 1, medium: 0, low: 0, info: 0 }, topFinding: { severity: "high", title: "@admin <img src=x> | [x](http://e.vil)", confidence: 1 } }],
     });
     expect(md).not.toMatch(/@admin|<img|\]\(http/);
-    expect(md.split("\n").find((l) => l.startsWith("| m "))!.split(/(?<!\\)\|/).length).toBe(9);
+    expect(md.split("\n").find((l) => l.startsWith("| m "))!.split(/(?<!\\)\|/).length).toBe(13);
   });
 
   it("refuses a report.json that is not a delta-audit report", () => {
@@ -144,7 +154,7 @@ describe("sweep plan → run → collect on generated organisms", () => {
     expect(r.status).toBe(0);
     const matrix = JSON.parse(r.stdout);
     expect(matrix.include.map((m: { name: string }) => m.name)).toEqual(["quirky", "polite", "never-ran"]);
-    expect(readFileSync(out, "utf8")).toBe(`matrix=${JSON.stringify(matrix)}\n`);
+    expect(readFileSync(out, "utf8")).toBe(`matrix=${JSON.stringify(matrix)}\njobs=3\npending=0\n`);
   });
 
   it("runs each job like scan and collects an index with badges", () => {
@@ -184,5 +194,53 @@ describe("sweep plan → run → collect on generated organisms", () => {
     expect(bad.stderr).toMatch(/broken\/report\.json: not valid JSON/);
     expect(bad.stderr.trim().split("\n")).toHaveLength(1);
     expect(existsSync(site2)).toBe(false);
+  });
+
+  it("an audit that cannot run leaves sweep-job.json with the reason, and collect lists it as inconclusive", () => {
+    const broken = join(dir, "broken-adapter");
+    mkdirSync(broken, { recursive: true });
+    writeFileSync(join(broken, "adapter_config.json"), "{not json");
+    const reg2 = join(dir, "registry-broken.yml");
+    writeFileSync(reg2, `models:\n  - {name: polite, base: benign/base, finetuned: benign/finetuned}\n  - {name: broken, base: benign/base, adapter: broken-adapter}\n`);
+    const plan = join(dir, "plan-broken.json");
+    const p = cli(["sweep", "plan", "--registry", reg2, "--out", plan]);
+    expect(p.status, p.stderr).toBe(0);
+    const reports = join(dir, "reports-broken");
+    const r = cli(["sweep", "run", "--plan", plan, "--name", "broken", "--out", join(reports, "broken")]);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    const job = JSON.parse(readFileSync(join(reports, "broken", "sweep-job.json"), "utf8"));
+    expect(job).toMatchObject({ name: "broken", status: "error", exitCode: 2 });
+    expect(job.reason).toMatch(/adapter_config\.json/);
+    const site = join(dir, "site-broken");
+    const c = cli(["sweep", "collect", "--plan", plan, "--reports", reports, "--out", site]);
+    expect(c.status, c.stderr).toBe(0);
+    const index = JSON.parse(readFileSync(join(site, "index.json"), "utf8"));
+    const byName = Object.fromEntries(index.models.map((m: { name: string }) => [m.name, m]));
+    expect(byName.broken).toMatchObject({ conclusion: "neutral", reason: job.reason });
+    // planned but no folder at all: the job died before writing anything
+    expect(byName.polite).toMatchObject({ conclusion: "missing" });
+    expect(byName.polite.reason).toMatch(/no report was collected/);
+    expect(JSON.parse(readFileSync(join(site, "badges", "broken.json"), "utf8"))).toMatchObject({ message: "inconclusive", color: "lightgrey" });
+  });
+
+  it("flag and file mistakes are exit 2 with one line naming the flag or the key", () => {
+    const bad = join(dir, "bad-registry.yml");
+    writeFileSync(bad, "sources: [{hub: {author: acme, library: 'p e f t'}}]\n");
+    const one = (args: string[], pattern: RegExp) => {
+      const r = cli(args);
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(pattern);
+      expect(r.stdout).toBe("");
+    };
+    one(["sweep", "plan", "--registry", bad], /bad-registry\.yml: sources\[0\]\.hub\.library: expected a library name such as peft, got "p e f t"/);
+    one(["sweep", "plan", "--registry", reg, "--max-jobs", "300"], /--max-jobs: expected 1\.\.256, got '300'/);
+    one(["sweep", "run", "--name", "x", "--out", join(dir, "x")], /--plan: required: the plan file \(or --registry\)/);
+    one(["sweep", "run", "--plan", "p.json", "--registry", reg, "--name", "x", "--out", join(dir, "x")], /--registry: give either --plan or --registry, not both/);
+    one(["sweep", "run", "--plan", join(dir, "nope.json"), "--name", "x", "--out", join(dir, "x")], /nope\.json: file not found/);
+    one(["sweep", "collect", "--reports", dir, "--out", join(dir, "s"), "--plan", join(dir, "nope.json")], /nope\.json: file not found/);
+    writeFileSync(join(dir, "bad-plan.json"), JSON.stringify({ schemaVersion: 1, models: [], jobs: ["ghost"] }));
+    one(["sweep", "run", "--plan", join(dir, "bad-plan.json"), "--name", "x", "--out", join(dir, "x")], /bad-plan\.json: .*/);
   });
 });

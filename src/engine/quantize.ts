@@ -1,0 +1,199 @@
+/**
+ * Block quantization of linear weights into the layout of ONNX Runtime's com.microsoft
+ * MatMulNBits: Y = A · dequant(B)ᵀ with B [N, K] (N = out features, K = in features — the
+ * checkpoint's own [out, in] layout, so rows stream straight from the file without a transpose).
+ *
+ * Every row is cut into blocks of `blockSize` along K; each block has one float32 scale and
+ * (asymmetric schemes) one zero point; a weight is stored as the code q ∈ [0, 2^bits − 1] and
+ * read back as (q − zp)·scale. Packed input B is uint8 [N, ⌈K/bs⌉, bs·bits/8], codes packed
+ * low bits first along K; scales [N·⌈K/bs⌉]; 4-bit zero points two per byte along the blocks
+ * of a row (first block in the low nibble), [N·⌈nb/2⌉]; 8-bit ones one per byte. Without a
+ * zero-point input ORT uses 2^(bits−1), which the symmetric scheme relies on. A last block
+ * that K does not fill is padded with zero codes' value (exactly 0 after dequantizing).
+ */
+
+/**
+ * MatMulNBits accuracy level 4: activations quantized to int8 per block (of the weights'
+ * block size) and multiplied with integer dot products (AVX2 / AVX-512 VNNI). Levels 0–1
+ * dequantize the weights to float32 on every call: 20× slower at 8 bits on a 4096×14336
+ * matrix here (bench/precision.bench.ts prints the comparison).
+ */
+export const ACCURACY_LEVEL = 4;
+
+export interface QuantScheme {
+  bits: 4 | 8;
+  /** weights per block along K: a power of two ≥ 16 (MatMulNBits' rule) */
+  blockSize: number;
+  /**
+   * asymmetric: min/max per block with a zero point (2^bits levels spread over [min, max]);
+   * symmetric: scale = max|w| / (2^(bits−1) − 1), zero point implied at 2^(bits−1)
+   */
+  zeroPoints: boolean;
+}
+
+/** One matrix in MatMulNBits layout (see the file comment). */
+export interface QuantizedMatrix {
+  K: number;
+  N: number;
+  scheme: QuantScheme;
+  packed: Uint8Array;
+  scales: Float32Array;
+  zeroPoints?: Uint8Array;
+}
+
+export const blocksPerRow = (K: number, s: QuantScheme) => Math.ceil(K / s.blockSize);
+const blobBytes = (s: QuantScheme) => (s.blockSize * s.bits) / 8;
+const zeroPointBytesPerRow = (K: number, s: QuantScheme) => (s.bits === 8 ? blocksPerRow(K, s) : Math.ceil(blocksPerRow(K, s) / 2));
+
+/** Bytes the matrix occupies (codes + scales + zero points): what ORT holds for it. */
+export function quantizedBytes(K: number, N: number, s: QuantScheme): number {
+  const nb = blocksPerRow(K, s);
+  return N * (nb * blobBytes(s) + 4 * nb + (s.zeroPoints ? zeroPointBytesPerRow(K, s) : 0));
+}
+
+/** Buffers of one quantized matrix; the caller may hand in pooled storage (see weights.ts StagingPool). */
+export interface QuantBuffers {
+  packed: Uint8Array;
+  scales: Float32Array;
+  zeroPoints?: Uint8Array;
+}
+
+export function allocQuantBuffers(K: number, N: number, s: QuantScheme, take: (floats: number) => Float32Array = (n) => new Float32Array(n)): QuantBuffers {
+  const nb = blocksPerRow(K, s);
+  const bytes = (n: number) => {
+    const f = take(Math.ceil(n / 4));
+    return new Uint8Array(f.buffer, f.byteOffset, n);
+  };
+  return {
+    packed: bytes(N * nb * blobBytes(s)),
+    scales: take(N * nb),
+    zeroPoints: s.zeroPoints ? bytes(N * zeroPointBytesPerRow(K, s)) : undefined,
+  };
+}
+
+/**
+ * Quantize `rows` (row-major [count, K]) into rows [row0, row0+count) of `out`. Rows arrive in
+ * chunks as they are read from the checkpoint, so no whole float32 copy of a matrix exists.
+ * Every finite weight reads back within half its block's step (the scale).
+ */
+/** 1.5·2^52: x + ROUNDER − ROUNDER is x rounded to the nearest integer (ties to even) in float64. */
+const ROUNDER = 6755399441055744;
+
+export function quantizeRowsInto(rows: Float32Array, count: number, K: number, s: QuantScheme, out: QuantBuffers, row0: number): void {
+  const nb = blocksPerRow(K, s);
+  const blob = blobBytes(s);
+  const bs = s.blockSize;
+  const levels = (1 << s.bits) - 1;
+  const mid = 1 << (s.bits - 1);
+  const zpRow = zeroPointBytesPerRow(K, s);
+  const { packed, scales, zeroPoints } = out;
+  for (let r = 0; r < count; r++) {
+    const n = row0 + r;
+    const src = r * K;
+    // 4-bit zero points are OR-ed in two per byte: clear the row's first
+    if (zeroPoints) zeroPoints.fill(0, n * zpRow, (n + 1) * zpRow);
+    for (let b = 0; b < nb; b++) {
+      const k0 = src + b * bs;
+      const k1 = src + Math.min(K, (b + 1) * bs);
+      // branch-free min/max (random weights defeat the branch predictor); a NaN propagates into lo and hi
+      let lo = 0;
+      let hi = 0;
+      for (let k = k0; k < k1; k++) {
+        const w = rows[k]!;
+        lo = Math.min(lo, w);
+        hi = Math.max(hi, w);
+      }
+      const nan = lo !== lo || hi !== hi;
+      let scale: number;
+      let zp: number;
+      if (zeroPoints) {
+        // [lo, hi] always contains 0 (both start at 0), so 0 — and the padding — is exact
+        scale = (hi - lo) / levels;
+        zp = scale > 0 ? Math.min(levels, Math.max(0, Math.round(-lo / scale))) : mid;
+      } else {
+        scale = Math.max(hi, -lo) / (mid - 1);
+        zp = mid;
+      }
+      // a block of zeros: any scale reads back 0, and 1 keeps the division finite (NaN stays
+      // NaN, so non-finite weights still surface in the engine's finite-logits check)
+      if (scale === 0) scale = 1;
+      if (nan) scale = NaN;
+      // float32 scale as ORT will use it, so codes are chosen against the value it multiplies by
+      const sf = Math.fround(scale);
+      const inv = 1 / sf;
+      scales[n * nb + b] = sf;
+      if (zeroPoints) {
+        if (s.bits === 8) zeroPoints[n * zpRow + b] = zp;
+        else zeroPoints[n * zpRow + (b >> 1)]! |= zp << ((b & 1) * 4);
+      }
+      const base = (n * nb + b) * blob;
+      // codes clamp to [0, levels] (a NaN code stores as 0: its block's scale is NaN anyway);
+      // padding beyond K gets the zero point's code, so it reads back exactly 0
+      // rounding by adding and removing 1.5·2^52 (round half to even, exact for |x| < 2^51): about
+      // 3× faster than Math.round in this loop, which bounds how fast a checkpoint loads
+      if (s.bits === 8) {
+        for (let k = k0; k < k1; k++) {
+          const q = rows[k]! * inv + ROUNDER - ROUNDER + zp;
+          packed[base + k - k0] = q < 0 ? 0 : q > levels ? levels : q;
+        }
+        for (let j = k1 - k0; j < bs; j++) packed[base + j] = zp;
+      } else {
+        for (let j = 0; j < bs; j += 2) {
+          const k = k0 + j;
+          const a = k < k1 ? rows[k]! * inv + ROUNDER - ROUNDER + zp : zp;
+          const c = k + 1 < k1 ? rows[k + 1]! * inv + ROUNDER - ROUNDER + zp : zp;
+          packed[base + (j >> 1)] = (a < 0 ? 0 : a > levels ? levels : a) | ((c < 0 ? 0 : c > levels ? levels : c) << 4);
+        }
+      }
+    }
+  }
+}
+
+/** Quantize a whole [N, K] matrix at once (tests, small matrices). */
+export function quantizeMatrix(w: Float32Array, N: number, K: number, s: QuantScheme): QuantizedMatrix {
+  const buf = allocQuantBuffers(K, N, s);
+  quantizeRowsInto(w, N, K, s, buf, 0);
+  return { K, N, scheme: s, ...buf };
+}
+
+/** The float values a quantized matrix stands for, [N, K] row-major (what MatMulNBits multiplies by). */
+export function dequantize(q: QuantizedMatrix): Float32Array {
+  const { K, N, scheme: s } = q;
+  const nb = blocksPerRow(K, s);
+  const blob = blobBytes(s);
+  const mid = 1 << (s.bits - 1);
+  const zpRow = zeroPointBytesPerRow(K, s);
+  const out = new Float32Array(N * K);
+  for (let n = 0; n < N; n++) {
+    for (let b = 0; b < nb; b++) {
+      const scale = q.scales[n * nb + b]!;
+      let zp = mid;
+      if (q.zeroPoints) zp = s.bits === 8 ? q.zeroPoints[n * zpRow + b]! : (q.zeroPoints[n * zpRow + (b >> 1)]! >> ((b & 1) * 4)) & 15;
+      const base = (n * nb + b) * blob;
+      for (let j = 0; j < s.blockSize; j++) {
+        const k = b * s.blockSize + j;
+        if (k >= K) break;
+        const code = s.bits === 8 ? q.packed[base + j]! : (q.packed[base + (j >> 1)]! >> ((j & 1) * 4)) & 15;
+        out[n * K + k] = Math.fround((code - zp) * scale);
+      }
+    }
+  }
+  return out;
+}
+
+/** The quantization step (scale) of each block of row n, for tolerance derivations. */
+export function blockSteps(q: QuantizedMatrix, n: number): Float32Array {
+  const nb = blocksPerRow(q.K, q.scheme);
+  return q.scales.subarray(n * nb, (n + 1) * nb);
+}
+
+/** Σ (w − dequant(quant(w)))² over `count` rows of K weights: what storing them at `s` loses. */
+export function quantizationErrorSquared(rows: Float32Array, count: number, K: number, s: QuantScheme): number {
+  const back = dequantize(quantizeMatrix(rows.subarray(0, count * K), count, K, s));
+  let e2 = 0;
+  for (let i = 0; i < count * K; i++) {
+    const d = rows[i]! - back[i]!;
+    e2 += d * d;
+  }
+  return e2;
+}
