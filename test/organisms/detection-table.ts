@@ -5,7 +5,7 @@
  * (benign: "clean" / "FLAGGED"), and the top finding. The bpe-* variants are byte-level BPE
  * organisms (real Llama 3 / Qwen3 vocabularies, multi-token quirk words, mid-answer quirks,
  * denials of different shapes). Not a test (the fast subset is test/scan/generalisation.test.ts);
- * about four minutes on two cores, exit status 1 when a row is MISSED or FLAGGED:
+ * about five minutes on two cores (200 scans), exit status 1 when a row is MISSED or FLAGGED:
  *
  *   npx tsx test/organisms/detection-table.ts [variant,variant,...]
  */
