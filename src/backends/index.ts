@@ -31,8 +31,10 @@ export interface BackendRequest {
    */
   rankAdapterDir: string;
   /**
-   * the rank ladder's other rungs, each a rank-k adapter the scan wrote (delta/ladder.ts): the
-   * embedded engine serves each as `rank${rank}`; the openai backend does not (scan.ts says so)
+   * the rank ladder's other rungs, each a rank-k adapter the scan wrote inside its staging folder
+   * (delta/ladder.ts), each served as `rank${rank}`: the embedded engine loads every one; an
+   * OpenAI server, with settings.loadAdapter, a copy of each beside the output (servedAdapterDir),
+   * else those it already serves (scan.ts notes the others)
    */
   ladder?: ReadonlyArray<{ rank: number; dir: string }>;
   /** whether the elicitation asks for the contrastive variant (the openai backend then wants logprobs) */
@@ -46,12 +48,12 @@ export interface BackendRequest {
 }
 
 /**
- * Where a server loads the scan's rank-k adapter from: beside the scan's staging folder (the
- * folder holding `rankAdapterDir`), so beside the output, under a name of its own.
+ * Where a server loads one of the scan's adapters (`adapterDir`: rank-k, or a ladder rung) from:
+ * beside the scan's staging folder (by default the folder holding `adapterDir`; a rung's is two
+ * up), so beside the output, under a name of its own.
  */
-export function servedAdapterDir(rankAdapterDir: string): string {
-  const staging = dirname(resolve(rankAdapterDir));
-  return join(dirname(staging), `.${basename(rankAdapterDir)}.served-${process.pid}-${randomBytes(6).toString("hex")}`);
+export function servedAdapterDir(adapterDir: string, staging = dirname(resolve(adapterDir))): string {
+  return join(dirname(resolve(staging)), `.${basename(adapterDir)}.served-${process.pid}-${randomBytes(6).toString("hex")}`);
 }
 
 /** The seam for tests and embedders: build the backend a scan talks to. */
@@ -81,6 +83,12 @@ export async function createBackend(request: BackendRequest): Promise<Backend> {
       // the scan writes the adapter inside its staging folder, renamed when the report is done:
       // the server gets a copy next to the output instead, which stays put until it is unloaded
       servedAdapterDir: b.loadAdapter ? servedAdapterDir(request.rankAdapterDir) : undefined,
+      // the ladder's rungs: loaded as rank<k> the same way, each from its own copy beside the output
+      ladder: (request.ladder ?? []).map((r) => ({
+        rank: r.rank,
+        dir: r.dir,
+        servedDir: b.loadAdapter ? servedAdapterDir(r.dir, dirname(resolve(request.rankAdapterDir))) : undefined,
+      })),
       // a local folder's tokenizer decodes contrastive answers and maps token texts to ids: a full
       // fine-tune's own (it may add tokens), else the base's
       tokenizerDir: subject.finetuned && (await pathExists(join(subject.finetuned, "tokenizer.json"))) ? subject.finetuned : subject.base,

@@ -37,13 +37,20 @@ export interface OpenAIBackendOptions {
   deadlineMs?: number;
   /** the rank-k adapter folder delta-audit wrote; loaded through /v1/load_lora_adapter */
   rank1AdapterDir?: string;
-  /** load `rank1AdapterDir` at run time (vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True); close() unloads it */
+  /** load `rank1AdapterDir` (and the ladder's rungs) at run time (vLLM needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True); close() unloads them */
   loadAdapter?: boolean;
   /**
    * where the server loads the adapter from: a copy of `rank1AdapterDir` made there (default:
    * next to the folder holding it), kept until the unload (servedCopy)
    */
   servedAdapterDir?: string;
+  /**
+   * the rank ladder's other rungs the scan wrote (delta/ladder.ts), each served as `rank${rank}`:
+   * with loadAdapter each is loaded like the rank-k adapter (from a copy at `servedDir`, else next
+   * to `dir`) and unloaded by close(); without it, a rung is run only where /v1/models lists
+   * `rank${rank}` already
+   */
+  ladder?: ReadonlyArray<{ rank: number; dir: string; servedDir?: string }>;
   /** the truncation rank: the truncated variant is called `rank${rank}` */
   rank: number;
   /** retries after the first attempt of each request; default DEFAULT_MAX_RETRIES */
@@ -201,8 +208,8 @@ class OpenAIBackend implements Backend {
   private closed = false;
   /** the contrastive decoder, once probeContrast found a way */
   private contrast?: HttpContrast;
-  /** the rank-k adapter this backend loaded into the server: unloaded (and its served copy removed) by close() */
-  served?: ServedAdapter;
+  /** the adapters this backend loaded into the server (rank-k, then the ladder's rungs): unloaded (and their served copies removed) by close() */
+  served: ServedAdapter[] = [];
 
   constructor(
     private readonly api: string,
@@ -401,7 +408,7 @@ class OpenAIBackend implements Backend {
     if (this.closed) return;
     this.closed = true;
     this.closer.abort(new BackendError("openai backend closed"));
-    if (this.served) await releaseAdapter(this.api, this.headers, this.policy, this.served);
+    await releaseAdapters(this.api, this.headers, this.policy, this.served);
   }
 }
 
@@ -416,7 +423,8 @@ function missingModelsMessage(api: string, missing: { variant: string; model: st
 }
 
 /**
- * Connect to an OpenAI-compatible server: list its models, load the rank-k adapter if asked,
+ * Connect to an OpenAI-compatible server: list its models, load the rank-k adapter and the
+ * ladder's rungs if asked,
  * check every variant is served, and test logprob support for contrastive decoding.
  * A model name the server does not serve is a configuration error (InputError, exit 2);
  * a server that fails or answers nonsense is a BackendError (exit 3).
@@ -463,37 +471,41 @@ export async function createOpenAIBackend(opts: OpenAIBackendOptions): Promise<B
     if (roots.length === 1) names.base = roots[0]!.id;
   }
 
-  let adapter: ServedAdapter | undefined;
+  // the ladder's rungs: each its own variant rank<k>, named so on the server
+  const rungs = (opts.ladder ?? []).filter((r) => r.rank !== opts.rank);
+  for (const r of rungs) {
+    if (!Number.isInteger(r.rank) || r.rank < 1) throw new InputError(`expected a positive integer, got ${r.rank}`, "ranks");
+  }
+  const listed = new Set(served.map((m) => m.id));
+  for (const r of rungs) {
+    const v = variantForRank(r.rank);
+    // without load-adapter a rung runs only where the server already serves it (scan.ts says which were skipped)
+    if (opts.loadAdapter || listed.has(v)) names[v] = v;
+  }
+
+  // the adapters to load, the rank-k one first: each from a folder that stays put while loaded
+  const toLoad: { name: string; dir: string; at?: string }[] = [];
   if (opts.loadAdapter) {
     if (!opts.rank1AdapterDir) throw new InputError("loadAdapter needs the adapter folder", "backend loadAdapter");
-    const name = names[rankVariant]!;
-    const existing = served.find((m) => m.id === name);
-    // an adapter of this name served without a path was started with the server (--lora-modules): it stays
-    if (!existing || existing.root) {
-      if (existing) {
-        // a stale adapter of the same name from an earlier run would silently answer for ours
-        await requestJson({ method: "POST", url: `${api}/unload_lora_adapter`, headers, body: { lora_name: name }, responseType: "text" }, policy).catch((err) => {
-          throw new BackendError(`could not replace the adapter '${name}' the server already serves from another path: ${(err as Error).message}`, { cause: err });
-        });
-      }
-      adapter = { name, path: await servedCopy(opts.rank1AdapterDir, opts.servedAdapterDir) };
-      try {
-        await requestJson({ method: "POST", url: `${api}/load_lora_adapter`, headers, body: { lora_name: name, lora_path: adapter.path }, responseType: "text" }, policy);
-      } catch (err) {
-        await rm(adapter.path, { recursive: true, force: true }).catch(() => undefined);
-        const status = err instanceof HttpError ? err.status : undefined;
-        const hint =
-          status === 404 || status === 405
-            ? " (the server has no runtime adapter loading: for vLLM set VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or start it with --lora-modules)"
-            : ` (vLLM rejects adapters above --max-lora-rank, default ${VLLM_DEFAULT_MAX_LORA_RANK})`;
-        throw new BackendError(`loading the adapter '${name}' from ${adapter.path} failed: ${(err as Error).message}${hint}`, { cause: err });
-      }
+    toLoad.push({ name: names[rankVariant]!, dir: opts.rank1AdapterDir, at: opts.servedAdapterDir });
+    for (const r of rungs) toLoad.push({ name: variantForRank(r.rank), dir: r.dir, at: r.servedDir });
+  }
+  const adapters: ServedAdapter[] = [];
+  try {
+    for (const a of toLoad) {
+      const adapter = await loadAdapter(api, headers, policy, served, a.name, a.dir, a.at);
+      if (!adapter) continue;
+      adapters.push(adapter);
       // some vLLM versions leave runtime-loaded adapters out of /v1/models; the load said yes
-      loaded.add(name);
+      loaded.add(adapter.name);
     }
+  } catch (err) {
+    // those loaded before the one that failed go now: the caller never gets this backend to close
+    await releaseAdapters(api, headers, policy, adapters);
+    throw err;
   }
   try {
-    if (adapter) served = await listModels();
+    if (adapters.length > 0) served = await listModels();
     const ids = new Set(served.map((m) => m.id));
     // SGLang picks an adapter with model = "<base id>:<adapter name>"
     const isServed = (m: string) => ids.has(m) || loaded.has(m) || (m.includes(":") && ids.has(m.slice(0, m.lastIndexOf(":"))) && ids.has(m.slice(m.lastIndexOf(":") + 1)));
@@ -508,23 +520,52 @@ export async function createOpenAIBackend(opts: OpenAIBackendOptions): Promise<B
       const tokenizer = await loadLocalTokenizer(opts.tokenizerDir).catch(() => undefined);
       await backend.probeContrast({ strategy: opts.contrastStrategy, draftTokens: opts.draftTokens, tokenizer });
     }
-    backend.served = adapter;
+    backend.served = adapters;
     return backend;
   } catch (err) {
-    // the caller never gets this backend to close: the adapter goes now
-    if (adapter) await releaseAdapter(api, headers, policy, adapter);
+    // the caller never gets this backend to close: the adapters go now
+    await releaseAdapters(api, headers, policy, adapters);
     throw err;
   }
 }
 
-/** The rank-k adapter as the server holds it: its name and the folder it was loaded from. */
+/**
+ * Load the adapter in `dir` as `name` from a served copy (servedCopy), replacing a same-named one
+ * the server loaded from a path earlier. Undefined when the server was started with an adapter of
+ * that name (--lora-modules: listed without a path), which stays and is used as it is.
+ */
+async function loadAdapter(api: string, headers: Record<string, string>, policy: RequestPolicy, served: ModelEntry[], name: string, dir: string, at?: string): Promise<ServedAdapter | undefined> {
+  const existing = served.find((m) => m.id === name);
+  if (existing && !existing.root) return undefined;
+  if (existing) {
+    // a stale adapter of the same name from an earlier run would silently answer for ours
+    await requestJson({ method: "POST", url: `${api}/unload_lora_adapter`, headers, body: { lora_name: name }, responseType: "text" }, policy).catch((err) => {
+      throw new BackendError(`could not replace the adapter '${name}' the server already serves from another path: ${(err as Error).message}`, { cause: err });
+    });
+  }
+  const adapter = { name, path: await servedCopy(dir, at) };
+  try {
+    await requestJson({ method: "POST", url: `${api}/load_lora_adapter`, headers, body: { lora_name: name, lora_path: adapter.path }, responseType: "text" }, policy);
+  } catch (err) {
+    await rm(adapter.path, { recursive: true, force: true }).catch(() => undefined);
+    const status = err instanceof HttpError ? err.status : undefined;
+    const hint =
+      status === 404 || status === 405
+        ? " (the server has no runtime adapter loading: for vLLM set VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or start it with --lora-modules)"
+        : ` (vLLM rejects adapters above --max-lora-rank, default ${VLLM_DEFAULT_MAX_LORA_RANK})`;
+    throw new BackendError(`loading the adapter '${name}' from ${adapter.path} failed: ${(err as Error).message}${hint}`, { cause: err });
+  }
+  return adapter;
+}
+
+/** An adapter this backend loaded (rank-k or a ladder rung) as the server holds it: its name and the folder it was loaded from. */
 interface ServedAdapter {
   name: string;
   path: string;
 }
 
 /**
- * The folder the server loads the rank-k adapter from: a copy of `dir` that stays where it is
+ * The folder the server loads an adapter (rank-k or a ladder rung) from: a copy of `dir` that stays where it is
  * for as long as the server holds it (vLLM keeps the path and reads it again when the adapter
  * falls out of its cache). The scan writes `dir` inside its staging folder, which is renamed
  * when the report is done, so the server is never given that: createBackend names a place
@@ -561,6 +602,11 @@ async function releaseAdapter(api: string, headers: Record<string, string>, poli
     return;
   }
   await rm(adapter.path, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/** Release every adapter in `adapters`, one after another (a server's admin calls are serialised anyway). */
+async function releaseAdapters(api: string, headers: Record<string, string>, policy: RequestPolicy, adapters: readonly ServedAdapter[]): Promise<void> {
+  for (const a of adapters) await releaseAdapter(api, headers, policy, a);
 }
 
 /** The server root of an API base (`…/v1` → `…`): vLLM serves /tokenize and /detokenize there. */
