@@ -67,9 +67,14 @@ export function runBadge(conclusion: Conclusion | "skipped", findings: number, l
 /** How many models of a sweep ended each way ("missing": no report was collected). */
 export type SweepSummary = Record<Conclusion | "missing", number>;
 
+/** The sweep badge's message when the registry has no model yet. */
+export const NO_MODELS = "no models";
+
 /** A sweep's summary badge: red when any model failed, grey when any is undecided or missing. */
 export function sweepBadge(summary: SweepSummary, label = SWEEP_BADGE_LABEL): Badge {
   const total = summary.pass + summary.fail + summary.neutral + summary.missing;
+  // a registry whose sources found nothing yet: grey, never "0/0 pass"
+  if (total === 0) return badge(label, NO_MODELS, BADGE_COLOR.neutral);
   const undecided = summary.neutral + summary.missing;
   if (summary.fail > 0) return badge(label, `${summary.fail}/${total} ${BADGE_WORD.fail}`, BADGE_COLOR.fail);
   if (undecided > 0) return badge(label, `${summary.pass}/${total} ${BADGE_WORD.pass}, ${undecided} ${BADGE_WORD.neutral}`, BADGE_COLOR.neutral);

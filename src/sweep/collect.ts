@@ -458,7 +458,9 @@ export async function collectSweep(reportsDir: string, outDir: string, opts: Col
     const where = plan ? "the plan" : registry ? `the registry ${registry.file}` : "";
     if (where) throw new InputError(`model '${f.name}' is not in ${where}`, join(f.dir, f.report ? REPORT_FILES.json : JOB_FILE));
   }
-  if (names.length === 0) throw new InputError("no <model>/report.json found below this folder", reportsDir);
+  // a plan that found no model (a Hub organisation without matching repositories yet) is an
+  // empty index, not an error: the unattended sweep keeps publishing
+  if (names.length === 0 && !plan) throw new InputError("no <model>/report.json found below this folder", reportsDir);
 
   const newDirections = new Map<string, Uint8Array>();
   const outcomes = new Map<string, Outcome>();
@@ -501,6 +503,8 @@ export async function collectSweep(reportsDir: string, outDir: string, opts: Col
     const sk = skipped.get(name);
     if (sk && !p) appendUnlessRepeated(s, { at: now, outcome: "skipped", conclusion: "neutral", reason: sk.reason });
     if (pending.has(name) && !f) s.pending ??= { since: now, reason: p?.change ?? "changed" };
+    // planned as unchanged (an update reverted, a registry edited back): nothing waits any more
+    else if (p && !p.change) delete s.pending;
   }
 
   const index: SweepIndex = { schemaVersion: INDEX_SCHEMA_VERSION, generatedAt: now, summary: { pass: 0, fail: 0, neutral: 0, missing: 0 }, models: [] };

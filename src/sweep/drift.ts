@@ -65,9 +65,13 @@ export interface DriftReport {
 /**
  * A finding's identity across audits: its source and lead term (ids are numbered per report).
  * Titles quote rates that move between samplings; the lead term is what the finding is about.
+ * A spectrum warning has no term and a title quoting its measurement (`median 1.00 < 1.5`), but
+ * a fixed id per warning (`spectrum-stable-rank`): that id is its identity, so a median moving
+ * from 1.00 to 1.01 is not a finding that vanished and a new one.
  */
-export function findingKey(f: Pick<Finding, "source" | "terms" | "title">): string {
-  const lead = Array.isArray(f.terms) && typeof f.terms[0] === "string" ? f.terms[0] : String(f.title);
+export function findingKey(f: Pick<Finding, "source" | "terms" | "title"> & { id?: unknown }): string {
+  const term = Array.isArray(f.terms) && typeof f.terms[0] === "string" ? f.terms[0] : undefined;
+  const lead = term ?? (f.source === "spectrum" && typeof f.id === "string" ? f.id : String(f.title));
   return `${String(f.source)}:${lead.toLowerCase().slice(0, 200)}`;
 }
 

@@ -131,12 +131,17 @@ async function expandSource(src: Source, reg: Registry, access: HubAccess): Prom
   const withConfig = (c: Candidate): Candidate => (config ? { ...c, config } : c);
   if (src.kind === "local") {
     const out: Candidate[] = [];
+    // `models/**` matches every folder on the way down (models/, models/team/): only those holding
+    // a model are the registry's; a glob that names the folders themselves reports the others
+    const descends = src.glob.split("/").filter((s) => s !== "").at(-1) === "**";
     for (const folder of await expandGlob(dir, src.glob)) {
       const name = folderModelName(src.prefix, folder);
       const kind = await folderKind(folder);
       const c: Candidate = { name, source: src.path, kind: kind ?? "lora" };
+      if (!kind && descends) continue;
       if (!kind) {
-        out.push({ ...c, problem: `${folder} is neither a PEFT adapter (adapter_config.json) nor a checkpoint (config.json + *.safetensors)` });
+        // relative to the registry, as its glob is: the index is published, the runner's paths are not its business
+        out.push({ ...c, problem: `${relative(dir, folder) || "."} is neither a PEFT adapter (adapter_config.json) nor a checkpoint (config.json + *.safetensors)` });
         continue;
       }
       if (kind === "lora") c.adapter = folder;

@@ -15,7 +15,7 @@ import { mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError } from "../errors";
 import { writeFileAtomic } from "../io/atomic";
-import { pathExists } from "../io/fs-util";
+import { isDirectory, pathExists } from "../io/fs-util";
 import { parseJsonText, readTextFile } from "../io/read-text";
 import { SEVERITIES, type Severity } from "../judge/types";
 import { FAIL_ON, type FailOn } from "../policy/severity";
@@ -254,8 +254,13 @@ export function validateState(raw: unknown, file: string): SweepState {
   };
 }
 
-/** The state in `dir` (an empty state when the folder or its state.json does not exist yet: the first run). */
+/**
+ * The state in `dir` (an empty state when the folder or its state.json does not exist yet: the
+ * first run). A path that exists but is not a folder is refused: `--state .sweep-state/state.json`
+ * read as "no state" would re-audit every model, and collect could not write there.
+ */
 export async function loadState(dir: string): Promise<SweepState> {
+  if ((await pathExists(dir)) && !(await isDirectory(dir))) throw new InputError(`is not a folder: --state takes the folder that holds ${STATE_FILE} and ${DIRECTIONS_DIR}/`, dir);
   const file = join(dir, STATE_FILE);
   if (!(await pathExists(file))) return emptyState();
   return validateState(parseJsonText(await readTextFile(file, MAX_STATE_BYTES), file), file);

@@ -56,6 +56,8 @@ describe("badges", () => {
     expect(sweepBadge({ pass: 1, fail: 1, neutral: 1, missing: 1 })).toMatchObject({ message: "1/4 fail", color: BADGE_COLOR.fail });
     expect(sweepBadge({ pass: 1, fail: 0, neutral: 1, missing: 1 })).toMatchObject({ message: "1/3 pass, 2 inconclusive", color: BADGE_COLOR.neutral });
     expect(missingBadge("m")).toEqual({ schemaVersion: 1, label: "m", message: "no report", color: BADGE_COLOR.neutral });
+    // a registry whose sources found nothing yet is not "0/0 pass"
+    expect(sweepBadge({ pass: 0, fail: 0, neutral: 0, missing: 0 })).toMatchObject({ message: "no models", color: BADGE_COLOR.neutral });
   });
 
   it("every builder makes a valid shields endpoint badge", () => {

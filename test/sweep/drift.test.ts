@@ -127,5 +127,9 @@ describe("drift", () => {
   it("keys findings by source and lead term, not by their per-report ids", () => {
     expect(findingKey({ source: "concealment", terms: ["Banana", "x"], title: "whatever" })).toBe("concealment:banana");
     expect(findingKey({ source: "investigator", terms: [], title: "Says Hi" })).toBe("investigator:says hi");
+    // a spectrum warning quotes its measurement in the title: its fixed id is what it is about
+    const warning = (median: string) => ({ id: "spectrum-stable-rank", source: "spectrum", terms: [], title: `Low stable rank: median ${median} < 1.5` });
+    expect(findingKey(warning("1.00"))).toBe("spectrum:spectrum-stable-rank");
+    expect(findingKey(warning("1.01"))).toBe(findingKey(warning("1.00")));
   });
 });

@@ -81,6 +81,14 @@ describe("Hub sources at plan time", () => {
     expect(Object.keys(skipped)).not.toContain("x-lora");
   });
 
+  it("stops listing at the source's limit, across pages", async () => {
+    hub.requests.length = 0;
+    const plan = await planSweep(registry(`sources:\n  - hub: {author: acme, limit: 3}\n`), { hub: { hubUrl: hub.url }, cwd: dir });
+    // acme/base, acme/chat-ft, acme/legal-lora: the first three by name, two pages of two
+    expect([...plan.models.map((m) => m.name), ...plan.skipped.map((m) => m.name)].sort()).toEqual(["base", "chat-ft", "legal-lora"]);
+    expect(hub.requests.filter((r) => r.path === "/api/models")).toHaveLength(2);
+  });
+
   it("uses the token for gated models: 403 with a wrong one, audited with the right one", async () => {
     const reg = registry(`sources:\n  - hub: {author: acme, match: "legal-*"}\n`);
     const wrong = await planSweep(reg, { hub: { hubUrl: hub.url, accessToken: "hf_wrong" }, cwd: dir });

@@ -3,7 +3,8 @@
  * keys (revision, base revision, delta-audit version, policy digest) compared with the state,
  * matrix chunks with pending models, audits that could not run, drift between two audits, the
  * state written and read back. Job folders are written the way `sweep run` leaves them
- * (report.json, sweep-job.json, directions.safetensors); the CLI runs them in sweep-cli.test.ts.
+ * (report.json, sweep-job.json, directions.safetensors); the CLI runs them in sweep.test.ts and
+ * hub-sweep.test.ts, and plans and collects over several runs in sweep-cli.test.ts.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -122,7 +123,11 @@ sources:
     expect(plan.models[0]!.key.policyDigest).toBe(plan.models[1]!.key.policyDigest);
     expect(plan.jobs).toEqual(["alpha", "beta", "n-gamma"]);
     const skipped = Object.fromEntries(plan.skipped.map((s) => [s.name, s.reason]));
-    expect(skipped.notes).toMatch(/neither a PEFT adapter \(adapter_config\.json\) nor a checkpoint/);
+    // named relative to the registry, as its glob is: the published index shows no runner paths
+    expect(skipped.notes).toMatch(/^adapters\/notes is neither a PEFT adapter \(adapter_config\.json\) nor a checkpoint/);
+    // `nested/**` passes over the folders on the way down (nested/, nested/team/): they hold no model
+    expect(plan.skipped.map((s) => s.name)).not.toContain("n-team");
+    expect(plan.skipped.map((s) => s.name)).not.toContain("n-nested");
     // a folder elsewhere with a taken name is reported, never silently dropped, and never stops the sweep
     expect(plan.skipped.find((s) => s.source === "sources[2].local")!.reason).toMatch(/already taken by sources\[0\]\.local; give sources\[2\]\.local a prefix/);
     expect(plan.models.some((m) => m.name === ".hidden")).toBe(false);
