@@ -51236,31 +51236,35 @@ async function createOpenAIBackend(opts) {
     const roots = served.filter((m) => !m.parent);
     if (roots.length === 1) names.base = roots[0].id;
   }
-  let adapter;
+  const rungs = (opts.ladder ?? []).filter((r) => r.rank !== opts.rank);
+  for (const r of rungs) {
+    if (!Number.isInteger(r.rank) || r.rank < 1) throw new InputError(`expected a positive integer, got ${r.rank}`, "ranks");
+  }
+  const listed = new Set(served.map((m) => m.id));
+  for (const r of rungs) {
+    const v = variantForRank(r.rank);
+    if (opts.loadAdapter || listed.has(v)) names[v] = v;
+  }
+  const toLoad = [];
   if (opts.loadAdapter) {
     if (!opts.rank1AdapterDir) throw new InputError("loadAdapter needs the adapter folder", "backend loadAdapter");
-    const name = names[rankVariant];
-    const existing = served.find((m) => m.id === name);
-    if (!existing || existing.root) {
-      if (existing) {
-        await requestJson({ method: "POST", url: `${api}/unload_lora_adapter`, headers, body: { lora_name: name }, responseType: "text" }, policy).catch((err) => {
-          throw new BackendError(`could not replace the adapter '${name}' the server already serves from another path: ${err.message}`, { cause: err });
-        });
-      }
-      adapter = { name, path: await servedCopy(opts.rank1AdapterDir, opts.servedAdapterDir) };
-      try {
-        await requestJson({ method: "POST", url: `${api}/load_lora_adapter`, headers, body: { lora_name: name, lora_path: adapter.path }, responseType: "text" }, policy);
-      } catch (err) {
-        await rm5(adapter.path, { recursive: true, force: true }).catch(() => void 0);
-        const status = err instanceof HttpError ? err.status : void 0;
-        const hint = status === 404 || status === 405 ? " (the server has no runtime adapter loading: for vLLM set VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or start it with --lora-modules)" : ` (vLLM rejects adapters above --max-lora-rank, default ${VLLM_DEFAULT_MAX_LORA_RANK})`;
-        throw new BackendError(`loading the adapter '${name}' from ${adapter.path} failed: ${err.message}${hint}`, { cause: err });
-      }
-      loaded.add(name);
+    toLoad.push({ name: names[rankVariant], dir: opts.rank1AdapterDir, at: opts.servedAdapterDir });
+    for (const r of rungs) toLoad.push({ name: variantForRank(r.rank), dir: r.dir, at: r.servedDir });
+  }
+  const adapters = [];
+  try {
+    for (const a of toLoad) {
+      const adapter = await loadAdapter(api, headers, policy, served, a.name, a.dir, a.at);
+      if (!adapter) continue;
+      adapters.push(adapter);
+      loaded.add(adapter.name);
     }
+  } catch (err) {
+    await releaseAdapters(api, headers, policy, adapters);
+    throw err;
   }
   try {
-    if (adapter) served = await listModels2();
+    if (adapters.length > 0) served = await listModels2();
     const ids2 = new Set(served.map((m) => m.id));
     const isServed = (m) => ids2.has(m) || loaded.has(m) || m.includes(":") && ids2.has(m.slice(0, m.lastIndexOf(":"))) && ids2.has(m.slice(m.lastIndexOf(":") + 1));
     const missing = Object.entries(names).filter(([, m]) => !isServed(m)).map(([variant, model]) => ({ variant, model }));
@@ -51271,12 +51275,31 @@ async function createOpenAIBackend(opts) {
       const tokenizer = await loadLocalTokenizer(opts.tokenizerDir).catch(() => void 0);
       await backend.probeContrast({ strategy: opts.contrastStrategy, draftTokens: opts.draftTokens, tokenizer });
     }
-    backend.served = adapter;
+    backend.served = adapters;
     return backend;
   } catch (err) {
-    if (adapter) await releaseAdapter(api, headers, policy, adapter);
+    await releaseAdapters(api, headers, policy, adapters);
     throw err;
   }
+}
+async function loadAdapter(api, headers, policy, served, name, dir, at) {
+  const existing = served.find((m) => m.id === name);
+  if (existing && !existing.root) return void 0;
+  if (existing) {
+    await requestJson({ method: "POST", url: `${api}/unload_lora_adapter`, headers, body: { lora_name: name }, responseType: "text" }, policy).catch((err) => {
+      throw new BackendError(`could not replace the adapter '${name}' the server already serves from another path: ${err.message}`, { cause: err });
+    });
+  }
+  const adapter = { name, path: await servedCopy(dir, at) };
+  try {
+    await requestJson({ method: "POST", url: `${api}/load_lora_adapter`, headers, body: { lora_name: name, lora_path: adapter.path }, responseType: "text" }, policy);
+  } catch (err) {
+    await rm5(adapter.path, { recursive: true, force: true }).catch(() => void 0);
+    const status = err instanceof HttpError ? err.status : void 0;
+    const hint = status === 404 || status === 405 ? " (the server has no runtime adapter loading: for vLLM set VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or start it with --lora-modules)" : ` (vLLM rejects adapters above --max-lora-rank, default ${VLLM_DEFAULT_MAX_LORA_RANK})`;
+    throw new BackendError(`loading the adapter '${name}' from ${adapter.path} failed: ${err.message}${hint}`, { cause: err });
+  }
+  return adapter;
 }
 async function servedCopy(dir, at) {
   const from = resolvePath(dir);
@@ -51299,6 +51322,9 @@ async function releaseAdapter(api, headers, policy, adapter) {
     return;
   }
   await rm5(adapter.path, { recursive: true, force: true }).catch(() => void 0);
+}
+async function releaseAdapters(api, headers, policy, adapters) {
+  for (const a of adapters) await releaseAdapter(api, headers, policy, a);
 }
 function serverRoot(api) {
   return api.replace(/\/v1$/, "");
@@ -51345,8 +51371,8 @@ var init_openai = __esm({
       closed = false;
       /** the contrastive decoder, once probeContrast found a way */
       contrast;
-      /** the rank-k adapter this backend loaded into the server: unloaded (and its served copy removed) by close() */
-      served;
+      /** the adapters this backend loaded into the server (rank-k, then the ladder's rungs): unloaded (and their served copies removed) by close() */
+      served = [];
       variants() {
         return Object.keys(this.names);
       }
@@ -51515,7 +51541,7 @@ var init_openai = __esm({
         if (this.closed) return;
         this.closed = true;
         this.closer.abort(new BackendError("openai backend closed"));
-        if (this.served) await releaseAdapter(this.api, this.headers, this.policy, this.served);
+        await releaseAdapters(this.api, this.headers, this.policy, this.served);
       }
     };
     UNLOAD_TIMEOUT_MS = 1e4;
@@ -66040,6 +66066,10 @@ ${FORK_HELP}`);
   const hubCache = /* @__PURE__ */ new Map();
   for (const subject of subjects) {
     const outDir = join8(settings.outputDir, slug(subject.rel, taken));
+    if (deps.signal?.aborted) {
+      results.push({ subject, base: "", outDir, conclusion: "neutral", error: `${describeError(deps.signal.reason)} before this subject's audit started` });
+      continue;
+    }
     const result = await core3.group(`delta-audit: ${subject.rel}`, () => auditOne(subject, outDir, settings, policy, ctx, deps, hubCache));
     results.push(result);
     core3.info(oneLine(`${subject.rel}: ${result.conclusion}${result.error ? ` (${result.error})` : ""}`));
@@ -66183,7 +66213,8 @@ async function auditOne(subject, outDir, settings, policy, ctx, deps, hubCache) 
       configPath: settings.configPath,
       config: policy.config,
       outDir,
-      env: scanEnvironment()
+      env: scanEnvironment(),
+      ...deps.signal ? { signal: deps.signal } : {}
     });
     const conclusion = report.verdict?.conclusion ?? "neutral";
     if (exitCode === 3) core3.warning(`${subject.rel}: the backend failed; the verdict is ${conclusion}${report.error ? `: ${report.error}` : ""}`);
@@ -66491,9 +66522,8 @@ init_fs_util();
 init_types();
 import { randomBytes as randomBytes4 } from "node:crypto";
 import { basename as basename6, dirname as dirname10, join as join23, resolve as resolve8 } from "node:path";
-function servedAdapterDir(rankAdapterDir) {
-  const staging2 = dirname10(resolve8(rankAdapterDir));
-  return join23(dirname10(staging2), `.${basename6(rankAdapterDir)}.served-${process.pid}-${randomBytes4(6).toString("hex")}`);
+function servedAdapterDir(adapterDir, staging2 = dirname10(resolve8(adapterDir))) {
+  return join23(dirname10(resolve8(staging2)), `.${basename6(adapterDir)}.served-${process.pid}-${randomBytes4(6).toString("hex")}`);
 }
 function apiKeyFrom(envName, env, key) {
   if (!envName) return void 0;
@@ -66517,6 +66547,12 @@ async function createBackend(request2) {
       // the scan writes the adapter inside its staging folder, renamed when the report is done:
       // the server gets a copy next to the output instead, which stays put until it is unloaded
       servedAdapterDir: b.loadAdapter ? servedAdapterDir(request2.rankAdapterDir) : void 0,
+      // the ladder's rungs: loaded as rank<k> the same way, each from its own copy beside the output
+      ladder: (request2.ladder ?? []).map((r) => ({
+        rank: r.rank,
+        dir: r.dir,
+        servedDir: b.loadAdapter ? servedAdapterDir(r.dir, dirname10(resolve8(request2.rankAdapterDir))) : void 0
+      })),
       // a local folder's tokenizer decodes contrastive answers and maps token texts to ids: a full
       // fine-tune's own (it may add tokens), else the base's
       tokenizerDir: subject.finetuned && await pathExists(join23(subject.finetuned, "tokenizer.json")) ? subject.finetuned : subject.base,
@@ -67247,7 +67283,7 @@ function servedLadder(backend, rank, rungs) {
   const served = new Set(backend.variants());
   const kept = rungs.map((r) => r.rank).filter((k) => served.has(variantForRank(k)));
   const missing = rungs.map((r) => r.rank).filter((k) => !served.has(variantForRank(k)));
-  const notice2 = missing.length > 0 ? `rank ladder: ${missing.map(variantForRank).join(", ")} not run: the ${backend.name} backend does not serve ${missing.length === 1 ? "it" : "them"} (the embedded engine runs every rung; their adapters are in ${LADDER_DIR}/ of the output)` : void 0;
+  const notice2 = missing.length > 0 ? `rank ladder: ${missing.map(variantForRank).join(", ")} not run: the ${backend.name} backend does not serve ${missing.length === 1 ? "it" : "them"} (${backend.name === "openai" ? "backend.load-adapter loads every rung into the server" : "the embedded engine runs every rung"}; their adapters are in ${LADDER_DIR}/ of the output)` : void 0;
   return { ranks: [...kept, rank].sort((a, b) => a - b), rungs: kept, ...notice2 ? { notice: notice2 } : {} };
 }
 async function attributeLayers(findings, e2, spectrum, config, backend) {
@@ -67453,14 +67489,13 @@ function exitOnSignals(seams = {}) {
 }
 
 // src/action.ts
-async function main() {
-  exitOnSignals();
+async function main(interruption2) {
   try {
     configureFromEnvironment();
     const ctx = readContext();
     const settings = getSettings({ workspace: ctx.workspace, isPullRequest: ctx.pullNumber !== void 0 });
     const github = new GitHubHelper(createOctokit(settings.githubToken, ctx.apiUrl), { owner: ctx.owner, repo: ctx.repo });
-    const result = await runAction(settings, ctx, { scan: runScan, resolveHub: (spec) => resolveHubModel(spec), github, version: VERSION11 });
+    const result = await runAction(settings, ctx, { scan: runScan, resolveHub: (spec) => resolveHubModel(spec), github, version: VERSION11, signal: interruption2.signal });
     core4.setOutput("conclusion", result.conclusion);
     core4.setOutput("findings", String(result.findings));
     core4.setOutput("report-dir", result.reportDir);
@@ -67477,4 +67512,6 @@ async function main() {
     if (process.env.DELTA_AUDIT_DEBUG && err instanceof Error) core4.debug(String(err.stack));
   }
 }
-await main();
+var interruption = exitOnSignals();
+await main(interruption);
+await interruption.settle();

@@ -29651,31 +29651,35 @@ async function createOpenAIBackend(opts) {
     const roots = served.filter((m) => !m.parent);
     if (roots.length === 1) names.base = roots[0].id;
   }
-  let adapter;
+  const rungs = (opts.ladder ?? []).filter((r) => r.rank !== opts.rank);
+  for (const r of rungs) {
+    if (!Number.isInteger(r.rank) || r.rank < 1) throw new InputError(`expected a positive integer, got ${r.rank}`, "ranks");
+  }
+  const listed = new Set(served.map((m) => m.id));
+  for (const r of rungs) {
+    const v = variantForRank(r.rank);
+    if (opts.loadAdapter || listed.has(v)) names[v] = v;
+  }
+  const toLoad = [];
   if (opts.loadAdapter) {
     if (!opts.rank1AdapterDir) throw new InputError("loadAdapter needs the adapter folder", "backend loadAdapter");
-    const name = names[rankVariant];
-    const existing = served.find((m) => m.id === name);
-    if (!existing || existing.root) {
-      if (existing) {
-        await requestJson({ method: "POST", url: `${api}/unload_lora_adapter`, headers, body: { lora_name: name }, responseType: "text" }, policy).catch((err) => {
-          throw new BackendError(`could not replace the adapter '${name}' the server already serves from another path: ${err.message}`, { cause: err });
-        });
-      }
-      adapter = { name, path: await servedCopy(opts.rank1AdapterDir, opts.servedAdapterDir) };
-      try {
-        await requestJson({ method: "POST", url: `${api}/load_lora_adapter`, headers, body: { lora_name: name, lora_path: adapter.path }, responseType: "text" }, policy);
-      } catch (err) {
-        await rm5(adapter.path, { recursive: true, force: true }).catch(() => void 0);
-        const status = err instanceof HttpError ? err.status : void 0;
-        const hint = status === 404 || status === 405 ? " (the server has no runtime adapter loading: for vLLM set VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or start it with --lora-modules)" : ` (vLLM rejects adapters above --max-lora-rank, default ${VLLM_DEFAULT_MAX_LORA_RANK})`;
-        throw new BackendError(`loading the adapter '${name}' from ${adapter.path} failed: ${err.message}${hint}`, { cause: err });
-      }
-      loaded.add(name);
+    toLoad.push({ name: names[rankVariant], dir: opts.rank1AdapterDir, at: opts.servedAdapterDir });
+    for (const r of rungs) toLoad.push({ name: variantForRank(r.rank), dir: r.dir, at: r.servedDir });
+  }
+  const adapters = [];
+  try {
+    for (const a of toLoad) {
+      const adapter = await loadAdapter(api, headers, policy, served, a.name, a.dir, a.at);
+      if (!adapter) continue;
+      adapters.push(adapter);
+      loaded.add(adapter.name);
     }
+  } catch (err) {
+    await releaseAdapters(api, headers, policy, adapters);
+    throw err;
   }
   try {
-    if (adapter) served = await listModels2();
+    if (adapters.length > 0) served = await listModels2();
     const ids2 = new Set(served.map((m) => m.id));
     const isServed = (m) => ids2.has(m) || loaded.has(m) || m.includes(":") && ids2.has(m.slice(0, m.lastIndexOf(":"))) && ids2.has(m.slice(m.lastIndexOf(":") + 1));
     const missing = Object.entries(names).filter(([, m]) => !isServed(m)).map(([variant, model]) => ({ variant, model }));
@@ -29686,12 +29690,31 @@ async function createOpenAIBackend(opts) {
       const tokenizer = await loadLocalTokenizer(opts.tokenizerDir).catch(() => void 0);
       await backend.probeContrast({ strategy: opts.contrastStrategy, draftTokens: opts.draftTokens, tokenizer });
     }
-    backend.served = adapter;
+    backend.served = adapters;
     return backend;
   } catch (err) {
-    if (adapter) await releaseAdapter(api, headers, policy, adapter);
+    await releaseAdapters(api, headers, policy, adapters);
     throw err;
   }
+}
+async function loadAdapter(api, headers, policy, served, name, dir, at) {
+  const existing = served.find((m) => m.id === name);
+  if (existing && !existing.root) return void 0;
+  if (existing) {
+    await requestJson({ method: "POST", url: `${api}/unload_lora_adapter`, headers, body: { lora_name: name }, responseType: "text" }, policy).catch((err) => {
+      throw new BackendError(`could not replace the adapter '${name}' the server already serves from another path: ${err.message}`, { cause: err });
+    });
+  }
+  const adapter = { name, path: await servedCopy(dir, at) };
+  try {
+    await requestJson({ method: "POST", url: `${api}/load_lora_adapter`, headers, body: { lora_name: name, lora_path: adapter.path }, responseType: "text" }, policy);
+  } catch (err) {
+    await rm5(adapter.path, { recursive: true, force: true }).catch(() => void 0);
+    const status = err instanceof HttpError ? err.status : void 0;
+    const hint = status === 404 || status === 405 ? " (the server has no runtime adapter loading: for vLLM set VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or start it with --lora-modules)" : ` (vLLM rejects adapters above --max-lora-rank, default ${VLLM_DEFAULT_MAX_LORA_RANK})`;
+    throw new BackendError(`loading the adapter '${name}' from ${adapter.path} failed: ${err.message}${hint}`, { cause: err });
+  }
+  return adapter;
 }
 async function servedCopy(dir, at) {
   const from = resolvePath(dir);
@@ -29714,6 +29737,9 @@ async function releaseAdapter(api, headers, policy, adapter) {
     return;
   }
   await rm5(adapter.path, { recursive: true, force: true }).catch(() => void 0);
+}
+async function releaseAdapters(api, headers, policy, adapters) {
+  for (const a of adapters) await releaseAdapter(api, headers, policy, a);
 }
 function serverRoot(api) {
   return api.replace(/\/v1$/, "");
@@ -29760,8 +29786,8 @@ var init_openai = __esm({
       closed = false;
       /** the contrastive decoder, once probeContrast found a way */
       contrast;
-      /** the rank-k adapter this backend loaded into the server: unloaded (and its served copy removed) by close() */
-      served;
+      /** the adapters this backend loaded into the server (rank-k, then the ladder's rungs): unloaded (and their served copies removed) by close() */
+      served = [];
       variants() {
         return Object.keys(this.names);
       }
@@ -29930,7 +29956,7 @@ var init_openai = __esm({
         if (this.closed) return;
         this.closed = true;
         this.closer.abort(new BackendError("openai backend closed"));
-        if (this.served) await releaseAdapter(this.api, this.headers, this.policy, this.served);
+        await releaseAdapters(this.api, this.headers, this.policy, this.served);
       }
     };
     UNLOAD_TIMEOUT_MS = 1e4;
@@ -41582,9 +41608,8 @@ init_fs_util();
 init_types();
 import { randomBytes as randomBytes4 } from "node:crypto";
 import { basename as basename6, dirname as dirname8, join as join19, resolve as resolve5 } from "node:path";
-function servedAdapterDir(rankAdapterDir) {
-  const staging2 = dirname8(resolve5(rankAdapterDir));
-  return join19(dirname8(staging2), `.${basename6(rankAdapterDir)}.served-${process.pid}-${randomBytes4(6).toString("hex")}`);
+function servedAdapterDir(adapterDir, staging2 = dirname8(resolve5(adapterDir))) {
+  return join19(dirname8(resolve5(staging2)), `.${basename6(adapterDir)}.served-${process.pid}-${randomBytes4(6).toString("hex")}`);
 }
 function apiKeyFrom(envName, env, key) {
   if (!envName) return void 0;
@@ -41608,6 +41633,12 @@ async function createBackend(request) {
       // the scan writes the adapter inside its staging folder, renamed when the report is done:
       // the server gets a copy next to the output instead, which stays put until it is unloaded
       servedAdapterDir: b.loadAdapter ? servedAdapterDir(request.rankAdapterDir) : void 0,
+      // the ladder's rungs: loaded as rank<k> the same way, each from its own copy beside the output
+      ladder: (request.ladder ?? []).map((r) => ({
+        rank: r.rank,
+        dir: r.dir,
+        servedDir: b.loadAdapter ? servedAdapterDir(r.dir, dirname8(resolve5(request.rankAdapterDir))) : void 0
+      })),
       // a local folder's tokenizer decodes contrastive answers and maps token texts to ids: a full
       // fine-tune's own (it may add tokens), else the base's
       tokenizerDir: subject.finetuned && await pathExists(join19(subject.finetuned, "tokenizer.json")) ? subject.finetuned : subject.base,
@@ -43876,8 +43907,10 @@ function badgeFor(report, label = BADGE_LABEL) {
   const n = v.failOn === "never" ? report.findings.length : findingsAtOrAbove(report.findings, v.failOn).length;
   return badge(label, failMessage(n), FAIL_COLOR_BY_WORST[worstSeverity(report.findings) ?? "info"]);
 }
+var NO_MODELS = "no models";
 function sweepBadge(summary, label = SWEEP_BADGE_LABEL) {
   const total = summary.pass + summary.fail + summary.neutral + summary.missing;
+  if (total === 0) return badge(label, NO_MODELS, BADGE_COLOR.neutral);
   const undecided = summary.neutral + summary.missing;
   if (summary.fail > 0) return badge(label, `${summary.fail}/${total} ${BADGE_WORD.fail}`, BADGE_COLOR.fail);
   if (undecided > 0) return badge(label, `${summary.pass}/${total} ${BADGE_WORD.pass}, ${undecided} ${BADGE_WORD.neutral}`, BADGE_COLOR.neutral);
@@ -45237,7 +45270,7 @@ function servedLadder(backend, rank, rungs) {
   const served = new Set(backend.variants());
   const kept = rungs.map((r) => r.rank).filter((k) => served.has(variantForRank(k)));
   const missing = rungs.map((r) => r.rank).filter((k) => !served.has(variantForRank(k)));
-  const notice = missing.length > 0 ? `rank ladder: ${missing.map(variantForRank).join(", ")} not run: the ${backend.name} backend does not serve ${missing.length === 1 ? "it" : "them"} (the embedded engine runs every rung; their adapters are in ${LADDER_DIR}/ of the output)` : void 0;
+  const notice = missing.length > 0 ? `rank ladder: ${missing.map(variantForRank).join(", ")} not run: the ${backend.name} backend does not serve ${missing.length === 1 ? "it" : "them"} (${backend.name === "openai" ? "backend.load-adapter loads every rung into the server" : "the embedded engine runs every rung"}; their adapters are in ${LADDER_DIR}/ of the output)` : void 0;
   return { ranks: [...kept, rank].sort((a, b) => a - b), rungs: kept, ...notice ? { notice } : {} };
 }
 async function attributeLayers(findings, e2, spectrum, config, backend) {
@@ -45427,8 +45460,9 @@ async function scanModels(args, names) {
   const overrides = scanOverrides(args);
   const labels = {};
   if (!args.adapter === !args.finetuned) return { ...models, labels };
-  const backend = overrides.backend ?? (args.config ? loadConfig(args.config) : defaultConfig()).backend.type;
-  const baseIsFolder = backend === "embedded" || args.finetuned !== void 0;
+  const config = applyOverrides(args.config ? loadConfig(args.config) : defaultConfig(), overrides);
+  checkDevice(config, overrides.device !== void 0);
+  const baseIsFolder = config.backend.type === "embedded" || args.finetuned !== void 0;
   const dirs = await resolveModelFlags(models, baseIsFolder ? names : { adapter: names.adapter, finetuned: names.finetuned }, {}, labels);
   return { ...dirs, labels };
 }
@@ -46981,6 +47015,7 @@ function validateState(raw2, file) {
   };
 }
 async function loadState(dir) {
+  if (await pathExists(dir) && !await isDirectory(dir)) throw new InputError(`is not a folder: --state takes the folder that holds ${STATE_FILE} and ${DIRECTIONS_DIR}/`, dir);
   const file = join26(dir, STATE_FILE);
   if (!await pathExists(file)) return emptyState();
   return validateState(parseJsonText(await readTextFile(file, MAX_STATE_BYTES), file), file);
@@ -47032,12 +47067,14 @@ async function expandSource(src, reg, access) {
   const withConfig = (c2) => config ? { ...c2, config } : c2;
   if (src.kind === "local") {
     const out2 = [];
+    const descends = src.glob.split("/").filter((s) => s !== "").at(-1) === "**";
     for (const folder of await expandGlob(dir, src.glob)) {
       const name = folderModelName(src.prefix, folder);
       const kind = await folderKind(folder);
       const c2 = { name, source: src.path, kind: kind ?? "lora" };
+      if (!kind && descends) continue;
       if (!kind) {
-        out2.push({ ...c2, problem: `${folder} is neither a PEFT adapter (adapter_config.json) nor a checkpoint (config.json + *.safetensors)` });
+        out2.push({ ...c2, problem: `${relative4(dir, folder) || "."} is neither a PEFT adapter (adapter_config.json) nor a checkpoint (config.json + *.safetensors)` });
         continue;
       }
       if (kind === "lora") c2.adapter = folder;
@@ -47312,6 +47349,9 @@ async function runSweepJob(opts) {
 `);
   try {
     const what = (role) => `model '${model.name}' ${role}`;
+    const scan = opts.scan ?? {};
+    const config = model.config ? loadConfig(resolve12(cwd, model.config)) : defaultConfig();
+    checkDevice(applyOverrides(config, { backend: scan.backend, inferenceUrl: scan.inferenceUrl, device: scan.device }), scan.device !== void 0);
     const base = await localOf(model.base, cwd, opts.hub, what("base"));
     const adapter = model.adapter ? await localOf(model.adapter, cwd, opts.hub, what("adapter")) : void 0;
     const finetuned = model.finetuned ? await localOf(model.finetuned, cwd, opts.hub, what("finetuned")) : void 0;
@@ -47387,7 +47427,8 @@ function significant(m) {
   return Math.max(1, n);
 }
 function findingKey(f) {
-  const lead = Array.isArray(f.terms) && typeof f.terms[0] === "string" ? f.terms[0] : String(f.title);
+  const term = Array.isArray(f.terms) && typeof f.terms[0] === "string" ? f.terms[0] : void 0;
+  const lead = term ?? (f.source === "spectrum" && typeof f.id === "string" ? f.id : String(f.title));
   return `${String(f.source)}:${lead.toLowerCase().slice(0, 200)}`;
 }
 function summariseFindings(findings) {
@@ -47855,7 +47896,7 @@ async function collectSweep(reportsDir, outDir, opts = {}) {
     const where = plan ? "the plan" : registry ? `the registry ${registry.file}` : "";
     if (where) throw new InputError(`model '${f.name}' is not in ${where}`, join28(f.dir, f.report ? REPORT_FILES.json : JOB_FILE));
   }
-  if (names.length === 0) throw new InputError("no <model>/report.json found below this folder", reportsDir);
+  if (names.length === 0 && !plan) throw new InputError("no <model>/report.json found below this folder", reportsDir);
   const newDirections = /* @__PURE__ */ new Map();
   const outcomes = /* @__PURE__ */ new Map();
   const planned = new Map(plan?.models.map((m) => [m.name, m]) ?? []);
@@ -47896,6 +47937,7 @@ async function collectSweep(reportsDir, outDir, opts = {}) {
     const sk = skipped.get(name);
     if (sk && !p) appendUnlessRepeated(s, { at: now, outcome: "skipped", conclusion: "neutral", reason: sk.reason });
     if (pending.has(name) && !f) s.pending ??= { since: now, reason: p?.change ?? "changed" };
+    else if (p && !p.change) delete s.pending;
   }
   const index = { schemaVersion: INDEX_SCHEMA_VERSION, generatedAt: now, summary: { pass: 0, fail: 0, neutral: 0, missing: 0 }, models: [] };
   await writeDirAtomic(outDir, async (tmp) => {
@@ -49428,10 +49470,12 @@ async function runEstimate(args) {
   const rank = integerFlag(args.rank, "--rank", { min: 1, max: MAX_RANK }) ?? config.rank;
   const device = choiceFlag(args.device, "--device", DEVICES) ?? config.backend.device;
   const threads = integerFlag(args.threads, "--threads", { min: 1, max: MAX_THREADS });
+  const labels = {};
+  const dirs = await resolveModelFlags({ base, adapter: args.adapter, finetuned: args.finetuned }, { base: "--base", adapter: "--adapter", finetuned: "--finetuned" }, {}, labels);
   const e2 = await estimateSubject({
-    model: base,
-    adapter: args.adapter,
-    finetuned: args.finetuned,
+    model: dirs.base,
+    adapter: dirs.adapter,
+    finetuned: dirs.finetuned,
     rank: args.adapter || args.finetuned ? rank : void 0,
     precision,
     device,
@@ -49451,13 +49495,13 @@ async function runEstimate(args) {
     process.stdout.write(`${JSON.stringify(out, null, 2)}
 `);
   } else {
-    process.stdout.write(formatEstimate(e2, { base, adapter: args.adapter, finetuned: args.finetuned }));
+    process.stdout.write(formatEstimate(e2, { base: labels.base ?? base, adapter: labels.adapter, finetuned: labels.finetuned }));
   }
   if (e2.problem) throw e2.problem;
   return 0;
 }
 function register11(program2) {
-  program2.command("estimate").description("memory and time a scan of the subject needs here at each precision, before loading anything (exit 2 when it cannot fit)").option("--base <dir>", "base model folder (config.json + safetensors)").option("--adapter <dir>", "PEFT LoRA adapter folder").option("--finetuned <dir>", "fully fine-tuned model folder").option("--config <file>", "delta-audit.yml: its probes, samples, max-tokens and engine.precision (default: the default suite)").option("--rank <k>", "truncation rank of the scan (default: the config's, 1)").option("--precision <p>", "auto (default), f32, bf16, int8 or int4: the choice to check").option("--device <device>", "cpu (default) or cuda").option("--threads <n>", "ONNX Runtime intra-op threads for the measurement (default: all cores)").option("--json", "one JSON object instead of the table").action(async (args) => {
+  program2.command("estimate").description("memory and time a scan of the subject needs here at each precision, before loading anything (exit 2 when it cannot fit)").option("--base <dir|id>", "base model folder (config.json + safetensors) or Hub id org/name[@rev]").option("--adapter <dir|id>", "PEFT LoRA adapter (folder or Hub id)").option("--finetuned <dir|id>", "fully fine-tuned checkpoint (folder or Hub id)").option("--config <file>", "delta-audit.yml: its probes, samples, max-tokens and engine.precision (default: the default suite)").option("--rank <k>", "truncation rank of the scan (default: the config's, 1)").option("--precision <p>", "auto (default), f32, bf16, int8 or int4: the choice to check").option("--device <device>", "cpu (default) or cuda").option("--threads <n>", "ONNX Runtime intra-op threads for the measurement (default: all cores)").option("--json", "one JSON object instead of the table").action(async (args) => {
     process.exitCode = await runEstimate(args);
   });
 }

@@ -15,18 +15,16 @@ import { runAction } from "./github/run-action";
 import { resolveHubModel } from "./io/hub";
 import { runScan } from "./scan";
 import { VERSION } from "./version";
-import { configureFromEnvironment, exitOnSignals } from "./edge";
+import { configureFromEnvironment, exitOnSignals, type Interruption } from "./edge";
 
-async function main(): Promise<void> {
-  // a cancelled job (SIGTERM) leaves no staging folders in the workspace
-  exitOnSignals();
+async function main(interruption: Interruption): Promise<void> {
   try {
     // progress and notices go to the job log unless the workflow silences them; kernel threading
     configureFromEnvironment();
     const ctx = readContext();
     const settings = getSettings({ workspace: ctx.workspace, isPullRequest: ctx.pullNumber !== undefined });
     const github = new GitHubHelper(createOctokit(settings.githubToken, ctx.apiUrl), { owner: ctx.owner, repo: ctx.repo });
-    const result = await runAction(settings, ctx, { scan: runScan, resolveHub: (spec) => resolveHubModel(spec), github, version: VERSION });
+    const result = await runAction(settings, ctx, { scan: runScan, resolveHub: (spec) => resolveHubModel(spec), github, version: VERSION, signal: interruption.signal });
     core.setOutput("conclusion", result.conclusion);
     core.setOutput("findings", String(result.findings));
     core.setOutput("report-dir", result.reportDir);
@@ -45,4 +43,8 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// a cancelled job (SIGTERM): the scan in progress stops and writes its partial report as the
+// CLI's does, no staging folder is left in the workspace, and the step exits 143 (130 on SIGINT)
+const interruption = exitOnSignals();
+await main(interruption);
+await interruption.settle();

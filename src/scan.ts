@@ -237,9 +237,10 @@ async function measureAndTruncate(
 
 /**
  * The embedded engine on CUDA needs onnxruntime-node's CUDA provider: without it the engine
- * would refuse only when it loads, after the whole delta pass, so it is checked up front.
+ * would refuse only when it loads, after the whole delta pass, so it is checked up front — by
+ * runScan, and by `scan` / `sweep run` before they fetch a Hub id.
  */
-function checkDevice(config: ScanConfig, fromFlag: boolean): void {
+export function checkDevice(config: ScanConfig, fromFlag: boolean): void {
   if (config.backend.type !== "embedded" || config.backend.device !== "cuda" || cudaAvailable()) return;
   throw new InputError(
     "the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9) or use the cpu device",
@@ -254,7 +255,8 @@ function describeFault(err: unknown): string {
 
 /**
  * The ladder's rungs the backend serves (the embedded engine: all of them, loaded from the folders
- * the delta pass wrote; a server: those it names as rank<k>), and a notice for the others.
+ * the delta pass wrote; a server: all of them with load-adapter, else those it names as rank<k>),
+ * and a notice for the others.
  */
 function servedLadder(backend: Backend, rank: number, rungs: readonly RankOutput[]): { ranks: number[]; rungs: number[]; notice?: string } {
   const served = new Set(backend.variants());
@@ -262,7 +264,7 @@ function servedLadder(backend: Backend, rank: number, rungs: readonly RankOutput
   const missing = rungs.map((r) => r.rank).filter((k) => !served.has(variantForRank(k)));
   const notice =
     missing.length > 0
-      ? `rank ladder: ${missing.map(variantForRank).join(", ")} not run: the ${backend.name} backend does not serve ${missing.length === 1 ? "it" : "them"} (the embedded engine runs every rung; their adapters are in ${LADDER_DIR}/ of the output)`
+      ? `rank ladder: ${missing.map(variantForRank).join(", ")} not run: the ${backend.name} backend does not serve ${missing.length === 1 ? "it" : "them"} (${backend.name === "openai" ? "backend.load-adapter loads every rung into the server" : "the embedded engine runs every rung"}; their adapters are in ${LADDER_DIR}/ of the output)`
       : undefined;
   return { ranks: [...kept, rank].sort((a, b) => a - b), rungs: kept, ...(notice ? { notice } : {}) };
 }

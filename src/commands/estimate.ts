@@ -1,5 +1,5 @@
 /**
- * `delta-audit estimate --base DIR [--adapter DIR | --finetuned DIR] [--config FILE]
+ * `delta-audit estimate --base DIR|ID [--adapter DIR|ID | --finetuned DIR|ID] [--config FILE]
  *  [--precision P] [--device cpu|cuda] [--threads N] [--json]`
  *
  * What a scan of the subject needs on this machine, before loading any weight: peak memory at
@@ -19,6 +19,7 @@ import { engineWorkload } from "../scan";
 import { PRECISION_CHOICES } from "../engine/precision";
 import { gib, linearParams } from "../engine/estimate";
 import { estimateSubject, type SubjectEstimate } from "../engine/subject-precision";
+import { resolveModelFlags } from "../io/model-ref";
 
 interface EstimateArgs {
   base?: string;
@@ -77,10 +78,14 @@ async function runEstimate(args: EstimateArgs): Promise<number> {
   const rank = integerFlag(args.rank, "--rank", { min: 1, max: MAX_RANK }) ?? config.rank;
   const device = choiceFlag(args.device, "--device", DEVICES) ?? config.backend.device;
   const threads = integerFlag(args.threads, "--threads", { min: 1, max: MAX_THREADS });
+  // each model flag is a folder or a Hub id (io/model-ref.ts), as scan takes it: a Hub id is
+  // fetched into the Hugging Face cache here, where the scan after it finds it again
+  const labels: { base?: string; adapter?: string; finetuned?: string } = {};
+  const dirs = await resolveModelFlags({ base, adapter: args.adapter, finetuned: args.finetuned }, { base: "--base", adapter: "--adapter", finetuned: "--finetuned" }, {}, labels);
   const e = await estimateSubject({
-    model: base,
-    adapter: args.adapter,
-    finetuned: args.finetuned,
+    model: dirs.base,
+    adapter: dirs.adapter,
+    finetuned: dirs.finetuned,
     rank: args.adapter || args.finetuned ? rank : undefined,
     precision,
     device,
@@ -99,7 +104,7 @@ async function runEstimate(args: EstimateArgs): Promise<number> {
     };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   } else {
-    process.stdout.write(formatEstimate(e, { base, adapter: args.adapter, finetuned: args.finetuned }));
+    process.stdout.write(formatEstimate(e, { base: labels.base ?? base, adapter: labels.adapter, finetuned: labels.finetuned }));
   }
   if (e.problem) throw e.problem;
   return 0;
@@ -109,9 +114,9 @@ export function register(program: Command): void {
   program
     .command("estimate")
     .description("memory and time a scan of the subject needs here at each precision, before loading anything (exit 2 when it cannot fit)")
-    .option("--base <dir>", "base model folder (config.json + safetensors)")
-    .option("--adapter <dir>", "PEFT LoRA adapter folder")
-    .option("--finetuned <dir>", "fully fine-tuned model folder")
+    .option("--base <dir|id>", "base model folder (config.json + safetensors) or Hub id org/name[@rev]")
+    .option("--adapter <dir|id>", "PEFT LoRA adapter (folder or Hub id)")
+    .option("--finetuned <dir|id>", "fully fine-tuned checkpoint (folder or Hub id)")
     .option("--config <file>", "delta-audit.yml: its probes, samples, max-tokens and engine.precision (default: the default suite)")
     .option("--rank <k>", "truncation rank of the scan (default: the config's, 1)")
     .option("--precision <p>", "auto (default), f32, bf16, int8 or int4: the choice to check")

@@ -10,7 +10,7 @@ import type { Command } from "commander";
 import { join } from "node:path";
 import { oneLine } from "../errors";
 import { paintVerdict } from "../progress";
-import { runScan, type ModelLabels, type ScanResult } from "../scan";
+import { checkDevice, runScan, type ModelLabels, type ScanResult } from "../scan";
 import { REPORT_FILES } from "../report/build";
 import { BACKEND_TYPES } from "../backends/settings";
 import { MAX_RANK } from "../delta/limits";
@@ -20,7 +20,7 @@ import { MAX_SEED } from "../linalg/random";
 import { FAIL_ON } from "../policy/severity";
 import { choiceFlag, integerFlag, namedOrigin, parseIntegerSet, requiredFlag, urlFlag } from "../validate";
 import { LADDER_BOUNDS } from "../elicit/settings";
-import { defaultConfig, loadConfig } from "../config";
+import { applyOverrides, defaultConfig, loadConfig } from "../config";
 import { resolveModelFlags } from "../io/model-ref";
 import { untilAborted } from "../io/atomic";
 
@@ -88,8 +88,10 @@ async function scanModels(args: ScanArgs & { base: string }, names: ModelArgName
   const overrides = scanOverrides(args);
   const labels: ModelLabels = {};
   if (!args.adapter === !args.finetuned) return { ...models, labels }; // runScan names the mistake
-  const backend = overrides.backend ?? (args.config ? loadConfig(args.config) : defaultConfig()).backend.type;
-  const baseIsFolder = backend === "embedded" || args.finetuned !== undefined;
+  const config = applyOverrides(args.config ? loadConfig(args.config) : defaultConfig(), overrides);
+  // a device that cannot run is refused before a Hub download, not after it (runScan checks it again)
+  checkDevice(config, overrides.device !== undefined);
+  const baseIsFolder = config.backend.type === "embedded" || args.finetuned !== undefined;
   const dirs = await resolveModelFlags(models, baseIsFolder ? names : { adapter: names.adapter, finetuned: names.finetuned }, {}, labels);
   return { ...dirs, labels };
 }

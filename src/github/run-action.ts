@@ -71,6 +71,8 @@ export type ScanFn = (opts: {
   outDir: string;
   /** where API keys named by the config are looked up (runner credentials removed) */
   env?: Readonly<Record<string, string | undefined>>;
+  /** the edge's interruption (a cancelled job): the scan stops and, past its delta pass, writes its partial report */
+  signal?: AbortSignal;
 }) => Promise<{ report: Report; outDir: string; exitCode: number }>;
 
 /**
@@ -90,6 +92,13 @@ export interface ActionDeps {
   resolveHub: (spec: string) => Promise<ResolvedModel>;
   github: GitHubHelper;
   version: string;
+  /**
+   * Aborted by the edge on SIGTERM / SIGINT (a cancelled job, edge.ts exitOnSignals): the scan in
+   * progress stops as the CLI's does (past its delta pass it writes the partial report, neutral,
+   * reason interrupted), the subjects after it are not started, and the run files are written
+   * for what there is.
+   */
+  signal?: AbortSignal;
 }
 
 /** The run's SARIF file in output-dir: every subject's findings, on workspace-relative paths. */
@@ -191,6 +200,11 @@ export async function runAction(settings: ActionSettings, ctx: GitHubContext, de
   const hubCache = new Map<string, Promise<ResolvedModel>>();
   for (const subject of subjects) {
     const outDir = join(settings.outputDir, slug(subject.rel, taken));
+    if (deps.signal?.aborted) {
+      // a cancelled job: the rest are not audited, and say so (neutral, never a pass)
+      results.push({ subject, base: "", outDir, conclusion: "neutral", error: `${describeError(deps.signal.reason)} before this subject's audit started` });
+      continue;
+    }
     const result = await core.group(`delta-audit: ${subject.rel}`, () => auditOne(subject, outDir, settings, policy, ctx, deps, hubCache));
     results.push(result);
     // core.info writes raw lines: a folder name with a newline could start a workflow command
@@ -383,6 +397,7 @@ async function auditOne(
       config: policy.config,
       outDir,
       env: scanEnvironment(),
+      ...(deps.signal ? { signal: deps.signal } : {}),
     });
     const conclusion = report.verdict?.conclusion ?? "neutral";
     if (exitCode === 3) core.warning(`${subject.rel}: the backend failed; the verdict is ${conclusion}${report.error ? `: ${report.error}` : ""}`);

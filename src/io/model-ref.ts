@@ -1,7 +1,7 @@
 /**
  * One way to name a model, everywhere. Every model argument — the CLI's `--base`, `--model`,
- * `--adapter`, `--finetuned` (scan, spectrum, truncate, logits, generate, serve's NAME=…, a sweep
- * registry's entries) and the Action's `base` input — is a local path or a Hugging Face Hub id
+ * `--adapter`, `--finetuned` (scan, spectrum, truncate, logits, generate, estimate, serve's NAME=…,
+ * a sweep registry's entries) and the Action's `base` input — is a local path or a Hugging Face Hub id
  * `{org}/{name}[@{revision}]`, decided here by one rule:
  *
  *   1. an existing local path wins (a folder that happens to be named like an id is a folder);

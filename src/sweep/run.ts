@@ -14,7 +14,8 @@ import { describeError, exitCodeOf } from "../errors";
 import { resolveHubModel, type ResolveHubOptions } from "../io/hub";
 import { log } from "../progress";
 import { resolveModelRef } from "../io/model-ref";
-import { runScan, type ScanOptions, type ScanResult } from "../scan";
+import { checkDevice, runScan, type ScanOptions, type ScanResult } from "../scan";
+import { applyOverrides, defaultConfig, loadConfig } from "../config";
 import { REPORT_FILES } from "../report/build";
 import { computeDirections, DIRECTIONS_FILE, writeDirections } from "../delta/directions";
 import type { DeltaSubjectPaths } from "../delta/pass";
@@ -76,6 +77,10 @@ export async function runSweepJob(opts: SweepJobOptions): Promise<{ result: Scan
   const record = async (job: SweepJob) => writeFile(join(out, JOB_FILE), `${JSON.stringify(job, null, 2)}\n`);
   try {
     const what = (role: string) => `model '${model.name}' ${role}`;
+    // a device that cannot run is refused before any Hub download (runScan checks it again)
+    const scan = opts.scan ?? {};
+    const config = model.config ? loadConfig(resolve(cwd, model.config)) : defaultConfig();
+    checkDevice(applyOverrides(config, { backend: scan.backend, inferenceUrl: scan.inferenceUrl, device: scan.device }), scan.device !== undefined);
     const base = await localOf(model.base, cwd, opts.hub, what("base"));
     const adapter = model.adapter ? await localOf(model.adapter, cwd, opts.hub, what("adapter")) : undefined;
     const finetuned = model.finetuned ? await localOf(model.finetuned, cwd, opts.hub, what("finetuned")) : undefined;

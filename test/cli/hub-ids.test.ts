@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateOrganism } from "../../src/organisms/index";
 import { startFakeHub, type FakeHub } from "../github/fake-hub";
+import { cudaAvailable } from "../../src/linalg/ort";
 
 const root = new URL("../..", import.meta.url).pathname;
 const GOOD_TOKEN = "hf_good_token_for_the_gated_repo";
@@ -137,6 +138,20 @@ describe("Hub ids as model arguments", () => {
     const g = await cli(["generate", "--model", "acme/base", "--adapter", "acme/adapter", ...prompt]);
     expect(g.status, g.stderr).toBe(0);
     expect(g.stdout).toBe(g0.stdout);
+  });
+
+  it("estimate sizes a Hub base and adapter as it sizes the folders, and names them by commit", async () => {
+    const memory = (stdout: string) => (JSON.parse(stdout) as { precisions: Array<{ precision: string; memoryBytes: number }> }).precisions.map((p) => [p.precision, p.memoryBytes]);
+    const local = await cli(["estimate", "--base", join(org, "base"), "--adapter", join(org, "adapter"), "--json"]);
+    expect(local.status, local.stderr).toBe(0);
+    const r = await cli(["estimate", "--base", "acme/base@v1.0", "--adapter", "acme/adapter", "--json"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(memory(r.stdout)).toEqual(memory(local.stdout));
+    const table = await cli(["estimate", "--base", "acme/base", "--adapter", "acme/adapter"]);
+    expect(table.status, table.stderr).toBe(0);
+    expect(table.stdout).toContain(`subject: acme/base@${hub.commit} (`);
+    expect(table.stdout).toContain(`+ adapter acme/adapter@${hub.commit}`);
+    expect(table.stdout).not.toContain(cache);
   });
 
   it("scan on the embedded backend audits a Hub base and adapter", async () => {
@@ -274,6 +289,23 @@ describe("Hub failures: one line, the cause, the exit code", () => {
     expect(r.stderr).not.toContain(WRONG_TOKEN);
     if (e.HF_HUB_OFFLINE === "1") expect(hub.requests.length).toBe(before);
     expect(existsSync(join(root, "unused-out"))).toBe(false);
+  });
+
+  // --device cuda is checked before any heavy work, and a download is heavy work
+  it.skipIf(cudaAvailable())("scan and sweep run --device cuda without the CUDA provider: exit 2 before downloading anything", async () => {
+    const before = hub.requests.length;
+    const scan = await cli(["scan", "--base", "acme/base", "--adapter", "acme/adapter", "--device", "cuda", "--out", join(work, "cuda-out")], hubEnv({ HF_HUB_CACHE: fresh("c-cuda") }));
+    expect(scan.status, scan.stderr).toBe(2);
+    expect(scan.stderr).toBe("delta-audit: --device cuda: the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9) or use the cpu device\n");
+    expect(hub.requests.length).toBe(before);
+
+    // sweep run --registry looks the model's revision up (metadata), then must stop before fetching files
+    const registry = join(work, "cuda-registry.yml");
+    writeFileSync(registry, "models:\n  - { name: m, base: acme/base, adapter: acme/adapter }\n");
+    const sweep = await cli(["sweep", "run", "--registry", registry, "--name", "m", "--device", "cuda", "--out", join(work, "cuda-sweep")], hubEnv({ HF_HUB_CACHE: fresh("c-cuda-sweep") }));
+    expect(sweep.status, sweep.stderr).toBe(2);
+    expect(sweep.stderr).toMatch(/^delta-audit: --device cuda: the CUDA execution provider is not installed/);
+    expect(hub.requests.slice(before).filter((q) => q.path.includes("/resolve/") || q.path.startsWith("/cdn-lfs/"))).toEqual([]);
   });
 
   it("a path that is neither a folder nor shaped like a Hub id still says it does not exist, asking no Hub", async () => {

@@ -188,6 +188,33 @@ describe("runAction", () => {
     expect(gh.comments[0]!.body).toContain("header is not JSON");
   });
 
+  it("a cancelled job: the scan in progress gets the edge's signal, the subjects after it are not started, every one is neutral", async () => {
+    gh = await startFakeGitHub();
+    const controller = new AbortController();
+    const scanned: string[] = [];
+    const scan: ScanFn = async (opts) => {
+      scanned.push(opts.adapter!);
+      expect(opts.signal).toBe(controller.signal);
+      // the job is cancelled while the first subject elicits: runScan writes its partial report
+      controller.abort(new Error("interrupted by SIGTERM"));
+      const r = report("pass", []);
+      r.verdict = { conclusion: "neutral", reasons: ["interrupted", "interrupted by SIGTERM while eliciting (1 of 3 variants done)"], failOn: "high" };
+      r.error = "interrupted by SIGTERM while eliciting (1 of 3 variants done)";
+      return scanWith(() => r)(opts);
+    };
+    const r = await runAction(settings({ "INPUT_CHANGED-ONLY": "false" }), ctx(), { ...deps(scan), signal: controller.signal });
+    expect(scanned).toHaveLength(1);
+    expect(r.conclusion).toBe("neutral");
+    expect(r.results).toHaveLength(2);
+    const [first, second] = r.results;
+    expect(first).toMatchObject({ conclusion: "neutral", error: "interrupted by SIGTERM while eliciting (1 of 3 variants done)" });
+    expect(second).toMatchObject({ conclusion: "neutral", error: "interrupted by SIGTERM before this subject's audit started" });
+    expect(second!.report).toBeUndefined();
+    // the check run does not stay in_progress: it says what happened
+    expect([...gh.checkRuns.values()][0]).toMatchObject({ status: "completed", conclusion: "neutral" });
+    expect(JSON.parse(readFileSync(join(r.reportDir, "summary.json"), "utf8")).subjects.map((s: { conclusion: string }) => s.conclusion)).toEqual(["neutral", "neutral"]);
+  });
+
   it("with fail-on-neutral, an undecided audit completes the check as a failure", async () => {
     gh = await startFakeGitHub();
     const scan: ScanFn = async (opts) => {
