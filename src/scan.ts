@@ -41,7 +41,7 @@ import type { Report, Subject } from "./report/types";
 import type { SpectrumReport } from "./delta/types";
 import { folderProblem } from "./io/checkpoint";
 import { isDirectory } from "./io/fs-util";
-import { cudaAvailable } from "./linalg/ort";
+import { requireDevice } from "./linalg/ort";
 import { log } from "./progress";
 import { scanWorkload, type Workload } from "./engine/estimate";
 import { estimateLine, estimateSubject } from "./engine/subject-precision";
@@ -241,11 +241,8 @@ async function measureAndTruncate(
  * runScan, and by `scan` / `sweep run` before they fetch a Hub id.
  */
 export function checkDevice(config: ScanConfig, fromFlag: boolean): void {
-  if (config.backend.type !== "embedded" || config.backend.device !== "cuda" || cudaAvailable()) return;
-  throw new InputError(
-    "the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9) or use the cpu device",
-    fromFlag ? "--device cuda" : "backend.device: cuda",
-  );
+  if (config.backend.type !== "embedded") return;
+  requireDevice(config.backend.device, fromFlag ? "--device cuda" : "backend.device: cuda");
 }
 
 function describeFault(err: unknown): string {

@@ -7,7 +7,7 @@
 import type { Command } from "commander";
 import { InputError } from "../errors";
 import { DEVICES } from "../linalg/device";
-import { MAX_THREADS } from "../linalg/ort";
+import { MAX_THREADS, requireDevice } from "../linalg/ort";
 import { MAX_RANK } from "../delta/limits";
 import { choiceFlag, integerFlag, namedOrigin, parseInteger, requiredFlag, type Bounds } from "../validate";
 import { variantForRank } from "../chat/types";
@@ -34,6 +34,7 @@ export async function openSubject(args: SubjectArgs): Promise<{ model: LoadedMod
   const rank = integerFlag(args.rank, "--rank", { min: 1, max: MAX_RANK });
   const threads = integerFlag(args.threads, "--threads", { min: 1, max: MAX_THREADS });
   const precision = choiceFlag(args.precision, "--precision", PRECISION_CHOICES);
+  if (device) requireDevice(device);
   // each model flag is a folder or a Hub id, fetched once every other flag is known to be good
   const dirs = await resolveModelFlags({ model, adapter: args.adapter, finetuned: args.finetuned }, { model: "--model", adapter: "--adapter", finetuned: "--finetuned" });
   const loaded = await loadSubject({ ...dirs, rank, device, threads, precision });

@@ -13,6 +13,7 @@ import { isAbsolute, resolve } from "node:path";
 import { InputError } from "../errors";
 import { log } from "../progress";
 import { DEVICES } from "../linalg/device";
+import { requireDevice } from "../linalg/ort";
 import { choiceFlag, integerFlag, type Bounds } from "../validate";
 import { DEFAULT_MAX_BATCH, DEFAULT_MAX_TOKENS_LIMIT, SHUTDOWN_GRACE_MS, startOpenAIServer } from "../serve/openai-server";
 import { parseVariantSpec, serveEngineFromModel } from "../serve/engine";
@@ -73,6 +74,7 @@ export function register(program: Command): void {
       if (!loopback) log(`serve: binding ${flags.host}: the server is reachable from other machines${process.env[SERVE_API_KEY_ENV] ? "" : ` and has no API key (set ${SERVE_API_KEY_ENV})`}`);
 
       // every model argument is a folder or a Hub id (io/model-ref.ts), fetched before anything loads
+      requireDevice(device);
       const base = await resolveModelRef(flags.model, { what: "--model" });
       for (const v of adapters) v.dir = (await resolveModelRef(v.dir, { what: `--adapter ${v.name}` })).dir;
       for (const v of finetuned) v.dir = (await resolveModelRef(v.dir, { what: `--finetuned ${v.name}` })).dir;

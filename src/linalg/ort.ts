@@ -60,15 +60,21 @@ export function cudaAvailable(): boolean {
   return cudaChecked;
 }
 
+/**
+ * The one check that `device` can run here, for every command and the scan's config, made before
+ * any heavy work (a delta pass, a download): exit 2 naming `origin` (the flag or config key).
+ */
+export function requireDevice(device: Device, origin = "--device cuda"): void {
+  if (device !== "cuda" || cudaAvailable()) return;
+  throw new InputError(
+    "the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9) or use the cpu device",
+    origin,
+  );
+}
+
 function executionProviders(device: Device): string[] {
-  if (device === "cpu") return ["cpu"];
-  if (!cudaAvailable()) {
-    throw new InputError(
-      "the CUDA execution provider is not available: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9 on the runner) or use --device cpu",
-      "--device cuda",
-    );
-  }
-  return ["cuda", "cpu"];
+  requireDevice(device);
+  return device === "cpu" ? ["cpu"] : ["cuda", "cpu"];
 }
 
 /** Create an inference session for a graph built in memory. */

@@ -306,6 +306,19 @@ describe("Hub failures: one line, the cause, the exit code", () => {
     expect(sweep.status, sweep.stderr).toBe(2);
     expect(sweep.stderr).toMatch(/^delta-audit: --device cuda: the CUDA execution provider is not installed/);
     expect(hub.requests.slice(before).filter((q) => q.path.includes("/resolve/") || q.path.startsWith("/cdn-lfs/"))).toEqual([]);
+
+    // logits, generate and serve make the same check, with the same line, before their downloads
+    const afterSweep = hub.requests.length;
+    for (const args of [
+      ["logits", "--model", "acme/base", "--adapter", "acme/adapter", "--ids", "1", "--device", "cuda"],
+      ["generate", "--model", "acme/base", "--prompt", "hi", "--device", "cuda"],
+      ["serve", "--model", "acme/base", "--port", "0", "--device", "cuda"],
+    ]) {
+      const r = await cli(args, hubEnv({ HF_HUB_CACHE: fresh(`c-cuda-${args[0]}`) }));
+      expect(r.status, `${args[0]}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toBe(scan.stderr);
+    }
+    expect(hub.requests.length).toBe(afterSweep);
   });
 
   it("a path that is neither a folder nor shaped like a Hub id still says it does not exist, asking no Hub", async () => {

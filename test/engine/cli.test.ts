@@ -105,7 +105,7 @@ describe("delta-audit logits", () => {
     const r = cli("logits", "--model", model.dir, "--ids", "1", "--device", "cuda");
     // this CPU-only install has no CUDA provider library
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/CUDA execution provider is not available/);
+    expect(r.stderr).toBe("delta-audit: --device cuda: the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9) or use the cpu device\n");
   });
 });
 
