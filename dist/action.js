@@ -20123,15 +20123,16 @@ function cudaAvailable() {
   }
   return cudaChecked;
 }
+function requireDevice(device, origin = "--device cuda") {
+  if (device !== "cuda" || cudaAvailable()) return;
+  throw new InputError(
+    "the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9) or use the cpu device",
+    origin
+  );
+}
 function executionProviders(device) {
-  if (device === "cpu") return ["cpu"];
-  if (!cudaAvailable()) {
-    throw new InputError(
-      "the CUDA execution provider is not available: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9 on the runner) or use --device cpu",
-      "--device cuda"
-    );
-  }
-  return ["cuda", "cpu"];
+  requireDevice(device);
+  return device === "cpu" ? ["cpu"] : ["cuda", "cpu"];
 }
 async function createSession(model, opts = {}) {
   const bytes = model instanceof Uint8Array ? model : encodeModel(model);
@@ -67269,11 +67270,8 @@ async function measureAndTruncate(subject, rank, rankDir, needBase, timings, sig
   }
 }
 function checkDevice(config, fromFlag) {
-  if (config.backend.type !== "embedded" || config.backend.device !== "cuda" || cudaAvailable()) return;
-  throw new InputError(
-    "the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9) or use the cpu device",
-    fromFlag ? "--device cuda" : "backend.device: cuda"
-  );
+  if (config.backend.type !== "embedded") return;
+  requireDevice(config.backend.device, fromFlag ? "--device cuda" : "backend.device: cuda");
 }
 function describeFault(err) {
   const msg = err instanceof Error ? err.message : String(err);

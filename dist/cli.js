@@ -3847,15 +3847,16 @@ function cudaAvailable() {
   }
   return cudaChecked;
 }
+function requireDevice(device, origin = "--device cuda") {
+  if (device !== "cuda" || cudaAvailable()) return;
+  throw new InputError(
+    "the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9) or use the cpu device",
+    origin
+  );
+}
 function executionProviders(device) {
-  if (device === "cpu") return ["cpu"];
-  if (!cudaAvailable()) {
-    throw new InputError(
-      "the CUDA execution provider is not available: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9 on the runner) or use --device cpu",
-      "--device cuda"
-    );
-  }
-  return ["cuda", "cpu"];
+  requireDevice(device);
+  return device === "cpu" ? ["cpu"] : ["cuda", "cpu"];
 }
 async function createSession(model, opts = {}) {
   const bytes = model instanceof Uint8Array ? model : encodeModel(model);
@@ -41452,6 +41453,7 @@ async function openSubject(args) {
   const rank = integerFlag(args.rank, "--rank", { min: 1, max: MAX_RANK });
   const threads = integerFlag(args.threads, "--threads", { min: 1, max: MAX_THREADS });
   const precision = choiceFlag(args.precision, "--precision", PRECISION_CHOICES);
+  if (device) requireDevice(device);
   const dirs = await resolveModelFlags({ model, adapter: args.adapter, finetuned: args.finetuned }, { model: "--model", adapter: "--adapter", finetuned: "--finetuned" });
   const loaded = await loadSubject({ ...dirs, rank, device, threads, precision });
   const variant = rank !== void 0 ? variantForRank(rank) : args.adapter || args.finetuned ? "full" : "base";
@@ -45256,11 +45258,8 @@ async function measureAndTruncate(subject, rank, rankDir, needBase, timings, sig
   }
 }
 function checkDevice(config, fromFlag) {
-  if (config.backend.type !== "embedded" || config.backend.device !== "cuda" || cudaAvailable()) return;
-  throw new InputError(
-    "the CUDA execution provider is not installed: reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 (needs CUDA 12 and cuDNN 9) or use the cpu device",
-    fromFlag ? "--device cuda" : "backend.device: cuda"
-  );
+  if (config.backend.type !== "embedded") return;
+  requireDevice(config.backend.device, fromFlag ? "--device cuda" : "backend.device: cuda");
 }
 function describeFault(err) {
   const msg = err instanceof Error ? err.message : String(err);
@@ -45498,6 +45497,7 @@ __export(serve_exports, {
 init_errors();
 init_progress();
 import { isAbsolute as isAbsolute2, resolve as resolve8 } from "node:path";
+init_ort();
 init_validate();
 
 // src/serve/openai-server.ts
@@ -46281,6 +46281,7 @@ function register6(program2) {
     const loopback = LOOPBACK.has(flags.host);
     const runtimeAdapters = flags.runtimeAdapters ?? loopback;
     if (!loopback) log(`serve: binding ${flags.host}: the server is reachable from other machines${process.env[SERVE_API_KEY_ENV] ? "" : ` and has no API key (set ${SERVE_API_KEY_ENV})`}`);
+    requireDevice(device);
     const base = await resolveModelRef(flags.model, { what: "--model" });
     for (const v of adapters) v.dir = (await resolveModelRef(v.dir, { what: `--adapter ${v.name}` })).dir;
     for (const v of finetuned) v.dir = (await resolveModelRef(v.dir, { what: `--finetuned ${v.name}` })).dir;
