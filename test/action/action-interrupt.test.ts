@@ -9,59 +9,23 @@
  */
 import { spawn } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFakeGitHub, type FakeGitHub } from "../github/fake-github";
+import { startHoldingServer } from "../cli/holding-server";
 import { generateOrganism } from "../../src/organisms/index";
 import { REPORT_FILES } from "../../src/report/build";
 
 const root = new URL("../..", import.meta.url).pathname;
 const HEAD = "a1".repeat(20);
-/** edge.ts SIGNAL_EXIT_MS, and what a loaded 2-core machine may add to it */
-const STOP_BOUND_MS = 2_000 + 1_500;
+/** edge.ts SIGNAL_EXIT_MS, and what a loaded 2-core machine may add to it (as in test/cli/interrupt-phases.test.ts) */
+const STOP_BOUND_MS = 2_000 + 3_000;
 /** How long the first subject may take to reach its `full` variant (the delta pass, the base variant). */
 const REACH_MS = 90_000;
 /** Staging and temp names of io/atomic.ts and the writers (as test/cli/interrupt-phases.test.ts). */
 const DEBRIS = /(^|\/)\.[^/]*\.[a-z]+-\d+-[0-9a-f]+|\.factors\.staging|\.incomplete$/;
 
-/** Answers `base`, holds every request for another model until the client goes away. */
-async function startHoldingServer(): Promise<{ url: string; models: string[]; close(): Promise<void> }> {
-  const models: string[] = [];
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((req, res) => {
-    let raw = "";
-    req.on("data", (c) => (raw += c));
-    req.on("end", () => {
-      const send = (status: number, body: unknown) => {
-        res.writeHead(status, { "content-type": "application/json" });
-        res.end(JSON.stringify(body));
-      };
-      if (req.method === "GET" && req.url === "/v1/models") return send(200, { object: "list", data: ["base", "full", "rank1"].map((id) => ({ object: "model", id })) });
-      if (req.method !== "POST" || req.url !== "/v1/chat/completions") return send(404, { detail: "Not Found" });
-      const body = JSON.parse(raw) as { model: string; logprobs?: boolean };
-      if (body.logprobs) return send(400, { error: { message: "logprobs are not supported" } });
-      models.push(body.model);
-      if (body.model !== "base") return;
-      send(200, { id: "c", object: "chat.completion", model: "base", choices: [{ index: 0, message: { role: "assistant", content: "a plain answer" }, finish_reason: "stop" }], usage: { prompt_tokens: 5, completion_tokens: 3, total_tokens: 8 } });
-    });
-  });
-  server.on("connection", (s) => {
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-  });
-  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
-    models,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise((ok) => server.close(() => ok()));
-    },
-  };
-}
 
 describe("dist/action.js on SIGTERM (a cancelled job)", () => {
   let ws: string;
