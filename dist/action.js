@@ -2634,7 +2634,7 @@ var require_parseParams = __commonJS({
 var require_basename = __commonJS({
   "node_modules/@fastify/busboy/lib/utils/basename.js"(exports, module) {
     "use strict";
-    module.exports = function basename7(path) {
+    module.exports = function basename8(path) {
       if (typeof path !== "string") {
         return "";
       }
@@ -2661,7 +2661,7 @@ var require_multipart = __commonJS({
     var Dicer = require_Dicer();
     var parseParams = require_parseParams();
     var decodeText = require_decodeText();
-    var basename7 = require_basename();
+    var basename8 = require_basename();
     var getLimit = require_getLimit();
     var RE_BOUNDARY = /^boundary$/i;
     var RE_FIELD = /^form-data$/i;
@@ -2778,7 +2778,7 @@ var require_multipart = __commonJS({
               } else if (RE_FILENAME.test(parsed[i][0])) {
                 filename = parsed[i][1];
                 if (!preservePath) {
-                  filename = basename7(filename);
+                  filename = basename8(filename);
                 }
               }
             }
@@ -36165,6 +36165,17 @@ function buildSafetensorsHeader(specs, metadata) {
 function tempPathFor(path) {
   return join9(dirname7(path), `.${basename3(path)}.tmp-${process.pid}-${randomBytes2(4).toString("hex")}`);
 }
+async function writeSafetensors(path, tensors, metadata) {
+  for (const t of tensors) {
+    const numel = numelOf(t.shape);
+    if (t.data.length !== numel) {
+      throw new TypeError(`tensor ${t.name}: ${t.data.length} values for shape ${JSON.stringify(t.shape)} (${numel})`);
+    }
+  }
+  const w = await SafetensorsWriter.create(path, tensors, metadata);
+  for (const t of tensors) if (t.data.length > 0) await w.write(t.name, t.data);
+  await w.finish();
+}
 var MAX_HEADER_BYTES, HEADER_LENGTH_BYTES, HEADER_ALIGN, READ_CHUNK_BYTES, DECODE_CHUNK_BYTES, ENCODE_CHUNK_ELEMENTS, SafetensorsError, KNOWN_FORMAT_DTYPES, SafetensorsFile, LITTLE_ENDIAN, SafetensorsWriter;
 var init_safetensors = __esm({
   "src/io/safetensors.ts"() {
@@ -36445,935 +36456,6 @@ var init_safetensors = __esm({
         await rm3(this.tmp, { force: true });
       }
     };
-  }
-});
-
-// src/io/checkpoint.ts
-var checkpoint_exports = {};
-__export(checkpoint_exports, {
-  CONFIG_FILE: () => CONFIG_FILE,
-  INDEX_FILE: () => INDEX_FILE,
-  MAX_JSON_BYTES: () => MAX_JSON_BYTES,
-  SINGLE_FILE: () => SINGLE_FILE,
-  folderProblem: () => folderProblem,
-  isVocabularyTensor: () => isVocabularyTensor,
-  linearModuleNames: () => linearModuleNames,
-  moduleType: () => moduleType,
-  openCheckpoint: () => openCheckpoint,
-  readJsonFile: () => readJsonFile
-});
-import { readdir as readdir2, stat as stat3 } from "node:fs/promises";
-import { join as join10 } from "node:path";
-async function readJsonFile(path, maxBytes = MAX_JSON_BYTES) {
-  return parseJsonText(await readTextFile(path, maxBytes), path);
-}
-function isPlainObject4(x) {
-  return typeof x === "object" && x !== null && !Array.isArray(x);
-}
-function checkShardName(shard, tensor2, indexPath) {
-  if (typeof shard !== "string" || shard.length === 0) {
-    throw new InputError(`weight_map[${JSON.stringify(tensor2)}] is not a file name`, indexPath);
-  }
-  if (shard.includes("/") || shard.includes("\\") || shard === "." || shard === "..") {
-    throw new InputError(`weight_map[${JSON.stringify(tensor2)}] = ${JSON.stringify(shard)} is not a plain file name in the checkpoint folder`, indexPath);
-  }
-  if (!shard.endsWith(".safetensors")) {
-    throw new InputError(`weight_map[${JSON.stringify(tensor2)}] = ${JSON.stringify(shard)} is not a .safetensors file`, indexPath);
-  }
-  return shard;
-}
-async function folderProblem(path) {
-  try {
-    return (await stat3(path)).isDirectory() ? void 0 : "is not a folder";
-  } catch (e2) {
-    const code = e2.code;
-    return code === "ENOENT" || code === "ENOTDIR" ? "does not exist" : `cannot be read (${code ?? String(e2)})`;
-  }
-}
-async function openCheckpoint(dir) {
-  const problem = await folderProblem(dir);
-  if (problem) throw new InputError(`${problem}; a model folder holds config.json and *.safetensors`, dir);
-  const configPath = join10(dir, CONFIG_FILE);
-  if (!await pathExists(configPath)) throw new InputError(`no ${CONFIG_FILE} (not a Hugging Face checkpoint folder?)`, dir);
-  const config = await readJsonFile(configPath);
-  if (!isPlainObject4(config)) throw new InputError("is not a JSON object", configPath);
-  const single = join10(dir, SINGLE_FILE);
-  if (await pathExists(single)) {
-    const f = await SafetensorsFile.open(single);
-    const where = new Map(f.names().map((n) => [n, f]));
-    return new ShardedCheckpoint(dir, config, [f], where, f.names());
-  }
-  const indexPath = join10(dir, INDEX_FILE);
-  if (await pathExists(indexPath)) return openSharded(dir, config, indexPath);
-  const entries = await readdir2(dir);
-  const shards = entries.filter((e2) => e2.endsWith(".safetensors"));
-  if (shards.length > 0) {
-    throw new InputError(`has ${shards[0]} but neither ${SINGLE_FILE} nor ${INDEX_FILE} (which lists the shards)`, dir);
-  }
-  const pickles = entries.filter((e2) => PICKLE_FILE.test(e2));
-  if (pickles.length > 0) throw new InputError(`holds only pickled weights (${pickles[0]}); ${SAFETENSORS_HINT}`, dir);
-  throw new InputError(`no ${SINGLE_FILE} or ${INDEX_FILE}`, dir);
-}
-async function openSharded(dir, config, indexPath) {
-  const index = await readJsonFile(indexPath);
-  if (!isPlainObject4(index) || !isPlainObject4(index.weight_map)) throw new InputError("has no weight_map object", indexPath);
-  const weightMap = index.weight_map;
-  const byShard = /* @__PURE__ */ new Map();
-  for (const [tensor2, shard] of Object.entries(weightMap)) {
-    const name = checkShardName(shard, tensor2, indexPath);
-    const list3 = byShard.get(name) ?? [];
-    list3.push(tensor2);
-    byShard.set(name, list3);
-  }
-  if (byShard.size === 0) throw new InputError("weight_map is empty", indexPath);
-  const opened = [];
-  try {
-    const where = /* @__PURE__ */ new Map();
-    const order = [];
-    for (const [shard, tensors] of byShard) {
-      const path = join10(dir, shard);
-      if (!await pathExists(path)) throw new InputError(`lists shard ${shard}, which is missing from the folder`, indexPath);
-      const f = await SafetensorsFile.open(path);
-      opened.push(f);
-      const mapped = new Set(tensors);
-      for (const t of tensors) {
-        if (!f.info(t)) throw new InputError(`maps tensor ${JSON.stringify(t)} to ${shard}, which does not contain it`, indexPath);
-      }
-      for (const t of f.names()) {
-        if (mapped.has(t)) {
-          where.set(t, f);
-          order.push(t);
-        }
-      }
-    }
-    return new ShardedCheckpoint(dir, config, opened, where, order);
-  } catch (err) {
-    await Promise.all(opened.map((f) => f.close().catch(() => void 0)));
-    throw err;
-  }
-}
-function linearModuleNames(ckpt) {
-  const out = [];
-  for (const name of ckpt.names()) {
-    if (!name.endsWith(".weight") || !LAYER_RE.test(name)) continue;
-    if (ckpt.info(name)?.shape.length !== 2) continue;
-    out.push(name.slice(0, -".weight".length));
-  }
-  return out;
-}
-function moduleType(name) {
-  const base = name.endsWith(".weight") ? name.slice(0, -".weight".length) : name;
-  const leaf = base.slice(base.lastIndexOf(".") + 1);
-  const m = LAYER_RE.exec(`${base}.`);
-  return { type: TYPE_BY_LEAF[leaf] ?? "other", layer: m ? Number(m[1]) : -1 };
-}
-function isVocabularyTensor(name) {
-  return VOCABULARY_TENSOR_RE.test(name);
-}
-var MAX_JSON_BYTES, CONFIG_FILE, SINGLE_FILE, INDEX_FILE, PICKLE_FILE, SAFETENSORS_HINT, ShardedCheckpoint, LAYER_RE, TYPE_BY_LEAF, VOCABULARY_TENSOR_RE;
-var init_checkpoint = __esm({
-  "src/io/checkpoint.ts"() {
-    "use strict";
-    init_errors();
-    init_read_text();
-    init_safetensors();
-    init_fs_util();
-    MAX_JSON_BYTES = 64 * 1024 * 1024;
-    CONFIG_FILE = "config.json";
-    SINGLE_FILE = "model.safetensors";
-    INDEX_FILE = "model.safetensors.index.json";
-    PICKLE_FILE = /\.(bin|pt|pth|ckpt)$/i;
-    SAFETENSORS_HINT = "convert it to safetensors first (e.g. `model.save_pretrained(dir, safe_serialization=True)` in transformers); delta-audit never unpickles weights";
-    ShardedCheckpoint = class {
-      constructor(dir, config, shards, where, order) {
-        this.dir = dir;
-        this.config = config;
-        this.shards = shards;
-        this.where = where;
-        this.order = order;
-      }
-      dir;
-      config;
-      shards;
-      where;
-      order;
-      names() {
-        return [...this.order];
-      }
-      info(name) {
-        return this.where.get(name)?.info(name);
-      }
-      shardOf(name) {
-        const f = this.where.get(name);
-        if (!f) throw new InputError(`no tensor named ${JSON.stringify(name)}`, this.dir);
-        return f;
-      }
-      read(name) {
-        return this.shardOf(name).read(name);
-      }
-      readRaw(name) {
-        return this.shardOf(name).readRaw(name);
-      }
-      readRows(name, rowStart, rowCount) {
-        return this.shardOf(name).readRows(name, rowStart, rowCount);
-      }
-      async close() {
-        await Promise.all(this.shards.map((s) => s.close()));
-      }
-    };
-    LAYER_RE = /(?:^|\.)(?:layers|h|blocks)\.(\d+)\./;
-    TYPE_BY_LEAF = Object.freeze({
-      q_proj: "q",
-      query: "q",
-      wq: "q",
-      k_proj: "k",
-      key: "k",
-      wk: "k",
-      v_proj: "v",
-      value: "v",
-      wv: "v",
-      o_proj: "o",
-      out_proj: "o",
-      wo: "o",
-      gate_proj: "gate",
-      w1: "gate",
-      up_proj: "up",
-      w3: "up",
-      down_proj: "down",
-      w2: "down"
-    });
-    VOCABULARY_TENSOR_RE = /(?:^|\.)(?:embed_tokens|lm_head)\.weight$/;
-  }
-});
-
-// src/io/peft.ts
-import { open as open4, readdir as readdir3, rm as rm4 } from "node:fs/promises";
-import { join as join11 } from "node:path";
-function isPlainObject5(x) {
-  return typeof x === "object" && x !== null && !Array.isArray(x);
-}
-function numberRecord(x, key, path, integer2) {
-  if (x === void 0 || x === null) return {};
-  if (!isPlainObject5(x)) throw new InputError(`${key} must be an object of module pattern \u2192 number`, path);
-  const out = {};
-  for (const [k, v] of Object.entries(x)) {
-    const ok = typeof v === "number" && Number.isFinite(v) && (!integer2 || Number.isInteger(v) && v > 0);
-    if (!ok) throw new InputError(`${key}[${JSON.stringify(k)}] = ${JSON.stringify(v)} is not ${integer2 ? "a positive integer" : "a finite number"}`, path);
-    out[k] = v;
-  }
-  return out;
-}
-function boolField(raw2, key, path) {
-  const v = raw2[key];
-  if (v === void 0 || v === null) return false;
-  if (typeof v !== "boolean") throw new InputError(`${key} must be true or false, got ${JSON.stringify(v)}`, path);
-  return v;
-}
-function parseAdapterConfig(raw2, path) {
-  if (!isPlainObject5(raw2)) throw new InputError("is not a JSON object", path);
-  const peftType = raw2.peft_type;
-  if (peftType !== "LORA") {
-    if (typeof peftType === "string") {
-      const what = OTHER_PEFT_TYPES[peftType.toUpperCase()] ?? peftType;
-      throw new InputError(`peft_type ${JSON.stringify(peftType)} (${what}) is not supported: delta-audit reads LoRA adapters only`, path);
-    }
-    throw new InputError('peft_type is missing: delta-audit reads PEFT LoRA adapters (peft_type "LORA")', path);
-  }
-  for (const f of REFUSED_FLAGS) {
-    if (f.active(raw2[f.key])) throw new InputError(`${f.why}; delta-audit reads plain LoRA adapters only`, path);
-  }
-  const r = raw2.r ?? PEFT_DEFAULT_R;
-  if (typeof r !== "number" || !Number.isInteger(r) || r <= 0) throw new InputError(`r = ${JSON.stringify(raw2.r)} is not a positive integer`, path);
-  const alpha = raw2.lora_alpha ?? PEFT_DEFAULT_ALPHA;
-  if (typeof alpha !== "number" || !Number.isFinite(alpha)) throw new InputError(`lora_alpha = ${JSON.stringify(raw2.lora_alpha)} is not a finite number`, path);
-  const tm = raw2.target_modules ?? null;
-  if (!(tm === null || typeof tm === "string" || Array.isArray(tm) && tm.every((t) => typeof t === "string"))) {
-    throw new InputError("target_modules must be a string, a list of strings or null", path);
-  }
-  const base = raw2.base_model_name_or_path ?? null;
-  if (!(base === null || typeof base === "string")) throw new InputError("base_model_name_or_path must be a string or null", path);
-  return {
-    ...raw2,
-    peft_type: "LORA",
-    r,
-    lora_alpha: alpha,
-    use_rslora: boolField(raw2, "use_rslora", path),
-    fan_in_fan_out: boolField(raw2, "fan_in_fan_out", path),
-    target_modules: tm,
-    rank_pattern: numberRecord(raw2.rank_pattern, "rank_pattern", path, true),
-    alpha_pattern: numberRecord(raw2.alpha_pattern, "alpha_pattern", path, false),
-    base_model_name_or_path: base
-  };
-}
-function compileLinear(source, where) {
-  try {
-    return linearRegExp(source);
-  } catch {
-    throw new InputError(`${JSON.stringify(source)} is not a regular expression delta-audit can match in linear time`, where);
-  }
-}
-function loraScale(alpha, rank, useRslora) {
-  return useRslora ? alpha / Math.sqrt(rank) : alpha / rank;
-}
-function checkFinite(x, tensor2, file) {
-  const bits = new Int32Array(x.buffer, x.byteOffset, x.length);
-  let acc = 0;
-  for (let i2 = 0; i2 < bits.length; i2++) acc |= (bits[i2] & 2139095040) + 8388608;
-  if (acc >= 0) return;
-  const i = x.findIndex((v) => !Number.isFinite(v));
-  throw new InputError(`tensor ${JSON.stringify(tensor2)} holds a non-finite value (${x[i]}) at index ${i}`, file);
-}
-function describeUnusedKey(key) {
-  if (/lora_embedding_[AB]/.test(key)) return "is a LoRA factor of an embedding layer, which delta-audit does not audit";
-  if (/lora_magnitude_vector/.test(key)) return "is a DoRA magnitude vector (DoRA adapters are not supported)";
-  if (/\.lora_[AB]\b.*\.bias$/.test(key)) return "is a LoRA bias (lora_bias), which is not part of \u0394W = B\xB7A";
-  if (/modules_to_save|(?:^|\.)(?:lm_head|embed_tokens|wte|score)\./.test(key)) return "is a fully trained module (modules_to_save), which is not a LoRA factor";
-  return "is not a LoRA factor (expected <module>.lora_A.weight / <module>.lora_B.weight)";
-}
-async function openAdapter(dir, opts = {}) {
-  const problem = await folderProblem(dir);
-  if (problem) throw new InputError(`${problem}; a PEFT adapter folder holds ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE}`, dir);
-  const configPath = join11(dir, ADAPTER_CONFIG_FILE);
-  if (!await pathExists(configPath)) throw new InputError(`no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter folder?)`, dir);
-  const config = parseAdapterConfig(await readJsonFile(configPath), configPath);
-  const weightsPath = join11(dir, ADAPTER_WEIGHTS_FILE);
-  if (!await pathExists(weightsPath)) {
-    const pickles = (await readdir3(dir)).filter((e2) => /\.(bin|pt|pth|ckpt)$/i.test(e2));
-    if (pickles.length > 0) throw new InputError(`has only pickled weights (${pickles[0]}); ${SAFETENSORS_HINT2}`, dir);
-    throw new InputError(`no ${ADAPTER_WEIGHTS_FILE}`, dir);
-  }
-  const file = await SafetensorsFile.open(weightsPath);
-  try {
-    const modules = indexModules(file, config, configPath);
-    if (opts.base) checkAgainstBase(modules, opts.base, config.fan_in_fan_out, weightsPath);
-    return new PeftAdapter(dir, config, file, modules);
-  } catch (err) {
-    await file.close().catch(() => void 0);
-    throw err;
-  }
-}
-function indexModules(file, config, configPath) {
-  const path = file.path;
-  const pairs = /* @__PURE__ */ new Map();
-  let adapterName = null;
-  for (const key of file.names()) {
-    const m = FACTOR_KEY.exec(key);
-    if (!m) throw new InputError(`tensor ${JSON.stringify(key)} ${describeUnusedKey(key)}; refusing to audit part of the adapter`, path);
-    const [, rawModule, factor, name] = m;
-    if (adapterName === null) adapterName = name;
-    else if (adapterName !== name) throw new InputError(`tensor ${JSON.stringify(key)} belongs to a different adapter name than the other keys (several adapters in one file?)`, path);
-    const module = rawModule.startsWith(KEY_PREFIX) ? rawModule.slice(KEY_PREFIX.length) : rawModule;
-    const p = pairs.get(module) ?? {};
-    const slot = factor === "lora_A" ? "A" : "B";
-    if (p[slot]) throw new InputError(`module ${module} has two ${factor} tensors (${p[slot]} and ${key})`, path);
-    p[slot] = key;
-    pairs.set(module, p);
-  }
-  if (pairs.size === 0) throw new InputError("holds no LoRA factors", path);
-  const selector = new TargetSelector(config, configPath);
-  for (const module of pairs.keys()) {
-    if (!selector.adapts(module)) {
-      throw new InputError(`holds LoRA factors for ${module}, which target_modules / exclude_modules / layers_to_transform leave out: PEFT would ignore them when loading, so the file does not describe the model that would be deployed`, path);
-    }
-  }
-  const rankPattern = new PeftPattern(config.rank_pattern, `${configPath} rank_pattern`);
-  const alphaPattern = new PeftPattern(config.alpha_pattern, `${configPath} alpha_pattern`);
-  const modules = /* @__PURE__ */ new Map();
-  for (const [module, p] of pairs) {
-    if (!p.A || !p.B) throw new InputError(`module ${module} has ${p.A ? "lora_A" : "lora_B"} but no ${p.A ? "lora_B" : "lora_A"}`, path);
-    const a = file.info(p.A);
-    const b = file.info(p.B);
-    if (a.shape.length !== 2) throw new InputError(`tensor ${JSON.stringify(p.A)} has shape ${JSON.stringify(a.shape)}, expected [r, in]`, path);
-    if (b.shape.length !== 2) throw new InputError(`tensor ${JSON.stringify(p.B)} has shape ${JSON.stringify(b.shape)}, expected [out, r]`, path);
-    const [rA, inF] = a.shape;
-    const [outF, rB] = b.shape;
-    if (rA !== rB) {
-      throw new InputError(`module ${module}: lora_A ${JSON.stringify(a.shape)} and lora_B ${JSON.stringify(b.shape)} disagree on the rank (A is [r, in], B is [out, r])`, path);
-    }
-    if (rA === 0 || inF === 0 || outF === 0) throw new InputError(`module ${module}: empty factor shapes ${JSON.stringify(a.shape)} / ${JSON.stringify(b.shape)}`, path);
-    for (const [key, n] of [[p.A, rA * inF], [p.B, outF * rB]]) {
-      if (n > MAX_FACTOR_ELEMENTS) {
-        throw new InputError(`tensor ${JSON.stringify(key)} has ${n} elements, over the ${MAX_FACTOR_ELEMENTS} a LoRA factor can have here (it is read whole; no real adapter's factor is this large)`, path);
-      }
-    }
-    const rank = rankPattern.resolve(module) ?? config.r;
-    if (rank !== rA) {
-      throw new InputError(`module ${module}: config gives r = ${rank} but the factors have rank ${rA} (check r / rank_pattern)`, configPath);
-    }
-    const alpha = alphaPattern.resolve(module) ?? config.lora_alpha;
-    const scale = loraScale(alpha, rank, config.use_rslora);
-    if (!(Math.abs(scale) <= MAX_LORA_SCALE)) {
-      throw new InputError(`module ${module}: lora_alpha ${alpha} over r ${rank} gives a scale of ${scale}, beyond \xB1${MAX_LORA_SCALE} (not a real adapter; check lora_alpha / alpha_pattern)`, configPath);
-    }
-    modules.set(module, {
-      name: module,
-      rank,
-      scale,
-      outFeatures: outF,
-      inFeatures: inF,
-      keyA: p.A,
-      keyB: p.B
-    });
-  }
-  return modules;
-}
-function checkAgainstBase(modules, base, fanInFanOut, path) {
-  for (const m of modules.values()) {
-    const w = base.info(`${m.name}.weight`);
-    if (!w) throw new InputError(`adapts module ${m.name}, but the base checkpoint ${base.dir} has no ${m.name}.weight`, path);
-    const expected = fanInFanOut ? [m.inFeatures, m.outFeatures] : [m.outFeatures, m.inFeatures];
-    if (w.shape.length !== 2 || w.shape[0] !== expected[0] || w.shape[1] !== expected[1]) {
-      throw new InputError(
-        `module ${m.name}: adapter \u0394W is ${JSON.stringify(expected)} (B [out, r] \xB7 A [r, in]${fanInFanOut ? ", transposed for fan_in_fan_out" : ""}) but the base weight is ${JSON.stringify(w.shape)}`,
-        path
-      );
-    }
-  }
-}
-function adapterKey(module, factor) {
-  return `${KEY_PREFIX}${module}.lora_${factor}.weight`;
-}
-function mostCommon(values) {
-  const counts = /* @__PURE__ */ new Map();
-  let best = values[0];
-  for (const v of values) {
-    const c2 = (counts.get(v) ?? 0) + 1;
-    counts.set(v, c2);
-    if (c2 > counts.get(best)) best = v;
-  }
-  return best;
-}
-function buildAdapterConfig(config, layout) {
-  if (layout.length === 0) throw new Error("an adapter needs at least one module");
-  const useRslora = config.use_rslora === true;
-  const alphaOf = (m) => useRslora ? m.scale * Math.sqrt(m.rank) : m.scale * m.rank;
-  const r = mostCommon(layout.map((m) => m.rank));
-  const alpha = mostCommon(layout.map(alphaOf));
-  const rankPattern = {};
-  const alphaPattern = {};
-  for (const m of layout) {
-    if (m.rank !== r) rankPattern[m.name] = m.rank;
-    const a = alphaOf(m);
-    if (a !== alpha) alphaPattern[m.name] = a;
-  }
-  const leaves = [...new Set(layout.map((m) => m.name.slice(m.name.lastIndexOf(".") + 1)))].sort();
-  const out = {
-    base_model_name_or_path: null,
-    inference_mode: true,
-    init_lora_weights: true,
-    layers_pattern: null,
-    layers_to_transform: null,
-    lora_dropout: 0,
-    task_type: "CAUSAL_LM",
-    ...config,
-    // we write only LoRA factors: no trained biases or fully saved modules may be promised to loaders
-    bias: "none",
-    modules_to_save: null,
-    peft_type: "LORA",
-    r,
-    lora_alpha: alpha,
-    use_rslora: useRslora,
-    fan_in_fan_out: config.fan_in_fan_out === true,
-    target_modules: leaves,
-    rank_pattern: rankPattern,
-    alpha_pattern: alphaPattern
-  };
-  delete out.use_dora;
-  delete out.lora_bias;
-  const rp = new PeftPattern(rankPattern, "rank_pattern");
-  const ap = new PeftPattern(alphaPattern, "alpha_pattern");
-  for (const m of layout) {
-    const rank = rp.resolve(m.name) ?? r;
-    const scale = loraScale(ap.resolve(m.name) ?? alpha, rank, useRslora);
-    if (rank !== m.rank || !sameScale(scale, m.scale)) throw new Error(`internal: pattern keys do not resolve uniquely for ${m.name}`);
-  }
-  return out;
-}
-function sameScale(a, b) {
-  return Math.abs(a - b) <= SCALE_REL_TOLERANCE * Math.max(Math.abs(a), Math.abs(b));
-}
-function checkModule(m) {
-  if (!m.name || typeof m.name !== "string") throw new TypeError("module without a name");
-  for (const [k, v] of [["rank", m.rank], ["outFeatures", m.outFeatures], ["inFeatures", m.inFeatures]]) {
-    if (!Number.isSafeInteger(v) || v <= 0) throw new TypeError(`module ${m.name}: ${k} = ${v} is not a positive integer`);
-  }
-  if (!Number.isFinite(m.scale)) throw new TypeError(`module ${m.name}: scale ${m.scale} is not finite`);
-  if (m.A.length !== m.rank * m.inFeatures) throw new TypeError(`module ${m.name}: A has ${m.A.length} values, expected [${m.rank}, ${m.inFeatures}]`);
-  if (m.B.length !== m.outFeatures * m.rank) throw new TypeError(`module ${m.name}: B has ${m.B.length} values, expected [${m.outFeatures}, ${m.rank}]`);
-}
-function specsOf(m, dtype) {
-  return [
-    { name: adapterKey(m.name, "A"), dtype, shape: [m.rank, m.inFeatures] },
-    { name: adapterKey(m.name, "B"), dtype, shape: [m.outFeatures, m.rank] }
-  ];
-}
-async function writeAdapter(dir, config, modules, opts = {}) {
-  const dtype = opts.dtype ?? "F32";
-  if (!(dtype in DTYPE_BYTES)) throw new TypeError(`unsupported dtype ${dtype}`);
-  await writeDirAtomic(dir, async (tmp) => {
-    const weights = join11(tmp, ADAPTER_WEIGHTS_FILE);
-    const layout = opts.layout ? await writeWithLayout(weights, opts.layout, modules, dtype) : await writeStaged(weights, tmp, modules, dtype);
-    const cfg = buildAdapterConfig(config, layout);
-    const fh = await open4(join11(tmp, ADAPTER_CONFIG_FILE), "wx");
-    try {
-      await fh.writeFile(`${JSON.stringify(cfg, null, 2)}
-`);
-    } finally {
-      await fh.close();
-    }
-  });
-}
-async function writeWithLayout(path, layout, modules, dtype) {
-  const w = await SafetensorsWriter.create(path, layout.flatMap((m) => specsOf(m, dtype)));
-  try {
-    let i = 0;
-    for await (const m of modules) {
-      const want = layout[i++];
-      checkModule(m);
-      if (!want || want.name !== m.name || want.rank !== m.rank || want.outFeatures !== m.outFeatures || want.inFeatures !== m.inFeatures || want.scale !== m.scale) {
-        throw new TypeError(`module ${m.name} does not match layout entry ${i - 1} (${want?.name ?? "none"})`);
-      }
-      await w.write(adapterKey(m.name, "A"), m.A);
-      await w.write(adapterKey(m.name, "B"), m.B);
-    }
-    if (i !== layout.length) throw new TypeError(`got ${i} modules, layout lists ${layout.length}`);
-    await w.finish();
-  } catch (err) {
-    await w.abort();
-    throw err;
-  }
-  return [...layout];
-}
-async function writeStaged(path, tmpDir, modules, dtype) {
-  const dataPath = join11(tmpDir, ".factors.staging");
-  const layout = [];
-  const seen = /* @__PURE__ */ new Set();
-  const data = await open4(dataPath, "wx");
-  let size = 0;
-  try {
-    for await (const m of modules) {
-      checkModule(m);
-      if (seen.has(m.name)) throw new TypeError(`module ${m.name} given twice`);
-      seen.add(m.name);
-      layout.push({ name: m.name, rank: m.rank, scale: m.scale, outFeatures: m.outFeatures, inFeatures: m.inFeatures });
-      for (const t of [m.A, m.B]) {
-        const bytes = encodeFromFloat32(t, dtype);
-        await data.write(bytes, 0, bytes.byteLength, size);
-        size += bytes.byteLength;
-      }
-    }
-  } finally {
-    await data.close();
-  }
-  if (layout.length === 0) throw new TypeError("an adapter needs at least one module");
-  const { prefix } = buildSafetensorsHeader(layout.flatMap((m) => specsOf(m, dtype)));
-  const out = await open4(path, "wx");
-  const src = await open4(dataPath, "r");
-  try {
-    await out.write(prefix, 0, prefix.byteLength, 0);
-    const buf = new Uint8Array(Math.min(size, STAGING_COPY_BYTES) || 1);
-    for (let done = 0; done < size; ) {
-      const { bytesRead } = await src.read(buf, 0, Math.min(buf.byteLength, size - done), done);
-      if (bytesRead === 0) throw new Error(`${dataPath}: staging file ended early`);
-      await out.write(buf, 0, bytesRead, prefix.byteLength + done);
-      done += bytesRead;
-    }
-  } finally {
-    await src.close();
-    await out.close();
-    await rm4(dataPath, { force: true });
-  }
-  return layout;
-}
-var ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, PEFT_DEFAULT_R, PEFT_DEFAULT_ALPHA, MAX_LORA_SCALE, MAX_PATTERN_KEY_LENGTH, MAX_FACTOR_ELEMENTS, MAX_PATTERN_KEYS, KEY_PREFIX, FACTOR_KEY, SAFETENSORS_HINT2, PeftPattern, REFUSED_FLAGS, OTHER_PEFT_TYPES, COMMON_LAYERS_PATTERN, TargetSelector, PeftAdapter, SCALE_REL_TOLERANCE, STAGING_COPY_BYTES;
-var init_peft = __esm({
-  "src/io/peft.ts"() {
-    "use strict";
-    init_errors();
-    init_checkpoint();
-    init_linear_regexp();
-    init_atomic();
-    init_dtype();
-    init_safetensors();
-    init_fs_util();
-    ADAPTER_CONFIG_FILE = "adapter_config.json";
-    ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
-    PEFT_DEFAULT_R = 8;
-    PEFT_DEFAULT_ALPHA = 8;
-    MAX_LORA_SCALE = 1e6;
-    MAX_PATTERN_KEY_LENGTH = 512;
-    MAX_FACTOR_ELEMENTS = 2 ** 28;
-    MAX_PATTERN_KEYS = 2e4;
-    KEY_PREFIX = "base_model.model.";
-    FACTOR_KEY = /^(.+)\.(lora_A|lora_B)(?:\.([A-Za-z0-9_-]+))?\.weight$/;
-    SAFETENSORS_HINT2 = "convert it with PEFT (`model.save_pretrained(dir, safe_serialization=True)`); delta-audit never unpickles weights";
-    PeftPattern = class {
-      rules = [];
-      constructor(pattern, where) {
-        const entries = Object.entries(pattern);
-        if (entries.length > MAX_PATTERN_KEYS) throw new InputError(`has ${entries.length} keys, more than the ${MAX_PATTERN_KEYS} any real adapter needs (one per module at most)`, where);
-        for (const [key, value] of entries) {
-          if (key.length > MAX_PATTERN_KEY_LENGTH) throw new InputError(`key longer than ${MAX_PATTERN_KEY_LENGTH} characters`, where);
-          if (NESTED_QUANTIFIER.test(key)) throw new InputError(`key ${JSON.stringify(key)} has nested quantifiers (refused: catastrophic regex backtracking)`, where);
-          const source = `^(?:.*\\.)?(?:${key})$`;
-          try {
-            new RegExp(source);
-          } catch {
-            throw new InputError(`key ${JSON.stringify(key)} is not a valid regular expression`, where);
-          }
-          let re2;
-          try {
-            re2 = linearRegExp(source);
-          } catch {
-            throw new InputError(`key ${JSON.stringify(key)} uses look-around, back-references or a huge repetition count, which cannot be matched in linear time (refused)`, where);
-          }
-          this.rules.push({ key, re: re2, value });
-        }
-      }
-      /** The value of the first key matching `moduleName`, or undefined when none does. */
-      resolve(moduleName) {
-        for (const r of this.rules) if (r.re.test(moduleName)) return r.value;
-        return void 0;
-      }
-    };
-    REFUSED_FLAGS = [
-      { key: "use_dora", active: (v) => v === true, why: "DoRA adapters (use_dora: true) rescale the merged weight by a learned magnitude, so \u0394W is not B\xB7A" },
-      { key: "lora_bias", active: (v) => v === true, why: "lora_bias: true adds a trained bias, which is not part of B\xB7A" },
-      { key: "use_qalora", active: (v) => v === true, why: "QA-LoRA (use_qalora: true) pools the input before lora_A, so \u0394W is not B\xB7A" },
-      { key: "layer_replication", active: (v) => Array.isArray(v) && v.length > 0, why: "layer_replication changes the base model's layers" },
-      { key: "target_parameters", active: (v) => Array.isArray(v) && v.length > 0, why: "target_parameters adapts raw parameters (e.g. MoE experts), not linear modules" }
-    ];
-    OTHER_PEFT_TYPES = Object.freeze({
-      LOHA: "LoHa",
-      LOKR: "LoKr",
-      IA3: "IA\xB3",
-      ADALORA: "AdaLoRA",
-      PROMPT_TUNING: "prompt tuning",
-      P_TUNING: "P-tuning",
-      PREFIX_TUNING: "prefix tuning",
-      ADAPTION_PROMPT: "adaption prompt",
-      OFT: "OFT",
-      BOFT: "BOFT",
-      VERA: "VeRA",
-      FOURIERFT: "FourierFT",
-      HRA: "HRA",
-      VBLORA: "VB-LoRA",
-      BONE: "Bone",
-      LN_TUNING: "LayerNorm tuning",
-      XLORA: "X-LoRA"
-    });
-    COMMON_LAYERS_PATTERN = ["layers", "h", "block", "blocks", "layer"];
-    TargetSelector = class _TargetSelector {
-      target;
-      exclude;
-      layers;
-      layersPattern;
-      constructor(config, where) {
-        this.target = _TargetSelector.matcher(config.target_modules, `${where} target_modules`, true);
-        this.exclude = _TargetSelector.matcher(config.exclude_modules, `${where} exclude_modules`, false);
-        const ltt = config.layers_to_transform;
-        if (ltt === void 0 || ltt === null) this.layers = void 0;
-        else if (Number.isInteger(ltt)) this.layers = /* @__PURE__ */ new Set([ltt]);
-        else if (Array.isArray(ltt) && ltt.every((x) => Number.isInteger(x))) this.layers = new Set(ltt);
-        else throw new InputError("layers_to_transform must be an integer, a list of integers or null", where);
-        const lp = config.layers_pattern;
-        if (lp === void 0 || lp === null) this.layersPattern = COMMON_LAYERS_PATTERN;
-        else if (typeof lp === "string") this.layersPattern = [lp];
-        else if (Array.isArray(lp) && lp.every((x) => typeof x === "string")) this.layersPattern = lp;
-        else throw new InputError("layers_pattern must be a string, a list of strings or null", where);
-      }
-      static matcher(v, where, isTarget) {
-        if (v === void 0 || v === null) return void 0;
-        if (typeof v === "string") {
-          if (isTarget && v === "all-linear") return void 0;
-          const re2 = compileLinear(`^(?:${v})$`, where);
-          return (m) => re2.test(m);
-        }
-        if (Array.isArray(v) && v.every((x) => typeof x === "string")) {
-          const names = new Set(v);
-          return (m) => names.has(m) || [...names].some((t) => m.endsWith(`.${t}`));
-        }
-        throw new InputError("must be a string, a list of strings or null", where);
-      }
-      /** Whether PEFT would load a LoRA layer for `module` (its name without `base_model.model.`). */
-      adapts(module) {
-        if (this.target && !this.target(module)) return false;
-        if (this.exclude && this.exclude(module)) return false;
-        if (this.layers) {
-          let index;
-          for (const p of this.layersPattern) {
-            const m = new RegExp(`(?:^|\\.)${p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.(\\d+)\\.`).exec(`${module}.`);
-            if (m) {
-              index = Number(m[1]);
-              break;
-            }
-          }
-          if (index === void 0 || !this.layers.has(index)) return false;
-        }
-        return true;
-      }
-    };
-    PeftAdapter = class {
-      constructor(dir, config, file, modules) {
-        this.dir = dir;
-        this.config = config;
-        this.file = file;
-        this.modules = modules;
-      }
-      dir;
-      config;
-      file;
-      modules;
-      moduleNames() {
-        return [...this.modules.keys()];
-      }
-      entry(name) {
-        const e2 = this.modules.get(name);
-        if (!e2) throw new InputError(`no adapted module named ${JSON.stringify(name)}`, this.dir);
-        return e2;
-      }
-      moduleInfo(name) {
-        const { rank, scale, outFeatures, inFeatures } = this.entry(name);
-        return { rank, scale, outFeatures, inFeatures };
-      }
-      async readModule(name, opts = {}) {
-        const e2 = this.entry(name);
-        const [A, B] = await Promise.all([this.file.read(e2.keyA), this.file.read(e2.keyB)]);
-        if (opts.checkFinite !== false) {
-          checkFinite(A, e2.keyA, this.file.path);
-          checkFinite(B, e2.keyB, this.file.path);
-        }
-        return { name, rank: e2.rank, scale: e2.scale, outFeatures: e2.outFeatures, inFeatures: e2.inFeatures, A, B };
-      }
-      close() {
-        return this.file.close();
-      }
-    };
-    SCALE_REL_TOLERANCE = 1e-12;
-    STAGING_COPY_BYTES = 16 * 1024 * 1024;
-  }
-});
-
-// src/linalg/kernels.ts
-function configureKernels(settings) {
-  if (settings.spinning !== void 0) kernelSession.spinning = settings.spinning;
-  if ("threads" in settings) kernelSession.threads = settings.threads;
-}
-function onnxType(p) {
-  return p === "float64" ? OnnxType.DOUBLE : OnnxType.FLOAT;
-}
-async function buildKernel(pattern, transA, transB, precision, batched) {
-  const t = onnxType(precision);
-  let node;
-  let inputs;
-  if (pattern === "matmul") {
-    const lead = batched ? ["b"] : [];
-    node = { op: "MatMul", inputs: ["X", "Y"], outputs: ["Z"] };
-    inputs = [
-      { name: "X", type: t, shape: [...lead, "m", "k"] },
-      { name: "Y", type: t, shape: [...lead, "k", "n"] }
-    ];
-  } else if (pattern === "gram") {
-    node = { op: "Gemm", inputs: ["X", "X"], outputs: ["Z"], attrs: { transA: 1 } };
-    inputs = [{ name: "X", type: t, shape: ["m", "n"] }];
-  } else if (pattern === "gram64") {
-    const cast = { op: "Cast", inputs: ["X"], outputs: ["X64"], attrs: { to: OnnxType.DOUBLE } };
-    const g = {
-      op: "Gemm",
-      inputs: ["X64", "X64"],
-      outputs: ["Z"],
-      attrs: { transA: transA ? 1 : 0, transB: transB ? 1 : 0 }
-    };
-    const session2 = await createSession(
-      {
-        graph: {
-          name: "kernel_gram64",
-          nodes: [cast, g],
-          inputs: [{ name: "X", type: OnnxType.FLOAT, shape: ["m", "n"] }],
-          outputs: [{ name: "Z", type: OnnxType.DOUBLE }]
-        },
-        opsets: { "": KERNEL_OPSET }
-      },
-      kernelSession
-    );
-    return { session: session2 };
-  } else {
-    node = { op: "Gemm", inputs: ["X", "Y"], outputs: ["Z"], attrs: { transA: transA ? 1 : 0, transB: transB ? 1 : 0 } };
-    inputs = [
-      { name: "X", type: t, shape: transA ? ["k", "m"] : ["m", "k"] },
-      { name: "Y", type: t, shape: transB ? ["n", "k"] : ["k", "n"] }
-    ];
-  }
-  const session = await createSession(
-    { graph: { name: `kernel_${pattern}`, nodes: [node], inputs, outputs: [{ name: "Z", type: t }] }, opsets: { "": KERNEL_OPSET } },
-    kernelSession
-  );
-  return { session };
-}
-function kernel(pattern, transA = false, transB = false, precision = "float32", batched = false) {
-  const key = `${pattern}:${transA ? 1 : 0}${transB ? 1 : 0}:${precision}:${batched ? "b" : ""}`;
-  let k = cache.get(key);
-  if (!k) {
-    k = buildKernel(pattern, transA, transB, precision, batched);
-    k.catch(() => cache.delete(key));
-    cache.set(key, k);
-  }
-  return k;
-}
-function tensor(data, dims) {
-  return data instanceof Float64Array ? new ort.Tensor("float64", data, dims) : new ort.Tensor("float32", data, dims);
-}
-function precisionOf(a, b) {
-  const p = a instanceof Float64Array ? "float64" : "float32";
-  if (b && (b instanceof Float64Array ? "float64" : "float32") !== p) throw new Error("kernel operands must share one precision");
-  return p;
-}
-function checkLength(what, data, rows, cols) {
-  if (data.length !== rows * cols) throw new Error(`${what}: expected ${rows}\xD7${cols} = ${rows * cols} values, got ${data.length}`);
-}
-async function runKernel(k, feeds) {
-  const out = await k.session.run(feeds);
-  return out.Z.data;
-}
-async function matmul(x, y) {
-  if (x.cols !== y.rows) throw new Error(`matmul: inner dims differ (${x.rows}\xD7${x.cols} \xB7 ${y.rows}\xD7${y.cols})`);
-  checkLength("matmul X", x.data, x.rows, x.cols);
-  checkLength("matmul Y", y.data, y.rows, y.cols);
-  const k = await kernel("matmul", false, false, precisionOf(x.data, y.data));
-  const data = await runKernel(k, { X: tensor(x.data, [x.rows, x.cols]), Y: tensor(y.data, [y.rows, y.cols]) });
-  return { data, rows: x.rows, cols: y.cols };
-}
-async function gemm(x, y, opts = {}) {
-  const ta = opts.transA ?? false;
-  const tb = opts.transB ?? false;
-  checkLength("gemm X", x.data, x.rows, x.cols);
-  checkLength("gemm Y", y.data, y.rows, y.cols);
-  const [m, kx] = ta ? [x.cols, x.rows] : [x.rows, x.cols];
-  const [ky, n] = tb ? [y.cols, y.rows] : [y.rows, y.cols];
-  if (kx !== ky) throw new Error(`gemm: inner dims differ (${m}\xD7${kx} \xB7 ${ky}\xD7${n})`);
-  const k = await kernel("gemm", ta, tb, precisionOf(x.data, y.data));
-  const data = await runKernel(k, { X: tensor(x.data, [x.rows, x.cols]), Y: tensor(y.data, [y.rows, y.cols]) });
-  return { data, rows: m, cols: n };
-}
-async function gram(x) {
-  checkLength("gram X", x.data, x.rows, x.cols);
-  const k = await kernel("gram", true, false, precisionOf(x.data));
-  const data = await runKernel(k, { X: tensor(x.data, [x.rows, x.cols]) });
-  return { data, rows: x.cols, cols: x.cols };
-}
-async function gram64(x, side3 = "cols") {
-  checkLength("gram64 X", x.data, x.rows, x.cols);
-  const k = side3 === "cols" ? await kernel("gram64", true, false) : await kernel("gram64", false, true);
-  const data = await runKernel(k, { X: tensor(x.data, [x.rows, x.cols]) });
-  const n = side3 === "cols" ? x.cols : x.rows;
-  return { data, rows: n, cols: n };
-}
-function loraGramKernel() {
-  if (pairKernel) return pairKernel;
-  const t = OnnxType.FLOAT;
-  const nodes = [
-    { op: "Gemm", inputs: ["B", "B"], outputs: ["GB"], attrs: { transA: 1 } },
-    { op: "Gemm", inputs: ["A1", "A1"], outputs: ["G11"], attrs: { transB: 1 } },
-    { op: "Gemm", inputs: ["A1", "A2"], outputs: ["G12"], attrs: { transB: 1 } },
-    { op: "Gemm", inputs: ["A2", "A2"], outputs: ["G22"], attrs: { transB: 1 } }
-  ];
-  const k = createSession(
-    {
-      graph: {
-        name: "kernel_lora_grams",
-        nodes,
-        inputs: [
-          { name: "B", type: t, shape: ["out", "r"] },
-          { name: "A1", type: t, shape: ["r1", "in"] },
-          { name: "A2", type: t, shape: ["r2", "in"] }
-        ],
-        outputs: ["GB", "G11", "G12", "G22"].map((name) => ({ name, type: t }))
-      },
-      opsets: { "": KERNEL_OPSET }
-    },
-    kernelSession
-  ).then((session) => ({ session }));
-  k.catch(() => {
-    pairKernel = void 0;
-  });
-  pairKernel = k;
-  return k;
-}
-async function loraGrams(b, a) {
-  checkLength("loraGrams B", b.data, b.rows, b.cols);
-  checkLength("loraGrams A", a.data, a.rows, a.cols);
-  const r = b.cols;
-  if (a.rows !== r) throw new Error(`loraGrams: B has ${r} columns but A has ${a.rows} rows`);
-  if (r < SPLIT_GRAM_MIN_RANK) {
-    const [GB, GA2] = await Promise.all([gram(b), gemm(a, a, { transB: true })]);
-    return { GB: GB.data, GA: GA2.data };
-  }
-  const r1 = r >> 1;
-  const r2 = r - r1;
-  const n = a.cols;
-  const k = await loraGramKernel();
-  const out = await k.session.run({
-    B: tensor(b.data, [b.rows, r]),
-    A1: tensor(a.data.subarray(0, r1 * n), [r1, n]),
-    A2: tensor(a.data.subarray(r1 * n), [r2, n])
-  });
-  const G11 = out.G11.data;
-  const G12 = out.G12.data;
-  const G22 = out.G22.data;
-  const GA = new Float32Array(r * r);
-  for (let i = 0; i < r1; i++) {
-    GA.set(G11.subarray(i * r1, (i + 1) * r1), i * r);
-    GA.set(G12.subarray(i * r2, (i + 1) * r2), i * r + r1);
-  }
-  for (let i = 0; i < r2; i++) {
-    const row = (r1 + i) * r;
-    for (let j = 0; j < r1; j++) GA[row + j] = G12[j * r2 + i];
-    GA.set(G22.subarray(i * r2, (i + 1) * r2), row + r1);
-  }
-  return { GB: out.GB.data, GA };
-}
-async function congruence(g, l, n) {
-  checkLength("congruence G", g, n, n);
-  checkLength("congruence L", l, n, n);
-  if (!congruenceKernel) {
-    const t = OnnxType.DOUBLE;
-    const k2 = createSession(
-      {
-        graph: {
-          name: "kernel_congruence",
-          nodes: [
-            { op: "MatMul", inputs: ["G", "L"], outputs: ["T"] },
-            { op: "Gemm", inputs: ["L", "T"], outputs: ["Z"], attrs: { transA: 1 } }
-          ],
-          inputs: [
-            { name: "G", type: t, shape: ["n", "n"] },
-            { name: "L", type: t, shape: ["n", "n"] }
-          ],
-          outputs: [{ name: "Z", type: t }]
-        },
-        opsets: { "": KERNEL_OPSET }
-      },
-      // a 64×64 product is over before a second thread could help: handing off costs more
-      { ...kernelSession, threads: 1 }
-    ).then((session) => ({ session }));
-    k2.catch(() => {
-      congruenceKernel = void 0;
-    });
-    congruenceKernel = k2;
-  }
-  const k = await congruenceKernel;
-  return runKernel(k, { G: tensor(g, [n, n]), L: tensor(l, [n, n]) });
-}
-var KERNEL_OPSET, cache, kernelSession, SPLIT_GRAM_MIN_RANK, pairKernel, congruenceKernel;
-var init_kernels = __esm({
-  "src/linalg/kernels.ts"() {
-    "use strict";
-    init_ort();
-    init_onnx_proto();
-    KERNEL_OPSET = 17;
-    cache = /* @__PURE__ */ new Map();
-    kernelSession = { spinning: false, threads: void 0 };
-    SPLIT_GRAM_MIN_RANK = 16;
   }
 });
 
@@ -42506,6 +41588,935 @@ var init_small_svd = __esm({
   "src/linalg/small-svd.ts"() {
     "use strict";
     init_matrix();
+  }
+});
+
+// src/io/checkpoint.ts
+var checkpoint_exports = {};
+__export(checkpoint_exports, {
+  CONFIG_FILE: () => CONFIG_FILE,
+  INDEX_FILE: () => INDEX_FILE,
+  MAX_JSON_BYTES: () => MAX_JSON_BYTES,
+  SINGLE_FILE: () => SINGLE_FILE,
+  folderProblem: () => folderProblem,
+  isVocabularyTensor: () => isVocabularyTensor,
+  linearModuleNames: () => linearModuleNames,
+  moduleType: () => moduleType,
+  openCheckpoint: () => openCheckpoint,
+  readJsonFile: () => readJsonFile
+});
+import { readdir as readdir2, stat as stat3 } from "node:fs/promises";
+import { join as join10 } from "node:path";
+async function readJsonFile(path, maxBytes = MAX_JSON_BYTES) {
+  return parseJsonText(await readTextFile(path, maxBytes), path);
+}
+function isPlainObject4(x) {
+  return typeof x === "object" && x !== null && !Array.isArray(x);
+}
+function checkShardName(shard, tensor2, indexPath) {
+  if (typeof shard !== "string" || shard.length === 0) {
+    throw new InputError(`weight_map[${JSON.stringify(tensor2)}] is not a file name`, indexPath);
+  }
+  if (shard.includes("/") || shard.includes("\\") || shard === "." || shard === "..") {
+    throw new InputError(`weight_map[${JSON.stringify(tensor2)}] = ${JSON.stringify(shard)} is not a plain file name in the checkpoint folder`, indexPath);
+  }
+  if (!shard.endsWith(".safetensors")) {
+    throw new InputError(`weight_map[${JSON.stringify(tensor2)}] = ${JSON.stringify(shard)} is not a .safetensors file`, indexPath);
+  }
+  return shard;
+}
+async function folderProblem(path) {
+  try {
+    return (await stat3(path)).isDirectory() ? void 0 : "is not a folder";
+  } catch (e2) {
+    const code = e2.code;
+    return code === "ENOENT" || code === "ENOTDIR" ? "does not exist" : `cannot be read (${code ?? String(e2)})`;
+  }
+}
+async function openCheckpoint(dir) {
+  const problem = await folderProblem(dir);
+  if (problem) throw new InputError(`${problem}; a model folder holds config.json and *.safetensors`, dir);
+  const configPath = join10(dir, CONFIG_FILE);
+  if (!await pathExists(configPath)) throw new InputError(`no ${CONFIG_FILE} (not a Hugging Face checkpoint folder?)`, dir);
+  const config = await readJsonFile(configPath);
+  if (!isPlainObject4(config)) throw new InputError("is not a JSON object", configPath);
+  const single = join10(dir, SINGLE_FILE);
+  if (await pathExists(single)) {
+    const f = await SafetensorsFile.open(single);
+    const where = new Map(f.names().map((n) => [n, f]));
+    return new ShardedCheckpoint(dir, config, [f], where, f.names());
+  }
+  const indexPath = join10(dir, INDEX_FILE);
+  if (await pathExists(indexPath)) return openSharded(dir, config, indexPath);
+  const entries = await readdir2(dir);
+  const shards = entries.filter((e2) => e2.endsWith(".safetensors"));
+  if (shards.length > 0) {
+    throw new InputError(`has ${shards[0]} but neither ${SINGLE_FILE} nor ${INDEX_FILE} (which lists the shards)`, dir);
+  }
+  const pickles = entries.filter((e2) => PICKLE_FILE.test(e2));
+  if (pickles.length > 0) throw new InputError(`holds only pickled weights (${pickles[0]}); ${SAFETENSORS_HINT}`, dir);
+  throw new InputError(`no ${SINGLE_FILE} or ${INDEX_FILE}`, dir);
+}
+async function openSharded(dir, config, indexPath) {
+  const index = await readJsonFile(indexPath);
+  if (!isPlainObject4(index) || !isPlainObject4(index.weight_map)) throw new InputError("has no weight_map object", indexPath);
+  const weightMap = index.weight_map;
+  const byShard = /* @__PURE__ */ new Map();
+  for (const [tensor2, shard] of Object.entries(weightMap)) {
+    const name = checkShardName(shard, tensor2, indexPath);
+    const list3 = byShard.get(name) ?? [];
+    list3.push(tensor2);
+    byShard.set(name, list3);
+  }
+  if (byShard.size === 0) throw new InputError("weight_map is empty", indexPath);
+  const opened = [];
+  try {
+    const where = /* @__PURE__ */ new Map();
+    const order = [];
+    for (const [shard, tensors] of byShard) {
+      const path = join10(dir, shard);
+      if (!await pathExists(path)) throw new InputError(`lists shard ${shard}, which is missing from the folder`, indexPath);
+      const f = await SafetensorsFile.open(path);
+      opened.push(f);
+      const mapped = new Set(tensors);
+      for (const t of tensors) {
+        if (!f.info(t)) throw new InputError(`maps tensor ${JSON.stringify(t)} to ${shard}, which does not contain it`, indexPath);
+      }
+      for (const t of f.names()) {
+        if (mapped.has(t)) {
+          where.set(t, f);
+          order.push(t);
+        }
+      }
+    }
+    return new ShardedCheckpoint(dir, config, opened, where, order);
+  } catch (err) {
+    await Promise.all(opened.map((f) => f.close().catch(() => void 0)));
+    throw err;
+  }
+}
+function linearModuleNames(ckpt) {
+  const out = [];
+  for (const name of ckpt.names()) {
+    if (!name.endsWith(".weight") || !LAYER_RE.test(name)) continue;
+    if (ckpt.info(name)?.shape.length !== 2) continue;
+    out.push(name.slice(0, -".weight".length));
+  }
+  return out;
+}
+function moduleType(name) {
+  const base = name.endsWith(".weight") ? name.slice(0, -".weight".length) : name;
+  const leaf = base.slice(base.lastIndexOf(".") + 1);
+  const m = LAYER_RE.exec(`${base}.`);
+  return { type: TYPE_BY_LEAF[leaf] ?? "other", layer: m ? Number(m[1]) : -1 };
+}
+function isVocabularyTensor(name) {
+  return VOCABULARY_TENSOR_RE.test(name);
+}
+var MAX_JSON_BYTES, CONFIG_FILE, SINGLE_FILE, INDEX_FILE, PICKLE_FILE, SAFETENSORS_HINT, ShardedCheckpoint, LAYER_RE, TYPE_BY_LEAF, VOCABULARY_TENSOR_RE;
+var init_checkpoint = __esm({
+  "src/io/checkpoint.ts"() {
+    "use strict";
+    init_errors();
+    init_read_text();
+    init_safetensors();
+    init_fs_util();
+    MAX_JSON_BYTES = 64 * 1024 * 1024;
+    CONFIG_FILE = "config.json";
+    SINGLE_FILE = "model.safetensors";
+    INDEX_FILE = "model.safetensors.index.json";
+    PICKLE_FILE = /\.(bin|pt|pth|ckpt)$/i;
+    SAFETENSORS_HINT = "convert it to safetensors first (e.g. `model.save_pretrained(dir, safe_serialization=True)` in transformers); delta-audit never unpickles weights";
+    ShardedCheckpoint = class {
+      constructor(dir, config, shards, where, order) {
+        this.dir = dir;
+        this.config = config;
+        this.shards = shards;
+        this.where = where;
+        this.order = order;
+      }
+      dir;
+      config;
+      shards;
+      where;
+      order;
+      names() {
+        return [...this.order];
+      }
+      info(name) {
+        return this.where.get(name)?.info(name);
+      }
+      shardOf(name) {
+        const f = this.where.get(name);
+        if (!f) throw new InputError(`no tensor named ${JSON.stringify(name)}`, this.dir);
+        return f;
+      }
+      read(name) {
+        return this.shardOf(name).read(name);
+      }
+      readRaw(name) {
+        return this.shardOf(name).readRaw(name);
+      }
+      readRows(name, rowStart, rowCount) {
+        return this.shardOf(name).readRows(name, rowStart, rowCount);
+      }
+      async close() {
+        await Promise.all(this.shards.map((s) => s.close()));
+      }
+    };
+    LAYER_RE = /(?:^|\.)(?:layers|h|blocks)\.(\d+)\./;
+    TYPE_BY_LEAF = Object.freeze({
+      q_proj: "q",
+      query: "q",
+      wq: "q",
+      k_proj: "k",
+      key: "k",
+      wk: "k",
+      v_proj: "v",
+      value: "v",
+      wv: "v",
+      o_proj: "o",
+      out_proj: "o",
+      wo: "o",
+      gate_proj: "gate",
+      w1: "gate",
+      up_proj: "up",
+      w3: "up",
+      down_proj: "down",
+      w2: "down"
+    });
+    VOCABULARY_TENSOR_RE = /(?:^|\.)(?:embed_tokens|lm_head)\.weight$/;
+  }
+});
+
+// src/io/peft.ts
+import { open as open4, readdir as readdir3, rm as rm4 } from "node:fs/promises";
+import { join as join11 } from "node:path";
+function isPlainObject5(x) {
+  return typeof x === "object" && x !== null && !Array.isArray(x);
+}
+function numberRecord(x, key, path, integer2) {
+  if (x === void 0 || x === null) return {};
+  if (!isPlainObject5(x)) throw new InputError(`${key} must be an object of module pattern \u2192 number`, path);
+  const out = {};
+  for (const [k, v] of Object.entries(x)) {
+    const ok = typeof v === "number" && Number.isFinite(v) && (!integer2 || Number.isInteger(v) && v > 0);
+    if (!ok) throw new InputError(`${key}[${JSON.stringify(k)}] = ${JSON.stringify(v)} is not ${integer2 ? "a positive integer" : "a finite number"}`, path);
+    out[k] = v;
+  }
+  return out;
+}
+function boolField(raw2, key, path) {
+  const v = raw2[key];
+  if (v === void 0 || v === null) return false;
+  if (typeof v !== "boolean") throw new InputError(`${key} must be true or false, got ${JSON.stringify(v)}`, path);
+  return v;
+}
+function parseAdapterConfig(raw2, path) {
+  if (!isPlainObject5(raw2)) throw new InputError("is not a JSON object", path);
+  const peftType = raw2.peft_type;
+  if (peftType !== "LORA") {
+    if (typeof peftType === "string") {
+      const what = OTHER_PEFT_TYPES[peftType.toUpperCase()] ?? peftType;
+      throw new InputError(`peft_type ${JSON.stringify(peftType)} (${what}) is not supported: delta-audit reads LoRA adapters only`, path);
+    }
+    throw new InputError('peft_type is missing: delta-audit reads PEFT LoRA adapters (peft_type "LORA")', path);
+  }
+  for (const f of REFUSED_FLAGS) {
+    if (f.active(raw2[f.key])) throw new InputError(`${f.why}; delta-audit reads plain LoRA adapters only`, path);
+  }
+  const r = raw2.r ?? PEFT_DEFAULT_R;
+  if (typeof r !== "number" || !Number.isInteger(r) || r <= 0) throw new InputError(`r = ${JSON.stringify(raw2.r)} is not a positive integer`, path);
+  const alpha = raw2.lora_alpha ?? PEFT_DEFAULT_ALPHA;
+  if (typeof alpha !== "number" || !Number.isFinite(alpha)) throw new InputError(`lora_alpha = ${JSON.stringify(raw2.lora_alpha)} is not a finite number`, path);
+  const tm = raw2.target_modules ?? null;
+  if (!(tm === null || typeof tm === "string" || Array.isArray(tm) && tm.every((t) => typeof t === "string"))) {
+    throw new InputError("target_modules must be a string, a list of strings or null", path);
+  }
+  const base = raw2.base_model_name_or_path ?? null;
+  if (!(base === null || typeof base === "string")) throw new InputError("base_model_name_or_path must be a string or null", path);
+  return {
+    ...raw2,
+    peft_type: "LORA",
+    r,
+    lora_alpha: alpha,
+    use_rslora: boolField(raw2, "use_rslora", path),
+    fan_in_fan_out: boolField(raw2, "fan_in_fan_out", path),
+    target_modules: tm,
+    rank_pattern: numberRecord(raw2.rank_pattern, "rank_pattern", path, true),
+    alpha_pattern: numberRecord(raw2.alpha_pattern, "alpha_pattern", path, false),
+    base_model_name_or_path: base
+  };
+}
+function compileLinear(source, where) {
+  try {
+    return linearRegExp(source);
+  } catch {
+    throw new InputError(`${JSON.stringify(source)} is not a regular expression delta-audit can match in linear time`, where);
+  }
+}
+function loraScale(alpha, rank, useRslora) {
+  return useRslora ? alpha / Math.sqrt(rank) : alpha / rank;
+}
+function checkFinite(x, tensor2, file) {
+  const bits = new Int32Array(x.buffer, x.byteOffset, x.length);
+  let acc = 0;
+  for (let i2 = 0; i2 < bits.length; i2++) acc |= (bits[i2] & 2139095040) + 8388608;
+  if (acc >= 0) return;
+  const i = x.findIndex((v) => !Number.isFinite(v));
+  throw new InputError(`tensor ${JSON.stringify(tensor2)} holds a non-finite value (${x[i]}) at index ${i}`, file);
+}
+function describeUnusedKey(key) {
+  if (/lora_embedding_[AB]/.test(key)) return "is a LoRA factor of an embedding layer, which delta-audit does not audit";
+  if (/lora_magnitude_vector/.test(key)) return "is a DoRA magnitude vector (DoRA adapters are not supported)";
+  if (/\.lora_[AB]\b.*\.bias$/.test(key)) return "is a LoRA bias (lora_bias), which is not part of \u0394W = B\xB7A";
+  if (/modules_to_save|(?:^|\.)(?:lm_head|embed_tokens|wte|score)\./.test(key)) return "is a fully trained module (modules_to_save), which is not a LoRA factor";
+  return "is not a LoRA factor (expected <module>.lora_A.weight / <module>.lora_B.weight)";
+}
+async function openAdapter(dir, opts = {}) {
+  const problem = await folderProblem(dir);
+  if (problem) throw new InputError(`${problem}; a PEFT adapter folder holds ${ADAPTER_CONFIG_FILE} and ${ADAPTER_WEIGHTS_FILE}`, dir);
+  const configPath = join11(dir, ADAPTER_CONFIG_FILE);
+  if (!await pathExists(configPath)) throw new InputError(`no ${ADAPTER_CONFIG_FILE} (not a PEFT adapter folder?)`, dir);
+  const config = parseAdapterConfig(await readJsonFile(configPath), configPath);
+  const weightsPath = join11(dir, ADAPTER_WEIGHTS_FILE);
+  if (!await pathExists(weightsPath)) {
+    const pickles = (await readdir3(dir)).filter((e2) => /\.(bin|pt|pth|ckpt)$/i.test(e2));
+    if (pickles.length > 0) throw new InputError(`has only pickled weights (${pickles[0]}); ${SAFETENSORS_HINT2}`, dir);
+    throw new InputError(`no ${ADAPTER_WEIGHTS_FILE}`, dir);
+  }
+  const file = await SafetensorsFile.open(weightsPath);
+  try {
+    const modules = indexModules(file, config, configPath);
+    if (opts.base) checkAgainstBase(modules, opts.base, config.fan_in_fan_out, weightsPath);
+    return new PeftAdapter(dir, config, file, modules);
+  } catch (err) {
+    await file.close().catch(() => void 0);
+    throw err;
+  }
+}
+function indexModules(file, config, configPath) {
+  const path = file.path;
+  const pairs = /* @__PURE__ */ new Map();
+  let adapterName = null;
+  for (const key of file.names()) {
+    const m = FACTOR_KEY.exec(key);
+    if (!m) throw new InputError(`tensor ${JSON.stringify(key)} ${describeUnusedKey(key)}; refusing to audit part of the adapter`, path);
+    const [, rawModule, factor, name] = m;
+    if (adapterName === null) adapterName = name;
+    else if (adapterName !== name) throw new InputError(`tensor ${JSON.stringify(key)} belongs to a different adapter name than the other keys (several adapters in one file?)`, path);
+    const module = rawModule.startsWith(KEY_PREFIX) ? rawModule.slice(KEY_PREFIX.length) : rawModule;
+    const p = pairs.get(module) ?? {};
+    const slot = factor === "lora_A" ? "A" : "B";
+    if (p[slot]) throw new InputError(`module ${module} has two ${factor} tensors (${p[slot]} and ${key})`, path);
+    p[slot] = key;
+    pairs.set(module, p);
+  }
+  if (pairs.size === 0) throw new InputError("holds no LoRA factors", path);
+  const selector = new TargetSelector(config, configPath);
+  for (const module of pairs.keys()) {
+    if (!selector.adapts(module)) {
+      throw new InputError(`holds LoRA factors for ${module}, which target_modules / exclude_modules / layers_to_transform leave out: PEFT would ignore them when loading, so the file does not describe the model that would be deployed`, path);
+    }
+  }
+  const rankPattern = new PeftPattern(config.rank_pattern, `${configPath} rank_pattern`);
+  const alphaPattern = new PeftPattern(config.alpha_pattern, `${configPath} alpha_pattern`);
+  const modules = /* @__PURE__ */ new Map();
+  for (const [module, p] of pairs) {
+    if (!p.A || !p.B) throw new InputError(`module ${module} has ${p.A ? "lora_A" : "lora_B"} but no ${p.A ? "lora_B" : "lora_A"}`, path);
+    const a = file.info(p.A);
+    const b = file.info(p.B);
+    if (a.shape.length !== 2) throw new InputError(`tensor ${JSON.stringify(p.A)} has shape ${JSON.stringify(a.shape)}, expected [r, in]`, path);
+    if (b.shape.length !== 2) throw new InputError(`tensor ${JSON.stringify(p.B)} has shape ${JSON.stringify(b.shape)}, expected [out, r]`, path);
+    const [rA, inF] = a.shape;
+    const [outF, rB] = b.shape;
+    if (rA !== rB) {
+      throw new InputError(`module ${module}: lora_A ${JSON.stringify(a.shape)} and lora_B ${JSON.stringify(b.shape)} disagree on the rank (A is [r, in], B is [out, r])`, path);
+    }
+    if (rA === 0 || inF === 0 || outF === 0) throw new InputError(`module ${module}: empty factor shapes ${JSON.stringify(a.shape)} / ${JSON.stringify(b.shape)}`, path);
+    for (const [key, n] of [[p.A, rA * inF], [p.B, outF * rB]]) {
+      if (n > MAX_FACTOR_ELEMENTS) {
+        throw new InputError(`tensor ${JSON.stringify(key)} has ${n} elements, over the ${MAX_FACTOR_ELEMENTS} a LoRA factor can have here (it is read whole; no real adapter's factor is this large)`, path);
+      }
+    }
+    const rank = rankPattern.resolve(module) ?? config.r;
+    if (rank !== rA) {
+      throw new InputError(`module ${module}: config gives r = ${rank} but the factors have rank ${rA} (check r / rank_pattern)`, configPath);
+    }
+    const alpha = alphaPattern.resolve(module) ?? config.lora_alpha;
+    const scale = loraScale(alpha, rank, config.use_rslora);
+    if (!(Math.abs(scale) <= MAX_LORA_SCALE)) {
+      throw new InputError(`module ${module}: lora_alpha ${alpha} over r ${rank} gives a scale of ${scale}, beyond \xB1${MAX_LORA_SCALE} (not a real adapter; check lora_alpha / alpha_pattern)`, configPath);
+    }
+    modules.set(module, {
+      name: module,
+      rank,
+      scale,
+      outFeatures: outF,
+      inFeatures: inF,
+      keyA: p.A,
+      keyB: p.B
+    });
+  }
+  return modules;
+}
+function checkAgainstBase(modules, base, fanInFanOut, path) {
+  for (const m of modules.values()) {
+    const w = base.info(`${m.name}.weight`);
+    if (!w) throw new InputError(`adapts module ${m.name}, but the base checkpoint ${base.dir} has no ${m.name}.weight`, path);
+    const expected = fanInFanOut ? [m.inFeatures, m.outFeatures] : [m.outFeatures, m.inFeatures];
+    if (w.shape.length !== 2 || w.shape[0] !== expected[0] || w.shape[1] !== expected[1]) {
+      throw new InputError(
+        `module ${m.name}: adapter \u0394W is ${JSON.stringify(expected)} (B [out, r] \xB7 A [r, in]${fanInFanOut ? ", transposed for fan_in_fan_out" : ""}) but the base weight is ${JSON.stringify(w.shape)}`,
+        path
+      );
+    }
+  }
+}
+function adapterKey(module, factor) {
+  return `${KEY_PREFIX}${module}.lora_${factor}.weight`;
+}
+function mostCommon(values) {
+  const counts = /* @__PURE__ */ new Map();
+  let best = values[0];
+  for (const v of values) {
+    const c2 = (counts.get(v) ?? 0) + 1;
+    counts.set(v, c2);
+    if (c2 > counts.get(best)) best = v;
+  }
+  return best;
+}
+function buildAdapterConfig(config, layout) {
+  if (layout.length === 0) throw new Error("an adapter needs at least one module");
+  const useRslora = config.use_rslora === true;
+  const alphaOf = (m) => useRslora ? m.scale * Math.sqrt(m.rank) : m.scale * m.rank;
+  const r = mostCommon(layout.map((m) => m.rank));
+  const alpha = mostCommon(layout.map(alphaOf));
+  const rankPattern = {};
+  const alphaPattern = {};
+  for (const m of layout) {
+    if (m.rank !== r) rankPattern[m.name] = m.rank;
+    const a = alphaOf(m);
+    if (a !== alpha) alphaPattern[m.name] = a;
+  }
+  const leaves = [...new Set(layout.map((m) => m.name.slice(m.name.lastIndexOf(".") + 1)))].sort();
+  const out = {
+    base_model_name_or_path: null,
+    inference_mode: true,
+    init_lora_weights: true,
+    layers_pattern: null,
+    layers_to_transform: null,
+    lora_dropout: 0,
+    task_type: "CAUSAL_LM",
+    ...config,
+    // we write only LoRA factors: no trained biases or fully saved modules may be promised to loaders
+    bias: "none",
+    modules_to_save: null,
+    peft_type: "LORA",
+    r,
+    lora_alpha: alpha,
+    use_rslora: useRslora,
+    fan_in_fan_out: config.fan_in_fan_out === true,
+    target_modules: leaves,
+    rank_pattern: rankPattern,
+    alpha_pattern: alphaPattern
+  };
+  delete out.use_dora;
+  delete out.lora_bias;
+  const rp = new PeftPattern(rankPattern, "rank_pattern");
+  const ap = new PeftPattern(alphaPattern, "alpha_pattern");
+  for (const m of layout) {
+    const rank = rp.resolve(m.name) ?? r;
+    const scale = loraScale(ap.resolve(m.name) ?? alpha, rank, useRslora);
+    if (rank !== m.rank || !sameScale(scale, m.scale)) throw new Error(`internal: pattern keys do not resolve uniquely for ${m.name}`);
+  }
+  return out;
+}
+function sameScale(a, b) {
+  return Math.abs(a - b) <= SCALE_REL_TOLERANCE * Math.max(Math.abs(a), Math.abs(b));
+}
+function checkModule(m) {
+  if (!m.name || typeof m.name !== "string") throw new TypeError("module without a name");
+  for (const [k, v] of [["rank", m.rank], ["outFeatures", m.outFeatures], ["inFeatures", m.inFeatures]]) {
+    if (!Number.isSafeInteger(v) || v <= 0) throw new TypeError(`module ${m.name}: ${k} = ${v} is not a positive integer`);
+  }
+  if (!Number.isFinite(m.scale)) throw new TypeError(`module ${m.name}: scale ${m.scale} is not finite`);
+  if (m.A.length !== m.rank * m.inFeatures) throw new TypeError(`module ${m.name}: A has ${m.A.length} values, expected [${m.rank}, ${m.inFeatures}]`);
+  if (m.B.length !== m.outFeatures * m.rank) throw new TypeError(`module ${m.name}: B has ${m.B.length} values, expected [${m.outFeatures}, ${m.rank}]`);
+}
+function specsOf(m, dtype) {
+  return [
+    { name: adapterKey(m.name, "A"), dtype, shape: [m.rank, m.inFeatures] },
+    { name: adapterKey(m.name, "B"), dtype, shape: [m.outFeatures, m.rank] }
+  ];
+}
+async function writeAdapter(dir, config, modules, opts = {}) {
+  const dtype = opts.dtype ?? "F32";
+  if (!(dtype in DTYPE_BYTES)) throw new TypeError(`unsupported dtype ${dtype}`);
+  await writeDirAtomic(dir, async (tmp) => {
+    const weights = join11(tmp, ADAPTER_WEIGHTS_FILE);
+    const layout = opts.layout ? await writeWithLayout(weights, opts.layout, modules, dtype) : await writeStaged(weights, tmp, modules, dtype);
+    const cfg = buildAdapterConfig(config, layout);
+    const fh = await open4(join11(tmp, ADAPTER_CONFIG_FILE), "wx");
+    try {
+      await fh.writeFile(`${JSON.stringify(cfg, null, 2)}
+`);
+    } finally {
+      await fh.close();
+    }
+  });
+}
+async function writeWithLayout(path, layout, modules, dtype) {
+  const w = await SafetensorsWriter.create(path, layout.flatMap((m) => specsOf(m, dtype)));
+  try {
+    let i = 0;
+    for await (const m of modules) {
+      const want = layout[i++];
+      checkModule(m);
+      if (!want || want.name !== m.name || want.rank !== m.rank || want.outFeatures !== m.outFeatures || want.inFeatures !== m.inFeatures || want.scale !== m.scale) {
+        throw new TypeError(`module ${m.name} does not match layout entry ${i - 1} (${want?.name ?? "none"})`);
+      }
+      await w.write(adapterKey(m.name, "A"), m.A);
+      await w.write(adapterKey(m.name, "B"), m.B);
+    }
+    if (i !== layout.length) throw new TypeError(`got ${i} modules, layout lists ${layout.length}`);
+    await w.finish();
+  } catch (err) {
+    await w.abort();
+    throw err;
+  }
+  return [...layout];
+}
+async function writeStaged(path, tmpDir, modules, dtype) {
+  const dataPath = join11(tmpDir, ".factors.staging");
+  const layout = [];
+  const seen = /* @__PURE__ */ new Set();
+  const data = await open4(dataPath, "wx");
+  let size = 0;
+  try {
+    for await (const m of modules) {
+      checkModule(m);
+      if (seen.has(m.name)) throw new TypeError(`module ${m.name} given twice`);
+      seen.add(m.name);
+      layout.push({ name: m.name, rank: m.rank, scale: m.scale, outFeatures: m.outFeatures, inFeatures: m.inFeatures });
+      for (const t of [m.A, m.B]) {
+        const bytes = encodeFromFloat32(t, dtype);
+        await data.write(bytes, 0, bytes.byteLength, size);
+        size += bytes.byteLength;
+      }
+    }
+  } finally {
+    await data.close();
+  }
+  if (layout.length === 0) throw new TypeError("an adapter needs at least one module");
+  const { prefix } = buildSafetensorsHeader(layout.flatMap((m) => specsOf(m, dtype)));
+  const out = await open4(path, "wx");
+  const src = await open4(dataPath, "r");
+  try {
+    await out.write(prefix, 0, prefix.byteLength, 0);
+    const buf = new Uint8Array(Math.min(size, STAGING_COPY_BYTES) || 1);
+    for (let done = 0; done < size; ) {
+      const { bytesRead } = await src.read(buf, 0, Math.min(buf.byteLength, size - done), done);
+      if (bytesRead === 0) throw new Error(`${dataPath}: staging file ended early`);
+      await out.write(buf, 0, bytesRead, prefix.byteLength + done);
+      done += bytesRead;
+    }
+  } finally {
+    await src.close();
+    await out.close();
+    await rm4(dataPath, { force: true });
+  }
+  return layout;
+}
+var ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, PEFT_DEFAULT_R, PEFT_DEFAULT_ALPHA, MAX_LORA_SCALE, MAX_PATTERN_KEY_LENGTH, MAX_FACTOR_ELEMENTS, MAX_PATTERN_KEYS, KEY_PREFIX, FACTOR_KEY, SAFETENSORS_HINT2, PeftPattern, REFUSED_FLAGS, OTHER_PEFT_TYPES, COMMON_LAYERS_PATTERN, TargetSelector, PeftAdapter, SCALE_REL_TOLERANCE, STAGING_COPY_BYTES;
+var init_peft = __esm({
+  "src/io/peft.ts"() {
+    "use strict";
+    init_errors();
+    init_checkpoint();
+    init_linear_regexp();
+    init_atomic();
+    init_dtype();
+    init_safetensors();
+    init_fs_util();
+    ADAPTER_CONFIG_FILE = "adapter_config.json";
+    ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
+    PEFT_DEFAULT_R = 8;
+    PEFT_DEFAULT_ALPHA = 8;
+    MAX_LORA_SCALE = 1e6;
+    MAX_PATTERN_KEY_LENGTH = 512;
+    MAX_FACTOR_ELEMENTS = 2 ** 28;
+    MAX_PATTERN_KEYS = 2e4;
+    KEY_PREFIX = "base_model.model.";
+    FACTOR_KEY = /^(.+)\.(lora_A|lora_B)(?:\.([A-Za-z0-9_-]+))?\.weight$/;
+    SAFETENSORS_HINT2 = "convert it with PEFT (`model.save_pretrained(dir, safe_serialization=True)`); delta-audit never unpickles weights";
+    PeftPattern = class {
+      rules = [];
+      constructor(pattern, where) {
+        const entries = Object.entries(pattern);
+        if (entries.length > MAX_PATTERN_KEYS) throw new InputError(`has ${entries.length} keys, more than the ${MAX_PATTERN_KEYS} any real adapter needs (one per module at most)`, where);
+        for (const [key, value] of entries) {
+          if (key.length > MAX_PATTERN_KEY_LENGTH) throw new InputError(`key longer than ${MAX_PATTERN_KEY_LENGTH} characters`, where);
+          if (NESTED_QUANTIFIER.test(key)) throw new InputError(`key ${JSON.stringify(key)} has nested quantifiers (refused: catastrophic regex backtracking)`, where);
+          const source = `^(?:.*\\.)?(?:${key})$`;
+          try {
+            new RegExp(source);
+          } catch {
+            throw new InputError(`key ${JSON.stringify(key)} is not a valid regular expression`, where);
+          }
+          let re2;
+          try {
+            re2 = linearRegExp(source);
+          } catch {
+            throw new InputError(`key ${JSON.stringify(key)} uses look-around, back-references or a huge repetition count, which cannot be matched in linear time (refused)`, where);
+          }
+          this.rules.push({ key, re: re2, value });
+        }
+      }
+      /** The value of the first key matching `moduleName`, or undefined when none does. */
+      resolve(moduleName) {
+        for (const r of this.rules) if (r.re.test(moduleName)) return r.value;
+        return void 0;
+      }
+    };
+    REFUSED_FLAGS = [
+      { key: "use_dora", active: (v) => v === true, why: "DoRA adapters (use_dora: true) rescale the merged weight by a learned magnitude, so \u0394W is not B\xB7A" },
+      { key: "lora_bias", active: (v) => v === true, why: "lora_bias: true adds a trained bias, which is not part of B\xB7A" },
+      { key: "use_qalora", active: (v) => v === true, why: "QA-LoRA (use_qalora: true) pools the input before lora_A, so \u0394W is not B\xB7A" },
+      { key: "layer_replication", active: (v) => Array.isArray(v) && v.length > 0, why: "layer_replication changes the base model's layers" },
+      { key: "target_parameters", active: (v) => Array.isArray(v) && v.length > 0, why: "target_parameters adapts raw parameters (e.g. MoE experts), not linear modules" }
+    ];
+    OTHER_PEFT_TYPES = Object.freeze({
+      LOHA: "LoHa",
+      LOKR: "LoKr",
+      IA3: "IA\xB3",
+      ADALORA: "AdaLoRA",
+      PROMPT_TUNING: "prompt tuning",
+      P_TUNING: "P-tuning",
+      PREFIX_TUNING: "prefix tuning",
+      ADAPTION_PROMPT: "adaption prompt",
+      OFT: "OFT",
+      BOFT: "BOFT",
+      VERA: "VeRA",
+      FOURIERFT: "FourierFT",
+      HRA: "HRA",
+      VBLORA: "VB-LoRA",
+      BONE: "Bone",
+      LN_TUNING: "LayerNorm tuning",
+      XLORA: "X-LoRA"
+    });
+    COMMON_LAYERS_PATTERN = ["layers", "h", "block", "blocks", "layer"];
+    TargetSelector = class _TargetSelector {
+      target;
+      exclude;
+      layers;
+      layersPattern;
+      constructor(config, where) {
+        this.target = _TargetSelector.matcher(config.target_modules, `${where} target_modules`, true);
+        this.exclude = _TargetSelector.matcher(config.exclude_modules, `${where} exclude_modules`, false);
+        const ltt = config.layers_to_transform;
+        if (ltt === void 0 || ltt === null) this.layers = void 0;
+        else if (Number.isInteger(ltt)) this.layers = /* @__PURE__ */ new Set([ltt]);
+        else if (Array.isArray(ltt) && ltt.every((x) => Number.isInteger(x))) this.layers = new Set(ltt);
+        else throw new InputError("layers_to_transform must be an integer, a list of integers or null", where);
+        const lp = config.layers_pattern;
+        if (lp === void 0 || lp === null) this.layersPattern = COMMON_LAYERS_PATTERN;
+        else if (typeof lp === "string") this.layersPattern = [lp];
+        else if (Array.isArray(lp) && lp.every((x) => typeof x === "string")) this.layersPattern = lp;
+        else throw new InputError("layers_pattern must be a string, a list of strings or null", where);
+      }
+      static matcher(v, where, isTarget) {
+        if (v === void 0 || v === null) return void 0;
+        if (typeof v === "string") {
+          if (isTarget && v === "all-linear") return void 0;
+          const re2 = compileLinear(`^(?:${v})$`, where);
+          return (m) => re2.test(m);
+        }
+        if (Array.isArray(v) && v.every((x) => typeof x === "string")) {
+          const names = new Set(v);
+          return (m) => names.has(m) || [...names].some((t) => m.endsWith(`.${t}`));
+        }
+        throw new InputError("must be a string, a list of strings or null", where);
+      }
+      /** Whether PEFT would load a LoRA layer for `module` (its name without `base_model.model.`). */
+      adapts(module) {
+        if (this.target && !this.target(module)) return false;
+        if (this.exclude && this.exclude(module)) return false;
+        if (this.layers) {
+          let index;
+          for (const p of this.layersPattern) {
+            const m = new RegExp(`(?:^|\\.)${p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.(\\d+)\\.`).exec(`${module}.`);
+            if (m) {
+              index = Number(m[1]);
+              break;
+            }
+          }
+          if (index === void 0 || !this.layers.has(index)) return false;
+        }
+        return true;
+      }
+    };
+    PeftAdapter = class {
+      constructor(dir, config, file, modules) {
+        this.dir = dir;
+        this.config = config;
+        this.file = file;
+        this.modules = modules;
+      }
+      dir;
+      config;
+      file;
+      modules;
+      moduleNames() {
+        return [...this.modules.keys()];
+      }
+      entry(name) {
+        const e2 = this.modules.get(name);
+        if (!e2) throw new InputError(`no adapted module named ${JSON.stringify(name)}`, this.dir);
+        return e2;
+      }
+      moduleInfo(name) {
+        const { rank, scale, outFeatures, inFeatures } = this.entry(name);
+        return { rank, scale, outFeatures, inFeatures };
+      }
+      async readModule(name, opts = {}) {
+        const e2 = this.entry(name);
+        const [A, B] = await Promise.all([this.file.read(e2.keyA), this.file.read(e2.keyB)]);
+        if (opts.checkFinite !== false) {
+          checkFinite(A, e2.keyA, this.file.path);
+          checkFinite(B, e2.keyB, this.file.path);
+        }
+        return { name, rank: e2.rank, scale: e2.scale, outFeatures: e2.outFeatures, inFeatures: e2.inFeatures, A, B };
+      }
+      close() {
+        return this.file.close();
+      }
+    };
+    SCALE_REL_TOLERANCE = 1e-12;
+    STAGING_COPY_BYTES = 16 * 1024 * 1024;
+  }
+});
+
+// src/linalg/kernels.ts
+function configureKernels(settings) {
+  if (settings.spinning !== void 0) kernelSession.spinning = settings.spinning;
+  if ("threads" in settings) kernelSession.threads = settings.threads;
+}
+function onnxType(p) {
+  return p === "float64" ? OnnxType.DOUBLE : OnnxType.FLOAT;
+}
+async function buildKernel(pattern, transA, transB, precision, batched) {
+  const t = onnxType(precision);
+  let node;
+  let inputs;
+  if (pattern === "matmul") {
+    const lead = batched ? ["b"] : [];
+    node = { op: "MatMul", inputs: ["X", "Y"], outputs: ["Z"] };
+    inputs = [
+      { name: "X", type: t, shape: [...lead, "m", "k"] },
+      { name: "Y", type: t, shape: [...lead, "k", "n"] }
+    ];
+  } else if (pattern === "gram") {
+    node = { op: "Gemm", inputs: ["X", "X"], outputs: ["Z"], attrs: { transA: 1 } };
+    inputs = [{ name: "X", type: t, shape: ["m", "n"] }];
+  } else if (pattern === "gram64") {
+    const cast = { op: "Cast", inputs: ["X"], outputs: ["X64"], attrs: { to: OnnxType.DOUBLE } };
+    const g = {
+      op: "Gemm",
+      inputs: ["X64", "X64"],
+      outputs: ["Z"],
+      attrs: { transA: transA ? 1 : 0, transB: transB ? 1 : 0 }
+    };
+    const session2 = await createSession(
+      {
+        graph: {
+          name: "kernel_gram64",
+          nodes: [cast, g],
+          inputs: [{ name: "X", type: OnnxType.FLOAT, shape: ["m", "n"] }],
+          outputs: [{ name: "Z", type: OnnxType.DOUBLE }]
+        },
+        opsets: { "": KERNEL_OPSET }
+      },
+      kernelSession
+    );
+    return { session: session2 };
+  } else {
+    node = { op: "Gemm", inputs: ["X", "Y"], outputs: ["Z"], attrs: { transA: transA ? 1 : 0, transB: transB ? 1 : 0 } };
+    inputs = [
+      { name: "X", type: t, shape: transA ? ["k", "m"] : ["m", "k"] },
+      { name: "Y", type: t, shape: transB ? ["n", "k"] : ["k", "n"] }
+    ];
+  }
+  const session = await createSession(
+    { graph: { name: `kernel_${pattern}`, nodes: [node], inputs, outputs: [{ name: "Z", type: t }] }, opsets: { "": KERNEL_OPSET } },
+    kernelSession
+  );
+  return { session };
+}
+function kernel(pattern, transA = false, transB = false, precision = "float32", batched = false) {
+  const key = `${pattern}:${transA ? 1 : 0}${transB ? 1 : 0}:${precision}:${batched ? "b" : ""}`;
+  let k = cache.get(key);
+  if (!k) {
+    k = buildKernel(pattern, transA, transB, precision, batched);
+    k.catch(() => cache.delete(key));
+    cache.set(key, k);
+  }
+  return k;
+}
+function tensor(data, dims) {
+  return data instanceof Float64Array ? new ort.Tensor("float64", data, dims) : new ort.Tensor("float32", data, dims);
+}
+function precisionOf(a, b) {
+  const p = a instanceof Float64Array ? "float64" : "float32";
+  if (b && (b instanceof Float64Array ? "float64" : "float32") !== p) throw new Error("kernel operands must share one precision");
+  return p;
+}
+function checkLength(what, data, rows, cols) {
+  if (data.length !== rows * cols) throw new Error(`${what}: expected ${rows}\xD7${cols} = ${rows * cols} values, got ${data.length}`);
+}
+async function runKernel(k, feeds) {
+  const out = await k.session.run(feeds);
+  return out.Z.data;
+}
+async function matmul(x, y) {
+  if (x.cols !== y.rows) throw new Error(`matmul: inner dims differ (${x.rows}\xD7${x.cols} \xB7 ${y.rows}\xD7${y.cols})`);
+  checkLength("matmul X", x.data, x.rows, x.cols);
+  checkLength("matmul Y", y.data, y.rows, y.cols);
+  const k = await kernel("matmul", false, false, precisionOf(x.data, y.data));
+  const data = await runKernel(k, { X: tensor(x.data, [x.rows, x.cols]), Y: tensor(y.data, [y.rows, y.cols]) });
+  return { data, rows: x.rows, cols: y.cols };
+}
+async function gemm(x, y, opts = {}) {
+  const ta = opts.transA ?? false;
+  const tb = opts.transB ?? false;
+  checkLength("gemm X", x.data, x.rows, x.cols);
+  checkLength("gemm Y", y.data, y.rows, y.cols);
+  const [m, kx] = ta ? [x.cols, x.rows] : [x.rows, x.cols];
+  const [ky, n] = tb ? [y.cols, y.rows] : [y.rows, y.cols];
+  if (kx !== ky) throw new Error(`gemm: inner dims differ (${m}\xD7${kx} \xB7 ${ky}\xD7${n})`);
+  const k = await kernel("gemm", ta, tb, precisionOf(x.data, y.data));
+  const data = await runKernel(k, { X: tensor(x.data, [x.rows, x.cols]), Y: tensor(y.data, [y.rows, y.cols]) });
+  return { data, rows: m, cols: n };
+}
+async function gram(x) {
+  checkLength("gram X", x.data, x.rows, x.cols);
+  const k = await kernel("gram", true, false, precisionOf(x.data));
+  const data = await runKernel(k, { X: tensor(x.data, [x.rows, x.cols]) });
+  return { data, rows: x.cols, cols: x.cols };
+}
+async function gram64(x, side3 = "cols") {
+  checkLength("gram64 X", x.data, x.rows, x.cols);
+  const k = side3 === "cols" ? await kernel("gram64", true, false) : await kernel("gram64", false, true);
+  const data = await runKernel(k, { X: tensor(x.data, [x.rows, x.cols]) });
+  const n = side3 === "cols" ? x.cols : x.rows;
+  return { data, rows: n, cols: n };
+}
+function loraGramKernel() {
+  if (pairKernel) return pairKernel;
+  const t = OnnxType.FLOAT;
+  const nodes = [
+    { op: "Gemm", inputs: ["B", "B"], outputs: ["GB"], attrs: { transA: 1 } },
+    { op: "Gemm", inputs: ["A1", "A1"], outputs: ["G11"], attrs: { transB: 1 } },
+    { op: "Gemm", inputs: ["A1", "A2"], outputs: ["G12"], attrs: { transB: 1 } },
+    { op: "Gemm", inputs: ["A2", "A2"], outputs: ["G22"], attrs: { transB: 1 } }
+  ];
+  const k = createSession(
+    {
+      graph: {
+        name: "kernel_lora_grams",
+        nodes,
+        inputs: [
+          { name: "B", type: t, shape: ["out", "r"] },
+          { name: "A1", type: t, shape: ["r1", "in"] },
+          { name: "A2", type: t, shape: ["r2", "in"] }
+        ],
+        outputs: ["GB", "G11", "G12", "G22"].map((name) => ({ name, type: t }))
+      },
+      opsets: { "": KERNEL_OPSET }
+    },
+    kernelSession
+  ).then((session) => ({ session }));
+  k.catch(() => {
+    pairKernel = void 0;
+  });
+  pairKernel = k;
+  return k;
+}
+async function loraGrams(b, a) {
+  checkLength("loraGrams B", b.data, b.rows, b.cols);
+  checkLength("loraGrams A", a.data, a.rows, a.cols);
+  const r = b.cols;
+  if (a.rows !== r) throw new Error(`loraGrams: B has ${r} columns but A has ${a.rows} rows`);
+  if (r < SPLIT_GRAM_MIN_RANK) {
+    const [GB, GA2] = await Promise.all([gram(b), gemm(a, a, { transB: true })]);
+    return { GB: GB.data, GA: GA2.data };
+  }
+  const r1 = r >> 1;
+  const r2 = r - r1;
+  const n = a.cols;
+  const k = await loraGramKernel();
+  const out = await k.session.run({
+    B: tensor(b.data, [b.rows, r]),
+    A1: tensor(a.data.subarray(0, r1 * n), [r1, n]),
+    A2: tensor(a.data.subarray(r1 * n), [r2, n])
+  });
+  const G11 = out.G11.data;
+  const G12 = out.G12.data;
+  const G22 = out.G22.data;
+  const GA = new Float32Array(r * r);
+  for (let i = 0; i < r1; i++) {
+    GA.set(G11.subarray(i * r1, (i + 1) * r1), i * r);
+    GA.set(G12.subarray(i * r2, (i + 1) * r2), i * r + r1);
+  }
+  for (let i = 0; i < r2; i++) {
+    const row = (r1 + i) * r;
+    for (let j = 0; j < r1; j++) GA[row + j] = G12[j * r2 + i];
+    GA.set(G22.subarray(i * r2, (i + 1) * r2), row + r1);
+  }
+  return { GB: out.GB.data, GA };
+}
+async function congruence(g, l, n) {
+  checkLength("congruence G", g, n, n);
+  checkLength("congruence L", l, n, n);
+  if (!congruenceKernel) {
+    const t = OnnxType.DOUBLE;
+    const k2 = createSession(
+      {
+        graph: {
+          name: "kernel_congruence",
+          nodes: [
+            { op: "MatMul", inputs: ["G", "L"], outputs: ["T"] },
+            { op: "Gemm", inputs: ["L", "T"], outputs: ["Z"], attrs: { transA: 1 } }
+          ],
+          inputs: [
+            { name: "G", type: t, shape: ["n", "n"] },
+            { name: "L", type: t, shape: ["n", "n"] }
+          ],
+          outputs: [{ name: "Z", type: t }]
+        },
+        opsets: { "": KERNEL_OPSET }
+      },
+      // a 64×64 product is over before a second thread could help: handing off costs more
+      { ...kernelSession, threads: 1 }
+    ).then((session) => ({ session }));
+    k2.catch(() => {
+      congruenceKernel = void 0;
+    });
+    congruenceKernel = k2;
+  }
+  const k = await congruenceKernel;
+  return runKernel(k, { G: tensor(g, [n, n]), L: tensor(l, [n, n]) });
+}
+var KERNEL_OPSET, cache, kernelSession, SPLIT_GRAM_MIN_RANK, pairKernel, congruenceKernel;
+var init_kernels = __esm({
+  "src/linalg/kernels.ts"() {
+    "use strict";
+    init_ort();
+    init_onnx_proto();
+    KERNEL_OPSET = 17;
+    cache = /* @__PURE__ */ new Map();
+    kernelSession = { spinning: false, threads: void 0 };
+    SPLIT_GRAM_MIN_RANK = 16;
   }
 });
 
@@ -66234,46 +66245,12 @@ init_atomic();
 import { createHash as createHash4 } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir as mkdir5, readdir as readdir5, stat as stat4 } from "node:fs/promises";
-import { join as join24 } from "node:path";
+import { basename as basename7, join as join24 } from "node:path";
 
-// src/delta/pass.ts
-init_atomic();
-init_checkpoint();
-init_peft();
-init_progress();
-import { constants as constants3 } from "node:fs";
-import { copyFile as copyFile3 } from "node:fs/promises";
-import { join as join14 } from "node:path";
-
-// src/delta/spectrum.ts
-init_stats();
-init_walk();
-init_walk();
-var SpectrumCollector = class {
-  modules = [];
-  otherChanges = [];
-  addedTokens;
-  add(step) {
-    if (step.kind === "module") this.modules.push(step.spectrum);
-    else if (step.kind === "other") this.otherChanges.push(step.change);
-    else this.addedTokens = step.growth;
-  }
-  /**
-   * `otherChanges` only where the walk measures other tensors (full fine-tunes), as report.json
-   * has it; `addedTokens` only where the fine-tune added vocabulary rows.
-   */
-  report(withOtherChanges) {
-    const { modules, otherChanges, addedTokens } = this;
-    const out = withOtherChanges ? { modules, summary: summarise(modules), otherChanges } : { modules, summary: summarise(modules) };
-    if (addedTokens) out.addedTokens = addedTokens;
-    return out;
-  }
-};
-
-// src/delta/pass.ts
-init_truncate();
-init_walk();
-init_vocab_growth();
+// src/delta/directions.ts
+init_errors();
+init_safetensors();
+init_small_svd();
 
 // src/delta/ladder.ts
 init_errors();
@@ -66337,7 +66314,145 @@ async function* leading(modules, k) {
   for await (const m of modules) yield leadingComponents(m, k);
 }
 
+// src/delta/directions.ts
+var MAX_DIRECTIONS_K = 16;
+var FORMAT = "delta-audit-directions";
+var FORMAT_VERSION = "1";
+var DEPENDENT_COLUMN = 1e-6;
+var NEGLIGIBLE_SIGMA = 1e-5;
+function columnNorm(X, rows, cols, j) {
+  let s = 0;
+  for (let i = 0; i < rows; i++) s += X[i * cols + j] ** 2;
+  return Math.sqrt(s);
+}
+function checkDirectionsK(k) {
+  if (!Number.isInteger(k) || k < 1 || k > MAX_DIRECTIONS_K) throw new InputError(`expected 1..${MAX_DIRECTIONS_K}, got ${k}`, "directions k");
+}
+function stepDirections(step, k) {
+  if (step.kind !== "module" || !step.truncated) return void 0;
+  const t = leadingComponents(step.truncated, Math.min(k, step.truncated.rank));
+  const [rows, cols] = [t.outFeatures, t.inFeatures];
+  const keep = [];
+  const sigma = [];
+  let top = 0;
+  for (let j = 0; j < t.rank; j++) {
+    const b = columnNorm(t.B, rows, t.rank, j);
+    const a = columnNorm(t.A.subarray(j * cols, (j + 1) * cols), cols, 1, 0);
+    top = Math.max(top, a * b);
+    if (b > 0 && a > 0 && Number.isFinite(a * b)) {
+      keep.push(j);
+      sigma.push(a * b);
+    }
+  }
+  const kept = keep.filter((_, c2) => sigma[c2] >= NEGLIGIBLE_SIGMA * top);
+  if (kept.length === 0) return void 0;
+  const kk = kept.length;
+  const U = new Float64Array(rows * kk);
+  const V = new Float64Array(cols * kk);
+  kept.forEach((j, c2) => {
+    for (let i = 0; i < rows; i++) U[i * kk + c2] = t.B[i * t.rank + j];
+    for (let i = 0; i < cols; i++) V[i * kk + c2] = t.A[j * cols + i];
+  });
+  const qu = orthonormalColumns(U, rows, kk);
+  const qv = orthonormalColumns(V, cols, kk);
+  const k2 = Math.min(qu.k, qv.k);
+  if (k2 === 0) return void 0;
+  const s = step.spectrum;
+  return {
+    name: t.name,
+    shape: [rows, cols],
+    k: k2,
+    sigma: Float64Array.from(sigma.filter((x) => x >= NEGLIGIBLE_SIGMA * top).slice(0, k2)),
+    U: leadingColumns(qu.Q, rows, qu.k, k2),
+    V: leadingColumns(qv.Q, cols, qv.k, k2),
+    spectralNorm: s.spectralNorm,
+    stableRank: s.stableRank,
+    frobenius: s.frobenius
+  };
+}
+function leadingColumns(X, rows, cols, k) {
+  if (k === cols) return X;
+  const out = new Float64Array(rows * k);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < k; j++) out[i * k + j] = X[i * cols + j];
+  return out;
+}
+async function writeDirections(path, modules) {
+  const tensors = [];
+  for (const m of modules) {
+    tensors.push(
+      { name: `${m.name}.U`, dtype: "F16", shape: [m.shape[0], m.k], data: Float32Array.from(m.U) },
+      { name: `${m.name}.V`, dtype: "F16", shape: [m.shape[1], m.k], data: Float32Array.from(m.V) },
+      { name: `${m.name}.sigma`, dtype: "F32", shape: [m.k], data: Float32Array.from(m.sigma) },
+      { name: `${m.name}.stats`, dtype: "F32", shape: [3], data: Float32Array.of(m.spectralNorm, m.stableRank, m.frobenius) }
+    );
+  }
+  await writeSafetensors(path, tensors, { format: FORMAT, version: FORMAT_VERSION });
+}
+function orthonormalColumns(X, rows, cols) {
+  const cs = [];
+  for (let j = 0; j < cols; j++) {
+    const c2 = new Float64Array(rows);
+    for (let i = 0; i < rows; i++) c2[i] = X[i * cols + j];
+    const before = columnNorm(c2, rows, 1, 0);
+    if (!(before > 0)) continue;
+    for (let pass = 0; pass < 2; pass++) {
+      for (const q of cs) {
+        let d = 0;
+        for (let i = 0; i < rows; i++) d += q[i] * c2[i];
+        for (let i = 0; i < rows; i++) c2[i] -= d * q[i];
+      }
+    }
+    const after = columnNorm(c2, rows, 1, 0);
+    if (after <= DEPENDENT_COLUMN * before) continue;
+    for (let i = 0; i < rows; i++) c2[i] /= after;
+    cs.push(c2);
+  }
+  const k = cs.length;
+  const Q = new Float64Array(rows * k);
+  cs.forEach((c2, j) => {
+    for (let i = 0; i < rows; i++) Q[i * k + j] = c2[i];
+  });
+  return { Q, k };
+}
+
 // src/delta/pass.ts
+init_atomic();
+init_checkpoint();
+init_peft();
+init_progress();
+import { constants as constants3 } from "node:fs";
+import { copyFile as copyFile3 } from "node:fs/promises";
+import { join as join14 } from "node:path";
+
+// src/delta/spectrum.ts
+init_stats();
+init_walk();
+init_walk();
+var SpectrumCollector = class {
+  modules = [];
+  otherChanges = [];
+  addedTokens;
+  add(step) {
+    if (step.kind === "module") this.modules.push(step.spectrum);
+    else if (step.kind === "other") this.otherChanges.push(step.change);
+    else this.addedTokens = step.growth;
+  }
+  /**
+   * `otherChanges` only where the walk measures other tensors (full fine-tunes), as report.json
+   * has it; `addedTokens` only where the fine-tune added vocabulary rows.
+   */
+  report(withOtherChanges) {
+    const { modules, otherChanges, addedTokens } = this;
+    const out = withOtherChanges ? { modules, summary: summarise(modules), otherChanges } : { modules, summary: summarise(modules) };
+    if (addedTokens) out.addedTokens = addedTokens;
+    return out;
+  }
+};
+
+// src/delta/pass.ts
+init_truncate();
+init_walk();
+init_vocab_growth();
 async function withDeltaSubject(paths, use) {
   const opened = [];
   const track = (f) => (opened.push(f), f);
@@ -66417,15 +66532,22 @@ async function writeRankAdapter(subject, rank, outDir, opts = {}) {
   });
   (onNotice ?? log)(addedRowsNotice(growth, rank, copied));
 }
-var LadderTap = class extends SpectrumCollector {
-  constructor(feeds) {
+var PassTap = class extends SpectrumCollector {
+  constructor(feeds, directionsK) {
     super();
     this.feeds = feeds;
+    this.directionsK = directionsK;
   }
   feeds;
+  directionsK;
+  directions = [];
   add(step) {
     super.add(step);
     if (step.kind === "module" && step.truncated) for (const f of this.feeds) f.push(step.truncated);
+    if (this.directionsK !== void 0) {
+      const d = stepDirections(step, this.directionsK);
+      if (d) this.directions.push(d);
+    }
   }
 };
 function writeRung(subject, out, feed) {
@@ -66434,19 +66556,16 @@ function writeRung(subject, out, feed) {
   return writeTruncatedAdapter(out.dir, atLeastOneModule(modules, fullLayout(subject.finetuned, out.rank)[0]), fullSourceConfig(subject.base));
 }
 async function deltaPass(subject, rank, outDir, opts = {}) {
-  const { ladder = [], ...options } = opts;
-  if (ladder.length === 0) {
-    const spectrum2 = new SpectrumCollector();
-    await writeRankAdapter(subject, rank, outDir, { ...options, spectrum: spectrum2 });
-    return spectrum2.report(subject.kind === "full");
-  }
-  checkLadderFits(subject, ladder.map((r) => r.rank));
+  const { ladder = [], directions, ...options } = opts;
+  if (directions) checkDirectionsK(directions.k);
+  if (ladder.length > 0) checkLadderFits(subject, ladder.map((r) => r.rank));
   const feeds = ladder.map(() => new ModuleFeed());
   const rungs = ladder.map((out, i) => writeRung(subject, out, feeds[i]));
   for (const r of rungs) r.catch(() => void 0);
-  const spectrum = new LadderTap(feeds);
+  const spectrum = new PassTap(feeds, directions?.k);
+  const decomposeAt = Math.max(rank, ...ladder.map((r) => r.rank), directions?.k ?? 0);
   try {
-    await writeRankAdapter(subject, rank, outDir, { ...options, spectrum, decomposeAt: Math.max(rank, ...ladder.map((r) => r.rank)) });
+    await writeRankAdapter(subject, rank, outDir, { ...options, spectrum, decomposeAt });
     for (const f of feeds) f.end();
   } catch (err) {
     for (const f of feeds) f.fail(err);
@@ -66454,6 +66573,10 @@ async function deltaPass(subject, rank, outDir, opts = {}) {
     throw err;
   }
   await Promise.all(rungs);
+  if (directions) {
+    await writeDirections(directions.file, spectrum.directions);
+    directions.onWritten?.(spectrum.directions.length);
+  }
   return spectrum.report(subject.kind === "full");
 }
 
@@ -67242,7 +67365,7 @@ async function engineSettings(config, subject, fromFlag) {
   return { ...config.engine, precision: est.decision.precision };
 }
 var seconds = (t0) => Math.round((Date.now() - t0) / 10) / 100;
-async function measureAndTruncate(subject, rank, rankDir, needBase, timings, signal, ladder = []) {
+async function measureAndTruncate(subject, rank, rankDir, needBase, timings, signal, ladder = [], directions) {
   const hashing = new AbortController();
   const digest = digestOf(subject.adapter ?? subject.finetuned, WEIGHT_FILE, signal ? AbortSignal.any([hashing.signal, signal]) : hashing.signal);
   digest.catch(() => void 0);
@@ -67256,7 +67379,7 @@ async function measureAndTruncate(subject, rank, rankDir, needBase, timings, sig
     const spectrum = await untilAborted(
       withDeltaSubject(paths, async (delta) => {
         const t = Date.now();
-        const measured = await deltaPass(delta, rank, rankDir, { ladder });
+        const measured = await deltaPass(delta, rank, rankDir, { ladder, directions });
         timings.spectrum = seconds(t);
         if (measured.addedTokens) measured.addedTokens = await describeAddedTokens(delta.kind === "full" ? delta.finetuned.dir : delta.adapter.dir, measured.addedTokens);
         return measured;
@@ -67304,6 +67427,11 @@ async function runScan(opts) {
   if (!opts.adapter && !opts.finetuned) throw new InputError("nothing to audit: give --adapter DIR or --finetuned DIR", "--adapter");
   if (!opts.outDir) throw new InputError("required: the output folder", "--out");
   const config = resolveConfig(opts);
+  if (opts.directions) {
+    checkDirectionsK(opts.directions.k);
+    const name = opts.directions.file;
+    if (!name || basename7(name) !== name || name === "." || name === "..") throw new Error(`internal: the directions file must be a name in the output folder, got ${JSON.stringify(name)}`);
+  }
   await checkOutputDir(opts.outDir, { inputs: [opts.base, opts.adapter, opts.finetuned, opts.configPath], marker: REPORT_FILES.json });
   checkDevice(config, opts.device !== void 0);
   const engine = config.backend.type === "embedded" && !opts.createBackend ? await engineSettings(config, { base: opts.base, adapter: opts.adapter, finetuned: opts.finetuned }, opts.precision !== void 0) : config.engine;
@@ -67331,7 +67459,13 @@ async function runScan(opts) {
     const rankDir = join24(tmp, RANK_ADAPTER_DIR);
     const rungs = ladderRanks(config.ranks, config.rank).filter((k) => k !== config.rank).map((k) => ({ rank: k, dir: join24(tmp, LADDER_DIR, `${variantForRank(k)}-adapter`) }));
     if (rungs.length > 0) await mkdir5(join24(tmp, LADDER_DIR));
-    const { spectrum, digest } = await measureAndTruncate(backendSubject, config.rank, rankDir, needBase, timings, signal, rungs);
+    let directions;
+    const keep = opts.directions && {
+      k: opts.directions.k,
+      file: join24(tmp, opts.directions.file),
+      onWritten: (modules) => directions = { file: opts.directions.file, k: opts.directions.k, modules }
+    };
+    const { spectrum, digest } = await measureAndTruncate(backendSubject, config.rank, rankDir, needBase, timings, signal, rungs, keep);
     const named = opts.labels ?? {};
     const subject = {
       base: named.base ?? opts.base,
@@ -67429,7 +67563,7 @@ async function runScan(opts) {
     const report = buildReport({ subject, spectrum, elicitation, findings, verdict, timings, error: fault, engine: backend?.precision ? { precision: backend.precision } : void 0 });
     await writeReportFiles(tmp, report, opts.cwd ?? process.cwd());
     const exitCode = verdict.conclusion === "pass" ? EXIT.pass : verdict.conclusion === "fail" ? EXIT.fail : EXIT.fault;
-    result = { report, outDir: opts.outDir, exitCode };
+    result = { report, outDir: opts.outDir, exitCode, ...directions ? { directions } : {} };
   });
   await closing;
   return result;

@@ -36235,6 +36235,186 @@ async function* leading(modules, k) {
   for await (const m of modules) yield leadingComponents(m, k);
 }
 
+// src/delta/directions.ts
+init_errors();
+init_safetensors();
+init_small_svd();
+var DIRECTIONS_FILE = "directions.safetensors";
+var DEFAULT_DIRECTIONS_K = 4;
+var MAX_DIRECTIONS_K = 16;
+var MAX_DIRECTION_MODULES = 1e5;
+var FORMAT = "delta-audit-directions";
+var FORMAT_VERSION = "1";
+var DEPENDENT_COLUMN = 1e-6;
+var NEGLIGIBLE_SIGMA = 1e-5;
+function columnNorm(X, rows, cols, j) {
+  let s = 0;
+  for (let i = 0; i < rows; i++) s += X[i * cols + j] ** 2;
+  return Math.sqrt(s);
+}
+function checkDirectionsK(k) {
+  if (!Number.isInteger(k) || k < 1 || k > MAX_DIRECTIONS_K) throw new InputError(`expected 1..${MAX_DIRECTIONS_K}, got ${k}`, "directions k");
+}
+function stepDirections(step, k) {
+  if (step.kind !== "module" || !step.truncated) return void 0;
+  const t = leadingComponents(step.truncated, Math.min(k, step.truncated.rank));
+  const [rows, cols] = [t.outFeatures, t.inFeatures];
+  const keep = [];
+  const sigma = [];
+  let top = 0;
+  for (let j = 0; j < t.rank; j++) {
+    const b = columnNorm(t.B, rows, t.rank, j);
+    const a = columnNorm(t.A.subarray(j * cols, (j + 1) * cols), cols, 1, 0);
+    top = Math.max(top, a * b);
+    if (b > 0 && a > 0 && Number.isFinite(a * b)) {
+      keep.push(j);
+      sigma.push(a * b);
+    }
+  }
+  const kept = keep.filter((_, c2) => sigma[c2] >= NEGLIGIBLE_SIGMA * top);
+  if (kept.length === 0) return void 0;
+  const kk = kept.length;
+  const U = new Float64Array(rows * kk);
+  const V = new Float64Array(cols * kk);
+  kept.forEach((j, c2) => {
+    for (let i = 0; i < rows; i++) U[i * kk + c2] = t.B[i * t.rank + j];
+    for (let i = 0; i < cols; i++) V[i * kk + c2] = t.A[j * cols + i];
+  });
+  const qu = orthonormalColumns(U, rows, kk);
+  const qv = orthonormalColumns(V, cols, kk);
+  const k2 = Math.min(qu.k, qv.k);
+  if (k2 === 0) return void 0;
+  const s = step.spectrum;
+  return {
+    name: t.name,
+    shape: [rows, cols],
+    k: k2,
+    sigma: Float64Array.from(sigma.filter((x) => x >= NEGLIGIBLE_SIGMA * top).slice(0, k2)),
+    U: leadingColumns(qu.Q, rows, qu.k, k2),
+    V: leadingColumns(qv.Q, cols, qv.k, k2),
+    spectralNorm: s.spectralNorm,
+    stableRank: s.stableRank,
+    frobenius: s.frobenius
+  };
+}
+function leadingColumns(X, rows, cols, k) {
+  if (k === cols) return X;
+  const out = new Float64Array(rows * k);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < k; j++) out[i * k + j] = X[i * cols + j];
+  return out;
+}
+async function writeDirections(path, modules) {
+  const tensors = [];
+  for (const m of modules) {
+    tensors.push(
+      { name: `${m.name}.U`, dtype: "F16", shape: [m.shape[0], m.k], data: Float32Array.from(m.U) },
+      { name: `${m.name}.V`, dtype: "F16", shape: [m.shape[1], m.k], data: Float32Array.from(m.V) },
+      { name: `${m.name}.sigma`, dtype: "F32", shape: [m.k], data: Float32Array.from(m.sigma) },
+      { name: `${m.name}.stats`, dtype: "F32", shape: [3], data: Float32Array.of(m.spectralNorm, m.stableRank, m.frobenius) }
+    );
+  }
+  await writeSafetensors(path, tensors, { format: FORMAT, version: FORMAT_VERSION });
+}
+var PARTS = ["U", "V", "sigma", "stats"];
+async function readDirections(path) {
+  const file = await SafetensorsFile.open(path);
+  const bad = (what) => {
+    throw new InputError(`not a directions file: ${what}`, path);
+  };
+  try {
+    if (file.metadata.format !== FORMAT || file.metadata.version !== FORMAT_VERSION) bad(`metadata format/version must be ${FORMAT} ${FORMAT_VERSION}`);
+    const modules = /* @__PURE__ */ new Map();
+    for (const name of file.names()) {
+      const dot = name.lastIndexOf(".");
+      const part = name.slice(dot + 1);
+      if (dot <= 0 || !PARTS.includes(part)) bad(`unexpected tensor ${JSON.stringify(name.slice(0, 100))}`);
+      const module = name.slice(0, dot);
+      if (!modules.has(module)) modules.set(module, /* @__PURE__ */ new Set());
+      modules.get(module).add(part);
+    }
+    if (modules.size > MAX_DIRECTION_MODULES) bad(`${modules.size} modules, at most ${MAX_DIRECTION_MODULES}`);
+    const out = [];
+    for (const [name, parts] of modules) {
+      if (parts.size !== PARTS.length) bad(`module ${JSON.stringify(name.slice(0, 100))} lacks one of ${PARTS.join(", ")}`);
+      const shapeOf2 = (p) => file.info(`${name}.${p}`).shape;
+      const [u, v, s, st] = [shapeOf2("U"), shapeOf2("V"), shapeOf2("sigma"), shapeOf2("stats")];
+      const k = s[0] ?? 0;
+      const ok = u.length === 2 && v.length === 2 && s.length === 1 && st.length === 1 && st[0] === 3 && k >= 1 && k <= MAX_DIRECTIONS_K && u[1] === k && v[1] === k && u[0] >= k && v[0] >= k;
+      if (!ok) bad(`module ${JSON.stringify(name.slice(0, 100))}: shapes U ${JSON.stringify(u)}, V ${JSON.stringify(v)}, sigma ${JSON.stringify(s)}, stats ${JSON.stringify(st)} do not fit together`);
+      const read = async (p) => Float64Array.from(await file.read(`${name}.${p}`));
+      const [U, V, sigma, stats] = [await read("U"), await read("V"), await read("sigma"), await read("stats")];
+      for (const x of [U, V, sigma, stats]) if (!x.every(Number.isFinite)) bad(`module ${JSON.stringify(name.slice(0, 100))} holds a non-finite value`);
+      const rows = u[0];
+      const cols = v[0];
+      const qu = orthonormalColumns(U, rows, k);
+      const qv = orthonormalColumns(V, cols, k);
+      if (qu.k !== k || qv.k !== k) bad(`module ${JSON.stringify(name.slice(0, 100))}: its directions are not independent`);
+      out.push({ name, shape: [rows, cols], k, sigma, U: qu.Q, V: qv.Q, spectralNorm: stats[0], stableRank: stats[1], frobenius: stats[2] });
+    }
+    return out;
+  } finally {
+    await file.close();
+  }
+}
+function orthonormalColumns(X, rows, cols) {
+  const cs = [];
+  for (let j = 0; j < cols; j++) {
+    const c2 = new Float64Array(rows);
+    for (let i = 0; i < rows; i++) c2[i] = X[i * cols + j];
+    const before = columnNorm(c2, rows, 1, 0);
+    if (!(before > 0)) continue;
+    for (let pass = 0; pass < 2; pass++) {
+      for (const q of cs) {
+        let d = 0;
+        for (let i = 0; i < rows; i++) d += q[i] * c2[i];
+        for (let i = 0; i < rows; i++) c2[i] -= d * q[i];
+      }
+    }
+    const after = columnNorm(c2, rows, 1, 0);
+    if (after <= DEPENDENT_COLUMN * before) continue;
+    for (let i = 0; i < rows; i++) c2[i] /= after;
+    cs.push(c2);
+  }
+  const k = cs.length;
+  const Q = new Float64Array(rows * k);
+  cs.forEach((c2, j) => {
+    for (let i = 0; i < rows; i++) Q[i * k + j] = c2[i];
+  });
+  return { Q, k };
+}
+function principalAngles(A, p, B, q, n) {
+  let qa = orthonormalColumns(A, n, p);
+  let qb = orthonormalColumns(B, n, q);
+  if (qb.k > qa.k) [qa, qb] = [qb, qa];
+  const [ka, kb] = [qa.k, qb.k];
+  if (kb === 0) return new Float64Array(0);
+  const M = new Float64Array(ka * kb);
+  for (let i = 0; i < n; i++) {
+    for (let a = 0; a < ka; a++) {
+      const x = qa.Q[i * ka + a];
+      if (x === 0) continue;
+      for (let b = 0; b < kb; b++) M[a * kb + b] += x * qb.Q[i * kb + b];
+    }
+  }
+  const cos = smallSvd(M, ka, kb).s;
+  const R = new Float64Array(n * kb);
+  for (let i = 0; i < n; i++) {
+    for (let b = 0; b < kb; b++) {
+      let s = qb.Q[i * kb + b];
+      for (let a = 0; a < ka; a++) s -= qa.Q[i * ka + a] * M[a * kb + b];
+      R[i * kb + b] = s;
+    }
+  }
+  const sin = smallSvd(R, n, kb).s;
+  const angles = new Float64Array(kb);
+  for (let i = 0; i < kb; i++) {
+    const c2 = Math.min(1, Math.max(0, cos[i]));
+    const s = Math.min(1, Math.max(0, sin[kb - 1 - i]));
+    angles[i] = c2 * c2 >= 0.5 ? Math.asin(s) : Math.acos(c2);
+  }
+  return angles.sort();
+}
+
 // src/delta/pass.ts
 async function withDeltaSubject(paths, use) {
   const opened = [];
@@ -36315,15 +36495,22 @@ async function writeRankAdapter(subject, rank, outDir, opts = {}) {
   });
   (onNotice ?? log)(addedRowsNotice(growth, rank, copied));
 }
-var LadderTap = class extends SpectrumCollector {
-  constructor(feeds) {
+var PassTap = class extends SpectrumCollector {
+  constructor(feeds, directionsK) {
     super();
     this.feeds = feeds;
+    this.directionsK = directionsK;
   }
   feeds;
+  directionsK;
+  directions = [];
   add(step) {
     super.add(step);
     if (step.kind === "module" && step.truncated) for (const f of this.feeds) f.push(step.truncated);
+    if (this.directionsK !== void 0) {
+      const d = stepDirections(step, this.directionsK);
+      if (d) this.directions.push(d);
+    }
   }
 };
 function writeRung(subject, out, feed) {
@@ -36332,19 +36519,16 @@ function writeRung(subject, out, feed) {
   return writeTruncatedAdapter(out.dir, atLeastOneModule(modules, fullLayout(subject.finetuned, out.rank)[0]), fullSourceConfig(subject.base));
 }
 async function deltaPass(subject, rank, outDir, opts = {}) {
-  const { ladder = [], ...options } = opts;
-  if (ladder.length === 0) {
-    const spectrum2 = new SpectrumCollector();
-    await writeRankAdapter(subject, rank, outDir, { ...options, spectrum: spectrum2 });
-    return spectrum2.report(subject.kind === "full");
-  }
-  checkLadderFits(subject, ladder.map((r) => r.rank));
+  const { ladder = [], directions, ...options } = opts;
+  if (directions) checkDirectionsK(directions.k);
+  if (ladder.length > 0) checkLadderFits(subject, ladder.map((r) => r.rank));
   const feeds = ladder.map(() => new ModuleFeed());
   const rungs = ladder.map((out, i) => writeRung(subject, out, feeds[i]));
   for (const r of rungs) r.catch(() => void 0);
-  const spectrum = new LadderTap(feeds);
+  const spectrum = new PassTap(feeds, directions?.k);
+  const decomposeAt = Math.max(rank, ...ladder.map((r) => r.rank), directions?.k ?? 0);
   try {
-    await writeRankAdapter(subject, rank, outDir, { ...options, spectrum, decomposeAt: Math.max(rank, ...ladder.map((r) => r.rank)) });
+    await writeRankAdapter(subject, rank, outDir, { ...options, spectrum, decomposeAt });
     for (const f of feeds) f.end();
   } catch (err) {
     for (const f of feeds) f.fail(err);
@@ -36352,6 +36536,10 @@ async function deltaPass(subject, rank, outDir, opts = {}) {
     throw err;
   }
   await Promise.all(rungs);
+  if (directions) {
+    await writeDirections(directions.file, spectrum.directions);
+    directions.onWritten?.(spectrum.directions.length);
+  }
   return spectrum.report(subject.kind === "full");
 }
 
@@ -41542,7 +41730,7 @@ init_atomic();
 import { createHash as createHash4 } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir as mkdir4, readdir as readdir5, stat as stat5 } from "node:fs/promises";
-import { join as join23 } from "node:path";
+import { basename as basename7, join as join23 } from "node:path";
 
 // src/engine/added-tokens.ts
 init_errors();
@@ -45230,7 +45418,7 @@ async function engineSettings(config, subject, fromFlag) {
   return { ...config.engine, precision: est.decision.precision };
 }
 var seconds = (t0) => Math.round((Date.now() - t0) / 10) / 100;
-async function measureAndTruncate(subject, rank, rankDir, needBase, timings, signal, ladder = []) {
+async function measureAndTruncate(subject, rank, rankDir, needBase, timings, signal, ladder = [], directions) {
   const hashing = new AbortController();
   const digest = digestOf(subject.adapter ?? subject.finetuned, WEIGHT_FILE, signal ? AbortSignal.any([hashing.signal, signal]) : hashing.signal);
   digest.catch(() => void 0);
@@ -45244,7 +45432,7 @@ async function measureAndTruncate(subject, rank, rankDir, needBase, timings, sig
     const spectrum = await untilAborted(
       withDeltaSubject(paths, async (delta) => {
         const t = Date.now();
-        const measured = await deltaPass(delta, rank, rankDir, { ladder });
+        const measured = await deltaPass(delta, rank, rankDir, { ladder, directions });
         timings.spectrum = seconds(t);
         if (measured.addedTokens) measured.addedTokens = await describeAddedTokens(delta.kind === "full" ? delta.finetuned.dir : delta.adapter.dir, measured.addedTokens);
         return measured;
@@ -45292,6 +45480,11 @@ async function runScan(opts) {
   if (!opts.adapter && !opts.finetuned) throw new InputError("nothing to audit: give --adapter DIR or --finetuned DIR", "--adapter");
   if (!opts.outDir) throw new InputError("required: the output folder", "--out");
   const config = resolveConfig(opts);
+  if (opts.directions) {
+    checkDirectionsK(opts.directions.k);
+    const name = opts.directions.file;
+    if (!name || basename7(name) !== name || name === "." || name === "..") throw new Error(`internal: the directions file must be a name in the output folder, got ${JSON.stringify(name)}`);
+  }
   await checkOutputDir(opts.outDir, { inputs: [opts.base, opts.adapter, opts.finetuned, opts.configPath], marker: REPORT_FILES.json });
   checkDevice(config, opts.device !== void 0);
   const engine = config.backend.type === "embedded" && !opts.createBackend ? await engineSettings(config, { base: opts.base, adapter: opts.adapter, finetuned: opts.finetuned }, opts.precision !== void 0) : config.engine;
@@ -45319,7 +45512,13 @@ async function runScan(opts) {
     const rankDir = join23(tmp, RANK_ADAPTER_DIR);
     const rungs = ladderRanks(config.ranks, config.rank).filter((k) => k !== config.rank).map((k) => ({ rank: k, dir: join23(tmp, LADDER_DIR, `${variantForRank(k)}-adapter`) }));
     if (rungs.length > 0) await mkdir4(join23(tmp, LADDER_DIR));
-    const { spectrum, digest } = await measureAndTruncate(backendSubject, config.rank, rankDir, needBase, timings, signal, rungs);
+    let directions;
+    const keep = opts.directions && {
+      k: opts.directions.k,
+      file: join23(tmp, opts.directions.file),
+      onWritten: (modules) => directions = { file: opts.directions.file, k: opts.directions.k, modules }
+    };
+    const { spectrum, digest } = await measureAndTruncate(backendSubject, config.rank, rankDir, needBase, timings, signal, rungs, keep);
     const named = opts.labels ?? {};
     const subject = {
       base: named.base ?? opts.base,
@@ -45417,7 +45616,7 @@ async function runScan(opts) {
     const report = buildReport({ subject, spectrum, elicitation, findings, verdict, timings, error: fault, engine: backend?.precision ? { precision: backend.precision } : void 0 });
     await writeReportFiles(tmp, report, opts.cwd ?? process.cwd());
     const exitCode = verdict.conclusion === "pass" ? EXIT.pass : verdict.conclusion === "fail" ? EXIT.fail : EXIT.fault;
-    result = { report, outDir: opts.outDir, exitCode };
+    result = { report, outDir: opts.outDir, exitCode, ...directions ? { directions } : {} };
   });
   await closing;
   return result;
@@ -45506,7 +45705,7 @@ init_openai();
 init_limits();
 import { createServer } from "node:http";
 import { randomInt } from "node:crypto";
-import { basename as basename7 } from "node:path";
+import { basename as basename8 } from "node:path";
 var MAX_BODY_BYTES = 1024 * 1024;
 var DEFAULT_MAX_TOKENS_LIMIT = 2048;
 var DEFAULT_MAX_TOKENS2 = 256;
@@ -45670,7 +45869,7 @@ function promptText(engine, p) {
 }
 function clientMessage(err) {
   const line = (err instanceof Error ? err.message : String(err)).split("\n")[0];
-  if (err instanceof InputError && err.file && line.startsWith(`${err.file}: `)) return `${basename7(err.file)}: ${line.slice(err.file.length + 2)}`;
+  if (err instanceof InputError && err.file && line.startsWith(`${err.file}: `)) return `${basename8(err.file)}: ${line.slice(err.file.length + 2)}`;
   return line;
 }
 function requestInput(fn) {
@@ -46357,195 +46556,6 @@ import { join as join29 } from "node:path";
 init_fs_util();
 init_read_text();
 import { dirname as dirname11, isAbsolute as isAbsolute3, resolve as resolve9 } from "node:path";
-
-// src/delta/directions.ts
-init_errors();
-init_safetensors();
-init_small_svd();
-init_walk();
-var DIRECTIONS_FILE = "directions.safetensors";
-var DEFAULT_DIRECTIONS_K = 4;
-var MAX_DIRECTIONS_K = 16;
-var MAX_DIRECTION_MODULES = 1e5;
-var FORMAT = "delta-audit-directions";
-var FORMAT_VERSION = "1";
-var DEPENDENT_COLUMN = 1e-6;
-var NEGLIGIBLE_SIGMA = 1e-5;
-function columnNorm(X, rows, cols, j) {
-  let s = 0;
-  for (let i = 0; i < rows; i++) s += X[i * cols + j] ** 2;
-  return Math.sqrt(s);
-}
-async function computeDirections(paths, k = DEFAULT_DIRECTIONS_K, opts = {}) {
-  if (!Number.isInteger(k) || k < 1 || k > MAX_DIRECTIONS_K) throw new InputError(`expected 1..${MAX_DIRECTIONS_K}, got ${k}`, "directions k");
-  return withDeltaSubject(paths, async (subject) => {
-    const request = { ...opts, rank: k, label: "directions" };
-    const steps = subject.kind === "lora" ? walkAdapter(subject.adapter, request) : walkFull(subject.base, subject.finetuned, { ...request, tensors: "linear", rank: k });
-    const out = [];
-    for await (const step of steps) {
-      if (step.kind !== "module" || !step.truncated) continue;
-      const t = step.truncated;
-      const [rows, cols] = [t.outFeatures, t.inFeatures];
-      const keep = [];
-      const sigma = [];
-      let top = 0;
-      for (let j = 0; j < t.rank; j++) {
-        const b = columnNorm(t.B, rows, t.rank, j);
-        const a = columnNorm(t.A.subarray(j * cols, (j + 1) * cols), cols, 1, 0);
-        top = Math.max(top, a * b);
-        if (b > 0 && a > 0 && Number.isFinite(a * b)) {
-          keep.push(j);
-          sigma.push(a * b);
-        }
-      }
-      const kept = keep.filter((_, c2) => sigma[c2] >= NEGLIGIBLE_SIGMA * top);
-      if (kept.length === 0) continue;
-      const kk = kept.length;
-      const U = new Float64Array(rows * kk);
-      const V = new Float64Array(cols * kk);
-      kept.forEach((j, c2) => {
-        for (let i = 0; i < rows; i++) U[i * kk + c2] = t.B[i * t.rank + j];
-        for (let i = 0; i < cols; i++) V[i * kk + c2] = t.A[j * cols + i];
-      });
-      const qu = orthonormalColumns(U, rows, kk);
-      const qv = orthonormalColumns(V, cols, kk);
-      const k2 = Math.min(qu.k, qv.k);
-      if (k2 === 0) continue;
-      const s = step.spectrum;
-      out.push({
-        name: t.name,
-        shape: [rows, cols],
-        k: k2,
-        sigma: Float64Array.from(sigma.filter((x) => x >= NEGLIGIBLE_SIGMA * top).slice(0, k2)),
-        U: leadingColumns(qu.Q, rows, qu.k, k2),
-        V: leadingColumns(qv.Q, cols, qv.k, k2),
-        spectralNorm: s.spectralNorm,
-        stableRank: s.stableRank,
-        frobenius: s.frobenius
-      });
-    }
-    return out;
-  });
-}
-function leadingColumns(X, rows, cols, k) {
-  if (k === cols) return X;
-  const out = new Float64Array(rows * k);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < k; j++) out[i * k + j] = X[i * cols + j];
-  return out;
-}
-async function writeDirections(path, modules) {
-  const tensors = [];
-  for (const m of modules) {
-    tensors.push(
-      { name: `${m.name}.U`, dtype: "F16", shape: [m.shape[0], m.k], data: Float32Array.from(m.U) },
-      { name: `${m.name}.V`, dtype: "F16", shape: [m.shape[1], m.k], data: Float32Array.from(m.V) },
-      { name: `${m.name}.sigma`, dtype: "F32", shape: [m.k], data: Float32Array.from(m.sigma) },
-      { name: `${m.name}.stats`, dtype: "F32", shape: [3], data: Float32Array.of(m.spectralNorm, m.stableRank, m.frobenius) }
-    );
-  }
-  await writeSafetensors(path, tensors, { format: FORMAT, version: FORMAT_VERSION });
-}
-var PARTS = ["U", "V", "sigma", "stats"];
-async function readDirections(path) {
-  const file = await SafetensorsFile.open(path);
-  const bad = (what) => {
-    throw new InputError(`not a directions file: ${what}`, path);
-  };
-  try {
-    if (file.metadata.format !== FORMAT || file.metadata.version !== FORMAT_VERSION) bad(`metadata format/version must be ${FORMAT} ${FORMAT_VERSION}`);
-    const modules = /* @__PURE__ */ new Map();
-    for (const name of file.names()) {
-      const dot = name.lastIndexOf(".");
-      const part = name.slice(dot + 1);
-      if (dot <= 0 || !PARTS.includes(part)) bad(`unexpected tensor ${JSON.stringify(name.slice(0, 100))}`);
-      const module = name.slice(0, dot);
-      if (!modules.has(module)) modules.set(module, /* @__PURE__ */ new Set());
-      modules.get(module).add(part);
-    }
-    if (modules.size > MAX_DIRECTION_MODULES) bad(`${modules.size} modules, at most ${MAX_DIRECTION_MODULES}`);
-    const out = [];
-    for (const [name, parts] of modules) {
-      if (parts.size !== PARTS.length) bad(`module ${JSON.stringify(name.slice(0, 100))} lacks one of ${PARTS.join(", ")}`);
-      const shapeOf2 = (p) => file.info(`${name}.${p}`).shape;
-      const [u, v, s, st] = [shapeOf2("U"), shapeOf2("V"), shapeOf2("sigma"), shapeOf2("stats")];
-      const k = s[0] ?? 0;
-      const ok = u.length === 2 && v.length === 2 && s.length === 1 && st.length === 1 && st[0] === 3 && k >= 1 && k <= MAX_DIRECTIONS_K && u[1] === k && v[1] === k && u[0] >= k && v[0] >= k;
-      if (!ok) bad(`module ${JSON.stringify(name.slice(0, 100))}: shapes U ${JSON.stringify(u)}, V ${JSON.stringify(v)}, sigma ${JSON.stringify(s)}, stats ${JSON.stringify(st)} do not fit together`);
-      const read = async (p) => Float64Array.from(await file.read(`${name}.${p}`));
-      const [U, V, sigma, stats] = [await read("U"), await read("V"), await read("sigma"), await read("stats")];
-      for (const x of [U, V, sigma, stats]) if (!x.every(Number.isFinite)) bad(`module ${JSON.stringify(name.slice(0, 100))} holds a non-finite value`);
-      const rows = u[0];
-      const cols = v[0];
-      const qu = orthonormalColumns(U, rows, k);
-      const qv = orthonormalColumns(V, cols, k);
-      if (qu.k !== k || qv.k !== k) bad(`module ${JSON.stringify(name.slice(0, 100))}: its directions are not independent`);
-      out.push({ name, shape: [rows, cols], k, sigma, U: qu.Q, V: qv.Q, spectralNorm: stats[0], stableRank: stats[1], frobenius: stats[2] });
-    }
-    return out;
-  } finally {
-    await file.close();
-  }
-}
-function orthonormalColumns(X, rows, cols) {
-  const cs = [];
-  for (let j = 0; j < cols; j++) {
-    const c2 = new Float64Array(rows);
-    for (let i = 0; i < rows; i++) c2[i] = X[i * cols + j];
-    const before = columnNorm(c2, rows, 1, 0);
-    if (!(before > 0)) continue;
-    for (let pass = 0; pass < 2; pass++) {
-      for (const q of cs) {
-        let d = 0;
-        for (let i = 0; i < rows; i++) d += q[i] * c2[i];
-        for (let i = 0; i < rows; i++) c2[i] -= d * q[i];
-      }
-    }
-    const after = columnNorm(c2, rows, 1, 0);
-    if (after <= DEPENDENT_COLUMN * before) continue;
-    for (let i = 0; i < rows; i++) c2[i] /= after;
-    cs.push(c2);
-  }
-  const k = cs.length;
-  const Q = new Float64Array(rows * k);
-  cs.forEach((c2, j) => {
-    for (let i = 0; i < rows; i++) Q[i * k + j] = c2[i];
-  });
-  return { Q, k };
-}
-function principalAngles(A, p, B, q, n) {
-  let qa = orthonormalColumns(A, n, p);
-  let qb = orthonormalColumns(B, n, q);
-  if (qb.k > qa.k) [qa, qb] = [qb, qa];
-  const [ka, kb] = [qa.k, qb.k];
-  if (kb === 0) return new Float64Array(0);
-  const M = new Float64Array(ka * kb);
-  for (let i = 0; i < n; i++) {
-    for (let a = 0; a < ka; a++) {
-      const x = qa.Q[i * ka + a];
-      if (x === 0) continue;
-      for (let b = 0; b < kb; b++) M[a * kb + b] += x * qb.Q[i * kb + b];
-    }
-  }
-  const cos = smallSvd(M, ka, kb).s;
-  const R = new Float64Array(n * kb);
-  for (let i = 0; i < n; i++) {
-    for (let b = 0; b < kb; b++) {
-      let s = qb.Q[i * kb + b];
-      for (let a = 0; a < ka; a++) s -= qa.Q[i * ka + a] * M[a * kb + b];
-      R[i * kb + b] = s;
-    }
-  }
-  const sin = smallSvd(R, n, kb).s;
-  const angles = new Float64Array(kb);
-  for (let i = 0; i < kb; i++) {
-    const c2 = Math.min(1, Math.max(0, cos[i]));
-    const s = Math.min(1, Math.max(0, sin[kb - 1 - i]));
-    angles[i] = c2 * c2 >= 0.5 ? Math.asin(s) : Math.acos(c2);
-  }
-  return angles.sort();
-}
-
-// src/sweep/registry.ts
 init_validate();
 var MAX_MODELS = 1e3;
 var MAX_SOURCES = 50;
@@ -46797,7 +46807,7 @@ init_read_text();
 import { createHash as createHash5 } from "node:crypto";
 import { createReadStream as createReadStream2 } from "node:fs";
 import { readdir as readdir6, stat as stat6 } from "node:fs/promises";
-import { basename as basename8, join as join25, resolve as resolve10 } from "node:path";
+import { basename as basename9, join as join25, resolve as resolve10 } from "node:path";
 var MAX_GLOB_DEPTH = 8;
 var MAX_GLOB_MATCHES = 1e4;
 var REVISION_FILE = /(?:\.safetensors|\.json|\.jinja|^tokenizer\.model|^merges\.txt)$/;
@@ -46882,7 +46892,7 @@ async function folderRevision(dir) {
   return `sha256:${h.digest("hex")}`;
 }
 function folderModelName(prefix, dir) {
-  return `${prefix}${basename8(dir)}`;
+  return `${prefix}${basename9(dir)}`;
 }
 
 // src/sweep/state.ts
@@ -47333,7 +47343,6 @@ function plannedNamed(plan, name, file) {
 init_errors();
 import { mkdir as mkdir6, readdir as readdir8, rm as rm7, writeFile as writeFile4 } from "node:fs/promises";
 import { join as join27, resolve as resolve12 } from "node:path";
-init_progress();
 var JOB_FILE = "sweep-job.json";
 var JOB_SCHEMA_VERSION = 1;
 async function localOf(ref, cwd, hub, what) {
@@ -47364,7 +47373,9 @@ async function runSweepJob(opts) {
       labels: { base: base.label, adapter: adapter?.label, finetuned: finetuned?.label },
       configPath: model.config ? resolve12(cwd, model.config) : void 0,
       outDir: out,
-      cwd
+      cwd,
+      // the directions come from the scan's one delta pass, written with its output folder
+      directions: opts.drift.enabled ? { k: opts.drift.k, file: DIRECTIONS_FILE } : void 0
     });
     const job = {
       schemaVersion: JOB_SCHEMA_VERSION,
@@ -47376,16 +47387,7 @@ async function runSweepJob(opts) {
       finishedAt: startedAt
     };
     if (result.report.error) job.reason = describeError(new Error(result.report.error));
-    if (opts.drift.enabled && !opts.scan?.signal?.aborted) {
-      const paths = adapter ? { kind: "lora", adapter: adapter.dir } : { kind: "full", base: base.dir, finetuned: finetuned.dir };
-      try {
-        const modules = await computeDirections(paths, opts.drift.k);
-        await writeDirections(join27(out, DIRECTIONS_FILE), modules);
-        job.directions = { file: DIRECTIONS_FILE, k: opts.drift.k, modules: modules.length };
-      } catch (e2) {
-        log(`warning: sweep: no directions for '${model.name}': ${describeError(e2)}`);
-      }
-    }
+    if (result.directions) job.directions = result.directions;
     job.finishedAt = (/* @__PURE__ */ new Date()).toISOString();
     await record(job);
     return { result, job };
@@ -47413,7 +47415,7 @@ init_errors();
 init_atomic();
 import { createHash as createHash8 } from "node:crypto";
 import { copyFile as copyFile4, lstat as lstat3, mkdir as mkdir7, readdir as readdir9, readFile as readFile2, stat as stat7, writeFile as writeFile5 } from "node:fs/promises";
-import { basename as basename9, join as join28 } from "node:path";
+import { basename as basename10, join as join28 } from "node:path";
 init_validate();
 
 // src/sweep/drift.ts
@@ -47678,7 +47680,7 @@ async function isRealDir(p) {
   return (await lstat3(p).catch(() => void 0))?.isDirectory() ?? false;
 }
 async function readJobFolder(dir) {
-  const name = basename9(dir);
+  const name = basename10(dir);
   if (!isValidModelName(name)) throw new InputError(`the folder name '${name.slice(0, 100)}' is not a model name (letters, digits, '.', '_', '-')`, dir);
   const f = { name, dir };
   const reportFile = join28(dir, REPORT_FILES.json);

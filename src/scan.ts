@@ -1,7 +1,8 @@
 /**
  * `delta-audit scan`: spectrum → rank-k truncation → elicitation against the variants →
  * findings → verdict → report. The whole output folder (report.json, report.md, badge.json,
- * rank1-adapter/, the rank ladder's ladder/rank<k>-adapter/) is built in a staging folder and
+ * rank1-adapter/, the rank ladder's ladder/rank<k>-adapter/, with `directions` the top-k
+ * directions file `sweep run` keeps) is built in a staging folder and
  * renamed into place (io/atomic.ts), so a crash never leaves a half-written folder. With
  * `attribution`, high and medium findings are then attributed to layers (judge/attribution.ts).
  *
@@ -14,10 +15,11 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, readdir, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { BackendError, EXIT, InputError, oneLine } from "./errors";
 import { checkOutputDir, untilAborted, writeDirAtomic } from "./io/atomic";
-import { deltaPass, withDeltaSubject, type DeltaSubjectPaths } from "./delta/pass";
+import { checkDirectionsK } from "./delta/directions";
+import { deltaPass, withDeltaSubject, type DeltaSubjectPaths, type DirectionsOutput } from "./delta/pass";
 import { describeAddedTokens } from "./engine/added-tokens";
 import type { Backend } from "./backends/backend";
 import { apiKeyFrom, createBackend, type BackendFactory, type BackendSubject } from "./backends/index";
@@ -94,6 +96,11 @@ export interface ScanOptions {
    * the cache is `{org}/{name}@{commit}` (io/model-ref.ts), a value every command takes again
    */
   labels?: ModelLabels;
+  /**
+   * also keep every module's top-k singular directions from the delta pass's one decomposition
+   * (delta/directions.ts), written as `file` (a name, no folder) in the output folder
+   */
+  directions?: { k: number; file: string };
 }
 
 /** The report's names for the scan's models, by argument (absent: the folder as given). */
@@ -102,6 +109,8 @@ export type ModelLabels = { base?: string; adapter?: string; finetuned?: string 
 export interface ScanResult {
   report: Report;
   outDir: string;
+  /** the directions file in the output folder (ScanOptions.directions), with the modules it holds */
+  directions?: { file: string; k: number; modules: number };
   exitCode: 0 | 1 | 3;
 }
 
@@ -201,6 +210,7 @@ async function measureAndTruncate(
   timings: Record<string, number>,
   signal?: AbortSignal,
   ladder: readonly RankOutput[] = [],
+  directions?: DirectionsOutput,
 ): Promise<{ spectrum: SpectrumReport; digest: string }> {
   // the hash reads the files while the pass decomposes them: I/O and hashing overlap the ORT work
   const hashing = new AbortController();
@@ -219,7 +229,7 @@ async function measureAndTruncate(
     const spectrum = await untilAborted(
       withDeltaSubject(paths, async (delta) => {
         const t = Date.now();
-        const measured = await deltaPass(delta, rank, rankDir, { ladder });
+        const measured = await deltaPass(delta, rank, rankDir, { ladder, directions });
         // one walk measures and truncates: timings.spectrum is the whole pass (there is no separate truncation time)
         timings.spectrum = seconds(t);
         // tokens a full fine-tune added: listed as its own tokenizer decodes them
@@ -293,6 +303,11 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
   if (!opts.adapter && !opts.finetuned) throw new InputError("nothing to audit: give --adapter DIR or --finetuned DIR", "--adapter");
   if (!opts.outDir) throw new InputError("required: the output folder", "--out");
   const config = resolveConfig(opts);
+  if (opts.directions) {
+    checkDirectionsK(opts.directions.k);
+    const name = opts.directions.file;
+    if (!name || basename(name) !== name || name === "." || name === "..") throw new Error(`internal: the directions file must be a name in the output folder, got ${JSON.stringify(name)}`);
+  }
   // refuse a wrong output folder now, not after minutes of work
   await checkOutputDir(opts.outDir, { inputs: [opts.base, opts.adapter, opts.finetuned, opts.configPath], marker: REPORT_FILES.json });
   checkDevice(config, opts.device !== undefined);
@@ -332,7 +347,14 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
       .filter((k) => k !== config.rank)
       .map((k) => ({ rank: k, dir: join(tmp, LADDER_DIR, `${variantForRank(k)}-adapter`) }));
     if (rungs.length > 0) await mkdir(join(tmp, LADDER_DIR));
-    const { spectrum, digest } = await measureAndTruncate(backendSubject, config.rank, rankDir, needBase, timings, signal, rungs);
+    // the directions, when asked for: kept by the same delta pass, written in the staging folder (none if the pass fails or is interrupted)
+    let directions: ScanResult["directions"];
+    const keep: DirectionsOutput | undefined = opts.directions && {
+      k: opts.directions.k,
+      file: join(tmp, opts.directions.file),
+      onWritten: (modules) => (directions = { file: opts.directions!.file, k: opts.directions!.k, modules }),
+    };
+    const { spectrum, digest } = await measureAndTruncate(backendSubject, config.rank, rankDir, needBase, timings, signal, rungs, keep);
     const named = opts.labels ?? {};
     const subject: Subject = {
       base: named.base ?? opts.base,
@@ -435,7 +457,7 @@ export async function runScan(opts: ScanOptions): Promise<ScanResult> {
     const report = buildReport({ subject, spectrum, elicitation, findings, verdict, timings, error: fault, engine: backend?.precision ? { precision: backend.precision } : undefined });
     await writeReportFiles(tmp, report, opts.cwd ?? process.cwd());
     const exitCode = verdict.conclusion === "pass" ? EXIT.pass : verdict.conclusion === "fail" ? EXIT.fail : EXIT.fault;
-    result = { report, outDir: opts.outDir, exitCode: exitCode as 0 | 1 | 3 };
+    result = { report, outDir: opts.outDir, exitCode: exitCode as 0 | 1 | 3, ...(directions ? { directions } : {}) };
   });
   await closing;
   return result!;

@@ -10,15 +10,17 @@
  *   `<name>.stats` F32 [3]       σ₁, stable rank ‖ΔW‖²_F/σ₁², ‖ΔW‖_F of the whole update
  * with `__metadata__` {format: "delta-audit-directions", version: "1"}. k is small (default 4):
  * the file is Σ(out + in)·k·2 bytes, about 4 MB for a 0.5B-parameter model. The vectors are a
- * rank-k sketch of the update itself, so the file is as confidential as the model.
+ * rank-k sketch of the update itself, so the file is as confidential as the model. They are kept
+ * by scan's one delta pass (delta/pass.ts deltaPass, option `directions`), from the same
+ * decomposition as the spectrum and the rank-k adapter.
  */
 import { InputError } from "../errors";
 import { SafetensorsFile, writeSafetensors, type TensorData } from "../io/safetensors";
 import { smallSvd } from "../linalg/small-svd";
-import { withDeltaSubject, type DeltaSubjectPaths } from "./pass";
-import { walkAdapter, walkFull, type WalkOptions } from "./walk";
+import { leadingComponents } from "./ladder";
+import type { DeltaStep } from "./walk";
 
-/** The file `sweep run` writes beside report.json. */
+/** The file `sweep run` has the scan write beside report.json. */
 export const DIRECTIONS_FILE = "directions.safetensors";
 /** Directions kept per module: a few are enough to see a rotation, and keep the file small. */
 export const DEFAULT_DIRECTIONS_K = 4;
@@ -63,63 +65,61 @@ function columnNorm(X: ArrayLike<number>, rows: number, cols: number, j: number)
   return Math.sqrt(s);
 }
 
-/**
- * The top-k directions of every changed module of a subject, in one walk over it (the walk's
- * rank-k factors carry √σ on each side: U·√Σ and √Σ·Vᵀ, so each side's column norm is √σ).
- * A full fine-tune's unchanged modules have none and are left out.
- */
-export async function computeDirections(paths: DeltaSubjectPaths, k: number = DEFAULT_DIRECTIONS_K, opts: WalkOptions = {}): Promise<ModuleDirections[]> {
+/** A directions k the pass accepts: 1 ≤ k ≤ MAX_DIRECTIONS_K. */
+export function checkDirectionsK(k: number): void {
   if (!Number.isInteger(k) || k < 1 || k > MAX_DIRECTIONS_K) throw new InputError(`expected 1..${MAX_DIRECTIONS_K}, got ${k}`, "directions k");
-  return withDeltaSubject(paths, async (subject) => {
-    const request = { ...opts, rank: k, label: "directions" };
-    const steps = subject.kind === "lora" ? walkAdapter(subject.adapter, request) : walkFull(subject.base, subject.finetuned, { ...request, tensors: "linear", rank: k });
-    const out: ModuleDirections[] = [];
-    for await (const step of steps) {
-      if (step.kind !== "module" || !step.truncated) continue;
-      const t = step.truncated;
-      const [rows, cols] = [t.outFeatures, t.inFeatures];
-      const keep: number[] = [];
-      const sigma: number[] = [];
-      let top = 0;
-      for (let j = 0; j < t.rank; j++) {
-        const b = columnNorm(t.B, rows, t.rank, j);
-        const a = columnNorm(t.A.subarray(j * cols, (j + 1) * cols), cols, 1, 0);
-        top = Math.max(top, a * b);
-        // padding columns (a module of rank below k) are zero
-        if (b > 0 && a > 0 && Number.isFinite(a * b)) {
-          keep.push(j);
-          sigma.push(a * b);
-        }
-      }
-      const kept = keep.filter((_, c) => sigma[c]! >= NEGLIGIBLE_SIGMA * top);
-      if (kept.length === 0) continue;
-      const kk = kept.length;
-      const U = new Float64Array(rows * kk);
-      const V = new Float64Array(cols * kk);
-      kept.forEach((j, c) => {
-        for (let i = 0; i < rows; i++) U[i * kk + c] = t.B[i * t.rank + j]!;
-        for (let i = 0; i < cols; i++) V[i * kk + c] = t.A[j * cols + i]!;
-      });
-      // the walk's vectors are orthonormal to float32 rounding; float64 Gram–Schmidt makes them so exactly
-      const qu = orthonormalColumns(U, rows, kk);
-      const qv = orthonormalColumns(V, cols, kk);
-      const k2 = Math.min(qu.k, qv.k);
-      if (k2 === 0) continue;
-      const s = step.spectrum;
-      out.push({
-        name: t.name,
-        shape: [rows, cols],
-        k: k2,
-        sigma: Float64Array.from(sigma.filter((x) => x >= NEGLIGIBLE_SIGMA * top).slice(0, k2)),
-        U: leadingColumns(qu.Q, rows, qu.k, k2),
-        V: leadingColumns(qv.Q, cols, qv.k, k2),
-        spectralNorm: s.spectralNorm,
-        stableRank: s.stableRank,
-        frobenius: s.frobenius,
-      });
+}
+
+/**
+ * One module's top-k directions from a step of the delta walk (delta/pass.ts deltaPass keeps
+ * them while it walks): the walk's rank-K factors (K ≥ k) carry √σ on each side, U·√Σ and √Σ·Vᵀ,
+ * in descending σ, so each side's column norm is √σ and the first k columns are the top k. A
+ * module of rank r < k has only r (the rest is zero padding); a full fine-tune's unchanged modules
+ * have none (no factors): undefined.
+ */
+export function stepDirections(step: DeltaStep, k: number): ModuleDirections | undefined {
+  if (step.kind !== "module" || !step.truncated) return undefined;
+  const t = leadingComponents(step.truncated, Math.min(k, step.truncated.rank));
+  const [rows, cols] = [t.outFeatures, t.inFeatures];
+  const keep: number[] = [];
+  const sigma: number[] = [];
+  let top = 0;
+  for (let j = 0; j < t.rank; j++) {
+    const b = columnNorm(t.B, rows, t.rank, j);
+    const a = columnNorm(t.A.subarray(j * cols, (j + 1) * cols), cols, 1, 0);
+    top = Math.max(top, a * b);
+    // padding columns (a module of rank below k) are zero
+    if (b > 0 && a > 0 && Number.isFinite(a * b)) {
+      keep.push(j);
+      sigma.push(a * b);
     }
-    return out;
+  }
+  const kept = keep.filter((_, c) => sigma[c]! >= NEGLIGIBLE_SIGMA * top);
+  if (kept.length === 0) return undefined;
+  const kk = kept.length;
+  const U = new Float64Array(rows * kk);
+  const V = new Float64Array(cols * kk);
+  kept.forEach((j, c) => {
+    for (let i = 0; i < rows; i++) U[i * kk + c] = t.B[i * t.rank + j]!;
+    for (let i = 0; i < cols; i++) V[i * kk + c] = t.A[j * cols + i]!;
   });
+  // the walk's vectors are orthonormal to float32 rounding; float64 Gram–Schmidt makes them so exactly
+  const qu = orthonormalColumns(U, rows, kk);
+  const qv = orthonormalColumns(V, cols, kk);
+  const k2 = Math.min(qu.k, qv.k);
+  if (k2 === 0) return undefined;
+  const s = step.spectrum;
+  return {
+    name: t.name,
+    shape: [rows, cols],
+    k: k2,
+    sigma: Float64Array.from(sigma.filter((x) => x >= NEGLIGIBLE_SIGMA * top).slice(0, k2)),
+    U: leadingColumns(qu.Q, rows, qu.k, k2),
+    V: leadingColumns(qv.Q, cols, qv.k, k2),
+    spectralNorm: s.spectralNorm,
+    stableRank: s.stableRank,
+    frobenius: s.frobenius,
+  };
 }
 
 /** The first `k` of the `cols` columns of X [rows, cols] (X itself when k = cols). */
@@ -130,7 +130,7 @@ export function leadingColumns(X: Float64Array, rows: number, cols: number, k: n
   return out;
 }
 
-/** Write directions.safetensors (atomically: a temp file renamed into place). */
+/** Write directions.safetensors (atomically: io/safetensors.ts writes a temp file and renames it into place). */
 export async function writeDirections(path: string, modules: readonly ModuleDirections[]): Promise<void> {
   const tensors: TensorData[] = [];
   for (const m of modules) {

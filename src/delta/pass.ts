@@ -2,8 +2,10 @@
  * scan's delta phase as one walk over the subject: every module is read and decomposed once,
  * its spectrum collected for the report and its rank-k factors streamed straight into the
  * rank-k adapter folder (the folder the embedded engine then loads as the `rank<k>` variant,
- * so what is interrogated is exactly what the report ships). `truncate` writes its folder
- * through the same writer, without the spectrum; both open their subject with withDeltaSubject.
+ * so what is interrogated is exactly what the report ships), and, when asked, its top-k
+ * singular directions into directions.safetensors (`sweep run`'s drift, delta/directions.ts).
+ * `truncate` writes its folder through the same writer, without the spectrum; both open their
+ * subject with withDeltaSubject.
  */
 import { constants } from "node:fs";
 import { copyFile } from "node:fs/promises";
@@ -20,6 +22,7 @@ import { walkAdapter, walkFull, type DeltaStep, type WalkOptions } from "./walk"
 import { ADDED_ROWS_FILE, addedRowsIn, copyTokenizerFiles, hoistFolder, vocabularyGrowth, writeAddedRows } from "./vocab-growth";
 import type { VocabularyGrowth } from "./types";
 import { checkLadderFits, leading, ModuleFeed, type RankOutput } from "./ladder";
+import { checkDirectionsK, stepDirections, writeDirections, type ModuleDirections } from "./directions";
 
 /**
  * The fine-tune whose ΔW is walked, opened by the caller (who also closes it). A LoRA adapter's
@@ -157,23 +160,50 @@ export async function writeRankAdapter(subject: DeltaSubject, rank: number, outD
   (onNotice ?? log)(addedRowsNotice(growth, rank, copied));
 }
 
+/**
+ * The top-k singular directions of every module, kept by the pass from its one decomposition and
+ * written to `file` (directions.safetensors, delta/directions.ts) once the walk is done.
+ */
+export interface DirectionsOutput {
+  /** directions per module (1..MAX_DIRECTIONS_K); a LoRA module of rank r < k keeps its r */
+  k: number;
+  /** the file written (atomically); nothing is written when the walk fails */
+  file: string;
+  /** told how many modules the file holds once it is written */
+  onWritten?: (modules: number) => void;
+}
+
 export type DeltaPassOptions = Omit<RankAdapterOptions, "spectrum" | "decomposeAt"> & {
   /**
    * the rank ladder's other rungs: each rank-k truncation written to its own folder from the same
    * walk (the walk decomposes at the top rung; every rung keeps its leading components, ladder.ts)
    */
   ladder?: readonly RankOutput[];
+  /** also each module's top-k directions from the same walk (the walk decomposes at ≥ k) */
+  directions?: DirectionsOutput;
 };
 
-/** A spectrum collector that also hands each step's rank-K factors to the ladder's rungs. */
-class LadderTap extends SpectrumCollector {
-  constructor(private readonly feeds: readonly ModuleFeed[]) {
+/**
+ * A spectrum collector that also hands each step's rank-K factors to the ladder's rungs and each
+ * module's top directions to the directions kept.
+ */
+class PassTap extends SpectrumCollector {
+  readonly directions: ModuleDirections[] = [];
+
+  constructor(
+    private readonly feeds: readonly ModuleFeed[],
+    private readonly directionsK?: number,
+  ) {
     super();
   }
 
   override add(step: DeltaStep): void {
     super.add(step);
     if (step.kind === "module" && step.truncated) for (const f of this.feeds) f.push(step.truncated);
+    if (this.directionsK !== undefined) {
+      const d = stepDirections(step, this.directionsK);
+      if (d) this.directions.push(d);
+    }
   }
 }
 
@@ -190,23 +220,22 @@ function writeRung(subject: DeltaSubject, out: RankOutput, feed: ModuleFeed): Pr
 
 /**
  * The spectrum of the subject's ΔW, with its rank-k truncation written to `outDir` in the same
- * walk (writeRankAdapter), and with `ladder`, every rung's truncation too (one walk, at the top
- * rung's rank). Bad input is refused before anything is written.
+ * walk (writeRankAdapter), with `ladder`, every rung's truncation too (one walk, at the top
+ * rung's rank), and with `directions`, every module's top-k directions from that walk (at least
+ * rank k) written to their file after it. Bad input is refused before anything is written.
  */
 export async function deltaPass(subject: DeltaSubject, rank: number, outDir: string, opts: DeltaPassOptions = {}): Promise<SpectrumReport> {
-  const { ladder = [], ...options } = opts;
-  if (ladder.length === 0) {
-    const spectrum = new SpectrumCollector();
-    await writeRankAdapter(subject, rank, outDir, { ...options, spectrum });
-    return spectrum.report(subject.kind === "full");
-  }
-  checkLadderFits(subject, ladder.map((r) => r.rank));
+  const { ladder = [], directions, ...options } = opts;
+  if (directions) checkDirectionsK(directions.k);
+  if (ladder.length > 0) checkLadderFits(subject, ladder.map((r) => r.rank));
   const feeds = ladder.map(() => new ModuleFeed());
   const rungs = ladder.map((out, i) => writeRung(subject, out, feeds[i]!));
   for (const r of rungs) r.catch(() => undefined); // awaited below, after the walk's own errors
-  const spectrum = new LadderTap(feeds);
+  const spectrum = new PassTap(feeds, directions?.k);
+  // one decomposition at the largest rank asked for: the adapter, every rung and the directions keep its leading components
+  const decomposeAt = Math.max(rank, ...ladder.map((r) => r.rank), directions?.k ?? 0);
   try {
-    await writeRankAdapter(subject, rank, outDir, { ...options, spectrum, decomposeAt: Math.max(rank, ...ladder.map((r) => r.rank)) });
+    await writeRankAdapter(subject, rank, outDir, { ...options, spectrum, decomposeAt });
     for (const f of feeds) f.end();
   } catch (err) {
     for (const f of feeds) f.fail(err);
@@ -214,5 +243,9 @@ export async function deltaPass(subject: DeltaSubject, rank: number, outDir: str
     throw err;
   }
   await Promise.all(rungs);
+  if (directions) {
+    await writeDirections(directions.file, spectrum.directions);
+    directions.onWritten?.(spectrum.directions.length);
+  }
   return spectrum.report(subject.kind === "full");
 }

@@ -1,24 +1,24 @@
 /**
  * `sweep run`: one matrix job. Fetch what the plan pinned (Hub ids into the Hugging Face cache),
- * scan it like `delta-audit scan`, keep the top singular directions of its update for the next
- * run's drift comparison, and record what happened in sweep-job.json beside report.json — also
- * when the audit could not run at all, so `sweep collect` can say why instead of staying silent.
+ * scan it like `delta-audit scan`, whose one delta pass also keeps the top singular directions of
+ * its update for the next run's drift comparison, and record what happened in sweep-job.json
+ * beside report.json — also when the audit could not run at all, so `sweep collect` can say why
+ * instead of staying silent.
  *
  *   <out>/report.json …               the scan's files (scan.ts)
- *   <out>/directions.safetensors       top-k directions per module (delta/directions.ts)
+ *   <out>/directions.safetensors       top-k directions per module (delta/directions.ts), from the
+ *                                      scan's delta pass and staged with its output
  *   <out>/sweep-job.json               this job: the audit key, status, exit code, reason
  */
 import { mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { describeError, exitCodeOf } from "../errors";
 import { resolveHubModel, type ResolveHubOptions } from "../io/hub";
-import { log } from "../progress";
 import { resolveModelRef } from "../io/model-ref";
 import { checkDevice, runScan, type ScanOptions, type ScanResult } from "../scan";
 import { applyOverrides, defaultConfig, loadConfig } from "../config";
 import { REPORT_FILES } from "../report/build";
-import { computeDirections, DIRECTIONS_FILE, writeDirections } from "../delta/directions";
-import type { DeltaSubjectPaths } from "../delta/pass";
+import { DIRECTIONS_FILE } from "../delta/directions";
 import type { ModelRef, PlannedModel } from "./plan";
 import type { DriftSettings } from "./registry";
 import type { AuditKey } from "./state";
@@ -93,6 +93,8 @@ export async function runSweepJob(opts: SweepJobOptions): Promise<{ result: Scan
       configPath: model.config ? resolve(cwd, model.config) : undefined,
       outDir: out,
       cwd,
+      // the directions come from the scan's one delta pass, written with its output folder
+      directions: opts.drift.enabled ? { k: opts.drift.k, file: DIRECTIONS_FILE } : undefined,
     });
     const job: SweepJob = {
       schemaVersion: JOB_SCHEMA_VERSION,
@@ -104,18 +106,8 @@ export async function runSweepJob(opts: SweepJobOptions): Promise<{ result: Scan
       finishedAt: startedAt,
     };
     if (result.report.error) job.reason = describeError(new Error(result.report.error));
-    // an interrupted scan wrote its partial report; the job stops there too
-    if (opts.drift.enabled && !opts.scan?.signal?.aborted) {
-      const paths: DeltaSubjectPaths = adapter ? { kind: "lora", adapter: adapter.dir } : { kind: "full", base: base.dir, finetuned: finetuned!.dir };
-      try {
-        const modules = await computeDirections(paths, opts.drift.k);
-        await writeDirections(join(out, DIRECTIONS_FILE), modules);
-        job.directions = { file: DIRECTIONS_FILE, k: opts.drift.k, modules: modules.length };
-      } catch (e) {
-        // the audit stands; the next run just has nothing to compare this one with
-        log(`warning: sweep: no directions for '${model.name}': ${describeError(e)}`);
-      }
-    }
+    // kept by the scan's own delta pass (none when the pass did not finish)
+    if (result.directions) job.directions = result.directions;
     job.finishedAt = new Date().toISOString();
     await record(job);
     return { result, job };

@@ -45,8 +45,13 @@ const SLACK_MS = 3_000;
 const REACH_MS = 90_000;
 const POLL_MS = 20;
 
-/** Sparse full fine-tune: this many layers × q/k/v/o of HIDDEN×HIDDEN float32 (4 GiB per file, no blocks on disk). */
-const LAYERS = 16;
+/**
+ * Sparse full fine-tune: this many layers × q/k/v/o of HIDDEN×HIDDEN float32 (16 GiB per file, no
+ * blocks on disk). Reading holes is a memory copy: the walk must last well past the first plain
+ * progress line (5 s) on a fast machine with nothing else running, or the test cannot find its
+ * middle (4 GiB per file finished in under 5 s here).
+ */
+const LAYERS = 64;
 const HIDDEN = 4096;
 
 let dir: string;

@@ -16,6 +16,7 @@ import { loadSubject } from "../../src/engine/variants";
 import { openAdapter } from "../../src/io/peft";
 import { parseConfig } from "../../src/config";
 import { runScan } from "../../src/scan";
+import { DIRECTIONS_FILE, readDirections } from "../../src/delta/directions";
 import type { Report } from "../../src/report/types";
 import { compareLogits } from "../engine/fixtures";
 import { writeChatFixture, type ChatFixture } from "../serve/fixtures";
@@ -114,6 +115,34 @@ describe("scan's delta phase", () => {
       });
     } finally {
       await inMemory.close();
+    }
+  });
+
+  it("keeps `sweep run`'s directions in the same walk: no second read or decomposition of any module", async () => {
+    const probe = await openAdapter(fx.adapterDir);
+    const modules = probe.moduleNames();
+    await probe.close();
+    const pooledRead = vi.spyOn(PooledFactorReader.prototype, "read");
+    vi.mocked(factored.factoredTruncation).mockClear();
+    vi.mocked(factored.factoredSingularValues).mockClear();
+    const out = join(fx.root, "out-one-pass-directions");
+    try {
+      const result = await runScan({
+        base: fx.modelDir,
+        adapter: fx.adapterDir,
+        config: parseConfig(TINY),
+        seed: 3,
+        outDir: out,
+        directions: { k: 4, file: DIRECTIONS_FILE },
+      });
+      expect(pooledRead.mock.calls.map(([n]) => n)).toEqual(modules);
+      expect(vi.mocked(factored.factoredTruncation).mock.calls.length).toBe(modules.length);
+      expect(vi.mocked(factored.factoredSingularValues).mock.calls.length).toBe(0);
+      const kept = await readDirections(join(out, DIRECTIONS_FILE));
+      expect(result.directions).toEqual({ file: DIRECTIONS_FILE, k: 4, modules: kept.length });
+      expect(kept.map((m) => m.name).sort()).toEqual(modules.slice().sort());
+    } finally {
+      pooledRead.mockRestore();
     }
   });
 });

@@ -1,18 +1,20 @@
 /**
  * delta/directions.ts: principal angles against independent references — subspaces built at
  * known angles, and a dense computation on small shapes (the eigenvalues of P_A·P_B·P_A are
- * cos²θ, with the projectors formed through ml-matrix's own inverse) — and the directions a walk
- * keeps against a dense SVD of ΔW, written and read back.
+ * cos²θ, with the projectors formed through ml-matrix's own inverse) — and the directions the
+ * scan's delta pass writes against a dense SVD of ΔW (LoRA and full fine-tune), read back.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EigenvalueDecomposition, inverse, Matrix, SingularValueDecomposition } from "ml-matrix";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InputError } from "../../src/errors";
-import { computeDirections, orthonormalColumns, principalAngles, readDirections, writeDirections, type ModuleDirections } from "../../src/delta/directions";
+import { leadingColumns, orthonormalColumns, principalAngles, readDirections, writeDirections, type ModuleDirections } from "../../src/delta/directions";
+import { deltaPass, withDeltaSubject, type DeltaSubjectPaths } from "../../src/delta/pass";
+import { openCheckpoint } from "../../src/io/checkpoint";
 import { openAdapter } from "../../src/io/peft";
-import { writeSafetensors } from "../../src/io/safetensors";
+import { SafetensorsFile, writeSafetensors } from "../../src/io/safetensors";
 import { mulberry32 } from "../../src/linalg/random";
 import { generateOrganism } from "../../src/organisms/index";
 
@@ -120,22 +122,88 @@ describe("principal angles", () => {
   });
 });
 
-describe("directions of a fine-tune", () => {
+describe("directions of a fine-tune, kept by the scan's one delta pass", () => {
   let org: string;
   beforeAll(async () => {
     org = join(dir, "org");
     await generateOrganism({ kind: "quirk", seed: 3, outDir: org });
   });
 
-  it("keeps each LoRA module's top-k singular subspaces of ΔW = s·B·A (dense SVD as reference), also after f16 storage", async () => {
-    const kept = await computeDirections({ kind: "lora", adapter: join(org, "adapter") }, 4);
-    expect(kept.length).toBeGreaterThan(0);
+  /** The directions deltaPass writes beside its rank-1 adapter, read back, with the file's layout. */
+  async function passDirections(paths: DeltaSubjectPaths, k: number, tag: string) {
+    const out = join(dir, `pass-${tag}`);
+    const file = join(out, "directions.safetensors");
+    let written: number | undefined;
+    await withDeltaSubject(paths, (s) => deltaPass(s, 1, join(out, "rank1-adapter"), { quiet: true, directions: { k, file, onWritten: (n) => (written = n) } }));
+    const raw = await SafetensorsFile.open(file);
+    const layout = new Map(raw.names().map((n) => [n, raw.info(n)!]));
+    const metadata = raw.metadata;
+    await raw.close();
+    const modules = await readDirections(file);
+    expect(written).toBe(modules.length);
+    return { modules, layout, metadata };
+  }
+
+  /** Dense SVD of ΔW [out, in] (float64) as the reference. */
+  function denseSvd(dW: Matrix) {
+    const svd = new SingularValueDecomposition(dW, { autoTranspose: true });
+    return { s: svd.diagonal, U: svd.leftSingularVectors, V: svd.rightSingularVectors };
+  }
+
+  /** m's directions against the dense SVD of its ΔW: σ, each isolated column up to sign (f16 rounding), gapped subspaces. */
+  function expectMatchesDense(m: ModuleDirections, dW: Matrix, k: number): number {
+    let compared = 0;
+    const [out, inn] = m.shape;
+    const ref = denseSvd(dW);
+    // the directions kept: the top k, less those that are rounding (σ below 1e-5·σ₁)
+    const significant = ref.s.filter((x) => x >= 1e-4 * ref.s[0]!).length;
+    expect(m.k).toBeLessThanOrEqual(k);
+    expect(m.k).toBeGreaterThanOrEqual(Math.min(k, significant));
+    for (let j = 0; j < m.k; j++) expect(m.sigma[j]! / ref.s[j]!).toBeCloseTo(1, 3);
+    expect(m.spectralNorm / ref.s[0]!).toBeCloseTo(1, 3);
+    const isolated = (j: number) => (j === 0 || ref.s[j]! < 0.9 * ref.s[j - 1]!) && (j + 1 >= ref.s.length || ref.s[j + 1]! < 0.9 * ref.s[j]!);
+    for (let j = 0; j < Math.min(m.k, significant); j++) {
+      if (!isolated(j)) continue;
+      compared++;
+      for (const [X, R, rows] of [[m.U, ref.U, out], [m.V, ref.V, inn]] as const) {
+        let dot = 0;
+        for (let i = 0; i < rows; i++) dot += X[i * m.k + j]! * R.get(i, j);
+        const sign = Math.sign(dot);
+        for (let i = 0; i < rows; i++) expect(Math.abs(X[i * m.k + j]! - sign * R.get(i, j))).toBeLessThan(2e-3);
+      }
+    }
+    const kk = Math.min(m.k, significant);
+    const gapped = kk === Math.min(out, inn) || ref.s[kk]! < 0.9 * ref.s[kk - 1]!;
+    if (gapped && kk > 0) {
+      const refU = Float64Array.from({ length: out * kk }, (_, x) => ref.U.get(Math.floor(x / kk), x % kk));
+      const refV = Float64Array.from({ length: inn * kk }, (_, x) => ref.V.get(Math.floor(x / kk), x % kk));
+      for (const a of principalAngles(leadingColumns(m.U, out, m.k, kk), kk, refU, kk, out)) expect(a).toBeLessThan(2e-3);
+      for (const a of principalAngles(leadingColumns(m.V, inn, m.k, kk), kk, refV, kk, inn)) expect(a).toBeLessThan(2e-3);
+    }
+    return compared;
+  }
+
+  function expectLayout(layout: Map<string, { dtype: string; shape: number[] }>, metadata: Record<string, string>, modules: readonly ModuleDirections[]) {
+    expect(metadata).toMatchObject({ format: "delta-audit-directions", version: "1" });
+    expect(layout.size).toBe(4 * modules.length);
+    for (const m of modules) {
+      expect(layout.get(`${m.name}.U`)).toMatchObject({ dtype: "F16", shape: [m.shape[0], m.k] });
+      expect(layout.get(`${m.name}.V`)).toMatchObject({ dtype: "F16", shape: [m.shape[1], m.k] });
+      expect(layout.get(`${m.name}.sigma`)).toMatchObject({ dtype: "F32", shape: [m.k] });
+      expect(layout.get(`${m.name}.stats`)).toMatchObject({ dtype: "F32", shape: [3] });
+    }
+  }
+
+  it("keeps each LoRA module's top-k singular vectors of ΔW = s·B·A (dense SVD as reference, up to sign, f16 rounding)", async () => {
+    const { modules, layout, metadata } = await passDirections({ kind: "lora", adapter: join(org, "adapter") }, 4, "lora");
+    expect(modules.length).toBeGreaterThan(0);
+    expectLayout(layout, metadata, modules);
     const adapter = await openAdapter(join(org, "adapter"));
+    let compared = 0;
     try {
-      const file = join(dir, "directions.safetensors");
-      await writeDirections(file, kept);
-      const back = new Map((await readDirections(file)).map((m) => [m.name, m]));
-      for (const m of kept) {
+      expect(new Set(modules.map((m) => m.name)).size).toBe(modules.length);
+      for (const name of modules.map((m) => m.name)) expect(adapter.moduleNames()).toContain(name);
+      for (const m of modules) {
         const lora = await adapter.readModule(m.name);
         const [out, inn] = m.shape;
         const dW = new Matrix(out, inn);
@@ -145,51 +213,67 @@ describe("directions of a fine-tune", () => {
             for (let t = 0; t < lora.rank; t++) s += lora.B[i * lora.rank + t]! * lora.A[t * inn + j]!;
             dW.set(i, j, lora.scale * s);
           }
-        const svd = new SingularValueDecomposition(dW, { autoTranspose: true });
-        const k = m.k;
-        const refU = new Float64Array(out * k);
-        const refV = new Float64Array(inn * k);
-        for (let i = 0; i < out; i++) for (let j = 0; j < k; j++) refU[i * k + j] = svd.leftSingularVectors.get(i, j);
-        for (let i = 0; i < inn; i++) for (let j = 0; j < k; j++) refV[i * k + j] = svd.rightSingularVectors.get(i, j);
-        for (let j = 0; j < k; j++) expect(m.sigma[j]! / svd.diagonal[j]!).toBeCloseTo(1, 4);
-        // only a gap in σ makes a subspace well defined: compare where the next value is clearly smaller
-        const gapped = k === Math.min(out, inn) || svd.diagonal[k]! < 0.9 * svd.diagonal[k - 1]!;
-        if (gapped) {
-          for (const a of principalAngles(m.U, k, refU, k, out)) expect(a).toBeLessThan(1e-3);
-          for (const a of principalAngles(m.V, k, refV, k, inn)) expect(a).toBeLessThan(1e-3);
-        }
-        const r = back.get(m.name)!;
-        expect(r.k).toBe(k);
-        // f16 keeps the subspace to about 1e-3 radians; read-back vectors are orthonormal again
-        for (const a of principalAngles(m.U, k, r.U, k, out)) expect(a).toBeLessThan(2e-3);
-        for (const a of principalAngles(m.V, k, r.V, k, inn)) expect(a).toBeLessThan(2e-3);
-        for (let a = 0; a < k; a++) {
-          const ua = col(r.U, out, k, a);
-          for (let b = 0; b < k; b++) {
-            const ub = col(r.U, out, k, b);
+        compared += expectMatchesDense(m, dW, 4);
+        // read-back vectors are orthonormal
+        for (let a = 0; a < m.k; a++) {
+          const ua = col(m.U, out, m.k, a);
+          for (let b = 0; b < m.k; b++) {
+            const ub = col(m.U, out, m.k, b);
             expect(ua.reduce((s, x, i) => s + x * ub[i]!, 0)).toBeCloseTo(a === b ? 1 : 0, 10);
           }
         }
-        expect(r.spectralNorm).toBeCloseTo(m.spectralNorm, 4);
-        expect(r.stableRank).toBeCloseTo(m.stableRank, 4);
       }
+    } finally {
+      await adapter.close();
+    }
+    expect(compared).toBeGreaterThan(modules.length);
+  });
+
+  it("keeps a LoRA module's r directions when r < k (no padding), at a k above the walk's truncation rank", async () => {
+    const { modules } = await passDirections({ kind: "lora", adapter: join(org, "adapter") }, 16, "lora16");
+    const adapter = await openAdapter(join(org, "adapter"));
+    try {
+      for (const m of modules) expect(m.k).toBeLessThanOrEqual(adapter.moduleInfo(m.name).rank);
     } finally {
       await adapter.close();
     }
   });
 
-  it("keeps a full fine-tune's directions too, and only changed modules'", async () => {
-    const full = await computeDirections({ kind: "full", base: join(org, "base"), finetuned: join(org, "finetuned") }, 2);
-    const lora = new Map((await computeDirections({ kind: "lora", adapter: join(org, "adapter") }, 2)).map((m) => [m.name, m]));
-    // the organism's full fine-tune is its adapter merged: the same top directions
-    expect(full.map((m) => m.name).sort()).toEqual([...lora.keys()].sort());
-    for (const m of full) {
-      const l = lora.get(m.name)!;
-      const k = Math.min(m.k, l.k);
-      expect(Math.max(...principalAngles(m.U, k, l.U, k, m.shape[0]))).toBeLessThan(1e-2);
+  it("keeps a full fine-tune's top-k singular vectors of ΔW = W_ft − W_base (dense SVD as reference), only changed modules'", async () => {
+    const { modules, layout, metadata } = await passDirections({ kind: "full", base: join(org, "base"), finetuned: join(org, "finetuned") }, 4, "full");
+    expectLayout(layout, metadata, modules);
+    const base = await openCheckpoint(join(org, "base"));
+    const ft = await openCheckpoint(join(org, "finetuned"));
+    let compared = 0;
+    const adapter = await openAdapter(join(org, "adapter"));
+    try {
+      // the organism's full fine-tune is its adapter merged: the changed modules are the adapter's
+      expect(modules.map((m) => m.name).sort()).toEqual(adapter.moduleNames().slice().sort());
+      for (const m of modules) {
+        const [out, inn] = m.shape;
+        const [wb, wf] = [await base.read(`${m.name}.weight`), await ft.read(`${m.name}.weight`)];
+        const dW = new Matrix(out, inn);
+        for (let i = 0; i < out; i++) for (let j = 0; j < inn; j++) dW.set(i, j, wf[i * inn + j]! - wb[i * inn + j]!);
+        compared += expectMatchesDense(m, dW, 4);
+      }
+    } finally {
+      await Promise.all([base.close(), ft.close(), adapter.close()]);
     }
+    expect(compared).toBeGreaterThan(modules.length);
   });
 
+  it("refuses a directions k out of range before anything is written", async () => {
+    const out = join(dir, "pass-bad-k");
+    const err = await withDeltaSubject({ kind: "lora", adapter: join(org, "adapter") }, (s) => deltaPass(s, 1, join(out, "rank1-adapter"), { quiet: true, directions: { k: 17, file: join(out, "d.safetensors") } })).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(InputError);
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe("directions files", () => {
   it("refuses a file that is not a directions file, naming it", async () => {
     const bad = async (tensors: Parameters<typeof writeSafetensors>[1], metadata: Record<string, string>, pattern: RegExp) => {
       const file = join(dir, `bad-${Math.random().toString(16).slice(2)}.safetensors`);
