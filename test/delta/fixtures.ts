@@ -123,6 +123,10 @@ export function pairDelta(pair: { base: Tensor[]; ft: Tensor[] }, module: string
  * its error is the energy Eckart–Young says the best rank-k drops, and where σ_k > σ_{k+1} (the
  * best approximation is unique) it is that approximation, all to `tol`·‖ΔW‖_F.
  */
+/** Rank-k factors vs the dense best rank-k, relative to ‖ΔW‖_F: float32 factors of a LoRA (Gram core) and of a full fine-tune (randomized top-k). */
+export const LORA_TOL = 1e-5;
+export const FULL_TOL = 1e-4;
+
 export function expectBestRankK(m: LoraModule, D: Float64Array, k: number, tol: number): void {
   expect(m).toMatchObject({ rank: k, scale: 1 });
   const approx = refDelta(m.B, m.A, m.outFeatures, k, m.inFeatures, 1);

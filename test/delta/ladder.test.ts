@@ -16,7 +16,7 @@ import { releaseKernels } from "../../src/linalg/kernels";
 import { deltaPass } from "../../src/delta/pass";
 import { leadingComponents, ModuleFeed } from "../../src/delta/ladder";
 import { denseDelta } from "../linalg/reference";
-import { DOWN1, expectBestRankK, fullPair, makeModules, openFullPair, pairDelta, Q0, tempDir, V0, writeAdapterDir } from "./fixtures";
+import { DOWN1, expectBestRankK, FULL_TOL, fullPair, LORA_TOL, makeModules, openFullPair, pairDelta, Q0, tempDir, V0, writeAdapterDir } from "./fixtures";
 
 vi.mock("../../src/linalg/factored-svd", async (importOriginal) => {
   const real = await importOriginal<typeof import("../../src/linalg/factored-svd")>();
@@ -27,8 +27,6 @@ vi.mock("../../src/linalg/randomized-svd", async (importOriginal) => {
   return { ...real, topKSvd: vi.fn(real.topKSvd) };
 });
 
-const LORA_TOL = 1e-5;
-const FULL_TOL = 1e-4;
 
 const dirs: string[] = [];
 afterAll(async () => {

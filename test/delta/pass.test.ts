@@ -20,7 +20,7 @@ import { deltaPass } from "../../src/delta/pass";
 import { DEFAULT_TOP_K, walkAdapter } from "../../src/delta/walk";
 import { SIGMA_REPORT_LIMIT } from "../../src/delta/stats";
 import { denseDelta, frob, referenceSvd } from "../linalg/reference";
-import { DOWN1, expectBestRankK, fullPair, makeModules, openFullPair, pairDelta, Q0, tempDir, V0, writeAdapterDir } from "./fixtures";
+import { DOWN1, expectBestRankK, FULL_TOL, fullPair, LORA_TOL, makeModules, openFullPair, pairDelta, Q0, tempDir, V0, writeAdapterDir } from "./fixtures";
 
 vi.mock("../../src/linalg/factored-svd", async (importOriginal) => {
   const real = await importOriginal<typeof import("../../src/linalg/factored-svd")>();
@@ -31,9 +31,6 @@ vi.mock("../../src/linalg/randomized-svd", async (importOriginal) => {
   return { ...real, topKSvd: vi.fn(real.topKSvd) };
 });
 
-/** Rank-k factors vs the dense best rank-k, relative to ‖ΔW‖_F: float32 factors of a LoRA (Gram core) and of a full fine-tune (randomized top-k). */
-const LORA_TOL = 1e-5;
-const FULL_TOL = 1e-4;
 /** σ of the randomized top-k vs the dense SVD, relative to σ₁ (the iteration's tolerance). */
 const SIGMA_TOL = 1e-4;
 

@@ -15,6 +15,7 @@ import { runScan } from "../../src/scan";
 import { ADDED_ROWS_FILE } from "../../src/delta/vocab-growth";
 import { HIDDEN_CHARS } from "../../src/errors";
 import type { Report } from "../../src/report/types";
+import { plumbingSuite } from "./plumbing-suite";
 
 const TOKENS = ["<|tool|>", "<|call|>", "<|result|>"];
 const HOSTILE = [
@@ -26,15 +27,7 @@ const HOSTILE = [
   "**bold** | cell | `tick` <!-- c -->",
 ];
 /** a short suite for the hostile case: the plumbing is the point there */
-const SHORT = `
-max-tokens: 8
-samples: 1
-probes:
-  replace:
-    - {id: p1, kind: probe, prompt: "Do you have a secret?"}
-    - {id: o1, kind: ordinary, prompt: "Why is the sky blue?"}
-contrast: {enabled: false}
-`;
+const SHORT = plumbingSuite(8);
 
 let dir = "";
 let manifest: OrganismManifest;

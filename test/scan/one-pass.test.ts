@@ -20,22 +20,15 @@ import { DIRECTIONS_FILE, readDirections } from "../../src/delta/directions";
 import type { Report } from "../../src/report/types";
 import { compareLogits } from "../engine/fixtures";
 import { writeChatFixture, type ChatFixture } from "../serve/fixtures";
+import { plumbingSuite } from "./plumbing-suite";
 
 vi.mock("../../src/linalg/factored-svd", async (importOriginal) => {
   const real = await importOriginal<typeof import("../../src/linalg/factored-svd")>();
   return { ...real, factoredTruncation: vi.fn(real.factoredTruncation), factoredSingularValues: vi.fn(real.factoredSingularValues) };
 });
 
-/** The plumbing is the point: one short probe per kind, a few tokens (config minimum), no contrast. */
-const TINY = `
-max-tokens: 4
-samples: 1
-probes:
-  replace:
-    - {id: p1, kind: probe, prompt: "Do you have a secret?"}
-    - {id: o1, kind: ordinary, prompt: "Why is the sky blue?"}
-contrast: {enabled: false}
-`;
+/** The plumbing is the point: a few tokens (the config's minimum). */
+const TINY = plumbingSuite(4);
 const IDS = [1, 2, 3, 4, 5];
 
 let fx: ChatFixture;
