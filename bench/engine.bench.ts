@@ -11,8 +11,7 @@ import { mkdir, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { ort, createSession } from "../src/linalg/ort";
-import { OnnxType } from "../src/linalg/onnx-proto";
+import { measureReadBandwidth } from "./bandwidth";
 import { loadModel } from "../src/engine/index";
 
 export const BENCH_DIR = join(".cache", "bench", "qwen2.5-0.5b-synthetic");
@@ -90,7 +89,7 @@ async function generateCheckpoint(): Promise<void> {
   await rename(tmp, BENCH_DIR);
 }
 
-/** Read bandwidth through ORT (all threads): ReduceSum over a 1 GiB float tensor. */
+/** Read bandwidth of every core (bench/bandwidth.ts) over 1 GiB, in a child process. */
 function measureBandwidthInChild(): number {
   // a separate process, so the probe's 1 GiB buffer does not count toward the engine's peak memory
   const r = spawnSync(process.execPath, ["--import", "tsx", fileURLToPath(import.meta.url), "--bandwidth"], { encoding: "utf8" });
@@ -100,26 +99,7 @@ function measureBandwidthInChild(): number {
 }
 
 async function measureBandwidth(): Promise<number> {
-  const n = BANDWIDTH_BYTES / 4;
-  const session = await createSession({
-    opsets: { "": 17 },
-    graph: {
-      name: "bw",
-      nodes: [{ op: "ReduceSum", inputs: ["x"], outputs: ["y"], attrs: { keepdims: 0 } }],
-      inputs: [{ name: "x", type: OnnxType.FLOAT, shape: [n] }],
-      outputs: [{ name: "y", type: OnnxType.FLOAT }],
-    },
-  });
-  const x = new ort.Tensor("float32", new Float32Array(n).fill(1), [n]);
-  await session.run({ x });
-  let best = Infinity;
-  for (let i = 0; i < 5; i++) {
-    const t0 = performance.now();
-    await session.run({ x });
-    best = Math.min(best, performance.now() - t0);
-  }
-  await session.release();
-  return BANDWIDTH_BYTES / (best / 1000);
+  return (await measureReadBandwidth(BANDWIDTH_BYTES)).bytesPerSecond;
 }
 
 function peakRssBytes(): number {

@@ -4,7 +4,7 @@
  *    random weights, rank-16 LoRA on all seven projections): peak RSS of a `generate` on the
  *    LoRA variant at int8; batch-1 decode tokens/s against the memory-bandwidth roofline on the
  *    bytes actually read per token (int8 linears and head, the float32 LoRA factors, the KV
- *    cache read at that step), with the bandwidth measured here by a memory sweep; batch 8
+ *    cache read at that step), with the read bandwidth of every core measured here; batch 8
  *    over batch 1 tokens/s; the default suite's projected scan time;
  *  - the Qwen2.5-0.5B-shaped checkpoint of engine.bench.ts: int8 against f32 decode per token.
  * Each measurement runs in a child process, so its peak RSS is its own.
@@ -20,8 +20,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createSession, ort } from "../src/linalg/ort";
-import { OnnxType } from "../src/linalg/onnx-proto";
+import { measureReadBandwidth } from "./bandwidth";
 import { LORA_RANK, SHAPES, configJson, ensureLlamaCheckpoint, loraParams } from "./llama-checkpoint";
 
 const QUICK = process.env.BENCH_QUICK === "1";
@@ -54,30 +53,10 @@ function child<T>(args: string[]): T {
 
 // ------------------------------------------------------------------ children
 
-/** The memory sweep: ReduceSum (all threads) over buffers from 64 MiB up; the best rate of the large ones. */
+/** The read-bandwidth probe (bench/bandwidth.ts: every core, the best partition). */
 async function bandwidth(): Promise<number> {
-  let best = 0;
-  for (const mib of QUICK ? [64, 256] : [64, 256, 1024]) {
-    const n = (mib * 2 ** 20) / 4;
-    const s = await createSession({
-      opsets: { "": 17 },
-      graph: { name: "bw", nodes: [{ op: "ReduceSum", inputs: ["x"], outputs: ["y"], attrs: { keepdims: 0 } }], inputs: [{ name: "x", type: OnnxType.FLOAT, shape: [n] }], outputs: [{ name: "y", type: OnnxType.FLOAT }] },
-    });
-    const x = new ort.Tensor("float32", new Float32Array(n).fill(1), [n]);
-    await s.run({ x });
-    let t = Infinity;
-    for (let i = 0; i < 5; i++) {
-      const t0 = performance.now();
-      await s.run({ x });
-      t = Math.min(t, performance.now() - t0);
-    }
-    await s.release();
-    // buffers below ~4× L3 still partly hit the cache: only the largest counts
-    if (mib >= 256 || QUICK) best = Math.max(best, (n * 4) / (t / 1000));
-  }
-  return best;
+  return (await measureReadBandwidth(QUICK ? 256 * 2 ** 20 : 2 ** 30)).bytesPerSecond;
 }
-
 interface DecodeMeasure {
   loadSeconds: number;
   /** VmHWM after load + one generate (the `generate` command's work) */
@@ -146,8 +125,11 @@ export async function run(): Promise<PrecisionBenchResult> {
   const { defaultConfig } = await import("../src/config");
   const cfg = parseModelConfig(configJson(s));
 
-  const bw = child<number>(["--child", "bandwidth"]);
+  // bandwidth before and after the decode child, the higher taken: a neighbour slowing memory
+  // during one probe must not flatter the roofline ratio
+  const bwBefore = child<number>(["--child", "bandwidth"]);
   const g = child<DecodeMeasure>(["--child", "decode", dirs.base, dirs.lora, "int8"]);
+  const bw = Math.max(bwBefore, child<number>(["--child", "bandwidth"]));
 
   // bytes the batch-1 step reads: int8 linears and head, float32 LoRA factors, the KV cache at that context, one embedding row
   const weights = cfg.numLayers * layerBytes(cfg, "int8") + headBytes(cfg, "int8");
@@ -191,15 +173,17 @@ export async function run(): Promise<PrecisionBenchResult> {
     qwenInt8OverF32: qwen ? qwen.f32.stepSeconds1 / qwen.int8.stepSeconds1 : undefined,
   };
   console.log(`precision bench: llama ${shape}-shaped (${cfg.numLayers} layers, hidden ${cfg.hiddenSize}), rank-${LORA_RANK} LoRA on all 7 projections, int8, ${cores} cores`);
-  console.log(`  memory bandwidth (sweep)  : ${(bw / 1e9).toFixed(2)} GB/s`);
+  console.log(`  read bandwidth (max b/a)  : ${(bw / 1e9).toFixed(2)} GB/s`);
   console.log(`  load (stream + quantize)  : ${g.loadSeconds.toFixed(1)} s`);
   console.log(`  peak RSS of generate      : ${gb(g.generatePeakRss)}${shape === "8b" ? ` (target ≤ ${gb(TARGETS.peakRssBytes8b)}) ${ok(g.generatePeakRss <= TARGETS.peakRssBytes8b)}` : " (the ≤ 12 GB target applies to --shape 8b)"}`);
   console.log(`  bytes read per token      : ${gb(bytesPerToken)} (int8 weights ${gb(weights)}, LoRA f32 ${gb(lora)}, KV ${gb(kv)}) → roofline ${(bw / bytesPerToken).toFixed(1)} tok/s`);
   console.log(`  decode batch 1            : ${tok1.toFixed(2)} tok/s (step ${(g.stepSeconds1 * 1000).toFixed(1)} ms)`);
   console.log(`  decode batch 8            : ${tok8.toFixed(2)} tok/s`);
   console.log(`  prefill                   : ${g.prefillTokensPerSecond.toFixed(1)} tok/s (${PREFILL_TOKENS} tokens)`);
-  console.log(`  roofline ratio b=1        : ${res.rooflineRatio.toFixed(2)} (target ≥ ${TARGETS.rooflineBatch1}) ${ok(res.rooflineRatio >= TARGETS.rooflineBatch1)}`);
-  console.log(`  batch 8 / batch 1         : ${res.batch8OverBatch1.toFixed(2)}× (target ≥ ${TARGETS.batch8OverBatch1}) ${ok(res.batch8OverBatch1 >= TARGETS.batch8OverBatch1)}`);
+  // the issue's decode targets are for the 8B shape: a small model's step is dominated by per-run overheads, not bytes
+  const target = (text: string, met: boolean) => (shape === "8b" ? `(target ${text}) ${ok(met)}` : `(the ${text} target applies to --shape 8b)`);
+  console.log(`  roofline ratio b=1        : ${res.rooflineRatio.toFixed(2)} ${target(`≥ ${TARGETS.rooflineBatch1}`, res.rooflineRatio >= TARGETS.rooflineBatch1)}`);
+  console.log(`  batch 8 / batch 1         : ${res.batch8OverBatch1.toFixed(2)}× ${target(`≥ ${TARGETS.batch8OverBatch1}`, res.batch8OverBatch1 >= TARGETS.batch8OverBatch1)}`);
   console.log(`  default-suite scan        : ${runs} variant runs × ${work.steps} steps at batch ${work.batch}, ~${work.promptTokens} prompt tokens each → ${(projected / 60).toFixed(1)} min here, ~${(projected4 / 60).toFixed(1)} min projected on 4 cores (delta pass not included)`);
   if (qwen) {
     console.log(`  Qwen2.5-0.5B f32 decode   : ${(qwen.f32.stepSeconds1 * 1000).toFixed(1)} ms/token (peak ${gb(qwen.f32.generatePeakRss)})`);

@@ -5934,8 +5934,8 @@ var require_request = __commonJS({
         }
         return request2;
       }
-      static [kHTTP2CopyHeaders](raw2) {
-        const rawHeaders = raw2.split("\r\n");
+      static [kHTTP2CopyHeaders](raw) {
+        const rawHeaders = raw.split("\r\n");
         const headers = {};
         for (const header2 of rawHeaders) {
           const [key, value] = header2.split(": ");
@@ -19953,8 +19953,8 @@ function normaliseAttr(v) {
   if (Array.isArray(v)) return { kind: "ints", value: v };
   return v;
 }
-function writeAttr(w, name, raw2) {
-  const a = normaliseAttr(raw2);
+function writeAttr(w, name, raw) {
+  const a = normaliseAttr(raw);
   w.string(1, name);
   switch (a.kind) {
     case "float":
@@ -20163,6 +20163,7 @@ var init_ort = __esm({
 
 // src/engine/quantize.ts
 function quantizedBytes(K, N, s) {
+  if (s.layout === "channels") return N * K + 4 * N;
   const nb = blocksPerRow(K, s);
   return N * (nb * blobBytes(s) + 4 * nb + (s.zeroPoints ? zeroPointBytesPerRow(K, s) : 0));
 }
@@ -20172,6 +20173,7 @@ function allocQuantBuffers(K, N, s, take = (n) => new Float32Array(n)) {
     const f = take(Math.ceil(n / 4));
     return new Uint8Array(f.buffer, f.byteOffset, n);
   };
+  if (s.layout === "channels") return { packed: bytes(K * N), scales: take(N) };
   return {
     packed: bytes(N * nb * blobBytes(s)),
     scales: take(N * nb),
@@ -20179,6 +20181,7 @@ function allocQuantBuffers(K, N, s, take = (n) => new Float32Array(n)) {
   };
 }
 function quantizeRowsInto(rows, count2, K, s, out, row0) {
+  if (s.layout === "channels") return quantizeChannelsInto(rows, count2, K, out, row0);
   const nb = blocksPerRow(K, s);
   const blob = blobBytes(s);
   const bs = s.blockSize;
@@ -20237,6 +20240,31 @@ function quantizeRowsInto(rows, count2, K, s, out, row0) {
     }
   }
 }
+function quantizeChannelsInto(rows, count2, K, out, row0) {
+  const { packed, scales } = out;
+  const N = scales.length;
+  for (let r = 0; r < count2; r++) {
+    const n = row0 + r;
+    const src = r * K;
+    let lo = 0;
+    let hi = 0;
+    for (let k = src; k < src + K; k++) {
+      const w = rows[k];
+      lo = Math.min(lo, w);
+      hi = Math.max(hi, w);
+    }
+    let scale = Math.max(hi, -lo) / 127;
+    if (scale === 0) scale = 1;
+    if (lo !== lo || hi !== hi) scale = NaN;
+    const sf = Math.fround(scale);
+    const inv = 1 / sf;
+    scales[n] = sf;
+    for (let k = 0; k < K; k++) {
+      const q = rows[src + k] * inv + ROUNDER - ROUNDER;
+      packed[k * N + n] = (q < -127 ? -127 : q > 127 ? 127 : q) & 255;
+    }
+  }
+}
 function quantizeMatrix(w, N, K, s) {
   const buf = allocQuantBuffers(K, N, s);
   quantizeRowsInto(w, N, K, s, buf, 0);
@@ -20244,6 +20272,12 @@ function quantizeMatrix(w, N, K, s) {
 }
 function dequantize(q) {
   const { K, N, scheme: s } = q;
+  if (s.layout === "channels") {
+    const out2 = new Float32Array(N * K);
+    const codes = new Int8Array(q.packed.buffer, q.packed.byteOffset, q.packed.byteLength);
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) out2[n * K + k] = Math.fround(codes[k * N + n] * q.scales[n]);
+    return out2;
+  }
   const nb = blocksPerRow(K, s);
   const blob = blobBytes(s);
   const mid = 1 << s.bits - 1;
@@ -20274,15 +20308,318 @@ function quantizationErrorSquared(rows, count2, K, s) {
   }
   return e2;
 }
-var ACCURACY_LEVEL, blocksPerRow, blobBytes, zeroPointBytesPerRow, ROUNDER;
+var ACCURACY_LEVEL, rowBlock, blocksPerRow, blobBytes, zeroPointBytesPerRow, ROUNDER;
 var init_quantize = __esm({
   "src/engine/quantize.ts"() {
     "use strict";
     ACCURACY_LEVEL = 4;
-    blocksPerRow = (K, s) => Math.ceil(K / s.blockSize);
+    rowBlock = (K, s) => s.layout === "channels" ? K : s.blockSize;
+    blocksPerRow = (K, s) => Math.ceil(K / rowBlock(K, s));
     blobBytes = (s) => s.blockSize * s.bits / 8;
     zeroPointBytesPerRow = (K, s) => s.bits === 8 ? blocksPerRow(K, s) : Math.ceil(blocksPerRow(K, s) / 2);
     ROUNDER = 6755399441055744;
+  }
+});
+
+// src/engine/graph.ts
+function modulePath(layer, target) {
+  const block = target === "gate_proj" || target === "up_proj" || target === "down_proj" ? "mlp" : "self_attn";
+  return `model.layers.${layer}.${block}.${target}`;
+}
+function buildLinearGraph(K, N, weight) {
+  const g = new GraphBuilder(() => weight);
+  g.input("A", OnnxType.FLOAT, ["m", K]);
+  g.linear("A", "W", "y", "Y");
+  g.output("Y", ["m", N]);
+  return g.build("linear");
+}
+function buildLayerSegment(cfg, first, count2, weights) {
+  const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = cfg;
+  const G = nH / nKV;
+  const g = new GraphBuilder(weights);
+  const F = OnnxType.FLOAT;
+  g.input(IO.hidden, F, ["batch", "seq", H]);
+  g.input(IO.cos, F, ["batch", 1, "seq", D]);
+  g.input(IO.sin, F, ["batch", 1, "seq", D]);
+  g.input(IO.mask, F, ["batch", 1, 1, "seq", "total"]);
+  const rmsNorm = (x, w) => g.node("SimplifiedLayerNormalization", [x, w], { axis: -1, epsilon: cfg.rmsNormEps }, "rms");
+  const withLora = (y, x, l, t, inF, outF) => {
+    const a = g.input(W.loraA(l, t), F, [inF, `r_${l}_${t}`]);
+    const b = g.input(W.loraB(l, t), F, [`r_${l}_${t}`, outF]);
+    return g.node("Add", [y, g.node("MatMul", [g.node("MatMul", [x, a]), b], void 0, "lora")]);
+  };
+  const half = g.i64([D / 2, D / 2]);
+  const rotateHalf = (x) => {
+    const x1 = g.tmp("x1");
+    const x2 = g.tmp("x2");
+    g.nodes.push({ op: "Split", inputs: [x, half], outputs: [x1, x2], attrs: { axis: -1 } });
+    return g.node("Concat", [g.node("Neg", [x2]), x1], { axis: -1 });
+  };
+  const rope = (x) => g.node("Add", [g.node("Mul", [x, IO.cos]), g.node("Mul", [rotateHalf(x), IO.sin])], void 0, "rope");
+  const activation = (x) => {
+    switch (cfg.hiddenAct) {
+      case "silu":
+        return g.node("Mul", [x, g.node("Sigmoid", [x])]);
+      case "relu":
+        return g.node("Relu", [x]);
+      case "quick_gelu":
+        return g.node("Mul", [x, g.node("Sigmoid", [g.node("Mul", [x, g.f32(1.702)])])]);
+      case "gelu":
+        return g.node("Mul", [g.node("Mul", [x, g.f32(0.5)]), g.node("Add", [g.node("Erf", [g.node("Mul", [x, g.f32(Math.SQRT1_2)])]), g.f32(1)])]);
+      case "gelu_tanh": {
+        const cube = g.node("Mul", [g.node("Mul", [x, x]), x]);
+        const inner = g.node("Mul", [g.node("Add", [x, g.node("Mul", [cube, g.f32(0.044715)])]), g.f32(Math.sqrt(2 / Math.PI))]);
+        return g.node("Mul", [g.node("Mul", [x, g.f32(0.5)]), g.node("Add", [g.node("Tanh", [inner]), g.f32(1)])]);
+      }
+    }
+  };
+  const splitQkv = g.i64([nH * D, nKV * D, nKV * D]);
+  const splitGu = g.i64([I, I]);
+  const invSqrtD = g.f32(1 / Math.sqrt(D));
+  const shapeQ = g.i64([0, 0, nH, D]);
+  const shapeKV = g.i64([0, 0, nKV, D]);
+  const shapeGroupedQ = g.i64([0, nKV, G, -1, D]);
+  const shapeHeads = g.i64([0, nH, -1, D]);
+  const shapeMerge = g.i64([0, 0, -1]);
+  const axis2 = g.i64([2]);
+  let h = IO.hidden;
+  for (let l = first; l < first + count2; l++) {
+    g.input(IO.pastK(l), F, ["batch", nKV, "past", D]);
+    g.input(IO.pastV(l), F, ["batch", nKV, "past", D]);
+    const x = rmsNorm(h, g.weight(W.ln1(l)));
+    let qkv = g.linear(x, W.qkv(l), "qkv");
+    if (cfg.qkvBias) qkv = g.node("Add", [qkv, g.weight(W.qkvBias(l))]);
+    let [q, k, v] = [g.tmp("q"), g.tmp("k"), g.tmp("v")];
+    g.nodes.push({ op: "Split", inputs: [qkv, splitQkv], outputs: [q, k, v], attrs: { axis: -1 } });
+    q = withLora(q, x, l, "q_proj", H, nH * D);
+    k = withLora(k, x, l, "k_proj", H, nKV * D);
+    v = withLora(v, x, l, "v_proj", H, nKV * D);
+    let qh = g.node("Reshape", [q, shapeQ]);
+    let kh = g.node("Reshape", [k, shapeKV]);
+    const vh = g.node("Reshape", [v, shapeKV]);
+    if (cfg.qkNorm) {
+      qh = rmsNorm(qh, g.weight(W.qNorm(l)));
+      kh = rmsNorm(kh, g.weight(W.kNorm(l)));
+    }
+    const qt = rope(g.node("Transpose", [qh], { perm: [0, 2, 1, 3] }));
+    const kt = rope(g.node("Transpose", [kh], { perm: [0, 2, 1, 3] }));
+    const vt = g.node("Transpose", [vh], { perm: [0, 2, 1, 3] });
+    g.nodes.push({ op: "Concat", inputs: [IO.pastK(l), kt], outputs: [IO.presentK(l)], attrs: { axis: 2 } });
+    g.nodes.push({ op: "Concat", inputs: [IO.pastV(l), vt], outputs: [IO.presentV(l)], attrs: { axis: 2 } });
+    const qg = g.node("Reshape", [g.node("Mul", [qt, invSqrtD]), shapeGroupedQ]);
+    const kT = g.node("Unsqueeze", [g.node("Transpose", [IO.presentK(l)], { perm: [0, 1, 3, 2] }), axis2]);
+    const vU = g.node("Unsqueeze", [IO.presentV(l), axis2]);
+    const scores = g.node("Add", [g.node("MatMul", [qg, kT]), IO.mask]);
+    const probs = g.node("Softmax", [scores], { axis: -1 });
+    const ctx = g.node("Reshape", [g.node("MatMul", [probs, vU]), shapeHeads]);
+    const merged = g.node("Reshape", [g.node("Transpose", [ctx], { perm: [0, 2, 1, 3] }), shapeMerge]);
+    let o = g.linear(merged, W.o(l), "o");
+    if (cfg.oBias) o = g.node("Add", [o, g.weight(W.oBias(l))]);
+    o = withLora(o, merged, l, "o_proj", nH * D, H);
+    h = g.node("Add", [h, o], void 0, "resid");
+    const x2 = rmsNorm(h, g.weight(W.ln2(l)));
+    let gu = g.linear(x2, W.gateUp(l), "gu");
+    if (cfg.mlpBias) gu = g.node("Add", [gu, g.weight(W.gateUpBias(l))]);
+    let [gate, up] = [g.tmp("g"), g.tmp("u")];
+    g.nodes.push({ op: "Split", inputs: [gu, splitGu], outputs: [gate, up], attrs: { axis: -1 } });
+    gate = withLora(gate, x2, l, "gate_proj", H, I);
+    up = withLora(up, x2, l, "up_proj", H, I);
+    const act = g.node("Mul", [activation(gate), up], void 0, "glu");
+    let d = g.linear(act, W.down(l), "down");
+    if (cfg.mlpBias) d = g.node("Add", [d, g.weight(W.downBias(l))]);
+    d = withLora(d, act, l, "down_proj", I, H);
+    h = g.node("Add", [h, d], void 0, "resid");
+  }
+  g.nodes.push({ op: "Identity", inputs: [h], outputs: [IO.hiddenOut] });
+  g.output(IO.hiddenOut, ["batch", "seq", H]);
+  for (let l = first; l < first + count2; l++) {
+    g.output(IO.presentK(l), ["batch", nKV, "total", D]);
+    g.output(IO.presentV(l), ["batch", nKV, "total", D]);
+  }
+  return g.build(`layers_${first}_${first + count2}`);
+}
+function buildHeadSegment(cfg, slice2, sliceSize, weights) {
+  const H = cfg.hiddenSize;
+  const g = new GraphBuilder(weights);
+  g.input(IO.hidden, OnnxType.FLOAT, ["batch", "seq", H]);
+  g.input(IO.gather, OnnxType.INT64, ["n"]);
+  const rows = g.node("Gather", [g.node("Reshape", [IO.hidden, g.i64([-1, H])]), IO.gather], { axis: 0 });
+  const normed = g.node("SimplifiedLayerNormalization", [rows, g.weight(W.norm)], { axis: -1, epsilon: cfg.rmsNormEps }, "rms");
+  g.linear(normed, W.lmHeadSlice(slice2), "head", IO.logits);
+  g.output(IO.logits, ["n", sliceSize]);
+  return g.build(`head_${slice2}`);
+}
+var LORA_TARGETS, W, IO, OPSET, isQuantized, GraphBuilder;
+var init_graph = __esm({
+  "src/engine/graph.ts"() {
+    "use strict";
+    init_onnx_proto();
+    init_quantize();
+    LORA_TARGETS = Object.freeze(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]);
+    W = Object.freeze({
+      ln1: (l) => `L${l}.ln1`,
+      ln2: (l) => `L${l}.ln2`,
+      qkv: (l) => `L${l}.qkv`,
+      qkvBias: (l) => `L${l}.qkv_b`,
+      qNorm: (l) => `L${l}.qn`,
+      kNorm: (l) => `L${l}.kn`,
+      o: (l) => `L${l}.o`,
+      oBias: (l) => `L${l}.o_b`,
+      gateUp: (l) => `L${l}.gu`,
+      gateUpBias: (l) => `L${l}.gu_b`,
+      down: (l) => `L${l}.down`,
+      downBias: (l) => `L${l}.down_b`,
+      norm: "norm",
+      /** lm_head transposed, columns of one vocabulary slice: [H, slice size] */
+      lmHeadSlice: (i) => `lm_head.${i}`,
+      loraA: (l, t) => `L${l}.${t}.la`,
+      loraB: (l, t) => `L${l}.${t}.lb`
+    });
+    IO = Object.freeze({
+      hidden: "hidden",
+      hiddenOut: "hidden_out",
+      cos: "cos",
+      sin: "sin",
+      mask: "mask",
+      gather: "gather",
+      logits: "logits",
+      pastK: (l) => `past_k.${l}`,
+      pastV: (l) => `past_v.${l}`,
+      presentK: (l) => `present_k.${l}`,
+      presentV: (l) => `present_v.${l}`
+    });
+    OPSET = 17;
+    isQuantized = (w) => "quant" in w;
+    GraphBuilder = class {
+      constructor(weights) {
+        this.weights = weights;
+      }
+      weights;
+      nodes = [];
+      inputs = [];
+      outputs = [];
+      inits = [];
+      external = [];
+      uid = 0;
+      tmp(hint) {
+        return `${hint}_${this.uid++}`;
+      }
+      node(op, ins, attrs, hint = op.toLowerCase(), domain) {
+        const out = this.tmp(hint);
+        this.nodes.push({ op, inputs: ins, outputs: [out], attrs, domain });
+        return out;
+      }
+      i64(vals) {
+        const name = this.tmp("c");
+        this.inits.push(int64Tensor(name, [vals.length], vals));
+        return name;
+      }
+      f32(v) {
+        const name = this.tmp("cf");
+        this.inits.push(floatTensor(name, [], [v]));
+        return name;
+      }
+      input(name, type, shape) {
+        this.inputs.push({ name, type, shape });
+        return name;
+      }
+      /**
+       * A model weight as a constant initializer whose bytes stay outside the protobuf (ORT copies
+       * them at session creation, so the caller may drop its array afterwards). Constant MatMul
+       * weights are pre-packed by ORT's CPU kernels, which is what makes batched decode cheap.
+       */
+      weight(name) {
+        const w = this.weights(name);
+        if (isQuantized(w)) throw new Error(`internal: weight '${name}' is quantized; only linear weights may be`);
+        this.externalInit(name, OnnxType.FLOAT, w.dims, w.data);
+        return name;
+      }
+      /**
+       * x rounded to uint8 codes per row (its last axis: one token) around the zero point 128, with
+       * step max|x_row|/127, and that step [.., 1] plus rowPoison(x), so a NaN or infinite row
+       * gives a non-finite product instead of codes rounded into range. Built once per tensor: q/k/v
+       * (or gate/up) reading the same input share it.
+       */
+      rowCodes(x) {
+        const hit = this.rowCodeCache.get(x);
+        if (hit) return hit;
+        const amax = this.node("ReduceMax", [this.node("Abs", [x])], { axes: [-1], keepdims: 1 }, "amax");
+        const step = this.node("Div", [this.node("Max", [amax, this.f32(1e-30)]), this.f32(127)], void 0, "astep");
+        const codes = this.node("Cast", [this.node("Add", [this.node("Round", [this.node("Div", [x, step])]), this.f32(128)])], { to: OnnxType.UINT8 }, "acodes");
+        const r = [codes, this.node("Add", [step, this.rowPoison(x)], void 0, "astep")];
+        this.rowCodeCache.set(x, r);
+        return r;
+      }
+      rowCodeCache = /* @__PURE__ */ new Map();
+      /**
+       * Σ x·0 over each row, [.., 1]: 0, or NaN when the row holds a NaN or ∞ (a sum cannot skip
+       * them, as a max may). Both integer routes round activations, and MatMulNBits' level-4
+       * quantizer turns a NaN row into finite output; adding this keeps the engine's
+       * finite-logits check meaningful.
+       */
+      rowPoison(x) {
+        let p = this.poisonCache.get(x);
+        if (!p) {
+          p = this.node("ReduceSum", [this.node("Mul", [x, this.f32(0)]), this.i64([-1])], { keepdims: 1 }, "anan");
+          this.poisonCache.set(x, p);
+        }
+        return p;
+      }
+      poisonCache = /* @__PURE__ */ new Map();
+      u8(v) {
+        const name = this.tmp("cu8");
+        this.inits.push({ name, type: OnnxType.UINT8, dims: [], data: Uint8Array.of(v) });
+        return name;
+      }
+      externalInit(name, type, dims, data) {
+        this.inits.push({ name, type, dims, data: new Uint8Array(0), external: { location: name, offset: 0, length: data.byteLength } });
+        this.external.push({ path: name, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+      }
+      /**
+       * x·W for a linear weight stored [in, out]: a plain MatMul on float32 weights, MatMulNBits
+       * (com.microsoft) on block-quantized ones, MatMulInteger on per-channel int8 ones — ORT
+       * pre-packs all three at session creation.
+       */
+      linear(x, name, hint, out) {
+        const w = this.weights(name);
+        const y = out ?? this.tmp(hint);
+        if (!isQuantized(w)) {
+          this.nodes.push({ op: "MatMul", inputs: [x, this.weight(name)], outputs: [y] });
+          return y;
+        }
+        const q = w.quant;
+        const s = q.scheme;
+        if (s.layout === "channels") {
+          const [codes, step] = this.rowCodes(x);
+          this.externalInit(`${name}.q`, OnnxType.INT8, [q.K, q.N], q.packed);
+          this.externalInit(`${name}.s`, OnnxType.FLOAT, [q.N], q.scales);
+          const acc = this.node("MatMulInteger", [codes, `${name}.q`, this.u8(128)], void 0, "acc");
+          const scaled = this.node("Mul", [this.node("Cast", [acc], { to: OnnxType.FLOAT }), step]);
+          this.nodes.push({ op: "Mul", inputs: [scaled, `${name}.s`], outputs: [y] });
+          return y;
+        }
+        const nb = blocksPerRow(q.K, s);
+        this.externalInit(`${name}.q`, OnnxType.UINT8, [q.N, nb, s.blockSize * s.bits / 8], q.packed);
+        this.externalInit(`${name}.s`, OnnxType.FLOAT, [q.N * nb], q.scales);
+        const inputs = [x, `${name}.q`, `${name}.s`];
+        if (q.zeroPoints) {
+          this.externalInit(`${name}.z`, OnnxType.UINT8, [q.zeroPoints.length], q.zeroPoints);
+          inputs.push(`${name}.z`);
+        }
+        const product = this.node("MatMulNBits", inputs, { K: q.K, N: q.N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL }, "nbits", "com.microsoft");
+        this.nodes.push({ op: "Add", inputs: [product, this.rowPoison(x)], outputs: [y] });
+        return y;
+      }
+      output(name, shape) {
+        this.outputs.push({ name, type: OnnxType.FLOAT, shape });
+      }
+      build(name) {
+        return {
+          model: { irVersion: 8, opsets: { "": OPSET, "com.microsoft": 1 }, graph: { name, nodes: this.nodes, inputs: this.inputs, outputs: this.outputs, initializers: this.inits } },
+          externalData: this.external
+        };
+      }
+    };
   }
 });
 
@@ -20315,31 +20652,10 @@ function probeModel(p) {
     };
   }
   const s = weightPlan(p).linear;
-  const K = 2 * s.blockSize;
+  const K = probeK(s);
   const N = 4;
   const w = new Float32Array(N * K).map((_, i) => i * 7 % 11 / 11 - 0.5);
-  const q = quantizeMatrix(w, N, K, s);
-  const raw2 = (a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  const inits = [
-    { name: "B", type: OnnxType.UINT8, dims: [N, K / s.blockSize, s.blockSize * s.bits / 8], data: raw2(q.packed) },
-    { name: "S", type: OnnxType.FLOAT, dims: [q.scales.length], data: raw2(q.scales) }
-  ];
-  const ins = ["A", "B", "S"];
-  if (q.zeroPoints) {
-    inits.push({ name: "Z", type: OnnxType.UINT8, dims: [q.zeroPoints.length], data: raw2(q.zeroPoints) });
-    ins.push("Z");
-  }
-  return {
-    irVersion: 8,
-    opsets: { "": 17, "com.microsoft": 1 },
-    graph: {
-      name: `${p}_probe`,
-      nodes: [{ op: "MatMulNBits", domain: "com.microsoft", inputs: ins, outputs: ["Y"], attrs: { K, N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL } }],
-      inputs: [{ name: "A", type: OnnxType.FLOAT, shape: [1, K] }],
-      outputs: [{ name: "Y", type: OnnxType.FLOAT, shape: [1, N] }],
-      initializers: inits
-    }
-  };
+  return buildLinearGraph(K, N, { quant: quantizeMatrix(w, N, K, s), dims: [K, N] });
 }
 async function unsupportedReason(p, device = "cpu") {
   if (p === "f32") return null;
@@ -20348,18 +20664,19 @@ async function unsupportedReason(p, device = "cpu") {
   let reason = null;
   let s;
   try {
-    s = await createSession(probeModel(p), { device, threads: 1, cpuMemArena: false });
+    const probe = probeModel(p);
+    s = "model" in probe ? await createSession(probe.model, { device, threads: 1, cpuMemArena: false, externalData: probe.externalData }) : await createSession(probe, { device, threads: 1, cpuMemArena: false });
     if (p === "bf16") {
       reason = "the engine's graph has no bfloat16 path (only float32 and block-quantized int8/int4)";
     } else {
-      const K = 2 * weightPlan(p).linear.blockSize;
+      const K = probeK(weightPlan(p).linear);
       const out = await s.run({ A: new ort.Tensor("float32", new Float32Array(K).fill(1), [1, K]) });
-      if (!out.Y.data.every(Number.isFinite)) reason = "its MatMulNBits kernel returned non-finite values on a test matrix";
+      if (!out.Y.data.every(Number.isFinite)) reason = `its ${operatorName(weightPlan(p).linear)} kernel returned non-finite values on a test matrix`;
     }
   } catch (err) {
     if (err instanceof InputError) throw err;
     const msg = err.message.split("\n")[0].trim();
-    reason = p === "bf16" ? `the installed ONNX Runtime (onnxruntime-node ${ort.env.versions?.common ?? "?"}) has no bfloat16 MatMul kernel on ${device} (${msg})` : `the installed ONNX Runtime (onnxruntime-node ${ort.env.versions?.common ?? "?"}) cannot run ${weightPlan(p).linear.bits}-bit MatMulNBits on ${device} (${msg})`;
+    reason = p === "bf16" ? `the installed ONNX Runtime (onnxruntime-node ${ort.env.versions?.common ?? "?"}) has no bfloat16 MatMul kernel on ${device} (${msg})` : `the installed ONNX Runtime (onnxruntime-node ${ort.env.versions?.common ?? "?"}) cannot run ${operatorName(weightPlan(p).linear)} on ${device} (${msg})`;
   } finally {
     await s?.release().catch(() => void 0);
   }
@@ -20372,7 +20689,7 @@ async function checkPrecision(p, device = "cpu", where = "--precision") {
   const instead = p === "bf16" ? "; int8 stores weights in half of bf16's bytes and runs on this build: use --precision int8 (or f32)" : "; use --precision f32";
   throw new InputError(`${p} is not available: ${reason}${instead}`, where);
 }
-var PRECISION_CHOICES, AUTO_ORDER, INT8_SCHEME, INT4_SCHEME, probed;
+var PRECISION_CHOICES, AUTO_ORDER, INT8_SCHEME, INT4_SCHEME, probed, probeK, operatorName;
 var init_precision = __esm({
   "src/engine/precision.ts"() {
     "use strict";
@@ -20380,11 +20697,14 @@ var init_precision = __esm({
     init_ort();
     init_onnx_proto();
     init_quantize();
+    init_graph();
     PRECISION_CHOICES = Object.freeze(["auto", "f32", "bf16", "int8", "int4"]);
     AUTO_ORDER = Object.freeze(["f32", "int8", "int4"]);
-    INT8_SCHEME = Object.freeze({ bits: 8, blockSize: 128, zeroPoints: false });
-    INT4_SCHEME = Object.freeze({ bits: 4, blockSize: 32, zeroPoints: true });
+    INT8_SCHEME = Object.freeze({ layout: "channels", bits: 8, blockSize: 0, zeroPoints: false });
+    INT4_SCHEME = Object.freeze({ layout: "blocks", bits: 4, blockSize: 32, zeroPoints: true });
     probed = /* @__PURE__ */ new Map();
+    probeK = (s) => s.layout === "channels" ? 64 : 2 * s.blockSize;
+    operatorName = (s) => s.layout === "channels" ? "MatMulInteger (u8\xB7s8)" : `${s.bits}-bit MatMulNBits`;
   }
 });
 
@@ -20543,18 +20863,18 @@ function envVarName(o, v, path) {
   if (!ENV_VAR_NAME.test(s)) o.mismatch(path, "an environment variable name", s);
   return s;
 }
-function withoutCredentials(raw2) {
-  return raw2.replace(/\/\/[^/?#]*@/, "//");
+function withoutCredentials(raw) {
+  return raw.replace(/\/\/[^/?#]*@/, "//");
 }
-function parseHttpUrl(o, raw2, path, expected = "an http(s) URL") {
-  if (raw2.length > MAX_URL_CHARS) o.fail(path, `longer than ${MAX_URL_CHARS} characters`);
+function parseHttpUrl(o, raw, path, expected = "an http(s) URL") {
+  if (raw.length > MAX_URL_CHARS) o.fail(path, `longer than ${MAX_URL_CHARS} characters`);
   let u;
   try {
-    u = new URL(raw2);
+    u = new URL(raw);
   } catch {
     u = void 0;
   }
-  if (u === void 0 || u.protocol !== "http:" && u.protocol !== "https:") o.mismatch(path, expected, withoutCredentials(raw2));
+  if (u === void 0 || u.protocol !== "http:" && u.protocol !== "https:") o.mismatch(path, expected, withoutCredentials(raw));
   if (u.username || u.password) o.fail(path, "credentials in the URL are not supported; pass the API key through the environment");
   return u;
 }
@@ -20563,27 +20883,27 @@ function httpUrl(o, v, path, expected) {
   parseHttpUrl(o, s, path, expected);
   return s;
 }
-function parseInteger(o, raw2, path, b) {
-  const s = raw2.trim();
-  if (!(b.min < 0 ? SIGNED_DIGITS : UNSIGNED_DIGITS).test(s)) o.mismatch(path, b.expected ?? "an integer", raw2);
+function parseInteger(o, raw, path, b) {
+  const s = raw.trim();
+  if (!(b.min < 0 ? SIGNED_DIGITS : UNSIGNED_DIGITS).test(s)) o.mismatch(path, b.expected ?? "an integer", raw);
   const n = Number(s);
-  if (!Number.isSafeInteger(n) || n < b.min || n > b.max) o.mismatch(path, rangePhrase(b, true), raw2);
+  if (!Number.isSafeInteger(n) || n < b.min || n > b.max) o.mismatch(path, rangePhrase(b, true), raw);
   return n;
 }
-function parseIntegerSet(o, raw2, path, b) {
-  const parts = raw2.split(",");
-  if (raw2.trim() === "") o.mismatch(path, "a comma-separated list such as 1,2,4,8", raw2);
+function parseIntegerSet(o, raw, path, b) {
+  const parts = raw.split(",");
+  if (raw.trim() === "") o.mismatch(path, "a comma-separated list such as 1,2,4,8", raw);
   if (parts.length > b.maxEntries) o.fail(path, `at most ${b.maxEntries} entries, got ${parts.length}`);
   return distinct(o, parts.map((p) => parseInteger(o, p, path, b)), path);
 }
-function parseBoolean(o, raw2, path) {
-  if (["true", "True", "TRUE"].includes(raw2)) return true;
-  if (["false", "False", "FALSE"].includes(raw2)) return false;
-  return o.mismatch(path, "true or false", raw2);
+function parseBoolean(o, raw, path) {
+  if (["true", "True", "TRUE"].includes(raw)) return true;
+  if (["false", "False", "FALSE"].includes(raw)) return false;
+  return o.mismatch(path, "true or false", raw);
 }
-function parseChoice(o, raw2, path, options) {
-  if (!options.includes(raw2)) o.mismatch(path, o.choices(options), raw2);
-  return raw2;
+function parseChoice(o, raw, path, options) {
+  if (!options.includes(raw)) o.mismatch(path, o.choices(options), raw);
+  return raw;
 }
 var MAX_SHOWN_CHARS, ENV_VAR_NAME, MAX_ENV_VAR_NAME_CHARS, MAX_URL_CHARS, UNSIGNED_DIGITS, SIGNED_DIGITS;
 var init_validate = __esm({
@@ -26740,9 +27060,9 @@ var require_resolve_flow_scalar = __commonJS({
             res += parseCharCode(source, i + 1, length, onError);
             i += length;
           } else {
-            const raw2 = source.substr(i - 1, 2);
-            onError(i - 1, "BAD_DQ_ESCAPE", `Invalid escape sequence ${raw2}`);
-            res += raw2;
+            const raw = source.substr(i - 1, 2);
+            onError(i - 1, "BAD_DQ_ESCAPE", `Invalid escape sequence ${raw}`);
+            res += raw;
           }
         } else if (ch === " " || ch === "	") {
           const wsStart = i;
@@ -26814,9 +27134,9 @@ var require_resolve_flow_scalar = __commonJS({
       try {
         return String.fromCodePoint(code);
       } catch {
-        const raw2 = source.substr(offset - 2, length + 2);
-        onError(offset - 2, "BAD_DQ_ESCAPE", `Invalid escape sequence ${raw2}`);
-        return raw2;
+        const raw = source.substr(offset - 2, length + 2);
+        onError(offset - 2, "BAD_DQ_ESCAPE", `Invalid escape sequence ${raw}`);
+        return raw;
       }
     }
     exports.resolveFlowScalar = resolveFlowScalar;
@@ -36068,10 +36388,10 @@ function parseSafetensorsHeader(headerBytes, fileLength, file) {
     }
   }
   const entries = [];
-  for (const [name, raw2] of Object.entries(obj)) {
+  for (const [name, raw] of Object.entries(obj)) {
     if (name === "__metadata__") continue;
-    if (!isPlainObject3(raw2)) fail("entry-not-object", "entry is not an object with dtype, shape, data_offsets", name);
-    const e2 = raw2;
+    if (!isPlainObject3(raw)) fail("entry-not-object", "entry is not an object with dtype, shape, data_offsets", name);
+    const e2 = raw;
     const dtype = e2.dtype;
     if (!isSupportedDType(dtype)) {
       const what = typeof dtype === "string" ? KNOWN_FORMAT_DTYPES.has(dtype) ? `dtype ${dtype} is not supported` : `unknown dtype ${JSON.stringify(dtype)}` : "dtype is missing or not a string";
@@ -41806,15 +42126,15 @@ function numberRecord(x, key, path, integer2) {
   }
   return out;
 }
-function boolField(raw2, key, path) {
-  const v = raw2[key];
+function boolField(raw, key, path) {
+  const v = raw[key];
   if (v === void 0 || v === null) return false;
   if (typeof v !== "boolean") throw new InputError(`${key} must be true or false, got ${JSON.stringify(v)}`, path);
   return v;
 }
-function parseAdapterConfig(raw2, path) {
-  if (!isPlainObject5(raw2)) throw new InputError("is not a JSON object", path);
-  const peftType = raw2.peft_type;
+function parseAdapterConfig(raw, path) {
+  if (!isPlainObject5(raw)) throw new InputError("is not a JSON object", path);
+  const peftType = raw.peft_type;
   if (peftType !== "LORA") {
     if (typeof peftType === "string") {
       const what = OTHER_PEFT_TYPES[peftType.toUpperCase()] ?? peftType;
@@ -41823,28 +42143,28 @@ function parseAdapterConfig(raw2, path) {
     throw new InputError('peft_type is missing: delta-audit reads PEFT LoRA adapters (peft_type "LORA")', path);
   }
   for (const f of REFUSED_FLAGS) {
-    if (f.active(raw2[f.key])) throw new InputError(`${f.why}; delta-audit reads plain LoRA adapters only`, path);
+    if (f.active(raw[f.key])) throw new InputError(`${f.why}; delta-audit reads plain LoRA adapters only`, path);
   }
-  const r = raw2.r ?? PEFT_DEFAULT_R;
-  if (typeof r !== "number" || !Number.isInteger(r) || r <= 0) throw new InputError(`r = ${JSON.stringify(raw2.r)} is not a positive integer`, path);
-  const alpha = raw2.lora_alpha ?? PEFT_DEFAULT_ALPHA;
-  if (typeof alpha !== "number" || !Number.isFinite(alpha)) throw new InputError(`lora_alpha = ${JSON.stringify(raw2.lora_alpha)} is not a finite number`, path);
-  const tm = raw2.target_modules ?? null;
+  const r = raw.r ?? PEFT_DEFAULT_R;
+  if (typeof r !== "number" || !Number.isInteger(r) || r <= 0) throw new InputError(`r = ${JSON.stringify(raw.r)} is not a positive integer`, path);
+  const alpha = raw.lora_alpha ?? PEFT_DEFAULT_ALPHA;
+  if (typeof alpha !== "number" || !Number.isFinite(alpha)) throw new InputError(`lora_alpha = ${JSON.stringify(raw.lora_alpha)} is not a finite number`, path);
+  const tm = raw.target_modules ?? null;
   if (!(tm === null || typeof tm === "string" || Array.isArray(tm) && tm.every((t) => typeof t === "string"))) {
     throw new InputError("target_modules must be a string, a list of strings or null", path);
   }
-  const base = raw2.base_model_name_or_path ?? null;
+  const base = raw.base_model_name_or_path ?? null;
   if (!(base === null || typeof base === "string")) throw new InputError("base_model_name_or_path must be a string or null", path);
   return {
-    ...raw2,
+    ...raw,
     peft_type: "LORA",
     r,
     lora_alpha: alpha,
-    use_rslora: boolField(raw2, "use_rslora", path),
-    fan_in_fan_out: boolField(raw2, "fan_in_fan_out", path),
+    use_rslora: boolField(raw, "use_rslora", path),
+    fan_in_fan_out: boolField(raw, "fan_in_fan_out", path),
     target_modules: tm,
-    rank_pattern: numberRecord(raw2.rank_pattern, "rank_pattern", path, true),
-    alpha_pattern: numberRecord(raw2.alpha_pattern, "alpha_pattern", path, false),
+    rank_pattern: numberRecord(raw.rank_pattern, "rank_pattern", path, true),
+    alpha_pattern: numberRecord(raw.alpha_pattern, "alpha_pattern", path, false),
     base_model_name_or_path: base
   };
 }
@@ -43171,9 +43491,9 @@ var init_factor_reader = __esm({
             decodeInto(span.subarray(loc.B.offset - loc.start), loc.B.dtype, nB, B);
           } else {
             for (const [t, out, n] of [[loc.A, A, nA], [loc.B, B, nB]]) {
-              const raw2 = new Uint8Array(buffer, stageAt, t.byteLength);
-              await readFully2(this.fh, raw2, t.offset, this.path);
-              decodeInto(raw2, t.dtype, n, out);
+              const raw = new Uint8Array(buffer, stageAt, t.byteLength);
+              await readFully2(this.fh, raw, t.offset, this.path);
+              decodeInto(raw, t.dtype, n, out);
             }
           }
         }
@@ -43296,9 +43616,9 @@ var init_block_reader = __esm({
         const held = await this.pool.lend(async (buffer) => {
           if (buffer.byteLength < need) buffer = new ArrayBuffer(need);
           const data = new Float32Array(buffer, 0, count2);
-          const raw2 = inPlace ? new Uint8Array(buffer, 0, 4 * count2) : new Uint8Array(buffer, 4 * count2, count2 * size);
-          await readFully2(fh, raw2, position, info2.file, info2.name);
-          if (!inPlace) decodeInto(raw2, info2.dtype, count2, data);
+          const raw = inPlace ? new Uint8Array(buffer, 0, 4 * count2) : new Uint8Array(buffer, 4 * count2, count2 * size);
+          await readFully2(fh, raw, position, info2.file, info2.name);
+          if (!inPlace) decodeInto(raw, info2.dtype, count2, data);
           return { value: data, buffer };
         });
         return { data: held.value, release: held.release };
@@ -43747,9 +44067,9 @@ async function hoistFolder(inner, outer2) {
   await rmdir(inner);
 }
 function metadataInt(file, key) {
-  const raw2 = file.metadata[key];
-  const v = raw2 !== void 0 && /^\d{1,15}$/.test(raw2) ? Number(raw2) : NaN;
-  if (!Number.isSafeInteger(v)) throw new InputError(`__metadata__.${key} is ${JSON.stringify(raw2)}, expected a row count`, file.path);
+  const raw = file.metadata[key];
+  const v = raw !== void 0 && /^\d{1,15}$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(v)) throw new InputError(`__metadata__.${key} is ${JSON.stringify(raw)}, expected a row count`, file.path);
   return v;
 }
 async function openRowsFile(path) {
@@ -51629,9 +51949,9 @@ function tokenIds(v) {
   if (Array.isArray(v)) return v.filter((x) => typeof x === "number" && Number.isInteger(x) && x >= 0);
   return [];
 }
-function parseModelConfig(raw2, file = "config.json") {
-  if (!raw2 || typeof raw2 !== "object" || Array.isArray(raw2)) throw new InputError("not a JSON object", file);
-  const c2 = raw2;
+function parseModelConfig(raw, file = "config.json") {
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new InputError("not a JSON object", file);
+  const c2 = raw;
   const modelType = c2.model_type;
   if (typeof modelType !== "string" || !SUPPORTED_MODEL_TYPES.includes(modelType)) {
     throw new InputError(
@@ -51767,259 +52087,6 @@ var init_config = __esm({
       qwen3: { maxPositionEmbeddings: 32768, headDim: 128 }
     });
     isObject3 = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
-  }
-});
-
-// src/engine/graph.ts
-function modulePath(layer, target) {
-  const block = target === "gate_proj" || target === "up_proj" || target === "down_proj" ? "mlp" : "self_attn";
-  return `model.layers.${layer}.${block}.${target}`;
-}
-function buildLayerSegment(cfg, first, count2, weights) {
-  const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = cfg;
-  const G = nH / nKV;
-  const g = new GraphBuilder(weights);
-  const F = OnnxType.FLOAT;
-  g.input(IO.hidden, F, ["batch", "seq", H]);
-  g.input(IO.cos, F, ["batch", 1, "seq", D]);
-  g.input(IO.sin, F, ["batch", 1, "seq", D]);
-  g.input(IO.mask, F, ["batch", 1, 1, "seq", "total"]);
-  const rmsNorm = (x, w) => g.node("SimplifiedLayerNormalization", [x, w], { axis: -1, epsilon: cfg.rmsNormEps }, "rms");
-  const withLora = (y, x, l, t, inF, outF) => {
-    const a = g.input(W.loraA(l, t), F, [inF, `r_${l}_${t}`]);
-    const b = g.input(W.loraB(l, t), F, [`r_${l}_${t}`, outF]);
-    return g.node("Add", [y, g.node("MatMul", [g.node("MatMul", [x, a]), b], void 0, "lora")]);
-  };
-  const half = g.i64([D / 2, D / 2]);
-  const rotateHalf = (x) => {
-    const x1 = g.tmp("x1");
-    const x2 = g.tmp("x2");
-    g.nodes.push({ op: "Split", inputs: [x, half], outputs: [x1, x2], attrs: { axis: -1 } });
-    return g.node("Concat", [g.node("Neg", [x2]), x1], { axis: -1 });
-  };
-  const rope = (x) => g.node("Add", [g.node("Mul", [x, IO.cos]), g.node("Mul", [rotateHalf(x), IO.sin])], void 0, "rope");
-  const activation = (x) => {
-    switch (cfg.hiddenAct) {
-      case "silu":
-        return g.node("Mul", [x, g.node("Sigmoid", [x])]);
-      case "relu":
-        return g.node("Relu", [x]);
-      case "quick_gelu":
-        return g.node("Mul", [x, g.node("Sigmoid", [g.node("Mul", [x, g.f32(1.702)])])]);
-      case "gelu":
-        return g.node("Mul", [g.node("Mul", [x, g.f32(0.5)]), g.node("Add", [g.node("Erf", [g.node("Mul", [x, g.f32(Math.SQRT1_2)])]), g.f32(1)])]);
-      case "gelu_tanh": {
-        const cube = g.node("Mul", [g.node("Mul", [x, x]), x]);
-        const inner = g.node("Mul", [g.node("Add", [x, g.node("Mul", [cube, g.f32(0.044715)])]), g.f32(Math.sqrt(2 / Math.PI))]);
-        return g.node("Mul", [g.node("Mul", [x, g.f32(0.5)]), g.node("Add", [g.node("Tanh", [inner]), g.f32(1)])]);
-      }
-    }
-  };
-  const splitQkv = g.i64([nH * D, nKV * D, nKV * D]);
-  const splitGu = g.i64([I, I]);
-  const invSqrtD = g.f32(1 / Math.sqrt(D));
-  const shapeQ = g.i64([0, 0, nH, D]);
-  const shapeKV = g.i64([0, 0, nKV, D]);
-  const shapeGroupedQ = g.i64([0, nKV, G, -1, D]);
-  const shapeHeads = g.i64([0, nH, -1, D]);
-  const shapeMerge = g.i64([0, 0, -1]);
-  const axis2 = g.i64([2]);
-  let h = IO.hidden;
-  for (let l = first; l < first + count2; l++) {
-    g.input(IO.pastK(l), F, ["batch", nKV, "past", D]);
-    g.input(IO.pastV(l), F, ["batch", nKV, "past", D]);
-    const x = rmsNorm(h, g.weight(W.ln1(l)));
-    let qkv = g.linear(x, W.qkv(l), "qkv");
-    if (cfg.qkvBias) qkv = g.node("Add", [qkv, g.weight(W.qkvBias(l))]);
-    let [q, k, v] = [g.tmp("q"), g.tmp("k"), g.tmp("v")];
-    g.nodes.push({ op: "Split", inputs: [qkv, splitQkv], outputs: [q, k, v], attrs: { axis: -1 } });
-    q = withLora(q, x, l, "q_proj", H, nH * D);
-    k = withLora(k, x, l, "k_proj", H, nKV * D);
-    v = withLora(v, x, l, "v_proj", H, nKV * D);
-    let qh = g.node("Reshape", [q, shapeQ]);
-    let kh = g.node("Reshape", [k, shapeKV]);
-    const vh = g.node("Reshape", [v, shapeKV]);
-    if (cfg.qkNorm) {
-      qh = rmsNorm(qh, g.weight(W.qNorm(l)));
-      kh = rmsNorm(kh, g.weight(W.kNorm(l)));
-    }
-    const qt = rope(g.node("Transpose", [qh], { perm: [0, 2, 1, 3] }));
-    const kt = rope(g.node("Transpose", [kh], { perm: [0, 2, 1, 3] }));
-    const vt = g.node("Transpose", [vh], { perm: [0, 2, 1, 3] });
-    g.nodes.push({ op: "Concat", inputs: [IO.pastK(l), kt], outputs: [IO.presentK(l)], attrs: { axis: 2 } });
-    g.nodes.push({ op: "Concat", inputs: [IO.pastV(l), vt], outputs: [IO.presentV(l)], attrs: { axis: 2 } });
-    const qg = g.node("Reshape", [g.node("Mul", [qt, invSqrtD]), shapeGroupedQ]);
-    const kT = g.node("Unsqueeze", [g.node("Transpose", [IO.presentK(l)], { perm: [0, 1, 3, 2] }), axis2]);
-    const vU = g.node("Unsqueeze", [IO.presentV(l), axis2]);
-    const scores = g.node("Add", [g.node("MatMul", [qg, kT]), IO.mask]);
-    const probs = g.node("Softmax", [scores], { axis: -1 });
-    const ctx = g.node("Reshape", [g.node("MatMul", [probs, vU]), shapeHeads]);
-    const merged = g.node("Reshape", [g.node("Transpose", [ctx], { perm: [0, 2, 1, 3] }), shapeMerge]);
-    let o = g.linear(merged, W.o(l), "o");
-    if (cfg.oBias) o = g.node("Add", [o, g.weight(W.oBias(l))]);
-    o = withLora(o, merged, l, "o_proj", nH * D, H);
-    h = g.node("Add", [h, o], void 0, "resid");
-    const x2 = rmsNorm(h, g.weight(W.ln2(l)));
-    let gu = g.linear(x2, W.gateUp(l), "gu");
-    if (cfg.mlpBias) gu = g.node("Add", [gu, g.weight(W.gateUpBias(l))]);
-    let [gate, up] = [g.tmp("g"), g.tmp("u")];
-    g.nodes.push({ op: "Split", inputs: [gu, splitGu], outputs: [gate, up], attrs: { axis: -1 } });
-    gate = withLora(gate, x2, l, "gate_proj", H, I);
-    up = withLora(up, x2, l, "up_proj", H, I);
-    const act = g.node("Mul", [activation(gate), up], void 0, "glu");
-    let d = g.linear(act, W.down(l), "down");
-    if (cfg.mlpBias) d = g.node("Add", [d, g.weight(W.downBias(l))]);
-    d = withLora(d, act, l, "down_proj", I, H);
-    h = g.node("Add", [h, d], void 0, "resid");
-  }
-  g.nodes.push({ op: "Identity", inputs: [h], outputs: [IO.hiddenOut] });
-  g.output(IO.hiddenOut, ["batch", "seq", H]);
-  for (let l = first; l < first + count2; l++) {
-    g.output(IO.presentK(l), ["batch", nKV, "total", D]);
-    g.output(IO.presentV(l), ["batch", nKV, "total", D]);
-  }
-  return g.build(`layers_${first}_${first + count2}`);
-}
-function buildHeadSegment(cfg, slice2, sliceSize, weights) {
-  const H = cfg.hiddenSize;
-  const g = new GraphBuilder(weights);
-  g.input(IO.hidden, OnnxType.FLOAT, ["batch", "seq", H]);
-  g.input(IO.gather, OnnxType.INT64, ["n"]);
-  const rows = g.node("Gather", [g.node("Reshape", [IO.hidden, g.i64([-1, H])]), IO.gather], { axis: 0 });
-  const normed = g.node("SimplifiedLayerNormalization", [rows, g.weight(W.norm)], { axis: -1, epsilon: cfg.rmsNormEps }, "rms");
-  g.linear(normed, W.lmHeadSlice(slice2), "head", IO.logits);
-  g.output(IO.logits, ["n", sliceSize]);
-  return g.build(`head_${slice2}`);
-}
-var LORA_TARGETS, W, IO, OPSET, isQuantized, GraphBuilder;
-var init_graph = __esm({
-  "src/engine/graph.ts"() {
-    "use strict";
-    init_onnx_proto();
-    init_quantize();
-    LORA_TARGETS = Object.freeze(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]);
-    W = Object.freeze({
-      ln1: (l) => `L${l}.ln1`,
-      ln2: (l) => `L${l}.ln2`,
-      qkv: (l) => `L${l}.qkv`,
-      qkvBias: (l) => `L${l}.qkv_b`,
-      qNorm: (l) => `L${l}.qn`,
-      kNorm: (l) => `L${l}.kn`,
-      o: (l) => `L${l}.o`,
-      oBias: (l) => `L${l}.o_b`,
-      gateUp: (l) => `L${l}.gu`,
-      gateUpBias: (l) => `L${l}.gu_b`,
-      down: (l) => `L${l}.down`,
-      downBias: (l) => `L${l}.down_b`,
-      norm: "norm",
-      /** lm_head transposed, columns of one vocabulary slice: [H, slice size] */
-      lmHeadSlice: (i) => `lm_head.${i}`,
-      loraA: (l, t) => `L${l}.${t}.la`,
-      loraB: (l, t) => `L${l}.${t}.lb`
-    });
-    IO = Object.freeze({
-      hidden: "hidden",
-      hiddenOut: "hidden_out",
-      cos: "cos",
-      sin: "sin",
-      mask: "mask",
-      gather: "gather",
-      logits: "logits",
-      pastK: (l) => `past_k.${l}`,
-      pastV: (l) => `past_v.${l}`,
-      presentK: (l) => `present_k.${l}`,
-      presentV: (l) => `present_v.${l}`
-    });
-    OPSET = 17;
-    isQuantized = (w) => "quant" in w;
-    GraphBuilder = class {
-      constructor(weights) {
-        this.weights = weights;
-      }
-      weights;
-      nodes = [];
-      inputs = [];
-      outputs = [];
-      inits = [];
-      external = [];
-      uid = 0;
-      tmp(hint) {
-        return `${hint}_${this.uid++}`;
-      }
-      node(op, ins, attrs, hint = op.toLowerCase(), domain) {
-        const out = this.tmp(hint);
-        this.nodes.push({ op, inputs: ins, outputs: [out], attrs, domain });
-        return out;
-      }
-      i64(vals) {
-        const name = this.tmp("c");
-        this.inits.push(int64Tensor(name, [vals.length], vals));
-        return name;
-      }
-      f32(v) {
-        const name = this.tmp("cf");
-        this.inits.push(floatTensor(name, [], [v]));
-        return name;
-      }
-      input(name, type, shape) {
-        this.inputs.push({ name, type, shape });
-        return name;
-      }
-      /**
-       * A model weight as a constant initializer whose bytes stay outside the protobuf (ORT copies
-       * them at session creation, so the caller may drop its array afterwards). Constant MatMul
-       * weights are pre-packed by ORT's CPU kernels, which is what makes batched decode cheap.
-       */
-      weight(name) {
-        const w = this.weights(name);
-        if (isQuantized(w)) throw new Error(`internal: weight '${name}' is quantized; only linear weights may be`);
-        this.externalInit(name, OnnxType.FLOAT, w.dims, w.data);
-        return name;
-      }
-      externalInit(name, type, dims, data) {
-        this.inits.push({ name, type, dims, data: new Uint8Array(0), external: { location: name, offset: 0, length: data.byteLength } });
-        this.external.push({ path: name, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
-      }
-      /**
-       * x·W for a linear weight stored [in, out]: a plain MatMul on float32 weights, MatMulNBits
-       * (com.microsoft) on block-quantized ones — ORT pre-packs both at session creation.
-       */
-      linear(x, name, hint, out) {
-        const w = this.weights(name);
-        const y = out ?? this.tmp(hint);
-        if (!isQuantized(w)) {
-          this.nodes.push({ op: "MatMul", inputs: [x, this.weight(name)], outputs: [y] });
-          return y;
-        }
-        const q = w.quant;
-        const s = q.scheme;
-        const nb = blocksPerRow(q.K, s);
-        this.externalInit(`${name}.q`, OnnxType.UINT8, [q.N, nb, s.blockSize * s.bits / 8], q.packed);
-        this.externalInit(`${name}.s`, OnnxType.FLOAT, [q.N * nb], q.scales);
-        const inputs = [x, `${name}.q`, `${name}.s`];
-        if (q.zeroPoints) {
-          this.externalInit(`${name}.z`, OnnxType.UINT8, [q.zeroPoints.length], q.zeroPoints);
-          inputs.push(`${name}.z`);
-        }
-        this.nodes.push({
-          op: "MatMulNBits",
-          domain: "com.microsoft",
-          inputs,
-          outputs: [y],
-          attrs: { K: q.K, N: q.N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL }
-        });
-        return y;
-      }
-      output(name, shape) {
-        this.outputs.push({ name, type: OnnxType.FLOAT, shape });
-      }
-      build(name) {
-        return {
-          model: { irVersion: 8, opsets: { "": OPSET, "com.microsoft": 1 }, graph: { name, nodes: this.nodes, inputs: this.inputs, outputs: this.outputs, initializers: this.inits } },
-          externalData: this.external
-        };
-      }
-    };
   }
 });
 
@@ -53083,7 +53150,7 @@ function estimateMemory(c2, p, subject, work) {
   const weights = c2.numLayers * layerBytes(c2, p);
   const head = headBytes(c2, p);
   let variants = 4 * (subject.loraParams ?? 0);
-  if (subject.kind === "full") variants += weights + head;
+  variants += (subject.fullCopies ?? (subject.kind === "full" ? 1 : 0)) * (weights + head);
   const rows = Math.max(1, work.batch);
   const kvPerToken = 2 * c2.numLayers * c2.numKvHeads * c2.headDim * 4;
   const caches = (work.variantRuns ?? 1) > 3 ? 2 : 1;
@@ -53134,34 +53201,14 @@ async function decidePrecision(choice, c2, subject, work, opts = {}) {
     where
   );
 }
-function raw(a) {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
 function speedModel(p, K, N) {
   const s = weightPlan(p).linear;
-  const inits = [];
-  const node = s ? (() => {
-    const nb = blocksPerRow(K, s);
-    const packed = new Uint8Array(N * nb * (s.blockSize * s.bits / 8)).fill(90);
-    inits.push({ name: "B", type: OnnxType.UINT8, dims: [N, nb, s.blockSize * s.bits / 8], data: packed });
-    inits.push({ name: "S", type: OnnxType.FLOAT, dims: [N * nb], data: raw(new Float32Array(N * nb).fill(1 / 64)) });
-    const ins = ["A", "B", "S"];
-    if (s.zeroPoints) {
-      const zp = new Uint8Array(N * (s.bits === 8 ? nb : Math.ceil(nb / 2))).fill(s.bits === 8 ? 128 : 136);
-      inits.push({ name: "Z", type: OnnxType.UINT8, dims: [zp.length], data: zp });
-      ins.push("Z");
-    }
-    return { op: "MatMulNBits", domain: "com.microsoft", inputs: ins, outputs: ["Y"], attrs: { K, N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL } };
-  })() : (() => {
-    const w = new Float32Array(K * N).fill(1 / 64);
-    inits.push({ name: "W", type: OnnxType.FLOAT, dims: [K, N], data: raw(w) });
-    return { op: "MatMul", inputs: ["A", "W"], outputs: ["Y"] };
-  })();
-  return {
-    irVersion: 8,
-    opsets: { "": 17, "com.microsoft": 1 },
-    graph: { name: `speed_${p}`, nodes: [node], inputs: [{ name: "A", type: OnnxType.FLOAT, shape: ["m", K] }], outputs: [{ name: "Y", type: OnnxType.FLOAT, shape: ["m", N] }], initializers: inits }
-  };
+  if (!s) return buildLinearGraph(K, N, { data: new Float32Array(K * N).fill(1 / 64), dims: [K, N] });
+  const buf = allocQuantBuffers(K, N, s);
+  buf.packed.fill(90);
+  buf.scales.fill(1 / 64);
+  buf.zeroPoints?.fill(s.bits === 8 ? 128 : 136);
+  return buildLinearGraph(K, N, { quant: { K, N, scheme: s, ...buf }, dims: [K, N] });
 }
 async function medianRun(s, feeds) {
   for (let i = 0; i < 2; i++) await s.run(feeds);
@@ -53183,8 +53230,10 @@ function measureSpeed(p, c2, opts = {}) {
   if (!m) {
     m = (async () => {
       const so = { device: opts.device, threads: opts.threads, cpuMemArena: false, spinning: false };
-      const big = await createSession(speedModel(p, K, N), so);
-      const tiny = await createSession(speedModel("f32", 64, 64), so);
+      const bigGraph = speedModel(p, K, N);
+      const tinyGraph = speedModel("f32", 64, 64);
+      const big = await createSession(bigGraph.model, { ...so, externalData: bigGraph.externalData });
+      const tiny = await createSession(tinyGraph.model, { ...so, externalData: tinyGraph.externalData });
       try {
         const row = (m2, k) => ({ A: new ort.Tensor("float32", new Float32Array(m2 * k).fill(0.5), [m2, k]) });
         const one = await medianRun(big, row(1, K));
@@ -53239,9 +53288,9 @@ var init_estimate = __esm({
     "use strict";
     init_errors();
     init_ort();
-    init_onnx_proto();
     init_precision();
     init_quantize();
+    init_graph();
     init_model();
     init_sizes();
     init_sizes();
@@ -53260,6 +53309,23 @@ var init_estimate = __esm({
 
 // src/engine/subject-precision.ts
 import { join as join21 } from "node:path";
+async function adapterParams(dir, rankOf) {
+  const adapter = await openAdapter(dir);
+  try {
+    let params = 0;
+    for (const name of adapter.moduleNames()) {
+      const m = adapter.moduleInfo(name);
+      params += rankOf(m.rank) * (m.inFeatures + m.outFeatures);
+    }
+    return params;
+  } finally {
+    await adapter.close();
+  }
+}
+function rankFactorParams(c2, k) {
+  const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = c2;
+  return c2.numLayers * (k * (H + nH * D) + 2 * k * (H + nKV * D) + k * (nH * D + H) + 2 * k * (H + I) + k * (I + H));
+}
 async function subjectShape(opts) {
   const base = withModelPrefix(await openCheckpoint(opts.model));
   let config;
@@ -53270,27 +53336,21 @@ async function subjectShape(opts) {
   } finally {
     await base.close();
   }
-  if (opts.adapter) {
-    const adapter = await openAdapter(opts.adapter);
-    try {
-      let params = 0;
-      for (const name of adapter.moduleNames()) {
-        const m = adapter.moduleInfo(name);
-        params += (m.rank + (opts.rank ?? 0)) * (m.inFeatures + m.outFeatures);
-      }
-      return { config, shape: { kind: "lora", loraParams: params }, fileBytes };
-    } finally {
-      await adapter.close();
+  if (opts.served && opts.served.length > 0) {
+    let loraParams = 0;
+    let fullCopies = 0;
+    for (const v of opts.served) {
+      if (v.kind === "adapter") loraParams += await adapterParams(v.dir, (r) => Math.min(r, v.rank ?? r));
+      else if (v.rank !== void 0) loraParams += rankFactorParams(config, v.rank);
+      else fullCopies++;
     }
+    return { config, shape: { kind: fullCopies > 0 ? "full" : "lora", loraParams, fullCopies }, fileBytes };
   }
-  if (opts.finetuned) {
+  if (opts.adapter) {
     const k = opts.rank ?? 0;
-    const perLayer = (c2) => {
-      const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = c2;
-      return k * (H + nH * D) + 2 * k * (H + nKV * D) + k * (nH * D + H) + 2 * k * (H + I) + k * (I + H);
-    };
-    return { config, shape: { kind: "full", loraParams: config.numLayers * perLayer(config) }, fileBytes };
+    return { config, shape: { kind: "lora", loraParams: await adapterParams(opts.adapter, (r) => r + k) }, fileBytes };
   }
+  if (opts.finetuned) return { config, shape: { kind: "full", loraParams: rankFactorParams(config, opts.rank ?? 0) }, fileBytes };
   return { config, shape: { kind: "base" }, fileBytes };
 }
 async function decideSubjectPrecision(opts) {
@@ -53890,9 +53950,9 @@ function findSubjects(root, kind, patterns, options = {}) {
   const configName = kind === "adapter" ? "adapter_config.json" : "config.json";
   const dirs = /* @__PURE__ */ new Set();
   const excluded = /* @__PURE__ */ new Set();
-  for (const raw2 of patterns) {
-    const negate = raw2.startsWith("!");
-    const pattern = negate ? raw2.slice(1) : raw2;
+  for (const raw of patterns) {
+    const negate = raw.startsWith("!");
+    const pattern = negate ? raw.slice(1) : raw;
     const matches = hasMagic(pattern) ? expandGlob(root, pattern) : [resolve(root, pattern)];
     let matched = 0;
     for (const m of matches) {
@@ -59818,9 +59878,9 @@ function placeholder(label, message) {
   return svg(48, label, `<text class="muted" x="${WIDTH / 2}" y="28" text-anchor="middle" fill="${AXIS_COLOR}">${escapeHtml(message)}</text>`);
 }
 function niceStep(span, target) {
-  const raw2 = Math.max(span / target, 1e-12);
-  const p = 10 ** Math.floor(Math.log10(raw2));
-  const f = raw2 / p;
+  const raw = Math.max(span / target, 1e-12);
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const f = raw / p;
   return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
 }
 function viridis(t) {
@@ -65370,11 +65430,11 @@ function hubOptionsFromEnv(env = process.env) {
     timeoutMs: timeoutFromEnv(env.HF_HUB_DOWNLOAD_TIMEOUT)
   };
 }
-function timeoutFromEnv(raw2) {
-  if (raw2 === void 0 || raw2.trim() === "") return void 0;
-  const seconds2 = Number(raw2);
+function timeoutFromEnv(raw) {
+  if (raw === void 0 || raw.trim() === "") return void 0;
+  const seconds2 = Number(raw);
   if (!Number.isFinite(seconds2) || seconds2 <= 0 || seconds2 > 86400) {
-    throw new InputError(`expected a number of seconds between 0 and 86400, got '${raw2.slice(0, 40)}'`, "HF_HUB_DOWNLOAD_TIMEOUT");
+    throw new InputError(`expected a number of seconds between 0 and 86400, got '${raw.slice(0, 40)}'`, "HF_HUB_DOWNLOAD_TIMEOUT");
   }
   return Math.round(seconds2 * 1e3);
 }
@@ -65923,11 +65983,11 @@ var TOP_KEYS = [
   "backend",
   "engine"
 ];
-function validateConfig(raw2, file = "delta-audit.yml", baseDir = process.cwd()) {
+function validateConfig(raw, file = "delta-audit.yml", baseDir = process.cwd()) {
   const o = fileOrigin(file);
   const cfg = defaultConfig();
-  if (raw2 === null || raw2 === void 0) return cfg;
-  const m = mapping(o, raw2, "", TOP_KEYS);
+  if (raw === null || raw === void 0) return cfg;
+  const m = mapping(o, raw, "", TOP_KEYS);
   if (m.rank !== void 0) cfg.rank = integer(o, m.rank, "rank", { min: 1, max: MAX_RANK });
   if (m.ranks !== void 0) cfg.ranks = integerSet(o, m.ranks, "ranks", LADDER_BOUNDS);
   if (m.attribution !== void 0) cfg.attribution = boolean(o, m.attribution, "attribution");
@@ -66590,12 +66650,12 @@ var MAX_ADDED_TOKEN_CHARS = 48;
 var MAX_DECODED_ROWS = 4096;
 var ESCAPES = Object.freeze({ "	": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\" });
 var HIDING = new RegExp(`${HIDDEN_CHARS.source}|[\u2028\u2029]`, "u");
-function visibleTokenText(raw2, max = MAX_ADDED_TOKEN_CHARS) {
-  const hidden = HIDING.test(raw2.replace(/\r/g, ""));
+function visibleTokenText(raw, max = MAX_ADDED_TOKEN_CHARS) {
+  const hidden = HIDING.test(raw.replace(/\r/g, ""));
   const pieces = [];
   let length = 0;
   let shown = 0;
-  for (const ch of raw2) {
+  for (const ch of raw) {
     length++;
     if (shown > max) continue;
     const escape = ESCAPES[ch] ?? (HIDING.test(ch) ? `\\u{${ch.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}}` : ch);
@@ -66631,9 +66691,9 @@ async function describeAddedTokens(dir, growth) {
   const found = [];
   let empty = 0;
   for (let id = growth.baseRows; id < growth.baseRows + decoded2; id++) {
-    const raw2 = decodeOne(tok, id);
-    if (raw2 === "") empty++;
-    else found.push({ id, ...visibleTokenText(raw2) });
+    const raw = decodeOne(tok, id);
+    if (raw === "") empty++;
+    else found.push({ id, ...visibleTokenText(raw) });
   }
   const hidden = found.filter((t) => t.hidden).length;
   found.sort((a, b) => Number(b.hidden ?? false) - Number(a.hidden ?? false) || a.id - b.id);
@@ -67584,8 +67644,8 @@ function wantsColour(env, stdoutIsTTY) {
 }
 function configureFromEnvironment(env = process.env, stdoutIsTTY = Boolean(process.stdout.isTTY)) {
   configureOutput({ quiet: env.DELTA_AUDIT_QUIET === "1", colour: wantsColour(env, stdoutIsTTY) });
-  const raw2 = env[ORT_THREADS_ENV];
-  const threads = raw2 ? parseInteger(namedOrigin(ORT_THREADS_ENV), raw2, "", { min: 1, max: MAX_THREADS }) : void 0;
+  const raw = env[ORT_THREADS_ENV];
+  const threads = raw ? parseInteger(namedOrigin(ORT_THREADS_ENV), raw, "", { min: 1, max: MAX_THREADS }) : void 0;
   configureKernels({ spinning: env.DELTA_AUDIT_ORT_SPIN === "1", threads });
 }
 var SIGNAL_EXIT = Object.freeze({ SIGINT: 130, SIGTERM: 143 });

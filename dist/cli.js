@@ -3677,8 +3677,8 @@ function normaliseAttr(v) {
   if (Array.isArray(v)) return { kind: "ints", value: v };
   return v;
 }
-function writeAttr(w, name, raw2) {
-  const a = normaliseAttr(raw2);
+function writeAttr(w, name, raw) {
+  const a = normaliseAttr(raw);
   w.string(1, name);
   switch (a.kind) {
     case "float":
@@ -4371,18 +4371,18 @@ function envVarName(o, v, path) {
   if (!ENV_VAR_NAME.test(s)) o.mismatch(path, "an environment variable name", s);
   return s;
 }
-function withoutCredentials(raw2) {
-  return raw2.replace(/\/\/[^/?#]*@/, "//");
+function withoutCredentials(raw) {
+  return raw.replace(/\/\/[^/?#]*@/, "//");
 }
-function parseHttpUrl(o, raw2, path, expected = "an http(s) URL") {
-  if (raw2.length > MAX_URL_CHARS) o.fail(path, `longer than ${MAX_URL_CHARS} characters`);
+function parseHttpUrl(o, raw, path, expected = "an http(s) URL") {
+  if (raw.length > MAX_URL_CHARS) o.fail(path, `longer than ${MAX_URL_CHARS} characters`);
   let u;
   try {
-    u = new URL(raw2);
+    u = new URL(raw);
   } catch {
     u = void 0;
   }
-  if (u === void 0 || u.protocol !== "http:" && u.protocol !== "https:") o.mismatch(path, expected, withoutCredentials(raw2));
+  if (u === void 0 || u.protocol !== "http:" && u.protocol !== "https:") o.mismatch(path, expected, withoutCredentials(raw));
   if (u.username || u.password) o.fail(path, "credentials in the URL are not supported; pass the API key through the environment");
   return u;
 }
@@ -4391,29 +4391,29 @@ function httpUrl(o, v, path, expected) {
   parseHttpUrl(o, s, path, expected);
   return s;
 }
-function parseInteger(o, raw2, path, b) {
-  const s = raw2.trim();
-  if (!(b.min < 0 ? SIGNED_DIGITS : UNSIGNED_DIGITS).test(s)) o.mismatch(path, b.expected ?? "an integer", raw2);
+function parseInteger(o, raw, path, b) {
+  const s = raw.trim();
+  if (!(b.min < 0 ? SIGNED_DIGITS : UNSIGNED_DIGITS).test(s)) o.mismatch(path, b.expected ?? "an integer", raw);
   const n = Number(s);
-  if (!Number.isSafeInteger(n) || n < b.min || n > b.max) o.mismatch(path, rangePhrase(b, true), raw2);
+  if (!Number.isSafeInteger(n) || n < b.min || n > b.max) o.mismatch(path, rangePhrase(b, true), raw);
   return n;
 }
-function parseNumber(o, raw2, path, b) {
-  const s = raw2.trim();
-  if (!DECIMAL.test(s)) o.mismatch(path, b.expected ?? "a number", raw2);
+function parseNumber(o, raw, path, b) {
+  const s = raw.trim();
+  if (!DECIMAL.test(s)) o.mismatch(path, b.expected ?? "a number", raw);
   const n = Number(s);
-  if (!Number.isFinite(n) || n < b.min || n > b.max) o.mismatch(path, rangePhrase(b, false), raw2);
+  if (!Number.isFinite(n) || n < b.min || n > b.max) o.mismatch(path, rangePhrase(b, false), raw);
   return n;
 }
-function parseIntegerSet(o, raw2, path, b) {
-  const parts = raw2.split(",");
-  if (raw2.trim() === "") o.mismatch(path, "a comma-separated list such as 1,2,4,8", raw2);
+function parseIntegerSet(o, raw, path, b) {
+  const parts = raw.split(",");
+  if (raw.trim() === "") o.mismatch(path, "a comma-separated list such as 1,2,4,8", raw);
   if (parts.length > b.maxEntries) o.fail(path, `at most ${b.maxEntries} entries, got ${parts.length}`);
   return distinct(o, parts.map((p) => parseInteger(o, p, path, b)), path);
 }
-function parseChoice(o, raw2, path, options) {
-  if (!options.includes(raw2)) o.mismatch(path, o.choices(options), raw2);
-  return raw2;
+function parseChoice(o, raw, path, options) {
+  if (!options.includes(raw)) o.mismatch(path, o.choices(options), raw);
+  return raw;
 }
 function integerFlag(value, flag, b) {
   return value === void 0 ? void 0 : parseInteger(namedOrigin(flag), value, "", b);
@@ -9173,9 +9173,9 @@ var require_resolve_flow_scalar = __commonJS({
             res += parseCharCode(source, i + 1, length, onError);
             i += length;
           } else {
-            const raw2 = source.substr(i - 1, 2);
-            onError(i - 1, "BAD_DQ_ESCAPE", `Invalid escape sequence ${raw2}`);
-            res += raw2;
+            const raw = source.substr(i - 1, 2);
+            onError(i - 1, "BAD_DQ_ESCAPE", `Invalid escape sequence ${raw}`);
+            res += raw;
           }
         } else if (ch === " " || ch === "	") {
           const wsStart = i;
@@ -9247,9 +9247,9 @@ var require_resolve_flow_scalar = __commonJS({
       try {
         return String.fromCodePoint(code2);
       } catch {
-        const raw2 = source.substr(offset - 2, length + 2);
-        onError(offset - 2, "BAD_DQ_ESCAPE", `Invalid escape sequence ${raw2}`);
-        return raw2;
+        const raw = source.substr(offset - 2, length + 2);
+        onError(offset - 2, "BAD_DQ_ESCAPE", `Invalid escape sequence ${raw}`);
+        return raw;
       }
     }
     exports.resolveFlowScalar = resolveFlowScalar;
@@ -12126,10 +12126,10 @@ function parseSafetensorsHeader(headerBytes, fileLength, file) {
     }
   }
   const entries = [];
-  for (const [name, raw2] of Object.entries(obj)) {
+  for (const [name, raw] of Object.entries(obj)) {
     if (name === "__metadata__") continue;
-    if (!isPlainObject(raw2)) fail("entry-not-object", "entry is not an object with dtype, shape, data_offsets", name);
-    const e2 = raw2;
+    if (!isPlainObject(raw)) fail("entry-not-object", "entry is not an object with dtype, shape, data_offsets", name);
+    const e2 = raw;
     const dtype = e2.dtype;
     if (!isSupportedDType(dtype)) {
       const what = typeof dtype === "string" ? KNOWN_FORMAT_DTYPES.has(dtype) ? `dtype ${dtype} is not supported` : `unknown dtype ${JSON.stringify(dtype)}` : "dtype is missing or not a string";
@@ -12808,15 +12808,15 @@ function numberRecord(x, key, path, integer2) {
   }
   return out;
 }
-function boolField(raw2, key, path) {
-  const v = raw2[key];
+function boolField(raw, key, path) {
+  const v = raw[key];
   if (v === void 0 || v === null) return false;
   if (typeof v !== "boolean") throw new InputError(`${key} must be true or false, got ${JSON.stringify(v)}`, path);
   return v;
 }
-function parseAdapterConfig(raw2, path) {
-  if (!isPlainObject3(raw2)) throw new InputError("is not a JSON object", path);
-  const peftType = raw2.peft_type;
+function parseAdapterConfig(raw, path) {
+  if (!isPlainObject3(raw)) throw new InputError("is not a JSON object", path);
+  const peftType = raw.peft_type;
   if (peftType !== "LORA") {
     if (typeof peftType === "string") {
       const what = OTHER_PEFT_TYPES[peftType.toUpperCase()] ?? peftType;
@@ -12825,28 +12825,28 @@ function parseAdapterConfig(raw2, path) {
     throw new InputError('peft_type is missing: delta-audit reads PEFT LoRA adapters (peft_type "LORA")', path);
   }
   for (const f of REFUSED_FLAGS) {
-    if (f.active(raw2[f.key])) throw new InputError(`${f.why}; delta-audit reads plain LoRA adapters only`, path);
+    if (f.active(raw[f.key])) throw new InputError(`${f.why}; delta-audit reads plain LoRA adapters only`, path);
   }
-  const r = raw2.r ?? PEFT_DEFAULT_R;
-  if (typeof r !== "number" || !Number.isInteger(r) || r <= 0) throw new InputError(`r = ${JSON.stringify(raw2.r)} is not a positive integer`, path);
-  const alpha = raw2.lora_alpha ?? PEFT_DEFAULT_ALPHA;
-  if (typeof alpha !== "number" || !Number.isFinite(alpha)) throw new InputError(`lora_alpha = ${JSON.stringify(raw2.lora_alpha)} is not a finite number`, path);
-  const tm = raw2.target_modules ?? null;
+  const r = raw.r ?? PEFT_DEFAULT_R;
+  if (typeof r !== "number" || !Number.isInteger(r) || r <= 0) throw new InputError(`r = ${JSON.stringify(raw.r)} is not a positive integer`, path);
+  const alpha = raw.lora_alpha ?? PEFT_DEFAULT_ALPHA;
+  if (typeof alpha !== "number" || !Number.isFinite(alpha)) throw new InputError(`lora_alpha = ${JSON.stringify(raw.lora_alpha)} is not a finite number`, path);
+  const tm = raw.target_modules ?? null;
   if (!(tm === null || typeof tm === "string" || Array.isArray(tm) && tm.every((t) => typeof t === "string"))) {
     throw new InputError("target_modules must be a string, a list of strings or null", path);
   }
-  const base = raw2.base_model_name_or_path ?? null;
+  const base = raw.base_model_name_or_path ?? null;
   if (!(base === null || typeof base === "string")) throw new InputError("base_model_name_or_path must be a string or null", path);
   return {
-    ...raw2,
+    ...raw,
     peft_type: "LORA",
     r,
     lora_alpha: alpha,
-    use_rslora: boolField(raw2, "use_rslora", path),
-    fan_in_fan_out: boolField(raw2, "fan_in_fan_out", path),
+    use_rslora: boolField(raw, "use_rslora", path),
+    fan_in_fan_out: boolField(raw, "fan_in_fan_out", path),
     target_modules: tm,
-    rank_pattern: numberRecord(raw2.rank_pattern, "rank_pattern", path, true),
-    alpha_pattern: numberRecord(raw2.alpha_pattern, "alpha_pattern", path, false),
+    rank_pattern: numberRecord(raw.rank_pattern, "rank_pattern", path, true),
+    alpha_pattern: numberRecord(raw.alpha_pattern, "alpha_pattern", path, false),
     base_model_name_or_path: base
   };
 }
@@ -19167,9 +19167,9 @@ var init_factor_reader = __esm({
             decodeInto(span.subarray(loc.B.offset - loc.start), loc.B.dtype, nB, B);
           } else {
             for (const [t, out, n] of [[loc.A, A, nA], [loc.B, B, nB]]) {
-              const raw2 = new Uint8Array(buffer, stageAt, t.byteLength);
-              await readFully2(this.fh, raw2, t.offset, this.path);
-              decodeInto(raw2, t.dtype, n, out);
+              const raw = new Uint8Array(buffer, stageAt, t.byteLength);
+              await readFully2(this.fh, raw, t.offset, this.path);
+              decodeInto(raw, t.dtype, n, out);
             }
           }
         }
@@ -19292,9 +19292,9 @@ var init_block_reader = __esm({
         const held = await this.pool.lend(async (buffer) => {
           if (buffer.byteLength < need) buffer = new ArrayBuffer(need);
           const data = new Float32Array(buffer, 0, count4);
-          const raw2 = inPlace ? new Uint8Array(buffer, 0, 4 * count4) : new Uint8Array(buffer, 4 * count4, count4 * size);
-          await readFully2(fh, raw2, position, info.file, info.name);
-          if (!inPlace) decodeInto(raw2, info.dtype, count4, data);
+          const raw = inPlace ? new Uint8Array(buffer, 0, 4 * count4) : new Uint8Array(buffer, 4 * count4, count4 * size);
+          await readFully2(fh, raw, position, info.file, info.name);
+          if (!inPlace) decodeInto(raw, info.dtype, count4, data);
           return { value: data, buffer };
         });
         return { data: held.value, release: held.release };
@@ -19789,9 +19789,9 @@ async function hoistFolder(inner, outer2) {
   await rmdir(inner);
 }
 function metadataInt(file, key) {
-  const raw2 = file.metadata[key];
-  const v = raw2 !== void 0 && /^\d{1,15}$/.test(raw2) ? Number(raw2) : NaN;
-  if (!Number.isSafeInteger(v)) throw new InputError(`__metadata__.${key} is ${JSON.stringify(raw2)}, expected a row count`, file.path);
+  const raw = file.metadata[key];
+  const v = raw !== void 0 && /^\d{1,15}$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(v)) throw new InputError(`__metadata__.${key} is ${JSON.stringify(raw)}, expected a row count`, file.path);
   return v;
 }
 async function openRowsFile(path) {
@@ -20144,9 +20144,9 @@ function tokenIds(v) {
   if (Array.isArray(v)) return v.filter((x) => typeof x === "number" && Number.isInteger(x) && x >= 0);
   return [];
 }
-function parseModelConfig(raw2, file = "config.json") {
-  if (!raw2 || typeof raw2 !== "object" || Array.isArray(raw2)) throw new InputError("not a JSON object", file);
-  const c2 = raw2;
+function parseModelConfig(raw, file = "config.json") {
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new InputError("not a JSON object", file);
+  const c2 = raw;
   const modelType = c2.model_type;
   if (typeof modelType !== "string" || !SUPPORTED_MODEL_TYPES.includes(modelType)) {
     throw new InputError(
@@ -20287,6 +20287,7 @@ var init_config = __esm({
 
 // src/engine/quantize.ts
 function quantizedBytes(K, N, s) {
+  if (s.layout === "channels") return N * K + 4 * N;
   const nb = blocksPerRow(K, s);
   return N * (nb * blobBytes(s) + 4 * nb + (s.zeroPoints ? zeroPointBytesPerRow(K, s) : 0));
 }
@@ -20296,6 +20297,7 @@ function allocQuantBuffers(K, N, s, take = (n) => new Float32Array(n)) {
     const f = take(Math.ceil(n / 4));
     return new Uint8Array(f.buffer, f.byteOffset, n);
   };
+  if (s.layout === "channels") return { packed: bytes(K * N), scales: take(N) };
   return {
     packed: bytes(N * nb * blobBytes(s)),
     scales: take(N * nb),
@@ -20303,6 +20305,7 @@ function allocQuantBuffers(K, N, s, take = (n) => new Float32Array(n)) {
   };
 }
 function quantizeRowsInto(rows, count4, K, s, out, row0) {
+  if (s.layout === "channels") return quantizeChannelsInto(rows, count4, K, out, row0);
   const nb = blocksPerRow(K, s);
   const blob = blobBytes(s);
   const bs = s.blockSize;
@@ -20361,6 +20364,31 @@ function quantizeRowsInto(rows, count4, K, s, out, row0) {
     }
   }
 }
+function quantizeChannelsInto(rows, count4, K, out, row0) {
+  const { packed, scales } = out;
+  const N = scales.length;
+  for (let r = 0; r < count4; r++) {
+    const n = row0 + r;
+    const src = r * K;
+    let lo = 0;
+    let hi = 0;
+    for (let k = src; k < src + K; k++) {
+      const w = rows[k];
+      lo = Math.min(lo, w);
+      hi = Math.max(hi, w);
+    }
+    let scale = Math.max(hi, -lo) / 127;
+    if (scale === 0) scale = 1;
+    if (lo !== lo || hi !== hi) scale = NaN;
+    const sf = Math.fround(scale);
+    const inv = 1 / sf;
+    scales[n] = sf;
+    for (let k = 0; k < K; k++) {
+      const q = rows[src + k] * inv + ROUNDER - ROUNDER;
+      packed[k * N + n] = (q < -127 ? -127 : q > 127 ? 127 : q) & 255;
+    }
+  }
+}
 function quantizeMatrix(w, N, K, s) {
   const buf = allocQuantBuffers(K, N, s);
   quantizeRowsInto(w, N, K, s, buf, 0);
@@ -20368,6 +20396,12 @@ function quantizeMatrix(w, N, K, s) {
 }
 function dequantize(q) {
   const { K, N, scheme: s } = q;
+  if (s.layout === "channels") {
+    const out2 = new Float32Array(N * K);
+    const codes = new Int8Array(q.packed.buffer, q.packed.byteOffset, q.packed.byteLength);
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) out2[n * K + k] = Math.fround(codes[k * N + n] * q.scales[n]);
+    return out2;
+  }
   const nb = blocksPerRow(K, s);
   const blob = blobBytes(s);
   const mid = 1 << s.bits - 1;
@@ -20398,12 +20432,13 @@ function quantizationErrorSquared(rows, count4, K, s) {
   }
   return e2;
 }
-var ACCURACY_LEVEL, blocksPerRow, blobBytes, zeroPointBytesPerRow, ROUNDER;
+var ACCURACY_LEVEL, rowBlock, blocksPerRow, blobBytes, zeroPointBytesPerRow, ROUNDER;
 var init_quantize = __esm({
   "src/engine/quantize.ts"() {
     "use strict";
     ACCURACY_LEVEL = 4;
-    blocksPerRow = (K, s) => Math.ceil(K / s.blockSize);
+    rowBlock = (K, s) => s.layout === "channels" ? K : s.blockSize;
+    blocksPerRow = (K, s) => Math.ceil(K / rowBlock(K, s));
     blobBytes = (s) => s.blockSize * s.bits / 8;
     zeroPointBytesPerRow = (K, s) => s.bits === 8 ? blocksPerRow(K, s) : Math.ceil(blocksPerRow(K, s) / 2);
     ROUNDER = 6755399441055744;
@@ -20414,6 +20449,13 @@ var init_quantize = __esm({
 function modulePath(layer, target) {
   const block = target === "gate_proj" || target === "up_proj" || target === "down_proj" ? "mlp" : "self_attn";
   return `model.layers.${layer}.${block}.${target}`;
+}
+function buildLinearGraph(K, N, weight) {
+  const g = new GraphBuilder(() => weight);
+  g.input("A", OnnxType.FLOAT, ["m", K]);
+  g.linear("A", "W", "y", "Y");
+  g.output("Y", ["m", N]);
+  return g.build("linear");
 }
 function buildLayerSegment(cfg, first, count4, weights) {
   const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = cfg;
@@ -20616,13 +20658,51 @@ var init_graph = __esm({
         this.externalInit(name, OnnxType.FLOAT, w.dims, w.data);
         return name;
       }
+      /**
+       * x rounded to uint8 codes per row (its last axis: one token) around the zero point 128, with
+       * step max|x_row|/127, and that step [.., 1] plus rowPoison(x), so a NaN or infinite row
+       * gives a non-finite product instead of codes rounded into range. Built once per tensor: q/k/v
+       * (or gate/up) reading the same input share it.
+       */
+      rowCodes(x) {
+        const hit = this.rowCodeCache.get(x);
+        if (hit) return hit;
+        const amax = this.node("ReduceMax", [this.node("Abs", [x])], { axes: [-1], keepdims: 1 }, "amax");
+        const step = this.node("Div", [this.node("Max", [amax, this.f32(1e-30)]), this.f32(127)], void 0, "astep");
+        const codes = this.node("Cast", [this.node("Add", [this.node("Round", [this.node("Div", [x, step])]), this.f32(128)])], { to: OnnxType.UINT8 }, "acodes");
+        const r = [codes, this.node("Add", [step, this.rowPoison(x)], void 0, "astep")];
+        this.rowCodeCache.set(x, r);
+        return r;
+      }
+      rowCodeCache = /* @__PURE__ */ new Map();
+      /**
+       * Σ x·0 over each row, [.., 1]: 0, or NaN when the row holds a NaN or ∞ (a sum cannot skip
+       * them, as a max may). Both integer routes round activations, and MatMulNBits' level-4
+       * quantizer turns a NaN row into finite output; adding this keeps the engine's
+       * finite-logits check meaningful.
+       */
+      rowPoison(x) {
+        let p = this.poisonCache.get(x);
+        if (!p) {
+          p = this.node("ReduceSum", [this.node("Mul", [x, this.f32(0)]), this.i64([-1])], { keepdims: 1 }, "anan");
+          this.poisonCache.set(x, p);
+        }
+        return p;
+      }
+      poisonCache = /* @__PURE__ */ new Map();
+      u8(v) {
+        const name = this.tmp("cu8");
+        this.inits.push({ name, type: OnnxType.UINT8, dims: [], data: Uint8Array.of(v) });
+        return name;
+      }
       externalInit(name, type, dims, data) {
         this.inits.push({ name, type, dims, data: new Uint8Array(0), external: { location: name, offset: 0, length: data.byteLength } });
         this.external.push({ path: name, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
       }
       /**
        * x·W for a linear weight stored [in, out]: a plain MatMul on float32 weights, MatMulNBits
-       * (com.microsoft) on block-quantized ones — ORT pre-packs both at session creation.
+       * (com.microsoft) on block-quantized ones, MatMulInteger on per-channel int8 ones — ORT
+       * pre-packs all three at session creation.
        */
       linear(x, name, hint, out) {
         const w = this.weights(name);
@@ -20633,6 +20713,15 @@ var init_graph = __esm({
         }
         const q = w.quant;
         const s = q.scheme;
+        if (s.layout === "channels") {
+          const [codes, step] = this.rowCodes(x);
+          this.externalInit(`${name}.q`, OnnxType.INT8, [q.K, q.N], q.packed);
+          this.externalInit(`${name}.s`, OnnxType.FLOAT, [q.N], q.scales);
+          const acc = this.node("MatMulInteger", [codes, `${name}.q`, this.u8(128)], void 0, "acc");
+          const scaled = this.node("Mul", [this.node("Cast", [acc], { to: OnnxType.FLOAT }), step]);
+          this.nodes.push({ op: "Mul", inputs: [scaled, `${name}.s`], outputs: [y] });
+          return y;
+        }
         const nb = blocksPerRow(q.K, s);
         this.externalInit(`${name}.q`, OnnxType.UINT8, [q.N, nb, s.blockSize * s.bits / 8], q.packed);
         this.externalInit(`${name}.s`, OnnxType.FLOAT, [q.N * nb], q.scales);
@@ -20641,13 +20730,8 @@ var init_graph = __esm({
           this.externalInit(`${name}.z`, OnnxType.UINT8, [q.zeroPoints.length], q.zeroPoints);
           inputs.push(`${name}.z`);
         }
-        this.nodes.push({
-          op: "MatMulNBits",
-          domain: "com.microsoft",
-          inputs,
-          outputs: [y],
-          attrs: { K: q.K, N: q.N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL }
-        });
+        const product = this.node("MatMulNBits", inputs, { K: q.K, N: q.N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL }, "nbits", "com.microsoft");
+        this.nodes.push({ op: "Add", inputs: [product, this.rowPoison(x)], outputs: [y] });
         return y;
       }
       output(name, shape) {
@@ -20912,31 +20996,10 @@ function probeModel(p) {
     };
   }
   const s = weightPlan(p).linear;
-  const K = 2 * s.blockSize;
+  const K = probeK(s);
   const N = 4;
   const w = new Float32Array(N * K).map((_, i) => i * 7 % 11 / 11 - 0.5);
-  const q = quantizeMatrix(w, N, K, s);
-  const raw2 = (a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  const inits = [
-    { name: "B", type: OnnxType.UINT8, dims: [N, K / s.blockSize, s.blockSize * s.bits / 8], data: raw2(q.packed) },
-    { name: "S", type: OnnxType.FLOAT, dims: [q.scales.length], data: raw2(q.scales) }
-  ];
-  const ins = ["A", "B", "S"];
-  if (q.zeroPoints) {
-    inits.push({ name: "Z", type: OnnxType.UINT8, dims: [q.zeroPoints.length], data: raw2(q.zeroPoints) });
-    ins.push("Z");
-  }
-  return {
-    irVersion: 8,
-    opsets: { "": 17, "com.microsoft": 1 },
-    graph: {
-      name: `${p}_probe`,
-      nodes: [{ op: "MatMulNBits", domain: "com.microsoft", inputs: ins, outputs: ["Y"], attrs: { K, N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL } }],
-      inputs: [{ name: "A", type: OnnxType.FLOAT, shape: [1, K] }],
-      outputs: [{ name: "Y", type: OnnxType.FLOAT, shape: [1, N] }],
-      initializers: inits
-    }
-  };
+  return buildLinearGraph(K, N, { quant: quantizeMatrix(w, N, K, s), dims: [K, N] });
 }
 async function unsupportedReason(p, device = "cpu") {
   if (p === "f32") return null;
@@ -20945,18 +21008,19 @@ async function unsupportedReason(p, device = "cpu") {
   let reason = null;
   let s;
   try {
-    s = await createSession(probeModel(p), { device, threads: 1, cpuMemArena: false });
+    const probe = probeModel(p);
+    s = "model" in probe ? await createSession(probe.model, { device, threads: 1, cpuMemArena: false, externalData: probe.externalData }) : await createSession(probe, { device, threads: 1, cpuMemArena: false });
     if (p === "bf16") {
       reason = "the engine's graph has no bfloat16 path (only float32 and block-quantized int8/int4)";
     } else {
-      const K = 2 * weightPlan(p).linear.blockSize;
+      const K = probeK(weightPlan(p).linear);
       const out = await s.run({ A: new ort.Tensor("float32", new Float32Array(K).fill(1), [1, K]) });
-      if (!out.Y.data.every(Number.isFinite)) reason = "its MatMulNBits kernel returned non-finite values on a test matrix";
+      if (!out.Y.data.every(Number.isFinite)) reason = `its ${operatorName(weightPlan(p).linear)} kernel returned non-finite values on a test matrix`;
     }
   } catch (err) {
     if (err instanceof InputError) throw err;
     const msg = err.message.split("\n")[0].trim();
-    reason = p === "bf16" ? `the installed ONNX Runtime (onnxruntime-node ${ort.env.versions?.common ?? "?"}) has no bfloat16 MatMul kernel on ${device} (${msg})` : `the installed ONNX Runtime (onnxruntime-node ${ort.env.versions?.common ?? "?"}) cannot run ${weightPlan(p).linear.bits}-bit MatMulNBits on ${device} (${msg})`;
+    reason = p === "bf16" ? `the installed ONNX Runtime (onnxruntime-node ${ort.env.versions?.common ?? "?"}) has no bfloat16 MatMul kernel on ${device} (${msg})` : `the installed ONNX Runtime (onnxruntime-node ${ort.env.versions?.common ?? "?"}) cannot run ${operatorName(weightPlan(p).linear)} on ${device} (${msg})`;
   } finally {
     await s?.release().catch(() => void 0);
   }
@@ -20969,7 +21033,7 @@ async function checkPrecision(p, device = "cpu", where = "--precision") {
   const instead = p === "bf16" ? "; int8 stores weights in half of bf16's bytes and runs on this build: use --precision int8 (or f32)" : "; use --precision f32";
   throw new InputError(`${p} is not available: ${reason}${instead}`, where);
 }
-var PRECISION_CHOICES, AUTO_ORDER, INT8_SCHEME, INT4_SCHEME, probed;
+var PRECISION_CHOICES, AUTO_ORDER, INT8_SCHEME, INT4_SCHEME, probed, probeK, operatorName;
 var init_precision = __esm({
   "src/engine/precision.ts"() {
     "use strict";
@@ -20977,11 +21041,14 @@ var init_precision = __esm({
     init_ort();
     init_onnx_proto();
     init_quantize();
+    init_graph();
     PRECISION_CHOICES = Object.freeze(["auto", "f32", "bf16", "int8", "int4"]);
     AUTO_ORDER = Object.freeze(["f32", "int8", "int4"]);
-    INT8_SCHEME = Object.freeze({ bits: 8, blockSize: 128, zeroPoints: false });
-    INT4_SCHEME = Object.freeze({ bits: 4, blockSize: 32, zeroPoints: true });
+    INT8_SCHEME = Object.freeze({ layout: "channels", bits: 8, blockSize: 0, zeroPoints: false });
+    INT4_SCHEME = Object.freeze({ layout: "blocks", bits: 4, blockSize: 32, zeroPoints: true });
     probed = /* @__PURE__ */ new Map();
+    probeK = (s) => s.layout === "channels" ? 64 : 2 * s.blockSize;
+    operatorName = (s) => s.layout === "channels" ? "MatMulInteger (u8\xB7s8)" : `${s.bits}-bit MatMulNBits`;
   }
 });
 
@@ -28348,7 +28415,7 @@ function estimateMemory(c2, p, subject, work) {
   const weights = c2.numLayers * layerBytes(c2, p);
   const head = headBytes(c2, p);
   let variants2 = 4 * (subject.loraParams ?? 0);
-  if (subject.kind === "full") variants2 += weights + head;
+  variants2 += (subject.fullCopies ?? (subject.kind === "full" ? 1 : 0)) * (weights + head);
   const rows = Math.max(1, work.batch);
   const kvPerToken = 2 * c2.numLayers * c2.numKvHeads * c2.headDim * 4;
   const caches = (work.variantRuns ?? 1) > 3 ? 2 : 1;
@@ -28399,34 +28466,14 @@ async function decidePrecision(choice, c2, subject, work, opts = {}) {
     where
   );
 }
-function raw(a) {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
 function speedModel(p, K, N) {
   const s = weightPlan(p).linear;
-  const inits = [];
-  const node = s ? (() => {
-    const nb = blocksPerRow(K, s);
-    const packed = new Uint8Array(N * nb * (s.blockSize * s.bits / 8)).fill(90);
-    inits.push({ name: "B", type: OnnxType.UINT8, dims: [N, nb, s.blockSize * s.bits / 8], data: packed });
-    inits.push({ name: "S", type: OnnxType.FLOAT, dims: [N * nb], data: raw(new Float32Array(N * nb).fill(1 / 64)) });
-    const ins = ["A", "B", "S"];
-    if (s.zeroPoints) {
-      const zp = new Uint8Array(N * (s.bits === 8 ? nb : Math.ceil(nb / 2))).fill(s.bits === 8 ? 128 : 136);
-      inits.push({ name: "Z", type: OnnxType.UINT8, dims: [zp.length], data: zp });
-      ins.push("Z");
-    }
-    return { op: "MatMulNBits", domain: "com.microsoft", inputs: ins, outputs: ["Y"], attrs: { K, N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL } };
-  })() : (() => {
-    const w = new Float32Array(K * N).fill(1 / 64);
-    inits.push({ name: "W", type: OnnxType.FLOAT, dims: [K, N], data: raw(w) });
-    return { op: "MatMul", inputs: ["A", "W"], outputs: ["Y"] };
-  })();
-  return {
-    irVersion: 8,
-    opsets: { "": 17, "com.microsoft": 1 },
-    graph: { name: `speed_${p}`, nodes: [node], inputs: [{ name: "A", type: OnnxType.FLOAT, shape: ["m", K] }], outputs: [{ name: "Y", type: OnnxType.FLOAT, shape: ["m", N] }], initializers: inits }
-  };
+  if (!s) return buildLinearGraph(K, N, { data: new Float32Array(K * N).fill(1 / 64), dims: [K, N] });
+  const buf = allocQuantBuffers(K, N, s);
+  buf.packed.fill(90);
+  buf.scales.fill(1 / 64);
+  buf.zeroPoints?.fill(s.bits === 8 ? 128 : 136);
+  return buildLinearGraph(K, N, { quant: { K, N, scheme: s, ...buf }, dims: [K, N] });
 }
 async function medianRun(s, feeds) {
   for (let i = 0; i < 2; i++) await s.run(feeds);
@@ -28448,8 +28495,10 @@ function measureSpeed(p, c2, opts = {}) {
   if (!m) {
     m = (async () => {
       const so = { device: opts.device, threads: opts.threads, cpuMemArena: false, spinning: false };
-      const big = await createSession(speedModel(p, K, N), so);
-      const tiny = await createSession(speedModel("f32", 64, 64), so);
+      const bigGraph = speedModel(p, K, N);
+      const tinyGraph = speedModel("f32", 64, 64);
+      const big = await createSession(bigGraph.model, { ...so, externalData: bigGraph.externalData });
+      const tiny = await createSession(tinyGraph.model, { ...so, externalData: tinyGraph.externalData });
       try {
         const row2 = (m2, k) => ({ A: new ort.Tensor("float32", new Float32Array(m2 * k).fill(0.5), [m2, k]) });
         const one = await medianRun(big, row2(1, K));
@@ -28504,9 +28553,9 @@ var init_estimate = __esm({
     "use strict";
     init_errors();
     init_ort();
-    init_onnx_proto();
     init_precision();
     init_quantize();
+    init_graph();
     init_model();
     init_sizes();
     init_sizes();
@@ -28533,6 +28582,23 @@ __export(subject_precision_exports, {
   subjectShape: () => subjectShape
 });
 import { join as join14 } from "node:path";
+async function adapterParams(dir, rankOf) {
+  const adapter = await openAdapter(dir);
+  try {
+    let params = 0;
+    for (const name of adapter.moduleNames()) {
+      const m = adapter.moduleInfo(name);
+      params += rankOf(m.rank) * (m.inFeatures + m.outFeatures);
+    }
+    return params;
+  } finally {
+    await adapter.close();
+  }
+}
+function rankFactorParams(c2, k) {
+  const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = c2;
+  return c2.numLayers * (k * (H + nH * D) + 2 * k * (H + nKV * D) + k * (nH * D + H) + 2 * k * (H + I) + k * (I + H));
+}
 async function subjectShape(opts) {
   const base = withModelPrefix(await openCheckpoint(opts.model));
   let config;
@@ -28543,27 +28609,21 @@ async function subjectShape(opts) {
   } finally {
     await base.close();
   }
-  if (opts.adapter) {
-    const adapter = await openAdapter(opts.adapter);
-    try {
-      let params = 0;
-      for (const name of adapter.moduleNames()) {
-        const m = adapter.moduleInfo(name);
-        params += (m.rank + (opts.rank ?? 0)) * (m.inFeatures + m.outFeatures);
-      }
-      return { config, shape: { kind: "lora", loraParams: params }, fileBytes };
-    } finally {
-      await adapter.close();
+  if (opts.served && opts.served.length > 0) {
+    let loraParams = 0;
+    let fullCopies = 0;
+    for (const v of opts.served) {
+      if (v.kind === "adapter") loraParams += await adapterParams(v.dir, (r) => Math.min(r, v.rank ?? r));
+      else if (v.rank !== void 0) loraParams += rankFactorParams(config, v.rank);
+      else fullCopies++;
     }
+    return { config, shape: { kind: fullCopies > 0 ? "full" : "lora", loraParams, fullCopies }, fileBytes };
   }
-  if (opts.finetuned) {
+  if (opts.adapter) {
     const k = opts.rank ?? 0;
-    const perLayer = (c2) => {
-      const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = c2;
-      return k * (H + nH * D) + 2 * k * (H + nKV * D) + k * (nH * D + H) + 2 * k * (H + I) + k * (I + H);
-    };
-    return { config, shape: { kind: "full", loraParams: config.numLayers * perLayer(config) }, fileBytes };
+    return { config, shape: { kind: "lora", loraParams: await adapterParams(opts.adapter, (r) => r + k) }, fileBytes };
   }
+  if (opts.finetuned) return { config, shape: { kind: "full", loraParams: rankFactorParams(config, opts.rank ?? 0) }, fileBytes };
   return { config, shape: { kind: "base" }, fileBytes };
 }
 async function decideSubjectPrecision(opts) {
@@ -36070,8 +36130,8 @@ function wantsColour(env, stdoutIsTTY) {
 }
 function configureFromEnvironment(env = process.env, stdoutIsTTY = Boolean(process.stdout.isTTY)) {
   configureOutput({ quiet: env.DELTA_AUDIT_QUIET === "1", colour: wantsColour(env, stdoutIsTTY) });
-  const raw2 = env[ORT_THREADS_ENV];
-  const threads = raw2 ? parseInteger(namedOrigin(ORT_THREADS_ENV), raw2, "", { min: 1, max: MAX_THREADS }) : void 0;
+  const raw = env[ORT_THREADS_ENV];
+  const threads = raw ? parseInteger(namedOrigin(ORT_THREADS_ENV), raw, "", { min: 1, max: MAX_THREADS }) : void 0;
   configureKernels({ spinning: env.DELTA_AUDIT_ORT_SPIN === "1", threads });
 }
 var SIGNAL_EXIT = Object.freeze({ SIGINT: 130, SIGTERM: 143 });
@@ -41217,11 +41277,11 @@ function hubOptionsFromEnv(env = process.env) {
     timeoutMs: timeoutFromEnv(env.HF_HUB_DOWNLOAD_TIMEOUT)
   };
 }
-function timeoutFromEnv(raw2) {
-  if (raw2 === void 0 || raw2.trim() === "") return void 0;
-  const seconds2 = Number(raw2);
+function timeoutFromEnv(raw) {
+  if (raw === void 0 || raw.trim() === "") return void 0;
+  const seconds2 = Number(raw);
   if (!Number.isFinite(seconds2) || seconds2 <= 0 || seconds2 > 86400) {
-    throw new InputError(`expected a number of seconds between 0 and 86400, got '${raw2.slice(0, 40)}'`, "HF_HUB_DOWNLOAD_TIMEOUT");
+    throw new InputError(`expected a number of seconds between 0 and 86400, got '${raw.slice(0, 40)}'`, "HF_HUB_DOWNLOAD_TIMEOUT");
   }
   return Math.round(seconds2 * 1e3);
 }
@@ -41742,12 +41802,12 @@ var MAX_ADDED_TOKEN_CHARS = 48;
 var MAX_DECODED_ROWS = 4096;
 var ESCAPES = Object.freeze({ "	": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\" });
 var HIDING = new RegExp(`${HIDDEN_CHARS.source}|[\u2028\u2029]`, "u");
-function visibleTokenText(raw2, max = MAX_ADDED_TOKEN_CHARS) {
-  const hidden = HIDING.test(raw2.replace(/\r/g, ""));
+function visibleTokenText(raw, max = MAX_ADDED_TOKEN_CHARS) {
+  const hidden = HIDING.test(raw.replace(/\r/g, ""));
   const pieces = [];
   let length = 0;
   let shown = 0;
-  for (const ch of raw2) {
+  for (const ch of raw) {
     length++;
     if (shown > max) continue;
     const escape = ESCAPES[ch] ?? (HIDING.test(ch) ? `\\u{${ch.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}}` : ch);
@@ -41783,9 +41843,9 @@ async function describeAddedTokens(dir, growth) {
   const found = [];
   let empty = 0;
   for (let id = growth.baseRows; id < growth.baseRows + decoded2; id++) {
-    const raw2 = decodeOne(tok, id);
-    if (raw2 === "") empty++;
-    else found.push({ id, ...visibleTokenText(raw2) });
+    const raw = decodeOne(tok, id);
+    if (raw === "") empty++;
+    else found.push({ id, ...visibleTokenText(raw) });
   }
   const hidden = found.filter((t) => t.hidden).length;
   found.sort((a, b) => Number(b.hidden ?? false) - Number(a.hidden ?? false) || a.id - b.id);
@@ -43906,11 +43966,11 @@ var TOP_KEYS = [
   "backend",
   "engine"
 ];
-function validateConfig(raw2, file = "delta-audit.yml", baseDir = process.cwd()) {
+function validateConfig(raw, file = "delta-audit.yml", baseDir = process.cwd()) {
   const o = fileOrigin(file);
   const cfg = defaultConfig();
-  if (raw2 === null || raw2 === void 0) return cfg;
-  const m = mapping(o, raw2, "", TOP_KEYS);
+  if (raw === null || raw === void 0) return cfg;
+  const m = mapping(o, raw, "", TOP_KEYS);
   if (m.rank !== void 0) cfg.rank = integer(o, m.rank, "rank", { min: 1, max: MAX_RANK });
   if (m.ranks !== void 0) cfg.ranks = integerSet(o, m.ranks, "ranks", LADDER_BOUNDS);
   if (m.attribution !== void 0) cfg.attribution = boolean(o, m.attribution, "attribution");
@@ -44209,9 +44269,9 @@ function placeholder(label, message) {
   return svg(48, label, `<text class="muted" x="${WIDTH / 2}" y="28" text-anchor="middle" fill="${AXIS_COLOR}">${escapeHtml(message)}</text>`);
 }
 function niceStep(span, target) {
-  const raw2 = Math.max(span / target, 1e-12);
-  const p = 10 ** Math.floor(Math.log10(raw2));
-  const f = raw2 / p;
+  const raw = Math.max(span / target, 1e-12);
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const f = raw / p;
   return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
 }
 function viridis(t) {
@@ -46487,7 +46547,8 @@ function register6(program2) {
     const { loadModel: loadModel2 } = await Promise.resolve().then(() => (init_engine(), engine_exports));
     const { addFinetunedVariant: addFinetunedVariant2, readAdapterModules: readAdapterModules2, readFinetuneLowRank: readFinetuneLowRank2 } = await Promise.resolve().then(() => (init_variants(), variants_exports));
     const { decideSubjectPrecision: decideSubjectPrecision2, DEFAULT_WORKLOAD: DEFAULT_WORKLOAD2 } = await Promise.resolve().then(() => (init_subject_precision(), subject_precision_exports));
-    const { precision } = await decideSubjectPrecision2({ model: base.dir, precision: precisionChoice, device, workload: { ...DEFAULT_WORKLOAD2, batch: maxBatch } });
+    const served = [...adapters.map((a) => ({ kind: "adapter", dir: a.dir, rank: a.rank })), ...finetuned.map((f) => ({ kind: "finetuned", dir: f.dir, rank: f.rank }))];
+    const { precision } = await decideSubjectPrecision2({ model: base.dir, precision: precisionChoice, device, served, workload: { ...DEFAULT_WORKLOAD2, batch: maxBatch } });
     log(`serve: loading ${base.label} at ${precision}`);
     const model = await loadModel2(base.dir, { device, precision });
     void model.tokenizer;
@@ -46645,9 +46706,9 @@ function parseRegistry(source, file) {
   const sources2 = root.sources === void 0 ? [] : list(o, root.sources, "sources", { min: 1, max: MAX_SOURCES }).map((v, i) => sourceOf(o, dir, v, itemPath("sources", i)));
   const models = root.models === void 0 && sources2.length > 0 ? [] : list(o, root.models, "models", { min: 1, max: MAX_MODELS });
   const seen = /* @__PURE__ */ new Set();
-  const entries = models.map((raw2, i) => {
+  const entries = models.map((raw, i) => {
     const p = itemPath("models", i);
-    const m = mapping(o, raw2, p, ["name", "base", "adapter", "finetuned", "config"]);
+    const m = mapping(o, raw, p, ["name", "base", "adapter", "finetuned", "config"]);
     const name = trimmed(o, required(o, m.name, `${p}.name`), `${p}.name`);
     if (!isValidModelName(name)) o.fail(`${p}.name`, `expected letters, digits, '.', '_' or '-' (it names folders and badges), got '${name.slice(0, 100)}'`);
     if (seen.has(name)) o.fail(`${p}.name`, `duplicate name '${name}'`);
@@ -46791,13 +46852,13 @@ async function hubAdapterBase(repo, sha, access) {
   } catch (err) {
     throw classify2(err, `'${repo}' ${ADAPTER_CONFIG}`);
   }
-  let raw2;
+  let raw;
   try {
-    raw2 = JSON.parse(text3);
+    raw = JSON.parse(text3);
   } catch {
     throw new HubAccessProblem(`'${repo}' ${ADAPTER_CONFIG} is not valid JSON`);
   }
-  const b = raw2?.base_model_name_or_path;
+  const b = raw?.base_model_name_or_path;
   return typeof b === "string" && looksLikeHubId(b.trim()) ? b.trim() : void 0;
 }
 
@@ -46859,13 +46920,13 @@ async function folderKind(dir) {
   return void 0;
 }
 async function localAdapterBase(dir) {
-  let raw2;
+  let raw;
   try {
-    raw2 = JSON.parse(await readTextFile(join25(dir, "adapter_config.json"), MAX_ADAPTER_CONFIG_BYTES2));
+    raw = JSON.parse(await readTextFile(join25(dir, "adapter_config.json"), MAX_ADAPTER_CONFIG_BYTES2));
   } catch {
     return void 0;
   }
-  const b = raw2?.base_model_name_or_path;
+  const b = raw?.base_model_name_or_path;
   if (typeof b !== "string" || b.trim() === "") return void 0;
   const s = b.trim();
   if (s.startsWith("/") && await isDir(s)) return s;
@@ -47007,9 +47068,9 @@ function modelState(o, v, p) {
   }
   return s;
 }
-function validateState(raw2, file) {
+function validateState(raw, file) {
   const o = fileOrigin(file);
-  const m = mapping(o, raw2, "", ["schemaVersion", "tool", "updatedAt", "models"]);
+  const m = mapping(o, raw, "", ["schemaVersion", "tool", "updatedAt", "models"]);
   if (m.schemaVersion !== STATE_SCHEMA_VERSION) o.mismatch("schemaVersion", String(STATE_SCHEMA_VERSION), m.schemaVersion);
   const models = mapping(o, m.models, "models", Object.keys(m.models ?? {}));
   const out = {};
@@ -47290,9 +47351,9 @@ function driftOf(o, v) {
     severity: oneOf(o, m.severity, "drift.severity", SEVERITIES)
   };
 }
-function validatePlan(raw2, file) {
+function validatePlan(raw, file) {
   const o = fileOrigin(file);
-  const m = mapping(o, raw2, "", ["schemaVersion", "tool", "createdAt", "all", "maxJobs", "drift", "models", "jobs", "pending", "skipped"]);
+  const m = mapping(o, raw, "", ["schemaVersion", "tool", "createdAt", "all", "maxJobs", "drift", "models", "jobs", "pending", "skipped"]);
   if (m.schemaVersion !== PLAN_SCHEMA_VERSION) o.mismatch("schemaVersion", String(PLAN_SCHEMA_VERSION), m.schemaVersion);
   const models = list(o, m.models, "models", { max: MAX_PLAN_MODELS }).map((x, i) => plannedModel(o, x, itemPath("models", i)));
   const known = new Set(models.map((x) => x.name));
@@ -47610,27 +47671,27 @@ var NO_REPORT_REASON = "no report was collected: the job failed before writing o
 function isObj(v) {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
-function validateReport(raw2, file) {
+function validateReport(raw, file) {
   const bad = (what) => {
     throw new InputError(`not a delta-audit report: ${what}`, file);
   };
-  if (!isObj(raw2)) return bad("expected a JSON object");
-  if (!READABLE_SCHEMA_VERSIONS.includes(raw2.schemaVersion)) bad(`schemaVersion ${JSON.stringify(raw2.schemaVersion)}, expected ${READABLE_SCHEMA_VERSIONS.join(" or ")}`);
-  const v = raw2.verdict;
+  if (!isObj(raw)) return bad("expected a JSON object");
+  if (!READABLE_SCHEMA_VERSIONS.includes(raw.schemaVersion)) bad(`schemaVersion ${JSON.stringify(raw.schemaVersion)}, expected ${READABLE_SCHEMA_VERSIONS.join(" or ")}`);
+  const v = raw.verdict;
   if (!isObj(v) || !["pass", "fail", "neutral"].includes(v.conclusion)) bad("verdict.conclusion must be pass, fail or neutral");
   if (!FAIL_ON.includes(v.failOn)) bad(`verdict.failOn must be one of ${FAIL_ON.join(", ")}`);
-  if (!isObj(raw2.subject)) bad("subject must be an object");
-  if (!Array.isArray(raw2.findings)) bad("findings must be a list");
-  raw2.findings.forEach((f, i) => {
+  if (!isObj(raw.subject)) bad("subject must be an object");
+  if (!Array.isArray(raw.findings)) bad("findings must be a list");
+  raw.findings.forEach((f, i) => {
     if (!isObj(f) || !SEVERITIES.includes(f.severity) || typeof f.title !== "string") bad(`findings[${i}] needs a severity and a title`);
   });
-  if (!isObj(raw2.spectrum) || !isObj(raw2.spectrum.summary)) bad("spectrum.summary must be an object");
-  if (raw2.error !== void 0 && typeof raw2.error !== "string") bad("error must be a string");
-  return raw2;
+  if (!isObj(raw.spectrum) || !isObj(raw.spectrum.summary)) bad("spectrum.summary must be an object");
+  if (raw.error !== void 0 && typeof raw.error !== "string") bad("error must be a string");
+  return raw;
 }
-function validateJob(raw2, file) {
+function validateJob(raw, file) {
   const o = fileOrigin(file);
-  const m = mapping(o, raw2, "", ["schemaVersion", "name", "key", "status", "exitCode", "reason", "startedAt", "finishedAt", "directions"]);
+  const m = mapping(o, raw, "", ["schemaVersion", "name", "key", "status", "exitCode", "reason", "startedAt", "finishedAt", "directions"]);
   if (m.schemaVersion !== JOB_SCHEMA_VERSION) o.mismatch("schemaVersion", String(JOB_SCHEMA_VERSION), m.schemaVersion);
   const job = {
     schemaVersion: JOB_SCHEMA_VERSION,

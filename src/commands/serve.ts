@@ -82,8 +82,10 @@ export function register(program: Command): void {
       const { loadModel } = await import("../engine/index");
       const { addFinetunedVariant, readAdapterModules, readFinetuneLowRank } = await import("../engine/variants");
       const { decideSubjectPrecision, DEFAULT_WORKLOAD } = await import("../engine/subject-precision");
-      // every variant runs on one base at this precision; the KV cache of --max-batch rows is counted
-      const { precision } = await decideSubjectPrecision({ model: base.dir, precision: precisionChoice, device, workload: { ...DEFAULT_WORKLOAD, batch: maxBatch } });
+      // every variant runs on one base at this precision; the variants' factors (or a fine-tune's
+      // copy) and the KV cache of --max-batch rows are counted
+      const served = [...adapters.map((a) => ({ kind: "adapter" as const, dir: a.dir, rank: a.rank })), ...finetuned.map((f) => ({ kind: "finetuned" as const, dir: f.dir, rank: f.rank }))];
+      const { precision } = await decideSubjectPrecision({ model: base.dir, precision: precisionChoice, device, served, workload: { ...DEFAULT_WORKLOAD, batch: maxBatch } });
       log(`serve: loading ${base.label} at ${precision}`);
       const model = await loadModel(base.dir, { device, precision });
       void model.tokenizer; // fail now (exit 2) when the folder has no tokenizer

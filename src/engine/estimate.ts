@@ -13,10 +13,10 @@
 import { freemem, totalmem } from "node:os";
 import { InputError } from "../errors";
 import { createSession, ort, type Device } from "../linalg/ort";
-import { OnnxType, type OnnxModel, type OnnxTensor } from "../linalg/onnx-proto";
 import type { ModelConfig } from "./config";
 import { AUTO_ORDER, checkPrecision, unsupportedReason, weightPlan, type Precision, type PrecisionChoice } from "./precision";
-import { ACCURACY_LEVEL, blocksPerRow } from "./quantize";
+import { allocQuantBuffers } from "./quantize";
+import { buildLinearGraph, type BuiltGraph } from "./graph";
 import { MAX_BATCH, PREFILL_CHUNK } from "./model";
 import { SEGMENT_SHARE, headBytes, layerBytes, matrixBytes, segmentBudget } from "./sizes";
 
@@ -63,6 +63,8 @@ export interface SubjectShape {
   kind: "base" | "lora" | "full";
   /** float32 parameters of the LoRA factors of every LoRA variant together (full + rank-k) */
   loraParams?: number;
+  /** fine-tunes run whole, each at worst a second copy of the weights (default: 1 for kind full) */
+  fullCopies?: number;
 }
 
 export interface MemoryEstimate {
@@ -79,7 +81,7 @@ export function estimateMemory(c: ModelConfig, p: Precision, subject: SubjectSha
   let variants = 4 * (subject.loraParams ?? 0);
   // a full fine-tune, at worst: every segment and the head with weights of their own
   // (full-delta.ts runs a low-rank ΔW as float32 factors instead, which is far smaller)
-  if (subject.kind === "full") variants += weights + head;
+  variants += (subject.fullCopies ?? (subject.kind === "full" ? 1 : 0)) * (weights + head);
   const rows = Math.max(1, work.batch);
   const kvPerToken = 2 * c.numLayers * c.numKvHeads * c.headDim * 4;
   // contrastive decoding keeps two variants' caches
@@ -184,38 +186,16 @@ const MEASURE_MAX_BYTES = 48 * 2 ** 20;
 /** Timed runs per measurement (after two warm-up runs): the median is taken. */
 const MEASURE_RUNS = 5;
 
-function raw(a: ArrayBufferView): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
 
-/** A one-node graph multiplying by a K×N weight at the precision, with arbitrary values (speed does not depend on them). */
-function speedModel(p: Precision, K: number, N: number): OnnxModel {
+/** The engine's own linear (graph.ts) multiplying by a K×N weight at the precision, with arbitrary values (speed does not depend on them). */
+function speedModel(p: Precision, K: number, N: number): BuiltGraph {
   const s = weightPlan(p).linear;
-  const inits: OnnxTensor[] = [];
-  const node = s
-    ? (() => {
-        const nb = blocksPerRow(K, s);
-        const packed = new Uint8Array(N * nb * ((s.blockSize * s.bits) / 8)).fill(0x5a);
-        inits.push({ name: "B", type: OnnxType.UINT8, dims: [N, nb, (s.blockSize * s.bits) / 8], data: packed });
-        inits.push({ name: "S", type: OnnxType.FLOAT, dims: [N * nb], data: raw(new Float32Array(N * nb).fill(1 / 64)) });
-        const ins = ["A", "B", "S"];
-        if (s.zeroPoints) {
-          const zp = new Uint8Array(N * (s.bits === 8 ? nb : Math.ceil(nb / 2))).fill(s.bits === 8 ? 128 : 0x88);
-          inits.push({ name: "Z", type: OnnxType.UINT8, dims: [zp.length], data: zp });
-          ins.push("Z");
-        }
-        return { op: "MatMulNBits", domain: "com.microsoft", inputs: ins, outputs: ["Y"], attrs: { K, N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL } };
-      })()
-    : (() => {
-        const w = new Float32Array(K * N).fill(1 / 64);
-        inits.push({ name: "W", type: OnnxType.FLOAT, dims: [K, N], data: raw(w) });
-        return { op: "MatMul", inputs: ["A", "W"], outputs: ["Y"] };
-      })();
-  return {
-    irVersion: 8,
-    opsets: { "": 17, "com.microsoft": 1 },
-    graph: { name: `speed_${p}`, nodes: [node], inputs: [{ name: "A", type: OnnxType.FLOAT, shape: ["m", K] }], outputs: [{ name: "Y", type: OnnxType.FLOAT, shape: ["m", N] }], initializers: inits },
-  };
+  if (!s) return buildLinearGraph(K, N, { data: new Float32Array(K * N).fill(1 / 64), dims: [K, N] });
+  const buf = allocQuantBuffers(K, N, s);
+  buf.packed.fill(0x5a);
+  buf.scales.fill(1 / 64);
+  buf.zeroPoints?.fill(s.bits === 8 ? 128 : 0x88);
+  return buildLinearGraph(K, N, { quant: { K, N, scheme: s, ...buf }, dims: [K, N] });
 }
 
 async function medianRun(s: ort.InferenceSession, feeds: Record<string, ort.Tensor>): Promise<number> {
@@ -245,8 +225,10 @@ export function measureSpeed(p: Precision, c: Pick<ModelConfig, "hiddenSize" | "
   if (!m) {
     m = (async () => {
       const so = { device: opts.device, threads: opts.threads, cpuMemArena: false, spinning: false };
-      const big = await createSession(speedModel(p, K, N), so);
-      const tiny = await createSession(speedModel("f32", 64, 64), so);
+      const bigGraph = speedModel(p, K, N);
+      const tinyGraph = speedModel("f32", 64, 64);
+      const big = await createSession(bigGraph.model, { ...so, externalData: bigGraph.externalData });
+      const tiny = await createSession(tinyGraph.model, { ...so, externalData: tinyGraph.externalData });
       try {
         const row = (m: number, k: number) => ({ A: new ort.Tensor("float32", new Float32Array(m * k).fill(0.5), [m, k]) });
         const one = await medianRun(big, row(1, K));

@@ -7,9 +7,10 @@
  * than batch 1), and the caller drops its own copy once the segment's session exists. Loading
  * segment by segment keeps the load's peak memory at about the model plus one segment, and
  * no protobuf approaches the 2 GB limit. Linear weights are pre-transposed ([in, out]) for plain
- * MatMul; q/k/v and gate/up are fused into one matrix each. At int8 / int4 (precision.ts) the
- * linears and the head are com.microsoft MatMulNBits nodes on block-quantized weights in their
- * [out, in] layout instead (quantize.ts); the LoRA side paths stay float32 MatMuls either way.
+ * MatMul; q/k/v and gate/up are fused into one matrix each. At int8 (precision.ts) the linears
+ * and the head are MatMulInteger nodes on per-channel int8 weights, their input rounded to uint8
+ * per token in the graph; at int4 they are com.microsoft MatMulNBits nodes on block-quantized
+ * weights in their [out, in] layout (quantize.ts). The LoRA side paths stay float32 MatMuls.
  *
  * Run-time inputs (computed by the caller, see model.ts):
  *   hidden [B,S,H]   token embeddings for the first segment, the previous segment's output after
@@ -79,8 +80,8 @@ export interface GraphWeight {
 }
 
 /**
- * A linear weight stored block-quantized (quantized-weights.ts): `dims` are the float
- * weight's [in, out], `quant` the matrix in MatMulNBits layout ([out, in] blocks).
+ * A linear weight stored quantized (quantized-weights.ts): `dims` are the float weight's
+ * [in, out], `quant` the matrix in its operator's layout (quantize.ts).
  */
 export interface QuantizedGraphWeight {
   quant: QuantizedMatrix;
@@ -138,13 +139,52 @@ class GraphBuilder {
     this.externalInit(name, OnnxType.FLOAT, w.dims, w.data);
     return name;
   }
+  /**
+   * x rounded to uint8 codes per row (its last axis: one token) around the zero point 128, with
+   * step max|x_row|/127, and that step [.., 1] plus rowPoison(x), so a NaN or infinite row
+   * gives a non-finite product instead of codes rounded into range. Built once per tensor: q/k/v
+   * (or gate/up) reading the same input share it.
+   */
+  private rowCodes(x: string): [string, string] {
+    const hit = this.rowCodeCache.get(x);
+    if (hit) return hit;
+    const amax = this.node("ReduceMax", [this.node("Abs", [x])], { axes: [-1], keepdims: 1 }, "amax");
+    // a row of zeros: any positive step rounds it to 128 exactly
+    const step = this.node("Div", [this.node("Max", [amax, this.f32(1e-30)]), this.f32(127)], undefined, "astep");
+    const codes = this.node("Cast", [this.node("Add", [this.node("Round", [this.node("Div", [x, step])]), this.f32(128)])], { to: OnnxType.UINT8 }, "acodes");
+    const r: [string, string] = [codes, this.node("Add", [step, this.rowPoison(x)], undefined, "astep")];
+    this.rowCodeCache.set(x, r);
+    return r;
+  }
+  private readonly rowCodeCache = new Map<string, [string, string]>();
+  /**
+   * Σ x·0 over each row, [.., 1]: 0, or NaN when the row holds a NaN or ∞ (a sum cannot skip
+   * them, as a max may). Both integer routes round activations, and MatMulNBits' level-4
+   * quantizer turns a NaN row into finite output; adding this keeps the engine's
+   * finite-logits check meaningful.
+   */
+  private rowPoison(x: string): string {
+    let p = this.poisonCache.get(x);
+    if (!p) {
+      p = this.node("ReduceSum", [this.node("Mul", [x, this.f32(0)]), this.i64([-1])], { keepdims: 1 }, "anan");
+      this.poisonCache.set(x, p);
+    }
+    return p;
+  }
+  private readonly poisonCache = new Map<string, string>();
+  u8(v: number): string {
+    const name = this.tmp("cu8");
+    this.inits.push({ name, type: OnnxType.UINT8, dims: [], data: Uint8Array.of(v) });
+    return name;
+  }
   private externalInit(name: string, type: OnnxValueInfo["type"], dims: number[], data: ArrayBufferView): void {
     this.inits.push({ name, type, dims, data: new Uint8Array(0), external: { location: name, offset: 0, length: data.byteLength } });
     this.external.push({ path: name, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
   }
   /**
    * x·W for a linear weight stored [in, out]: a plain MatMul on float32 weights, MatMulNBits
-   * (com.microsoft) on block-quantized ones — ORT pre-packs both at session creation.
+   * (com.microsoft) on block-quantized ones, MatMulInteger on per-channel int8 ones — ORT
+   * pre-packs all three at session creation.
    */
   linear(x: string, name: string, hint: string, out?: string): string {
     const w = this.weights(name);
@@ -155,6 +195,16 @@ class GraphBuilder {
     }
     const q = w.quant;
     const s = q.scheme;
+    if (s.layout === "channels") {
+      // (codes_x − 128)·W_int8 exactly in int32, then × the row's step × the channel's scale
+      const [codes, step] = this.rowCodes(x);
+      this.externalInit(`${name}.q`, OnnxType.INT8, [q.K, q.N], q.packed);
+      this.externalInit(`${name}.s`, OnnxType.FLOAT, [q.N], q.scales);
+      const acc = this.node("MatMulInteger", [codes, `${name}.q`, this.u8(128)], undefined, "acc");
+      const scaled = this.node("Mul", [this.node("Cast", [acc], { to: OnnxType.FLOAT }), step]);
+      this.nodes.push({ op: "Mul", inputs: [scaled, `${name}.s`], outputs: [y] });
+      return y;
+    }
     const nb = blocksPerRow(q.K, s);
     this.externalInit(`${name}.q`, OnnxType.UINT8, [q.N, nb, (s.blockSize * s.bits) / 8], q.packed);
     this.externalInit(`${name}.s`, OnnxType.FLOAT, [q.N * nb], q.scales);
@@ -163,13 +213,8 @@ class GraphBuilder {
       this.externalInit(`${name}.z`, OnnxType.UINT8, [q.zeroPoints.length], q.zeroPoints);
       inputs.push(`${name}.z`);
     }
-    this.nodes.push({
-      op: "MatMulNBits",
-      domain: "com.microsoft",
-      inputs,
-      outputs: [y],
-      attrs: { K: q.K, N: q.N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL },
-    });
+    const product = this.node("MatMulNBits", inputs, { K: q.K, N: q.N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL }, "nbits", "com.microsoft");
+    this.nodes.push({ op: "Add", inputs: [product, this.rowPoison(x)], outputs: [y] });
     return y;
   }
   output(name: string, shape: (number | string)[]): void {
@@ -181,6 +226,19 @@ class GraphBuilder {
       externalData: this.external,
     };
   }
+}
+
+/**
+ * One linear y = x·W as its own model, input "A" [m, K], output "Y" [m, N], built by the same
+ * code as the decoder's linears: the precision probe, the estimate's speed measurement, the
+ * kernel benchmark and the operator tests all run exactly what the engine runs.
+ */
+export function buildLinearGraph(K: number, N: number, weight: AnyGraphWeight): BuiltGraph {
+  const g = new GraphBuilder(() => weight);
+  g.input("A", OnnxType.FLOAT, ["m", K]);
+  g.linear("A", "W", "y", "Y");
+  g.output("Y", ["m", N]);
+  return g.build("linear");
 }
 
 /**

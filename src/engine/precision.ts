@@ -2,8 +2,8 @@
  * The precision the base weights are stored in (`--precision`, config `engine.precision`).
  *
  * f32    every weight as float32 (exact to the checkpoint's values).
- * int8   decoder linears and lm_head block-quantized to 8 bits (MatMulNBits, accuracy level 4:
- *        int8 dot products with per-block int8 activations), ~1.03 bytes per weight.
+ * int8   decoder linears and lm_head at 8 bits per output channel, activations rounded to 8
+ *        bits per token (MatMulInteger: exact int32 dot products), ~1.00 bytes per weight.
  * int4   decoder linears at 4 bits with zero points, lm_head at 8 bits, ~0.64 bytes per weight.
  * bf16   accepted as a word, refused unless the installed ONNX Runtime can multiply bfloat16
  *        matrices on the device (the CPU execution provider cannot: checked, not assumed).
@@ -15,7 +15,8 @@
 import { InputError } from "../errors";
 import { createSession, ort, type Device } from "../linalg/ort";
 import { OnnxType, type OnnxModel } from "../linalg/onnx-proto";
-import { ACCURACY_LEVEL, quantizeMatrix, type QuantScheme } from "./quantize";
+import { quantizeMatrix, type QuantScheme } from "./quantize";
+import { buildLinearGraph, type BuiltGraph } from "./graph";
 
 /** What a user may ask for, `auto` first (the default). */
 export const PRECISION_CHOICES = Object.freeze(["auto", "f32", "bf16", "int8", "int4"] as const);
@@ -26,16 +27,20 @@ export type Precision = "f32" | "bf16" | "int8" | "int4";
 export const AUTO_ORDER: readonly Precision[] = Object.freeze(["f32", "int8", "int4"] as Precision[]);
 
 /**
- * 8-bit blocks of 128: scales cost 4/128 = 3 % over the codes, and a block's step (max|w|/127)
- * is already far below the spread of trained weights, so smaller blocks buy no measurable
- * accuracy at 8 bits (test/engine/precision.test.ts) while costing memory and speed.
+ * 8 bits per output channel, activations per token (MatMulInteger; W8A8 with dynamic per-token
+ * activations, the int8 scheme vLLM serves Llama-class models with). Chosen over MatMulNBits'
+ * 8-bit blocks of 128 by measurement (bench/kernels.bench.ts): on 8B-shaped layers at batch 8
+ * the u8·s8 GEMM takes ~0.7× the time of MatMulNBits' level-4 kernel, which is compute-bound
+ * there, for ~1.15× at batch 1, where both stream the same bytes. A channel's step is
+ * max|w|/127 over the whole row rather than a block of 128 (≈1.3× larger on Gaussian rows);
+ * the logits tolerances and organism verdicts below hold with it.
  */
-export const INT8_SCHEME: Readonly<QuantScheme> = Object.freeze({ bits: 8, blockSize: 128, zeroPoints: false });
+export const INT8_SCHEME: Readonly<QuantScheme> = Object.freeze({ layout: "channels", bits: 8, blockSize: 0, zeroPoints: false });
 /**
  * 4-bit blocks of 32 with zero points (min/max per block): with only 16 levels the block must
  * be short and use its whole range, as llama.cpp's Q4_1 and ORT's own quantizer do.
  */
-export const INT4_SCHEME: Readonly<QuantScheme> = Object.freeze({ bits: 4, blockSize: 32, zeroPoints: true });
+export const INT4_SCHEME: Readonly<QuantScheme> = Object.freeze({ layout: "blocks", bits: 4, blockSize: 32, zeroPoints: true });
 
 
 /** How each kind of weight is stored at a precision: undefined = float32. */
@@ -65,7 +70,7 @@ export function weightPlan(p: Precision): WeightPlan {
 
 const probed = new Map<string, string | null>();
 
-function probeModel(p: Precision): OnnxModel {
+function probeModel(p: Precision): BuiltGraph | OnnxModel {
   if (p === "bf16") {
     return {
       irVersion: 8,
@@ -82,32 +87,17 @@ function probeModel(p: Precision): OnnxModel {
     };
   }
   const s = weightPlan(p).linear!;
-  const K = 2 * s.blockSize;
+  const K = probeK(s);
   const N = 4;
   const w = new Float32Array(N * K).map((_, i) => ((i * 7) % 11) / 11 - 0.5);
-  const q = quantizeMatrix(w, N, K, s);
-  const raw = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  const inits = [
-    { name: "B", type: OnnxType.UINT8, dims: [N, K / s.blockSize, (s.blockSize * s.bits) / 8], data: raw(q.packed) },
-    { name: "S", type: OnnxType.FLOAT, dims: [q.scales.length], data: raw(q.scales) },
-  ];
-  const ins = ["A", "B", "S"];
-  if (q.zeroPoints) {
-    inits.push({ name: "Z", type: OnnxType.UINT8, dims: [q.zeroPoints.length], data: raw(q.zeroPoints) });
-    ins.push("Z");
-  }
-  return {
-    irVersion: 8,
-    opsets: { "": 17, "com.microsoft": 1 },
-    graph: {
-      name: `${p}_probe`,
-      nodes: [{ op: "MatMulNBits", domain: "com.microsoft", inputs: ins, outputs: ["Y"], attrs: { K, N, bits: s.bits, block_size: s.blockSize, accuracy_level: ACCURACY_LEVEL } }],
-      inputs: [{ name: "A", type: OnnxType.FLOAT, shape: [1, K] }],
-      outputs: [{ name: "Y", type: OnnxType.FLOAT, shape: [1, N] }],
-      initializers: inits,
-    },
-  };
+  return buildLinearGraph(K, N, { quant: quantizeMatrix(w, N, K, s), dims: [K, N] });
 }
+
+/** Two blocks (or 64 weights per channel) per row: the probe exercises more than one scale group. */
+const probeK = (s: QuantScheme) => (s.layout === "channels" ? 64 : 2 * s.blockSize);
+
+/** The operator a quantized scheme runs on, for messages. */
+export const operatorName = (s: QuantScheme) => (s.layout === "channels" ? "MatMulInteger (u8·s8)" : `${s.bits}-bit MatMulNBits`);
 
 /**
  * Why the installed ONNX Runtime cannot run precision `p` on `device`, or null when it can: a
@@ -121,14 +111,15 @@ export async function unsupportedReason(p: Precision, device: Device = "cpu"): P
   let reason: string | null = null;
   let s: ort.InferenceSession | undefined;
   try {
-    s = await createSession(probeModel(p), { device, threads: 1, cpuMemArena: false });
+    const probe = probeModel(p);
+    s = "model" in probe ? await createSession(probe.model, { device, threads: 1, cpuMemArena: false, externalData: probe.externalData }) : await createSession(probe, { device, threads: 1, cpuMemArena: false });
     if (p === "bf16") {
       // sessions can exist for graphs the EP then assigns elsewhere; a bf16 MatMul that runs is what counts
       reason = "the engine's graph has no bfloat16 path (only float32 and block-quantized int8/int4)";
     } else {
-      const K = 2 * weightPlan(p).linear!.blockSize;
+      const K = probeK(weightPlan(p).linear!);
       const out = await s.run({ A: new ort.Tensor("float32", new Float32Array(K).fill(1), [1, K]) });
-      if (!(out.Y!.data as Float32Array).every(Number.isFinite)) reason = "its MatMulNBits kernel returned non-finite values on a test matrix";
+      if (!(out.Y!.data as Float32Array).every(Number.isFinite)) reason = `its ${operatorName(weightPlan(p).linear!)} kernel returned non-finite values on a test matrix`;
     }
   } catch (err) {
     if (err instanceof InputError) throw err; // the device itself (no CUDA provider)
@@ -136,7 +127,7 @@ export async function unsupportedReason(p: Precision, device: Device = "cpu"): P
     reason =
       p === "bf16"
         ? `the installed ONNX Runtime (onnxruntime-node ${ort.env.versions?.common ?? "?"}) has no bfloat16 MatMul kernel on ${device} (${msg})`
-        : `the installed ONNX Runtime (onnxruntime-node ${ort.env.versions?.common ?? "?"}) cannot run ${weightPlan(p).linear!.bits}-bit MatMulNBits on ${device} (${msg})`;
+        : `the installed ONNX Runtime (onnxruntime-node ${ort.env.versions?.common ?? "?"}) cannot run ${operatorName(weightPlan(p).linear!)} on ${device} (${msg})`;
   } finally {
     await s?.release().catch(() => undefined);
   }

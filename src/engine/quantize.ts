@@ -1,28 +1,39 @@
 /**
- * Block quantization of linear weights into the layout of ONNX Runtime's com.microsoft
- * MatMulNBits: Y = A · dequant(B)ᵀ with B [N, K] (N = out features, K = in features — the
- * checkpoint's own [out, in] layout, so rows stream straight from the file without a transpose).
+ * Quantization of linear weights for the two ONNX Runtime routes the engine uses.
  *
- * Every row is cut into blocks of `blockSize` along K; each block has one float32 scale and
- * (asymmetric schemes) one zero point; a weight is stored as the code q ∈ [0, 2^bits − 1] and
- * read back as (q − zp)·scale. Packed input B is uint8 [N, ⌈K/bs⌉, bs·bits/8], codes packed
- * low bits first along K; scales [N·⌈K/bs⌉]; 4-bit zero points two per byte along the blocks
- * of a row (first block in the low nibble), [N·⌈nb/2⌉]; 8-bit ones one per byte. Without a
- * zero-point input ORT uses 2^(bits−1), which the symmetric scheme relies on. A last block
- * that K does not fill is padded with zero codes' value (exactly 0 after dequantizing).
+ * `blocks` — com.microsoft MatMulNBits: Y = A · dequant(B)ᵀ with B [N, K] (N = out features,
+ * K = in features — the checkpoint's own [out, in] layout, so rows stream straight from the
+ * file without a transpose). Every row is cut into blocks of `blockSize` along K; each block
+ * has one float32 scale and (asymmetric schemes) one zero point; a weight is stored as the code
+ * q ∈ [0, 2^bits − 1] and read back as (q − zp)·scale. Packed input B is uint8
+ * [N, ⌈K/bs⌉, bs·bits/8], codes packed low bits first along K; scales [N·⌈K/bs⌉]; 4-bit zero
+ * points two per byte along the blocks of a row (first block in the low nibble), [N·⌈nb/2⌉];
+ * 8-bit ones one per byte. Without a zero-point input ORT uses 2^(bits−1), which the symmetric
+ * scheme relies on. A last block that K does not fill is padded with zero codes' value (exactly
+ * 0 after dequantizing). Accuracy level 4 rounds activations to int8 per block of the row.
+ *
+ * `channels` — ONNX MatMulInteger (8 bits only): one symmetric float32 scale per output channel
+ * (row n: max|w_n|/127), codes int8 in [−127, 127] stored transposed, [K, N] row-major, as
+ * MatMulInteger's constant B wants them; activations are rounded to uint8 per row of A (one
+ * token: step max|a|/127 around the zero point 128) by the graph (graph.ts), the product is
+ * exact in int32 and scaled back by the row's and the channel's scales. Quantizing a row writes
+ * one column of the packed matrix: consecutive rows touch the same cache lines, so streaming
+ * rows costs no transpose pass.
  */
 
 /**
  * MatMulNBits accuracy level 4: activations quantized to int8 per block (of the weights'
  * block size) and multiplied with integer dot products (AVX2 / AVX-512 VNNI). Levels 0–1
  * dequantize the weights to float32 on every call: 20× slower at 8 bits on a 4096×14336
- * matrix here (bench/precision.bench.ts prints the comparison).
+ * matrix here.
  */
 export const ACCURACY_LEVEL = 4;
 
 export interface QuantScheme {
+  /** which operator and layout (see the file comment) */
+  layout: "blocks" | "channels";
   bits: 4 | 8;
-  /** weights per block along K: a power of two ≥ 16 (MatMulNBits' rule) */
+  /** blocks: weights per block along K, a power of two in [16, 256] (MatMulNBits' rule); channels: 0 (the whole row) */
   blockSize: number;
   /**
    * asymmetric: min/max per block with a zero point (2^bits levels spread over [min, max]);
@@ -41,12 +52,15 @@ export interface QuantizedMatrix {
   zeroPoints?: Uint8Array;
 }
 
-export const blocksPerRow = (K: number, s: QuantScheme) => Math.ceil(K / s.blockSize);
+/** Weights that share one scale along a row: the block, or the whole row for `channels`. */
+export const rowBlock = (K: number, s: QuantScheme) => (s.layout === "channels" ? K : s.blockSize);
+export const blocksPerRow = (K: number, s: QuantScheme) => Math.ceil(K / rowBlock(K, s));
 const blobBytes = (s: QuantScheme) => (s.blockSize * s.bits) / 8;
 const zeroPointBytesPerRow = (K: number, s: QuantScheme) => (s.bits === 8 ? blocksPerRow(K, s) : Math.ceil(blocksPerRow(K, s) / 2));
 
 /** Bytes the matrix occupies (codes + scales + zero points): what ORT holds for it. */
 export function quantizedBytes(K: number, N: number, s: QuantScheme): number {
+  if (s.layout === "channels") return N * K + 4 * N;
   const nb = blocksPerRow(K, s);
   return N * (nb * blobBytes(s) + 4 * nb + (s.zeroPoints ? zeroPointBytesPerRow(K, s) : 0));
 }
@@ -64,6 +78,7 @@ export function allocQuantBuffers(K: number, N: number, s: QuantScheme, take: (f
     const f = take(Math.ceil(n / 4));
     return new Uint8Array(f.buffer, f.byteOffset, n);
   };
+  if (s.layout === "channels") return { packed: bytes(K * N), scales: take(N) };
   return {
     packed: bytes(N * nb * blobBytes(s)),
     scales: take(N * nb),
@@ -80,6 +95,7 @@ export function allocQuantBuffers(K: number, N: number, s: QuantScheme, take: (f
 const ROUNDER = 6755399441055744;
 
 export function quantizeRowsInto(rows: Float32Array, count: number, K: number, s: QuantScheme, out: QuantBuffers, row0: number): void {
+  if (s.layout === "channels") return quantizeChannelsInto(rows, count, K, out, row0);
   const nb = blocksPerRow(K, s);
   const blob = blobBytes(s);
   const bs = s.blockSize;
@@ -149,6 +165,37 @@ export function quantizeRowsInto(rows: Float32Array, count: number, K: number, s
   }
 }
 
+/**
+ * `channels`: row n of W becomes column n of the packed [K, N] int8 matrix, with scale
+ * max|w_n|/127 (a row of zeros gets 1; a NaN makes the scale NaN, as in the block path).
+ */
+function quantizeChannelsInto(rows: Float32Array, count: number, K: number, out: QuantBuffers, row0: number): void {
+  const { packed, scales } = out;
+  const N = scales.length;
+  for (let r = 0; r < count; r++) {
+    const n = row0 + r;
+    const src = r * K;
+    let lo = 0;
+    let hi = 0;
+    for (let k = src; k < src + K; k++) {
+      const w = rows[k]!;
+      lo = Math.min(lo, w);
+      hi = Math.max(hi, w);
+    }
+    let scale = Math.max(hi, -lo) / 127;
+    if (scale === 0) scale = 1;
+    if (lo !== lo || hi !== hi) scale = NaN;
+    const sf = Math.fround(scale);
+    const inv = 1 / sf;
+    scales[n] = sf;
+    for (let k = 0; k < K; k++) {
+      const q = rows[src + k]! * inv + ROUNDER - ROUNDER;
+      // two's complement int8 in a byte; a NaN code stores as 0 (its scale is NaN)
+      packed[k * N + n] = (q < -127 ? -127 : q > 127 ? 127 : q) & 0xff;
+    }
+  }
+}
+
 /** Quantize a whole [N, K] matrix at once (tests, small matrices). */
 export function quantizeMatrix(w: Float32Array, N: number, K: number, s: QuantScheme): QuantizedMatrix {
   const buf = allocQuantBuffers(K, N, s);
@@ -156,9 +203,15 @@ export function quantizeMatrix(w: Float32Array, N: number, K: number, s: QuantSc
   return { K, N, scheme: s, ...buf };
 }
 
-/** The float values a quantized matrix stands for, [N, K] row-major (what MatMulNBits multiplies by). */
+/** The float values a quantized matrix stands for, [N, K] row-major (what the operator multiplies by). */
 export function dequantize(q: QuantizedMatrix): Float32Array {
   const { K, N, scheme: s } = q;
+  if (s.layout === "channels") {
+    const out = new Float32Array(N * K);
+    const codes = new Int8Array(q.packed.buffer, q.packed.byteOffset, q.packed.byteLength);
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) out[n * K + k] = Math.fround(codes[k * N + n]! * q.scales[n]!);
+    return out;
+  }
   const nb = blocksPerRow(K, s);
   const blob = blobBytes(s);
   const mid = 1 << (s.bits - 1);
@@ -181,7 +234,7 @@ export function dequantize(q: QuantizedMatrix): Float32Array {
   return out;
 }
 
-/** The quantization step (scale) of each block of row n, for tolerance derivations. */
+/** The quantization step (scale) of each block of row n (one for `channels`), for tolerance derivations. */
 export function blockSteps(q: QuantizedMatrix, n: number): Float32Array {
   const nb = blocksPerRow(q.K, q.scheme);
   return q.scales.subarray(n * nb, (n + 1) * nb);

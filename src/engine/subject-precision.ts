@@ -45,10 +45,44 @@ export interface SubjectPrecisionOptions {
   device?: Device;
   /** the flag or config key to name in errors (default --precision) */
   where?: string;
+  /** serve: every variant held beside the base (instead of adapter/finetuned/rank) */
+  served?: ServedVariant[];
 }
 
-/** The base's config and the subject's shape beside it, read without any weight. */
-export async function subjectShape(opts: Pick<SubjectPrecisionOptions, "model" | "adapter" | "finetuned" | "rank">): Promise<{ config: ModelConfig; shape: SubjectShape; fileBytes: number }> {
+/** One variant `serve` holds beside the base: an adapter or a fine-tune, whole or truncated to rank `rank`. */
+export interface ServedVariant {
+  kind: "adapter" | "finetuned";
+  dir: string;
+  rank?: number;
+}
+
+/** float32 parameters of an adapter's factors: each module at its own rank, plus `extraRank` more (rank-k variants). */
+async function adapterParams(dir: string, rankOf: (moduleRank: number) => number): Promise<number> {
+  const adapter = await openAdapter(dir);
+  try {
+    let params = 0;
+    for (const name of adapter.moduleNames()) {
+      const m = adapter.moduleInfo(name);
+      params += rankOf(m.rank) * (m.inFeatures + m.outFeatures);
+    }
+    return params;
+  } finally {
+    await adapter.close();
+  }
+}
+
+/** float32 parameters of rank-k factors of every decoder linear. */
+function rankFactorParams(c: ModelConfig, k: number): number {
+  const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = c;
+  return c.numLayers * (k * (H + nH * D) + 2 * k * (H + nKV * D) + k * (nH * D + H) + 2 * k * (H + I) + k * (I + H));
+}
+
+/**
+ * The base's config and the subject's shape beside it, read without any weight: a scan's
+ * adapter (full + rank-k factors) or fine-tune (a second copy at worst, plus rank-k factors),
+ * or every variant `serve` holds (`served`).
+ */
+export async function subjectShape(opts: Pick<SubjectPrecisionOptions, "model" | "adapter" | "finetuned" | "rank" | "served">): Promise<{ config: ModelConfig; shape: SubjectShape; fileBytes: number }> {
   const base = withModelPrefix(await openCheckpoint(opts.model));
   let config: ModelConfig;
   let fileBytes = 0;
@@ -58,28 +92,21 @@ export async function subjectShape(opts: Pick<SubjectPrecisionOptions, "model" |
   } finally {
     await base.close();
   }
-  if (opts.adapter) {
-    const adapter = await openAdapter(opts.adapter);
-    try {
-      let params = 0;
-      for (const name of adapter.moduleNames()) {
-        const m = adapter.moduleInfo(name);
-        params += (m.rank + (opts.rank ?? 0)) * (m.inFeatures + m.outFeatures);
-      }
-      return { config, shape: { kind: "lora", loraParams: params }, fileBytes };
-    } finally {
-      await adapter.close();
+  if (opts.served && opts.served.length > 0) {
+    let loraParams = 0;
+    let fullCopies = 0;
+    for (const v of opts.served) {
+      if (v.kind === "adapter") loraParams += await adapterParams(v.dir, (r) => Math.min(r, v.rank ?? r));
+      else if (v.rank !== undefined) loraParams += rankFactorParams(config, v.rank);
+      else fullCopies++;
     }
+    return { config, shape: { kind: fullCopies > 0 ? "full" : "lora", loraParams, fullCopies }, fileBytes };
   }
-  if (opts.finetuned) {
-    // the rank-k factors of every decoder linear, beside the fine-tune's own weights
+  if (opts.adapter) {
     const k = opts.rank ?? 0;
-    const perLayer = (c: ModelConfig) => {
-      const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = c;
-      return k * (H + nH * D) + 2 * k * (H + nKV * D) + k * (nH * D + H) + 2 * k * (H + I) + k * (I + H);
-    };
-    return { config, shape: { kind: "full", loraParams: config.numLayers * perLayer(config) }, fileBytes };
+    return { config, shape: { kind: "lora", loraParams: await adapterParams(opts.adapter, (r) => r + k) }, fileBytes };
   }
+  if (opts.finetuned) return { config, shape: { kind: "full", loraParams: rankFactorParams(config, opts.rank ?? 0) }, fileBytes };
   return { config, shape: { kind: "base" }, fileBytes };
 }
 

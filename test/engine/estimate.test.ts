@@ -40,11 +40,12 @@ const SCAN = scanWorkload({ prompts: 40, samples: 1, maxNewTokens: 64, promptCha
 describe("memory per precision, from config.json", () => {
   const c = parseModelConfig(LLAMA_31_8B);
 
-  it("counts each weight once at its precision: the 8B's linears are 7.0 B parameters, 4 bytes at f32, ~1.03 at int8, ~0.64 at int4", () => {
+  it("counts each weight once at its precision: the 8B's linears are 7.0 B parameters, 4 bytes at f32, ~1.00 at int8 (one scale per output channel), ~0.64 at int4", () => {
     expect(linearParams(c)).toBe(32 * (4096 * 6144 + 4096 * 4096 + 3 * 4096 * 14336));
     const params = linearParams(c);
     expect(c.numLayers * layerBytes(c, "f32")).toBeCloseTo(4 * params + 32 * 2 * 4096 * 4, -3);
-    expect((c.numLayers * layerBytes(c, "int8")) / params).toBeCloseTo(1 + 4 / 128, 2);
+    // int8: one byte per weight plus one float32 scale per output channel (q/k/v 6144, o 4096, gate/up 28672, down 4096)
+    expect(c.numLayers * layerBytes(c, "int8")).toBeCloseTo(params + 32 * 4 * (6144 + 4096 + 28672 + 4096) + 32 * 2 * 4096 * 4, -3);
     expect((c.numLayers * layerBytes(c, "int4")) / params).toBeCloseTo(0.5 + 4 / 32 + 0.5 / 32, 2);
     // the head stays 8-bit under int4
     expect(headBytes(c, "int4")).toBe(headBytes(c, "int8"));
@@ -238,5 +239,41 @@ describe("a scan that cannot fit at any precision", () => {
     const cliRun = cli("scan", "--base", base, "--adapter", adapter, "--out", out, "--precision", "auto");
     expect(cliRun.status).toBe(2);
     expect(cliRun.stderr).toMatch(/--precision: the model cannot fit at any precision/);
+  });
+});
+
+describe("serve: every variant it holds counts toward the choice", () => {
+  it("adapters at their (truncated) rank, a fine-tune's rank-k factors, a whole fine-tune as a second copy at worst", async () => {
+    const { subjectShape } = await import("../../src/engine/subject-precision");
+    const { writeAdapter } = await import("../../src/io/peft");
+    const { randomLora } = await import("./fixtures");
+    const config = { ...TINY_BASE };
+    const m = await writeModel(config, randomWeights(config, 91));
+    onCleanup(m.cleanup);
+    const adapter = `${m.dir}-serve-adapter`;
+    onCleanup(() => rm(adapter, { recursive: true, force: true }));
+    const lora = randomLora(m.weights, config, ["model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj"], 4, 5);
+    await writeAdapter(adapter, { r: 4, lora_alpha: 8 }, lora);
+    const c = parseModelConfig(config);
+    const perRank = lora.reduce((a, l) => a + l.inFeatures + l.outFeatures, 0);
+    const { hiddenSize: H, numHeads: nH, numKvHeads: nKV, headDim: D, intermediateSize: I } = c;
+    const rankParams = (k: number) => c.numLayers * k * (H + nH * D + 2 * (H + nKV * D) + nH * D + H + 2 * (H + I) + I + H);
+
+    const none = await subjectShape({ model: m.dir, served: [] });
+    expect(none.shape).toEqual({ kind: "base" });
+    const two = await subjectShape({ model: m.dir, served: [{ kind: "adapter", dir: adapter }, { kind: "adapter", dir: adapter, rank: 1 }] });
+    expect(two.shape).toEqual({ kind: "lora", loraParams: 4 * perRank + 1 * perRank, fullCopies: 0 });
+    // @rank above the adapter's own rank holds the adapter's rank, not more
+    const over = await subjectShape({ model: m.dir, served: [{ kind: "adapter", dir: adapter, rank: 16 }] });
+    expect(over.shape.loraParams).toBe(4 * perRank);
+    const ft = await subjectShape({ model: m.dir, served: [{ kind: "finetuned", dir: m.dir, rank: 2 }, { kind: "finetuned", dir: m.dir }, { kind: "finetuned", dir: m.dir }] });
+    expect(ft.shape).toEqual({ kind: "full", loraParams: rankParams(2), fullCopies: 2 });
+
+    const work = { batch: 8, context: 2048 };
+    const baseOnly = estimateMemory(c, "int8", none.shape, work);
+    const withTwo = estimateMemory(c, "int8", two.shape, work);
+    expect(withTwo.bytes - baseOnly.bytes).toBe(4 * 5 * perRank);
+    const withFt = estimateMemory(c, "int8", ft.shape, work);
+    expect(withFt.parts.variants).toBe(4 * rankParams(2) + 2 * (baseOnly.parts.weights + baseOnly.parts.head));
   });
 });
