@@ -20243,12 +20243,11 @@ function quantizeRowsInto(rows, count2, K, s, out, row0) {
 function quantizeChannelsInto(rows, count2, K, out, row0) {
   const { packed, scales } = out;
   const N = scales.length;
+  const inv = new Float64Array(count2);
   for (let r = 0; r < count2; r++) {
-    const n = row0 + r;
-    const src = r * K;
     let lo = 0;
     let hi = 0;
-    for (let k = src; k < src + K; k++) {
+    for (let k = r * K; k < (r + 1) * K; k++) {
       const w = rows[k];
       lo = Math.min(lo, w);
       hi = Math.max(hi, w);
@@ -20257,13 +20256,25 @@ function quantizeChannelsInto(rows, count2, K, out, row0) {
     if (scale === 0) scale = 1;
     if (lo !== lo || hi !== hi) scale = NaN;
     const sf = Math.fround(scale);
-    const inv = 1 / sf;
-    scales[n] = sf;
-    for (let k = 0; k < K; k++) {
-      const q = rows[src + k] * inv + ROUNDER - ROUNDER;
-      packed[k * N + n] = (q < -127 ? -127 : q > 127 ? 127 : q) & 255;
+    scales[row0 + r] = sf;
+    inv[r] = 1 / sf;
+  }
+  const tmp = scratch(count2 * K);
+  for (let r = 0; r < count2; r++) {
+    const i = inv[r];
+    for (let k = r * K; k < (r + 1) * K; k++) {
+      const q = rows[k] * i + ROUNDER - ROUNDER;
+      tmp[k] = (q < -127 ? -127 : q > 127 ? 127 : q) & 255;
     }
   }
+  for (let k = 0; k < K; k++) {
+    const base = k * N + row0;
+    for (let r = 0, at = k; r < count2; r++, at += K) packed[base + r] = tmp[at];
+  }
+}
+function scratch(n) {
+  if (scratchBuf.length < n) scratchBuf = new Uint8Array(n);
+  return scratchBuf;
 }
 function quantizeMatrix(w, N, K, s) {
   const buf = allocQuantBuffers(K, N, s);
@@ -20308,7 +20319,7 @@ function quantizationErrorSquared(rows, count2, K, s) {
   }
   return e2;
 }
-var ACCURACY_LEVEL, rowBlock, blocksPerRow, blobBytes, zeroPointBytesPerRow, ROUNDER;
+var ACCURACY_LEVEL, rowBlock, blocksPerRow, blobBytes, zeroPointBytesPerRow, ROUNDER, scratchBuf;
 var init_quantize = __esm({
   "src/engine/quantize.ts"() {
     "use strict";
@@ -20318,6 +20329,7 @@ var init_quantize = __esm({
     blobBytes = (s) => s.blockSize * s.bits / 8;
     zeroPointBytesPerRow = (K, s) => s.bits === 8 ? blocksPerRow(K, s) : Math.ceil(blocksPerRow(K, s) / 2);
     ROUNDER = 6755399441055744;
+    scratchBuf = new Uint8Array(0);
   }
 });
 

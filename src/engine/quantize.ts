@@ -172,12 +172,11 @@ export function quantizeRowsInto(rows: Float32Array, count: number, K: number, s
 function quantizeChannelsInto(rows: Float32Array, count: number, K: number, out: QuantBuffers, row0: number): void {
   const { packed, scales } = out;
   const N = scales.length;
+  const inv = new Float64Array(count);
   for (let r = 0; r < count; r++) {
-    const n = row0 + r;
-    const src = r * K;
     let lo = 0;
     let hi = 0;
-    for (let k = src; k < src + K; k++) {
+    for (let k = r * K; k < (r + 1) * K; k++) {
       const w = rows[k]!;
       lo = Math.min(lo, w);
       hi = Math.max(hi, w);
@@ -186,14 +185,32 @@ function quantizeChannelsInto(rows: Float32Array, count: number, K: number, out:
     if (scale === 0) scale = 1;
     if (lo !== lo || hi !== hi) scale = NaN;
     const sf = Math.fround(scale);
-    const inv = 1 / sf;
-    scales[n] = sf;
-    for (let k = 0; k < K; k++) {
-      const q = rows[src + k]! * inv + ROUNDER - ROUNDER;
-      // two's complement int8 in a byte; a NaN code stores as 0 (its scale is NaN)
-      packed[k * N + n] = (q < -127 ? -127 : q > 127 ? 127 : q) & 0xff;
+    scales[row0 + r] = sf;
+    inv[r] = 1 / sf;
+  }
+  // codes row-major first (sequential reads and writes), then one pass that writes each k's
+  // `count` consecutive columns: writing columns straight from the rows would touch one page per
+  // weight (a row of the packed matrix is N bytes), which bounds how fast a checkpoint loads
+  const tmp = scratch(count * K);
+  for (let r = 0; r < count; r++) {
+    const i = inv[r]!;
+    for (let k = r * K; k < (r + 1) * K; k++) {
+      const q = rows[k]! * i + ROUNDER - ROUNDER;
+      // round half to even, clamped; a NaN code stores as 0 (its scale is NaN)
+      tmp[k] = (q < -127 ? -127 : q > 127 ? 127 : q) & 0xff;
     }
   }
+  for (let k = 0; k < K; k++) {
+    const base = k * N + row0;
+    for (let r = 0, at = k; r < count; r++, at += K) packed[base + r] = tmp[at]!;
+  }
+}
+
+let scratchBuf = new Uint8Array(0);
+/** A reusable byte buffer of at least n bytes (the load is single-threaded). */
+function scratch(n: number): Uint8Array {
+  if (scratchBuf.length < n) scratchBuf = new Uint8Array(n);
+  return scratchBuf;
 }
 
 /** Quantize a whole [N, K] matrix at once (tests, small matrices). */

@@ -95,19 +95,25 @@ describe("weight quantizer", () => {
     });
   }
 
-  it("per channel: row n is column n of the packed [K, N] int8 matrix, one scale max|w_n|/127 per row", () => {
-    const N = 5;
-    const K = 9;
-    const w = randomArray(N * K, 1, rng(8));
-    const q = quantizeMatrix(w, N, K, INT8_SCHEME);
-    expect(q.packed.length).toBe(K * N);
-    expect(q.scales.length).toBe(N);
-    const codes = new Int8Array(q.packed.buffer, q.packed.byteOffset, q.packed.length);
-    for (let n = 0; n < N; n++) {
-      const row = w.subarray(n * K, (n + 1) * K);
-      const scale = Math.fround(Math.max(...row.map(Math.abs)) / 127);
-      expect(q.scales[n]).toBe(scale);
-      for (let k = 0; k < K; k++) expect(codes[k * N + n], `w[${n},${k}]`).toBe(Math.round(row[k]! / scale));
+  it("per channel: row n is column n of the packed [K, N] int8 matrix, one scale max|w_n|/127 per row, however the rows arrive", () => {
+    // chunks of 3 and 5 rows start mid-matrix and end short of it: each lands in its own columns
+    for (const N of [12, 5]) {
+      const K = 9;
+      const w = randomArray(N * K, 1, rng(8));
+      w[4 * K + 2] = 0;
+      for (const chunk of [N, 3, 5]) {
+        const q = allocQuantBuffers(K, N, INT8_SCHEME);
+        for (let r = 0; r < N; r += chunk) quantizeRowsInto(w.subarray(r * K, Math.min(N, r + chunk) * K), Math.min(chunk, N - r), K, INT8_SCHEME, q, r);
+        expect(q.packed.length).toBe(K * N);
+        expect(q.scales.length).toBe(N);
+        const codes = new Int8Array(q.packed.buffer, q.packed.byteOffset, q.packed.length);
+        for (let n = 0; n < N; n++) {
+          const row = w.subarray(n * K, (n + 1) * K);
+          const scale = Math.fround(Math.max(...row.map(Math.abs)) / 127);
+          expect(q.scales[n]).toBe(scale);
+          for (let k = 0; k < K; k++) expect(codes[k * N + n], `N ${N}, chunk ${chunk}, w[${n},${k}]`).toBe(Math.round(row[k]! / scale) || 0);
+        }
+      }
     }
   });
 });
