@@ -52490,6 +52490,8 @@ var init_model = __esm({
       /** zero rank-1 LoRA factors for modules a variant does not adapt, shared by shape */
       zeroLora = /* @__PURE__ */ new Map();
       sessions = [];
+      /** checkpoint handles variants read embedding rows from (CheckpointVariantOptions.reopen), closed with the model */
+      owned = [];
       get dir() {
         return this.where;
       }
@@ -52701,7 +52703,12 @@ var init_model = __esm({
         const head = [];
         for (let i = 0; i < this.plan.head.length; i++) head.push(headSame ? base.head[i] : await this.headSession(ctx, i));
         const embedSame = await unchanged(["model.embed_tokens.weight"]);
-        const embed = embedSame ? base.embed : await EmbeddingTable.open(cfg, ctx, { stream: false });
+        let embed = base.embed;
+        if (!embedSame) {
+          const own = opts.reopen ? await opts.reopen() : void 0;
+          if (own) this.owned.push(own);
+          embed = await EmbeddingTable.open(cfg, own ? { src: own, where } : ctx, { stream: own !== void 0 });
+        }
         this.variantMap.set(name, { name, layers, head, embed, source: ckpt.dir, lora });
         return {
           segments: this.plan.layers.length,
@@ -53065,6 +53072,7 @@ var init_model = __esm({
         const all = this.sessions;
         this.sessions = [];
         for (const s of all) await s.release().catch(() => void 0);
+        for (const h of this.owned.splice(0)) await h.close().catch(() => void 0);
         this.variantMap.clear();
         await this.onClose?.();
       }
@@ -53491,8 +53499,9 @@ function describeFullDelta(precision, plan, layout) {
   return `full fine-tune at ${precision}: ${parts.join("; ")}`;
 }
 async function addFullVariant(model, name, baseDir, ft, opts = {}) {
+  const reopen = ft.dir ? async () => withModelPrefix(await openCheckpoint(ft.dir)) : void 0;
   if (!weightPlan(model.precision).linear) {
-    await model.addCheckpointVariant(name, ft);
+    await model.addCheckpointVariant(name, ft, { reopen });
     return;
   }
   const base = withModelPrefix(await openCheckpoint(baseDir));
@@ -53502,7 +53511,7 @@ async function addFullVariant(model, name, baseDir, ft, opts = {}) {
   } finally {
     await base.close();
   }
-  const layout = await model.addCheckpointVariant(name, ft, { deltas: plan.deltas });
+  const layout = await model.addCheckpointVariant(name, ft, { deltas: plan.deltas, reopen });
   log(describeFullDelta(model.precision, plan, layout));
 }
 var LOW_RANK_PROBE, RESIDUAL_SHARE, PROBE_OVERSAMPLE, ERROR_CHUNK_BYTES;

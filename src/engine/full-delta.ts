@@ -141,8 +141,10 @@ export function describeFullDelta(precision: Precision, plan: FullDeltaPlan, lay
  * changed segments as they are; quantized, as planned above, with the layout logged.
  */
 export async function addFullVariant(model: LoadedModel, name: string, baseDir: string, ft: Checkpoint, opts: { quiet?: boolean } = {}): Promise<void> {
+  // a changed embedding table streams from a handle the model keeps, as the base's does
+  const reopen = ft.dir ? async () => withModelPrefix(await openCheckpoint(ft.dir)) : undefined;
   if (!weightPlan(model.precision).linear) {
-    await model.addCheckpointVariant(name, ft);
+    await model.addCheckpointVariant(name, ft, { reopen });
     return;
   }
   const base = withModelPrefix(await openCheckpoint(baseDir));
@@ -152,6 +154,6 @@ export async function addFullVariant(model: LoadedModel, name: string, baseDir: 
   } finally {
     await base.close();
   }
-  const layout = await model.addCheckpointVariant(name, ft, { deltas: plan.deltas });
+  const layout = await model.addCheckpointVariant(name, ft, { deltas: plan.deltas, reopen });
   log(describeFullDelta(model.precision, plan, layout));
 }

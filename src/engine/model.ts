@@ -92,6 +92,13 @@ export interface CheckpointVariantOptions {
    * instead of holding a second copy of its weights (engine/full-delta.ts decides which).
    */
   deltas?: LoraModule[];
+  /**
+   * A second handle on the same checkpoint that the model keeps (and closes with itself): a
+   * changed embedding table is then read row by row from it, as the base's is, instead of
+   * being held whole in float32 (2.1 GB for Llama-3.1-8B). Without it the table is read whole,
+   * since `ckpt` may close once this call returns.
+   */
+  reopen?: () => Promise<TensorSource & { close(): Promise<void> }>;
 }
 
 /** How a checkpoint variant was laid out: which segments hold weights of their own. */
@@ -171,6 +178,8 @@ export class DecoderModel implements LoadedModel {
   /** zero rank-1 LoRA factors for modules a variant does not adapt, shared by shape */
   private zeroLora = new Map<string, ort.Tensor>();
   private sessions: ort.InferenceSession[] = [];
+  /** checkpoint handles variants read embedding rows from (CheckpointVariantOptions.reopen), closed with the model */
+  private owned: { close(): Promise<void> }[] = [];
 
   private constructor(
     readonly config: ModelConfig,
@@ -428,9 +437,15 @@ export class DecoderModel implements LoadedModel {
     const headSame = await unchanged(["model.norm.weight", headTensorName(cfg)]);
     const head: ort.InferenceSession[] = [];
     for (let i = 0; i < this.plan.head.length; i++) head.push(headSame ? base.head[i]! : await this.headSession(ctx, i));
-    // the fine-tune's handle may close after this call, so a changed table is kept in memory
+    // the fine-tune's handle may close after this call: a changed table streams from a handle
+    // of the model's own, or is kept in memory
     const embedSame = await unchanged(["model.embed_tokens.weight"]);
-    const embed = embedSame ? base.embed : await EmbeddingTable.open(cfg, ctx, { stream: false });
+    let embed = base.embed;
+    if (!embedSame) {
+      const own = opts.reopen ? await opts.reopen() : undefined;
+      if (own) this.owned.push(own);
+      embed = await EmbeddingTable.open(cfg, own ? { src: own, where } : ctx, { stream: own !== undefined });
+    }
     this.variantMap.set(name, { name, layers, head, embed, source: ckpt.dir, lora });
     return {
       segments: this.plan.layers.length,
@@ -828,6 +843,7 @@ export class DecoderModel implements LoadedModel {
     const all = this.sessions;
     this.sessions = [];
     for (const s of all) await s.release().catch(() => undefined);
+    for (const h of this.owned.splice(0)) await h.close().catch(() => undefined);
     this.variantMap.clear();
     await this.onClose?.();
   }

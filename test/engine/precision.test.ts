@@ -408,6 +408,65 @@ describe("full fine-tune at a quantized precision", () => {
   });
 });
 
+describe("a full fine-tune's changed embedding table", () => {
+  for (const p of ["f32", "int8"] as Precision[]) {
+    it(`${p}: streams row by row from a handle the model keeps (never read whole), closed with the model; logits as the fine-tune's`, async () => {
+      const config = { ...TINY_BASE };
+      const w = randomWeights(config, 96);
+      const base = await writeModel(config, w);
+      onCleanup(base.cleanup);
+      const changed = new Map(w);
+      const r = rng(3);
+      changed.set("model.embed_tokens.weight", w.get("model.embed_tokens.weight")!.map((x) => x + (2 * r() - 1) * 0.05));
+      const ft = await writeModel(config, changed);
+      onCleanup(ft.cleanup);
+      const wholeReads: string[] = [];
+      const rowReads: string[] = [];
+      let closed = false;
+      const reopen = async () => {
+        const h = withModelPrefix(await openCheckpoint(ft.dir));
+        const spy: TensorSource & { close(): Promise<void> } = {
+          names: () => h.names(),
+          info: (n) => h.info(n),
+          read: (n) => {
+            wholeReads.push(n);
+            return h.read(n);
+          },
+          readRows: (n, r0, count) => {
+            rowReads.push(n);
+            return h.readRows!(n, r0, count);
+          },
+          close: async () => {
+            closed = true;
+            await h.close();
+          },
+        };
+        return spy;
+      };
+      const model = await loadModel(base.dir, { threads: 1, precision: p });
+      try {
+        const f = withModelPrefix(await openCheckpoint(ft.dir));
+        try {
+          await model.addCheckpointVariant("full", f, { reopen });
+        } finally {
+          await f.close(); // the caller's handle goes; the variant still reads its rows
+        }
+        const full = await model.logits(IDS, "full");
+        const ref = referenceLogits({ config, weights: p === "f32" ? changed : dequantizedWeights(config, changed, p) }, IDS);
+        const delta8 = p === "f32" ? 0 : maxGap(ref, referenceLogits({ config, weights: changed }, IDS));
+        expect(maxGap(full, ref)).toBeLessThanOrEqual(f32Tol(ref) + ACTIVATION * delta8);
+        expect(maxGap(await model.logits(IDS, "base"), full)).toBeGreaterThan(1e-3); // the table really differs
+        expect(wholeReads).toEqual([]);
+        expect(new Set(rowReads)).toEqual(new Set(["model.embed_tokens.weight"]));
+        expect(closed).toBe(false);
+      } finally {
+        await model.close();
+      }
+      expect(closed).toBe(true);
+    });
+  }
+});
+
 describe("streaming load", () => {
   it("quantized linears are read in row chunks (never a whole-tensor read), straight from the [out, in] rows", async () => {
     const config = { ...TINY_BASE, hidden_size: 256, intermediate_size: 512, num_attention_heads: 4, num_key_value_heads: 2 };
