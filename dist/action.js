@@ -52679,7 +52679,7 @@ var init_model = __esm({
         const unchanged = async (sources, deltasCount = false) => {
           for (const t of sources) {
             if (!ckpt.info(t)) throw new InputError(`missing tensor '${t}'`, where);
-            if (deltasCount && covered.has(t)) continue;
+            if (deltasCount && covered.has(t) || opts.sameAsBase?.has(t)) continue;
             if (!await sameTensor(this.baseSrc, ckpt, t)) return false;
           }
           return true;
@@ -53431,7 +53431,7 @@ var init_subject_precision = __esm({
 // src/engine/full-delta.ts
 async function planFullDelta(base, ft, precision, opts = {}) {
   const scheme = weightPlan(precision).linear;
-  const plan = { deltas: [], dense: [], factorBytes: 0 };
+  const plan = { deltas: [], dense: [], factorBytes: 0, unchanged: [] };
   if (!scheme) return plan;
   const modules = linearModuleNames(ft);
   const bar = progress("\u0394W rank", modules.length, { quiet: opts.quiet });
@@ -53442,7 +53442,10 @@ async function planFullDelta(base, ft, precision, opts = {}) {
       const { delta, rows, cols, frobenius } = await denseDelta(base, ft, module, { into: buffer });
       if (!buffer || delta.buffer !== buffer.buffer) buffer = delta;
       bar.tick(1, module);
-      if (frobenius === 0) continue;
+      if (frobenius === 0) {
+        plan.unchanged.push(module);
+        continue;
+      }
       const copyBytes = quantizedBytes(cols, rows, scheme);
       const maxRank = Math.min(LOW_RANK_PROBE, rows, cols, Math.floor(copyBytes / (4 * (rows + cols))) - 1);
       if (maxRank < 1) {
@@ -53511,7 +53514,8 @@ async function addFullVariant(model, name, baseDir, ft, opts = {}) {
   } finally {
     await base.close();
   }
-  const layout = await model.addCheckpointVariant(name, ft, { deltas: plan.deltas, reopen });
+  const sameAsBase = new Set(plan.unchanged.map((m) => `${m}.weight`));
+  const layout = await model.addCheckpointVariant(name, ft, { deltas: plan.deltas, reopen, sameAsBase });
   log(describeFullDelta(model.precision, plan, layout));
 }
 var LOW_RANK_PROBE, RESIDUAL_SHARE, PROBE_OVERSAMPLE, ERROR_CHUNK_BYTES;

@@ -49,6 +49,8 @@ export interface FullDeltaPlan {
   dense: string[];
   /** float32 bytes of the factors */
   factorBytes: number;
+  /** linears found equal to the base's (ΔW = 0): the variant need not compare them again */
+  unchanged: string[];
 }
 
 /**
@@ -57,7 +59,7 @@ export interface FullDeltaPlan {
  */
 export async function planFullDelta(base: Checkpoint, ft: Checkpoint, precision: Precision, opts: { quiet?: boolean } = {}): Promise<FullDeltaPlan> {
   const scheme = weightPlan(precision).linear;
-  const plan: FullDeltaPlan = { deltas: [], dense: [], factorBytes: 0 };
+  const plan: FullDeltaPlan = { deltas: [], dense: [], factorBytes: 0, unchanged: [] };
   if (!scheme) return plan;
   const modules = linearModuleNames(ft);
   const bar = progress("ΔW rank", modules.length, { quiet: opts.quiet });
@@ -68,7 +70,10 @@ export async function planFullDelta(base: Checkpoint, ft: Checkpoint, precision:
       const { delta, rows, cols, frobenius } = await denseDelta(base, ft, module, { into: buffer });
       if (!buffer || delta.buffer !== buffer.buffer) buffer = delta;
       bar.tick(1, module);
-      if (frobenius === 0) continue; // unchanged: runs on the base as it is
+      if (frobenius === 0) {
+        plan.unchanged.push(module); // runs on the base as it is
+        continue;
+      }
       const copyBytes = quantizedBytes(cols, rows, scheme);
       const maxRank = Math.min(LOW_RANK_PROBE, rows, cols, Math.floor(copyBytes / (4 * (rows + cols))) - 1);
       if (maxRank < 1) {
@@ -154,6 +159,7 @@ export async function addFullVariant(model: LoadedModel, name: string, baseDir: 
   } finally {
     await base.close();
   }
-  const layout = await model.addCheckpointVariant(name, ft, { deltas: plan.deltas, reopen });
+  const sameAsBase = new Set(plan.unchanged.map((m) => `${m}.weight`));
+  const layout = await model.addCheckpointVariant(name, ft, { deltas: plan.deltas, reopen, sameAsBase });
   log(describeFullDelta(model.precision, plan, layout));
 }

@@ -99,6 +99,8 @@ export interface CheckpointVariantOptions {
    * since `ckpt` may close once this call returns.
    */
   reopen?: () => Promise<TensorSource & { close(): Promise<void> }>;
+  /** tensors the caller has already found equal to the base's (full-delta.ts: ΔW = 0): not read again */
+  sameAsBase?: ReadonlySet<string>;
 }
 
 /** How a checkpoint variant was laid out: which segments hold weights of their own. */
@@ -413,7 +415,7 @@ export class DecoderModel implements LoadedModel {
     const unchanged = async (sources: string[], deltasCount = false) => {
       for (const t of sources) {
         if (!ckpt.info(t)) throw new InputError(`missing tensor '${t}'`, where);
-        if (deltasCount && covered.has(t)) continue;
+        if ((deltasCount && covered.has(t)) || opts.sameAsBase?.has(t)) continue;
         if (!(await sameTensor(this.baseSrc, ckpt, t))) return false;
       }
       return true;

@@ -368,10 +368,28 @@ describe("full fine-tune at a quantized precision", () => {
       const plan = await planFullDelta(b, f, "int8", { quiet: true });
       expect(plan.deltas.map((d) => [d.name, d.rank]).sort()).toEqual(lora.map((l) => [l.name, 2]).sort());
       expect(plan.dense).toEqual([]);
+      // every other linear was found unchanged in that one pass, and is not read again for the variant
+      const linears = [...f.names()].filter((n) => /_proj\.weight$/.test(n)).map((n) => n.replace(/\.weight$/, ""));
+      expect(plan.unchanged.sort()).toEqual(linears.filter((n) => !lora.some((l) => l.name === n)).sort());
+      const linearReads: string[] = [];
+      const spy: TensorSource & { dir?: string } = {
+        names: () => f.names(),
+        info: (n) => f.info(n),
+        read: (n) => {
+          if (/_proj\.weight$/.test(n)) linearReads.push(n);
+          return f.read(n);
+        },
+        readRows: (n, r0, count) => {
+          if (/_proj\.weight$/.test(n)) linearReads.push(n);
+          return f.readRows!(n, r0, count);
+        },
+        close: () => f.close(),
+      };
       const model = await loadModel(base.dir, { threads: 1, precision: "int8" });
       try {
-        const layout = await model.addCheckpointVariant("full", f, { deltas: plan.deltas });
+        const layout = await model.addCheckpointVariant("full", spy, { deltas: plan.deltas, sameAsBase: new Set(plan.unchanged.map((m) => `${m}.weight`)) });
         expect(layout).toEqual({ segments: 1, ownSegments: 0, deltaModules: 3, ownHead: false });
+        expect(linearReads).toEqual([]);
         // full = base as stored + the exact ΔW: the same tolerance as an adapter on the int8 base
         const ref = referenceLogits({ config, weights: dequantizedWeights(config, w, "int8"), lora }, IDS);
         const delta8 = maxGap(ref, referenceLogits({ config, weights: w, lora }, IDS));
