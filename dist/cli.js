@@ -28588,7 +28588,7 @@ var init_estimate = __esm({
     MEASURE_RUNS = 5;
     speedCache = /* @__PURE__ */ new Map();
     CHARS_PER_TOKEN = 4;
-    LOAD_BYTES_PER_SECOND = 105e6;
+    LOAD_BYTES_PER_SECOND = 14e7;
   }
 });
 

@@ -282,11 +282,11 @@ export interface TimeEstimate {
 
 /**
  * File bytes per second the load reads, decodes and quantizes (or transposes) at: measured
- * 106–114 MB/s for the 8B-shaped BF16 checkpoint at int8 on 2 cores (16.1 GB in 141–152 s,
- * bench/precision.bench.ts; about half quantizing in JavaScript, a quarter ONNX Runtime's
- * pre-packing, an eighth decoding BF16), so about the same on more cores.
+ * 145 MB/s for the 8B-shaped BF16 checkpoint at int8 on 2 cores (16.1 GB in 111 s,
+ * bench/precision.bench.ts; about 45 % quantizing in JavaScript, a quarter ONNX Runtime's
+ * pre-packing, an eighth decoding BF16), single-threaded, so about the same on more cores.
  */
-const LOAD_BYTES_PER_SECOND = 105e6;
+const LOAD_BYTES_PER_SECOND = 140e6;
 
 /** Session runs per decode step: the layer segments and head slices (weights.ts planSegments). */
 function runsPerStep(c: ModelConfig, p: Precision): number {
