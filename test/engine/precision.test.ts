@@ -335,6 +335,19 @@ describe("variants share one quantized base", () => {
   });
 });
 
+/** A base checkpoint and a fine-tune of it that differs in one tensor by uniform noise of ±amp. */
+async function baseAndFinetune(config: Record<string, unknown>, seed: number, tensor: string, amp: number, noiseSeed: number) {
+  const w = randomWeights(config, seed);
+  const base = await writeModel(config, w);
+  onCleanup(base.cleanup);
+  const changed = new Map(w);
+  const r = rng(noiseSeed);
+  changed.set(tensor, w.get(tensor)!.map((x) => x + (2 * r() - 1) * amp));
+  const ft = await writeModel(config, changed);
+  onCleanup(ft.cleanup);
+  return { base, ft, changed };
+}
+
 describe("full fine-tune at a quantized precision", () => {
   const config = { ...TINY_BASE, hidden_size: 64, intermediate_size: 96 };
   const merge = (w: Map<string, Float32Array>, lora: LoraModule[]) => {
@@ -405,14 +418,7 @@ describe("full fine-tune at a quantized precision", () => {
   });
 
   it("a full-rank ΔW keeps a second int8 copy of its segment, and loadSubject says which", async () => {
-    const w = randomWeights(config, 82);
-    const base = await writeModel(config, w);
-    onCleanup(base.cleanup);
-    const changed = new Map(w);
-    const r = rng(2);
-    changed.set("model.layers.1.self_attn.o_proj.weight", w.get("model.layers.1.self_attn.o_proj.weight")!.map((x) => x + (2 * r() - 1) * 0.02));
-    const ft = await writeModel(config, changed);
-    onCleanup(ft.cleanup);
+    const { base, ft, changed } = await baseAndFinetune(config, 82, "model.layers.1.self_attn.o_proj.weight", 0.02, 2);
     const model = await loadSubject({ model: base.dir, finetuned: ft.dir, precision: "int8", threads: 1, quiet: true });
     try {
       const full = await model.logits(IDS, "full");
@@ -430,14 +436,7 @@ describe("a full fine-tune's changed embedding table", () => {
   for (const p of ["f32", "int8"] as Precision[]) {
     it(`${p}: streams row by row from a handle the model keeps (never read whole), closed with the model; logits as the fine-tune's`, async () => {
       const config = { ...TINY_BASE };
-      const w = randomWeights(config, 96);
-      const base = await writeModel(config, w);
-      onCleanup(base.cleanup);
-      const changed = new Map(w);
-      const r = rng(3);
-      changed.set("model.embed_tokens.weight", w.get("model.embed_tokens.weight")!.map((x) => x + (2 * r() - 1) * 0.05));
-      const ft = await writeModel(config, changed);
-      onCleanup(ft.cleanup);
+      const { base, ft, changed } = await baseAndFinetune(config, 96, "model.embed_tokens.weight", 0.05, 3);
       const wholeReads: string[] = [];
       const rowReads: string[] = [];
       let closed = false;
