@@ -10,33 +10,12 @@ import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parse } from "yaml";
+import { readWorkflow } from "../github/workflow-file";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const MAJOR_TAG_SCRIPT = join(root, "scripts", "major-tag.sh");
 
-interface Step {
-  id?: string;
-  name?: string;
-  uses?: string;
-  run?: string;
-  with?: Record<string, string>;
-  env?: Record<string, string>;
-}
-interface Job {
-  needs?: string | string[];
-  if?: string;
-  permissions?: Record<string, string>;
-  outputs?: Record<string, string>;
-  steps: Step[];
-}
-interface Workflow {
-  on: { push?: { tags?: string[]; branches?: string[] } } & Record<string, unknown>;
-  permissions?: Record<string, string>;
-  jobs: Record<string, Job>;
-}
-
-const workflow = parse(readFileSync(join(root, ".github", "workflows", "release.yml"), "utf8")) as Workflow;
+const workflow = readWorkflow("release.yml");
 const needsOf = (job: string): string[] => [workflow.jobs[job].needs ?? []].flat();
 const runOf = (job: string, marker: string): string => {
   const step = workflow.jobs[job].steps.find((s) => s.run?.includes(marker));

@@ -14,41 +14,15 @@ import { homedir, tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parse } from "yaml";
 import { generateOrganism } from "../../src/organisms/index";
 import { hubCacheDir } from "../../src/io/hub";
 import { MAX_MATRIX_JOBS } from "../../src/sweep/registry";
 import { SWEEP_BADGE_FILE } from "../../src/sweep/collect";
+import { readWorkflow, type WorkflowStep } from "../github/workflow-file";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
-interface Step {
-  id?: string;
-  name?: string;
-  if?: string;
-  uses?: string;
-  run?: string;
-  "working-directory"?: string;
-  with?: Record<string, string | boolean | number>;
-  env?: Record<string, string>;
-}
-interface Job {
-  needs?: string | string[];
-  if?: string;
-  permissions?: Record<string, string>;
-  outputs?: Record<string, string>;
-  strategy?: { "fail-fast"?: boolean; "max-parallel"?: number; matrix?: string };
-  steps: Step[];
-}
-interface Workflow {
-  on: { schedule?: Array<{ cron: string }>; workflow_dispatch?: { inputs?: Record<string, { type?: string; default?: unknown }> } };
-  permissions?: Record<string, string>;
-  concurrency?: { group?: string; "cancel-in-progress"?: boolean };
-  env: Record<string, string>;
-  jobs: Record<string, Job>;
-}
-
-const workflow = parse(readFileSync(join(root, ".github", "workflows", "sweep.yml"), "utf8")) as Workflow;
+const workflow = readWorkflow("sweep.yml");
 const steps = () => Object.values(workflow.jobs).flatMap((j) => j.steps);
 
 describe("the example sweep workflow, as GitHub reads it", () => {
@@ -162,7 +136,7 @@ class Runner {
     return cwd;
   }
 
-  private uses(step: Step, cwd: string, matrix: Record<string, string> | undefined): void {
+  private uses(step: WorkflowStep, cwd: string, matrix: Record<string, string> | undefined): void {
     const action = step.uses!.split("@")[0];
     // artifact names carry the matrix entry's name (`report-${{ matrix.name }}`)
     const w = Object.fromEntries(Object.entries(step.with ?? {}).map(([k, v]) => [k, typeof v === "string" ? v.replaceAll("${{ matrix.name }}", matrix?.name ?? "") : v]));
