@@ -15,7 +15,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { buildLinearGraph } from "../src/engine/graph";
-import { allocQuantBuffers, quantizedBytes, type QuantScheme } from "../src/engine/quantize";
+import { fillerMatrix, quantizedBytes, type QuantScheme } from "../src/engine/quantize";
 import { INT4_SCHEME, INT8_SCHEME } from "../src/engine/precision";
 import { createSession, ort } from "../src/linalg/ort";
 import { measureReadBandwidth } from "./bandwidth";
@@ -43,22 +43,15 @@ const ROUTES: Route[] = [
   { label: "float32 MatMul", layers: 1 },
 ];
 
-/** Arbitrary but non-trivial codes (speed does not depend on the values). */
-function weight(K: number, N: number, s: QuantScheme | undefined, seed: number) {
-  if (!s) return { data: new Float32Array(K * N).fill(1 / 64), dims: [K, N] };
-  const buf = allocQuantBuffers(K, N, s);
-  for (let i = 0; i < buf.packed.length; i++) buf.packed[i] = (i * 131 + seed * 17) & 0xff;
-  buf.scales.fill(1 / 4096);
-  buf.zeroPoints?.fill(s.bits === 8 ? 128 : 0x88);
-  return { quant: { K, N, scheme: s, ...buf }, dims: [K, N] };
-}
+/** The float32 weight, or arbitrary codes in the scheme's layout (speed does not depend on the values). */
+const weight = (K: number, N: number, s: QuantScheme | undefined) => (s ? { quant: fillerMatrix(K, N, s), dims: [K, N] } : { data: new Float32Array(K * N).fill(1 / 64), dims: [K, N] });
 
 async function openRoute(r: Route) {
   const sessions: { s: ort.InferenceSession; K: number }[] = [];
   let bytes = 0;
   for (let l = 0; l < r.layers; l++) {
     for (const [K, N] of SHAPES) {
-      const g = buildLinearGraph(K, N, weight(K, N, r.scheme, l));
+      const g = buildLinearGraph(K, N, weight(K, N, r.scheme));
       sessions.push({ s: await createSession(g.model, { externalData: g.externalData, cpuMemArena: false, spinning: false }), K });
       bytes += r.scheme ? quantizedBytes(K, N, r.scheme) : 4 * K * N;
     }

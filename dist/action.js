@@ -20180,6 +20180,13 @@ function allocQuantBuffers(K, N, s, take = (n) => new Float32Array(n)) {
     zeroPoints: s.zeroPoints ? bytes(N * zeroPointBytesPerRow(K, s)) : void 0
   };
 }
+function fillerMatrix(K, N, s) {
+  const buf = allocQuantBuffers(K, N, s);
+  buf.packed.fill(90);
+  buf.scales.fill(1 / 64);
+  buf.zeroPoints?.fill(s.bits === 8 ? 128 : 136);
+  return { K, N, scheme: s, ...buf };
+}
 function quantizeRowsInto(rows, count2, K, s, out, row0) {
   if (s.layout === "channels") return quantizeChannelsInto(rows, count2, K, out, row0);
   const nb = blocksPerRow(K, s);
@@ -53224,11 +53231,7 @@ async function decidePrecision(choice, c2, subject, work, opts = {}) {
 function speedModel(p, K, N) {
   const s = weightPlan(p).linear;
   if (!s) return buildLinearGraph(K, N, { data: new Float32Array(K * N).fill(1 / 64), dims: [K, N] });
-  const buf = allocQuantBuffers(K, N, s);
-  buf.packed.fill(90);
-  buf.scales.fill(1 / 64);
-  buf.zeroPoints?.fill(s.bits === 8 ? 128 : 136);
-  return buildLinearGraph(K, N, { quant: { K, N, scheme: s, ...buf }, dims: [K, N] });
+  return buildLinearGraph(K, N, { quant: fillerMatrix(K, N, s), dims: [K, N] });
 }
 async function medianRun(s, feeds) {
   for (let i = 0; i < 2; i++) await s.run(feeds);

@@ -15,7 +15,7 @@ import { InputError } from "../errors";
 import { createSession, ort, type Device } from "../linalg/ort";
 import type { ModelConfig } from "./config";
 import { AUTO_ORDER, checkPrecision, unsupportedReason, weightPlan, type Precision, type PrecisionChoice } from "./precision";
-import { allocQuantBuffers } from "./quantize";
+import { fillerMatrix } from "./quantize";
 import { buildLinearGraph, type BuiltGraph } from "./graph";
 import { MAX_BATCH, PREFILL_CHUNK } from "./model";
 import { SEGMENT_SHARE, headBytes, layerBytes, matrixBytes, segmentBudget } from "./sizes";
@@ -191,11 +191,7 @@ const MEASURE_RUNS = 5;
 function speedModel(p: Precision, K: number, N: number): BuiltGraph {
   const s = weightPlan(p).linear;
   if (!s) return buildLinearGraph(K, N, { data: new Float32Array(K * N).fill(1 / 64), dims: [K, N] });
-  const buf = allocQuantBuffers(K, N, s);
-  buf.packed.fill(0x5a);
-  buf.scales.fill(1 / 64);
-  buf.zeroPoints?.fill(s.bits === 8 ? 128 : 0x88);
-  return buildLinearGraph(K, N, { quant: { K, N, scheme: s, ...buf }, dims: [K, N] });
+  return buildLinearGraph(K, N, { quant: fillerMatrix(K, N, s), dims: [K, N] });
 }
 
 async function medianRun(s: ort.InferenceSession, feeds: Record<string, ort.Tensor>): Promise<number> {

@@ -29,9 +29,9 @@ export const AUTO_ORDER: readonly Precision[] = Object.freeze(["f32", "int8", "i
 /**
  * 8 bits per output channel, activations per token (MatMulInteger; W8A8 with dynamic per-token
  * activations, the int8 scheme vLLM serves Llama-class models with). Chosen over MatMulNBits'
- * 8-bit blocks of 128 by measurement (bench/kernels.bench.ts): on 8B-shaped layers at batch 8
- * the u8·s8 GEMM takes ~0.7× the time of MatMulNBits' level-4 kernel, which is compute-bound
- * there, for ~1.15× at batch 1, where both stream the same bytes. A channel's step is
+ * 8-bit blocks of 128 by measurement (`npm run bench -- kernels`): on 8B-shaped layers at
+ * batch 8 the u8·s8 GEMM took 0.74× the time of MatMulNBits' level-4 kernel, which is
+ * compute-bound there, for 1.07× at batch 1, where both stream about the same bytes. A channel's step is
  * max|w|/127 over the whole row rather than a block of 128 (≈1.3× larger on Gaussian rows);
  * the logits tolerances and organism verdicts below hold with it.
  */

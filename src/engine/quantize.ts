@@ -86,6 +86,15 @@ export function allocQuantBuffers(K: number, N: number, s: QuantScheme, take: (f
   };
 }
 
+/** A matrix of arbitrary codes in scheme `s`'s layout, for speed measurements (the kernels' speed does not depend on the values). */
+export function fillerMatrix(K: number, N: number, s: QuantScheme): QuantizedMatrix {
+  const buf = allocQuantBuffers(K, N, s);
+  buf.packed.fill(0x5a);
+  buf.scales.fill(1 / 64);
+  buf.zeroPoints?.fill(s.bits === 8 ? 128 : 0x88);
+  return { K, N, scheme: s, ...buf };
+}
+
 /**
  * Quantize `rows` (row-major [count, K]) into rows [row0, row0+count) of `out`. Rows arrive in
  * chunks as they are read from the checkpoint, so no whole float32 copy of a matrix exists.
