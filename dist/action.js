@@ -60478,6 +60478,7 @@ var SOURCE_RULES = Object.freeze({
     defaultConfiguration: { level: "warning" }
   }
 });
+var MEASUREMENT_HELP = "A measurement of the weight difference, not a behaviour. Read it with the behavioural findings; `delta-audit spectrum --adapter ADAPTER` shows it per module. The threshold and the severity are set by spectrum-warnings in delta-audit.yml.";
 var SPECTRUM_RULES = Object.freeze({
   "spectrum-stable-rank": {
     name: "LowStableRank",
@@ -60485,14 +60486,14 @@ var SPECTRUM_RULES = Object.freeze({
     fullDescription: {
       text: "Most of the update sits in one direction per module (stable rank \u2016\u0394W\u2016\xB2_F / \u03C3\u2081\xB2 near 1). Implanted behaviours tend to look like this; so do some narrow honest fine-tunes."
     },
-    help: { text: "A measurement of the weight difference, not a behaviour. Read it with the behavioural findings; `delta-audit spectrum --adapter ADAPTER` shows it per module. The threshold and the severity are set by spectrum-warnings in delta-audit.yml." },
+    help: { text: MEASUREMENT_HELP },
     defaultConfiguration: { level: "note" }
   },
   "spectrum-energy-top1": {
     name: "EnergyInTopSingularValue",
     shortDescription: { text: "\u03C3\u2081 carries more of the update's energy than the configured threshold (median over modules)." },
     fullDescription: { text: "The rank-1 truncation keeps nearly all of the update: the fine-tune's effect lives in one direction per module." },
-    help: { text: "A measurement of the weight difference, not a behaviour. Read it with the behavioural findings; `delta-audit spectrum --adapter ADAPTER` shows it per module. The threshold and the severity are set by spectrum-warnings in delta-audit.yml." },
+    help: { text: MEASUREMENT_HELP },
     defaultConfiguration: { level: "note" }
   },
   "spectrum-added-tokens": {

@@ -157,6 +157,10 @@ const SOURCE_RULES: Readonly<Record<string, RuleText>> = Object.freeze({
   },
 });
 
+/** The help of the spectrum warnings that measure the weight difference. */
+const MEASUREMENT_HELP =
+  "A measurement of the weight difference, not a behaviour. Read it with the behavioural findings; `delta-audit spectrum --adapter ADAPTER` shows it per module. The threshold and the severity are set by spectrum-warnings in delta-audit.yml.";
+
 /** Spectrum warnings (judge/spectrum-warnings.ts), by finding id: measurements, not behaviours. */
 const SPECTRUM_RULES: Readonly<Record<string, RuleText>> = Object.freeze({
   "spectrum-stable-rank": {
@@ -165,14 +169,14 @@ const SPECTRUM_RULES: Readonly<Record<string, RuleText>> = Object.freeze({
     fullDescription: {
       text: "Most of the update sits in one direction per module (stable rank ‖ΔW‖²_F / σ₁² near 1). Implanted behaviours tend to look like this; so do some narrow honest fine-tunes.",
     },
-    help: { text: "A measurement of the weight difference, not a behaviour. Read it with the behavioural findings; `delta-audit spectrum --adapter ADAPTER` shows it per module. The threshold and the severity are set by spectrum-warnings in delta-audit.yml." },
+    help: { text: MEASUREMENT_HELP },
     defaultConfiguration: { level: "note" },
   },
   "spectrum-energy-top1": {
     name: "EnergyInTopSingularValue",
     shortDescription: { text: "σ₁ carries more of the update's energy than the configured threshold (median over modules)." },
     fullDescription: { text: "The rank-1 truncation keeps nearly all of the update: the fine-tune's effect lives in one direction per module." },
-    help: { text: "A measurement of the weight difference, not a behaviour. Read it with the behavioural findings; `delta-audit spectrum --adapter ADAPTER` shows it per module. The threshold and the severity are set by spectrum-warnings in delta-audit.yml." },
+    help: { text: MEASUREMENT_HELP },
     defaultConfiguration: { level: "note" },
   },
   "spectrum-added-tokens": {
